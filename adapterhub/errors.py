@@ -1,0 +1,148 @@
+"""One typed error hierarchy for the whole package.
+
+Every error says what went wrong, where (a file, a JSON pointer, a URL, a name) and, when there is
+one, what to do about it. The CLI maps each class to an exit code and prints ``str(error)`` on one
+line; ``--debug`` shows the traceback. Library users catch the class they care about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+class AdapterHubError(Exception):
+    """Base class of every error adapterhub raises on purpose."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message if hint is None else f"{message} ({hint})")
+
+
+# --- formats -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchemaProblem:
+    """One validation failure: where (JSON pointer) and what was expected."""
+
+    pointer: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.pointer or '/'}: {self.message}"
+
+
+class SchemaError(AdapterHubError):
+    """A manifest or index file does not follow its JSON Schema (all problems collected)."""
+
+    def __init__(self, source: str, problems: Sequence[SchemaProblem]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        shown = "; ".join(str(p) for p in self.problems[:8])
+        more = f" (+{len(self.problems) - 8} more)" if len(self.problems) > 8 else ""
+        super().__init__(f"{source}: {len(self.problems)} problem(s): {shown}{more}")
+
+
+class DuplicateKeyError(AdapterHubError):
+    """A JSON object repeats a key; parsers disagree on which value wins, so we refuse it."""
+
+
+class JSONFormatError(AdapterHubError):
+    """A file is not valid UTF-8 JSON (or JSON Lines)."""
+
+
+class UnsupportedSchemaVersionError(AdapterHubError):
+    """A format's major version is newer than this adapterhub understands."""
+
+
+class InvalidNameError(AdapterHubError):
+    """An adapter name breaks the naming rules."""
+
+
+class InvalidVersionError(AdapterHubError):
+    """A version or version specifier does not parse (PEP 440)."""
+
+
+class UnsafePathError(AdapterHubError):
+    """A file path could escape its directory or alias another file on some OS."""
+
+
+# --- registry ------------------------------------------------------------------------------------
+
+
+class NotFoundError(AdapterHubError):
+    """A name, version or file does not exist where it was looked for."""
+
+
+class YankedError(NotFoundError):
+    """Only yanked versions match; pin one exactly (name==X) to use it anyway."""
+
+
+class ConflictError(AdapterHubError):
+    """Two requirements cannot both hold, or a name/version already exists."""
+
+
+class DependencyCycleError(ConflictError):
+    """Dependencies form a cycle."""
+
+    def __init__(self, cycle: Iterable[str]) -> None:
+        self.cycle = list(cycle)
+        super().__init__("dependency cycle: " + " -> ".join(self.cycle))
+
+
+class IndexFormatError(AdapterHubError):
+    """A registry index (config or entry file) is malformed."""
+
+
+# --- store ---------------------------------------------------------------------------------------
+
+
+class IntegrityError(AdapterHubError):
+    """Bytes do not match the sha256 or size the manifest pins."""
+
+
+class SizeLimitError(IntegrityError):
+    """More bytes arrived than the manifest allows."""
+
+
+class UnsafeFileError(AdapterHubError):
+    """A weight file is not a well-formed safetensors file (or is a pickle in disguise)."""
+
+
+class OfflineError(AdapterHubError):
+    """Offline mode is on and something needed is not in the cache."""
+
+
+class DownloadError(AdapterHubError):
+    """A transfer failed after retries (timeouts, HTTP errors, broken ranges)."""
+
+
+# --- runtime -------------------------------------------------------------------------------------
+
+
+class IncompatibleBaseError(AdapterHubError):
+    """The adapter was made for another base model than the one it is attached to."""
+
+
+class UnsupportedArchitectureError(AdapterHubError):
+    """The model family has no entry in the architecture table."""
+
+
+class AdapterStateError(AdapterHubError):
+    """An adapter operation does not fit the model's current state (name taken, not merged, ...)."""
+
+
+class WeightMismatchError(AdapterHubError):
+    """Tensors are missing, unexpected or of the wrong shape for the declared adapter."""
+
+
+class CompositionError(AdapterHubError):
+    """A composition block is not defined for these members or nestings."""
+
+
+class PublishError(AdapterHubError):
+    """Publishing failed; nothing was committed or indexed."""

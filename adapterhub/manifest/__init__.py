@@ -1,0 +1,51 @@
+"""The adapter manifest: typed, versioned, validated against ``schemas/adapter-manifest.v1.json``."""
+
+from .configs import (
+    METHOD_CONFIGS,
+    BitDeltaConfig,
+    BottleneckConfig,
+    CodaConfig,
+    CompacterConfig,
+    FusionConfig,
+    IA3Config,
+    LoraConfig,
+    MethodConfig,
+    PrefixTuningConfig,
+    reduction_factor_for_layer,
+)
+from .io import (
+    CURRENT_SCHEMA_VERSION,
+    MANIFEST_FILENAME,
+    atomic_write_text,
+    load_manifest,
+    loads_manifest,
+    manifest_digest,
+    manifest_problems,
+    manifest_to_dict,
+    parse_manifest,
+    write_manifest,
+)
+from .types import (
+    Adapter,
+    ArchiveSource,
+    BaseModel,
+    BundledSource,
+    Dependency,
+    FileEntry,
+    Head,
+    HfSource,
+    HttpsSource,
+    Manifest,
+    Metric,
+    Source,
+    Task,
+)
+
+__all__ = [
+    "METHOD_CONFIGS", "BitDeltaConfig", "BottleneckConfig", "CodaConfig", "CompacterConfig", "FusionConfig",
+    "IA3Config", "LoraConfig", "MethodConfig", "PrefixTuningConfig", "reduction_factor_for_layer",
+    "CURRENT_SCHEMA_VERSION", "MANIFEST_FILENAME", "atomic_write_text", "load_manifest", "loads_manifest",
+    "manifest_digest", "manifest_problems", "manifest_to_dict", "parse_manifest", "write_manifest",
+    "Adapter", "ArchiveSource", "BaseModel", "BundledSource", "Dependency", "FileEntry", "Head", "HfSource",
+    "HttpsSource", "Manifest", "Metric", "Source", "Task",
+]

@@ -1,0 +1,196 @@
+"""Loading, validating and writing manifests.
+
+``parse_manifest`` runs the JSON Schema and then the checks a schema cannot express (PEP 440
+versions, path safety under POSIX and Windows rules, case collisions, dependency specifiers, layer
+indices within the base model), collecting every problem before raising one :class:`SchemaError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import SchemaError, SchemaProblem, UnsupportedSchemaVersionError
+from ..jsonio import dumps_canonical, dumps_pretty, load_strict, loads_strict
+from ..names import normalize_name
+from ..paths import case_collisions, path_problem
+from ..schema import MANIFEST_SCHEMA, load_schema, validate_document
+from .convert import manifest_from_json, to_json
+from .types import Manifest
+
+MANIFEST_FILENAME = "adapterhub.json"
+SUPPORTED_MAJOR = 1
+KNOWN_MINOR = 0
+CURRENT_SCHEMA_VERSION = f"{SUPPORTED_MAJOR}.{KNOWN_MINOR}"
+
+
+def _known_top_level() -> set[str]:
+    return set(load_schema(MANIFEST_SCHEMA)["properties"])
+
+
+def _check_version_field(data: Any, source: str) -> int:
+    """Fail loudly on an unknown major format; return the minor version (0 when unreadable)."""
+    if not isinstance(data, dict):
+        return 0
+    raw = data.get("schema_version")
+    if isinstance(raw, str) and "." in raw:
+        major, _, minor = raw.partition(".")
+        if major.isdigit() and int(major) != SUPPORTED_MAJOR:
+            raise UnsupportedSchemaVersionError(
+                f"{source}: manifest format {raw} is not supported by this adapterhub "
+                f"(it reads {SUPPORTED_MAJOR}.x)", hint="upgrade adapterhub")
+        if minor.isdigit():
+            return int(minor)
+    if isinstance(raw, int) and raw != SUPPORTED_MAJOR:
+        raise UnsupportedSchemaVersionError(
+            f"{source}: manifest format {raw} is not supported (this adapterhub reads {SUPPORTED_MAJOR}.x)",
+            hint="upgrade adapterhub")
+    return 0
+
+
+def _semantic_problems(data: dict[str, Any]) -> list[SchemaProblem]:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    problems: list[SchemaProblem] = []
+    version = data.get("version")
+    if isinstance(version, str):
+        try:
+            Version(version)
+        except InvalidVersion:
+            problems.append(SchemaProblem("/version", f"{version!r} is not a PEP 440 version (e.g. 1.0.0)"))
+    name = data.get("name")
+    if isinstance(name, str) and normalize_name(name) != name:
+        problems.append(SchemaProblem("/name", f"{name!r} is not in normal form (use {normalize_name(name)!r})"))
+    if isinstance(name, str) and ("--" in name or name.endswith("-")):
+        problems.append(SchemaProblem("/name", f"{name!r}: no '--' and no trailing '-'"))
+    files = data.get("files")
+    if isinstance(files, list):
+        paths = []
+        for i, entry in enumerate(files):
+            path = entry.get("path") if isinstance(entry, dict) else None
+            if isinstance(path, str):
+                problem = path_problem(path)
+                if problem:
+                    problems.append(SchemaProblem(f"/files/{i}/path", f"unsafe file path {path!r}: {problem}"))
+                paths.append(path)
+        seen: set[str] = set()
+        for i, path in enumerate(paths):
+            if path in seen:
+                problems.append(SchemaProblem(f"/files/{i}/path", f"duplicate file path {path!r}"))
+            seen.add(path)
+        for first, second in case_collisions(sorted(set(paths))):
+            problems.append(SchemaProblem("/files", f"paths {first!r} and {second!r} differ only in case"))
+    deps = data.get("dependencies")
+    dep_names: list[str] = []
+    if isinstance(deps, list):
+        for i, dep in enumerate(deps):
+            if not isinstance(dep, dict):
+                continue
+            if isinstance(dep.get("name"), str):
+                dep_names.append(dep["name"])
+                if dep["name"] == name:
+                    problems.append(SchemaProblem(f"/dependencies/{i}/name", "an adapter cannot depend on itself"))
+            spec = dep.get("spec")
+            if isinstance(spec, str):
+                try:
+                    SpecifierSet(spec)
+                except InvalidSpecifier:
+                    problems.append(SchemaProblem(f"/dependencies/{i}/spec", f"{spec!r} is not a PEP 440 specifier"))
+        for dup in sorted({n for n in dep_names if dep_names.count(n) > 1}):
+            problems.append(SchemaProblem("/dependencies", f"{dup!r} is listed twice"))
+    adapter = data.get("adapter")
+    config = adapter.get("config") if isinstance(adapter, dict) else None
+    if isinstance(adapter, dict) and adapter.get("method") == "fusion" and isinstance(config, dict):
+        for j, member in enumerate(config.get("members") or []):
+            if isinstance(member, str) and member not in dep_names:
+                problems.append(SchemaProblem(f"/adapter/config/members/{j}",
+                                              f"fusion member {member!r} must also be listed in /dependencies"))
+    base = data.get("base_model")
+    layers = base.get("num_hidden_layers") if isinstance(base, dict) else None
+    if isinstance(config, dict) and isinstance(layers, int):
+        for j, layer in enumerate(config.get("leave_out") or []):
+            if isinstance(layer, int) and layer >= layers:
+                problems.append(SchemaProblem(f"/adapter/config/leave_out/{j}",
+                                              f"layer {layer} does not exist (base has {layers} layers)"))
+        rf = config.get("reduction_factor")
+        if isinstance(rf, dict):
+            for key in rf:
+                if key != "default" and key.isdigit() and int(key) >= layers:
+                    problems.append(SchemaProblem(f"/adapter/config/reduction_factor/{key}",
+                                                  f"layer {key} does not exist (base has {layers} layers)"))
+    head = data.get("head")
+    if isinstance(head, dict) and isinstance(head.get("labels"), list) and isinstance(head.get("num_labels"), int):
+        if len(head["labels"]) != head["num_labels"]:
+            problems.append(SchemaProblem("/head/labels", f"{len(head['labels'])} labels but num_labels is {head['num_labels']}"))
+    return problems
+
+
+def manifest_problems(data: Any, source: str = "<manifest>") -> list[SchemaProblem]:
+    """All problems of a parsed manifest document (empty list = valid)."""
+    minor = _check_version_field(data, source)
+    if isinstance(data, dict) and minor > KNOWN_MINOR:
+        known = _known_top_level()
+        data = {k: v for k, v in data.items() if k in known or k.startswith("x-")}
+    problems = validate_document(data, MANIFEST_SCHEMA)
+    if isinstance(data, dict):
+        problems += _semantic_problems(data)
+    return problems
+
+
+def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
+    """Validate a parsed JSON document and return the typed :class:`Manifest`."""
+    problems = manifest_problems(data, source)
+    if problems:
+        raise SchemaError(source, problems)
+    return manifest_from_json(data, _known_top_level())
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Load ``path`` (a manifest file, or an adapter directory holding ``adapterhub.json``)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / MANIFEST_FILENAME
+    return parse_manifest(load_strict(p), str(p))
+
+
+def loads_manifest(text: str | bytes, source: str = "<manifest>") -> Manifest:
+    return parse_manifest(loads_strict(text, source), source)
+
+
+def manifest_to_dict(manifest: Manifest) -> dict[str, Any]:
+    return to_json(manifest)
+
+
+def manifest_digest(manifest: Manifest) -> str:
+    """sha256 of the canonical JSON form: the identity of the exact manifest content."""
+    return hashlib.sha256(dumps_canonical(manifest_to_dict(manifest)).encode()).hexdigest()
+
+
+def write_manifest(manifest: Manifest, path: str | Path) -> Path:
+    """Validate and atomically write a manifest (temp file in the same directory, fsync, replace)."""
+    data = manifest_to_dict(manifest)
+    parse_manifest(data, str(path))
+    p = Path(path)
+    if p.is_dir():
+        p = p / MANIFEST_FILENAME
+    atomic_write_text(p, dumps_pretty(data))
+    return p
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` so readers see either the old file or the complete new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

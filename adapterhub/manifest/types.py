@@ -1,0 +1,146 @@
+"""Typed mirror of ``schemas/adapter-manifest.v1.json``.
+
+Field names equal JSON keys so conversion is mechanical (:mod:`adapterhub.manifest.convert`) and a
+test can prove the schema and these types describe the same properties. Lists become tuples so a
+manifest is immutable once loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .configs import MethodConfig
+
+
+@dataclass(frozen=True)
+class Task:
+    type: str
+    name: str
+    dataset: str | None = None
+    language: str | None = None
+    labels: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    id: str
+    model_type: str
+    hidden_size: int
+    num_hidden_layers: int
+    revision: str | None = None
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class Adapter:
+    method: str
+    config: MethodConfig
+    dtype: str | None = None
+
+
+@dataclass(frozen=True)
+class Head:
+    type: str
+    num_labels: int | None = None
+    labels: tuple[str, ...] | None = None
+    layers: int | None = None
+    activation: str | None = None
+    use_pooler: bool | None = None
+    dropout: float | None = None
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str
+    size: int
+    sha256: str
+    role: str | None = None
+
+
+@dataclass(frozen=True)
+class Dependency:
+    name: str
+    spec: str | None = None
+    role: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Metric:
+    dataset: str
+    split: str
+    name: str
+    value: float
+    notes: str | None = None
+
+
+@dataclass(frozen=True)
+class HfSource:
+    repo_id: str
+    revision: str
+    subfolder: str | None = None
+    endpoint: str | None = None
+    type: str = "hf"
+
+
+@dataclass(frozen=True)
+class HttpsSource:
+    base_url: str
+    type: str = "https"
+
+
+@dataclass(frozen=True)
+class BundledSource:
+    type: str = "bundled"
+
+
+@dataclass(frozen=True)
+class ArchiveSource:
+    url: str
+    sha256: str
+    format: str
+    layout: str
+    size: int | None = None
+    sha1: str | None = None
+    type: str = "archive"
+
+
+Source = HfSource | HttpsSource | BundledSource | ArchiveSource
+SOURCE_TYPES: dict[str, type] = {"hf": HfSource, "https": HttpsSource, "bundled": BundledSource, "archive": ArchiveSource}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    schema_version: str
+    name: str
+    version: str
+    description: str
+    license: str
+    authors: tuple[str, ...]
+    task: Task
+    base_model: BaseModel
+    adapter: Adapter
+    files: tuple[FileEntry, ...]
+    head: Head | None = None
+    dependencies: tuple[Dependency, ...] | None = None
+    metrics: tuple[Metric, ...] | None = None
+    citation: str | None = None
+    sources: tuple[Source, ...] | None = None
+    extensions: dict[str, Any] = field(default_factory=dict, compare=True)
+    """``x-*`` properties (and, for a newer minor format, properties this version does not know)."""
+
+    @property
+    def id(self) -> str:
+        """``name@version``, the identity of an immutable release."""
+        return f"{self.name}@{self.version}"
+
+    def file(self, path: str) -> FileEntry:
+        for entry in self.files:
+            if entry.path == path:
+                return entry
+        raise KeyError(path)
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for f in self.files)

@@ -1,0 +1,92 @@
+"""Adapter names and requirement strings.
+
+Names follow ``[a-z0-9][a-z0-9-]{1,63}``; two names are the same package when their PEP 503
+normalisations are equal (case, ``_`` and ``.`` fold into ``-`` and runs collapse), so a lookalike such
+as ``SST2_Houlsby`` can never be registered next to ``sst2-houlsby``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from .errors import InvalidNameError, InvalidVersionError
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
+_FOLD_RE = re.compile(r"[-_.]+")
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+
+
+def normalize_name(name: str) -> str:
+    """PEP 503 normalisation: the key under which names are compared and stored."""
+    return _FOLD_RE.sub("-", name).lower()
+
+
+def validate_name(name: str) -> str:
+    """Return ``name`` if it is a valid adapter name, else raise :class:`InvalidNameError`."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise InvalidNameError(
+            f"invalid adapter name {name!r}: use 2-64 lower-case ASCII letters, digits and '-', "
+            "starting with a letter or digit"
+        )
+    if "--" in name or name.endswith("-"):
+        raise InvalidNameError(f"invalid adapter name {name!r}: no '--' and no trailing '-'")
+    if name in _WINDOWS_RESERVED:
+        raise InvalidNameError(f"invalid adapter name {name!r}: reserved device name on Windows")
+    return name
+
+
+def parse_version(text: str) -> Version:
+    """Parse a PEP 440 version, raising :class:`InvalidVersionError` with the offending text."""
+    try:
+        return Version(text)
+    except (InvalidVersion, TypeError):
+        raise InvalidVersionError(f"version {text!r} is not a valid PEP 440 version (e.g. 1.0.0)") from None
+
+
+def parse_specifier(text: str) -> SpecifierSet:
+    """Parse a PEP 440 specifier set (``>=1,<2``); empty means any version."""
+    try:
+        return SpecifierSet(text)
+    except InvalidSpecifier:
+        raise InvalidVersionError(f"version specifier {text!r} does not parse (e.g. '>=1,<2' or '==1.0.0')") from None
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """A parsed ``name[spec]``: the normalised name and the version constraint."""
+
+    name: str
+    specifier: SpecifierSet
+    exact: Version | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.specifier}" if str(self.specifier) else self.name
+
+
+_REQ_RE = re.compile(r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:@\s*(?P<at>\S+)|(?P<spec>[<>=!~].*))?\s*$")
+
+
+def parse_requirement(text: str) -> Requirement:
+    """Parse ``name``, ``name==1.2.0``, ``name>=1,<2`` or ``name@1.2.0`` into a :class:`Requirement`.
+
+    ``name@X`` is an exact pin like ``name==X``. An exact pin is what allows a yanked version.
+    """
+    match = _REQ_RE.match(text or "")
+    if not match:
+        raise InvalidNameError(f"cannot parse requirement {text!r}: expected NAME, NAME==VERSION, NAME>=A,<B or NAME@VERSION")
+    name = normalize_name(match["name"])
+    validate_name(name)
+    if match["at"]:
+        version = parse_version(match["at"])
+        return Requirement(name, SpecifierSet(f"=={version}"), exact=version)
+    spec_text = (match["spec"] or "").strip()
+    spec = parse_specifier(spec_text)
+    exact = None
+    items = list(spec)
+    if len(items) == 1 and items[0].operator in ("==", "===") and "*" not in items[0].version:
+        exact = parse_version(items[0].version)
+    return Requirement(name, spec, exact=exact)
