@@ -1,0 +1,54 @@
+"""The ``adapterhub`` command line: thin click commands over the library.
+
+Commands parse arguments, call the library and print. Errors from the library are typed
+(:mod:`adapterhub.errors`); :func:`main` turns them into one line on stderr and exit code 1 (usage
+errors exit 2), or a traceback with ``--debug``. Nothing here imports torch or transformers at module
+level: commands that need them import them inside the command.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .._version import __version__
+from ..errors import AdapterHubError
+from .app import cli
+
+# Command modules register themselves on import; each imports only what its commands need.
+from . import registry_cmds  # noqa: E402,F401  isort: skip
+
+__all__ = ["cli", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="adapterhub", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except AdapterHubError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    return 0
+
+
+def _entry() -> None:  # pragma: no cover - used by ``python -m adapterhub``
+    sys.exit(main())
+
+
+__version__ = __version__

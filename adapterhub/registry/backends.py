@@ -1,0 +1,124 @@
+"""Where index files are read from: a local directory (incl. the bundled index) or an HTTP(S) base URL.
+
+Both answer the same three questions: the root ``config.json``, one name's entry file, and the search
+summary. The HTTP backend fetches one file per name and revalidates with ``If-None-Match`` (Cargo's
+sparse protocol), keeping bodies and ETags in a small on-disk cache so repeated lookups cost a 304.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Protocol
+
+from ..errors import DownloadError, IndexFormatError, OfflineError
+from ..paths import safe_join
+
+MAX_INDEX_FILE_BYTES = 64 * 1024 * 1024
+
+
+class IndexBackend(Protocol):
+    location: str
+
+    def read(self, relative: str) -> bytes | None:
+        """Bytes of an index file, or None when it does not exist."""
+
+
+class LocalBackend:
+    """An index directory on disk (the bundled index is one)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.location = str(self.root)
+        if not self.root.is_dir():
+            raise IndexFormatError(f"{self.root}: index directory does not exist")
+
+    def read(self, relative: str) -> bytes | None:
+        path = safe_join(self.root, relative)
+        try:
+            with path.open("rb") as fh:
+                data = fh.read(MAX_INDEX_FILE_BYTES + 1)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if len(data) > MAX_INDEX_FILE_BYTES:
+            raise IndexFormatError(f"{path}: larger than {MAX_INDEX_FILE_BYTES} bytes")
+        return data
+
+
+class HttpBackend:
+    """An index served over HTTP(S): ``<base>/config.json``, ``<base>/<shard>/<name>``."""
+
+    def __init__(self, base_url: str, cache_dir: Path | None, *, offline: bool = False, timeout: float = 10.0) -> None:
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.location = self.base_url
+        self.offline = offline
+        self.timeout = timeout
+        self.cache_dir = cache_dir / hashlib.sha256(self.base_url.encode()).hexdigest()[:32] if cache_dir else None
+        self._session = None
+
+    def _cached(self, relative: str) -> tuple[Path, Path] | None:
+        if self.cache_dir is None:
+            return None
+        key = hashlib.sha256(relative.encode()).hexdigest()
+        return self.cache_dir / f"{key}.body", self.cache_dir / f"{key}.meta"
+
+    def _store(self, relative: str, body: bytes | None, etag: str | None) -> None:
+        paths = self._cached(relative)
+        if paths is None:
+            return
+        from ..manifest import atomic_write_text
+
+        body_path, meta_path = paths
+        body_path.parent.mkdir(parents=True, exist_ok=True)
+        if body is not None:
+            tmp = body_path.with_name(f".{body_path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(body)
+            os.replace(tmp, body_path)
+        atomic_write_text(meta_path, json.dumps({"etag": etag, "missing": body is None}))
+
+    def _load_cached(self, relative: str) -> tuple[bytes | None, str | None, bool]:
+        paths = self._cached(relative)
+        if paths is None or not paths[1].exists():
+            return None, None, False
+        try:
+            meta = json.loads(paths[1].read_text())
+            body = None if meta.get("missing") else paths[0].read_bytes()
+        except (OSError, ValueError):
+            return None, None, False
+        return body, meta.get("etag"), True
+
+    def read(self, relative: str) -> bytes | None:
+        cached_body, etag, have_cache = self._load_cached(relative)
+        if self.offline:
+            if have_cache:
+                return cached_body
+            raise OfflineError(f"offline: index file {relative} of {self.base_url} is not cached")
+        import requests
+
+        if self._session is None:
+            self._session = requests.Session()
+        headers = {"Accept-Encoding": "identity"}
+        if have_cache and etag:
+            headers["If-None-Match"] = etag
+        url = self.base_url + relative
+        try:
+            resp = self._session.get(url, headers=headers, timeout=self.timeout, stream=True)
+        except requests.RequestException as exc:
+            raise DownloadError(f"cannot fetch index file {url}: {exc}") from None
+        with resp:
+            if resp.status_code == 304 and have_cache:
+                return cached_body
+            if resp.status_code in (404, 410, 451):
+                self._store(relative, None, resp.headers.get("ETag"))
+                return None
+            if resp.status_code != 200:
+                raise DownloadError(f"index file {url}: HTTP {resp.status_code}")
+            body = b""
+            for chunk in resp.iter_content(1 << 16):
+                body += chunk
+                if len(body) > MAX_INDEX_FILE_BYTES:
+                    raise IndexFormatError(f"{url}: larger than {MAX_INDEX_FILE_BYTES} bytes")
+        self._store(relative, body, resp.headers.get("ETag"))
+        return body

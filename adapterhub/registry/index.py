@@ -1,0 +1,98 @@
+"""A registry index: config, per-name version lists, resolution and search.
+
+Resolving a name reads ``config.json`` and that one name's entry file (and its dependencies' files),
+never the whole index, so it costs the same at 10 or 100,000 adapters.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ..errors import IndexFormatError, NotFoundError, SchemaError, UnsupportedSchemaVersionError
+from ..jsonio import loads_strict
+from ..names import normalize_name, validate_name
+from ..schema import INDEX_CONFIG_SCHEMA, validate_document
+from .backends import HttpBackend, IndexBackend, LocalBackend
+from .entries import IndexEntry, parse_entry_file
+from .layout import CONFIG_FILE, entry_path
+
+log = logging.getLogger(__name__)
+SUPPORTED_INDEX_MAJOR = 1
+
+
+class Index:
+    """Read access to one registry index through a backend."""
+
+    def __init__(self, backend: IndexBackend, *, validate_entries: bool = True) -> None:
+        self.backend = backend
+        self.validate_entries = validate_entries
+        self._entries: dict[str, list[IndexEntry]] = {}
+        self.config = self._load_config()
+
+    @property
+    def location(self) -> str:
+        return self.backend.location
+
+    def _load_config(self) -> dict[str, Any]:
+        data = self.backend.read(CONFIG_FILE)
+        where = f"{self.location.rstrip('/')}/{CONFIG_FILE}"
+        if data is None:
+            raise IndexFormatError(f"{where}: missing; not a registry index")
+        config = loads_strict(data, where)
+        fmt = config.get("index_format") if isinstance(config, dict) else None
+        if isinstance(fmt, str) and fmt.split(".")[0].isdigit() and int(fmt.split(".")[0]) != SUPPORTED_INDEX_MAJOR:
+            raise UnsupportedSchemaVersionError(
+                f"{where}: index format {fmt} is not supported (this adapterhub reads {SUPPORTED_INDEX_MAJOR}.x)",
+                hint="upgrade adapterhub")
+        problems = validate_document(config, INDEX_CONFIG_SCHEMA)
+        if problems:
+            raise SchemaError(where, problems)
+        return config
+
+    def entries(self, name: str) -> list[IndexEntry]:
+        """Every listed version of ``name`` (yanked included), oldest first; [] when unknown."""
+        key = validate_name(normalize_name(name))
+        if key not in self._entries:
+            rel = entry_path(key)
+            data = self.backend.read(rel)
+            where = f"{self.location.rstrip('/')}/{rel}"
+            found = [] if data is None else parse_entry_file(data, where, key, validate=self.validate_entries)
+            self._entries[key] = sorted(found, key=lambda e: e.parsed_version)
+        return self._entries[key]
+
+    def entry(self, name: str, version: str) -> IndexEntry:
+        from packaging.version import Version
+
+        wanted = Version(version)
+        for e in self.entries(name):
+            if e.parsed_version == wanted:
+                return e
+        raise NotFoundError(f"{name} {version} is not in the index at {self.location}")
+
+    def search_lines(self) -> bytes | None:
+        from .layout import SEARCH_FILE
+
+        return self.backend.read(SEARCH_FILE)
+
+
+def open_index(location: str | Path | None = None, *, offline: bool | None = None,
+               cache_dir: Path | None = None, validate_entries: bool = True) -> Index:
+    """Open an index: None = the bundled one, a directory path, or an http(s) base URL."""
+    from .. import settings
+
+    if location is None:
+        location = settings.default_index()
+    if location is None:
+        from ..resources import bundled_index_dir
+
+        return Index(LocalBackend(bundled_index_dir()), validate_entries=validate_entries)
+    text = str(location)
+    if text.startswith(("http://", "https://")):
+        off = settings.offline() if offline is None else offline
+        root = (cache_dir or settings.cache_dir()) / "index"
+        return Index(HttpBackend(text, root, offline=off), validate_entries=validate_entries)
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    return Index(LocalBackend(Path(text)), validate_entries=validate_entries)

@@ -1,0 +1,143 @@
+"""Changing a local index directory: add a release, yank/unyank, rebuild the search summary.
+
+Releases are immutable: adding an existing name@version with different content is refused (the same
+content again is a no-op). Every file is replaced atomically, so a reader never sees half a line and
+a failed add leaves the index as it was. Writers serialise on an advisory lock; readers take none.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from filelock import FileLock
+
+from ..errors import ConflictError, NotFoundError
+from ..jsonio import dumps_canonical, iter_json_lines
+from ..manifest import Manifest
+from .entries import IndexEntry, entry_for, parse_entry_file
+from .layout import CONFIG_FILE, SEARCH_FILE, entry_path
+from .search import summary_line
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _lock(root: Path) -> FileLock:
+    return FileLock(str(root / ".index.lock"), timeout=60)
+
+
+def _read_entries(root: Path, name: str) -> list[IndexEntry]:
+    path = root / entry_path(name)
+    if not path.exists():
+        return []
+    return parse_entry_file(path.read_bytes(), str(path), name)
+
+
+def _write_entries(root: Path, name: str, entries: list[IndexEntry]) -> None:
+    data = "".join(dumps_canonical(e.to_json()) + "\n" for e in entries).encode()
+    _atomic_write_bytes(root / entry_path(name), data)
+
+
+def _update_search(root: Path, name: str, entries: list[IndexEntry]) -> None:
+    path = root / SEARCH_FILE
+    rows = []
+    if path.exists():
+        rows = [row for _, row in iter_json_lines(path.read_bytes(), str(path)) if row.get("name") != name]
+    line = summary_line(entries)
+    if line is not None:
+        rows.append(line)
+    rows.sort(key=lambda r: r["name"])
+    _atomic_write_bytes(path, "".join(dumps_canonical(r) + "\n" for r in rows).encode())
+
+
+def add_release(root: str | Path, manifest: Manifest, *, update_search: bool = True) -> IndexEntry:
+    """Append ``manifest`` as a new version line of its name (refusing to change an existing release)."""
+    root = Path(root)
+    if not (root / CONFIG_FILE).exists():
+        raise NotFoundError(f"{root}: not a registry index (no {CONFIG_FILE}); create one with `adapterhub index init`")
+    new = entry_for(manifest, source=str(root / entry_path(manifest.name)))
+    with _lock(root):
+        entries = _read_entries(root, manifest.name)
+        for existing in entries:
+            if existing.parsed_version == new.parsed_version:
+                if existing.manifest_sha256 == new.manifest_sha256:
+                    return existing
+                raise ConflictError(f"{manifest.name} {manifest.version} is already in {root} with different content; "
+                                    "releases are immutable: publish a new version")
+        entries = sorted([*entries, new], key=lambda e: e.parsed_version)
+        _write_entries(root, manifest.name, entries)
+        if update_search:
+            _update_search(root, manifest.name, entries)
+    return new
+
+
+def set_yanked(root: str | Path, name: str, version: str, reason: str | bool) -> IndexEntry:
+    """Yank (``reason`` string) or unyank (``False``) one version; the only change an entry allows."""
+    from packaging.version import Version
+
+    root = Path(root)
+    with _lock(root):
+        entries = _read_entries(root, name)
+        wanted = Version(version)
+        for i, e in enumerate(entries):
+            if e.parsed_version == wanted:
+                entries[i] = IndexEntry(e.name, e.version, reason, e.manifest_sha256, e.raw_manifest, e.source)
+                _write_entries(root, name, entries)
+                _update_search(root, name, entries)
+                return entries[i]
+    raise NotFoundError(f"{name} {version} is not in the index at {root}")
+
+
+def init_index(root: str | Path, name: str, description: str = "") -> Path:
+    """Create an empty index directory with its ``config.json``."""
+    from ..jsonio import dumps_pretty
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / CONFIG_FILE
+    if path.exists():
+        raise ConflictError(f"{path} already exists")
+    config = {"index_format": "1.0", "name": name}
+    if description:
+        config["description"] = description
+    _atomic_write_bytes(path, dumps_pretty(config).encode())
+    _atomic_write_bytes(root / SEARCH_FILE, b"")
+    return root
+
+
+def iter_entry_files(root: Path):
+    """Every entry file under an index directory (skips config, search summary, mirror, dotfiles)."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = Path(dirpath).relative_to(root)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and not (rel_dir == Path(".") and d == "mirror")]
+        for fn in filenames:
+            if fn.startswith(".") or (rel_dir == Path(".") and fn in (CONFIG_FILE, SEARCH_FILE)):
+                continue
+            yield Path(dirpath) / fn
+
+
+def rebuild_search(root: str | Path) -> int:
+    """Regenerate ``search-index.jsonl`` from every entry file; returns the number of names."""
+    root = Path(root)
+    rows = []
+    for path in iter_entry_files(root):
+        line = summary_line(parse_entry_file(path.read_bytes(), str(path), path.name, validate=False))
+        if line is not None:
+            rows.append(line)
+    rows.sort(key=lambda r: r["name"])
+    with _lock(root):
+        _atomic_write_bytes(root / SEARCH_FILE, "".join(dumps_canonical(r) + "\n" for r in rows).encode())
+    return len(rows)
