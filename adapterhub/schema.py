@@ -58,7 +58,14 @@ def _leaf_errors(error) -> list:
 
 def _describe(error) -> str:
     if error.validator == "additionalProperties":
-        return error.message.replace("Additional properties are not allowed", "unknown field(s)")
+        import re
+
+        known = set(error.schema.get("properties", {}))
+        patterns = list(error.schema.get("patternProperties", {}))
+        extras = sorted(k for k in error.instance if k not in known and not any(re.search(p, k) for p in patterns))
+        listed = ", ".join(repr(k) for k in extras)
+        hint = "; extension fields must start with 'x-'" if patterns else ""
+        return f"unknown field(s) ({listed} was unexpected){hint}"
     if error.validator == "required":
         return error.message.replace("is a required property", "is required")
     if error.validator == "pattern":

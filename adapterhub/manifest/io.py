@@ -123,9 +123,9 @@ def _semantic_problems(data: dict[str, Any]) -> list[SchemaProblem]:
                     problems.append(SchemaProblem(f"/adapter/config/reduction_factor/{key}",
                                                   f"layer {key} does not exist (base has {layers} layers)"))
     head = data.get("head")
-    if isinstance(head, dict) and isinstance(head.get("labels"), list) and isinstance(head.get("num_labels"), int):
-        if len(head["labels"]) != head["num_labels"]:
-            problems.append(SchemaProblem("/head/labels", f"{len(head['labels'])} labels but num_labels is {head['num_labels']}"))
+    if (isinstance(head, dict) and isinstance(head.get("labels"), list) and isinstance(head.get("num_labels"), int)
+            and len(head["labels"]) != head["num_labels"]):
+        problems.append(SchemaProblem("/head/labels", f"{len(head['labels'])} labels but num_labels is {head['num_labels']}"))
     return problems
 
 

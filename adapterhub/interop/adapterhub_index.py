@@ -1,0 +1,297 @@
+"""Import the archived AdapterHub index (``adapters/<org>/*.yaml``) into manifests and index entries.
+
+Every entry and every one of its versions becomes a release; nothing is dropped silently: fields with
+no home in the manifest go into ``x-adapterhub-v1``, and every lossy decision is listed in the report.
+The legacy artifacts are zip archives of pickle weights, so each release's bytes are described by an
+``archive`` source (url + the sha256 the archive pinned); ``files`` stays empty until a pull converts
+the archive into safetensors (see docs/manifest.md).
+
+Decisions, documented here because users will ask:
+- Names: the file stem, PEP 503-normalised; entries from orgs other than ``ukp`` get the org as a
+  prefix. Stems longer than 64 characters are cut and suffixed with 8 hex of their sha256.
+- Versions: PEP 440 versions ("1", "2") are kept. Labels that are not PEP 440 ("nd", "wd",
+  "AdapterFusion", site names) become local versions: the entry's default ``1+<label>``, the others
+  ``0+<label>``, so a bare name resolves to the archived default. The original label is kept.
+- Dependencies written ``<task>/<subtask>@<org>`` resolve to the entry of that org, task, subtask and
+  base model, preferring the Pfeiffer architecture (the archived index's own default rule).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+from ..errors import AdapterHubError
+from ..manifest import CURRENT_SCHEMA_VERSION, parse_manifest
+from ..names import normalize_name
+
+KNOWN_BASES: dict[str, tuple[int, int]] = {
+    # model name -> (hidden_size, num_hidden_layers), from each model's published config.json
+    "bert-base-uncased": (768, 12), "bert-base-multilingual-cased": (768, 12),
+    "bert-base-multilingual-uncased": (768, 12), "aubmindlab/bert-base-arabert": (768, 12),
+    "distilbert-base-uncased": (768, 6), "roberta-base": (768, 12), "roberta-large": (1024, 24),
+    "xlm-roberta-base": (768, 12), "xlm-roberta-large": (1024, 24), "gpt2": (768, 12),
+    "facebook/bart-base": (768, 6), "facebook/bart-large": (1024, 12), "facebook/mbart-large-cc25": (1024, 12),
+}
+
+TASK_TYPES: dict[str, str] = {
+    "nli": "text-classification", "sts": "text-classification", "sentiment": "text-classification",
+    "lingaccept": "text-classification", "argument": "text-classification", "dialect": "text-classification",
+    "formality_classify": "text-classification", "qa": "question-answering", "rc": "multiple-choice",
+    "comsense": "multiple-choice", "sum": "summarization", "mt": "translation", "lm": "language-modeling",
+    "ner": "token-classification", "pos": "token-classification", "chunk": "token-classification",
+    "wikiann": "token-classification",
+}
+
+HEAD_TYPES: dict[str, str] = {
+    "text-classification": "classification", "token-classification": "token-classification",
+    "question-answering": "question-answering", "multiple-choice": "multiple-choice",
+    "summarization": "lm", "translation": "lm", "language-modeling": "lm",
+}
+
+MAPPED_FIELDS = {"type", "task", "subtask", "model_type", "model_name", "author", "config", "default_version",
+                 "files", "description", "citation", "dependencies", "hidden_size", "prediction_head"}
+
+
+@dataclass
+class ImportReport:
+    entries: int = 0
+    versions: int = 0
+    notes: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"entries": self.entries, "versions": self.versions, "notes": self.notes, "failures": self.failures}
+
+
+def legacy_name(org: str, stem: str) -> str:
+    """Our name for an archived entry ``<org>/<stem>``."""
+    base = normalize_name(stem if org == "ukp" else f"{org}-{stem}").strip("-")
+    base = re.sub(r"-{2,}", "-", base)
+    if len(base) > 64:
+        digest = hashlib.sha256(f"{org}/{stem}".encode()).hexdigest()[:8]
+        base = base[:55].rstrip("-") + "-" + digest
+    return base
+
+
+def _local_label(label: str) -> str:
+    text = re.sub(r"[^a-z0-9]+", ".", label.lower()).strip(".")
+    return text or "x"
+
+
+def map_versions(labels: list[str], default: str) -> dict[str, str]:
+    """Legacy version labels → PEP 440 versions (see module docstring)."""
+    out: dict[str, str] = {}
+    for label in labels:
+        try:
+            Version(label)
+            out[label] = label
+            continue
+        except InvalidVersion:
+            pass
+        out[label] = f"{1 if label == default else 0}+{_local_label(label)}"
+    if len({Version(v) for v in out.values()}) != len(out):
+        raise AdapterHubError(f"version labels {labels} collide after mapping to PEP 440")
+    return out
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    class _NoDupLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        keys = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in keys:
+                raise AdapterHubError(f"{path}: duplicate key {key!r}")
+            keys.add(key)
+        return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+    _NoDupLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    with path.open(encoding="utf-8") as fh:
+        data = yaml.load(fh, Loader=_NoDupLoader)  # noqa: S506 - SafeLoader subclass
+    if not isinstance(data, dict):
+        raise AdapterHubError(f"{path}: not a YAML mapping")
+    return data
+
+
+def _language(code: str) -> str | None:
+    tag = code.strip().replace("_", "-").lower()
+    return tag if re.fullmatch(r"[a-z]{2,3}(-[a-z0-9]{2,8})*", tag) else None
+
+
+def _subtask_dataset(source: Path, kind: str, task: str, subtask: str) -> str | None:
+    path = source / "subtasks" / kind / f"{task}_{subtask}.yaml"
+    if path.exists():
+        data = _load_yaml(path)
+        if data.get("hf_datasets_id"):
+            return str(data["hf_datasets_id"])
+    return None
+
+
+@dataclass
+class _Legacy:
+    org: str
+    stem: str
+    path: Path
+    data: dict[str, Any]
+    name: str
+
+
+def _pick_dependency(key: str, entry: _Legacy, by_name: dict[str, _Legacy], report: ImportReport) -> str | None:
+    match = re.fullmatch(r"(?P<task>[^/@]+)/(?P<subtask>[^/@]+)@(?P<org>[^/@]+)", key.strip())
+    if not match:
+        report.notes.append(f"{entry.org}/{entry.stem}: dependency {key!r} has an unknown form; kept in x-adapterhub-v1")
+        return None
+    candidates = [c for c in by_name.values()
+                  if c.org == match["org"] and str(c.data["task"]).strip() == match["task"]
+                  and str(c.data["subtask"]).strip() == match["subtask"]
+                  and c.data["model_name"] == entry.data["model_name"]]
+    if not candidates:
+        report.notes.append(f"{entry.org}/{entry.stem}: dependency {key!r} matches no archived entry for "
+                            f"{entry.data['model_name']}; kept in x-adapterhub-v1")
+        return None
+    candidates.sort(key=lambda c: (c.data["config"].get("using") != "pfeiffer", len(c.data["config"]), c.name))
+    if len(candidates) > 1:
+        report.notes.append(f"{entry.org}/{entry.stem}: dependency {key!r} is ambiguous "
+                            f"({', '.join(c.name for c in candidates)}); chose {candidates[0].name} (Pfeiffer first)")
+    return candidates[0].name
+
+
+def _manifests_for(entry: _Legacy, source: Path, by_name: dict[str, _Legacy], report: ImportReport) -> list[dict]:
+    d = entry.data
+    kind = str(d["type"])
+    task = str(d["task"])
+    if task != task.strip():
+        report.notes.append(f"{entry.org}/{entry.stem}: task {task!r} has surrounding whitespace; stripped")
+        task = task.strip()
+    subtask = str(d["subtask"]).strip()
+    model_name = str(d["model_name"])
+    hidden, layers = KNOWN_BASES.get(model_name, (d.get("hidden_size"), None))
+    if d.get("hidden_size") is not None and hidden != d["hidden_size"]:
+        raise AdapterHubError(f"hidden_size {d['hidden_size']} disagrees with {model_name}'s config ({hidden})")
+    if layers is None:
+        raise AdapterHubError(f"unknown base model {model_name!r}: add its shape to KNOWN_BASES")
+    labels = [str(f["version"]) for f in d["files"]]
+    default = str(d["default_version"])
+    if default not in labels:
+        raise AdapterHubError(f"default_version {default!r} is not one of its files' versions")
+    versions = map_versions(labels, default)
+    if default in versions and versions[default] != max(versions.values(), key=Version):
+        report.notes.append(f"{entry.org}/{entry.stem}: archived default is {default!r} but the highest version "
+                            f"is {max(versions.values(), key=Version)}; a bare name resolves to the highest")
+    if kind == "text_lang":
+        task_obj = {"type": "language-modeling", "name": f"{task}/{subtask}"}
+        lang = _language(task)
+        if lang:
+            task_obj["language"] = lang
+    else:
+        task_obj = {"type": TASK_TYPES.get(task, "other"), "name": f"{task}/{subtask}"}
+        if task not in TASK_TYPES:
+            report.notes.append(f"{entry.org}/{entry.stem}: task {task!r} has no known type; recorded as 'other'")
+    dataset = _subtask_dataset(source, kind, task, subtask)
+    if dataset:
+        task_obj["dataset"] = dataset
+    cfg = d["config"]
+    config: dict[str, Any] = {"variant": cfg["using"]}
+    if "non_linearity" in cfg:
+        config["non_linearity"] = cfg["non_linearity"]
+    if "reduction_factor" in cfg:
+        config["reduction_factor"] = cfg["reduction_factor"]
+    description = " ".join(str(d.get("description") or "").split()) or (
+        f"AdapterHub {'language' if kind == 'text_lang' else 'task'} adapter for {task}/{subtask} "
+        f"on {model_name} ({cfg['using']} architecture), imported from the archived AdapterHub index.")
+    deps = []
+    for dep in d.get("dependencies") or []:
+        target = _pick_dependency(str(dep["key"]), entry, by_name, report)
+        if target:
+            item = {"name": target, "role": "stacked-under"}
+            if dep.get("description"):
+                item["description"] = str(dep["description"])[:500]
+            deps.append(item)
+    legacy_common = {k: v for k, v in d.items() if k not in MAPPED_FIELDS or k in ("type", "task", "subtask", "config")}
+    legacy_common.update({"key": f"{entry.org}/{entry.stem}", "file": entry.path.name, "default_version": default,
+                          "prediction_head": d.get("prediction_head"),
+                          "dependencies": d.get("dependencies") or [],
+                          "note": "config comes from the index YAML; the archive's adapter_config.json is "
+                                  "authoritative after conversion"})
+    out = []
+    for f in d["files"]:
+        label = str(f["version"])
+        manifest: dict[str, Any] = {
+            "schema_version": CURRENT_SCHEMA_VERSION,
+            "name": entry.name,
+            "version": versions[label],
+            "description": description,
+            "license": "NOASSERTION",
+            "authors": [str(d["author"])],
+            "task": task_obj,
+            "base_model": {"id": model_name, "model_type": str(d["model_type"]), "hidden_size": hidden,
+                           "num_hidden_layers": layers},
+            "adapter": {"method": "bottleneck", "config": config},
+            "files": [],
+            "sources": [{"type": "archive", "url": f["url"], "sha256": f["sha256"], "format": "zip",
+                         "layout": "adapters-library", **({"sha1": f["sha1"]} if f.get("sha1") else {})}],
+            "x-adapterhub-v1": {**legacy_common, "version": label,
+                                **{k: v for k, v in f.items() if k not in ("url", "sha256", "sha1", "version", "score")}},
+        }
+        if d.get("prediction_head"):
+            manifest["head"] = {"type": HEAD_TYPES.get(task_obj["type"], "classification")}
+        if deps:
+            manifest["dependencies"] = deps
+        if d.get("citation"):
+            manifest["citation"] = str(d["citation"])
+        if f.get("score") is not None:
+            manifest["metrics"] = [{"dataset": dataset or f"{task}/{subtask}", "split": "unspecified",
+                                    "name": "score", "value": float(f["score"]),
+                                    "notes": "'score' as reported in the archived AdapterHub index"}]
+        out.append(manifest)
+    return out
+
+
+def import_adapterhub_index(source: str | Path, out: str | Path) -> ImportReport:
+    """Convert every archived entry under ``source/adapters`` into releases of the index at ``out``."""
+    from ..registry import add_release, init_index, rebuild_search
+
+    source, out = Path(source), Path(out)
+    report = ImportReport()
+    files = sorted(p for p in (source / "adapters").glob("*/*") if p.suffix in (".yaml", ".yml"))
+    if not files:
+        raise AdapterHubError(f"{source}: no adapters/<org>/*.yaml files found")
+    entries: dict[str, _Legacy] = {}
+    for path in files:
+        org, stem = path.parent.name, path.stem
+        try:
+            data = _load_yaml(path)
+        except AdapterHubError as exc:
+            report.failures.append(str(exc))
+            continue
+        name = legacy_name(org, stem)
+        if name in entries:
+            report.failures.append(f"{org}/{stem}: name {name!r} collides with {entries[name].org}/{entries[name].stem}")
+            continue
+        if len(normalize_name(stem if org == "ukp" else f"{org}-{stem}")) > 64:
+            report.notes.append(f"{org}/{stem}: name shortened to {name!r} (64-character limit)")
+        entries[name] = _Legacy(org, stem, path, data, name)
+    if not (out / "config.json").exists():
+        init_index(out, "adapterhub-archive", "Imported from the archived AdapterHub index")
+    for entry in entries.values():
+        try:
+            manifests = [parse_manifest(m, f"{entry.path}") for m in _manifests_for(entry, source, entries, report)]
+        except (AdapterHubError, KeyError, TypeError, ValueError) as exc:
+            report.failures.append(f"{entry.org}/{entry.stem}: {exc}")
+            continue
+        for manifest in manifests:
+            add_release(out, manifest, update_search=False)
+        report.entries += 1
+        report.versions += len(manifests)
+    rebuild_search(out)
+    return report
