@@ -47,6 +47,13 @@ class SearchQuery:
     method: str | None = None
     base_model: str | None = None
 
+    def needles(self) -> list[str]:
+        """Lower-case substrings every matching line must contain (for the pre-filter)."""
+        out = [t for t in self.text.lower().split() if t.isascii() and "\"" not in t and "\\" not in t]
+        out += [v.lower() for v in (self.task, self.method, self.base_model)
+                if v and v.isascii() and "\"" not in v and "\\" not in v]
+        return out
+
     def score(self, row: dict[str, Any]) -> int:
         """0 = no match; higher = better."""
         low = lambda v: str(v or "").lower()  # noqa: E731
@@ -76,6 +83,9 @@ def search(index: Index, query: SearchQuery, limit: int | None = 50) -> list[dic
     if not data:
         return []
     scored = []
+    needles = [t.encode() for t in query.needles()]
+    if needles:  # cheap byte pre-filter: parse only lines that contain every needle
+        data = b"\n".join(line for line in data.split(b"\n") if all(n in line.lower() for n in needles))
     for _, row in iter_json_lines(data, f"{index.location}/search-index.jsonl"):
         s = query.score(row)
         if s:
