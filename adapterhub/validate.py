@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import AdapterHubError
+from .fileio import sha256_file
 from .manifest import MANIFEST_FILENAME, load_manifest
 from .paths import safe_join
 
@@ -20,14 +20,6 @@ class ValidationReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def validate_path(path: str | Path) -> ValidationReport:
@@ -57,7 +49,7 @@ def validate_path(path: str | Path) -> ValidationReport:
         size = file_path.stat().st_size
         if size != entry.size:
             report.problems.append(f"{entry.path}: size {size} but the manifest says {entry.size}")
-        elif _sha256(file_path) != entry.sha256:
+        elif sha256_file(file_path) != entry.sha256:
             report.problems.append(f"{entry.path}: sha256 does not match the manifest")
         report.checked_files += 1
     for extra in sorted(q for q in p.rglob("*") if q.is_file()):

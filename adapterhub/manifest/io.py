@@ -8,12 +8,11 @@ indices within the base model), collecting every problem before raising one :cla
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import SchemaError, SchemaProblem, UnsupportedSchemaVersionError
+from ..fileio import atomic_write_text
 from ..jsonio import dumps_canonical, dumps_pretty, load_strict, loads_strict
 from ..names import normalize_name
 from ..paths import case_collisions, path_problem
@@ -179,18 +178,3 @@ def write_manifest(manifest: Manifest, path: str | Path) -> Path:
         p = p / MANIFEST_FILENAME
     atomic_write_text(p, dumps_pretty(data))
     return p
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` so readers see either the old file or the complete new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import AdapterHubError
+from ..fileio import sha256_file
 from ..jsonio import iter_json_lines
 from .backends import LocalBackend
 from .entries import parse_entry_file
@@ -27,14 +27,6 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_index(root: str | Path, *, mirror: Path | None = None) -> CheckReport:
@@ -70,7 +62,7 @@ def check_index(root: str | Path, *, mirror: Path | None = None) -> CheckReport:
                         blob = mirror / f.sha256
                         if not blob.is_file():
                             report.problems.append(f"{rel}: {e.version} {f.path}: blob {f.sha256[:12]}… missing from mirror")
-                        elif blob.stat().st_size != f.size or _sha256_file(blob) != f.sha256:
+                        elif blob.stat().st_size != f.size or sha256_file(blob) != f.sha256:
                             report.problems.append(f"{rel}: {e.version} {f.path}: mirror blob does not match")
         except AdapterHubError as exc:
             report.problems.append(str(exc))

@@ -8,31 +8,17 @@ a failed add leaves the index as it was. Writers serialise on an advisory lock; 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from filelock import FileLock
 
 from ..errors import ConflictError, NotFoundError
+from ..fileio import atomic_write_bytes
 from ..jsonio import dumps_canonical, iter_json_lines
 from ..manifest import Manifest
 from .entries import IndexEntry, entry_for, parse_entry_file
 from .layout import CONFIG_FILE, SEARCH_FILE, entry_path
 from .search import summary_line
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _lock(root: Path) -> FileLock:
@@ -48,7 +34,7 @@ def _read_entries(root: Path, name: str) -> list[IndexEntry]:
 
 def _write_entries(root: Path, name: str, entries: list[IndexEntry]) -> None:
     data = "".join(dumps_canonical(e.to_json()) + "\n" for e in entries).encode()
-    _atomic_write_bytes(root / entry_path(name), data)
+    atomic_write_bytes(root / entry_path(name), data)
 
 
 def _update_search(root: Path, name: str, entries: list[IndexEntry]) -> None:
@@ -60,7 +46,7 @@ def _update_search(root: Path, name: str, entries: list[IndexEntry]) -> None:
     if line is not None:
         rows.append(line)
     rows.sort(key=lambda r: r["name"])
-    _atomic_write_bytes(path, "".join(dumps_canonical(r) + "\n" for r in rows).encode())
+    atomic_write_bytes(path, "".join(dumps_canonical(r) + "\n" for r in rows).encode())
 
 
 def add_release(root: str | Path, manifest: Manifest, *, update_search: bool = True) -> IndexEntry:
@@ -113,8 +99,8 @@ def init_index(root: str | Path, name: str, description: str = "") -> Path:
     config = {"index_format": "1.0", "name": name}
     if description:
         config["description"] = description
-    _atomic_write_bytes(path, dumps_pretty(config).encode())
-    _atomic_write_bytes(root / SEARCH_FILE, b"")
+    atomic_write_bytes(path, dumps_pretty(config).encode())
+    atomic_write_bytes(root / SEARCH_FILE, b"")
     return root
 
 
@@ -139,5 +125,5 @@ def rebuild_search(root: str | Path) -> int:
             rows.append(line)
     rows.sort(key=lambda r: r["name"])
     with _lock(root):
-        _atomic_write_bytes(root / SEARCH_FILE, "".join(dumps_canonical(r) + "\n" for r in rows).encode())
+        atomic_write_bytes(root / SEARCH_FILE, "".join(dumps_canonical(r) + "\n" for r in rows).encode())
     return len(rows)
