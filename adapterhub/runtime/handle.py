@@ -1,0 +1,290 @@
+"""The user's handle on a model instance with adapters: add, load, activate, train, save, merge.
+
+Every operation validates everything first (base model facts, config, tensor names and shapes,
+head) and only then touches the model, so a failure never leaves a model half-modified. Adapter
+parameters live under ``model.adapterhub_adapters.<name>`` (an instance attribute, never a class
+patch) so ``model.parameters()``, optimizers and ``Trainer`` see them; hooks do the math.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from ..errors import AdapterStateError, IncompatibleBaseError, InvalidNameError
+from ..manifest.configs import MethodConfig
+from .arch import Binding, bind
+from .config import check_config, stated_json
+from .fingerprint import CONTAINER, base_fingerprint
+from .heads import check_head, head_info, head_parameters, load_head, saved_head
+from .methods import REGISTRY, Method
+from .package import AdapterPackage, BaseFacts, read_adapter_dir, write_adapter_dir
+from .tensors import TensorTree, check_tensors
+
+_HANDLE_ATTR = "_adapterhub_handle"
+
+
+class _Entry:
+    """One attached adapter: its method object, typed config, tensors and (optional) head."""
+
+    def __init__(self, name: str, method: Method, config: MethodConfig, tree: TensorTree,
+                 head: dict[str, torch.Tensor] | None) -> None:
+        self.name = name
+        self.method = method
+        self.config = config
+        self.tree = tree
+        self.head = head or {}
+        self.merged = False
+        self.head_backup: dict[str, torch.Tensor] = {}
+
+
+class AdapterModel:
+    """Adapters on one transformers model instance (see ``docs/runtime.md``)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.binding: Binding = bind(model)
+        self._fingerprint: str | None = None
+        self._entries: dict[str, _Entry] = {}
+        self._active: tuple[str, ...] = ()
+        self._handles: list[RemovableHandle] = []
+        if not isinstance(getattr(model, CONTAINER, None), nn.ModuleDict):
+            model.add_module(CONTAINER, nn.ModuleDict())
+        object.__setattr__(model, _HANDLE_ATTR, self)
+
+    # --- facts ------------------------------------------------------------------------------------
+    @property
+    def container(self) -> nn.ModuleDict:
+        return getattr(self.model, CONTAINER)
+
+    @property
+    def fingerprint(self) -> str:
+        """Fingerprint of the frozen base (computed once; merged adapters are excluded by design)."""
+        if self._fingerprint is None:
+            if any(e.merged for e in self._entries.values()):
+                raise AdapterStateError("cannot fingerprint the base while an adapter is merged", hint="unmerge first")
+            self._fingerprint = base_fingerprint(self.model)
+        return self._fingerprint
+
+    @property
+    def adapters(self) -> tuple[str, ...]:
+        return tuple(self._entries)
+
+    @property
+    def active(self) -> tuple[str, ...]:
+        return self._active
+
+    def base_facts(self) -> BaseFacts:
+        name = getattr(getattr(self.model, "config", None), "_name_or_path", "") or ""
+        ident = name if _is_repo_id(name) else None
+        return BaseFacts(self.binding.model_type, self.binding.hidden_size, self.binding.num_hidden_layers,
+                         self.fingerprint, ident)
+
+    def num_parameters(self, name: str | None = None, trainable_only: bool = False) -> int:
+        """Parameters of one adapter, or of the base model (``name=None``) without any adapter."""
+        if name is not None:
+            return sum(p.numel() for p in self._entry(name).tree.parameters() if p.requires_grad or not trainable_only)
+        return sum(p.numel() for n, p in self.model.named_parameters()
+                   if CONTAINER not in n and (p.requires_grad or not trainable_only))
+
+    def parameter_counts(self) -> dict[str, int]:
+        """``{"base": n, <adapter>: n, ...}`` (head parameters are counted in the base)."""
+        return {"base": self.num_parameters(), **{n: self.num_parameters(n) for n in self._entries}}
+
+    # --- adding -----------------------------------------------------------------------------------
+    def add(self, name: str, method: str, *, seed: int = 0, activate: bool = True, **config: Any) -> None:
+        """Add a freshly initialised adapter (``config`` keys are the manifest schema's)."""
+        self._check_new_name(name)
+        typed = check_config(method, config, tuple(REGISTRY))
+        impl = REGISTRY[method](typed.effective(), self.binding)
+        generator = torch.Generator().manual_seed(seed)
+        self._attach(name, impl, typed, impl.init(generator), None, activate)
+
+    def load(self, path: str | Path, *, name: str | None = None, force: bool = False,
+             activate: bool = True) -> str:
+        """Load an adapter directory (adapterhub, ``adapters`` library or PEFT format); returns its name.
+
+        ``force=True`` skips the fingerprint comparison (shape facts are always checked).
+        """
+        pkg = read_adapter_dir(path, self.binding)
+        return self.load_package(pkg, name=name, force=force, activate=activate)
+
+    def load_package(self, pkg: AdapterPackage, *, name: str | None = None, force: bool = False,
+                     activate: bool = True) -> str:
+        name = name or pkg.name or "adapter"
+        self._check_new_name(name)
+        self.check_base(pkg.base, pkg.source, force=force)
+        typed = check_config(pkg.method, pkg.config, tuple(REGISTRY))
+        impl = REGISTRY[pkg.method](typed.effective(), self.binding)
+        check_tensors(impl.shapes(), pkg.tensors, pkg.source)
+        if pkg.head:
+            check_head(self.model, pkg.head, pkg.source)
+        self._attach(name, impl, typed, pkg.tensors, pkg.head, activate)
+        return name
+
+    def check_base(self, base: BaseFacts, source: str, *, force: bool = False) -> None:
+        """Raise :class:`IncompatibleBaseError` naming both sides when the adapter's base is not this model."""
+        b = self.binding
+        mine = (b.model_type, b.hidden_size, b.num_hidden_layers)
+        theirs = (base.model_type, base.hidden_size, base.num_hidden_layers)
+        if mine != theirs:
+            raise IncompatibleBaseError(
+                f"{source}: adapter was made for model_type={theirs[0]} hidden_size={theirs[1]} "
+                f"num_hidden_layers={theirs[2]}, but this model is model_type={mine[0]} hidden_size={mine[1]} "
+                f"num_hidden_layers={mine[2]}", hint="load it onto the base model named in its manifest")
+        if base.fingerprint and not force and base.fingerprint != self.fingerprint:
+            raise IncompatibleBaseError(
+                f"{source}: adapter base fingerprint {base.fingerprint} (base {base.id or 'unknown'}) differs from "
+                f"this model's {self.fingerprint}",
+                hint="these are different weights; pass force=True to attach anyway")
+
+    def _check_new_name(self, name: str) -> None:
+        if not isinstance(name, str) or not name or "." in name or name in ("base",):
+            raise InvalidNameError(f"adapter name {name!r} is not allowed (non-empty, no '.', not 'base')")
+        if name in self._entries:
+            raise AdapterStateError(f"an adapter named {name!r} is already attached",
+                                    hint="remove it first or load under another name")
+
+    def _attach(self, name: str, impl: Method, typed: MethodConfig, tensors: dict[str, torch.Tensor],
+                head: dict[str, torch.Tensor] | None, activate: bool) -> None:
+        """The only place that modifies the model when adding; everything was validated before."""
+        ref = next(self.binding.backbone.parameters())
+        tree = TensorTree({k: v.to(device=ref.device, dtype=ref.dtype) for k, v in tensors.items()})
+        tree.train(self.model.training)
+        entry = _Entry(name, impl, typed, tree, head)
+        self.container[name] = tree
+        self._entries[name] = entry
+        if head:
+            entry.head_backup = load_head(self.model, head)
+        if activate:
+            self.activate(*[n for n in self._active if n != name], name)
+
+    # --- activation -------------------------------------------------------------------------------
+    def activate(self, *names: str) -> None:
+        """Make exactly ``names`` active, applied in this order where they share a site (a stack)."""
+        for n in names:
+            self._entry(n)
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        for n in names:
+            entry = self._entries[n]
+            if not entry.merged:
+                self._handles += entry.method.attach(entry.tree)
+        self._active = tuple(names)
+
+    def deactivate(self) -> None:
+        """Detach every adapter's hooks (merged adapters stay in the weights until ``unmerge``)."""
+        self.activate()
+
+    # --- training ---------------------------------------------------------------------------------
+    def train_adapter(self, name: str) -> list[str]:
+        """Freeze everything except adapter ``name`` and the task head; activate it; train mode.
+
+        Returns the names of the trainable parameters (as ``model.named_parameters()`` spells them).
+        """
+        entry = self._entry(name)
+        if entry.merged:
+            raise AdapterStateError(f"adapter {name!r} is merged", hint="unmerge it before training")
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        for p in entry.tree.parameters():
+            p.requires_grad_(True)
+        if head_info(self.model).type not in (None, "lm"):
+            for p in head_parameters(self.model).values():
+                p.requires_grad_(True)
+        self.activate(name)
+        self.model.train()
+        return [n for n, p in self.model.named_parameters() if p.requires_grad]
+
+    # --- saving -----------------------------------------------------------------------------------
+    def package(self, name: str) -> AdapterPackage:
+        entry = self._entry(name)
+        info = head_info(self.model)
+        head = saved_head(self.model)
+        return AdapterPackage(
+            method=entry.method.name, config=stated_json(entry.config), tensors=entry.tree.tensors(),
+            base=self.base_facts(), head=head, head_type=info.type,
+            num_labels=info.num_labels if head else None, name=name)
+
+    def save(self, name: str, directory: str | Path, **manifest_fields: Any) -> Path:
+        """Write ``adapterhub.json`` + ``adapter.safetensors`` (+ ``head.safetensors``) to ``directory``.
+
+        ``manifest_fields`` may set ``name`` (the published name), ``version``, ``description``,
+        ``license``, ``authors`` and ``task``.
+        """
+        pkg = self.package(name)
+        published = manifest_fields.pop("name", None) or _manifest_name(name)
+        return write_adapter_dir(pkg, directory, name=published, **manifest_fields)
+
+    # --- merging ----------------------------------------------------------------------------------
+    def merge(self, name: str) -> None:
+        """Fold a weight-space adapter (LoRA, DoRA, IA3) into the base weights: zero inference cost."""
+        entry = self._entry(name)
+        if not entry.method.weight_space:
+            entry.method.merge(entry.tree)  # raises the method's typed error
+        if entry.merged:
+            raise AdapterStateError(f"adapter {name!r} is already merged")
+        if self._fingerprint is None:
+            self._fingerprint = base_fingerprint(self.model)
+        with torch.no_grad():
+            entry.method.merge(entry.tree)
+        entry.merged = True
+        self.activate(*self._active)
+
+    def unmerge(self, name: str) -> None:
+        entry = self._entry(name)
+        if not entry.merged:
+            raise AdapterStateError(f"adapter {name!r} is not merged")
+        with torch.no_grad():
+            entry.method.unmerge(entry.tree)
+        entry.merged = False
+        self.activate(*self._active)
+
+    def remove(self, name: str) -> None:
+        """Detach and delete an adapter (unmerging it first, restoring the head it replaced)."""
+        entry = self._entry(name)
+        if entry.merged:
+            self.unmerge(name)
+        self.activate(*[n for n in self._active if n != name])
+        if entry.head_backup:
+            load_head(self.model, entry.head_backup)
+        del self.container[name]
+        del self._entries[name]
+
+    # --- misc -------------------------------------------------------------------------------------
+    def _entry(self, name: str) -> _Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise AdapterStateError(f"no adapter named {name!r} is attached",
+                                    hint=f"attached: {sorted(self._entries) or 'none'}") from None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"AdapterModel({type(self.model).__name__}, adapters={list(self._entries)}, active={list(self._active)})"
+
+
+def wrap(model: nn.Module) -> AdapterModel:
+    """The handle of ``model`` (created on first use, then the same object every time)."""
+    existing = getattr(model, _HANDLE_ATTR, None)
+    return existing if isinstance(existing, AdapterModel) else AdapterModel(model)
+
+
+def _is_repo_id(name: str) -> bool:
+    import re
+
+    return bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?", name))
+
+
+def _manifest_name(name: str) -> str:
+    from ..names import normalize_name
+
+    norm = normalize_name(name).strip("-")
+    return norm if len(norm) >= 2 else f"adapter-{norm}"

@@ -1,0 +1,18 @@
+"""The one place that maps manifest method names to runtime implementations."""
+
+from __future__ import annotations
+
+from .base import Method
+from .bottleneck import Bottleneck
+from .dora import Dora
+from .ia3 import IA3
+from .lora import Lora
+
+REGISTRY: dict[str, type[Method]] = {
+    "bottleneck": Bottleneck,
+    "lora": Lora,
+    "dora": Dora,
+    "ia3": IA3,
+}
+
+__all__ = ["REGISTRY", "Method"]

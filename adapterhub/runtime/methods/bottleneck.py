@@ -1,0 +1,200 @@
+"""Bottleneck adapters: Houlsby, Pfeiffer and parallel, with the ``adapters`` library's exact math.
+
+At each site the model computes ``LN(h + x)`` (post-LN families) or ``h + x`` (pre-LN families),
+where ``h`` is the sublayer output and ``x`` its input. The adapter replaces ``h`` by ``h'`` so
+that the model's own residual add and LayerNorm give the reference result:
+
+* sequential (Houlsby, Pfeiffer): ``h' = f(a) + r`` with ``a = LN(h + x)`` if ``original_ln_before``
+  (the model's LayerNorm, applied twice as in Pfeiffer et al.; ``h + x`` on pre-LN models) else
+  ``a = h``, and ``r = h`` (``residual_before_ln``) or ``r = a``;
+* parallel: ``h' = f(x) + h``;
+
+with ``f(a) = scaling * W_up act(W_down a + b_down) + b_up`` (optional LayerNorm before/after,
+sigmoid gate). The model then adds ``x`` and applies its LayerNorm, exactly as the reference's
+``post_forward`` does. The default path is two fused ``linear`` calls and one add.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.hooks import RemovableHandle
+
+from ...errors import SchemaError, SchemaProblem
+from ...manifest.configs import reduction_factor_for_layer
+from ..arch import Layer
+from ..tensors import TensorTree
+from .base import Method, activation, first_tensor, in_place_ok, replace_output
+
+LOCATIONS = ("attention", "ffn")
+
+
+class Bottleneck(Method):
+    """Bottleneck adapter at the sites named by ``locations``."""
+
+    name: ClassVar[str] = "bottleneck"
+
+    # --- geometry ---------------------------------------------------------------------------------
+    @property
+    def parallel(self) -> bool:
+        return self.config.get("variant") == "parallel"
+
+    @property
+    def locations(self) -> tuple[str, ...]:
+        return tuple(self.config["locations"])
+
+    def placements(self) -> list[tuple[Layer, str, str]]:
+        """(layer, location, tensor prefix) for every adapter block."""
+        out = []
+        for layer in self.binding.iter_layers(self.config.get("leave_out")):
+            for loc in LOCATIONS:
+                if loc in self.locations:
+                    out.append((layer, loc, f"layers.{layer.index}.{loc}"))
+        return out
+
+    def bottleneck_size(self, layer_index: int) -> int:
+        rf = reduction_factor_for_layer(self.config["reduction_factor"], layer_index)
+        return max(1, int(self.binding.hidden_size // rf))
+
+    def validate(self) -> None:
+        if self.config.get("original_ln_after") is False:
+            raise SchemaError("<adapter config>", [SchemaProblem(
+                "/adapter/config/original_ln_after",
+                "false is not supported: the runtime keeps the model's own residual add and LayerNorm")])
+        try:
+            for layer in self.binding.iter_layers(self.config.get("leave_out")):
+                self.bottleneck_size(layer.index)
+        except KeyError as exc:
+            raise SchemaError("<adapter config>", [SchemaProblem("/adapter/config/reduction_factor", str(exc))]) from None
+
+    # --- tensors ----------------------------------------------------------------------------------
+    def projection_shapes(self, prefix: str, fin: int, fout: int) -> dict[str, tuple[int, ...]]:
+        return {f"{prefix}.weight": (fout, fin), f"{prefix}.bias": (fout,)}
+
+    def shared_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {}
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        hidden = self.binding.hidden_size
+        out = dict(self.shared_shapes())
+        for layer, _loc, prefix in self.placements():
+            d = self.bottleneck_size(layer.index)
+            out.update(self.projection_shapes(f"{prefix}.down", hidden, d))
+            out.update(self.projection_shapes(f"{prefix}.up", d, hidden))
+            if self.config.get("ln_before"):
+                out.update({f"{prefix}.ln_before.weight": (hidden,), f"{prefix}.ln_before.bias": (hidden,)})
+            if self.config.get("ln_after"):
+                out.update({f"{prefix}.ln_after.weight": (hidden,), f"{prefix}.ln_after.bias": (hidden,)})
+            if self.config.get("use_gating"):
+                out.update({f"{prefix}.gate.weight": (1, hidden), f"{prefix}.gate.bias": (1,)})
+            if self.config.get("scaling") == "learned":
+                out[f"{prefix}.scaling"] = (1,)
+        return out
+
+    def init(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        scheme = self.config.get("init_weights", "bert")
+        out: dict[str, torch.Tensor] = {}
+        for name, shape in self.shapes().items():
+            t = torch.zeros(shape)
+            leaf = name.rsplit(".", 2)
+            if name.endswith("scaling") or ".ln_" in name and name.endswith("weight"):
+                t.fill_(1.0)
+            elif name.endswith(".weight") and ".ln_" not in name:
+                is_up = leaf[-2] == "up"
+                if scheme == "bert" or leaf[-2] == "gate":
+                    t.normal_(0.0, 0.02, generator=generator)
+                elif scheme == "mam_adapter":
+                    if not is_up:
+                        bound = 1.0 / math.sqrt(shape[1])  # kaiming_uniform(a=sqrt(5)) bound
+                        t.uniform_(-bound, bound, generator=generator)
+                elif scheme == "houlsby":
+                    t.normal_(0.0, 1e-2, generator=generator).clamp_(-2e-2, 2e-2)
+            out[name] = t
+        return out
+
+    # --- forward ----------------------------------------------------------------------------------
+    def linear_weights(self, tree: TensorTree, prefix: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(weight[out, in], bias) of one projection, in ``F.linear`` form."""
+        return tree.get(f"{prefix}.weight"), tree.get(f"{prefix}.bias")
+
+    def _block_fn(self, tree: TensorTree, layer: Layer, loc: str, prefix: str):
+        cfg = self.config
+        act = activation(cfg["non_linearity"])
+        scaling = cfg.get("scaling", 1.0)
+        learned = scaling == "learned"
+        ln_before = (tree.get(f"{prefix}.ln_before.weight"), tree.get(f"{prefix}.ln_before.bias")) \
+            if cfg.get("ln_before") else None
+        ln_after = (tree.get(f"{prefix}.ln_after.weight"), tree.get(f"{prefix}.ln_after.bias")) \
+            if cfg.get("ln_after") else None
+        gate = (tree.get(f"{prefix}.gate.weight"), tree.get(f"{prefix}.gate.bias")) if cfg.get("use_gating") else None
+        dropout = float(cfg.get("dropout") or 0.0)
+        hidden = self.binding.hidden_size
+
+        def f(a: torch.Tensor) -> torch.Tensor:
+            wd, bd = self.linear_weights(tree, f"{prefix}.down")
+            wu, bu = self.linear_weights(tree, f"{prefix}.up")
+            z = a if ln_before is None else F.layer_norm(a, (hidden,), *ln_before)
+            up = F.linear(act(F.linear(z, wd, bd)), wu, bu)
+            if learned:
+                up = up * tree.get(f"{prefix}.scaling")
+            elif scaling != 1.0:
+                up = up * scaling
+            if dropout and tree.training:
+                up = F.dropout(up, dropout, True)
+            if gate is not None:
+                g = torch.sigmoid(F.linear(a, *gate)).mean(dim=1).unsqueeze(-1)
+                up = up * g
+            if ln_after is not None:
+                up = F.layer_norm(up, (hidden,), *ln_after)
+            return up
+
+        return f
+
+    def attach(self, tree: TensorTree) -> list[RemovableHandle]:
+        handles: list[RemovableHandle] = []
+        for layer, loc, prefix in self.placements():
+            site = layer.sites[loc]
+            f = self._block_fn(tree, layer, loc, prefix)
+            cell: dict[str, Any] = {}
+            ln = layer.sub(site.layer_norm) if site.layer_norm else None
+
+            def save_x(module: nn.Module, args: tuple, kwargs: dict, *, cell=cell, site=site) -> None:
+                cell["x"] = first_tensor(args, kwargs, site.residual_arg, site.residual_kwarg)
+
+            handles.append(layer.sub(site.residual).register_forward_pre_hook(save_x, with_kwargs=True))
+            handles.append(layer.sub(site.output).register_forward_hook(self._output_hook(f, cell, ln)))
+        return handles
+
+    def _output_hook(self, f, cell: dict[str, Any], ln: nn.Module | None):
+        cfg = self.config
+        parallel = self.parallel
+        ln_before = bool(cfg.get("original_ln_before"))
+        residual_before_ln = cfg.get("residual_before_ln", True)
+
+        def transform(h: torch.Tensor) -> torch.Tensor:
+            x = cell.pop("x", None)
+            if parallel:
+                up = f(x)
+                return up.add_(h) if in_place_ok(up) else up + h
+            a = h
+            if ln_before:
+                a = h + x
+                if ln is not None:
+                    a = ln(a)
+            residual = h if residual_before_ln else a
+            up = f(a)
+            return up.add_(residual) if in_place_ok(up) else up + residual
+
+        def hook(module: nn.Module, args: tuple, output: Any) -> Any:
+            return replace_output(output, transform)
+
+        return hook
+
+
+def config_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """Normalise a bottleneck config (lists to tuples) for use at runtime."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}

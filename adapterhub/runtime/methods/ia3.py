@@ -1,0 +1,116 @@
+"""IA3 (Liu et al. 2022): learned vectors rescaling projections, with PEFT's semantics.
+
+Targets in ``feedforward_modules`` are scaled on their *input* (``W (l * x) + b``), the others on
+their *output* (``l * (W x + b)``). The ``adapters`` library scales every target on its output
+(``l * alpha``); interop converts such adapters with an empty ``feedforward_modules``. Merging
+multiplies weight columns (input) or rows and bias (output) by ``l``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from ...errors import SchemaError, SchemaProblem
+from ..tensors import TensorTree
+from .base import Method, in_place_ok
+from .projection import Target, by_module, resolve_targets
+
+
+class IA3(Method):
+    name: ClassVar[str] = "ia3"
+    weight_space: ClassVar[bool] = True
+
+    def validate(self) -> None:
+        names = tuple(self.config["target_modules"])
+        ff = set(self.config.get("feedforward_modules") or ())
+        if not ff <= set(names):
+            raise SchemaError("<adapter config>", [SchemaProblem(
+                "/adapter/config/feedforward_modules", f"{sorted(ff - set(names))} are not in target_modules")])
+        self.targets = resolve_targets(self.binding, names, self.config.get("leave_out"))
+        self.input_scaled = {t.prefix for t in self.targets if self._neutral(t) in ff}
+        for t in self.targets:
+            if t.prefix in self.input_scaled and t.slot.parts > 1:
+                raise SchemaError("<adapter config>", [SchemaProblem(
+                    "/adapter/config/feedforward_modules",
+                    f"{t.slot.key!r} is a slice of a fused projection and cannot be scaled on its input")])
+
+    @staticmethod
+    def _neutral(t: Target) -> str:
+        return t.slot.key.removeprefix("cross_")
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {f"{t.prefix}.ia3_l": ((t.fin,) if t.prefix in self.input_scaled else (t.fout,)) for t in self.targets}
+
+    def init(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return {k: torch.ones(v) for k, v in self.shapes().items()}
+
+    def attach(self, tree: TensorTree) -> list[RemovableHandle]:
+        handles = []
+        for module, targets in by_module(self.targets).items():
+            inputs = [t for t in targets if t.prefix in self.input_scaled]
+            outputs = [t for t in targets if t.prefix not in self.input_scaled]
+            if inputs:
+                handles.append(module.register_forward_pre_hook(self._input_hook(tree, inputs[0])))
+            if outputs:
+                handles.append(module.register_forward_hook(self._output_hook(tree, outputs)))
+        return handles
+
+    def _input_hook(self, tree: TensorTree, t: Target):
+        name = f"{t.prefix}.ia3_l"
+
+        def hook(module: nn.Module, args: tuple) -> Any:
+            return (args[0] * tree.get(name), *args[1:])
+
+        return hook
+
+    def _output_hook(self, tree: TensorTree, targets: list[Target]):
+        names = {t.rows.start: f"{t.prefix}.ia3_l" for t in targets}
+        width = targets[0].fout
+        fused = targets[0].slot.parts > 1
+
+        def hook(module: nn.Module, args: tuple, y: torch.Tensor) -> Any:
+            if not fused:
+                scale = tree.get(names[0])
+            else:
+                scale = torch.cat([tree.get(names[i]) if i in names else y.new_ones(width)
+                                   for i in range(0, y.shape[-1], width)])
+            return y.mul_(scale) if in_place_ok(scale, y) else y * scale
+
+        return hook
+
+    def merge(self, tree: TensorTree) -> None:
+        self._apply(tree, invert=False)
+
+    def unmerge(self, tree: TensorTree) -> None:
+        self._apply(tree, invert=True)
+
+    def _apply(self, tree: TensorTree, invert: bool) -> None:
+        conv1d = self.binding.conv1d
+        with torch.no_grad():
+            for t in self.targets:
+                lvec = tree.get(f"{t.prefix}.ia3_l")
+                w = t.module.weight
+                if t.prefix in self.input_scaled:  # scale input columns
+                    _scale(w, lvec.view(-1, 1) if conv1d else lvec.view(1, -1), invert)
+                else:
+                    rows = t.rows
+                    if conv1d:
+                        _scale(w[:, rows], lvec.view(1, -1), invert)
+                    else:
+                        _scale(w[rows], lvec.view(-1, 1), invert)
+                    bias = getattr(t.module, "bias", None)
+                    if bias is not None:
+                        _scale(bias[rows], lvec, invert)
+
+
+def _scale(target: torch.Tensor, factor: torch.Tensor, invert: bool) -> None:
+    """Multiply (merge) or divide (unmerge) a weight view in place; division undoes merging exactly-ish."""
+    factor = factor.to(target.dtype)
+    if invert:
+        target.div_(factor)
+    else:
+        target.mul_(factor)

@@ -1,0 +1,122 @@
+"""LoRA (Hu et al. 2021) with rsLoRA scaling: ``y = W x + b + s * B A x`` on the targeted projections.
+
+``s = alpha / r`` (``alpha / sqrt(r)`` with ``use_rslora``), as PEFT and the ``adapters`` library
+define it. Unmerged, a projection costs one extra GEMM pair fused as ``addmm(y, A x, B^T, alpha=s)``;
+merged (``W += s B A``) it costs nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.hooks import RemovableHandle
+
+from ..tensors import TensorTree
+from .base import Method, in_place_ok
+from .projection import Target, add_to_weight, by_module, resolve_targets
+
+
+class Lora(Method):
+    name: ClassVar[str] = "lora"
+    weight_space: ClassVar[bool] = True
+
+    def validate(self) -> None:
+        self.targets = resolve_targets(self.binding, tuple(self.config["target_modules"]), self.config.get("leave_out"))
+
+    @property
+    def scaling(self) -> float:
+        r, alpha = self.config["r"], self.config["alpha"]
+        return alpha / math.sqrt(r) if self.config.get("use_rslora") else alpha / r
+
+    def target_shapes(self, t: Target) -> dict[str, tuple[int, ...]]:
+        r = int(self.config["r"])
+        return {f"{t.prefix}.lora_A": (r, t.fin), f"{t.prefix}.lora_B": (t.fout, r)}
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        out: dict[str, tuple[int, ...]] = {}
+        for t in self.targets:
+            out.update(self.target_shapes(t))
+        return out
+
+    def init(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        scheme = self.config.get("init_weights", "lora")
+        out: dict[str, torch.Tensor] = {}
+        r = int(self.config["r"])
+        for name, shape in self.shapes().items():
+            t = torch.zeros(shape)
+            if name.endswith("lora_A"):
+                if scheme == "gaussian":
+                    t.normal_(0.0, 1.0 / r, generator=generator)
+                elif scheme == "bert":
+                    t.normal_(0.0, 0.02, generator=generator)
+                else:  # kaiming_uniform_(a=sqrt(5)) as nn.Linear and PEFT
+                    bound = 1.0 / math.sqrt(shape[1])
+                    t.uniform_(-bound, bound, generator=generator)
+            elif name.endswith("lora_B") and scheme == "bert":
+                t.normal_(0.0, 0.02, generator=generator)
+            out[name] = t
+        return out
+
+    # --- forward ----------------------------------------------------------------------------------
+    def contribution(self, tree: TensorTree, t: Target, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        """What this target adds to its output rows ``ys`` (2-D views)."""
+        a, b = tree.get(f"{t.prefix}.lora_A"), tree.get(f"{t.prefix}.lora_B")
+        return F.linear(F.linear(xs, a), b) * self.scaling
+
+    def attach(self, tree: TensorTree) -> list[RemovableHandle]:
+        handles = []
+        for module, targets in by_module(self.targets).items():
+            handles.append(module.register_forward_hook(self._hook(tree, targets)))
+        return handles
+
+    def _hook(self, tree: TensorTree, targets: list[Target]):
+        p = float(self.config.get("dropout") or 0.0)
+        fast = type(self).contribution is Lora.contribution and len(targets) == 1 and targets[0].slot.parts == 1
+        s = self.scaling
+        t0 = targets[0]
+        a_name, b_name = f"{t0.prefix}.lora_A", f"{t0.prefix}.lora_B"
+        names = [n for t in targets for n in self.target_shapes(t)]
+
+        def hook(module: nn.Module, args: tuple, y: torch.Tensor) -> Any:
+            x = args[0]
+            xs = x.reshape(-1, x.shape[-1])
+            if p and tree.training:
+                xs = F.dropout(xs, p, True)
+            ys = y.reshape(-1, y.shape[-1])
+            inplace = y.is_contiguous() and in_place_ok(y, *(tree.get(n) for n in names))
+            if fast:
+                a, b = tree.get(a_name), tree.get(b_name)
+                if inplace:
+                    ys.addmm_(F.linear(xs, a), b.t(), alpha=s)
+                    return y
+                return torch.addmm(ys, F.linear(xs, a), b.t(), alpha=s).view_as(y)
+            if inplace:
+                for t in targets:
+                    ys[:, t.rows] += self.contribution(tree, t, xs, ys[:, t.rows])
+                return y
+            pieces = {t.rows.start: self.contribution(tree, t, xs, ys[:, t.rows]) for t in targets}
+            if len(targets) == 1 and targets[0].slot.parts == 1:
+                return (ys + pieces[0]).view_as(y)
+            width = targets[0].fout
+            full = [pieces.get(i, ys.new_zeros(ys.shape[0], width)) for i in range(0, ys.shape[1], width)]
+            return (ys + torch.cat(full, dim=-1)).view_as(y)
+
+        return hook
+
+    # --- merging ----------------------------------------------------------------------------------
+    def delta_weight(self, tree: TensorTree, t: Target) -> torch.Tensor:
+        return (tree.get(f"{t.prefix}.lora_B") @ tree.get(f"{t.prefix}.lora_A")) * self.scaling
+
+    def merge(self, tree: TensorTree) -> None:
+        with torch.no_grad():
+            for t in self.targets:
+                add_to_weight(self.binding, t, self.delta_weight(tree, t))
+
+    def unmerge(self, tree: TensorTree) -> None:
+        with torch.no_grad():
+            for t in self.targets:
+                add_to_weight(self.binding, t, -self.delta_weight(tree, t))

@@ -1,0 +1,94 @@
+"""Shared plumbing of the weight-space methods (LoRA, DoRA, IA3): which projections, which slices.
+
+The config names architecture-neutral targets (``q``, ``v``, ``ffn_out``...); the architecture
+table maps each to one or more :class:`Slot` per layer (T5 decoder ``q`` is the self- and the
+cross-attention query; GPT-2 ``q`` is the first third of the fused ``c_attn``). Weights are always
+handled in ``nn.Linear`` form ``[out, in]``; GPT-2's ``Conv1D`` stores ``[in, out]`` and is
+transposed on the way in and out.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ...errors import SchemaError, SchemaProblem
+from ..arch import Binding, Layer, Slot
+
+
+@dataclass(frozen=True)
+class Target:
+    """One slot of one layer, with its tensor prefix and geometry."""
+
+    layer: Layer
+    slot: Slot
+    module: nn.Module
+    prefix: str
+    fin: int
+    fout: int
+
+    @property
+    def rows(self) -> slice:
+        """Output rows of this slot in the (possibly fused) projection."""
+        part = self.slot.part or 0
+        return slice(part * self.fout, (part + 1) * self.fout)
+
+
+def resolve_targets(binding: Binding, names: tuple[str, ...], leave_out: tuple[int, ...] | None) -> list[Target]:
+    """Every (layer, slot) the config targets; unknown targets for this family are a schema error."""
+    out: list[Target] = []
+    for layer in binding.iter_layers(leave_out):
+        for name in names:
+            if name not in layer.slots:
+                raise SchemaError("<adapter config>", [SchemaProblem(
+                    "/adapter/config/target_modules",
+                    f"{name!r} does not exist in {binding.family.name} models "
+                    f"(available: {sorted(layer.slots)})")])
+            for slot in layer.slots[name]:
+                fin, fout = binding.slot_shape(layer, slot)
+                out.append(Target(layer, slot, layer.sub(slot.path), f"layers.{layer.index}.{slot.key}", fin, fout))
+    return out
+
+
+def by_module(targets: list[Target]) -> dict[nn.Module, list[Target]]:
+    """Targets grouped per projection module (fused QKV gets several), in first-seen order."""
+    groups: dict[nn.Module, list[Target]] = defaultdict(list)
+    for t in targets:
+        groups[t.module].append(t)
+    return groups
+
+
+def linear_weight(binding: Binding, module: nn.Module) -> torch.Tensor:
+    """The module weight as ``[out, in]`` (a view for Conv1D)."""
+    return module.weight.t() if binding.conv1d else module.weight
+
+
+def add_to_weight(binding: Binding, target: Target, delta: torch.Tensor) -> None:
+    """``W[rows] += delta`` for a Linear-form ``delta[out_slice, in]``, in place, no autograd."""
+    with torch.no_grad():
+        w = target.module.weight
+        if binding.conv1d:
+            w[:, target.rows] += delta.t().to(w.dtype)
+        else:
+            w[target.rows] += delta.to(w.dtype)
+
+
+def set_weight_rows(binding: Binding, target: Target, rows: torch.Tensor) -> None:
+    with torch.no_grad():
+        w = target.module.weight
+        if binding.conv1d:
+            w[:, target.rows] = rows.t().to(w.dtype)
+        else:
+            w[target.rows] = rows.to(w.dtype)
+
+
+def weight_rows(binding: Binding, target: Target) -> torch.Tensor:
+    return linear_weight(binding, target.module)[target.rows]
+
+
+def bias_rows(target: Target) -> torch.Tensor | None:
+    b = getattr(target.module, "bias", None)
+    return None if b is None else b[target.rows]
