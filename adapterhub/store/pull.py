@@ -1,0 +1,318 @@
+"""``pull``: requirement → manifest → verified blobs → a view, and nothing half-done on failure.
+
+Order of work, and why:
+
+1. Resolve the requirement through the index (or take a Manifest as given) and check it for the
+   store (paths, hashes, pinned commits) before touching disk.
+2. Warm path: if the view exists and its record matches the manifest, return it. No network, no
+   imports of requests, huggingface_hub or torch.
+3. Write a lease naming every blob we need, *then* look for the blobs, so a concurrent ``cache gc``
+   either sees the lease or has already removed the blob (which we then fetch).
+4. Fetch each missing blob through the one writer, trying sources in order; safetensors files are
+   checked by our header validator before they become blobs.
+5. Publish the view atomically; drop the lease.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import (
+    AdapterHubError,
+    DownloadError,
+    IntegrityError,
+    NotFoundError,
+    OfflineError,
+    SizeLimitError,
+    UnsafeFileError,
+)
+from ..manifest import ArchiveSource, FileEntry, Manifest, manifest_digest
+from .layout import CacheLayout, new_owner
+from .options import FetchOptions
+from .plan import check_manifest_for_store, describe_sources, sources_for
+from .progress import Progress
+from .safetensors_check import check_safetensors, check_safetensors_stream
+from .sources import Source
+from .views import BlobMissingError, ViewRecord, publish_view, read_record, view_is_intact, write_lease
+from .writer import BlobWriter
+
+
+@dataclass(frozen=True)
+class PulledAdapter:
+    """A verified adapter in the cache: its directory, manifest and file paths."""
+
+    path: Path
+    manifest: Manifest
+    files: dict[str, Path]
+    downloaded: int = 0
+    """Bytes fetched by this pull (0 for a warm pull)."""
+    dependencies: tuple[PulledAdapter, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "path": str(self.path),
+                "files": {k: str(v) for k, v in self.files.items()}, "downloaded_bytes": self.downloaded,
+                "dependencies": [d.to_json() for d in self.dependencies]}
+
+
+def _record_files(files: Sequence[FileEntry]) -> tuple[FileEntry, ...]:
+    return tuple(FileEntry(f.path, f.size, f.sha256) for f in files)
+
+
+def _result(view: Path, manifest: Manifest, record: ViewRecord, downloaded: int) -> PulledAdapter:
+    return PulledAdapter(view, manifest, {f.path: view / f.path for f in record.files}, downloaded)
+
+
+def _validator(entry: FileEntry):
+    if not entry.path.endswith(".safetensors"):
+        return None
+
+    def check(path: Path) -> None:
+        with open(path, "rb") as fh:
+            check_safetensors_stream(fh, entry.size, where=entry.path)
+
+    return check
+
+
+class _Puller:
+    """The state of one pull of one manifest (see module docstring)."""
+
+    def __init__(self, manifest: Manifest, layout: CacheLayout, *, offline: bool, sources: list[Source] | None,
+                 index_config: dict[str, Any] | None, endpoint: str | None, token: str | bool | None,
+                 progress: bool | None, options: FetchOptions | None) -> None:
+        self.requested = manifest
+        self.layout = layout
+        self.offline = offline
+        self._sources = sources
+        self.index_config = index_config
+        self.endpoint = endpoint
+        self.token = token
+        self.progress_enabled = progress
+        self.options = options
+        self.owner = new_owner()
+        self.digest = manifest_digest(manifest)
+        self.downloaded = 0
+        self._fetcher: Any = None
+
+    # -- pieces -----------------------------------------------------------------------------------
+
+    @property
+    def fetcher(self):
+        if self._fetcher is None:
+            from .http import HttpFetcher
+
+            self._fetcher = HttpFetcher(self.options)
+        return self._fetcher
+
+    def sources(self) -> list[Source]:
+        if self._sources is None:
+            self._sources = sources_for(self.requested, index_config=self.index_config, endpoint=self.endpoint,
+                                        token=self.token, fetcher=self.fetcher)
+        return self._sources
+
+    def warm(self) -> PulledAdapter | None:
+        view = self.layout.view(self.requested.name, self.requested.version)
+        record = read_record(view)
+        if record is None or record.manifest_digest != self.digest or not view_is_intact(view, record):
+            return None
+        manifest = self.requested
+        if record.derived_from is not None:
+            from .archive import load_derived
+
+            manifest = load_derived(self.layout, record.derived_from, self.requested)
+        return _result(view, manifest, record, 0)
+
+    def effective_manifest(self) -> tuple[Manifest, str | None]:
+        """The manifest whose files we store; for a file-less archive manifest, the derived one."""
+        archives = [s for s in self.requested.sources or () if isinstance(s, ArchiveSource)]
+        if self.requested.files or not archives:
+            return self.requested, None
+        from .archive import ingest_archive
+
+        return ingest_archive(self, archives), archives[0].sha256
+
+    def fetch(self, entry: FileEntry, progress: Progress) -> None:
+        attempts: list[tuple[str, AdapterHubError]] = []
+        sources = self.sources()
+        for source in sources:
+            where = f"{self.requested.id}: {entry.path}"
+            try:
+                self._fetch_from(source, entry, where, progress)
+                return
+            except (NotFoundError, DownloadError, IntegrityError, UnsafeFileError) as exc:
+                attempts.append((source.description, exc))
+        raise _combine(self.requested, entry, attempts, sources)
+
+    def _fetch_from(self, source: Source, entry: FileEntry, where: str, progress: Progress) -> None:
+        def writer() -> BlobWriter:
+            return BlobWriter(self.layout, entry.sha256, entry.size, self.owner, where=where,
+                              validator=_validator(entry), on_progress=progress.callback)
+
+        w = writer()
+        if w.complete:  # adopted a finished download of a dead process: maybe nothing to fetch
+            try:
+                w.commit()
+                return
+            except IntegrityError:
+                w = writer()
+        with w:
+            before = w.offset
+            source.fetch(entry, w)
+            fetched = w.offset - before
+            w.commit()
+        self.downloaded += max(fetched, 0)
+
+    # -- the whole pull ----------------------------------------------------------------------------
+
+    def run(self) -> PulledAdapter:
+        check_manifest_for_store(self.requested)
+        hit = self.warm()
+        if hit is not None:
+            return hit
+        if self.offline:
+            return self._offline()
+        lease = None
+        try:
+            for _ in range(3):
+                manifest, derived_from = self.effective_manifest()
+                hashes = {f.sha256 for f in manifest.files}
+                lease = write_lease(self.layout, self.owner, hashes)
+                missing = [f for f in manifest.files if not self.layout.blob(f.sha256).is_file()]
+                progress = Progress(self.progress_enabled, sum(f.size for f in missing), self.requested.id)
+                try:
+                    for entry in missing:
+                        self.fetch(entry, progress)
+                finally:
+                    progress.close()
+                record = ViewRecord(self.requested.name, self.requested.version, self.digest,
+                                    _record_files(manifest.files), derived_from)
+                try:
+                    self._check_existing(manifest.files)
+                    view = publish_view(self.layout, self.owner, manifest, record)
+                except BlobMissingError:
+                    continue  # gc removed a blob between our check and our link: fetch it again
+                return _result(view, manifest, record, self.downloaded)
+            raise DownloadError(f"{self.requested.id}: blobs keep disappearing while the view is built "
+                                "(is `cache gc --force` running in a loop?)")
+        finally:
+            if lease is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    lease.unlink()
+            if self._fetcher is not None:
+                self._fetcher.close()
+
+    def _check_existing(self, files: Sequence[FileEntry]) -> None:
+        """Header-check safetensors blobs that already existed (they may have come in under another name)."""
+        for entry in files:
+            if entry.path.endswith(".safetensors"):
+                try:
+                    check_safetensors(self.layout.blob(entry.sha256))
+                except FileNotFoundError:
+                    raise BlobMissingError(entry.sha256) from None
+
+    def _offline(self) -> PulledAdapter:
+        from .archive import offline_manifest
+
+        manifest, derived_from = offline_manifest(self)
+        missing = [f for f in manifest.files if not self.layout.blob(f.sha256).is_file()]
+        if missing:
+            shown = "; ".join(f"{f.path} ({f.size} bytes, sha256 {f.sha256[:12]}…)" for f in missing[:10])
+            raise OfflineError(f"offline mode: {self.requested.id} is not fully cached; missing {len(missing)} "
+                               f"file(s): {shown}",
+                               hint="run the pull once with network access (unset ADAPTERHUB_OFFLINE / "
+                                    "HF_HUB_OFFLINE, drop --offline)")
+        record = ViewRecord(self.requested.name, self.requested.version, self.digest,
+                            _record_files(manifest.files), derived_from)
+        self._check_existing(manifest.files)
+        return _result(publish_view(self.layout, self.owner, manifest, record), manifest, record, 0)
+
+
+def _combine(manifest: Manifest, entry: FileEntry, attempts: list[tuple[str, AdapterHubError]],
+             sources: Sequence[Source]) -> AdapterHubError:
+    what = f"{manifest.id}: could not get {entry.path} ({entry.size} bytes, sha256 {entry.sha256[:12]}…)"
+    if not attempts:
+        return NotFoundError(f"{what}: the manifest lists no usable source",
+                             hint="add an hf/https source to the manifest or a mirror to the index config")
+    detail = "; ".join(f"[{src}] {exc}" for src, exc in attempts)
+    for kind in (UnsafeFileError, SizeLimitError, IntegrityError, DownloadError):
+        for _, exc in attempts:
+            if isinstance(exc, kind):
+                return type(exc)(f"{what}: {detail}")
+    return NotFoundError(f"{what}: not found on any source ({describe_sources(sources)}): {detail}")
+
+
+def pull_manifest(manifest: Manifest, *, cache_dir: str | Path | None = None, offline: bool | None = None,
+                  sources: Sequence[Source] | None = None, index_config: dict[str, Any] | None = None,
+                  endpoint: str | None = None, token: str | bool | None = None, progress: bool | None = False,
+                  options: FetchOptions | None = None) -> PulledAdapter:
+    """Pull exactly this manifest (no dependencies)."""
+    from .. import settings
+
+    layout = CacheLayout.default(cache_dir)
+    off = settings.offline() if offline is None else offline
+    return _Puller(manifest, layout, offline=off, sources=list(sources) if sources is not None else None,
+                   index_config=index_config, endpoint=endpoint, token=token, progress=progress,
+                   options=options).run()
+
+
+def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None = None,
+         cache_dir: str | Path | None = None, sources: Sequence[Source] | None = None,
+         endpoint: str | None = None, token: str | bool | None = None, progress: bool | None = False,
+         options: FetchOptions | None = None, dependencies: bool = True) -> PulledAdapter:
+    """Pull an adapter (and, by default, its dependencies) into the cache and return verified paths.
+
+    ``requirement`` is ``"name"``, ``"name>=1,<2"``, ``"name==1.0.0"`` or a :class:`Manifest`.
+    ``index`` is an :class:`~adapterhub.registry.Index`, a directory or URL, or None for the default.
+    ``offline`` (default: ``ADAPTERHUB_OFFLINE`` / ``HF_HUB_OFFLINE``) uses the cache only.
+    ``sources`` replaces the manifest's own sources (tests, custom mirrors).
+    """
+    from .. import settings
+
+    off = settings.offline() if offline is None else offline
+    kwargs = dict(cache_dir=cache_dir, offline=off, sources=sources, endpoint=endpoint, token=token,
+                  progress=progress, options=options)
+    if isinstance(requirement, Manifest):
+        needs_index = dependencies and bool(requirement.dependencies)
+        idx = _open(index, off) if (index is not None or needs_index) else None
+        deps: list[PulledAdapter] = []
+        if needs_index and idx is not None:
+            from ..registry import resolve_closure
+
+            reqs = [f"{d.name}{d.spec or ''}" for d in requirement.dependencies or ()]
+            deps = [pull_manifest(r.manifest, index_config=idx.config, **kwargs) for r in resolve_closure(idx, reqs)]
+        root = pull_manifest(requirement, index_config=idx.config if idx else None, **kwargs)
+        return _with_deps(root, deps)
+    from ..registry import resolve, resolve_closure
+
+    idx = _open(index, off)
+    if not dependencies:
+        return pull_manifest(resolve(idx, requirement).manifest, index_config=idx.config, **kwargs)
+    closure = resolve_closure(idx, [requirement])
+    pulled = [pull_manifest(r.manifest, index_config=idx.config, **kwargs) for r in closure]
+    return _with_deps(pulled[-1], pulled[:-1])
+
+
+def _with_deps(root: PulledAdapter, deps: list[PulledAdapter]) -> PulledAdapter:
+    if not deps:
+        return root
+    return PulledAdapter(root.path, root.manifest, root.files, root.downloaded + sum(d.downloaded for d in deps),
+                         tuple(deps))
+
+
+def _open(index: Any, offline: bool):
+    from ..registry import Index, open_index
+
+    if isinstance(index, Index):
+        return index
+    return open_index(index, offline=offline)

@@ -1,0 +1,237 @@
+"""One :class:`Source` protocol and its backends: Hub, HTTP(S), local directory, bundled mirror.
+
+Files are content-addressed, so a source is only asked "put the bytes of this file entry into this
+writer"; the writer decides whether they are the right bytes. Any source may therefore serve any
+file, and a pull simply tries its sources in order. Sources raise :class:`NotFoundError` when they do
+not have a file (try the next one) and :class:`DownloadError` when the transfer failed.
+
+Nothing here imports ``requests`` or ``huggingface_hub`` at module level: a warm pull never fetches,
+so it should not pay for those imports.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from ..errors import DownloadError, IntegrityError, NotFoundError
+from ..manifest import FileEntry
+from ..paths import safe_join
+from .http import HttpFetcher
+from .writer import BlobWriter
+
+LOCAL_CHUNK = 1 << 20
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Something that can produce a file's bytes."""
+
+    @property
+    def description(self) -> str:
+        """Where the bytes come from, for messages (``hf:org/repo@abc123``, a URL, a directory)."""
+        ...
+
+    def fetch(self, entry: FileEntry, writer: BlobWriter) -> None:
+        """Stream ``entry``'s bytes into ``writer`` (which may already hold a verified prefix)."""
+        ...
+
+
+# --- local files ---------------------------------------------------------------------------------
+
+
+def _copy_into(path: Path, writer: BlobWriter) -> None:
+    try:
+        fh = open(path, "rb", buffering=0)  # noqa: SIM115
+    except (FileNotFoundError, NotADirectoryError):
+        raise NotFoundError(f"{path}: not found") from None
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        if writer.offset > size:
+            writer.reset()
+        fh.seek(writer.offset)
+        while True:
+            chunk = fh.read(LOCAL_CHUNK)
+            if not chunk:
+                return
+            writer.write(chunk)
+
+
+@dataclass(frozen=True)
+class LocalDirSource:
+    """A directory holding the files by their manifest paths (an unpacked adapter, a checkout)."""
+
+    root: Path
+
+    @property
+    def description(self) -> str:
+        return f"dir:{self.root}"
+
+    def fetch(self, entry: FileEntry, writer: BlobWriter) -> None:
+        _copy_into(safe_join(self.root, entry.path), writer)
+
+
+@dataclass(frozen=True)
+class ContentDirSource:
+    """A directory of blobs named by their sha256 hex (the bundled mirror, an rsync'd cache)."""
+
+    root: Path
+    label: str = "mirror"
+
+    @property
+    def description(self) -> str:
+        return f"{self.label}:{self.root}"
+
+    def fetch(self, entry: FileEntry, writer: BlobWriter) -> None:
+        for candidate in (self.root / entry.sha256, self.root / "sha256" / entry.sha256):
+            if candidate.is_file():
+                _copy_into(candidate, writer)
+                return
+        raise NotFoundError(f"{self.root}: no blob {entry.sha256}")
+
+
+def bundled_source() -> ContentDirSource:
+    """The sample adapters' bytes shipped inside the package."""
+    from ..resources import bundled_mirror_dir
+
+    return ContentDirSource(bundled_mirror_dir(), "bundled")
+
+
+# --- HTTP ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class HttpSource:
+    """Files under a base URL by path (``base_url + path``), e.g. a manifest's ``https`` source."""
+
+    base_url: str
+    fetcher: HttpFetcher = field(default_factory=HttpFetcher, repr=False)
+
+    @property
+    def description(self) -> str:
+        return self.base_url
+
+    def fetch(self, entry: FileEntry, writer: BlobWriter) -> None:
+        from urllib.parse import quote
+
+        base = self.base_url if self.base_url.endswith("/") else self.base_url + "/"
+        self.fetcher.download(base + quote(entry.path), writer)
+
+
+@dataclass
+class HttpMirrorSource:
+    """A content-addressed HTTP mirror: ``{sha256}`` in the template, or ``<base>/<sha256>``."""
+
+    template: str
+    fetcher: HttpFetcher = field(default_factory=HttpFetcher, repr=False)
+
+    @property
+    def description(self) -> str:
+        return self.template
+
+    def url_for(self, sha256: str) -> str:
+        if "{sha256}" in self.template:
+            return self.template.replace("{sha256}", sha256)
+        return self.template.rstrip("/") + "/" + sha256
+
+    def fetch(self, entry: FileEntry, writer: BlobWriter) -> None:
+        self.fetcher.download(self.url_for(entry.sha256), writer)
+
+
+# --- the Hugging Face Hub --------------------------------------------------------------------------
+
+
+def default_endpoint() -> str:
+    """``HF_ENDPOINT`` read now (huggingface_hub reads it once at import), else the public Hub."""
+    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+
+@dataclass
+class HubSource:
+    """A Hub repo at a pinned commit, through huggingface_hub's metadata call and our own GET.
+
+    ``get_hf_file_metadata`` (the real client) resolves the file: it follows the Hub's redirects and
+    tells us the commit, size and etag. We check the commit is the pinned one and the size is the
+    manifest's before downloading; the body then streams into our writer so it is hashed as it arrives
+    (``hf_hub_download`` only checks sizes and would leave a second copy in its own cache).
+    """
+
+    repo_id: str
+    revision: str
+    subfolder: str | None = None
+    endpoint: str | None = None
+    token: str | bool | None = None
+    repo_type: str = "model"
+    fetcher: HttpFetcher = field(default_factory=HttpFetcher, repr=False)
+
+    @property
+    def description(self) -> str:
+        return f"hf:{self.repo_id}@{self.revision[:12]} ({self.endpoint or default_endpoint()})"
+
+    def fetch(self, entry: FileEntry, writer: BlobWriter) -> None:
+        import time
+        from urllib.parse import urlparse
+
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+        from huggingface_hub.utils import build_hf_headers
+
+        endpoint = (self.endpoint or default_endpoint()).rstrip("/")
+        url = hf_hub_url(self.repo_id, entry.path, subfolder=self.subfolder, repo_type=self.repo_type,
+                         revision=self.revision, endpoint=endpoint)
+        if not url.startswith(endpoint + "/"):
+            # hf_hub_url only swaps the endpoint into URLs built on constants.ENDPOINT (read at import).
+            url = endpoint + url[url.index("/", len("https://")):]
+        opts = self.fetcher.options
+        attempt = 0
+        while True:
+            try:
+                meta = get_hf_file_metadata(url, token=self.token, timeout=opts.read_timeout, endpoint=endpoint)
+                break
+            except Exception as exc:  # the client's exception types differ between 0.x and 1.x+
+                kind = _classify_hub_error(exc)
+                if kind == "missing":
+                    raise NotFoundError(f"{self.description}: {entry.path}: {type(exc).__name__}: "
+                                        f"{_first_line(exc)}") from None
+                attempt += 1
+                if kind == "fatal" or attempt > opts.retries:
+                    raise DownloadError(f"{self.description}: {entry.path}: metadata request failed: "
+                                        f"{type(exc).__name__}: {_first_line(exc)}") from None
+                time.sleep(opts.delay(attempt))
+        if meta.commit_hash != self.revision:
+            raise IntegrityError(f"{self.description}: {entry.path}: server answered for commit "
+                                 f"{meta.commit_hash}, not the pinned {self.revision}")
+        if meta.size is not None and meta.size != entry.size:
+            raise IntegrityError(f"{self.description}: {entry.path} is {meta.size} bytes on the server, "
+                                 f"the manifest says {entry.size}")
+        location = meta.location or url
+        headers = build_hf_headers(token=self.token, library_name="adapterhub")
+        if urlparse(location).netloc != urlparse(endpoint).netloc:
+            headers.pop("authorization", None)  # never send the Hub token to a CDN or another host
+            headers.pop("Authorization", None)
+        self.fetcher.download(location, writer, headers=headers)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:300]
+
+
+def _classify_hub_error(exc: BaseException) -> str:
+    """``missing`` (try another source), ``transient`` (retry) or ``fatal``."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & {"EntryNotFoundError", "RepositoryNotFoundError", "RevisionNotFoundError",
+                "RemoteEntryNotFoundError", "GatedRepoError", "DisabledRepoError"}:
+        return "missing"
+    if "OfflineModeIsEnabled" in names:
+        return "fatal"
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if isinstance(status, int):
+        if status == 404:
+            return "missing"
+        return "transient" if status == 429 or status >= 500 else "fatal"
+    if names & {"ConnectionError", "Timeout", "ConnectTimeout", "ReadTimeout", "TimeoutException",
+                "ConnectError", "ReadError", "RemoteProtocolError", "TransportError", "OSError"}:
+        return "transient"
+    return "fatal"

@@ -1,0 +1,186 @@
+"""The one cache writer: bytes in, a verified blob out, or nothing at all.
+
+Every source streams into a :class:`BlobWriter`. It writes to a temp file owned by this process in
+the blob directory, hashes while writing, refuses the first byte past the expected size, and only
+after size, sha256 and an optional content check passed does it fsync and ``os.replace`` the file to
+``blobs/sha256/<hex>``. Any failure removes the temp file. Readers therefore never see a partial or
+unverified blob, without any lock.
+
+A temp file left by a process that died (SIGKILL, power loss) is adopted by the next writer of the
+same blob: renamed to the new owner's name (only one process can win that rename), re-hashed, and
+resumed from where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import IntegrityError, SizeLimitError
+from .layout import CacheLayout, parse_owner, parse_temp_name
+
+Validator = Callable[[Path], None]
+READ_CHUNK = 1 << 20
+
+
+def fsync_dir(path: Path) -> None:
+    """Persist a rename in ``path`` (best effort: some systems cannot open directories)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def hash_file(path: Path, *, limit: int | None = None) -> tuple[str, int]:
+    """sha256 hex and byte count of a file (or its first ``limit`` bytes), in large reads."""
+    h = hashlib.sha256()
+    buf = bytearray(4 * READ_CHUNK)
+    view = memoryview(buf)
+    total = 0
+    with open(path, "rb", buffering=0) as fh:
+        while limit is None or total < limit:
+            want = len(buf) if limit is None else min(len(buf), limit - total)
+            n = fh.readinto(view[:want])
+            if not n:
+                break
+            h.update(view[:n])
+            total += n
+    return h.hexdigest(), total
+
+
+class BlobWriter:
+    """Write one blob of known sha256 and size (or a size cap); see the module docstring."""
+
+    def __init__(self, layout: CacheLayout, sha256: str, size: int | None, owner: str, *,
+                 max_size: int | None = None, where: str = "", validator: Validator | None = None,
+                 on_progress: Callable[[int], None] | None = None) -> None:
+        if size is None and max_size is None:
+            raise ValueError("a blob needs an exact size or a size cap")
+        self.layout = layout
+        self.sha256 = sha256
+        self.size = size
+        self.limit = size if size is not None else max_size
+        self.where = where or sha256
+        self.validator = validator
+        self.on_progress = on_progress
+        self.final = layout.blob(sha256)
+        self.temp = layout.blob_temp(sha256, owner)
+        layout.blobs.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.temp, "wb")  # noqa: SIM115 - closed in commit/abort
+        self._hash = hashlib.sha256()
+        self.offset = 0
+        self._done = False
+        self._adopt_orphan()
+
+    # -- resume after a dead process -------------------------------------------------------------
+
+    def _adopt_orphan(self) -> None:
+        """Take over the temp file of a dead writer of this blob, keeping its verified prefix."""
+        try:
+            entries = list(os.scandir(self.layout.blobs))
+        except FileNotFoundError:
+            return
+        prefix = f".{self.sha256}~"
+        for entry in entries:
+            if not entry.name.startswith(prefix) or entry.path == str(self.temp):
+                continue
+            parsed = parse_temp_name(entry.name)
+            owner = parse_owner(parsed[1]) if parsed and parsed[2] == "part" else None
+            if owner is None or not owner.is_dead():
+                continue
+            try:
+                os.replace(entry.path, self.temp)  # atomic claim: exactly one adopter wins
+            except FileNotFoundError:
+                continue
+            self._fh.close()
+            self._fh = open(self.temp, "r+b")  # noqa: SIM115
+            size = os.fstat(self._fh.fileno()).st_size
+            if size > self.limit:
+                self.reset()
+                return
+            h = hashlib.sha256()
+            while True:
+                chunk = self._fh.read(4 * READ_CHUNK)
+                if not chunk:
+                    break
+                h.update(chunk)
+            self._hash, self.offset = h, size
+            if self.on_progress and size:
+                self.on_progress(size)
+            return
+
+    # -- streaming -------------------------------------------------------------------------------
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Append bytes; raise :class:`SizeLimitError` at the first byte past the allowed size."""
+        n = len(data)
+        if self.offset + n > self.limit:
+            raise SizeLimitError(f"{self.where}: the source sent more than the {self.limit} bytes the "
+                                 "manifest allows; refusing the rest")
+        self._fh.write(data)
+        self._hash.update(data)
+        self.offset += n
+        if self.on_progress:
+            self.on_progress(n)
+
+    def reset(self) -> None:
+        """Start over from byte 0 (the server ignored our Range, or sent the wrong one)."""
+        if self.on_progress and self.offset:
+            self.on_progress(-self.offset)
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._hash = hashlib.sha256()
+        self.offset = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.size is not None and self.offset == self.size
+
+    # -- finishing -------------------------------------------------------------------------------
+
+    def commit(self) -> Path:
+        """Check size, sha256 and content; then fsync and atomically publish the blob."""
+        try:
+            if self.size is not None and self.offset != self.size:
+                raise IntegrityError(f"{self.where}: got {self.offset} bytes, the manifest says {self.size} "
+                                     "(truncated download or wrong file)")
+            digest = self._hash.hexdigest()
+            if digest != self.sha256:
+                raise IntegrityError(f"{self.where}: sha256 is {digest}, the manifest pins {self.sha256}",
+                                     hint="the source serves different bytes; nothing was stored")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            if self.validator is not None:
+                self.validator(self.temp)
+            os.chmod(self.temp, 0o444)
+            os.replace(self.temp, self.final)
+            self._done = True
+        except BaseException:
+            self.abort()
+            raise
+        fsync_dir(self.final.parent)
+        return self.final
+
+    def abort(self) -> None:
+        """Drop the temp file (idempotent)."""
+        with contextlib.suppress(OSError):
+            self._fh.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.temp)
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self._done:
+            self.abort()
