@@ -134,8 +134,11 @@ def parse_header(raw: bytes, *, data_size: int, where: str = "<safetensors>") ->
         if first.isspace():
             raise _fail(where, "header starts with whitespace; adapterhub requires it to begin with '{'")
         raise _fail(where, "header does not begin with '{'")
+    body = raw.rstrip(b" ")
+    if not body.endswith(b"}"):
+        raise _fail(where, "header must end with '}' (only space padding may follow it)")
     try:
-        doc = loads_strict(raw.rstrip(b" "), where + " header")
+        doc = loads_strict(body, where + " header")
     except AdapterHubError as exc:
         raise _fail(where, f"header is not strict UTF-8 JSON ({exc.message})") from None
     if not isinstance(doc, dict):
