@@ -286,5 +286,7 @@ def _is_repo_id(name: str) -> bool:
 def _manifest_name(name: str) -> str:
     from ..names import normalize_name
 
-    norm = normalize_name(name).strip("-")
-    return norm if len(norm) >= 2 else f"adapter-{norm}"
+    import re
+
+    norm = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", normalize_name(name))).strip("-")[:64]
+    return norm if len(norm) >= 2 else f"adapter-{norm}".strip("-")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from .base import Method
 from .bottleneck import Bottleneck
+from .compacter import Compacter
 from .dora import Dora
 from .ia3 import IA3
 from .lora import Lora
 
 REGISTRY: dict[str, type[Method]] = {
     "bottleneck": Bottleneck,
+    "compacter": Compacter,
     "lora": Lora,
     "dora": Dora,
     "ia3": IA3,
