@@ -61,7 +61,10 @@ class HttpFetcher:
     def download(self, url: str, writer: BlobWriter, *, headers: Mapping[str, str] | None = None) -> None:
         """Fill ``writer`` with the body of ``url`` (resuming from ``writer.offset``)."""
         import requests
+        from urllib3.exceptions import HTTPError as Urllib3Error
 
+        transport_errors = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                            Urllib3Error)
         opts = self.options
         attempt = 0
         last: str = ""
@@ -72,7 +75,7 @@ class HttpFetcher:
             except _Restart as exc:
                 writer.reset()
                 last = str(exc)
-            except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            except transport_errors as exc:
                 last = _describe(exc, opts)
             except _Transient as exc:
                 last = str(exc)
@@ -111,14 +114,29 @@ class HttpFetcher:
             if declared and declared.isdigit() and writer.offset + int(declared) > writer.limit:
                 raise SizeLimitError(f"{writer.where}: {url} announces {writer.offset + int(declared)} bytes, "
                                      f"more than the {writer.limit} the manifest allows")
-            for chunk in resp.iter_content(CHUNK):
-                writer.write(chunk)
+            start = writer.offset
+            _stream(resp, writer)
         if writer.size is not None and writer.offset < writer.size:
-            if declared and declared.isdigit():
-                # The server finished its answer cleanly but it is short: its file is not ours.
+            if declared and declared.isdigit() and writer.offset - start == int(declared):
+                # The server sent all it announced, and that is short: its file is not ours.
                 raise IntegrityError(f"{writer.where}: {url} served {writer.offset} bytes, the manifest says "
                                      f"{writer.size} (truncated file on the server)")
             raise _Transient("the connection ended early")
+
+
+def _stream(resp: Any, writer: BlobWriter) -> None:
+    """Copy the body into the writer as data arrives (``read1``), so a cut keeps what came."""
+    raw = resp.raw
+    read1 = getattr(raw, "read1", None)
+    if read1 is None:  # pragma: no cover - urllib3 < 2
+        for chunk in resp.iter_content(CHUNK):
+            writer.write(chunk)
+        return
+    while True:
+        chunk = read1(CHUNK, decode_content=True)
+        if not chunk:
+            return
+        writer.write(chunk)
 
 
 class _Transient(Exception):
