@@ -7,22 +7,26 @@ import pickle
 import time
 
 import pytest
-from store_support import (  # noqa: F401 - fixtures
+from store_support import (
     FAST,
     HubRepo,
     blobs,
-    cache,
-    hub_server,
     leftovers,
     put_repo,
     raw_safetensors,
-    repo,
     safetensors_bytes,
     views,
     with_http_source,
 )
 
-from adapterhub.errors import DownloadError, IntegrityError, SchemaError, SizeLimitError, UnsafeFileError
+from adapterhub.errors import (
+    DownloadError,
+    IntegrityError,
+    NotFoundError,
+    SchemaError,
+    SizeLimitError,
+    UnsafeFileError,
+)
 from adapterhub.manifest import FileEntry, HfSource
 from adapterhub.server import FaultKind
 from adapterhub.store import FetchOptions, gc, pull
@@ -190,7 +194,7 @@ def test_case_collisions_and_pickle_files_are_refused(cache, repo):
 
 
 def test_manifest_pinned_to_a_branch(cache, repo):
-    from adapterhub.manifest import parse_manifest, manifest_to_dict
+    from adapterhub.manifest import manifest_to_dict, parse_manifest
 
     doc = manifest_to_dict(repo.manifest())
     doc["sources"][0]["revision"] = "main"
@@ -202,10 +206,9 @@ def test_manifest_pinned_to_a_branch(cache, repo):
     assert repo.plan.applied == [] and not cache.exists()
 
 
-def test_server_answering_for_another_commit_is_refused(cache, repo):
-    other = put_repo(repo.server, repo.repo_id, {"new.txt": b"x"})
-    m = dataclasses.replace(repo.manifest(), sources=(HfSource(repo.repo_id, other[:-1] + ("0" if other[-1] != "0" else "1"),
-                                                               endpoint=repo.endpoint),))
-    with pytest.raises(Exception):  # unknown commit: the server says RevisionNotFound
+def test_unknown_commit_is_not_found(cache, repo):
+    unknown = "0123456789" * 4
+    m = dataclasses.replace(repo.manifest(), sources=(HfSource(repo.repo_id, unknown, endpoint=repo.endpoint),))
+    with pytest.raises(NotFoundError, match="RevisionNotFound|not found"):
         pull(m, options=FAST)
     assert_clean(cache)

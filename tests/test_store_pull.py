@@ -8,15 +8,12 @@ import os
 import sys
 
 import pytest
-from store_support import (  # noqa: F401 - fixtures
+from store_support import (
     FAST,
     blobs,
-    cache,
-    hub_server,
     leftovers,
     manifest_for,
     put_repo,
-    repo,
     safetensors_bytes,
     sha,
     views,
@@ -37,6 +34,8 @@ from adapterhub.store import (
     remove_cached,
     verify,
 )
+
+pytest_plugins = ["store_support"]
 
 
 def test_pull_through_the_hub_client(cache, repo):
