@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+from runtime_helpers import assert_same_state, hidden, inputs_for, state_snapshot, tiny_model
 from safetensors.torch import load_file, save_file
 
 from adapterhub.errors import (
@@ -18,7 +19,6 @@ from adapterhub.errors import (
     WeightMismatchError,
 )
 from adapterhub.runtime import wrap
-from runtime_helpers import assert_same_state, hidden, inputs_for, state_snapshot, tiny_model
 
 
 @pytest.fixture()

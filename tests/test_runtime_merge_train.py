@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from runtime_helpers import assert_same_state, hidden, inputs_for, state_snapshot, tiny_model
 
 from adapterhub.runtime import wrap
-from runtime_helpers import assert_same_state, hidden, inputs_for, state_snapshot, tiny_model
 
 WEIGHT_SPACE = {
     "lora": ("lora", {"r": 4, "alpha": 8, "init_weights": "bert", "target_modules": ["q", "v", "ffn_in", "ffn_out"]}),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from runtime_helpers import ARCHS, assert_same_state, hidden, inputs_for, state_snapshot, tiny_model
 
 from adapterhub.manifest import load_manifest
 from adapterhub.runtime import wrap
-from runtime_helpers import ARCHS, assert_same_state, hidden, inputs_for, state_snapshot, tiny_model
 
 METHODS = {
     "houlsby": ("bottleneck", {"variant": "houlsby", "init_weights": "houlsby"}),

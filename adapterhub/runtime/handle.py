@@ -284,9 +284,9 @@ def _is_repo_id(name: str) -> bool:
 
 
 def _manifest_name(name: str) -> str:
-    from ..names import normalize_name
-
     import re
+
+    from ..names import normalize_name
 
     norm = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", normalize_name(name))).strip("-")[:64]
     return norm if len(norm) >= 2 else f"adapter-{norm}".strip("-")

@@ -1,0 +1,36 @@
+"""A small Hugging Face Hub-compatible server for air-gapped teams, tests and benchmarks.
+
+It stores repositories on disk (content-addressed blobs, immutable commits, refs) and speaks the part
+of the Hub HTTP API that ``huggingface_hub`` uses to create repos, commit files and download them
+(``create_repo``, ``upload_folder``/``create_commit``, ``hf_hub_download``, ``model_info``,
+``list_repo_tree``...). Standard library only.
+
+    from adapterhub.server import serve_in_thread
+    with serve_in_thread("/srv/hub") as endpoint:      # http://127.0.0.1:<free port>
+        HfApi(endpoint=endpoint).create_repo("org/adapter")
+
+From a shell: ``python -m adapterhub.server --root /srv/hub --port 8080``.
+"""
+
+from .app import HubServer, serve_in_thread
+from .context import ServerConfig
+from .errors import HubApiError
+from .faults import AppliedFault, Fault, FaultKind, FaultPlan
+from .names import RepoRef
+from .storage import Commit, FileEntry, HubStorage, StorageError
+
+__all__ = [
+    "AppliedFault",
+    "Commit",
+    "Fault",
+    "FaultKind",
+    "FaultPlan",
+    "FileEntry",
+    "HubApiError",
+    "HubServer",
+    "HubStorage",
+    "RepoRef",
+    "ServerConfig",
+    "StorageError",
+    "serve_in_thread",
+]

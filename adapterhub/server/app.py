@@ -1,0 +1,176 @@
+"""Start and stop a server: in a background thread (tests, benchmarks) or in the foreground (CLI).
+
+Binds 127.0.0.1 unless told otherwise; port 0 picks a free port, and ``endpoint`` tells which one.
+Stopping closes the listening socket and also every open client connection, so a test's teardown
+never waits on a kept-alive connection or a stalled fault.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+import threading
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager, suppress
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+
+from .context import DEFAULT_MAX_BODY_BYTES, ServerConfig, ServerState
+from .faults import FaultPlan
+from .handler import HubRequestHandler
+from .storage import HubStorage
+
+logger = logging.getLogger("adapterhub.server")
+
+
+class HubHTTPServer(ThreadingHTTPServer):
+    """``ThreadingHTTPServer`` that carries the shared state and tracks live connections."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+    def __init__(self, address: tuple[str, int], state: ServerState) -> None:
+        self.state = state
+        self._live: set[socket.socket] = set()
+        self._live_lock = threading.Lock()
+        super().__init__(address, HubRequestHandler)
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        with self._live_lock:
+            self._live.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+        with self._live_lock:
+            self._live.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up mid-request is routine; anything else is logged with its traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            logger.debug("connection from %s ended: %s", client_address, error)
+        else:
+            logger.exception("error while serving %s", client_address)
+
+    def close_connections(self) -> None:
+        with self._live_lock:
+            live, self._live = list(self._live), set()
+        for sock in live:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class HubServer:
+    """A Hub-compatible server over a storage root.
+
+    ``start()`` runs it in a daemon thread and returns the endpoint URL; ``serve_forever()`` runs it
+    in the calling thread; ``stop()`` ends either. Usable as a context manager (``with HubServer(..)
+    as server: server.endpoint``).
+    """
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tokens: Collection[str] = (),
+        public_url: str | None = None,
+        fault_plan: FaultPlan | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        tree_page_size: int = 1000,
+        socket_timeout: float = 60.0,
+    ) -> None:
+        self.storage = HubStorage(root)
+        self.config = ServerConfig(
+            tokens=frozenset(t for t in tokens if t),
+            public_url=public_url,
+            fault_plan=fault_plan,
+            max_body_bytes=max_body_bytes,
+            tree_page_size=tree_page_size,
+            socket_timeout=socket_timeout,
+        )
+        self.state = ServerState(self.storage, self.config)
+        self.httpd = HubHTTPServer((host, port), self.state)
+        self._thread: threading.Thread | None = None
+        self._serving = threading.Event()
+
+    @property
+    def fault_plan(self) -> FaultPlan | None:
+        return self.config.fault_plan
+
+    @property
+    def endpoint(self) -> str:
+        """``http://host:port`` as clients should use it (``HF_ENDPOINT`` / ``endpoint=``)."""
+        host, port = self.httpd.server_address[:2]
+        host = str(host)
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}"
+
+    def start(self) -> str:
+        """Serve in a background daemon thread; returns the endpoint URL."""
+        if self._thread is None:
+            self._serving.set()
+            self._thread = threading.Thread(
+                target=self.httpd.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="adapterhub-server",
+                daemon=True,
+            )
+            self._thread.start()
+        return self.endpoint
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until ``stop()`` (from another thread) or KeyboardInterrupt."""
+        self._serving.set()
+        try:
+            self.httpd.serve_forever(poll_interval=0.2)
+        finally:
+            self._close()
+
+    def stop(self) -> None:
+        self.state.stop_event.set()
+        if self._serving.is_set():
+            self._serving.clear()
+            self.httpd.shutdown()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._close()
+
+    def _close(self) -> None:
+        self.state.stop_event.set()
+        self.httpd.close_connections()
+        self.httpd.server_close()
+
+    def __enter__(self) -> HubServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+@contextmanager
+def serve_in_thread(
+    root: Path | str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tokens: Collection[str] = (),
+    fault_plan: FaultPlan | None = None,
+    **options: object,
+) -> Iterator[str]:
+    """Run a server over ``root`` for the duration of a ``with`` block; yields the endpoint URL."""
+    server = HubServer(root, host=host, port=port, tokens=tokens, fault_plan=fault_plan, **options)  # type: ignore[arg-type]
+    try:
+        yield server.start()
+    finally:
+        server.stop()
