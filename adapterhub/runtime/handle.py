@@ -153,7 +153,11 @@ class AdapterModel:
                 head: dict[str, torch.Tensor] | None, activate: bool) -> None:
         """The only place that modifies the model when adding; everything was validated before."""
         ref = next(self.binding.backbone.parameters())
-        tree = TensorTree({k: v.to(device=ref.device, dtype=ref.dtype) for k, v in tensors.items()})
+        owned = {}
+        for k, v in tensors.items():  # own every tensor: foreign formats may share storage between slots
+            t = v.detach().to(device=ref.device, dtype=ref.dtype)
+            owned[k] = t.clone() if t.data_ptr() == v.data_ptr() or not t.is_contiguous() else t
+        tree = TensorTree(owned)
         tree.train(self.model.training)
         entry = _Entry(name, impl, typed, tree, head)
         self.container[name] = tree
