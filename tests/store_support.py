@@ -12,12 +12,9 @@ import hashlib
 import json
 import os
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from adapterhub.manifest import HttpsSource, Manifest, parse_manifest
 from adapterhub.server import FaultPlan, HubServer
@@ -33,6 +30,14 @@ def safetensors_bytes(n_floats: int = 64, *, name: str = "w", seed: int = 1) -> 
     data = bytes((i * 7 + seed) % 251 for i in range(n_floats * 4))
     header = json.dumps({"__metadata__": {"format": "pt"},
                          name: {"dtype": "F32", "shape": [n_floats], "data_offsets": [0, len(data)]}}).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + data
+
+
+def big_safetensors(nbytes: int) -> bytes:
+    """A valid safetensors file of about ``nbytes`` (U8 data; fast to build at any size)."""
+    data = (bytes(range(251)) * (nbytes // 251 + 1))[:nbytes]
+    header = json.dumps({"w": {"dtype": "U8", "shape": [len(data)], "data_offsets": [0, len(data)]}}).encode()
     header += b" " * (-len(header) % 8)
     return struct.pack("<Q", len(header)) + header + data
 
@@ -103,31 +108,6 @@ def put_repo(server: HubServer, repo_id: str, files: dict[str, bytes]) -> str:
         storage.create_repo(ref)
     ops = [AddFile(path, storage.put_blob(body)) for path, body in files.items()]
     return storage.commit(ref, "main", ops, summary="add files").commit.oid
-
-
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "cache"
-    monkeypatch.setenv("ADAPTERHUB_CACHE", str(root))
-    for var in ("ADAPTERHUB_OFFLINE", "HF_HUB_OFFLINE", "HF_TOKEN", "HF_ENDPOINT"):
-        monkeypatch.delenv(var, raising=False)
-    return root
-
-
-@pytest.fixture
-def hub_server(tmp_path: Path) -> Iterator[HubServer]:
-    server = HubServer(tmp_path / "hub-root", fault_plan=FaultPlan(), socket_timeout=10)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def repo(hub_server: HubServer) -> HubRepo:
-    files = {"adapter.safetensors": safetensors_bytes(4096), "adapter_config.json": b'{"r": 4}\n'}
-    return HubRepo(hub_server, "org/toy", put_repo(hub_server, "org/toy", files), files)
 
 
 def leftovers(cache_root: Path) -> list[str]:

@@ -35,7 +35,7 @@ from adapterhub.store import (
     verify,
 )
 
-pytest_plugins = ["store_support"]
+pytest_plugins = ["store_fixtures"]
 
 
 def test_pull_through_the_hub_client(cache, repo):
