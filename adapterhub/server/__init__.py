@@ -10,6 +10,10 @@ of the Hub HTTP API that ``huggingface_hub`` uses to create repos, commit files 
         HfApi(endpoint=endpoint).create_repo("org/adapter")
 
 From a shell: ``python -m adapterhub.server --root /srv/hub --port 8080``.
+
+Clients: ``huggingface_hub`` 2.x works with ``endpoint=`` / ``HfApi(endpoint=...)`` alone. 0.36 also
+needs ``HF_ENDPOINT`` set before it is imported (or ``huggingface_hub.constants.ENDPOINT`` at run
+time): it parses ``commitUrl`` against that constant, not against ``HfApi.endpoint``.
 """
 
 from .app import HubServer, serve_in_thread
