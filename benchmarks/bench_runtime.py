@@ -215,6 +215,7 @@ def main() -> int:
         "forward_median_s": med, "attach_median_s": att, "ratios": ratios, "targets_max_ratio": targets,
         "within_target": {k: ratios[k] <= targets[k] for k in ratios if k in targets},
         "equivalence_checks": checks, "notes": notes,
+        "load_average_1_5_15": list(__import__("os").getloadavg()),
         "attach_note": "ours and adapters include removing the adapter again (so the model can be reused); "
                        "PEFT includes unload(). Our fingerprint is computed once per model and cached "
                        "(first computation listed under notes).",
@@ -231,6 +232,7 @@ def main() -> int:
     lines += [f"| {k} | {v:.3f} | <= {targets.get(k, '-')} | {result['within_target'].get(k, '-')} |"
               for k, v in ratios.items()]
     lines += ["", f"Equivalence checks (max abs diff): {checks}", "",
+              f"Load average (1/5/15 min) at the end: {result['load_average_1_5_15']} on {__import__('os').cpu_count()} cores.", "",
               f"First fingerprint of the base: {notes['fingerprint_first_s'] * 1e3:.0f} ms (cached afterwards).", "",
               result["attach_note"], ""]
     (out / "runtime.md").write_text("\n".join(lines))
