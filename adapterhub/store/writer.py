@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import IntegrityError, SizeLimitError
@@ -57,6 +59,63 @@ def hash_file(path: Path, *, limit: int | None = None) -> tuple[str, int]:
     return h.hexdigest(), total
 
 
+class _Hasher:
+    """sha256 fed in order; large inputs are hashed on a helper thread while the caller keeps reading.
+
+    hashlib releases the GIL for large updates, so hashing a download overlaps with receiving and
+    writing it instead of adding to it. Updates stay in order (one worker, FIFO), at most
+    ``MAX_PENDING`` chunks are in flight, and :meth:`hexdigest` waits for all of them.
+    """
+
+    THREAD_AFTER = 4 * READ_CHUNK
+    MAX_PENDING = 16
+    SYNC_EVERY = 8 * READ_CHUNK
+
+    def __init__(self, fd: int | None = None) -> None:
+        self._h = hashlib.sha256()
+        self._fed = 0
+        self._fd = fd
+        self._unsynced = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: deque[Future] = deque()
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._fed += len(data)
+        if self._pool is None and self._fed > self.THREAD_AFTER:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adapterhub-sha256")
+        if self._pool is None:
+            self._h.update(data)
+            return
+        if isinstance(data, memoryview):
+            data = bytes(data)
+        self._pending.append(self._pool.submit(self._work, data))
+        while len(self._pending) > self.MAX_PENDING:
+            self._pending.popleft().result()
+
+    def _work(self, data: bytes) -> None:
+        """Hash a chunk; now and then also push written data to disk, so the final fsync is short."""
+        self._h.update(data)
+        self._unsynced += len(data)
+        if self._fd is not None and self._unsynced >= self.SYNC_EVERY:
+            self._unsynced = 0
+            with contextlib.suppress(OSError):
+                os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
+
+    def _drain(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
+
+    def hexdigest(self) -> str:
+        self._drain()
+        return self._h.hexdigest()
+
+    def close(self) -> None:
+        self._drain()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
 class BlobWriter:
     """Write one blob of known sha256 and size (or a size cap); see the module docstring."""
 
@@ -76,7 +135,7 @@ class BlobWriter:
         self.temp = layout.blob_temp(sha256, owner)
         layout.blobs.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.temp, "wb")  # noqa: SIM115 - closed in commit/abort
-        self._hash = hashlib.sha256()
+        self._hash = _Hasher(self._fh.fileno())
         self.offset = 0
         self._done = False
         self._adopt_orphan()
@@ -107,12 +166,13 @@ class BlobWriter:
             if size > self.limit:
                 self.reset()
                 return
-            h = hashlib.sha256()
+            h = _Hasher(self._fh.fileno())
             while True:
                 chunk = self._fh.read(4 * READ_CHUNK)
                 if not chunk:
                     break
                 h.update(chunk)
+            self._hash.close()
             self._hash, self.offset = h, size
             if self.on_progress and size:
                 self.on_progress(size)
@@ -138,7 +198,8 @@ class BlobWriter:
             self.on_progress(-self.offset)
         self._fh.seek(0)
         self._fh.truncate()
-        self._hash = hashlib.sha256()
+        self._hash.close()
+        self._hash = _Hasher(self._fh.fileno())
         self.offset = 0
 
     @property
@@ -154,6 +215,7 @@ class BlobWriter:
                 raise IntegrityError(f"{self.where}: got {self.offset} bytes, the manifest says {self.size} "
                                      "(truncated download or wrong file)")
             digest = self._hash.hexdigest()
+            self._hash.close()
             if digest != self.sha256:
                 raise IntegrityError(f"{self.where}: sha256 is {digest}, the manifest pins {self.sha256}",
                                      hint="the source serves different bytes; nothing was stored")
@@ -173,6 +235,8 @@ class BlobWriter:
 
     def abort(self) -> None:
         """Drop the temp file (idempotent)."""
+        with contextlib.suppress(Exception):
+            self._hash.close()
         with contextlib.suppress(OSError):
             self._fh.close()
         with contextlib.suppress(FileNotFoundError):

@@ -1,0 +1,214 @@
+"""Store benchmarks: warm ``adapterhub pull``, cold pull throughput, verification throughput.
+
+Run:  python benchmarks/bench_store.py [--rounds 15] [--size-mb 50]
+
+Every comparison is measured in the same run, in interleaved rounds (A, B, B, A, ...), and reported
+as medians; ratios are computed from those medians. The Hub server (adapterhub.server) runs in its
+own process on 127.0.0.1 so it does not share a GIL with the client being measured.
+
+1. Warm pull: ``adapterhub pull NAME --index DIR -q`` as a subprocess, adapter already cached
+   (target < 0.3 s). Also checks, with ``python -X importtime``, that torch, requests and
+   huggingface_hub are not imported. Bare ``python -c pass`` is measured alongside for context.
+2. Cold pull of a ~50 MB adapter (``pull()`` of a manifest with an hf source, fresh cache each round:
+   HEAD through huggingface_hub, GET, sha256 while streaming, header check, fsync, rename, view)
+   versus a plain ``requests`` streaming download of the same URL into a file (target >= 0.8x).
+3. ``verify`` of that adapter (page cache warm) versus ``hashlib.sha256`` over the same bytes held in
+   memory (target >= 0.9x).
+
+Results go to benchmarks/results/store.json and store.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from store_support import big_safetensors, manifest_for, put_repo  # noqa: E402
+
+from adapterhub.registry import add_release, init_index  # noqa: E402
+from adapterhub.server import HubServer  # noqa: E402
+
+CLI_SHIM = ("import sys, adapterhub.cli.store_cmds  # registers pull if __init__ does not yet\n"
+            "from adapterhub.cli import main\nsys.exit(main())")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(root: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "adapterhub.server", "--root", str(root), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return proc, endpoint
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def pull_command(index: Path) -> list[str]:
+    from adapterhub.cli import cli
+
+    if "pull" in cli.commands:  # registered by adapterhub/cli/__init__.py
+        return [sys.executable, "-m", "adapterhub", "pull", "bench-adapter", "--index", str(index), "-q"]
+    return [sys.executable, "-c", CLI_SHIM, "pull", "bench-adapter", "--index", str(index), "-q"]
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleave(rounds: int, a, b) -> tuple[list[float], list[float]]:
+    ta, tb = [], []
+    for i in range(rounds):
+        if i % 2 == 0:
+            ta.append(timed(a))
+            tb.append(timed(b))
+        else:
+            tb.append(timed(b))
+            ta.append(timed(a))
+    return ta, tb
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--size-mb", type=int, default=50)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-store-"))
+    cache = work / "cache"
+    os.environ["ADAPTERHUB_CACHE"] = str(cache)
+    os.environ.pop("ADAPTERHUB_OFFLINE", None)
+    os.environ.pop("HF_HUB_OFFLINE", None)
+    payload = big_safetensors(args.size_mb * 1024 * 1024)
+    files = {"adapter.safetensors": payload, "adapter_config.json": b'{"r": 8}'}
+    staging = HubServer(work / "hub")  # only to fill storage; served by a separate process below
+    commit = put_repo(staging, "org/bench", files)
+    staging.httpd.server_close()
+    server, endpoint = start_server(work / "hub")
+    try:
+        from adapterhub.store import FetchOptions, pull, verify
+
+        manifest = manifest_for(files, [{"type": "hf", "repo_id": "org/bench", "revision": commit,
+                                         "endpoint": endpoint}], name="bench-adapter")
+        index = init_index(work / "index", "bench")
+        add_release(index, manifest)
+        opts = FetchOptions()
+        url = f"{endpoint}/org/bench/resolve/{commit}/adapter.safetensors"
+
+        # -- 2. cold pull vs plain requests -------------------------------------------------------
+        import requests
+
+        session = requests.Session()
+        target = work / "plain.bin"
+
+        def cold() -> None:
+            shutil.rmtree(cache, ignore_errors=True)
+            pull(manifest, options=opts)
+
+        def plain() -> None:
+            with session.get(url, stream=True, timeout=30) as resp, open(target, "wb") as fh:
+                resp.raise_for_status()
+                for chunk in resp.iter_content(1 << 20):
+                    fh.write(chunk)
+
+        cold()
+        plain()  # warm-up both paths (connections, imports)
+        t_cold, t_plain = interleave(args.rounds, cold, plain)
+        assert target.read_bytes() == payload
+
+        # -- 3. verify vs hashlib in memory ---------------------------------------------------------
+        pull(manifest, options=opts)
+        total = len(payload) + len(files["adapter_config.json"])
+
+        def ver() -> None:
+            assert verify("bench-adapter").ok
+
+        def mem() -> None:
+            hashlib.sha256(payload).hexdigest()
+            hashlib.sha256(files["adapter_config.json"]).hexdigest()
+
+        ver()
+        t_verify, t_mem = interleave(args.rounds, ver, mem)
+
+        # -- 1. warm CLI pull ---------------------------------------------------------------------
+        cmd = pull_command(index)
+        first = subprocess.run(cmd, capture_output=True, text=True)
+        assert first.returncode == 0, first.stderr
+        t_warm, t_bare = interleave(args.rounds, lambda: subprocess.run(cmd, capture_output=True, check=True),
+                                    lambda: subprocess.run([sys.executable, "-c", "pass"], check=True))
+        imports = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], capture_output=True, text=True).stderr
+        imported = {line.split("|")[-1].strip().split(".")[0] for line in imports.splitlines() if "|" in line}
+        heavy = sorted(m for m in ("torch", "transformers", "requests", "huggingface_hub", "httpx") if m in imported)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+    med = statistics.median
+    mb = len(payload) / 1e6
+    results = {
+        "command": f"python benchmarks/bench_store.py --rounds {args.rounds} --size-mb {args.size_mb}",
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "rounds": args.rounds,
+        "warm_pull": {"median_s": med(t_warm), "bare_python_median_s": med(t_bare), "target_s": 0.3,
+                      "pass": med(t_warm) < 0.3 and not heavy, "heavy_imports": heavy, "command": " ".join(cmd)},
+        "cold_pull": {"size_mb": mb, "pull_median_s": med(t_cold), "plain_requests_median_s": med(t_plain),
+                      "pull_mb_s": mb / med(t_cold), "plain_mb_s": mb / med(t_plain),
+                      "ratio": med(t_plain) / med(t_cold), "target_ratio": 0.8,
+                      "pass": med(t_plain) / med(t_cold) >= 0.8},
+        "verify": {"bytes": total, "verify_median_s": med(t_verify), "hashlib_median_s": med(t_mem),
+                   "verify_mb_s": total / 1e6 / med(t_verify), "hashlib_mb_s": total / 1e6 / med(t_mem),
+                   "ratio": med(t_mem) / med(t_verify), "target_ratio": 0.9, "pass": med(t_mem) / med(t_verify) >= 0.9},
+        "samples": {"warm": t_warm, "bare": t_bare, "cold": t_cold, "plain": t_plain, "verify": t_verify,
+                    "hashlib": t_mem},
+    }
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "store.json").write_text(json.dumps(results, indent=2) + "\n")
+    w, c, v = results["warm_pull"], results["cold_pull"], results["verify"]
+    md = f"""# Store benchmarks
+
+Command: `{results['command']}` (Python {platform.python_version()}, {os.cpu_count()} CPUs; medians of
+{args.rounds} interleaved rounds; server in its own process on 127.0.0.1).
+
+| benchmark | adapterhub | reference | ratio | target | pass |
+| --- | --- | --- | --- | --- | --- |
+| warm `adapterhub pull` (subprocess) | {w['median_s']*1000:.0f} ms | bare `python -c pass` {w['bare_python_median_s']*1000:.0f} ms | - | < 300 ms, no torch/requests/hf imports (found: {', '.join(heavy) or 'none'}) | {w['pass']} |
+| cold pull, {c['size_mb']:.0f} MB | {c['pull_mb_s']:.0f} MB/s | plain requests stream to file {c['plain_mb_s']:.0f} MB/s | {c['ratio']:.2f}x | >= 0.8x | {c['pass']} |
+| verify (re-hash from disk cache) | {v['verify_mb_s']:.0f} MB/s | hashlib.sha256 in memory {v['hashlib_mb_s']:.0f} MB/s | {v['ratio']:.2f}x | >= 0.9x | {v['pass']} |
+
+The cold pull includes what a plain download does not: the Hub metadata request through
+huggingface_hub, sha256 while streaming, our safetensors header check, fsync, the atomic rename and
+building the view. Raw samples are in `store.json`.
+"""
+    (out / "store.md").write_text(md)
+    print(md)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0 if all(r["pass"] for r in (w, c, v)) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
