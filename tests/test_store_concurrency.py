@@ -41,7 +41,7 @@ def spawn(manifest_path: Path, cache: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(predicate, timeout: float = 20.0) -> None:
+def wait_for(predicate, timeout: float = 60.0) -> None:
     end = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > end:
@@ -93,7 +93,8 @@ def test_pull_killed_mid_download_resumes_and_leaves_no_garbage(cache, large, tm
 def test_killed_pull_garbage_is_collected(cache, large, tmp_path):
     large.plan.stall(60, at="mid", times=1, path="adapter.safetensors")
     proc = spawn(write_manifest(large.manifest(), tmp_path / "m.json"), cache)
-    wait_for(lambda: any(p.stat().st_size >= SIZE // 2 - (1 << 16) for p in part_files(cache)))
+    # The server stalls for 60 s halfway through the body: any bytes on disk mean the pull is mid-file.
+    wait_for(lambda: any(p.stat().st_size > 0 for p in part_files(cache)))
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     assert leftovers(cache) != []
