@@ -145,3 +145,23 @@ def _dir_with(root: Path, files: dict[str, bytes]):
 def test_applied_fault_kinds_are_visible(large):
     large.plan.stall(0.01, at="mid", times=1)
     assert large.plan.pending()[0].kind is FaultKind.STALL_MID
+
+
+def test_a_published_blob_is_never_replaced(tmp_path):
+    """The second writer of a blob keeps the first inode: a concurrent link() of it must not fail."""
+    from adapterhub.store.layout import CacheLayout, new_owner
+    from adapterhub.store.writer import BlobWriter
+
+    layout = CacheLayout(tmp_path / "c")
+    data = b"same bytes" * 1000
+    digest = sha(data)
+    first = BlobWriter(layout, digest, len(data), new_owner())
+    second = BlobWriter(layout, digest, len(data), new_owner())
+    first.write(data)
+    second.write(data)
+    inode = first.commit().stat().st_ino
+    held = tmp_path / "held"
+    os.link(layout.blob(digest), held)  # what a view does with the blob
+    assert second.commit().stat().st_ino == inode
+    assert os.stat(held).st_ino == inode
+    assert [p.name for p in layout.blobs.iterdir()] == [digest]  # the loser's temp file is gone

@@ -80,20 +80,26 @@ def view_is_intact(view_dir: Path, record: ViewRecord) -> bool:
 
 
 def _link_or_copy(blob: Path, target: Path) -> None:
-    try:
-        os.link(blob, target)
-    except FileNotFoundError:
-        if not blob.exists():
-            raise BlobMissingError(blob.name) from None
-        raise
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
-            raise
+    for attempt in range(5):
         try:
-            shutil.copyfile(blob, target)
+            os.link(blob, target)
+            return
         except FileNotFoundError:
-            raise BlobMissingError(blob.name) from None
-        os.chmod(target, 0o444)
+            if not blob.exists():
+                raise BlobMissingError(blob.name) from None
+            if attempt == 4:
+                raise
+            # The inode we looked up was replaced under us (link count 0); the name is live again.
+            continue
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
+                raise
+            break
+    try:
+        shutil.copyfile(blob, target)
+    except FileNotFoundError:
+        raise BlobMissingError(blob.name) from None
+    os.chmod(target, 0o444)
 
 
 def publish_view(layout: CacheLayout, owner: str, manifest: Manifest, record: ViewRecord) -> Path:

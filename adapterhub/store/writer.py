@@ -14,6 +14,7 @@ resumed from where it stopped.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 from collections import deque
@@ -57,6 +58,28 @@ def hash_file(path: Path, *, limit: int | None = None) -> tuple[str, int]:
             h.update(view[:n])
             total += n
     return h.hexdigest(), total
+
+
+def _publish_no_replace(temp: Path, final: Path) -> None:
+    """Give ``temp`` the name ``final`` unless another process already published that blob.
+
+    Replacing an existing blob would be harmless for readers that open it, but not for a
+    concurrent ``link()`` of the old inode: Linux fails that link with ENOENT once the replaced
+    inode's link count drops to zero. Blobs are named by their content, so the first one wins and
+    later identical copies are dropped. ``link`` never replaces; filesystems without hard links
+    fall back to ``os.replace``.
+    """
+    try:
+        os.link(temp, final)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
+            raise
+        if not final.exists():
+            os.replace(temp, final)
+            return
+    os.unlink(temp)
 
 
 class _Hasher:
@@ -225,7 +248,7 @@ class BlobWriter:
             if self.validator is not None:
                 self.validator(self.temp)
             os.chmod(self.temp, 0o444)
-            os.replace(self.temp, self.final)
+            _publish_no_replace(self.temp, self.final)
             self._done = True
         except BaseException:
             self.abort()
