@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ..errors import SchemaError, SchemaProblem
@@ -75,9 +76,22 @@ def check_manifest_for_store(manifest: Manifest) -> None:
 
 
 def sources_for(manifest: Manifest, *, index_config: dict[str, Any] | None = None, endpoint: str | None = None,
-                token: str | bool | None = None, fetcher: HttpFetcher | None = None) -> list[Source]:
-    """The manifest's own sources in order, then the index's mirrors (duplicates dropped)."""
+                token: str | bool | None = None, fetcher: HttpFetcher | None = None,
+                index_root: Path | None = None) -> list[Source]:
+    """The manifest's own sources in order, then the index's mirrors (duplicates dropped).
+
+    ``bundled`` means the mirror shipped with the index that listed the manifest: ``<index_root>/mirror``
+    for a local index directory (a registry made by ``adapterhub publish --to``), then the package's own.
+    """
     fetcher = fetcher or HttpFetcher()
+
+    def bundled() -> list[Source]:
+        local = index_root / "mirror" if index_root is not None else None
+        package = bundled_source()
+        if local is None or not local.is_dir() or local.resolve() == package.root.resolve():
+            return [package]
+        return [ContentDirSource(local, "index mirror"), package]
+
     artifacts = (index_config or {}).get("artifacts") or {}
     hub_default = endpoint or artifacts.get("hf_endpoint")
     out: list[Source] = []
@@ -88,10 +102,10 @@ def sources_for(manifest: Manifest, *, index_config: dict[str, Any] | None = Non
         elif isinstance(src, HttpsSource):
             out.append(HttpSource(src.base_url, fetcher=fetcher))
         elif isinstance(src, BundledSource):
-            out.append(bundled_source())
+            out.extend(bundled())
         # ArchiveSource is not a per-file source; see adapterhub.store.archive.
     for mirror in artifacts.get("mirrors") or ():
-        out.append(bundled_source() if mirror == "bundled" else HttpMirrorSource(mirror, fetcher=fetcher))
+        out.extend(bundled() if mirror == "bundled" else [HttpMirrorSource(mirror, fetcher=fetcher)])
     unique: list[Source] = []
     for s in out:
         if not any(type(s) is type(u) and s.description == u.description for u in unique):

@@ -90,8 +90,9 @@ class _Puller:
 
     def __init__(self, manifest: Manifest, layout: CacheLayout, *, offline: bool, sources: list[Source] | None,
                  index_config: dict[str, Any] | None, endpoint: str | None, token: str | bool | None,
-                 progress: bool | None, options: FetchOptions | None) -> None:
+                 progress: bool | None, options: FetchOptions | None, index_root: Path | None = None) -> None:
         self.requested = manifest
+        self.index_root = index_root
         self.layout = layout
         self.offline = offline
         self._sources = sources
@@ -118,7 +119,7 @@ class _Puller:
     def sources(self) -> list[Source]:
         if self._sources is None:
             self._sources = sources_for(self.requested, index_config=self.index_config, endpoint=self.endpoint,
-                                        token=self.token, fetcher=self.fetcher)
+                                        token=self.token, fetcher=self.fetcher, index_root=self.index_root)
         return self._sources
 
     def warm(self) -> PulledAdapter | None:
@@ -255,15 +256,15 @@ def _combine(manifest: Manifest, entry: FileEntry, attempts: list[tuple[str, Ada
 def pull_manifest(manifest: Manifest, *, cache_dir: str | Path | None = None, offline: bool | None = None,
                   sources: Sequence[Source] | None = None, index_config: dict[str, Any] | None = None,
                   endpoint: str | None = None, token: str | bool | None = None, progress: bool | None = False,
-                  options: FetchOptions | None = None) -> PulledAdapter:
-    """Pull exactly this manifest (no dependencies)."""
+                  options: FetchOptions | None = None, index_root: Path | None = None) -> PulledAdapter:
+    """Pull exactly this manifest (no dependencies); ``index_root``: the local index that listed it."""
     from .. import settings
 
     layout = CacheLayout.default(cache_dir)
     off = settings.offline() if offline is None else offline
     return _Puller(manifest, layout, offline=off, sources=list(sources) if sources is not None else None,
                    index_config=index_config, endpoint=endpoint, token=token, progress=progress,
-                   options=options).run()
+                   options=options, index_root=index_root).run()
 
 
 def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None = None,
@@ -286,6 +287,8 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
         needs_index = dependencies and bool(requirement.dependencies)
         idx = _open(index, off) if (index is not None or needs_index) else None
         deps: list[PulledAdapter] = []
+        if idx is not None:
+            kwargs["index_root"] = _local_root(idx)
         if needs_index and idx is not None:
             from ..registry import resolve_closure
 
@@ -296,6 +299,7 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
     from ..registry import resolve, resolve_closure
 
     idx = _open(index, off)
+    kwargs["index_root"] = _local_root(idx)
     if not dependencies:
         return pull_manifest(resolve(idx, requirement).manifest, index_config=idx.config, **kwargs)
     closure = resolve_closure(idx, [requirement])
@@ -308,6 +312,13 @@ def _with_deps(root: PulledAdapter, deps: list[PulledAdapter]) -> PulledAdapter:
         return root
     return PulledAdapter(root.path, root.manifest, root.files, root.downloaded + sum(d.downloaded for d in deps),
                          tuple(deps))
+
+
+def _local_root(idx: Any) -> Path | None:
+    """The directory of a local index (its ``mirror/`` serves ``bundled`` sources), else None."""
+    from ..registry.backends import LocalBackend
+
+    return idx.backend.root if isinstance(idx.backend, LocalBackend) else None
 
 
 def _open(index: Any, offline: bool):
