@@ -1,7 +1,8 @@
 """Download-side fault injection, for testing clients against a misbehaving server.
 
 Off unless a ``FaultPlan`` is passed to the server. The plan is a queue of rules; for each
-``/resolve`` request the server asks the plan for the first rule that matches (method, repo, path)
+``/resolve`` request (and each commit, as method ``POST`` and path ``:commit``, where only the
+status of a rule is used) the server asks the plan for the first rule that matches (method, repo, path)
 and still has uses left, spends one use, and lets it reshape the normal response. Rules are consumed
 in the order they were added, so ``plan.fail(times=2); plan.truncate()`` means: two 500s, then one
 cut-off body, then normal service.

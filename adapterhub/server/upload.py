@@ -14,7 +14,7 @@ import binascii
 import json
 
 from .context import RequestContext
-from .errors import BadRequest, ParentMismatch, RepoExists, RepoNotFound
+from .errors import BadRequest, HubApiError, ParentMismatch, RepoExists, RepoNotFound
 from .names import REPO_TYPES, check_path, is_commit_id, parse_repo_ref
 from .responses import Response, json_response
 from .routes import RESERVED_NAMESPACES, Route
@@ -153,6 +153,10 @@ def commit(ctx: RequestContext, route: Route) -> Response:
         raise BadRequest("a commit needs a non-empty 'summary'")
     description = header.get("description") or ""
     parent_commit = header.get("parentCommit")
+    plan = ctx.config.fault_plan  # tests: plan.fail(500, methods=("POST",), path=":commit")
+    fault = plan.take("POST", repo.repo_id, ":commit") if plan is not None else None
+    if fault is not None:  # the body was read and its blobs stored; the branch does not move
+        raise HubApiError(f"injected fault: status {fault.status}", status=fault.status)
     result = storage.commit(
         repo,
         route.revision,
