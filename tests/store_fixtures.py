@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import server_fixtures
 from store_support import HubRepo, put_repo, safetensors_bytes
 
-from adapterhub.server import FaultPlan, HubServer
+from adapterhub.server import HubServer
 
 
 @pytest.fixture
@@ -20,14 +20,9 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-@pytest.fixture
-def hub_server(tmp_path: Path) -> Iterator[HubServer]:
-    server = HubServer(tmp_path / "hub-root", fault_plan=FaultPlan(), socket_timeout=10)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+# One way to start the test server: the server tests' fixture (a fresh root and FaultPlan each test).
+hub_server = server_fixtures.hub_server
+fault_plan = server_fixtures.fault_plan
 
 
 @pytest.fixture
