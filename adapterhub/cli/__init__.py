@@ -19,6 +19,7 @@ from .app import cli
 # Command modules register themselves on import; each imports only what its commands need.
 from . import registry_cmds  # noqa: E402,F401  isort: skip
 from . import store_cmds  # noqa: E402,F401  isort: skip
+from . import publish_cmds  # noqa: E402,F401  isort: skip
 
 __all__ = ["cli", "main"]
 

@@ -1,0 +1,169 @@
+"""Publishing commands: ``init`` (scaffold a manifest), ``package`` (card, hashes), ``publish`` (Hub or directory).
+
+Thin: parse, call :mod:`adapterhub.publish`, print. torch is imported only when ``init`` has to read a
+foreign format or a base model.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from .app import cli, echo_json, json_option
+
+TASK_TYPES = ("text-classification", "token-classification", "question-answering", "multiple-choice", "regression",
+              "summarization", "translation", "language-modeling", "text-generation", "feature-extraction", "other")
+METRIC_RE = re.compile(r"^(?P<dataset>[^:]+):(?P<split>[^:]+):(?P<name>[^=]+)=(?P<value>.+)$")
+
+
+def _metric(text: str) -> dict:
+    match = METRIC_RE.match(text)
+    if not match:
+        raise click.BadParameter(f"{text!r}: expected DATASET:SPLIT:NAME=VALUE, e.g. glue/sst2:validation:accuracy=0.91")
+    try:
+        value = float(match["value"])
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: {match['value']!r} is not a number") from None
+    return {"dataset": match["dataset"], "split": match["split"], "name": match["name"], "value": value}
+
+
+def _prompt(question: str, default: str) -> str:
+    return click.prompt(question, default=default, show_default=True) if default else \
+        click.prompt(question, default="", show_default=False)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Where a converted adapters-library/PEFT directory goes (default: DIR-adapterhub).")
+@click.option("--base", "base", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Local base model directory (fills facts and fingerprint), or only its config.json.")
+@click.option("--name", default=None, help="Registry name ([a-z0-9-], 2-64 characters).")
+@click.option("--version", "version", default=None, help="PEP 440 version (default 0.1.0).")
+@click.option("--license", "license_", default=None, help="SPDX license id (default NOASSERTION).")
+@click.option("--description", default=None, help="One-paragraph description.")
+@click.option("--author", "authors", multiple=True, help="An author (repeatable).")
+@click.option("--task-type", type=click.Choice(TASK_TYPES), default=None, help="Task type.")
+@click.option("--task-name", default=None, help="Task name, e.g. sst2.")
+@click.option("--dataset", default=None, help="Dataset id, e.g. glue/sst2.")
+@click.option("--language", default=None, help="BCP 47 language code, e.g. en.")
+@click.option("--base-id", default=None, help="Hub id of the base model.")
+@click.option("--base-revision", default=None, help="40-hex commit of the base model.")
+@click.option("--metric", "metrics", multiple=True, metavar="DATASET:SPLIT:NAME=VALUE",
+              help="An evaluation result (repeatable), e.g. glue/sst2:validation:accuracy=0.91.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask: take defaults for everything not passed.")
+@json_option
+def init(directory: Path, out: Path | None, base: Path | None, name: str | None, version: str | None,
+         license_: str | None, description: str | None, authors: tuple[str, ...], task_type: str | None,
+         task_name: str | None, dataset: str | None, language: str | None, base_id: str | None,
+         base_revision: str | None, metrics: tuple[str, ...], yes: bool, as_json: bool) -> None:
+    """Scaffold adapterhub.json for a saved adapter (adapterhub, adapters-library or PEFT directory)."""
+    from ..manifest import manifest_to_dict
+    from ..publish import InitOptions, init_adapter
+
+    options = InitOptions(name=name, version=version, license=license_, description=description,
+                          authors=authors or None, task_type=task_type, task_name=task_name, dataset=dataset,
+                          language=language, base_id=base_id, base_revision=base_revision,
+                          metrics=tuple(_metric(m) for m in metrics))
+    result = init_adapter(directory, out=out, base=base, options=options, ask=None if (yes or as_json) else _prompt)
+    if as_json:
+        echo_json({"directory": str(result.directory), "converted_from": result.converted_from, "notes": result.notes,
+                   "manifest": manifest_to_dict(result.manifest)})
+        return
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    m = result.manifest
+    how = f" (converted from {result.converted_from})" if result.converted_from else ""
+    click.echo(f"wrote {result.directory / 'adapterhub.json'}{how}: {m.name} {m.version}, {len(m.files)} file(s)")
+    click.echo(f"next: adapterhub package {result.directory}")
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--index-url", default=None, metavar="DIR|URL",
+              help="Registry to name in the model card's usage example.")
+@click.option("--no-card", is_flag=True, help="Do not write README.md.")
+@json_option
+def package(directory: Path, index_url: str | None, no_card: bool, as_json: bool) -> None:
+    """Validate, convert pickle weights to safetensors, hash, and write the model card (README.md)."""
+    from ..manifest import manifest_to_dict
+    from ..publish import package_adapter
+
+    result = package_adapter(directory, index_hint=index_url, card=not no_card)
+    if as_json:
+        echo_json({"directory": str(result.directory), "converted": result.converted,
+                   "manifest": manifest_to_dict(result.manifest)})
+        return
+    for old, new in result.converted.items():
+        click.echo(f"converted {old} -> {new}")
+    m = result.manifest
+    click.echo(f"packaged {m.name} {m.version}: {len(m.files)} file(s), {m.total_size:,} bytes, all hashed")
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--repo", "repo_id", default=None, metavar="ORG/NAME", help="Hub repository to commit to.")
+@click.option("--to", "to", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Publish into a local directory registry instead (created if missing).")
+@click.option("--endpoint", default=None, metavar="URL", help="Hub endpoint (default: HF_ENDPOINT or huggingface.co).")
+@click.option("--token", default=None, help="Hub token (default: the one huggingface_hub finds, e.g. HF_TOKEN).")
+@click.option("--private", is_flag=True, help="Create the repository as private.")
+@click.option("--create-pr", is_flag=True, help="Commit as a pull request instead of to main.")
+@click.option("--dry-run", is_flag=True, help="Check everything and show the plan; upload and write nothing.")
+@click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Registry index directory to add the entry to (default: print the entry).")
+@json_option
+def publish(directory: Path, repo_id: str | None, to: Path | None, endpoint: str | None, token: str | None,
+            private: bool, create_pr: bool, dry_run: bool, index_dir: Path | None, as_json: bool) -> None:
+    """Publish a packaged adapter: one Hub commit + an index entry, or into a local directory registry."""
+    if (repo_id is None) == (to is None):
+        raise click.UsageError("pass exactly one of --repo ORG/NAME or --to PATH")
+    if to is not None:
+        from ..publish import publish_local
+
+        if index_dir is not None:
+            raise click.UsageError("--index goes with --repo; with --to the index is PATH itself")
+        local = publish_local(directory, to, dry_run=dry_run)
+        if as_json:
+            echo_json({"registry": str(local.root), "dry_run": local.dry_run, "copied": local.copied,
+                       "already_published": local.already_published, "entry": local.entry})
+            return
+        m = local.manifest
+        if local.dry_run:
+            click.echo(f"dry run: would publish {m.name} {m.version} into {local.root} ({len(m.files)} file(s))")
+        elif local.already_published:
+            click.echo(f"{m.name} {m.version} is already in {local.root} (identical); nothing to do")
+        else:
+            click.echo(f"published {m.name} {m.version} into {local.root}: {len(local.copied)} new blob(s)")
+            click.echo(f"pull it with: adapterhub pull {m.name}=={m.version} --index {local.root}")
+        return
+    from ..publish import publish_to_hub
+
+    result = publish_to_hub(directory, repo_id, endpoint=endpoint, token=token, private=private,  # type: ignore[arg-type]
+                            create_pr=create_pr, dry_run=dry_run, index=index_dir)
+    if as_json:
+        echo_json({"repo_id": result.repo_id, "endpoint": result.endpoint, "commit": result.commit,
+                   "dry_run": result.dry_run, "reused_commit": result.reused_commit, "pull_request": result.pull_request,
+                   "files": result.operations, "index": str(result.index) if result.index else None,
+                   "entry": result.entry})
+        return
+    m = result.manifest
+    if result.dry_run:
+        click.echo(f"dry run: would commit {len(result.operations)} file(s) of {m.name} {m.version} to "
+                   f"{result.endpoint}/{repo_id} in one commit: {', '.join(result.operations)}")
+        return
+    verb = "reused existing commit" if result.reused_commit else "committed"
+    click.echo(f"{verb} {result.commit} to {result.endpoint}/{repo_id}" +
+               (f" (pull request {result.pull_request})" if result.pull_request else ""))
+    if result.index is not None:
+        click.echo(f"indexed {m.name} {m.version} in {result.index}")
+    else:
+        from ..jsonio import dumps_canonical
+
+        click.echo("index entry (add it with `adapterhub index add` or pass --index DIR next time):")
+        click.echo(dumps_canonical(result.entry))
+
+
+__all__ = ["init", "package", "publish"]

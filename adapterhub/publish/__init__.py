@@ -1,0 +1,16 @@
+"""Publishing: scaffold a manifest (``init``), package (``package``), publish to a Hub or a directory.
+
+See ``docs/publishing.md``. Importing this package is cheap: torch is imported only by ``init``
+when it has to read a foreign format or a base model.
+"""
+
+from .card import card_metadata, render_card
+from .hub import HubPublishResult, publish_to_hub
+from .local import LocalPublishResult, publish_local
+from .package import PackageResult, package_adapter
+from .scaffold import InitOptions, InitResult, init_adapter
+
+__all__ = [
+    "HubPublishResult", "InitOptions", "InitResult", "LocalPublishResult", "PackageResult", "card_metadata",
+    "init_adapter", "package_adapter", "publish_local", "publish_to_hub", "render_card",
+]

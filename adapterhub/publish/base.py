@@ -1,0 +1,99 @@
+"""The base model an adapter directory is scaffolded against: loaded from a local path, lazily.
+
+``init`` needs the base for two different things: its *structure* (foreign formats name tensors by
+module path, so converting them needs the module tree) and its *weights* (the fingerprint). A model
+directory with weights gives both; a ``config.json`` alone gives the structure only (built on the
+``meta`` device, no memory, no weights), so the fingerprint is left out and the caller says so.
+This module imports torch and transformers; the CLI imports it only for ``init``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import NotFoundError, SchemaError, SchemaProblem
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+PEFT_TASK_CLASSES = {
+    "SEQ_CLS": "AutoModelForSequenceClassification", "TOKEN_CLS": "AutoModelForTokenClassification",
+    "QUESTION_ANS": "AutoModelForQuestionAnswering", "CAUSAL_LM": "AutoModelForCausalLM",
+    "SEQ_2_SEQ_LM": "AutoModelForSeq2SeqLM", "FEATURE_EXTRACTION": "AutoModel",
+}
+REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")
+
+
+@dataclass
+class LoadedBase:
+    """A base model instance and what is known about it."""
+
+    model: Any
+    has_weights: bool
+    path: Path
+    repo_id: str | None
+    """The Hub id the model says it came from (``_name_or_path``), when it looks like one."""
+
+    @property
+    def fingerprint(self) -> str | None:
+        if not self.has_weights:
+            return None
+        from ..runtime import wrap
+
+        return wrap(self.model).fingerprint
+
+
+def _model_class(config: Any, adapter_config: dict[str, Any] | None):
+    import transformers
+
+    task = (adapter_config or {}).get("task_type")
+    if isinstance(task, str) and task in PEFT_TASK_CLASSES:
+        return getattr(transformers, PEFT_TASK_CLASSES[task])
+    for arch in getattr(config, "architectures", None) or ():
+        cls = getattr(transformers, arch, None)
+        if cls is not None:
+            return cls
+    return transformers.AutoModel
+
+
+def load_base(path: str | Path, adapter_config: dict[str, Any] | None = None) -> LoadedBase:
+    """Load the model at ``path`` (a directory with weights, or only a config.json: structure only).
+
+    The class comes from the PEFT ``task_type`` when the adapter states one, else the checkpoint's
+    ``architectures``, else ``AutoModel`` (the fingerprint only covers the backbone, so a task head in
+    the checkpoint does not change it).
+    """
+    import torch
+    from transformers import AutoConfig
+
+    p = Path(path)
+    config_path = p if p.is_file() else p / "config.json"
+    if not config_path.is_file():
+        raise NotFoundError(f"{p}: no config.json; --base must be a local model directory or its config.json",
+                            hint="download the base first, e.g. `hf download <id> --local-dir DIR`")
+    try:
+        config = AutoConfig.from_pretrained(str(config_path.parent))
+    except (OSError, ValueError, KeyError) as exc:
+        raise SchemaError(str(config_path), [SchemaProblem("/", f"not a transformers config: {exc}")]) from None
+    cls = _model_class(config, adapter_config)
+    has_weights = p.is_dir() and any((p / f).is_file() for f in WEIGHT_FILES)
+    if has_weights:
+        model = cls.from_pretrained(str(p))
+    else:
+        with torch.device("meta"):
+            model = cls.from_config(config) if cls.__name__.startswith("Auto") else cls._from_config(config)
+    model.eval()
+    name = _name_or_path(config_path)
+    return LoadedBase(model, has_weights, p, name if name and REPO_ID.fullmatch(name) and not Path(name).exists()
+                      else None)
+
+
+def _name_or_path(config_path: Path) -> str | None:
+    try:
+        value = json.loads(config_path.read_text(encoding="utf-8")).get("_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,48 @@
+"""The files of an adapter directory as a manifest lists them: which files, their role, size and sha256."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..fileio import sha256_file
+from ..manifest import MANIFEST_FILENAME
+
+CARD_FILE = "README.md"
+TOKENIZER_NAMES = ("tokenizer", "vocab", "merges", "special_tokens_map", "added_tokens", "spiece", "sentencepiece")
+
+
+def guess_role(path: str) -> str:
+    """The manifest ``role`` a file most likely plays, from its name."""
+    name = path.rsplit("/", 1)[-1].lower()
+    if path == CARD_FILE:
+        return "card"
+    if name.endswith(".safetensors"):
+        return "head" if name.startswith("head") or "head" in name.split(".")[0].split("_") else "weights"
+    if name.startswith(TOKENIZER_NAMES):
+        return "tokenizer"
+    if name.endswith(".json"):
+        return "config"
+    return "other"
+
+
+def payload_files(directory: Path) -> list[str]:
+    """Every regular file under ``directory`` except the manifest and dot-files, as sorted POSIX paths."""
+    out = []
+    for p in directory.rglob("*"):
+        rel = p.relative_to(directory).as_posix()
+        if not p.is_file() or p.is_symlink() or rel == MANIFEST_FILENAME or any(s.startswith(".") for s in rel.split("/")):
+            continue
+        out.append(rel)
+    return sorted(out)
+
+
+def file_entries(directory: Path, paths: list[str], roles: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Manifest ``files`` entries for ``paths`` (hashing each file), keeping known roles."""
+    roles = roles or {}
+    entries = []
+    for rel in paths:
+        p = directory / rel
+        entries.append({"path": rel, "size": p.stat().st_size, "sha256": sha256_file(p),
+                        "role": roles.get(rel) or guess_role(rel)})
+    return entries

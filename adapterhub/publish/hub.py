@@ -1,0 +1,208 @@
+"""``adapterhub publish DIR --repo ORG/NAME``: one atomic Hub commit, then the index entry.
+
+Order, and why:
+
+1. Check the directory (every size and sha256, nothing unlisted) and that name@version is not in the
+   index yet — before any network traffic.
+2. Create the repo if needed and read its head commit. If the head's ``adapterhub.json`` already is
+   this name@version, either it holds exactly these files (a publish whose index step failed: reuse
+   that commit) or publishing is refused (releases are immutable).
+3. Upload every file plus ``adapterhub.json`` (and delete files the previous version had) in ONE
+   ``create_commit`` with ``parent_commit`` = the head read in step 2: if anyone committed in
+   between, the Hub answers 412 and nothing is committed. The Hub applies a commit whole or not at
+   all, so a failed upload leaves no half-made commit.
+4. Only then add the index entry. Its manifest carries ``{"type": "hf", "repo_id", "revision":
+   <the new commit>}`` as its first source. The ``adapterhub.json`` inside the commit cannot contain
+   its own commit id, so it has no source for this repo; the index entry is the published truth,
+   and a pull checks every file against the sha256 in it, whichever copy of the manifest you hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConflictError, PublishError
+from ..jsonio import dumps_pretty
+from ..manifest import MANIFEST_FILENAME, HfSource, Manifest, manifest_to_dict
+from .release import check_version_free, load_release, require_index, with_sources
+
+PUBLIC_HUB = "https://huggingface.co"
+
+
+@dataclass
+class HubPublishResult:
+    repo_id: str
+    endpoint: str
+    manifest: Manifest
+    """The final manifest (the index entry's): first source = this repo at ``commit``."""
+    entry: dict[str, Any]
+    commit: str | None
+    """The commit holding the files (``None`` for a dry run)."""
+    operations: list[str]
+    index: Path | None = None
+    pull_request: str | None = None
+    reused_commit: bool = False
+    dry_run: bool = False
+
+
+def _hub_major() -> int:
+    import huggingface_hub
+
+    return int(huggingface_hub.__version__.split(".")[0])
+
+
+@contextlib.contextmanager
+def client_endpoint(endpoint: str) -> Iterator[None]:
+    """huggingface_hub 0.x parses commit URLs against ``constants.ENDPOINT`` (read from ``HF_ENDPOINT`` at
+    import), whatever ``HfApi(endpoint=)`` says; point it at ``endpoint`` for the duration of the calls."""
+    from huggingface_hub import constants
+
+    if _hub_major() >= 1 or constants.ENDPOINT.rstrip("/") == endpoint:
+        yield
+        return
+    old = constants.ENDPOINT
+    constants.ENDPOINT = endpoint
+    try:
+        yield
+    finally:
+        constants.ENDPOINT = old
+
+
+def _status(exc: BaseException) -> int | None:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _remote_manifest(endpoint: str, repo_id: str, commit: str, token: str | bool | None) -> dict[str, Any] | None:
+    """``adapterhub.json`` at ``commit`` (None when the repo has none)."""
+    import requests
+    from huggingface_hub.utils import build_hf_headers
+
+    headers = build_hf_headers(token=token, library_name="adapterhub")
+    url = f"{endpoint}/{repo_id}/resolve/{commit}/{MANIFEST_FILENAME}"
+    try:
+        response = requests.get(url, headers=headers, timeout=30)
+    except requests.RequestException as exc:
+        raise PublishError(f"{url}: {_first_line(exc)}; nothing was published") from None
+    if response.status_code == 404:
+        return None
+    if response.status_code != 200:
+        raise PublishError(f"{url}: HTTP {response.status_code}; nothing was published")
+    try:
+        data = json.loads(response.content)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _same_files(remote: dict[str, Any], manifest: Manifest) -> bool:
+    theirs = {(f.get("path"), f.get("sha256")) for f in remote.get("files") or [] if isinstance(f, dict)}
+    return theirs == {(f.path, f.sha256) for f in manifest.files}
+
+
+def _check_remote(remote: dict[str, Any] | None, manifest: Manifest, repo_id: str) -> bool:
+    """True when the repo's head already holds exactly this release; raises when it holds another."""
+    if remote is None:
+        return False
+    name, version = remote.get("name"), remote.get("version")
+    if name != manifest.name:
+        raise ConflictError(f"{repo_id} holds the adapter {name!r}, not {manifest.name!r}",
+                            hint="publish each adapter name to its own repository")
+    if version != manifest.version:
+        return False
+    if _same_files(remote, manifest):
+        return True
+    raise ConflictError(f"{repo_id} already holds {name} {version} with different files; releases are immutable",
+                        hint="publish a new version (bump `version` in adapterhub.json)")
+
+
+def publish_to_hub(directory: str | Path, repo_id: str, *, endpoint: str | None = None,
+                   token: str | bool | None = None, private: bool = False, create_pr: bool = False,
+                   dry_run: bool = False, index: str | Path | None = None, api: Any = None) -> HubPublishResult:
+    """Publish the packaged adapter in ``directory`` to ``repo_id`` (see the module docstring).
+
+    ``index``: a registry index directory to add the entry to (else only the result carries it).
+    ``api``: an ``HfApi`` to use (default: one for ``endpoint`` and ``token``).
+    """
+    from ..registry.entries import entry_for
+
+    d = Path(directory)
+    manifest = load_release(d)
+    index_root = require_index(index) if index is not None else None
+    if index_root is not None:
+        check_version_free(index_root, manifest)
+    ep = (endpoint or os.environ.get("HF_ENDPOINT") or PUBLIC_HUB).rstrip("/")
+    keep = tuple(s for s in manifest.sources or () if not (isinstance(s, HfSource) and s.repo_id == repo_id))
+    upload = with_sources(manifest, keep[0], keep[1:]) if keep else _without_sources(manifest)
+    upload_bytes = dumps_pretty(manifest_to_dict(upload)).encode()
+    paths = [f.path for f in manifest.files] + [MANIFEST_FILENAME]
+
+    def final(commit: str) -> Manifest:
+        return with_sources(manifest, HfSource(repo_id, commit, endpoint=None if ep == PUBLIC_HUB else ep), keep)
+
+    if dry_run:
+        planned = final("0" * 40)
+        return HubPublishResult(repo_id, ep, planned, entry_for(planned).to_json(), None, paths, index_root,
+                                dry_run=True)
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+
+    api = api or HfApi(endpoint=ep, token=token)
+    with client_endpoint(ep):
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model", token=token)
+            head = api.repo_info(repo_id, revision="main", token=token).sha
+            existing = api.list_repo_files(repo_id, revision=head, token=token)
+        except Exception as exc:  # the client's error types differ between 0.x and 1.x+
+            raise PublishError(f"{ep}/{repo_id}: {_first_line(exc)}; nothing was published") from None
+        reused = _check_remote(_remote_manifest(ep, repo_id, head, token), manifest, repo_id)
+        pr_url = None
+        if reused:
+            commit = head
+        else:
+            ops: list[Any] = [CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(d / f.path))
+                              for f in manifest.files]
+            ops.append(CommitOperationAdd(path_in_repo=MANIFEST_FILENAME, path_or_fileobj=upload_bytes))
+            ops += [CommitOperationDelete(path_in_repo=p) for p in existing
+                    if p not in paths and not any(s.startswith(".") for s in p.split("/"))]
+            try:
+                info = api.create_commit(repo_id, ops, commit_message=f"Publish {manifest.name} {manifest.version}",
+                                         commit_description="Published with adapterhub: files and adapterhub.json "
+                                         "in one commit.", parent_commit=head, create_pr=create_pr, token=token)
+            except Exception as exc:
+                if _status(exc) == 412:
+                    raise ConflictError(f"{repo_id}: someone committed to the repository while publishing "
+                                        f"(the head moved from {head[:12]}); nothing was committed or indexed",
+                                        hint="check the repository, then run publish again") from None
+                raise PublishError(f"{ep}/{repo_id}: commit failed: {_first_line(exc)}; nothing was committed "
+                                   "or indexed") from None
+            commit = info.oid
+            pr_url = getattr(info, "pr_url", None)
+    published = final(commit)
+    result = HubPublishResult(repo_id, ep, published, entry_for(published).to_json(), commit, paths, index_root,
+                              pr_url, reused)
+    if index_root is not None:
+        from ..registry.writer import add_release
+
+        try:
+            result.entry = add_release(index_root, published).to_json()
+        except Exception as exc:
+            raise PublishError(f"committed {repo_id}@{commit} but the index at {index_root} refused the entry: "
+                               f"{_first_line(exc)}", hint="fix the index and run publish again: it reuses the "
+                               "commit instead of uploading twice") from None
+    return result
+
+
+def _without_sources(manifest: Manifest) -> Manifest:
+    import dataclasses
+
+    return dataclasses.replace(manifest, sources=None)

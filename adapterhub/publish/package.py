@@ -1,0 +1,113 @@
+"""``adapterhub package``: make an adapter directory ready to publish.
+
+In order: load the manifest; convert pickle weights it lists to safetensors (only through PyTorch's
+weights-only loader, and only after the file matched the sha256 the manifest recorded for it);
+re-hash every listed file; write the model card (README.md); write the manifest; then check the
+whole directory as ``adapterhub validate`` does. New files are written before the manifest that
+names them and old pickle files are removed only after it, so an interruption leaves a directory
+whose manifest still describes files that exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import IntegrityError, PublishError, SchemaError, SchemaProblem
+from ..fileio import atomic_write_bytes, atomic_write_text, sha256_file
+from ..manifest import (
+    MANIFEST_FILENAME,
+    Manifest,
+    load_manifest,
+    manifest_to_dict,
+    parse_manifest,
+    write_manifest,
+)
+from ..validate import validate_path
+from .card import merge_card
+from .files import CARD_FILE, file_entries, guess_role, payload_files
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
+PICKLE_RENAMES = {"pytorch_adapter.bin": "adapter.safetensors", "pytorch_model_head.bin": "head.safetensors",
+                  "adapter_model.bin": "adapter_model.safetensors"}
+
+
+@dataclass
+class PackageResult:
+    directory: Path
+    manifest: Manifest
+    converted: dict[str, str] = field(default_factory=dict)
+    """pickle path -> safetensors path, for each converted file."""
+
+
+def _safetensors_name(path: str) -> str:
+    head, _, name = path.rpartition("/")
+    new = PICKLE_RENAMES.get(name) or name.rsplit(".", 1)[0] + ".safetensors"
+    return f"{head}/{new}" if head else new
+
+
+def _convert(directory: Path, entry: dict, taken: set[str]) -> str:
+    from ..store.convert import pickle_to_safetensors
+    from ..store.safetensors_check import check_safetensors
+
+    src = directory / entry["path"]
+    digest = sha256_file(src)
+    if digest != entry["sha256"]:
+        raise IntegrityError(f"{src}: sha256 {digest} is not the {entry['sha256']} the manifest recorded; "
+                             "refusing to unpickle a file that changed", hint="re-run `adapterhub init` if you replaced it")
+    target = _safetensors_name(entry["path"])
+    if target in taken or (directory / target).exists():
+        raise PublishError(f"{src}: would convert to {target}, which already exists",
+                           hint="remove one of the two weight files")
+    atomic_write_bytes(directory / target, pickle_to_safetensors(src.read_bytes(), str(src)))
+    check_safetensors(directory / target)
+    return target
+
+
+def package_adapter(directory: str | Path, *, index_hint: str | None = None, card: bool = True) -> PackageResult:
+    """Validate, convert, hash and write the model card of the adapter in ``directory``."""
+    d = Path(directory)
+    manifest = load_manifest(d)
+    doc = manifest_to_dict(manifest)
+    listed = {f["path"] for f in doc["files"]}
+    extra = [p for p in payload_files(d) if p not in listed and p != CARD_FILE]
+    if extra:
+        raise PublishError(f"{d}: {len(extra)} file(s) are not in the manifest: {', '.join(extra[:10])}",
+                           hint="delete them, or run `adapterhub init` again to list them")
+    converted: dict[str, str] = {}
+    roles: dict[str, str] = {}
+    paths: list[str] = []
+    for entry in doc["files"]:
+        path = entry["path"]
+        if path == CARD_FILE:
+            continue
+        if not (d / path).is_file():
+            raise PublishError(f"{d / path}: listed in the manifest but missing")
+        if path.lower().endswith(PICKLE_SUFFIXES):
+            new = _convert(d, entry, set(paths) | listed)
+            converted[path] = new
+            roles[new] = entry.get("role") or guess_role(new)
+            paths.append(new)
+        else:
+            roles[path] = entry.get("role") or guess_role(path)
+            paths.append(path)
+    doc["files"] = file_entries(d, paths, roles)
+    problems = [SchemaProblem(f"/files/{i}/path", f"{f['path']} is a pickle format")
+                for i, f in enumerate(doc["files"]) if f["path"].lower().endswith(PICKLE_SUFFIXES)]
+    if problems:
+        raise SchemaError(str(d / MANIFEST_FILENAME), problems)
+    if card:
+        without_card = parse_manifest(doc, str(d / MANIFEST_FILENAME))
+        existing = (d / CARD_FILE).read_text(encoding="utf-8") if (d / CARD_FILE).is_file() else ""
+        atomic_write_text(d / CARD_FILE, merge_card(existing, without_card, index_hint=index_hint))
+        doc["files"] += file_entries(d, [CARD_FILE], {CARD_FILE: "card"})
+    elif CARD_FILE in listed:
+        doc["files"] += file_entries(d, [CARD_FILE], {CARD_FILE: "card"})
+    final = parse_manifest(doc, str(d / MANIFEST_FILENAME))
+    write_manifest(final, d / MANIFEST_FILENAME)
+    for old in converted:
+        (d / old).unlink(missing_ok=True)
+    report = validate_path(d)
+    if not report.ok:
+        raise PublishError(f"{d}: the packaged directory does not validate: {'; '.join(report.problems[:8])}")
+    return PackageResult(d, final, converted)
