@@ -45,6 +45,27 @@ class Slot:
 
 
 @dataclass(frozen=True)
+class PrefixSite:
+    """One attention module that prefix tuning extends (paths relative to the layer module).
+
+    ``group`` is the library's location key without ``_prefix`` (one reparametrization MLP per group:
+    ``self``, ``encoder`` for T5's encoder, ``cross``); ``key`` names the per-layer flat tensors
+    (``self`` or ``cross``). ``k``/``v`` are the key/value projections (used only where the
+    attention module computes attention itself instead of through transformers' attention
+    interface); ``pad_kv`` means the module takes separate key/value inputs that are padded so its
+    own key-length bookkeeping sees the prefix (DistilBERT); ``causal`` marks causal self-attention.
+    """
+
+    group: str
+    key: str
+    attention: str
+    k: str = ""
+    v: str = ""
+    causal: bool = False
+    pad_kv: bool = False
+
+
+@dataclass(frozen=True)
 class Family:
     """One architecture family: layer containers, bottleneck sites and projection slots."""
 
@@ -55,6 +76,7 @@ class Family:
     slots: Callable[[nn.Module, bool], dict[str, tuple[Slot, ...]]]
     attention: Callable[[nn.Module, bool], tuple[str, ...]] = field(default=lambda layer, dec: ())
     conv1d: bool = False
+    prefix: Callable[[nn.Module, bool], tuple[PrefixSite, ...]] = field(default=lambda layer, dec: ())
 
 
 def _bert_sites(layer: nn.Module, decoder: bool) -> dict[str, Site]:
@@ -141,16 +163,32 @@ def _t5_slots(layer: nn.Module, decoder: bool) -> dict[str, tuple[Slot, ...]]:
     return out
 
 
+def _t5_prefix(layer: nn.Module, decoder: bool) -> tuple[PrefixSite, ...]:
+    if not decoder:
+        return (PrefixSite("encoder", "self", "layer.0.SelfAttention", "layer.0.SelfAttention.k",
+                           "layer.0.SelfAttention.v"),)
+    return (PrefixSite("self", "self", "layer.0.SelfAttention", "layer.0.SelfAttention.k", "layer.0.SelfAttention.v",
+                       causal=True),
+            PrefixSite("cross", "cross", "layer.1.EncDecAttention", "layer.1.EncDecAttention.k",
+                       "layer.1.EncDecAttention.v"))
+
+
 FAMILIES: tuple[Family, ...] = (
     Family("bert", ("bert", "roberta", "xlm-roberta"), ("encoder.layer",), _bert_sites, _bert_slots,
-           lambda layer, dec: ("attention.self",)),
+           lambda layer, dec: ("attention.self",),
+           prefix=lambda layer, dec: (PrefixSite("self", "self", "attention.self", "attention.self.key",
+                                                 "attention.self.value"),)),
     Family("distilbert", ("distilbert",), ("transformer.layer",), _distilbert_sites, _distilbert_slots,
-           lambda layer, dec: ("attention",)),
-    Family("gpt2", ("gpt2",), ("h",), _gpt2_sites, _gpt2_slots, lambda layer, dec: ("attn",), conv1d=True),
+           lambda layer, dec: ("attention",),
+           prefix=lambda layer, dec: (PrefixSite("self", "self", "attention", "attention.k_lin", "attention.v_lin",
+                                                 pad_kv=True),)),
+    Family("gpt2", ("gpt2",), ("h",), _gpt2_sites, _gpt2_slots, lambda layer, dec: ("attn",), conv1d=True,
+           prefix=lambda layer, dec: (PrefixSite("self", "self", "attn", causal=True),)),
     Family("llama", ("llama", "mistral", "qwen2"), ("layers",), _llama_sites, _llama_slots,
-           lambda layer, dec: ("self_attn",)),
+           lambda layer, dec: ("self_attn",),
+           prefix=lambda layer, dec: (PrefixSite("self", "self", "self_attn", causal=True),)),
     Family("t5", ("t5",), ("encoder.block", "decoder.block"), _t5_sites, _t5_slots,
-           lambda layer, dec: ("layer.0.SelfAttention",)),
+           lambda layer, dec: ("layer.0.SelfAttention",), prefix=_t5_prefix),
 )
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(t for f in FAMILIES for t in f.model_types)
 

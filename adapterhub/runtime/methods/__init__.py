@@ -8,6 +8,7 @@ from .compacter import Compacter
 from .dora import Dora
 from .ia3 import IA3
 from .lora import Lora
+from .prefix import PrefixTuning
 
 REGISTRY: dict[str, type[Method]] = {
     "bottleneck": Bottleneck,
@@ -15,6 +16,7 @@ REGISTRY: dict[str, type[Method]] = {
     "lora": Lora,
     "dora": Dora,
     "ia3": IA3,
+    "prefix_tuning": PrefixTuning,
 }
 
 __all__ = ["REGISTRY", "Method"]

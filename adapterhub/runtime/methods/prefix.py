@@ -1,0 +1,280 @@
+"""Prefix tuning (Li and Liang 2021) as the ``adapters`` library 1.3.0 computes it.
+
+Every targeted attention module gets ``P`` learned key and value vectors per key/value head,
+prepended to its keys and values (see :mod:`adapterhub.runtime.prefix_attention` for where and how).
+
+Two tensor forms, chosen by the config's ``flat`` key:
+
+* ``flat=false`` (training form, the library's default): one reparametrization MLP per location
+  group (``self``; T5: ``encoder``, ``self``, ``cross``): ``Embedding(P, H) -> Linear(H, b) -> act ->
+  Linear(b, n * 2 * heads * head_dim)``; layer ``j`` of the group reads chunk ``2j`` (keys) and
+  ``2j + 1`` (values). Tensors: ``reparam.<group>.{wte, down.weight, down.bias, up.weight, up.bias}``.
+* ``flat=true`` (inference form, what the library's ``eject`` yields): the MLP's output stored per
+  layer, ``layers.<i>.<self|cross>.prefix_k`` and ``.prefix_v``, each ``[P, kv_heads * head_dim]``.
+
+:func:`flat_tensors` turns the first form into the second exactly; :func:`eject` does it for an
+attached adapter. Dropout (``dropout``) acts on the prefix in training mode, as in the library.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.hooks import RemovableHandle
+
+from ...errors import SchemaError, SchemaProblem, UnsupportedArchitectureError
+from ..arch import Binding, Layer, PrefixSite, get_submodule
+from ..prefix_attention import SUPPORTED_KERNELS, add_prefix, kernel_name, uses_attention_interface
+from ..tensors import TensorTree
+from .base import Method, activation
+
+
+@dataclass(frozen=True)
+class Target:
+    """One attention module receiving a prefix: its layer, site and position within its group."""
+
+    layer: Layer
+    site: PrefixSite
+    position: int
+
+    @property
+    def name(self) -> str:
+        return f"layers.{self.layer.index}.{self.site.key}"
+
+
+def head_geometry(binding: Binding) -> tuple[int, int]:
+    """(key/value heads, head dim) as the library derives them (``num_key_value_heads``, ``d_kv``)."""
+    config = getattr(binding.root, "config", None)
+    heads = int(config.num_attention_heads)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    head_dim = getattr(config, "d_kv", None) or binding.hidden_size // heads
+    return kv_heads, int(head_dim)
+
+
+def plan(binding: Binding, config: dict[str, Any]) -> list[Target]:
+    """Targets in model order (the library's layer order within each location group)."""
+    skip_groups = {g for g, flag in (("encoder", config.get("encoder_prefix", True)),
+                                     ("cross", config.get("cross_prefix", True))) if not flag}
+    counts: dict[str, int] = {}
+    out: list[Target] = []
+    for layer in binding.iter_layers(tuple(config.get("leave_out") or ())):
+        for site in binding.family.prefix(layer.module, layer.decoder):
+            if site.group in skip_groups:
+                continue
+            out.append(Target(layer, site, counts.get(site.group, 0)))
+            counts[site.group] = counts.get(site.group, 0) + 1
+    return out
+
+
+def mlp_prefix(wte: torch.Tensor, down_w: torch.Tensor, down_b: torch.Tensor, up_w: torch.Tensor,
+               up_b: torch.Tensor, non_linearity: str) -> torch.Tensor:
+    """The reparametrization MLP's output for positions ``0..P-1``: ``[P, n * 2 * kv_heads * head_dim]``."""
+    return F.linear(activation(non_linearity)(F.linear(wte, down_w, down_b)), up_w, up_b)
+
+
+class PrefixTuning(Method):
+    name: ClassVar[str] = "prefix_tuning"
+
+    def validate(self) -> None:
+        fam = self.binding.family
+        self.kv_heads, self.head_dim = head_geometry(self.binding)
+        self.p = int(self.config["prefix_length"])
+        self.flat = bool(self.config.get("flat"))
+        self.targets = plan(self.binding, self.config)
+        if not self.targets:
+            raise SchemaError("<adapter config>", [SchemaProblem(
+                "/adapter/config", "prefix tuning selects no attention module (leave_out and the location flags "
+                                   "exclude every layer)")])
+        kernel = kernel_name(getattr(self.binding.root, "config", None))
+        if kernel not in SUPPORTED_KERNELS:
+            raise UnsupportedArchitectureError(
+                f"prefix tuning supports the eager and sdpa attention kernels, this model uses {kernel!r}",
+                hint="load the model with attn_implementation='sdpa' or 'eager'")
+        if fam.name == "t5":
+            left = set(self.config.get("leave_out") or ())
+            for decoder in (False, True):
+                stack = {layer.index for layer in self.binding.layers if layer.decoder == decoder}
+                if stack & left and not stack <= left:
+                    raise SchemaError("<adapter config>", [SchemaProblem(
+                        "/adapter/config/leave_out", "T5 shares one relative position bias per stack, so prefix "
+                                                     "tuning must cover all or none of a stack's layers")])
+        for t in self.targets:
+            attn = t.layer.sub(t.site.attention)
+            if not uses_attention_interface(attn) and not (t.site.k and t.site.v):
+                raise UnsupportedArchitectureError(
+                    f"{type(attn).__name__} computes attention inline and has no known key/value projections")
+
+    # --- tensors ----------------------------------------------------------------------------------
+    @property
+    def width(self) -> int:
+        return self.kv_heads * self.head_dim
+
+    def groups(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.targets:
+            out[t.site.group] = out.get(t.site.group, 0) + 1
+        return out
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        if self.flat:
+            return {f"{t.name}.{leaf}": (self.p, self.width) for t in self.targets for leaf in ("prefix_k", "prefix_v")}
+        b, h = int(self.config["bottleneck_size"]), self.binding.hidden_size
+        out: dict[str, tuple[int, ...]] = {}
+        for group, n in self.groups().items():
+            out.update({f"reparam.{group}.wte": (self.p, h), f"reparam.{group}.down.weight": (b, h),
+                        f"reparam.{group}.down.bias": (b,), f"reparam.{group}.up.weight": (n * 2 * self.width, b),
+                        f"reparam.{group}.up.bias": (n * 2 * self.width,)})
+        return out
+
+    def init(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """As the library: Embedding N(0, 1); Linear kaiming-uniform(a=sqrt 5) weights and biases; flat N(0, 1)."""
+        out: dict[str, torch.Tensor] = {}
+        shapes = self.shapes()
+        for name, shape in shapes.items():
+            t = torch.empty(shape)
+            if name.endswith((".wte", ".prefix_k", ".prefix_v")):
+                t.normal_(0.0, 1.0, generator=generator)
+            else:
+                fan_in = shapes[name.rsplit(".", 1)[0] + ".weight"][1]
+                bound = 1.0 / math.sqrt(fan_in)
+                t.uniform_(-bound, bound, generator=generator)
+            out[name] = t
+        return out
+
+    def flat_tensors(self, tree: TensorTree | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The inference form (``flat=true`` tensors) of this adapter's weights."""
+        get = tree.get if isinstance(tree, TensorTree) else tree.__getitem__
+        if self.flat:
+            return {name: get(name).detach().clone() for name in self.shapes()}
+        with torch.no_grad():
+            outs = {g: self._group_output(get, g) for g in self.groups()}
+        out: dict[str, torch.Tensor] = {}
+        for t in self.targets:
+            chunk = outs[t.site.group]
+            out[f"{t.name}.prefix_k"] = chunk[:, 2 * t.position].contiguous()
+            out[f"{t.name}.prefix_v"] = chunk[:, 2 * t.position + 1].contiguous()
+        return out
+
+    def _group_output(self, get: Any, group: str) -> torch.Tensor:
+        g = f"reparam.{group}"
+        y = mlp_prefix(get(f"{g}.wte"), get(f"{g}.down.weight"), get(f"{g}.down.bias"), get(f"{g}.up.weight"),
+                       get(f"{g}.up.bias"), str(self.config.get("non_linearity") or "tanh"))
+        return y.view(self.p, -1, self.width)
+
+    # --- forward ----------------------------------------------------------------------------------
+    def attach(self, tree: TensorTree) -> list[RemovableHandle]:
+        state = _ForwardState(self, tree)
+        handles: list[RemovableHandle] = []
+        for parent in self._stack_parents():
+            handles.append(parent.register_forward_pre_hook(lambda m, a: state.invalidate()))
+        owners = self._bias_owners()
+        try:
+            for t in self.targets:
+                s = t.site
+                handles.append(add_prefix(
+                    t.layer.sub(s.attention), lambda batch, t=t: state.kv(t, batch), causal=s.causal,
+                    k_module=t.layer.sub(s.k) if s.k else None, v_module=t.layer.sub(s.v) if s.v else None,
+                    pad_kv=s.pad_kv, bias_owner=owners.get(t.layer.decoder) if s.key == "self" else None))
+        except BaseException:
+            for h in reversed(handles):
+                h.remove()
+            raise
+        return handles
+
+    def _stack_parents(self) -> list[nn.Module]:
+        out: list[nn.Module] = []
+        for stack in self.binding.family.stacks:
+            path = stack.rsplit(".", 1)[0] if "." in stack else ""
+            try:
+                module = get_submodule(self.binding.backbone, path)
+            except AttributeError:
+                continue
+            if all(module is not m for m in out):
+                out.append(module)
+        return out
+
+    def _bias_owners(self) -> dict[bool, nn.Module]:
+        """T5: the first self-attention of each stack computes the relative bias all layers share."""
+        if self.binding.family.name != "t5":
+            return {}
+        out: dict[bool, nn.Module] = {}
+        for layer in self.binding.layers:
+            out.setdefault(layer.decoder, layer.sub("layer.0.SelfAttention"))
+        return out
+
+
+class _ForwardState:
+    """Computes each group's prefix once per model forward (the MLP is shared by all its layers)."""
+
+    def __init__(self, method: PrefixTuning, tree: TensorTree) -> None:
+        self.method = method
+        self.tree = tree
+        self.cache: dict[str, tuple[tuple[int, ...], torch.Tensor]] = {}
+
+    def invalidate(self) -> None:
+        self.cache.clear()
+
+    def _versions(self) -> tuple[int, ...]:
+        return tuple(p._version for p in self.tree.parameters()) + (int(torch.is_grad_enabled()),)
+
+    def _group(self, group: str) -> torch.Tensor:
+        versions = self._versions()
+        hit = self.cache.get(group)
+        if hit is not None and hit[0] == versions:
+            return hit[1]
+        out = self.method._group_output(self.tree.get, group)
+        self.cache[group] = (versions, out)
+        return out
+
+    def kv(self, target: Target, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.method
+        if m.flat:
+            k = self.tree.get(f"{target.name}.prefix_k")
+            v = self.tree.get(f"{target.name}.prefix_v")
+        else:
+            chunk = self._group(target.site.group)
+            k, v = chunk[:, 2 * target.position], chunk[:, 2 * target.position + 1]
+        shape = (batch, m.p, m.kv_heads, m.head_dim)
+        k = k.reshape(1, m.p, m.kv_heads, m.head_dim).expand(shape).transpose(1, 2)
+        v = v.reshape(1, m.p, m.kv_heads, m.head_dim).expand(shape).transpose(1, 2)
+        p = float(m.config.get("dropout") or 0.0)
+        if p > 0 and self.tree.training:
+            k, v = F.dropout(k, p, True), F.dropout(v, p, True)
+        return k, v
+
+
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The stated config of the inference form (``bottleneck_size`` and ``non_linearity`` no longer apply)."""
+    out = {k: v for k, v in config.items() if k not in ("bottleneck_size", "non_linearity")}
+    out["flat"] = True
+    return out
+
+
+def eject(handle: Any, name: str) -> None:
+    """Replace attached prefix-tuning adapter ``name`` by its flat inference form (outputs unchanged).
+
+    ``handle.save(name, ...)`` afterwards writes ``flat=true`` with per-layer prefixes, as the
+    library's ``eject_prefix_tuning`` does; the reparametrization MLP is dropped.
+    """
+    from ..config import check_config
+
+    pkg = handle.package(name)
+    if pkg.method != PrefixTuning.name:
+        raise SchemaError("<adapter>", [SchemaProblem("/adapter/method", f"{name!r} is a {pkg.method} adapter, "
+                                                                         "not prefix_tuning")])
+    if pkg.config.get("flat"):
+        return
+    typed = check_config(pkg.method, pkg.config, (PrefixTuning.name,))
+    method = PrefixTuning(typed.effective(), handle.binding)
+    pkg.tensors = method.flat_tensors(pkg.tensors)
+    pkg.config = flat_config(pkg.config)
+    active = handle.active
+    handle.remove(name)
+    handle.load_package(pkg, name=name, activate=False)
+    if active:
+        handle.activate(*active)
