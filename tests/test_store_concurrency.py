@@ -74,6 +74,24 @@ def test_eight_processes_pull_the_same_adapter(cache, large, tmp_path):
     assert len(gets) >= 2  # really concurrent: several processes were downloading
 
 
+def test_small_files_arrive_while_the_large_one_is_still_streaming(cache, large):
+    """Files of one adapter download side by side: the config is cached during the weights' stall."""
+    import threading
+
+    large.plan.stall(6, at="mid", times=1, path="adapter.safetensors")
+    config_blob = cache / "blobs" / "sha256" / sha(large.files["adapter_config.json"])
+    result: list = []
+    worker = threading.Thread(target=lambda: result.append(pull(large.manifest())))
+    worker.start()
+    try:
+        wait_for(config_blob.is_file, timeout=5)  # sequential (largest first) would wait out the stall
+        assert not views(cache) and worker.is_alive()
+    finally:
+        worker.join(timeout=60)
+    assert result and result[0].downloaded == sum(len(b) for b in large.files.values())
+    assert verify().ok
+
+
 def test_pull_killed_mid_download_resumes_and_leaves_no_garbage(cache, large, tmp_path):
     large.plan.stall(60, at="mid", times=1, path="adapter.safetensors")
     manifest = large.manifest()

@@ -14,6 +14,7 @@ Retried: connection errors, timeouts (a stalled server), broken streams, 429 and
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -44,14 +45,17 @@ class HttpFetcher:
     def __init__(self, options: FetchOptions | None = None) -> None:
         self.options = options or FetchOptions.from_env()
         self._session: Any = None
+        self._lock = threading.Lock()
 
     @property
     def session(self) -> Any:
-        if self._session is None:
-            import requests
+        """One ``requests`` session (its connection pool is shared by parallel file downloads)."""
+        with self._lock:
+            if self._session is None:
+                import requests
 
-            self._session = requests.Session()
-        return self._session
+                self._session = requests.Session()
+            return self._session
 
     def close(self) -> None:
         if self._session is not None:

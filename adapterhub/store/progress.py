@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any
 
 
@@ -13,6 +14,7 @@ class Progress:
         if enabled is None:
             enabled = sys.stderr.isatty()
         self._bar: Any = None
+        self._lock = threading.Lock()  # files of one adapter download in parallel
         if enabled and total > 0:
             from tqdm.auto import tqdm
 
@@ -21,7 +23,8 @@ class Progress:
 
     def update(self, n: int) -> None:
         if self._bar is not None:
-            self._bar.update(n)
+            with self._lock:
+                self._bar.update(n)
 
     @property
     def callback(self):

@@ -16,6 +16,7 @@ Order of work, and why:
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,9 @@ from .safetensors_check import check_safetensors, check_safetensors_stream
 from .sources import Source
 from .views import BlobMissingError, ViewRecord, publish_view, read_record, view_is_intact, write_lease
 from .writer import BlobWriter
+
+PARALLEL_FILES = 4
+"""Files of one adapter fetched at the same time."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ class _Puller:
         self.digest = manifest_digest(manifest)
         self.downloaded = 0
         self._fetcher: Any = None
+        self._lock = threading.Lock()
 
     # -- pieces -----------------------------------------------------------------------------------
 
@@ -172,7 +177,8 @@ class _Puller:
             source.fetch(entry, w)
             fetched = w.offset - before
             w.commit()
-        self.downloaded += max(fetched, 0)
+        with self._lock:
+            self.downloaded += max(fetched, 0)
 
     # -- the whole pull ----------------------------------------------------------------------------
 
@@ -192,8 +198,7 @@ class _Puller:
                 missing = [f for f in manifest.files if not self.layout.blob(f.sha256).is_file()]
                 progress = Progress(self.progress_enabled, sum(f.size for f in missing), self.requested.id)
                 try:
-                    for entry in missing:
-                        self.fetch(entry, progress)
+                    self._fetch_all(missing, progress)
                 finally:
                     progress.close()
                 record = ViewRecord(self.requested.name, self.requested.version, self.digest,
@@ -212,6 +217,28 @@ class _Puller:
                     lease.unlink()
             if self._fetcher is not None:
                 self._fetcher.close()
+
+    def _fetch_all(self, missing: Sequence[FileEntry], progress: Progress) -> None:
+        """Fetch the missing files, largest first, up to ``PARALLEL_FILES`` at a time.
+
+        An adapter is usually one large weights file and a few small JSON files; fetching them side
+        by side hides the small files' round trips behind the large transfer. The first failure is
+        raised after the other transfers finished (their blobs are verified and stay useful).
+        """
+        ordered = sorted(missing, key=lambda f: f.size, reverse=True)
+        if len(ordered) <= 1:
+            for entry in ordered:
+                self.fetch(entry, progress)
+            return
+        self.sources()  # build the source list once, before the workers share it
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_FILES, len(ordered)),
+                                thread_name_prefix="adapterhub-pull") as pool:
+            futures = [pool.submit(self.fetch, entry, progress) for entry in ordered]
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            raise errors[0]
 
     def _check_existing(self, files: Sequence[FileEntry]) -> None:
         """Header-check safetensors blobs that already existed (they may have come in under another name)."""
