@@ -134,7 +134,8 @@ def publish(directory: Path, repo_id: str | None, to: Path | None, endpoint: str
         if local.dry_run:
             click.echo(f"dry run: would publish {m.name} {m.version} into {local.root} ({len(m.files)} file(s))")
         elif local.already_published:
-            click.echo(f"{m.name} {m.version} is already in {local.root} (identical); nothing to do")
+            fixed = f"; restored {len(local.copied)} missing or damaged blob(s)" if local.copied else "; nothing to do"
+            click.echo(f"{m.name} {m.version} is already in {local.root} (identical){fixed}")
         else:
             click.echo(f"published {m.name} {m.version} into {local.root}: {len(local.copied)} new blob(s)")
             click.echo(f"pull it with: adapterhub pull {m.name}=={m.version} --index {local.root}")

@@ -17,7 +17,7 @@ def guess_role(path: str) -> str:
     name = path.rsplit("/", 1)[-1].lower()
     if path == CARD_FILE:
         return "card"
-    if name.endswith(".safetensors"):
+    if name.endswith((".safetensors", ".bin", ".pt", ".pth")):
         return "head" if name.startswith("head") or "head" in name.split(".")[0].split("_") else "weights"
     if name.startswith(TOKENIZER_NAMES):
         return "tokenizer"

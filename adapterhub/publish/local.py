@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import IntegrityError, PublishError
 from ..manifest import BundledSource, Manifest
-from .release import check_version_free, indexed_release, load_release, with_sources
+from .release import indexed_release, load_release, with_sources
 
 CHUNK = 1 << 20
 
@@ -88,15 +88,15 @@ def publish_local(directory: str | Path, to: str | Path, *, dry_run: bool = Fals
     manifest = load_release(d)
     keep = tuple(s for s in manifest.sources or () if not isinstance(s, BundledSource))
     final = with_sources(manifest, BundledSource(), keep)
-    if (root / "config.json").is_file():
-        if indexed_release(root, final) is not None:
-            return LocalPublishResult(root, final, entry_for(final).to_json(), [], True, dry_run)
-        check_version_free(root, final)
+    existing = indexed_release(root, final) if (root / "config.json").is_file() else None
     if dry_run:
-        return LocalPublishResult(root, final, entry_for(final).to_json(), [f.path for f in final.files], False, True)
+        return LocalPublishResult(root, final, entry_for(final).to_json(), [f.path for f in final.files],
+                                  existing is not None, True)
     _ensure_index(root)
     mirror = root / "mirror"
     mirror.mkdir(exist_ok=True)
-    copied = [f.path for f in final.files if _put_blob(mirror, d / f.path, f.sha256)]
+    copied = [f.path for f in final.files if _put_blob(mirror, d / f.path, f.sha256)]  # also repairs blobs
+    if existing is not None:
+        return LocalPublishResult(root, final, existing.to_json(), copied, already_published=True)
     entry = add_release(root, final)
     return LocalPublishResult(root, final, entry.to_json(), copied)

@@ -86,7 +86,7 @@ def package_adapter(directory: str | Path, *, index_hint: str | None = None, car
         if path.lower().endswith(PICKLE_SUFFIXES):
             new = _convert(d, entry, set(paths) | listed)
             converted[path] = new
-            roles[new] = entry.get("role") or guess_role(new)
+            roles[new] = entry["role"] if entry.get("role") not in (None, "other") else guess_role(new)
             paths.append(new)
         else:
             roles[path] = entry.get("role") or guess_role(path)

@@ -194,6 +194,11 @@ def _init_foreign(directory: Path, out: Path, base_path: str | Path | None, fiel
         raise ConflictError(f"{out} exists and is not empty", hint="pass --out to another directory")
     base = load_base(base_path, config if kind == "peft" else None)
     pkg = read_adapter_dir(directory, bind(base.model))
+    if pkg.head and not pkg.head_type:  # PEFT's modules_to_save: the head type comes from the model class
+        from ..runtime.heads import head_info
+
+        info = head_info(base.model)
+        pkg.head_type, pkg.num_labels = info.type, info.num_labels
     pkg.base.fingerprint = base.fingerprint
     if base.fingerprint is None:
         notes.append(f"fingerprint left out: {base_path} holds no weights (only the structure was used); "
