@@ -13,9 +13,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.hooks import RemovableHandle
 
-from ..errors import AdapterStateError, IncompatibleBaseError, InvalidNameError
+from ..errors import AdapterStateError, IncompatibleBaseError, InvalidNameError, SchemaError, SchemaProblem
 from ..manifest.configs import MethodConfig
 from .arch import Binding, bind
 from .config import check_config, stated_json
@@ -40,6 +39,7 @@ class _Entry:
         self.head = head or {}
         self.merged = False
         self.head_backup: dict[str, torch.Tensor] = {}
+        self.origin: tuple[str, str] | None = None  # (published name, version) when loaded from a manifest
 
 
 class AdapterModel:
@@ -50,8 +50,10 @@ class AdapterModel:
         self.binding: Binding = bind(model)
         self._fingerprint: str | None = None
         self._entries: dict[str, _Entry] = {}
-        self._active: tuple[str, ...] = ()
-        self._handles: list[RemovableHandle] = []
+        self._active: tuple[Any, ...] = ()
+        self._composition: Any = None  # adapterhub.compose.engine.Active
+        self.last_mix_weights: list[torch.Tensor] = []
+        """Per-example EMEA weights ``[batch, layer, member]`` of the last forward (one per EMEA Mix)."""
         if not isinstance(getattr(model, CONTAINER, None), nn.ModuleDict):
             model.add_module(CONTAINER, nn.ModuleDict())
         object.__setattr__(model, _HANDLE_ATTR, self)
@@ -75,7 +77,8 @@ class AdapterModel:
         return tuple(self._entries)
 
     @property
-    def active(self) -> tuple[str, ...]:
+    def active(self) -> tuple[Any, ...]:
+        """What ``activate`` was given: adapter names and/or composition blocks (several = a Stack)."""
         return self._active
 
     def base_facts(self) -> BaseFacts:
@@ -99,10 +102,45 @@ class AdapterModel:
     def add(self, name: str, method: str, *, seed: int = 0, activate: bool = True, **config: Any) -> None:
         """Add a freshly initialised adapter (``config`` keys are the manifest schema's)."""
         self._check_new_name(name)
-        typed = check_config(method, config, tuple(REGISTRY))
-        impl = REGISTRY[method](typed.effective(), self.binding)
+        typed, impl = self._method(method, config)
         generator = torch.Generator().manual_seed(seed)
         self._attach(name, impl, typed, impl.init(generator), None, activate)
+
+    def add_fusion(self, name: str, members: list[str] | tuple[str, ...], *, seed: int = 0, activate: bool = True,
+                   **config: Any) -> None:
+        """Add a fresh AdapterFusion layer over attached bottleneck adapters (``variant`` static|dynamic).
+
+        Use it with ``activate(Fuse(*members, fusion=name))`` (or ``activate(name)``).
+        """
+        self.add(name, "fusion", seed=seed, activate=activate, members=list(members), **config)
+
+    def _method(self, method: str, config: dict[str, Any]) -> tuple[MethodConfig, Method]:
+        """Validated typed config and method object (fusion layers need their members attached)."""
+        if method != "fusion":
+            typed = check_config(method, config, (*REGISTRY, "fusion"))
+            return typed, REGISTRY[method](typed.effective(), self.binding)
+        from ..compose.fusion import Fusion
+
+        members = config.get("members")
+        if not isinstance(members, list | tuple) or not all(isinstance(m, str) for m in members):
+            raise SchemaError("<fusion config>", [SchemaProblem("/adapter/config/members", "a list of adapter names")])
+        local = [self._member_name(m) for m in members]
+        typed = _check_fusion_config({**config, "members": [_manifest_name(m) for m in local]})
+        typed = type(typed)(**{**typed.stated(), "members": tuple(local)})
+        impl = Fusion(typed.effective(), self.binding, [(m, self._entry(m).method) for m in local])
+        return typed, impl
+
+    def _member_name(self, member: str) -> str:
+        """The attached adapter a fusion member name refers to (local name, published name, or its normalisation)."""
+        if member in self._entries:
+            return member
+        for n, e in self._entries.items():
+            if (e.origin and e.origin[0] == member) or _manifest_name(n) == member:
+                return n
+        raise SchemaError("<fusion config>", [SchemaProblem(
+            "/adapter/config/members", f"{member!r} is not an attached adapter (attached: "
+            f"{sorted(self._entries) or 'none'}); load the members first, or pull them with "
+            "adapterhub.compose.load_fusion")])
 
     def load(self, path: str | Path, *, name: str | None = None, force: bool = False,
              activate: bool = True) -> str:
@@ -110,7 +148,12 @@ class AdapterModel:
 
         ``force=True`` skips the fingerprint comparison (shape facts are always checked).
         """
-        pkg = read_adapter_dir(path, self.binding)
+        from ..compose.fusion import FUSION_CONFIG_FILE, read_adapters_fusion_dir
+
+        if (Path(path) / FUSION_CONFIG_FILE).is_file():
+            pkg = read_adapters_fusion_dir(Path(path), self.binding)
+        else:
+            pkg = read_adapter_dir(path, self.binding)
         return self.load_package(pkg, name=name, force=force, activate=activate)
 
     def load_package(self, pkg: AdapterPackage, *, name: str | None = None, force: bool = False,
@@ -118,13 +161,26 @@ class AdapterModel:
         name = name or pkg.name or "adapter"
         self._check_new_name(name)
         self.check_base(pkg.base, pkg.source, force=force)
-        typed = check_config(pkg.method, pkg.config, tuple(REGISTRY))
-        impl = REGISTRY[pkg.method](typed.effective(), self.binding)
+        typed, impl = self._method(pkg.method, pkg.config)
+        if pkg.method == "fusion" and pkg.manifest is not None:
+            self._check_member_versions(pkg)
         check_tensors(impl.shapes(), pkg.tensors, pkg.source)
         if pkg.head:
             check_head(self.model, pkg.head, pkg.source)
         self._attach(name, impl, typed, pkg.tensors, pkg.head, activate)
+        if pkg.manifest is not None:
+            self._entries[name].origin = (pkg.manifest.name, pkg.manifest.version)
         return name
+
+    def _check_member_versions(self, pkg: AdapterPackage) -> None:
+        from packaging.specifiers import SpecifierSet
+
+        for dep in pkg.manifest.dependencies or ():
+            local = self._member_name(dep.name)
+            origin = self._entries[local].origin
+            if dep.spec and origin and origin[0] == dep.name and origin[1] not in SpecifierSet(dep.spec):
+                raise AdapterStateError(f"{pkg.source}: fusion member {dep.name} must be {dep.spec}, "
+                                        f"attached {local!r} is {origin[1]}", hint="load the pinned member version")
 
     def check_base(self, base: BaseFacts, source: str, *, force: bool = False) -> None:
         """Raise :class:`IncompatibleBaseError` naming both sides when the adapter's base is not this model."""
@@ -165,25 +221,52 @@ class AdapterModel:
         if head:
             entry.head_backup = load_head(self.model, head)
         if activate:
-            self.activate(*[n for n in self._active if n != name], name)
+            if impl.name == "fusion":
+                self.activate(name)
+            else:
+                self.activate(*[n for n in self._active if n != name], name)
 
     # --- activation -------------------------------------------------------------------------------
-    def activate(self, *names: str) -> None:
-        """Make exactly ``names`` active, applied in this order where they share a site (a stack)."""
-        for n in names:
-            self._entry(n)
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-        for n in names:
-            entry = self._entries[n]
-            if not entry.merged:
-                self._handles += entry.method.attach(entry.tree)
-        self._active = tuple(names)
+    def activate(self, *blocks: Any) -> None:
+        """Make exactly ``blocks`` active: adapter names and/or composition blocks, several = a Stack.
+
+        ``activate("a", "b")`` stacks b on a where they share a site; ``activate(Fuse("a", "b",
+        fusion="f"))``, ``Mix``, ``Route``, ``Parallel``, ``Ensemble`` see ``docs/compose.md``. On any
+        error the previous composition stays active.
+        """
+        from ..compose.engine import activate as compile_and_install
+
+        for b in blocks:
+            if isinstance(b, str):
+                self._entry(b)
+        previous = self._composition
+        if previous is not None:
+            previous.remove()
+        try:
+            self._composition = compile_and_install(self, tuple(blocks))
+        except Exception:
+            if previous is not None:
+                self._composition = compile_and_install(self, previous.block or ())
+            raise
+        self._active = tuple(blocks)
 
     def deactivate(self) -> None:
         """Detach every adapter's hooks (merged adapters stay in the weights until ``unmerge``)."""
         self.activate()
+
+    @property
+    def composition(self) -> Any:
+        """The active composition as one block (names of fusion layers expanded to ``Fuse``), or None."""
+        return self._composition.block if self._composition is not None else None
+
+    def _without(self, name: str) -> tuple[Any, ...]:
+        """The active blocks minus every top-level item that uses adapter ``name``."""
+        keep = []
+        for b in self._active:
+            uses = b == name if isinstance(b, str) else name in set(b.leaves()) or name in _fusions(b)
+            if not uses:
+                keep.append(b)
+        return tuple(keep)
 
     # --- training ---------------------------------------------------------------------------------
     def train_adapter(self, name: str) -> list[str]:
@@ -210,10 +293,20 @@ class AdapterModel:
         entry = self._entry(name)
         info = head_info(self.model)
         head = saved_head(self.model)
+        config = stated_json(entry.config)
+        if entry.method.name == "fusion":
+            config["members"] = [self.dependency(m)["name"] for m in entry.config.members]
         return AdapterPackage(
-            method=entry.method.name, config=stated_json(entry.config), tensors=entry.tree.tensors(),
+            method=entry.method.name, config=config, tensors=entry.tree.tensors(),
             base=self.base_facts(), head=head, head_type=info.type,
             num_labels=info.num_labels if head else None, name=name)
+
+    def dependency(self, name: str) -> dict[str, str]:
+        """How a saved manifest refers to attached adapter ``name``: its published name, pinned if known."""
+        entry = self._entry(name)
+        if entry.origin:
+            return {"name": entry.origin[0], "spec": f"=={entry.origin[1]}", "role": "member"}
+        return {"name": _manifest_name(name), "role": "member"}
 
     def save(self, name: str, directory: str | Path, **manifest_fields: Any) -> Path:
         """Write ``adapterhub.json`` + ``adapter.safetensors`` (+ ``head.safetensors``) to ``directory``.
@@ -223,6 +316,9 @@ class AdapterModel:
         """
         pkg = self.package(name)
         published = manifest_fields.pop("name", None) or _manifest_name(name)
+        entry = self._entries[name]
+        if entry.method.name == "fusion" and "dependencies" not in manifest_fields:
+            manifest_fields["dependencies"] = [self.dependency(m) for m in entry.config.members]
         return write_adapter_dir(pkg, directory, name=published, **manifest_fields)
 
     # --- merging ----------------------------------------------------------------------------------
@@ -254,7 +350,7 @@ class AdapterModel:
         entry = self._entry(name)
         if entry.merged:
             self.unmerge(name)
-        self.activate(*[n for n in self._active if n != name])
+        self.activate(*self._without(name))
         if entry.head_backup:
             load_head(self.model, entry.head_backup)
         del self.container[name]
@@ -279,6 +375,29 @@ def wrap(model: nn.Module) -> AdapterModel:
     """The handle of ``model`` (created on first use, then the same object every time)."""
     existing = getattr(model, _HANDLE_ATTR, None)
     return existing if isinstance(existing, AdapterModel) else AdapterModel(model)
+
+
+def _check_fusion_config(config: dict[str, Any]) -> MethodConfig:
+    """The schema check of a fusion config (its members count as the probe's dependencies)."""
+    from ..manifest.configs import METHOD_CONFIGS
+    from ..manifest.io import manifest_problems
+    from .config import _jsonable, _probe_manifest
+
+    probe = _probe_manifest("fusion", _jsonable(config))
+    probe["dependencies"] = [{"name": m} for m in dict.fromkeys(config["members"])]
+    problems = [p for p in manifest_problems(probe, "<fusion config>") if p.pointer.startswith("/adapter")]
+    if problems:
+        raise SchemaError("<fusion config>", problems)
+    return METHOD_CONFIGS["fusion"](**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+
+
+def _fusions(block: Any) -> set[str]:
+    if isinstance(block, str) or block is None:
+        return set()
+    out = {block.fusion} if getattr(block, "fusion", None) else set()
+    for c in block.children:
+        out |= _fusions(c)
+    return out
 
 
 def _is_repo_id(name: str) -> bool:

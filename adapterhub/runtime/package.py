@@ -110,7 +110,8 @@ def read_adapter_dir(path: str | Path, binding: Any = None) -> AdapterPackage:
 
 def write_adapter_dir(pkg: AdapterPackage, directory: str | Path, *, name: str, version: str = "0.1.0",
                       description: str | None = None, license: str = "NOASSERTION",
-                      authors: tuple[str, ...] = ("unknown",), task: dict[str, Any] | None = None) -> Path:
+                      authors: tuple[str, ...] = ("unknown",), task: dict[str, Any] | None = None,
+                      dependencies: list[dict[str, Any]] | None = None) -> Path:
     """Write ``pkg`` as an adapterhub directory; returns the manifest path."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,6 +140,8 @@ def write_adapter_dir(pkg: AdapterPackage, directory: str | Path, *, name: str, 
         "task": task or {"type": _task_type(pkg.head_type), "name": name},
         "base_model": base, "adapter": adapter, "files": files,
     }
+    if dependencies:
+        doc["dependencies"] = list(dependencies)
     if pkg.head_type:
         doc["head"] = {"type": pkg.head_type, **({"num_labels": pkg.num_labels} if pkg.num_labels else {})}
     manifest = parse_manifest(doc, str(out / MANIFEST_FILENAME))

@@ -2,7 +2,11 @@
 
 A method instance is bound to one adapter config on one model (:class:`Binding`). It declares
 the tensors it needs (names and shapes, checked before anything is attached), initialises fresh
-ones for training, and attaches forward hooks that read its parameters from a :class:`TensorTree`.
+ones for training, and describes its forward math as one function per insertion point
+(:meth:`Method.site_fns`, see :mod:`adapterhub.runtime.sites`) reading its parameters from a
+:class:`TensorTree`. The runtime installs one hook per site that evaluates the active composition
+(a single adapter, a stack, a fusion, ...). A method that cannot be described per site (it changes
+the attention itself) overrides :meth:`Method.attach` instead and can then only be stacked.
 Weight-space methods can also fold themselves into the base weights (``merge``) and back.
 """
 
@@ -18,7 +22,10 @@ from torch.utils.hooks import RemovableHandle
 
 from ...errors import AdapterStateError
 from ..arch import Binding
+from ..sites import SiteFn, SiteKey, first_tensor, in_place_ok, install, replace_output
 from ..tensors import TensorTree
+
+__all__ = ["Method", "SiteFn", "SiteKey", "activation", "first_tensor", "in_place_ok", "replace_output"]
 
 
 class Method:
@@ -41,8 +48,16 @@ class Method:
     def init(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def site_fns(self, tree: TensorTree) -> dict[SiteKey, SiteFn] | None:
+        """``{site: fn(value, aux, inplace) -> value'}``, or None if the method attaches its own hooks."""
+        return None
+
     def attach(self, tree: TensorTree) -> list[RemovableHandle]:
-        raise NotImplementedError
+        """Hooks for this adapter alone (methods with :meth:`site_fns` get them from the site installer)."""
+        fns = self.site_fns(tree)
+        if fns is None:
+            raise NotImplementedError
+        return install(self.binding, {k: (lambda v, aux, fn=fn: fn(v, aux, True)) for k, fn in fns.items()})
 
     def trainable(self, tree: TensorTree) -> list[nn.Parameter]:
         return list(tree.parameters())
@@ -67,31 +82,3 @@ def activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     if key == "gelu_orig":
         key = "gelu_python"
     return get_activation(key)
-
-
-def first_tensor(args: tuple, kwargs: dict, index: int, kwarg: str | None) -> torch.Tensor:
-    """A module call's argument by position or keyword (transformers moved some to keywords in 5.x)."""
-    if len(args) > index and isinstance(args[index], torch.Tensor):
-        return args[index]
-    if kwarg and isinstance(kwargs.get(kwarg), torch.Tensor):
-        return kwargs[kwarg]
-    for value in list(args) + list(kwargs.values()):
-        if isinstance(value, torch.Tensor) and value.is_floating_point():
-            return value
-    raise RuntimeError("adapterhub: could not find the hidden states among the module's arguments")
-
-
-def replace_output(output: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
-    """Apply ``fn`` to a module output that is a tensor or a tuple/list whose first item is one."""
-    if isinstance(output, torch.Tensor):
-        return fn(output)
-    if isinstance(output, tuple):
-        return (fn(output[0]), *output[1:])
-    if isinstance(output, list):
-        return [fn(output[0]), *output[1:]]
-    raise RuntimeError(f"adapterhub: unexpected module output type {type(output).__name__}")
-
-
-def in_place_ok(*tensors: torch.Tensor) -> bool:
-    """In-place updates are safe when autograd is off or nothing here needs gradients."""
-    return not torch.is_grad_enabled() or not any(t.requires_grad for t in tensors)

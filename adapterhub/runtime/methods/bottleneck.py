@@ -22,13 +22,13 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.hooks import RemovableHandle
 
 from ...errors import SchemaError, SchemaProblem
 from ...manifest.configs import reduction_factor_for_layer
 from ..arch import Layer
+from ..sites import SiteKey, bn_key
 from ..tensors import TensorTree
-from .base import Method, activation, first_tensor, in_place_ok, replace_output
+from .base import Method, activation, in_place_ok
 
 LOCATIONS = ("attention", "ffn")
 
@@ -154,45 +154,45 @@ class Bottleneck(Method):
 
         return f
 
-    def attach(self, tree: TensorTree) -> list[RemovableHandle]:
-        handles: list[RemovableHandle] = []
+    def site_fns(self, tree: TensorTree) -> dict[SiteKey, BottleneckSite]:
+        out: dict[SiteKey, BottleneckSite] = {}
         for layer, loc, prefix in self.placements():
             site = layer.sites[loc]
-            f = self._block_fn(tree, layer, loc, prefix)
-            cell: dict[str, Any] = {}
             ln = layer.sub(site.layer_norm) if site.layer_norm else None
+            out[bn_key(layer.index, loc)] = BottleneckSite(self._block_fn(tree, layer, loc, prefix), self.config, ln)
+        return out
 
-            def save_x(module: nn.Module, args: tuple, kwargs: dict, *, cell=cell, site=site) -> None:
-                cell["x"] = first_tensor(args, kwargs, site.residual_arg, site.residual_kwarg)
 
-            handles.append(layer.sub(site.residual).register_forward_pre_hook(save_x, with_kwargs=True))
-            handles.append(layer.sub(site.output).register_forward_hook(self._output_hook(f, cell, ln)))
-        return handles
+class BottleneckSite:
+    """One adapter block at one site: ``h' = delta(a) + residual`` with ``(a, residual) = prepare(h, x)``."""
 
-    def _output_hook(self, f, cell: dict[str, Any], ln: nn.Module | None):
-        cfg = self.config
-        parallel = self.parallel
-        ln_before = bool(cfg.get("original_ln_before"))
-        residual_before_ln = cfg.get("residual_before_ln", True)
+    __slots__ = ("f", "parallel", "ln_before", "residual_before_ln", "ln")
 
-        def transform(h: torch.Tensor) -> torch.Tensor:
-            x = cell.pop("x", None)
-            if parallel:
-                up = f(x)
-                return up.add_(h) if in_place_ok(up) else up + h
-            a = h
-            if ln_before:
-                a = h + x
-                if ln is not None:
-                    a = ln(a)
-            residual = h if residual_before_ln else a
-            up = f(a)
-            return up.add_(residual) if in_place_ok(up) else up + residual
+    def __init__(self, f, config: dict[str, Any], ln: nn.Module | None) -> None:
+        self.f = f
+        self.parallel = config.get("variant") == "parallel"
+        self.ln_before = bool(config.get("original_ln_before"))
+        self.residual_before_ln = config.get("residual_before_ln", True)
+        self.ln = ln
 
-        def hook(module: nn.Module, args: tuple, output: Any) -> Any:
-            return replace_output(output, transform)
+    def prepare(self, h: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(adapter input, residual) as the ``adapters`` library's ``pre_forward``."""
+        if self.parallel:
+            return x, h
+        a = h
+        if self.ln_before:
+            a = h + x
+            if self.ln is not None:
+                a = self.ln(a)
+        return a, (h if self.residual_before_ln else a)
 
-        return hook
+    def delta(self, a: torch.Tensor) -> torch.Tensor:
+        return self.f(a)
+
+    def __call__(self, h: torch.Tensor, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        a, residual = self.prepare(h, x)
+        up = self.f(a)
+        return up.add_(residual) if in_place_ok(up) else up + residual
 
 
 def config_defaults(config: dict[str, Any]) -> dict[str, Any]:

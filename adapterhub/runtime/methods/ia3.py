@@ -8,13 +8,12 @@ multiplies weight columns (input) or rows and bias (output) by ``l``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
-from torch import nn
-from torch.utils.hooks import RemovableHandle
 
 from ...errors import SchemaError, SchemaProblem
+from ..sites import SiteFn, SiteKey
 from ..tensors import TensorTree
 from .base import Method, in_place_ok
 from .projection import Target, by_module, resolve_targets
@@ -48,39 +47,39 @@ class IA3(Method):
     def init(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
         return {k: torch.ones(v) for k, v in self.shapes().items()}
 
-    def attach(self, tree: TensorTree) -> list[RemovableHandle]:
-        handles = []
+    def site_fns(self, tree: TensorTree) -> dict[SiteKey, SiteFn]:
+        out: dict[SiteKey, SiteFn] = {}
         for module, targets in by_module(self.targets).items():
             inputs = [t for t in targets if t.prefix in self.input_scaled]
             outputs = [t for t in targets if t.prefix not in self.input_scaled]
             if inputs:
-                handles.append(module.register_forward_pre_hook(self._input_hook(tree, inputs[0])))
+                out[("in", module)] = self._input_fn(tree, inputs[0])
             if outputs:
-                handles.append(module.register_forward_hook(self._output_hook(tree, outputs)))
-        return handles
+                out[("out", module)] = self._output_fn(tree, outputs)
+        return out
 
-    def _input_hook(self, tree: TensorTree, t: Target):
+    def _input_fn(self, tree: TensorTree, t: Target) -> SiteFn:
         name = f"{t.prefix}.ia3_l"
 
-        def hook(module: nn.Module, args: tuple) -> Any:
-            return (args[0] * tree.get(name), *args[1:])
+        def fn(x: torch.Tensor, aux: object, inplace: bool) -> torch.Tensor:
+            return x * tree.get(name)
 
-        return hook
+        return fn
 
-    def _output_hook(self, tree: TensorTree, targets: list[Target]):
+    def _output_fn(self, tree: TensorTree, targets: list[Target]) -> SiteFn:
         names = {t.rows.start: f"{t.prefix}.ia3_l" for t in targets}
         width = targets[0].fout
         fused = targets[0].slot.parts > 1
 
-        def hook(module: nn.Module, args: tuple, y: torch.Tensor) -> Any:
+        def fn(y: torch.Tensor, x: object, inplace: bool) -> torch.Tensor:
             if not fused:
                 scale = tree.get(names[0])
             else:
                 scale = torch.cat([tree.get(names[i]) if i in names else y.new_ones(width)
                                    for i in range(0, y.shape[-1], width)])
-            return y.mul_(scale) if in_place_ok(scale, y) else y * scale
+            return y.mul_(scale) if inplace and in_place_ok(scale, y) else y * scale
 
-        return hook
+        return fn
 
     def merge(self, tree: TensorTree) -> None:
         self._apply(tree, invert=False)

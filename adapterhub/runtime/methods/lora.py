@@ -8,13 +8,12 @@ merged (``W += s B A``) it costs nothing.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
-from torch import nn
 from torch.nn import functional as F
-from torch.utils.hooks import RemovableHandle
 
+from ..sites import SiteFn, SiteKey
 from ..tensors import TensorTree
 from .base import Method, in_place_ok
 from .projection import Target, add_to_weight, by_module, resolve_targets
@@ -67,13 +66,10 @@ class Lora(Method):
         a, b = tree.get(f"{t.prefix}.lora_A"), tree.get(f"{t.prefix}.lora_B")
         return F.linear(F.linear(xs, a), b) * self.scaling
 
-    def attach(self, tree: TensorTree) -> list[RemovableHandle]:
-        handles = []
-        for module, targets in by_module(self.targets).items():
-            handles.append(module.register_forward_hook(self._hook(tree, targets)))
-        return handles
+    def site_fns(self, tree: TensorTree) -> dict[SiteKey, SiteFn]:
+        return {("out", module): self._site_fn(tree, targets) for module, targets in by_module(self.targets).items()}
 
-    def _hook(self, tree: TensorTree, targets: list[Target]):
+    def _site_fn(self, tree: TensorTree, targets: list[Target]) -> SiteFn:
         p = float(self.config.get("dropout") or 0.0)
         fast = type(self).contribution is Lora.contribution and len(targets) == 1 and targets[0].slot.parts == 1
         s = self.scaling
@@ -81,13 +77,12 @@ class Lora(Method):
         a_name, b_name = f"{t0.prefix}.lora_A", f"{t0.prefix}.lora_B"
         names = [n for t in targets for n in self.target_shapes(t)]
 
-        def hook(module: nn.Module, args: tuple, y: torch.Tensor) -> Any:
-            x = args[0]
+        def fn(y: torch.Tensor, x: torch.Tensor, inplace: bool) -> torch.Tensor:
             xs = x.reshape(-1, x.shape[-1])
             if p and tree.training:
                 xs = F.dropout(xs, p, True)
             ys = y.reshape(-1, y.shape[-1])
-            inplace = y.is_contiguous() and in_place_ok(y, *(tree.get(n) for n in names))
+            inplace = inplace and y.is_contiguous() and in_place_ok(y, *(tree.get(n) for n in names))
             if fast:
                 a, b = tree.get(a_name), tree.get(b_name)
                 if inplace:
@@ -105,7 +100,21 @@ class Lora(Method):
             full = [pieces.get(i, ys.new_zeros(ys.shape[0], width)) for i in range(0, ys.shape[1], width)]
             return (ys + torch.cat(full, dim=-1)).view_as(y)
 
-        return hook
+        return fn
+
+    def routable(self, module: object) -> tuple[str, str, float] | None:
+        """(A name, B name, scaling) when ``module`` carries exactly one plain LoRA slot of this adapter.
+
+        Per-example routing gathers these factors for a whole batch (one ``bmm`` pair per
+        projection); DoRA, fused-projection slices and dropout in training take the generic path.
+        """
+        if type(self) is not Lora:
+            return None
+        targets = [t for t in self.targets if t.module is module]
+        if len(targets) != 1 or targets[0].slot.parts != 1:
+            return None
+        t = targets[0]
+        return f"{t.prefix}.lora_A", f"{t.prefix}.lora_B", self.scaling
 
     # --- merging ----------------------------------------------------------------------------------
     def delta_weight(self, tree: TensorTree, t: Target) -> torch.Tensor:

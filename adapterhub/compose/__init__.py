@@ -1,0 +1,76 @@
+"""Composing adapters on one frozen model (see ``docs/compose.md``).
+
+Activation space (this package's blocks, run by :meth:`AdapterModel.activate`): ``Stack``,
+``Fuse`` (AdapterFusion), ``Mix`` (incl. ``weights="emea"``), ``Ensemble``, ``Route`` and the
+``adapters`` library's ``Parallel``. The blocks themselves are torch-free data; compiling them
+(``adapterhub.compose.engine``) imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .blocks import (
+    Block,
+    Ensemble,
+    Fuse,
+    Mix,
+    Parallel,
+    Route,
+    Stack,
+    document,
+    from_document,
+    from_json,
+    to_json,
+    validate,
+)
+
+if TYPE_CHECKING:
+    from ..runtime.handle import AdapterModel
+
+__all__ = [
+    "Block", "Ensemble", "Fuse", "Mix", "Parallel", "Route", "Stack", "document", "entropy", "from_document",
+    "from_json", "fusion_regularization", "load_fusion", "to_json", "validate",
+    # --- weight-space composition (Average / model soups / Merge): exported here by the lead once
+    # --- adapterhub/compose/average.py and soup.py land (owned by another helper).
+]
+
+
+def fusion_regularization(ah: AdapterModel, name: str) -> Any:
+    """The dynamic fusion config's loss term ``0.01 * sum_layers ||I - W_v||^2`` for fusion ``name``."""
+    entry = ah._entry(name)
+    if entry.method.name != "fusion":
+        from ..errors import AdapterStateError
+
+        raise AdapterStateError(f"{name!r} is a {entry.method.name} adapter, not a fusion layer")
+    return entry.method.regularization(entry.tree)
+
+
+def entropy(logits: Any, mask: Any = None) -> Any:
+    """Per-example mean prediction entropy (masked positions left out), as EMEA minimises it."""
+    from .engine import entropy as _entropy
+
+    return _entropy(logits, mask)
+
+
+def load_fusion(ah: AdapterModel, requirement: str, *, index: Any = None, activate: bool = True,
+                **pull_options: Any) -> str:
+    """Resolve and pull a published fusion layer and its members from a registry, attach all; returns its name.
+
+    Members already attached under their published name are reused; the others are loaded under
+    their published names. ``pull_options`` go to :func:`adapterhub.store.pull` (``cache_dir``,
+    ``offline``, ``sources``...).
+    """
+    from ..store import pull
+
+    pulled = pull(requirement, index=index, **pull_options)
+    if pulled.manifest.adapter.method != "fusion":
+        from ..errors import CompositionError
+
+        raise CompositionError(f"{requirement}: {pulled.name} is a {pulled.manifest.adapter.method} adapter, not a fusion")
+    attached = {e.origin[0] for e in ah._entries.values() if e.origin} | set(ah.adapters)
+    for dep in pulled.dependencies:
+        if dep.name not in attached:
+            ah.load(dep.path, name=dep.name, activate=False)
+    name = pulled.name if pulled.name not in ah.adapters else f"{pulled.name}-fusion"
+    return ah.load(pulled.path, name=name, activate=activate)
