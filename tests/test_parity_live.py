@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from runtime_helpers import hidden, inputs_for, tiny_model
+from runtime_helpers import hidden, inputs_for, tiny_config, tiny_model
 
 from adapterhub.runtime import wrap
 
@@ -97,4 +97,40 @@ def test_adapters_library_live(arch, config, tmp_path):
     want = hidden(ref.base_model, inputs)
     ref.save_adapter(str(tmp_path / "a"), "a", use_safetensors=True)
     wrap(base).load(tmp_path / "a")
+    assert _masked_diff(hidden(base, inputs), want, inputs) <= 1e-5
+
+
+PREFIX_CONFIGS = {
+    "mlp": dict(prefix_length=4, bottleneck_size=8),
+    "flat": dict(prefix_length=4, flat=True),
+    "partial": dict(prefix_length=3, bottleneck_size=6, leave_out=[0]),
+}
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert", "gpt2", "llama", "t5"])
+@pytest.mark.parametrize("variant", list(PREFIX_CONFIGS))
+def test_adapters_library_prefix_live(arch, variant, tmp_path):
+    adapters = pytest.importorskip("adapters", reason="the adapters library is not installed in this environment")
+    base = tiny_model(arch)
+    inputs = inputs_for(arch)
+    # Same seed, same weights. The library's prefix pool runs in the model's own forward, and only its eager
+    # path is right: under sdpa it skips the prefix on GPT-2/Llama and adds +1 to DistilBERT's prefix logits.
+    # Ours runs on the default (sdpa) kernel and must match the library's eager numbers.
+    from transformers import AutoModel
+
+    torch.manual_seed(0)
+    ref = AutoModel.from_config(tiny_config(arch), attn_implementation="eager").eval()
+    adapters.init(ref)
+    kwargs = dict(PREFIX_CONFIGS[variant])
+    if arch == "t5" and variant == "partial":  # T5 shares one position bias per stack: drop whole locations instead
+        kwargs = dict(prefix_length=3, bottleneck_size=6, encoder_prefix=False, leave_out=[])
+    ref.add_adapter("a", config=adapters.PrefixTuningConfig(**kwargs))
+    _randomize(ref, (".a.",))
+    ref.set_active_adapters("a")
+    want = hidden(ref, inputs)
+    assert _masked_diff(want, hidden(base, inputs), inputs) > 1e-3  # the prefix has an effect
+    ref.save_adapter(str(tmp_path / "a"), "a")  # .bin: the library's aliases share storage (no safetensors)
+    h = wrap(base)
+    h.load(tmp_path / "a")
+    assert h.package("a").config["flat"] is True  # stored in the flat inference form
     assert _masked_diff(hidden(base, inputs), want, inputs) <= 1e-5

@@ -64,7 +64,10 @@ class ConfigView:
         return getattr(object.__getattribute__(self, "_adapterhub_base"), name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        setattr(object.__getattribute__(self, "_adapterhub_base"), name, value)
+        if name == "_adapterhub_base":  # copy/pickle restore their slot state through setattr
+            object.__setattr__(self, name, value)
+        else:
+            setattr(object.__getattribute__(self, "_adapterhub_base"), name, value)
 
 
 def uses_attention_interface(module: nn.Module) -> bool:

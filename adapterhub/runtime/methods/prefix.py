@@ -30,7 +30,7 @@ from torch.utils.hooks import RemovableHandle
 from ...errors import SchemaError, SchemaProblem, UnsupportedArchitectureError
 from ..arch import Binding, Layer, PrefixSite, get_submodule
 from ..prefix_attention import SUPPORTED_KERNELS, add_prefix, kernel_name, uses_attention_interface
-from ..tensors import TensorTree
+from ..tensors import TensorTree, check_tensors
 from .base import Method, activation
 
 
@@ -270,9 +270,11 @@ def eject(handle: Any, name: str) -> None:
     if pkg.config.get("flat"):
         return
     typed = check_config(pkg.method, pkg.config, (PrefixTuning.name,))
-    method = PrefixTuning(typed.effective(), handle.binding)
-    pkg.tensors = method.flat_tensors(pkg.tensors)
-    pkg.config = flat_config(pkg.config)
+    tensors = PrefixTuning(typed.effective(), handle.binding).flat_tensors(pkg.tensors)
+    config = flat_config(pkg.config)
+    flat = PrefixTuning(check_config(pkg.method, config, (PrefixTuning.name,)).effective(), handle.binding)
+    check_tensors(flat.shapes(), tensors, f"eject({name!r})")  # before anything is removed
+    pkg.tensors, pkg.config = tensors, config
     active = handle.active
     handle.remove(name)
     handle.load_package(pkg, name=name, activate=False)
