@@ -165,8 +165,19 @@ def test_the_hub_repo_holding_the_version_with_other_files_is_refused(tmp_path: 
     ok("publish", first, "--repo", REPO, "--endpoint", hub_server.endpoint)
     second = init_and_package(save_adapter(tmp_path / "b", seed=3))
     result = run("publish", second, "--repo", REPO, "--endpoint", hub_server.endpoint, "--index", index_dir)
-    assert isinstance(result.exception, ConflictError) and "already holds" in str(result.exception)
+    assert isinstance(result.exception, ConflictError) and "different content" in str(result.exception)
     assert len(_history(hub_server)) == 2 and _entries(index_dir) == []
+
+
+def test_changed_metadata_under_a_published_version_is_refused_too(tmp_path: Path, hub_server: HubServer,
+                                                                   index_dir: Path) -> None:
+    d = init_and_package(save_adapter(tmp_path))
+    ok("publish", d, "--repo", REPO, "--endpoint", hub_server.endpoint)
+    ok("init", d, "--yes", "--description", "A better description")
+    ok("package", d)
+    result = run("publish", d, "--repo", REPO, "--endpoint", hub_server.endpoint, "--index", index_dir)
+    assert isinstance(result.exception, ConflictError) and "different content" in str(result.exception)
+    assert _entries(index_dir) == []
 
 
 def test_a_new_version_replaces_files_at_main_and_old_versions_stay_pinned(tmp_path: Path, hub_server: HubServer,

@@ -5,8 +5,8 @@ Order, and why:
 1. Check the directory (every size and sha256, nothing unlisted) and that name@version is not in the
    index yet — before any network traffic.
 2. Create the repo if needed and read its head commit. If the head's ``adapterhub.json`` already is
-   this name@version, either it holds exactly these files (a publish whose index step failed: reuse
-   that commit) or publishing is refused (releases are immutable).
+   this name@version, either it is exactly the manifest we would upload (a publish whose index step
+   failed: reuse that commit) or publishing is refused (releases are immutable).
 3. Upload every file plus ``adapterhub.json`` (and delete files the previous version had) in ONE
    ``create_commit`` with ``parent_commit`` = the head read in step 2: if anyone committed in
    between, the Hub answers 412 and nothing is committed. The Hub applies a commit whole or not at
@@ -105,24 +105,20 @@ def _remote_manifest(endpoint: str, repo_id: str, commit: str, token: str | bool
     return data if isinstance(data, dict) else None
 
 
-def _same_files(remote: dict[str, Any], manifest: Manifest) -> bool:
-    theirs = {(f.get("path"), f.get("sha256")) for f in remote.get("files") or [] if isinstance(f, dict)}
-    return theirs == {(f.path, f.sha256) for f in manifest.files}
-
-
-def _check_remote(remote: dict[str, Any] | None, manifest: Manifest, repo_id: str) -> bool:
-    """True when the repo's head already holds exactly this release; raises when it holds another."""
+def _check_remote(remote: dict[str, Any] | None, upload: Manifest, repo_id: str) -> bool:
+    """True when the repo's head already holds exactly this release (the manifest we would upload);
+    raises when it holds this name@version with any other content, or another adapter."""
     if remote is None:
         return False
     name, version = remote.get("name"), remote.get("version")
-    if name != manifest.name:
-        raise ConflictError(f"{repo_id} holds the adapter {name!r}, not {manifest.name!r}",
+    if name != upload.name:
+        raise ConflictError(f"{repo_id} holds the adapter {name!r}, not {upload.name!r}",
                             hint="publish each adapter name to its own repository")
-    if version != manifest.version:
+    if version != upload.version:
         return False
-    if _same_files(remote, manifest):
+    if remote == manifest_to_dict(upload):
         return True
-    raise ConflictError(f"{repo_id} already holds {name} {version} with different files; releases are immutable",
+    raise ConflictError(f"{repo_id} already holds {name} {version} with different content; releases are immutable",
                         hint="publish a new version (bump `version` in adapterhub.json)")
 
 
@@ -164,7 +160,7 @@ def publish_to_hub(directory: str | Path, repo_id: str, *, endpoint: str | None 
             existing = api.list_repo_files(repo_id, revision=head, token=token)
         except Exception as exc:  # the client's error types differ between 0.x and 1.x+
             raise PublishError(f"{ep}/{repo_id}: {_first_line(exc)}; nothing was published") from None
-        reused = _check_remote(_remote_manifest(ep, repo_id, head, token), manifest, repo_id)
+        reused = _check_remote(_remote_manifest(ep, repo_id, head, token), upload, repo_id)
         pr_url = None
         if reused:
             commit = head
