@@ -20,6 +20,7 @@ from .app import cli
 from . import registry_cmds  # noqa: E402,F401  isort: skip
 from . import store_cmds  # noqa: E402,F401  isort: skip
 from . import publish_cmds  # noqa: E402,F401  isort: skip
+from . import run_cmd  # noqa: E402,F401  isort: skip
 
 __all__ = ["cli", "main"]
 

@@ -1,0 +1,72 @@
+"""``adapterhub run``: classify texts with an adapter (pulled if needed) on its base model.
+
+Thin: read the inputs, call :mod:`adapterhub.serve_run`, print a table or JSON lines. torch and
+transformers are imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from .app import cli, index_option, print_table
+
+
+def _inputs(texts: tuple[str, ...], file: str | None) -> list[str]:
+    from ..serve_run import iter_lines
+
+    out: list[str] = []
+    for t in texts:
+        if t == "-":
+            out += iter_lines(sys.stdin)
+        else:
+            out.append(t)
+    if file == "-":
+        out += iter_lines(sys.stdin)
+    elif file is not None:
+        with open(file, encoding="utf-8") as fh:
+            out += iter_lines(fh)
+    return out
+
+
+@cli.command("run")
+@click.argument("adapter", metavar="NAME_OR_DIR")
+@click.argument("texts", nargs=-1, metavar="TEXT...")
+@click.option("--file", "-f", "file", default=None, metavar="FILE",
+              help="Read inputs from FILE, one per line ('-' = stdin); a TEXT of '-' also reads stdin.")
+@click.option("--base", default=None, metavar="PATH",
+              help="Base model directory (default: $ADAPTERHUB_BASE_<ID>, bases.json, the Hugging Face cache, "
+                   "or a package that ships the base).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--force", is_flag=True, help="Run even if the base's fingerprint differs from the manifest's.")
+@click.option("--offline", is_flag=True, default=False,
+              help="Use the cache and local files only (also ADAPTERHUB_OFFLINE=1 or HF_HUB_OFFLINE=1).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per input (JSON Lines).")
+@index_option
+def run(adapter: str, texts: tuple[str, ...], file: str | None, base: str | None, batch_size: int, force: bool,
+        offline: bool, as_json: bool, index_location: str | None) -> None:
+    """Classify TEXT... (or lines of --file / stdin) with adapter NAME_OR_DIR on its base model."""
+    from ..errors import AdapterHubError
+
+    inputs = _inputs(texts, file)
+    if not inputs:
+        raise click.UsageError("no input: give TEXT arguments, --file FILE, or '-' for stdin")
+    from ..serve_run import prepare
+
+    runner = prepare(adapter, base=base, force=force, index=index_location, offline=True if offline else None)
+    if not runner.fingerprint_checked:
+        click.echo(f"warning: the base at {runner.base.path} was not checked against a fingerprint "
+                   f"({'--force' if force else 'the manifest has none'})", err=True)
+    try:
+        predictions = runner.classify(inputs, batch_size=batch_size)
+    except (ValueError, RuntimeError) as exc:  # tokenizer/model failures on odd input
+        raise AdapterHubError(f"inference failed: {exc}") from exc
+    if as_json:
+        for p in predictions:
+            click.echo(json.dumps({"adapter": runner.adapter, "version": runner.version, **p.to_json()},
+                                  ensure_ascii=False))
+        return
+    print_table([{"label": p.label, "probability": f"{p.probability:.4f}", "text": p.text} for p in predictions],
+                ["label", "probability", "text"])

@@ -1,0 +1,234 @@
+"""Run a text-classification adapter on texts: load the base, check it, attach, tokenize, predict.
+
+``adapterhub run`` is a thin wrapper over :func:`run_adapter`; the sample-training script
+(``examples/train_sst2.py``) measures the dev accuracy it records in each manifest with
+:func:`classify`, so the recorded metric is exactly what ``adapterhub run`` computes. This module
+imports torch and transformers only inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import AdapterHubError, SchemaError, SchemaProblem
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .manifest import Manifest
+
+DEFAULT_BATCH_SIZE = 32
+MAX_LENGTH = 512  # BERT-family position limit; longer inputs are truncated
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One input's result: the label with the highest probability, and every label's probability."""
+
+    text: str
+    label: str
+    label_id: int
+    probability: float
+    probabilities: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "label": self.label, "label_id": self.label_id,
+                "probability": round(self.probability, 6),
+                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()}}
+
+
+def label_names(manifest: Manifest | None, num_labels: int) -> list[str]:
+    """Label names from the manifest (head labels, else task labels), else ``LABEL_<i>``."""
+    for labels in (manifest and manifest.head and manifest.head.labels, manifest and manifest.task.labels):
+        if labels and len(labels) == num_labels:
+            return list(labels)
+    return [f"LABEL_{i}" for i in range(num_labels)]
+
+
+def classify(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence[str], *,
+             batch_size: int = DEFAULT_BATCH_SIZE, max_length: int = MAX_LENGTH) -> list[Prediction]:
+    """Softmax predictions of a sequence-classification model, in input order.
+
+    Batches are taken in input order and padded to their longest member (dynamic padding), so the
+    same texts and batch size always give the same numbers.
+    """
+    import torch
+
+    if batch_size < 1:
+        raise AdapterHubError(f"batch size must be at least 1, got {batch_size}")
+    out: list[Prediction] = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                chunk = list(texts[start:start + batch_size])
+                enc = tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+                logits = model(**enc).logits.float()
+                probs = torch.softmax(logits, dim=-1)
+                for text, row in zip(chunk, probs.tolist(), strict=True):
+                    best = max(range(len(row)), key=row.__getitem__)
+                    out.append(Prediction(text, labels[best], best, row[best], dict(zip(labels, row, strict=True))))
+    finally:
+        model.train(was_training)
+    return out
+
+
+def accuracy(predictions: Sequence[Prediction], gold: Sequence[int]) -> float:
+    """Fraction of predictions whose label id equals the gold label id."""
+    if len(predictions) != len(gold) or not gold:
+        raise AdapterHubError(f"{len(predictions)} predictions for {len(gold)} gold labels")
+    return sum(p.label_id == g for p, g in zip(predictions, gold, strict=True)) / len(gold)
+
+
+def load_classifier(base_dir: str | Path, num_labels: int, *, dtype: Any = None) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` of a local base directory, as a sequence classifier with ``num_labels``.
+
+    The base's own task head (if any) is ignored on purpose: the adapter brings its head. Only local
+    files are read.
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "newly initialized classifier" is expected: the adapter brings it
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(base_dir), local_files_only=True)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(base_dir), num_labels=num_labels, local_files_only=True,
+            **({"dtype": dtype} if dtype is not None else {}))
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    model.eval()
+    if dtype is None and next(model.parameters()).dtype != torch.float32:
+        model = model.float()
+    return model, tokenizer
+
+
+def read_tsv(path: str | Path) -> tuple[list[str], list[int]]:
+    """GLUE-style ``sentence<TAB>label`` file with a header (no quoting: sentences contain quotes)."""
+    texts: list[str] = []
+    gold: list[int] = []
+    with open(path, encoding="utf-8", newline="") as fh:
+        header = fh.readline().rstrip("\r\n").split("\t")
+        if header[:2] != ["sentence", "label"]:
+            raise SchemaError(str(path), [SchemaProblem("/0", f"expected header 'sentence<TAB>label', got {header}")])
+        for n, line in enumerate(fh, start=2):
+            line = line.rstrip("\r\n")
+            if not line:
+                continue
+            text, _, label = line.rpartition("\t")
+            if not label.strip().isdigit():
+                raise SchemaError(str(path), [SchemaProblem(f"/{n}", f"label {label!r} is not an integer")])
+            texts.append(text.strip())
+            gold.append(int(label))
+    return texts, gold
+
+
+def iter_lines(stream: Iterable[str]) -> list[str]:
+    """Non-empty lines of a text stream, stripped of their line endings."""
+    return [line.rstrip("\r\n") for line in stream if line.strip()]
+
+
+@dataclass
+class Runner:
+    """A base model with one adapter attached, ready to classify texts."""
+
+    model: Any
+    tokenizer: Any
+    labels: list[str]
+    adapter: str
+    version: str | None
+    adapter_dir: Path
+    base: Any  # BaseLocation
+    fingerprint: str
+    fingerprint_checked: bool
+
+    def classify(self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE) -> list[Prediction]:
+        return classify(self.model, self.tokenizer, texts, self.labels, batch_size=batch_size)
+
+
+def _adapter_dir(name_or_dir: str, *, index: Any, offline: bool | None) -> tuple[Path, Manifest]:
+    """An adapterhub directory as given, else the verified cache view of a pulled requirement."""
+    from .manifest import load_manifest
+    from .manifest.io import MANIFEST_FILENAME
+
+    path = Path(name_or_dir)
+    if path.is_dir():
+        if not (path / MANIFEST_FILENAME).is_file():
+            from .errors import NotFoundError
+
+            raise NotFoundError(f"{path}: no {MANIFEST_FILENAME}; `adapterhub run` takes adapterhub directories",
+                                hint="convert a foreign adapter with AdapterModel.load(...).save(...) first")
+        return path, load_manifest(path)
+    from .errors import OfflineError
+    from .store import pull
+
+    try:
+        pulled = pull(name_or_dir, index=index, offline=offline, dependencies=False)
+    except OfflineError:
+        pulled = _pull_from_local_mirrors(name_or_dir, index, offline_error=sys.exc_info()[1])
+    return pulled.path, pulled.manifest
+
+
+def _pull_from_local_mirrors(requirement: str, index: Any, *, offline_error: BaseException | None) -> Any:
+    """Offline mode, not cached yet: bytes that ship on this disk (the bundled mirror) need no network.
+
+    Resolves through the index in offline mode, then pulls with only on-disk content mirrors as
+    sources; if they lack a file, the original :class:`OfflineError` is raised.
+    """
+    from .errors import NotFoundError
+    from .registry import open_index, resolve
+    from .resources import bundled_mirror_dir
+    from .store import pull
+    from .store.sources import ContentDirSource
+
+    idx = open_index(index, offline=True) if index is None or isinstance(index, str | Path) else index
+    release = resolve(idx, requirement)
+    mirrors = [bundled_mirror_dir()]
+    root = getattr(getattr(idx, "backend", None), "root", None)
+    if isinstance(root, Path) and (root / "mirror").is_dir():
+        mirrors.insert(0, root / "mirror")
+    sources = [ContentDirSource(m, "local mirror") for m in mirrors if m.is_dir()]
+    try:
+        return pull(release.manifest, sources=sources, offline=False, dependencies=False)
+    except NotFoundError:
+        if offline_error is not None:
+            raise offline_error from None
+        raise
+
+
+def prepare(name_or_dir: str, *, base: str | Path | None = None, force: bool = False, index: Any = None,
+            offline: bool | None = None) -> Runner:
+    """Resolve and pull (or open) the adapter, locate its base, check the fingerprint, attach.
+
+    The base's fingerprint is compared with the manifest's before anything is attached; a mismatch is
+    an :class:`~adapterhub.errors.IncompatibleBaseError` naming both, unless ``force``.
+    """
+    from .base_locator import locate_base
+    from .errors import IncompatibleBaseError
+
+    directory, manifest = _adapter_dir(name_or_dir, index=index, offline=offline)
+    head = manifest.head
+    if head is None or head.type != "classification" or not head.num_labels:
+        raise SchemaError(str(directory), [SchemaProblem(
+            "/head", f"`run` needs a classification head; this adapter has {head.type if head else 'none'}")])
+    bm = manifest.base_model
+    location = locate_base(bm.id, revision=bm.revision, explicit=base)
+    model, tokenizer = load_classifier(location.path, head.num_labels)
+
+    from .runtime import wrap
+
+    handle = wrap(model)
+    if bm.fingerprint and bm.fingerprint != handle.fingerprint and not force:
+        raise IncompatibleBaseError(
+            f"{manifest.name} {manifest.version} was trained on {bm.id} with fingerprint {bm.fingerprint}, but the "
+            f"base at {location.path} (found via {location.how}) has fingerprint {handle.fingerprint}",
+            hint="use the exact base weights the adapter was trained on (same revision and dtype), "
+                 "or --force to run anyway")
+    handle.load(directory, name="adapter", force=force)
+    return Runner(model, tokenizer, label_names(manifest, head.num_labels), manifest.name, manifest.version,
+                  directory, location, handle.fingerprint, bm.fingerprint == handle.fingerprint)
