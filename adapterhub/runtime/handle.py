@@ -308,7 +308,7 @@ class AdapterModel:
             return {"name": entry.origin[0], "spec": f"=={entry.origin[1]}", "role": "member"}
         return {"name": _manifest_name(name), "role": "member"}
 
-    def save(self, name: str, directory: str | Path, **manifest_fields: Any) -> Path:
+    def save(self, name: str, directory: str | Path, /, **manifest_fields: Any) -> Path:
         """Write ``adapterhub.json`` + ``adapter.safetensors`` (+ ``head.safetensors``) to ``directory``.
 
         ``manifest_fields`` may set ``name`` (the published name), ``version``, ``description``,
@@ -348,6 +348,9 @@ class AdapterModel:
     def remove(self, name: str) -> None:
         """Detach and delete an adapter (unmerging it first, restoring the head it replaced)."""
         entry = self._entry(name)
+        users = [n for n, e in self._entries.items() if e.method.name == "fusion" and name in e.config.members]
+        if users:
+            raise AdapterStateError(f"fusion layer(s) {users} fuse adapter {name!r}", hint="remove them first")
         if entry.merged:
             self.unmerge(name)
         self.activate(*self._without(name))
