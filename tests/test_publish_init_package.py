@@ -202,3 +202,38 @@ def test_init_and_package_json_output(tmp_path: Path, flag: str) -> None:
     assert data["manifest"]["name"] == "tiny-sst" and data["converted_from"] is None
     data = json.loads(ok("package", saved.adapter_dir, flag).output)
     assert {f["path"] for f in data["manifest"]["files"]} >= {"README.md", "adapter.safetensors"}
+
+
+REFERENCE = Path(__file__).parent / "fixtures" / "reference"
+
+
+def test_an_adapters_library_pickle_save_goes_all_the_way_to_a_registry(tmp_path: Path, monkeypatch) -> None:
+    """The `adapters` library's own .bin save (committed fixture) -> init -> package -> publish --to -> pull."""
+    import shutil
+
+    from safetensors.torch import load_file
+    from transformers import AutoModel
+
+    case = REFERENCE / "adapters" / "bert" / "double_seq_bn"
+    meta = json.loads((case / "case.json").read_text())
+    src = tmp_path / "houlsby-bin"
+    shutil.copytree(case / meta["files"]["bin"]["ref"], src)
+    assert (src / "pytorch_adapter.bin").is_file()
+    base = REFERENCE / meta["base"]
+    result = ok("init", src, "--base", base, *INIT_FLAGS)
+    assert "converted from adapters-library" in result.output
+    out = tmp_path / "houlsby-bin-adapterhub"
+    m = load_manifest(out)
+    assert m.adapter.method == "bottleneck" and m.adapter.config.variant == "houlsby"
+    assert all(f.path.endswith(".safetensors") for f in m.files)
+    ok("package", out)
+    monkeypatch.setenv("ADAPTERHUB_CACHE", str(tmp_path / "cache"))
+    ok("publish", out, "--to", tmp_path / "registry")
+    pulled = Path(ok("pull", "tiny-sst", "--index", tmp_path / "registry", "-q").output.strip())
+    model = AutoModel.from_pretrained(base, attn_implementation="eager").eval()
+    wrap(model).load(pulled)
+    io = load_file(str(case / "io.safetensors"))
+    with torch.no_grad():
+        got = model(**{k: io[k] for k in meta["inputs"]}).last_hidden_state
+    mask = io["attention_mask"].bool()
+    assert (got - io["expected"]).abs()[mask].max().item() <= 1e-5

@@ -101,3 +101,20 @@ def test_dry_run_and_usage_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "registry").exists()
     assert run("publish", d).exit_code == 2
     assert run("publish", d, "--to", tmp_path / "r", "--repo", "org/x").exit_code == 2
+
+
+def test_package_and_publish_to_a_directory_do_not_import_torch(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    d = init_and_package(save_adapter(tmp_path))
+    code = (
+        "import sys\nfrom adapterhub.cli import main\n"
+        f"assert main(['package', {str(d)!r}]) == 0\n"
+        f"assert main(['publish', {str(d)!r}, '--to', {str(tmp_path / 'reg')!r}]) == 0\n"
+        "bad = [m for m in ('torch', 'transformers', 'huggingface_hub') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr

@@ -210,7 +210,7 @@ def _init_foreign(directory: Path, out: Path, base_path: str | Path | None, fiel
         pkg.base.revision = revision
     doc = {"adapter": {"method": pkg.method}, "base_model": {"id": pkg.base.id or "unknown"},
            "head": {"type": pkg.head_type} if pkg.head_type else None}
-    _apply_fields(doc, fields, out)
+    _apply_fields(doc, fields, directory)
     pkg.base.id = doc["base_model"]["id"]
     if doc["base_model"].get("revision"):
         pkg.base.revision = doc["base_model"]["revision"]
