@@ -31,9 +31,21 @@ if TYPE_CHECKING:
 __all__ = [
     "Block", "Ensemble", "Fuse", "Mix", "Parallel", "Route", "Stack", "document", "entropy", "from_document",
     "from_json", "fusion_regularization", "load_fusion", "to_json", "validate",
-    # --- weight-space composition (Average / model soups / Merge): exported here by the lead once
-    # --- adapterhub/compose/average.py and soup.py land (owned by another helper).
+    # weight-space composition (docs/soups.md), imported lazily (torch) by __getattr__ below
+    "Average", "GreedySoup", "Merge", "WeightedSum", "attached", "save_soup", "soup_record",
 ]
+
+_WEIGHT_SPACE = {"Average": "average", "WeightedSum": "average", "save_soup": "average", "soup_record": "average",
+                 "GreedySoup": "soup", "attached": "soup", "Merge": "merge"}
+
+
+def __getattr__(name: str) -> Any:
+    """Weight-space names (they import torch) load on first use, so ``adapterhub.compose`` stays torch-free."""
+    if name in _WEIGHT_SPACE:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_WEIGHT_SPACE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def fusion_regularization(ah: AdapterModel, name: str) -> Any:

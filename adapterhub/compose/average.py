@@ -27,14 +27,14 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import CompositionError, IncompatibleBaseError, WeightMismatchError
-from ..runtime.package import AdapterPackage, read_adapter_dir, write_adapter_dir
+from ..runtime.package import AdapterPackage, BaseFacts, read_adapter_dir, write_adapter_dir
 
 if TYPE_CHECKING:
     from ..runtime.handle import AdapterModel
@@ -287,9 +287,8 @@ def _common_dtype(tensors: list[torch.Tensor]) -> torch.dtype:
     return dtypes.pop() if len(dtypes) == 1 else torch.float32
 
 
-def _base(pkgs: list[AdapterPackage]):
-    from dataclasses import replace
-
+def _base(pkgs: list[AdapterPackage]) -> BaseFacts:
+    """The shared base facts, with the fingerprint/id/revision any ingredient recorded."""
     fp = next((p.base.fingerprint for p in pkgs if p.base.fingerprint), None)
     ident = next((p.base.id for p in pkgs if p.base.id), None)
     rev = next((p.base.revision for p in pkgs if p.base.revision), None)
