@@ -160,6 +160,10 @@ class PrefixTuning(Method):
             out[f"{t.name}.prefix_v"] = chunk[:, 2 * t.position + 1].contiguous()
         return out
 
+    def export(self, stated: dict[str, Any], tree: TensorTree | dict[str, torch.Tensor]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """(stated config, tensors) of the flat inference form; what :func:`eject` attaches."""
+        return flat_config(stated), self.flat_tensors(tree)
+
     def _group_output(self, get: Any, group: str) -> torch.Tensor:
         g = f"reparam.{group}"
         y = mlp_prefix(get(f"{g}.wte"), get(f"{g}.down.weight"), get(f"{g}.down.bias"), get(f"{g}.up.weight"),
@@ -270,8 +274,7 @@ def eject(handle: Any, name: str) -> None:
     if pkg.config.get("flat"):
         return
     typed = check_config(pkg.method, pkg.config, (PrefixTuning.name,))
-    tensors = PrefixTuning(typed.effective(), handle.binding).flat_tensors(pkg.tensors)
-    config = flat_config(pkg.config)
+    config, tensors = PrefixTuning(typed.effective(), handle.binding).export(pkg.config, pkg.tensors)
     flat = PrefixTuning(check_config(pkg.method, config, (PrefixTuning.name,)).effective(), handle.binding)
     check_tensors(flat.shapes(), tensors, f"eject({name!r})")  # before anything is removed
     pkg.tensors, pkg.config = tensors, config
