@@ -163,7 +163,7 @@ def publish(directory: Path, repo_id: str | None, to: Path | None, endpoint: str
     else:
         from ..jsonio import dumps_canonical
 
-        click.echo("index entry (add it with `adapterhub index add` or pass --index DIR next time):")
+        click.echo("index entry (to index it, run the same command with --index DIR: the commit is reused):")
         click.echo(dumps_canonical(result.entry))
 
 

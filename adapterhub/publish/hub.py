@@ -60,7 +60,8 @@ def _hub_major() -> int:
 @contextlib.contextmanager
 def client_endpoint(endpoint: str) -> Iterator[None]:
     """huggingface_hub 0.x parses commit URLs against ``constants.ENDPOINT`` (read from ``HF_ENDPOINT`` at
-    import), whatever ``HfApi(endpoint=)`` says; point it at ``endpoint`` for the duration of the calls."""
+    import), whatever ``HfApi(endpoint=)`` says; point it at ``endpoint`` for the duration of the calls.
+    Process-wide while it lasts: do not publish to two endpoints from two threads at once on hub 0.x."""
     from huggingface_hub import constants
 
     if _hub_major() >= 1 or constants.ENDPOINT.rstrip("/") == endpoint:
