@@ -274,3 +274,23 @@ def test_bad_configs_are_refused_before_attaching():
     with pytest.raises(UnsupportedArchitectureError, match="eager and sdpa"):
         wrap(model).add("p", "prefix_tuning", **CONFIG)
     assert wrap(model).adapters == () and no_traces(model)
+
+
+@pytest.mark.parametrize("arch", ["bert", "distilbert", "gpt2", "t5"])
+def test_stack_with_lora_on_keys_and_values_in_either_order(arch):
+    """Prefix rows are raw keys/values: LoRA on k/v acts on the real tokens only, whatever the order."""
+    model = build(arch)
+    inputs = inputs_for(arch)
+    h = wrap(model)
+    h.add("pt", "prefix_tuning", activate=False, **CONFIG)
+    h.add("lo", "lora", r=2, alpha=2, init_weights="bert", target_modules=["q", "k", "v"], activate=False)
+    outs = []
+    for order in (("lo", "pt"), ("pt", "lo")):
+        h.activate(*order)
+        outs.append(hidden(model, inputs))
+    h.merge("lo")  # LoRA folded into the projections, then the prefix alone
+    h.activate("pt")
+    want = hidden(model, inputs)
+    keep = inputs["attention_mask"].bool() if arch != "t5" else slice(None)
+    for got in outs:
+        assert (got - want).abs()[keep].max() <= 1e-5

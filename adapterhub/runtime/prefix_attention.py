@@ -105,6 +105,7 @@ class Controller:
         self.hooks: list[RemovableHandle] = []
         self.base_config: Any = None
         self.current: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.projection_hooks: list[tuple[nn.Module, int]] = []
 
     # --- prefixes ---------------------------------------------------------------------------------
     def prefix(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,8 +129,10 @@ class Controller:
         self.hooks.append(self.module.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
         self.hooks.append(self.module.register_forward_hook(self._post_hook, always_call=True))
         assert self.k_module is not None and self.v_module is not None
-        self.hooks.append(self.k_module.register_forward_hook(lambda m, a, out: self._project(out, 0)))
-        self.hooks.append(self.v_module.register_forward_hook(lambda m, a, out: self._project(out, 1)))
+        k_hook = self.k_module.register_forward_hook(lambda m, a, out: self._project(out, 0))
+        v_hook = self.v_module.register_forward_hook(lambda m, a, out: self._project(out, 1))
+        self.hooks += [k_hook, v_hook]
+        self.projection_hooks = [(self.k_module, k_hook.id), (self.v_module, v_hook.id)]
 
     def uninstall(self) -> None:
         if self.interface:
@@ -139,6 +142,7 @@ class Controller:
         for h in self.hooks:
             h.remove()
         self.hooks = []
+        self.projection_hooks = []
         self.current = None
 
     # --- projection-hook mode (attention computed inline, transformers 4.57) ----------------------
@@ -152,6 +156,7 @@ class Controller:
             raise RuntimeError(
                 "adapterhub prefix tuning: decoding with a filled KV cache is not supported where the attention is "
                 "computed inline (T5/BERT in transformers 4.x); use transformers >= 5 or call without a cache")
+        self._run_projection_hooks_last()
         batch = hidden.shape[0]
         pk, pv = self.prefix(batch)
         p = pk.shape[2]
@@ -170,6 +175,13 @@ class Controller:
                 if isinstance(x, torch.Tensor):
                     kwargs[name] = torch.cat([x.new_zeros(x.shape[0], p, x.shape[2]), x], dim=1)
         return tuple(args), kwargs
+
+    def _run_projection_hooks_last(self) -> None:
+        """Prefix rows are raw keys/values: other methods' projection hooks (LoRA, IA3) must act first."""
+        for module, hook_id in self.projection_hooks:
+            hooks = module._forward_hooks
+            if hook_id in hooks and next(reversed(hooks)) != hook_id:
+                hooks[hook_id] = hooks.pop(hook_id)
 
     def _post_hook(self, module: nn.Module, args: tuple, output: Any) -> None:
         self.current = None
