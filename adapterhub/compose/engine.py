@@ -249,7 +249,7 @@ class Compiler:
 
         def factors(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
             stamp = (tuple(p._version for p in params), tuple(p.data_ptr() for p in params), device,
-                     torch.is_grad_enabled())
+                     torch.is_grad_enabled(), torch.is_inference_mode_enabled())
             if cache.get("stamp") != stamp:
                 rmax = max(a.shape[0] for a, _, _ in slots)
                 a0, b0 = slots[0][0], slots[0][1]
@@ -270,11 +270,12 @@ class Compiler:
         def fn(y: torch.Tensor, x: torch.Tensor, inplace: bool) -> torch.Tensor:
             _check_batch(y, n)
             a, b = factors(y.device)
-            x3 = x.reshape(n, -1, x.shape[-1])
-            delta = torch.bmm(torch.bmm(x3, a), b).view_as(y)
+            xa = torch.bmm(x.reshape(n, -1, x.shape[-1]), a)
+            y3 = y.view(n, -1, y.shape[-1]) if y.is_contiguous() else y.reshape(n, -1, y.shape[-1])
             if inplace and y.is_contiguous() and in_place_ok(y, a, b):
-                return y.add_(delta)
-            return y + delta
+                y3.baddbmm_(xa, b)
+                return y
+            return torch.baddbmm(y3, xa, b).view_as(y)
 
         return fn
 
