@@ -118,3 +118,34 @@ def test_package_and_publish_to_a_directory_do_not_import_torch(tmp_path: Path) 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr
+
+
+def test_the_registry_directory_served_by_a_static_http_server(tmp_path: Path, monkeypatch) -> None:
+    """Any static file server makes a `publish --to` directory a remote registry: index and mirror."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    saved = save_adapter(tmp_path)
+    d = init_and_package(saved)
+    registry = tmp_path / "registry"
+    ok("publish", d, "--to", registry)
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(registry)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        data = json.loads(ok("pull", "tiny-sst", "--index", url, "--json").output)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert data["downloaded_bytes"] > 0
+    assert torch.equal(load_logits(saved.base_dir, Path(data["path"])), saved.expected)

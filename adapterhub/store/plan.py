@@ -77,20 +77,24 @@ def check_manifest_for_store(manifest: Manifest) -> None:
 
 def sources_for(manifest: Manifest, *, index_config: dict[str, Any] | None = None, endpoint: str | None = None,
                 token: str | bool | None = None, fetcher: HttpFetcher | None = None,
-                index_root: Path | None = None) -> list[Source]:
+                index_location: Path | str | None = None) -> list[Source]:
     """The manifest's own sources in order, then the index's mirrors (duplicates dropped).
 
-    ``bundled`` means the mirror shipped with the index that listed the manifest: ``<index_root>/mirror``
-    for a local index directory (a registry made by ``adapterhub publish --to``), then the package's own.
+    ``bundled`` means the mirror shipped with the index that listed the manifest, then the package's own:
+    ``<index dir>/mirror`` for a local index (a registry made by ``adapterhub publish --to``), or
+    ``<index url>/mirror/<sha256>`` for the same directory served over HTTP.
     """
     fetcher = fetcher or HttpFetcher()
 
     def bundled() -> list[Source]:
-        local = index_root / "mirror" if index_root is not None else None
         package = bundled_source()
-        if local is None or not local.is_dir() or local.resolve() == package.root.resolve():
-            return [package]
-        return [ContentDirSource(local, "index mirror"), package]
+        if isinstance(index_location, Path):
+            local = index_location / "mirror"
+            if local.is_dir() and local.resolve() != package.root.resolve():
+                return [ContentDirSource(local, "index mirror"), package]
+        elif isinstance(index_location, str):
+            return [HttpMirrorSource(index_location.rstrip("/") + "/mirror/{sha256}", fetcher=fetcher), package]
+        return [package]
 
     artifacts = (index_config or {}).get("artifacts") or {}
     hub_default = endpoint or artifacts.get("hf_endpoint")

@@ -94,9 +94,9 @@ class _Puller:
 
     def __init__(self, manifest: Manifest, layout: CacheLayout, *, offline: bool, sources: list[Source] | None,
                  index_config: dict[str, Any] | None, endpoint: str | None, token: str | bool | None,
-                 progress: bool | None, options: FetchOptions | None, index_root: Path | None = None) -> None:
+                 progress: bool | None, options: FetchOptions | None, index_location: Path | str | None = None) -> None:
         self.requested = manifest
-        self.index_root = index_root
+        self.index_location = index_location
         self.layout = layout
         self.offline = offline
         self._sources = sources
@@ -124,7 +124,7 @@ class _Puller:
     def sources(self) -> list[Source]:
         if self._sources is None:
             self._sources = sources_for(self.requested, index_config=self.index_config, endpoint=self.endpoint,
-                                        token=self.token, fetcher=self.fetcher, index_root=self.index_root)
+                                        token=self.token, fetcher=self.fetcher, index_location=self.index_location)
         return self._sources
 
     def warm(self) -> PulledAdapter | None:
@@ -283,15 +283,15 @@ def _combine(manifest: Manifest, entry: FileEntry, attempts: list[tuple[str, Ada
 def pull_manifest(manifest: Manifest, *, cache_dir: str | Path | None = None, offline: bool | None = None,
                   sources: Sequence[Source] | None = None, index_config: dict[str, Any] | None = None,
                   endpoint: str | None = None, token: str | bool | None = None, progress: bool | None = False,
-                  options: FetchOptions | None = None, index_root: Path | None = None) -> PulledAdapter:
-    """Pull exactly this manifest (no dependencies); ``index_root``: the local index that listed it."""
+                  options: FetchOptions | None = None, index_location: Path | str | None = None) -> PulledAdapter:
+    """Pull exactly this manifest (no dependencies); ``index_location``: the index that listed it."""
     from .. import settings
 
     layout = CacheLayout.default(cache_dir)
     off = settings.offline() if offline is None else offline
     return _Puller(manifest, layout, offline=off, sources=list(sources) if sources is not None else None,
                    index_config=index_config, endpoint=endpoint, token=token, progress=progress,
-                   options=options, index_root=index_root).run()
+                   options=options, index_location=index_location).run()
 
 
 def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None = None,
@@ -315,7 +315,7 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
         idx = _open(index, off) if (index is not None or needs_index) else None
         deps: list[PulledAdapter] = []
         if idx is not None:
-            kwargs["index_root"] = _local_root(idx)
+            kwargs["index_location"] = _index_location(idx)
         if needs_index and idx is not None:
             from ..registry import resolve_closure
 
@@ -326,7 +326,7 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
     from ..registry import resolve, resolve_closure
 
     idx = _open(index, off)
-    kwargs["index_root"] = _local_root(idx)
+    kwargs["index_location"] = _index_location(idx)
     if not dependencies:
         return pull_manifest(resolve(idx, requirement).manifest, index_config=idx.config, **kwargs)
     closure = resolve_closure(idx, [requirement])
@@ -341,11 +341,13 @@ def _with_deps(root: PulledAdapter, deps: list[PulledAdapter]) -> PulledAdapter:
                          tuple(deps))
 
 
-def _local_root(idx: Any) -> Path | None:
-    """The directory of a local index (its ``mirror/`` serves ``bundled`` sources), else None."""
-    from ..registry.backends import LocalBackend
+def _index_location(idx: Any) -> Path | str | None:
+    """Where the index lives (its ``mirror/`` serves ``bundled`` sources): a directory or a base URL."""
+    from ..registry.backends import HttpBackend, LocalBackend
 
-    return idx.backend.root if isinstance(idx.backend, LocalBackend) else None
+    if isinstance(idx.backend, LocalBackend):
+        return idx.backend.root
+    return idx.backend.base_url if isinstance(idx.backend, HttpBackend) else None
 
 
 def _open(index: Any, offline: bool):
