@@ -423,9 +423,15 @@ def test_route_with_gradients_trains_each_adapter_on_its_rows(bert):
         for p in h.container[n].parameters():
             p.requires_grad_(True)
     h.activate(Route(["lo", None]))
-    h.model(**inputs).last_hidden_state.sum().backward()
+    for _ in range(2):  # a second forward/backward must not reuse the first graph
+        h.model(**inputs).last_hidden_state.sum().backward()
     assert h.container["lo"].get("layers.0.q.lora_B").grad.abs().sum() > 0
     assert h.container["lo2"].get("layers.0.q.lora_B").grad is None
+    grad = h.container["lo"].get("layers.0.q.lora_B").grad.clone()
+    h.container["lo"].get("layers.0.q.lora_B").grad = None
+    h.activate("lo")
+    h.model(**{k: v[:1] for k, v in inputs.items()}).last_hidden_state.sum().backward()
+    assert torch.allclose(2 * h.container["lo"].get("layers.0.q.lora_B").grad, grad, atol=1e-5)
 
 
 def test_route_batch_mismatch_is_a_typed_error(bert):
@@ -511,6 +517,11 @@ def test_prefix_tuning_only_in_a_plain_stack():
     h.activate("p", "pf")
     stacked = hidden(model, inputs)
     assert stacked.shape == (2, 7, 32)
+    # a Stack of prefixes concatenates them: order-independent, unlike either alone
+    h.add("p2", "prefix_tuning", prefix_length=2, bottleneck_size=8, activate=False)
+    both = _out(h, inputs, Stack("p", "p2"))
+    assert _maxdiff(both, _out(h, inputs, Stack("p2", "p"))) <= ATOL
+    assert min(_maxdiff(both, _out(h, inputs, "p")), _maxdiff(both, _out(h, inputs, "p2"))) > 1e-4
     for block, where in ((Mix("p", "pf"), "Mix"), (Route(["p", "pf"]), "Route")):
         with pytest.raises(CompositionError, match=f"prefix_tuning adapter 'p' cannot be used inside {where}"):
             h.activate(block)

@@ -248,9 +248,11 @@ class Compiler:
         cache: dict[str, Any] = {}
 
         def factors(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-            stamp = (tuple(p._version for p in params), tuple(p.data_ptr() for p in params), device,
-                     torch.is_grad_enabled(), torch.is_inference_mode_enabled())
-            if cache.get("stamp") != stamp:
+            # cached between forwards until a factor changes; never while autograd records them (training)
+            tracked = torch.is_grad_enabled() and any(p.requires_grad for p in params)
+            stamp = None if tracked else (tuple(p._version for p in params), tuple(p.data_ptr() for p in params),
+                                          device, torch.is_inference_mode_enabled())
+            if stamp is None or cache.get("stamp") != stamp:
                 rmax = max(a.shape[0] for a, _, _ in slots)
                 a0, b0 = slots[0][0], slots[0][1]
                 a_all = a0.new_zeros(len(slots) + 1, rmax, a0.shape[1])
