@@ -95,6 +95,29 @@ def test_greedy_soup_with_a_real_held_out_metric(tmp_path):
     assert soup_record(read_adapter_dir(tmp_path / "g"))["greedy"]["held_out_score"] == pytest.approx(res.score)
 
 
+def test_attached_restores_an_active_composition_block():
+    """attached() used to drop an active Mix/Ensemble (only plain names were re-activated)."""
+    from adapterhub.compose import Ensemble, Mix
+
+    model = tiny_model("bert")
+    ah = wrap(model)
+    inputs = inputs_for("bert")
+    for k in range(2):
+        ah.add(f"m{k}", "lora", r=2, alpha=4, init_weights="bert", seed=k + 1, activate=False)
+    probe = ah.package("m0")
+    for block in (Mix("m0", "m1", weights=[0.3, 0.7]), Ensemble("m0", "m1", mode="logits")):
+        ah.activate(block)
+        expected = hidden(model, inputs)
+        with attached(ah, probe):
+            assert ah.active == ("_soup_probe",)
+        assert ah.active == (block,) and ah.composition == block
+        assert torch.equal(hidden(model, inputs), expected)
+    ah.activate("m1", Mix("m0", "m1"))  # names and blocks side by side (a Stack)
+    with attached(ah, probe):
+        pass
+    assert ah.active == ("m1", Mix("m0", "m1"))
+
+
 # --- Merge ------------------------------------------------------------------------------------------
 def _noisy_soup(ah, method: str, **cfg):
     for k in range(3):

@@ -81,7 +81,8 @@ def attached(ah: AdapterModel, pkg: AdapterPackage, *, name: str = "_soup_probe"
         yield name
     finally:
         ah.remove(name)
-        ah.activate(*[n for n in before if n in ah.adapters])
+        # composition blocks (Mix, Ensemble, ...) are restored too, not only plain adapter names
+        ah.activate(*[b for b in before if not isinstance(b, str) or b in ah.adapters])
 
 
 __all__ = ["GreedySoup", "GreedySoupResult", "attached"]
