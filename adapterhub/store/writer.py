@@ -88,11 +88,15 @@ class _Hasher:
     hashlib releases the GIL for large updates, so hashing a download overlaps with receiving and
     writing it instead of adding to it. Updates stay in order (one worker, FIFO), at most
     ``MAX_PENDING`` chunks are in flight, and :meth:`hexdigest` waits for all of them.
+
+    Written data is also pushed to disk while the download runs (``fdatasync`` every ``SYNC_EVERY``
+    bytes, on a third thread so neither reading nor hashing waits for the disk), which leaves little
+    for the final ``fsync`` that makes the blob durable.
     """
 
     THREAD_AFTER = 4 * READ_CHUNK
     MAX_PENDING = 16
-    SYNC_EVERY = 8 * READ_CHUNK
+    SYNC_EVERY = 4 * READ_CHUNK
 
     def __init__(self, fd: int | None = None) -> None:
         self._h = hashlib.sha256()
@@ -100,6 +104,8 @@ class _Hasher:
         self._fd = fd
         self._unsynced = 0
         self._pool: ThreadPoolExecutor | None = None
+        self._syncer: ThreadPoolExecutor | None = None
+        self._sync: Future | None = None
         self._pending: deque[Future] = deque()
 
     def update(self, data: bytes | memoryview) -> None:
@@ -111,18 +117,15 @@ class _Hasher:
             return
         if isinstance(data, memoryview):
             data = bytes(data)
-        self._pending.append(self._pool.submit(self._work, data))
+        self._pending.append(self._pool.submit(self._h.update, data))
         while len(self._pending) > self.MAX_PENDING:
             self._pending.popleft().result()
-
-    def _work(self, data: bytes) -> None:
-        """Hash a chunk; now and then also push written data to disk, so the final fsync is short."""
-        self._h.update(data)
         self._unsynced += len(data)
-        if self._fd is not None and self._unsynced >= self.SYNC_EVERY:
+        if self._fd is not None and self._unsynced >= self.SYNC_EVERY and (self._sync is None or self._sync.done()):
             self._unsynced = 0
-            with contextlib.suppress(OSError):
-                os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
+            if self._syncer is None:
+                self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adapterhub-sync")
+            self._sync = self._syncer.submit(_datasync, self._fd)
 
     def _drain(self) -> None:
         while self._pending:
@@ -134,9 +137,15 @@ class _Hasher:
 
     def close(self) -> None:
         self._drain()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        for pool in (self._pool, self._syncer):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._pool = self._syncer = None
+
+
+def _datasync(fd: int) -> None:
+    with contextlib.suppress(OSError):  # best effort: the final fsync in commit() is the one that counts
+        os.fdatasync(fd) if hasattr(os, "fdatasync") else os.fsync(fd)
 
 
 class BlobWriter:
