@@ -152,24 +152,46 @@ class Bottleneck(Method):
                 up = F.layer_norm(up, (hidden,), *ln_after)
             return up
 
-        return f
+        if learned or scaling != 1.0 or gate is not None or ln_after is not None:
+            return f, None
+
+        def f_plus(a: torch.Tensor, residual: torch.Tensor) -> torch.Tensor | None:
+            """``f(a) + residual`` with the add inside the up-projection's GEMM (inference only).
+
+            The residual is the GEMM's accumulator and the up bias rides along as one more input
+            column, so the hidden states are read and written once instead of three times.
+            """
+            wd, bd = self.linear_weights(tree, f"{prefix}.down")
+            wu, bu = self.linear_weights(tree, f"{prefix}.up")
+            if (dropout and tree.training) or not in_place_ok(wd, wu, a, residual) or residual.shape != a.shape:
+                return None
+            z = act(F.linear(a if ln_before is None else F.layer_norm(a, (hidden,), *ln_before), wd, bd))
+            ones = z.new_ones((*z.shape[:-1], 1))
+            w_aug = torch.cat([wu.t(), bu.unsqueeze(0)]) if bu is not None else wu.t()
+            z_aug = torch.cat([z, ones], dim=-1) if bu is not None else z
+            out = torch.addmm(residual.reshape(-1, hidden), z_aug.reshape(-1, z_aug.shape[-1]), w_aug)
+            return out.view(residual.shape)
+
+        return f, f_plus
 
     def site_fns(self, tree: TensorTree) -> dict[SiteKey, BottleneckSite]:
         out: dict[SiteKey, BottleneckSite] = {}
         for layer, loc, prefix in self.placements():
             site = layer.sites[loc]
             ln = layer.sub(site.layer_norm) if site.layer_norm else None
-            out[bn_key(layer.index, loc)] = BottleneckSite(self._block_fn(tree, layer, loc, prefix), self.config, ln)
+            f, f_plus = self._block_fn(tree, layer, loc, prefix)
+            out[bn_key(layer.index, loc)] = BottleneckSite(f, self.config, ln, f_plus)
         return out
 
 
 class BottleneckSite:
     """One adapter block at one site: ``h' = delta(a) + residual`` with ``(a, residual) = prepare(h, x)``."""
 
-    __slots__ = ("f", "parallel", "ln_before", "residual_before_ln", "ln")
+    __slots__ = ("f", "f_plus", "parallel", "ln_before", "residual_before_ln", "ln")
 
-    def __init__(self, f, config: dict[str, Any], ln: nn.Module | None) -> None:
+    def __init__(self, f, config: dict[str, Any], ln: nn.Module | None, f_plus=None) -> None:
         self.f = f
+        self.f_plus = f_plus
         self.parallel = config.get("variant") == "parallel"
         self.ln_before = bool(config.get("original_ln_before"))
         self.residual_before_ln = config.get("residual_before_ln", True)
@@ -191,6 +213,10 @@ class BottleneckSite:
 
     def __call__(self, h: torch.Tensor, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         a, residual = self.prepare(h, x)
+        if self.f_plus is not None:
+            fused = self.f_plus(a, residual)
+            if fused is not None:
+                return fused
         up = self.f(a)
         return up.add_(residual) if in_place_ok(up) else up + residual
 
