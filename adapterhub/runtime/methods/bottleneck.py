@@ -11,7 +11,7 @@ that the model's own residual add and LayerNorm give the reference result:
 
 with ``f(a) = scaling * W_up act(W_down a + b_down) + b_up`` (optional LayerNorm before/after,
 sigmoid gate). The model then adds ``x`` and applies its LayerNorm, exactly as the reference's
-``post_forward`` does. The default path is two fused ``linear`` calls and one add.
+``post_forward`` does. Inference: one ``linear`` down, one ``addmm`` up into the residual; training: ``linear``, ``linear``, add.
 """
 
 from __future__ import annotations
