@@ -8,7 +8,6 @@ imports torch and transformers only inside the functions that need them.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,15 +161,15 @@ def _adapter_dir(name_or_dir: str, *, index: Any, offline: bool | None) -> tuple
             from .errors import NotFoundError
 
             raise NotFoundError(f"{path}: no {MANIFEST_FILENAME}; `adapterhub run` takes adapterhub directories",
-                                hint="convert a foreign adapter with AdapterModel.load(...).save(...) first")
+                                hint="convert a foreign adapter first: AdapterModel.load(it), then AdapterModel.save(name, dir)")
         return path, load_manifest(path)
     from .errors import OfflineError
     from .store import pull
 
     try:
         pulled = pull(name_or_dir, index=index, offline=offline, dependencies=False)
-    except OfflineError:
-        pulled = _pull_from_local_mirrors(name_or_dir, index, offline_error=sys.exc_info()[1])
+    except OfflineError as exc:
+        pulled = _pull_from_local_mirrors(name_or_dir, index, offline_error=exc)
     return pulled.path, pulled.manifest
 
 
