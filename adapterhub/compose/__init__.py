@@ -24,13 +24,15 @@ from .blocks import (
     to_json,
     validate,
 )
+from .published import load_composition, save_composition
 
 if TYPE_CHECKING:
     from ..runtime.handle import AdapterModel
 
 __all__ = [
     "Block", "Ensemble", "Fuse", "Mix", "Parallel", "Route", "Stack", "document", "entropy", "from_document",
-    "from_json", "fusion_regularization", "load_fusion", "to_json", "validate",
+    "from_json", "fusion_regularization", "load_composition", "load_fusion", "save_composition", "to_json",
+    "validate",
     # weight-space composition (docs/soups.md), imported lazily (torch) by __getattr__ below
     "Average", "GreedySoup", "Merge", "WeightedSum", "attached", "save_soup", "soup_record",
 ]

@@ -297,7 +297,8 @@ def from_json(data: Any) -> Block:
     opts = {k: v for k, v in data.items() if k not in ("type", "children")}
     if kind == "Route":
         return Route(kids)
-    if kind == "Mix" and isinstance(opts.get("weights"), list) and len(opts["weights"]) == 1:
+    if (kind == "Mix" and isinstance(opts.get("weights"), list) and len(opts["weights"]) == 1
+            and isinstance(opts["weights"][0], list)):  # one row for every layer; a flat list stays a row
         opts["weights"] = opts["weights"][0]
     return BLOCK_TYPES[kind](*kids, **opts)
 

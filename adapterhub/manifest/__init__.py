@@ -6,6 +6,7 @@ from .configs import (
     BottleneckConfig,
     CodaConfig,
     CompacterConfig,
+    CompositionConfig,
     FusionConfig,
     IA3Config,
     LoraConfig,
@@ -42,7 +43,8 @@ from .types import (
 )
 
 __all__ = [
-    "METHOD_CONFIGS", "BitDeltaConfig", "BottleneckConfig", "CodaConfig", "CompacterConfig", "FusionConfig",
+    "METHOD_CONFIGS", "BitDeltaConfig", "BottleneckConfig", "CodaConfig", "CompacterConfig", "CompositionConfig",
+    "FusionConfig",
     "IA3Config", "LoraConfig", "MethodConfig", "PrefixTuningConfig", "reduction_factor_for_layer",
     "CURRENT_SCHEMA_VERSION", "MANIFEST_FILENAME", "atomic_write_text", "load_manifest", "loads_manifest",
     "manifest_digest", "manifest_problems", "manifest_to_dict", "parse_manifest", "write_manifest",

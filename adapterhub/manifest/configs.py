@@ -217,6 +217,24 @@ class FusionConfig(MethodConfig):
         return {"variant": "dynamic", **FUSION_PRESETS[self.variant or "dynamic"]}
 
 
+@dataclass(frozen=True)
+class CompositionConfig(MethodConfig):
+    """A published composition: the block tree in its JSON form (``adapterhub.compose.to_json``).
+
+    Kept as JSON (names are the dependencies' published names); :meth:`block` builds the blocks.
+    """
+
+    composition: Any
+
+    def block(self) -> Any:
+        """The :mod:`adapterhub.compose.blocks` tree (raises ``CompositionError`` if malformed)."""
+        from ..compose.blocks import from_json, validate
+
+        block = from_json(self.composition)
+        validate(block)
+        return block
+
+
 METHOD_CONFIGS: dict[str, type[MethodConfig]] = {
     "bottleneck": BottleneckConfig,
     "compacter": CompacterConfig,
@@ -227,5 +245,6 @@ METHOD_CONFIGS: dict[str, type[MethodConfig]] = {
     "bitdelta": BitDeltaConfig,
     "coda": CodaConfig,
     "fusion": FusionConfig,
+    "composition": CompositionConfig,
 }
 """The one table from a manifest's ``adapter.method`` to its config type."""

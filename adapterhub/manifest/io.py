@@ -108,6 +108,8 @@ def _semantic_problems(data: dict[str, Any]) -> list[SchemaProblem]:
             if isinstance(member, str) and member not in dep_names:
                 problems.append(SchemaProblem(f"/adapter/config/members/{j}",
                                               f"fusion member {member!r} must also be listed in /dependencies"))
+    if isinstance(adapter, dict) and adapter.get("method") == "composition" and isinstance(config, dict):
+        problems += _composition_problems(data, config, dep_names)
     base = data.get("base_model")
     layers = base.get("num_hidden_layers") if isinstance(base, dict) else None
     if isinstance(config, dict) and isinstance(layers, int):
@@ -126,6 +128,40 @@ def _semantic_problems(data: dict[str, Any]) -> list[SchemaProblem]:
             and len(head["labels"]) != head["num_labels"]):
         problems.append(SchemaProblem("/head/labels", f"{len(head['labels'])} labels but num_labels is {head['num_labels']}"))
     return problems
+
+
+def _composition_problems(data: dict[str, Any], config: dict[str, Any], dep_names: list[str]) -> list[SchemaProblem]:
+    """A composition manifest: a well-formed block over its dependencies, and no weights of its own."""
+    from ..compose.blocks import from_json, validate
+    from ..errors import CompositionError
+
+    problems: list[SchemaProblem] = []
+    where = "/adapter/config/composition"
+    try:
+        block = from_json(config.get("composition"))
+        validate(block)
+    except (CompositionError, TypeError, ValueError) as exc:
+        return [SchemaProblem(where, f"not a valid composition: {exc}")]
+    used = [block] if isinstance(block, str) else [*block.leaves(), *_fusion_names(block)]
+    for used_name in dict.fromkeys(used):
+        if used_name not in dep_names:
+            problems.append(SchemaProblem(where, f"adapter {used_name!r} is used by the composition but not "
+                                                 "listed in /dependencies (add it with the version it needs)"))
+    for i, entry in enumerate(data.get("files") or []):
+        if isinstance(entry, dict) and entry.get("role") in ("weights", "head"):
+            problems.append(SchemaProblem(f"/files/{i}/role", "a composition has no weights of its own: publish "
+                                                              "weights as the adapters it depends on"))
+    if "head" in data:
+        problems.append(SchemaProblem("/head", "a composition has no head of its own: its members carry heads"))
+    return problems
+
+
+def _fusion_names(block: Any) -> list[str]:
+    out = [block.fusion] if getattr(block, "fusion", None) else []
+    for child in getattr(block, "children", ()):
+        if child is not None and not isinstance(child, str):
+            out += _fusion_names(child)
+    return out
 
 
 def manifest_problems(data: Any, source: str = "<manifest>") -> list[SchemaProblem]:

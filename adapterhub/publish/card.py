@@ -95,6 +95,18 @@ def _usage(m: Manifest, index_hint: str | None) -> str:
     auto = AUTO_CLASSES.get(head or "", "AutoModel")
     revision = f", revision={m.base_model.revision!r}" if m.base_model.revision else ""
     base = m.base_model.id if m.base_model.id != "unknown" else "<base model directory>"
+    if m.adapter.method == "composition":  # no weights: pull the adapters it combines, then activate it
+        return (
+            "## How to use\n\n"
+            "```python\n"
+            f"from transformers import {auto}\n"
+            "from adapterhub.compose import load_composition\n"
+            "from adapterhub.runtime import wrap\n\n"
+            f"model = {auto}.from_pretrained({base!r}{revision})\n"
+            "ah = wrap(model)\n"
+            f"load_composition(ah, {req!r}{index_kw})   # pulls the adapters it combines, attaches and activates\n"
+            "```\n"
+        )
     return (
         "## How to use\n\n"
         "```bash\n"

@@ -146,10 +146,17 @@ class AdapterModel:
              activate: bool = True) -> str:
         """Load an adapter directory (adapterhub, ``adapters`` library or PEFT format); returns its name.
 
-        ``force=True`` skips the fingerprint comparison (shape facts are always checked).
+        ``force=True`` skips the fingerprint comparison (shape facts are always checked). A published
+        composition (a directory or ``adapterhub.json`` of method ``composition``) attaches nothing: it
+        activates its block on adapters already attached and returns the composition's name.
         """
         from ..compose.fusion import FUSION_CONFIG_FILE, read_adapters_fusion_dir
 
+        composition = _composition_manifest(Path(path))
+        if composition is not None:  # a published composition: activates adapters already attached
+            from ..compose.published import activate_manifest
+
+            return activate_manifest(self, composition, str(path), activate=activate, force=force)
         if (Path(path) / FUSION_CONFIG_FILE).is_file():
             pkg = read_adapters_fusion_dir(Path(path), self.binding)
         else:
@@ -416,3 +423,14 @@ def _manifest_name(name: str) -> str:
 
     norm = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", normalize_name(name))).strip("-")[:64]
     return norm if len(norm) >= 2 else f"adapter-{norm}".strip("-")
+
+
+def _composition_manifest(path: Path) -> Any:
+    """The manifest at ``path`` (a directory or ``adapterhub.json``) if it publishes a composition, else None."""
+    from ..manifest import MANIFEST_FILENAME, load_manifest
+
+    file = path / MANIFEST_FILENAME if path.is_dir() else path
+    if file.name != MANIFEST_FILENAME or not file.is_file():
+        return None
+    manifest = load_manifest(file)
+    return manifest if manifest.adapter.method == "composition" else None
