@@ -83,8 +83,8 @@ def test_bundled_index_resolves_each_sample_with_full_metadata(name):
     assert [s.type for s in m.sources] == ["bundled"]
     (metric,) = m.metrics
     assert (metric.dataset, metric.split, metric.name) == ("glue/sst2", "validation", "accuracy")
-    # Target 0.85; sst2-compacter misses it (0.8417, see docs/samples.md "Tuning log"): guard its recorded level.
-    assert metric.value >= (0.84 if name == "sst2-compacter" else 0.85)
+    # Target 0.85; sst2-compacter misses it by one sentence (0.8498, docs/samples.md "Tuning log").
+    assert metric.value >= (0.849 if name == "sst2-compacter" else 0.85)
     training = m.extensions["x-adapterhub-training"]
     assert training["data_sha256"] == DATA_SHA256
     assert training["dev_accuracy_fp16"] == metric.value and training["storage_dtype"] == "float16"
