@@ -163,41 +163,12 @@ def _adapter_dir(name_or_dir: str, *, index: Any, offline: bool | None) -> tuple
             raise NotFoundError(f"{path}: no {MANIFEST_FILENAME}; `adapterhub run` takes adapterhub directories",
                                 hint="convert a foreign adapter first: AdapterModel.load(it), then AdapterModel.save(name, dir)")
         return path, load_manifest(path)
-    from .errors import OfflineError
     from .store import pull
 
-    try:
-        pulled = pull(name_or_dir, index=index, offline=offline, dependencies=False)
-    except OfflineError as exc:
-        pulled = _pull_from_local_mirrors(name_or_dir, index, offline_error=exc)
+    # Offline with an empty cache still works for adapters whose bytes ship on this disk (the bundled
+    # mirror, a directory registry): the store's offline pull reads on-disk sources.
+    pulled = pull(name_or_dir, index=index, offline=offline, dependencies=False)
     return pulled.path, pulled.manifest
-
-
-def _pull_from_local_mirrors(requirement: str, index: Any, *, offline_error: BaseException | None) -> Any:
-    """Offline mode, not cached yet: bytes that ship on this disk (the bundled mirror) need no network.
-
-    Resolves through the index in offline mode, then pulls with only on-disk content mirrors as
-    sources; if they lack a file, the original :class:`OfflineError` is raised.
-    """
-    from .errors import NotFoundError
-    from .registry import open_index, resolve
-    from .resources import bundled_mirror_dir
-    from .store import pull
-    from .store.sources import ContentDirSource
-
-    idx = open_index(index, offline=True) if index is None or isinstance(index, str | Path) else index
-    release = resolve(idx, requirement)
-    mirrors = [bundled_mirror_dir()]
-    root = getattr(getattr(idx, "backend", None), "root", None)
-    if isinstance(root, Path) and (root / "mirror").is_dir():
-        mirrors.insert(0, root / "mirror")
-    sources = [ContentDirSource(m, "local mirror") for m in mirrors if m.is_dir()]
-    try:
-        return pull(release.manifest, sources=sources, offline=False, dependencies=False)
-    except NotFoundError:
-        if offline_error is not None:
-            raise offline_error from None
-        raise
 
 
 def prepare(name_or_dir: str, *, base: str | Path | None = None, force: bool = False, index: Any = None,

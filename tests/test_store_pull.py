@@ -22,6 +22,7 @@ from store_support import (
 
 from adapterhub.errors import IntegrityError, NotFoundError, OfflineError
 from adapterhub.manifest import BundledSource
+from adapterhub.registry import add_release, init_index
 from adapterhub.store import (
     ContentDirSource,
     HttpMirrorSource,
@@ -118,6 +119,26 @@ def test_bundled_manifest_source_is_used(cache, repo, monkeypatch, tmp_path):
     monkeypatch.setattr(resources, "bundled_index_dir", lambda: mirror)
     manifest = dataclasses.replace(repo.manifest(), sources=(BundledSource(),))
     assert pull(manifest).files["adapter.safetensors"].exists()
+
+
+def test_offline_pull_reads_mirrors_on_this_disk(cache, repo, tmp_path):
+    """Offline, with an empty cache: a directory registry's mirror is on disk, so the pull needs no network;
+    a file missing from it is reported as missing, not fetched."""
+    index = init_index(tmp_path / "index", "local")
+    (index / "mirror").mkdir()
+    body = repo.files["adapter.safetensors"]
+    (index / "mirror" / sha(body)).write_bytes(body)
+    config = repo.files["adapter_config.json"]
+    (index / "mirror" / sha(config)).write_bytes(config)
+    add_release(index, dataclasses.replace(repo.manifest(), sources=(BundledSource(), *repo.manifest().sources)))
+    result = pull("toy-adapter", index=index, offline=True, options=FAST)
+    assert result.files["adapter.safetensors"].read_bytes() == body
+    assert repo.plan.applied == [] and leftovers(cache) == []
+    remove_cached("toy-adapter")
+    gc()
+    (index / "mirror" / sha(config)).unlink()
+    with pytest.raises(OfflineError, match="adapter_config.json"):
+        pull("toy-adapter", index=index, offline=True, options=FAST)
 
 
 def test_offline_pull_of_something_not_cached(cache, repo):

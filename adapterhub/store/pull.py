@@ -37,7 +37,7 @@ from .options import FetchOptions
 from .plan import check_manifest_for_store, describe_sources, sources_for
 from .progress import Progress
 from .safetensors_check import check_safetensors, check_safetensors_stream
-from .sources import Source
+from .sources import ContentDirSource, LocalDirSource, Source
 from .views import BlobMissingError, ViewRecord, publish_view, read_record, view_is_intact, write_lease
 from .writer import BlobWriter
 
@@ -148,9 +148,9 @@ class _Puller:
 
         return ingest_archive(self, archives), archives[0].sha256
 
-    def fetch(self, entry: FileEntry, progress: Progress) -> None:
+    def fetch(self, entry: FileEntry, progress: Progress, sources: Sequence[Source] | None = None) -> None:
         attempts: list[tuple[str, AdapterHubError]] = []
-        sources = self.sources()
+        sources = self.sources() if sources is None else sources
         for source in sources:
             where = f"{self.requested.id}: {entry.path}"
             try:
@@ -188,7 +188,11 @@ class _Puller:
         if hit is not None:
             return hit
         if self.offline:
-            return self._offline()
+            try:
+                return self._offline()
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    self.layout.lease(self.owner).unlink()
         lease = None
         try:
             for _ in range(3):
@@ -249,11 +253,29 @@ class _Puller:
                 except FileNotFoundError:
                     raise BlobMissingError(entry.sha256) from None
 
+    def _fill_from_disk(self, manifest: Manifest, missing: list[FileEntry]) -> list[FileEntry]:
+        """Offline, files may still come from sources on this disk (the bundled mirror, a directory
+        registry's mirror, a local directory): no network is involved. Returns what is still missing."""
+        local = [s for s in self.sources() if isinstance(s, (ContentDirSource, LocalDirSource))]
+        if not local:
+            return missing
+        write_lease(self.layout, self.owner, {f.sha256 for f in manifest.files})  # dropped by run()
+        progress = Progress(self.progress_enabled, sum(f.size for f in missing), self.requested.id)
+        try:
+            for entry in missing:
+                with contextlib.suppress(NotFoundError):
+                    self.fetch(entry, progress, local)
+        finally:
+            progress.close()
+        return [f for f in missing if not self.layout.blob(f.sha256).is_file()]
+
     def _offline(self) -> PulledAdapter:
         from .archive import offline_manifest
 
         manifest, derived_from = offline_manifest(self)
         missing = [f for f in manifest.files if not self.layout.blob(f.sha256).is_file()]
+        if missing:
+            missing = self._fill_from_disk(manifest, missing)
         if missing:
             shown = "; ".join(f"{f.path} ({f.size} bytes, sha256 {f.sha256[:12]}…)" for f in missing[:10])
             raise OfflineError(f"offline mode: {self.requested.id} is not fully cached; missing {len(missing)} "
@@ -263,7 +285,7 @@ class _Puller:
         record = ViewRecord(self.requested.name, self.requested.version, self.digest,
                             _record_files(manifest.files), derived_from)
         self._check_existing(manifest.files)
-        return _result(publish_view(self.layout, self.owner, manifest, record), manifest, record, 0)
+        return _result(publish_view(self.layout, self.owner, manifest, record), manifest, record, self.downloaded)
 
 
 def _combine(manifest: Manifest, entry: FileEntry, attempts: list[tuple[str, AdapterHubError]],
