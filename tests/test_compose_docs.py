@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
-DOC = Path(__file__).resolve().parents[1] / "docs" / "compose.md"
+from doc_examples import run_doc_examples
 
 
 def test_compose_doc_examples_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
-    assert len(blocks) >= 3
-    namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, str(DOC), "exec"), namespace)  # noqa: S102 - our own documentation
+    namespace = run_doc_examples("compose.md", min_blocks=3)
     assert (tmp_path / "out" / "fz" / "adapterhub.json").is_file()
     assert tuple(namespace["w"].shape) == (4, 2, 3)
     assert namespace["probs"].sum(-1).allclose(namespace["torch"].ones(4))

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 import torch
+from doc_examples import run_doc_examples
 from huggingface_hub import constants
-
-DOC = Path(__file__).resolve().parents[1] / "docs" / "publishing.md"
 
 
 def test_publishing_doc_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -18,9 +16,7 @@ def test_publishing_doc_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "stored_tokens"))
     for name in ("HF_TOKEN", "HF_ENDPOINT", "ADAPTERHUB_OFFLINE", "HF_HUB_OFFLINE", "ADAPTERHUB_INDEX"):
         monkeypatch.delenv(name, raising=False)
-    (block,) = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
-    namespace: dict = {}
-    exec(compile(block, str(DOC), "exec"), namespace)  # noqa: S102 - our own documentation
+    namespace = run_doc_examples("publishing.md")
     x = torch.tensor([[5, 17, 42, 8]])
     with torch.no_grad():
         assert torch.equal(namespace["fresh"](input_ids=x).logits, namespace["model"](input_ids=x).logits)

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
-DOC = Path(__file__).resolve().parents[1] / "docs" / "runtime.md"
+from doc_examples import run_doc_examples
 
 
 def test_runtime_doc_examples_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
-    assert blocks
-    namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, str(DOC), "exec"), namespace)  # noqa: S102 - our own documentation
+    run_doc_examples("runtime.md")
     assert (tmp_path / "out" / "sst2" / "adapterhub.json").is_file()
     assert (tmp_path / "out" / "lo-peft" / "adapter_config.json").is_file()
