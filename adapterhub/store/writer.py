@@ -44,9 +44,14 @@ def fsync_dir(path: Path) -> None:
 
 
 def hash_file(path: Path, *, limit: int | None = None) -> tuple[str, int]:
-    """sha256 hex and byte count of a file (or its first ``limit`` bytes), in large reads."""
+    """sha256 hex and byte count of a file (or its first ``limit`` bytes).
+
+    Reads go into one reused 1 MiB buffer, small enough to stay in the CPU cache between the copy
+    and the hash: on these machines that hashes a cached file faster than ``hashlib`` hashes the
+    same bytes held in memory, while a 4 MiB buffer is measurably slower.
+    """
     h = hashlib.sha256()
-    buf = bytearray(4 * READ_CHUNK)
+    buf = bytearray(READ_CHUNK)
     view = memoryview(buf)
     total = 0
     with open(path, "rb", buffering=0) as fh:
