@@ -90,7 +90,8 @@ class AdapterModel:
     def num_parameters(self, name: str | None = None, trainable_only: bool = False) -> int:
         """Parameters of one adapter, or of the base model (``name=None``) without any adapter."""
         if name is not None:
-            return sum(p.numel() for p in self._entry(name).tree.parameters() if p.requires_grad or not trainable_only)
+            entry = self._entry(name)
+            return entry.method.count_parameters(entry.tree, trainable_only)
         return sum(p.numel() for n, p in self.model.named_parameters()
                    if CONTAINER not in n and (p.requires_grad or not trainable_only))
 
@@ -171,7 +172,7 @@ class AdapterModel:
         typed, impl = self._method(pkg.method, pkg.config)
         if pkg.method == "fusion" and pkg.manifest is not None:
             self._check_member_versions(pkg)
-        check_tensors(impl.shapes(), pkg.tensors, pkg.source)
+        check_tensors(impl.shapes(), pkg.tensors, pkg.source, impl.dtypes())
         if pkg.head:
             check_head(self.model, pkg.head, pkg.source)
         self._attach(name, impl, typed, pkg.tensors, pkg.head, activate)
@@ -218,7 +219,7 @@ class AdapterModel:
         ref = next(self.binding.backbone.parameters())
         owned = {}
         for k, v in tensors.items():  # own every tensor: foreign formats may share storage between slots
-            t = v.detach().to(device=ref.device, dtype=ref.dtype)
+            t = v.detach().to(device=ref.device, dtype=ref.dtype if v.is_floating_point() else v.dtype)
             owned[k] = t.clone() if t.data_ptr() == v.data_ptr() or not t.is_contiguous() else t
         tree = TensorTree(owned)
         tree.train(self.model.training)
@@ -287,7 +288,7 @@ class AdapterModel:
         for p in self.model.parameters():
             p.requires_grad_(False)
         for p in entry.tree.parameters():
-            p.requires_grad_(True)
+            p.requires_grad_(p.is_floating_point())  # integer tensors (BitDelta masks) cannot be trained
         if head_info(self.model).type not in (None, "lm"):
             for p in head_parameters(self.model).values():
                 p.requires_grad_(True)

@@ -58,8 +58,12 @@ class TensorTree(nn.Module):
         return {k: v.detach() for k, v in self.named_parameters()}
 
 
-def check_tensors(expected: Mapping[str, tuple[int, ...]], got: Mapping[str, torch.Tensor], where: str) -> None:
-    """Raise one :class:`WeightMismatchError` naming every missing, unexpected and mis-shaped tensor."""
+def check_tensors(expected: Mapping[str, tuple[int, ...]], got: Mapping[str, torch.Tensor], where: str,
+                  dtypes: Mapping[str, torch.dtype] | None = None) -> None:
+    """Raise one :class:`WeightMismatchError` naming every missing, unexpected, mis-shaped or mistyped tensor.
+
+    Tensors named in ``dtypes`` must have exactly that dtype (BitDelta's uint8 masks); all others float.
+    """
     missing = sorted(set(expected) - set(got))
     unexpected = sorted(set(got) - set(expected))
     wrong = sorted(
@@ -75,6 +79,11 @@ def check_tensors(expected: Mapping[str, tuple[int, ...]], got: Mapping[str, tor
             parts.append(f"wrong shape {wrong[:5]}" + (f" (+{len(wrong) - 5})" if len(wrong) > 5 else ""))
         raise WeightMismatchError(f"{where}: " + "; ".join(parts),
                                   hint="the weights do not fit this adapter config on this base model")
-    bad = sorted(k for k, t in got.items() if not t.is_floating_point())
+    dtypes = dtypes or {}
+    typed = sorted(f"{k}: expected {dtypes[k]}, got {got[k].dtype}" for k in dtypes if k in got and got[k].dtype != dtypes[k])
+    if typed:
+        raise WeightMismatchError(f"{where}: wrong dtype {typed[:5]}" + (f" (+{len(typed) - 5})" if len(typed) > 5 else ""),
+                                  hint="the weights do not fit this adapter config")
+    bad = sorted(k for k, t in got.items() if k not in dtypes and not t.is_floating_point())
     if bad:
         raise WeightMismatchError(f"{where}: tensors {bad[:5]} are not floating point")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import Method
+from .bitdelta import BitDelta
 from .bottleneck import Bottleneck
 from .compacter import Compacter
 from .dora import Dora
@@ -17,6 +18,7 @@ REGISTRY: dict[str, type[Method]] = {
     "dora": Dora,
     "ia3": IA3,
     "prefix_tuning": PrefixTuning,
+    "bitdelta": BitDelta,
 }
 
 __all__ = ["REGISTRY", "Method"]

@@ -45,6 +45,10 @@ class Method:
     def shapes(self) -> dict[str, tuple[int, ...]]:
         raise NotImplementedError
 
+    def dtypes(self) -> dict[str, torch.dtype]:
+        """Tensors that must have one exact (non-float) dtype, kept as is on attach; all others are float."""
+        return {}
+
     def init(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
@@ -62,9 +66,13 @@ class Method:
     def trainable(self, tree: TensorTree) -> list[nn.Parameter]:
         return list(tree.parameters())
 
+    def count_parameters(self, tree: TensorTree, trainable_only: bool = False) -> int:
+        """What ``num_parameters(name)`` reports: stored elements (BitDelta counts sign bits)."""
+        return sum(p.numel() for p in tree.parameters() if p.requires_grad or not trainable_only)
+
     def merge(self, tree: TensorTree) -> None:
         raise AdapterStateError(f"method {self.name!r} works in activation space and cannot be merged",
-                                hint="merge is defined for lora, dora and ia3")
+                                hint="merge is defined for lora, dora, ia3 and bitdelta")
 
     def unmerge(self, tree: TensorTree) -> None:
         raise AdapterStateError(f"method {self.name!r} cannot be merged, so it cannot be unmerged")
