@@ -299,3 +299,23 @@ def test_docs_example(tmp_path, monkeypatch):
     assert load_manifest(tmp_path / "out" / "llama-bd").adapter.method == "bitdelta"
     assert load_manifest(tmp_path / "out" / "llama-bd-distilled").adapter.config.scale_distilled is True
     assert ns["losses"][-1] < ns["losses"][0]
+
+
+def test_compose_merge_block_folds_bitdelta_and_average_refuses_it():
+    from adapterhub.compose import Average, Merge
+    from adapterhub.errors import CompositionError
+
+    base = tiny_model("llama")
+    ft = _finetune(base, "llama")
+    inputs = inputs_for("llama")
+    base_out, ref_out = hidden(base, inputs), hidden(_reference(base, ft, "llama"), inputs)
+    pkg = compress(base, ft, target_modules=CASES["llama"][0])
+    model = tiny_model("llama")
+    ah = wrap(model)
+    ah.load_package(pkg, name="bd")
+    with Merge(ah, "bd"):
+        torch.testing.assert_close(hidden(model, inputs), ref_out, atol=2e-5, rtol=1e-5)
+    ah.deactivate()
+    torch.testing.assert_close(hidden(model, inputs), base_out, atol=1e-5, rtol=0)
+    with pytest.raises(CompositionError, match="bitdelta"):
+        Average(pkg, pkg)

@@ -269,8 +269,9 @@ def _combine(pkgs: list[AdapterPackage], coeffs: list[float], kind: str, *, rank
         record.update(form="svd" if rank else "concatenated-rank", rank=r)
         if rank:
             record.update(relative_error=total, max_slot_relative_error=max(errors.values(), default=0.0))
-    else:  # pragma: no cover - every runtime method is handled above
-        raise CompositionError(f"averaging is not defined for method {method!r}")
+    else:  # BitDelta: an average of sign masks is no longer a sign mask (merge them into weights instead)
+        raise CompositionError(f"averaging is not defined for method {method!r}",
+                               hint="merge the adapters into the weights one after another instead")
     head_tensors: dict[str, torch.Tensor] = {}
     if head and first.head:
         head_dtype = _common_dtype([t for p in pkgs for t in p.head.values()])

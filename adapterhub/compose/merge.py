@@ -30,7 +30,7 @@ class Merge:
             method = ah.package(n).method
             if not REGISTRY[method].weight_space:
                 raise AdapterStateError(f"adapter {n!r} ({method}) works in activation space and cannot be merged",
-                                        hint="Merge folds lora, dora and ia3 adapters (and their soups)")
+                                        hint="Merge folds lora, dora, ia3 and bitdelta adapters (and soups of the first three)")
         done: list[str] = []
         try:
             for n in names:

@@ -27,7 +27,7 @@ from ...errors import SchemaError, SchemaProblem, WeightMismatchError
 from ..sites import SiteFn, SiteKey
 from ..tensors import TensorTree
 from .base import Method, in_place_ok
-from .projection import Target, add_to_weight, by_module, resolve_targets
+from .projection import AdditiveMerge, Target, by_module, resolve_targets
 
 _BITS = torch.arange(8, dtype=torch.uint8)
 
@@ -50,7 +50,7 @@ def unpack_signs(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torc
     return (bits.reshape(mask.shape[0], -1).to(dtype) * 2 - 1)
 
 
-class BitDelta(Method):
+class BitDelta(AdditiveMerge, Method):
     name: ClassVar[str] = "bitdelta"
     weight_space: ClassVar[bool] = True
 
@@ -137,13 +137,3 @@ class BitDelta(Method):
         """``alpha * Sign`` for ``t`` in fp32 (Linear form ``[out, in]``)."""
         mask = tree.get(f"{t.prefix}.mask")
         return unpack_signs(mask.detach(), torch.float32) * tree.get(f"{t.prefix}.scale").detach().float()
-
-    def merge(self, tree: TensorTree) -> None:
-        with torch.no_grad():
-            for t in self.targets:
-                add_to_weight(self.binding, t, self.delta_weight(tree, t))
-
-    def unmerge(self, tree: TensorTree) -> None:
-        with torch.no_grad():
-            for t in self.targets:
-                add_to_weight(self.binding, t, -self.delta_weight(tree, t))

@@ -16,10 +16,10 @@ from torch.nn import functional as F
 from ..sites import SiteFn, SiteKey
 from ..tensors import TensorTree
 from .base import Method, in_place_ok
-from .projection import Target, add_to_weight, by_module, resolve_targets
+from .projection import AdditiveMerge, Target, by_module, resolve_targets
 
 
-class Lora(Method):
+class Lora(AdditiveMerge, Method):
     name: ClassVar[str] = "lora"
     weight_space: ClassVar[bool] = True
 
@@ -119,13 +119,3 @@ class Lora(Method):
     # --- merging ----------------------------------------------------------------------------------
     def delta_weight(self, tree: TensorTree, t: Target) -> torch.Tensor:
         return (tree.get(f"{t.prefix}.lora_B") @ tree.get(f"{t.prefix}.lora_A")) * self.scaling
-
-    def merge(self, tree: TensorTree) -> None:
-        with torch.no_grad():
-            for t in self.targets:
-                add_to_weight(self.binding, t, self.delta_weight(tree, t))
-
-    def unmerge(self, tree: TensorTree) -> None:
-        with torch.no_grad():
-            for t in self.targets:
-                add_to_weight(self.binding, t, -self.delta_weight(tree, t))

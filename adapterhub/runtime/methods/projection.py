@@ -76,6 +76,25 @@ def add_to_weight(binding: Binding, target: Target, delta: torch.Tensor) -> None
             w[target.rows] += delta.to(w.dtype)
 
 
+class AdditiveMerge:
+    """``merge``/``unmerge`` for methods whose merged form is ``W + delta_weight(t)`` on each target
+    (LoRA, BitDelta): one loop, so unmerging always subtracts exactly what merging added."""
+
+    targets: list[Target]
+    binding: Binding
+
+    def delta_weight(self, tree, t: Target) -> torch.Tensor:  # pragma: no cover - every user defines it
+        raise NotImplementedError
+
+    def merge(self, tree) -> None:
+        for t in self.targets:
+            add_to_weight(self.binding, t, self.delta_weight(tree, t))
+
+    def unmerge(self, tree) -> None:
+        for t in self.targets:
+            add_to_weight(self.binding, t, -self.delta_weight(tree, t))
+
+
 def set_weight_rows(binding: Binding, target: Target, rows: torch.Tensor) -> None:
     with torch.no_grad():
         w = target.module.weight
