@@ -5,6 +5,7 @@ from __future__ import annotations
 from .base import Method
 from .bitdelta import BitDelta
 from .bottleneck import Bottleneck
+from .coda import Coda
 from .compacter import Compacter
 from .dora import Dora
 from .ia3 import IA3
@@ -19,6 +20,7 @@ REGISTRY: dict[str, type[Method]] = {
     "ia3": IA3,
     "prefix_tuning": PrefixTuning,
     "bitdelta": BitDelta,
+    "coda": Coda,
 }
 
 __all__ = ["REGISTRY", "Method"]
