@@ -191,6 +191,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         result.update(save_fp16(ah, name, model, base, out_dir / "adapter", result, dev_texts, dev_gold))
     else:
         result["dev_accuracy"] = fp32_acc
+        if args.save_model:  # the fine-tuned model itself, e.g. for examples/bitdelta_sst2.py
+            model.save_pretrained(out_dir / "model", safe_serialization=True)
+            tok.save_pretrained(out_dir / "model")
     (out_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("name", "dev_accuracy_fp32", "dev_accuracy")}), flush=True)
     return result
@@ -336,6 +339,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--config", default=None, help="JSON object merged into the method's preset config")
     t.add_argument("--weight-decay", type=float, default=0.01)
     t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--save-model", action="store_true", help="full fine-tuning: also save the model (safetensors)")
     p = sub.add_parser("publish", help="add trained adapters to an index directory and its mirror")
     p.add_argument("dirs", nargs="+")
     p.add_argument("--index", default=str(REPO / "registry_index"))
