@@ -72,6 +72,22 @@ def test_soft_top_k_gradient_reaches_scores_not_pads():
     assert torch.all(s.grad[1, 5:] == 0)
 
 
+@pytest.mark.parametrize(("scale", "eps"), [(1.0, 0.1), (30.0, 0.1), (1000.0, 0.02)])
+def test_soft_top_k_gradient_stays_finite_when_tokens_clamp_or_budget_covers_the_row(scale, eps):
+    """Regression: exp overflowing for clamped tokens (inf * 0) and a row with nothing left to weigh
+    (k = its valid count) made the backward pass NaN, which AdamW then spread into every weight."""
+    g = torch.Generator().manual_seed(0)
+    s = (torch.randn(4, 40, generator=g) * scale).requires_grad_()
+    valid = torch.ones(4, 40, dtype=torch.bool)
+    valid[1, 30:] = False
+    valid[2, 5:] = False
+    k = torch.tensor([20, 10, 5, 1])  # row 2: the budget covers every valid token
+    lam = soft_top_k(s, k, epsilon=eps, iterations=20, valid=valid)
+    (lam * torch.randn(4, 40, generator=g)).sum().backward()
+    assert torch.isfinite(lam).all() and torch.isfinite(s.grad).all()
+    torch.testing.assert_close(lam.sum(-1), k.float(), atol=1e-3, rtol=0)
+
+
 def test_budgets_count_and_fraction():
     valid = torch.tensor([[1] * 10, [1] * 3 + [0] * 7]).bool()
     assert budgets(0.3, valid).tolist() == [3, 1]
@@ -247,6 +263,24 @@ def test_training_lowers_loss_and_moves_router():
     for k, v in model.state_dict().items():
         if "adapterhub" not in k and "classifier" not in k:
             assert torch.equal(v, base_state[k]), k
+
+
+@pytest.mark.parametrize("kernel", ["sdpa", "eager"])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_padded_batch_gradients_are_finite(arch, kernel):
+    """Every adapter and router gradient is finite on a ragged batch (filler positions included)."""
+    model = _model(arch, attn_implementation=kernel)
+    h = wrap(model)
+    h.add("c", "coda", k=0.5)
+    _perturb(h, "c")
+    h.train_adapter("c")
+    batch = _inputs(arch, [9, 5, 7, 2])
+    if arch != "bert":
+        batch["use_cache"] = False
+    model(**batch).last_hidden_state.pow(2).mean().backward()
+    grads = {n: p.grad for n, p in h.container["c"].named_parameters() if p.requires_grad}
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads.values()), [
+        n for n, g in grads.items() if g is None or not torch.isfinite(g).all()]
 
 
 @pytest.mark.parametrize("arch", ARCHS)

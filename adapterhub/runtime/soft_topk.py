@@ -55,9 +55,16 @@ def soft_top_k(scores: torch.Tensor, k: torch.Tensor, *, epsilon: float, iterati
             eps = max(epsilon_init * decay**t, epsilon)
             # a-step: the weights sum to k with the clamped tokens held at exactly 1
             held = saturated.sum(-1, keepdim=True)
-            lse = torch.logsumexp(s.masked_fill(saturated, -math.inf) / eps, dim=-1, keepdim=True)
+            unclamped = s.masked_fill(saturated, -math.inf)
+            # A row with no token left to weigh (every valid one clamped, or k covers them all) has no
+            # finite logsumexp; feed it zeros so neither the value nor its gradient becomes NaN (the row's
+            # weights are fixed by the clamped set, and by ``full`` below).
+            nothing_free = torch.isinf(unclamped).all(-1, keepdim=True)
+            unclamped = torch.where(nothing_free, torch.zeros_like(unclamped), unclamped)
+            lse = torch.logsumexp(unclamped / eps, dim=-1, keepdim=True)
             a = eps * (torch.log((free - held).clamp(min=1e-30)) - lse)
-            weights = torch.where(saturated, torch.ones_like(s), torch.exp((s + a) / eps).clamp(max=1.0))
+            # min(1, exp(x)) as exp(min(x, 0)): exp never overflows, so no inf * 0 = NaN in the backward pass
+            weights = torch.where(saturated, torch.ones_like(s), torch.exp(((s + a) / eps).clamp(max=0.0)))
             # b-step: every token whose weight would exceed 1 is clamped from now on (the set only grows)
             saturated = saturated | ((s + a) > 0).detach()
         full = (kf >= n_valid.to(s.dtype)).unsqueeze(-1)
