@@ -45,12 +45,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "compacter": {"method": "compacter",
                   "config": {"variant": "compacter", "reduction_factor": 16, "phm_dim": 4, "phm_rank": 1},
                   "lr": 3e-3},
+    "coda": {"method": "coda", "config": {"reduction_factor": 16, "k": 0.5}, "lr": 1e-3},
     "full": {"method": "full", "config": {}, "lr": 3e-5},
 }
 DESCRIPTIONS = {
     "houlsby": "Houlsby bottleneck adapter",
     "pfeiffer": "Pfeiffer bottleneck adapter",
     "lora": "LoRA adapter (r=8, alpha=16, on q and v)",
+    "coda": "CoDA conditional adapter (frozen layers on the routed half of the tokens, parallel bottleneck on all)",
 }
 
 
