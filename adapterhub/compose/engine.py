@@ -25,6 +25,7 @@ from ..runtime.methods.bottleneck import Bottleneck, BottleneckSite
 from ..runtime.methods.lora import Lora
 from ..runtime.sites import SiteFn, SiteKey, in_place_ok, install, site_layer
 from .blocks import Block, Ensemble, Fuse, Mix, Parallel, Route, Stack, as_block, validate
+from .heads import head_hooks
 
 if TYPE_CHECKING:
     from ..runtime.handle import AdapterModel
@@ -372,6 +373,7 @@ def activate(handle: AdapterModel, spec: Block | tuple[Block, ...]) -> Active:
         for do in installs:
             active.handles += do()
         active.handles += _model_hooks(handle, block, active)
+        active.handles += head_hooks(handle, chain)
     except Exception:
         active.remove()
         raise

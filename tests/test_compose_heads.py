@@ -1,0 +1,120 @@
+"""Members that bring their own prediction heads keep them inside Parallel, Ensemble and Route.
+
+Two adapters are packaged with different classifier heads (as two published task adapters would be),
+loaded into one model (the second one's head is the model's head), and each block's rows are checked
+against the adapter run alone on a fresh model with only its own package loaded.
+"""
+
+from __future__ import annotations
+
+import torch
+from runtime_helpers import inputs_for, tiny_config
+from transformers import AutoModelForSequenceClassification
+
+from adapterhub.compose import Ensemble, Parallel, Route, Stack
+from adapterhub.runtime import AdapterModel
+
+ATOL = 1e-5
+
+
+def _model() -> AutoModelForSequenceClassification:
+    torch.manual_seed(0)
+    return AutoModelForSequenceClassification.from_config(tiny_config("bert", num_labels=3)).eval()
+
+
+def _packages():
+    """``a`` (LoRA) and ``b`` (bottleneck), each packaged with its own random classifier head."""
+    h = AdapterModel(_model())
+    pkgs = {}
+    for i, (name, method, cfg) in enumerate([("a", "lora", {"r": 4, "alpha": 4, "target_modules": ["q", "v"]}),
+                                             ("b", "bottleneck", {"variant": "pfeiffer"})]):
+        h.add(name, method, activate=False, **cfg)
+        g = torch.Generator().manual_seed(10 + i)
+        with torch.no_grad():
+            for p in h.container[name].parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+            for p in h.model.classifier.parameters():
+                p.copy_(torch.randn(p.shape, generator=g))
+        pkgs[name] = h.package(name)
+    assert not torch.equal(pkgs["a"].head["classifier.weight"], pkgs["b"].head["classifier.weight"])
+    return pkgs
+
+
+def _alone(pkg, name, inputs) -> torch.Tensor:
+    h = AdapterModel(_model())
+    h.load_package(pkg, name=name)
+    with torch.no_grad():
+        return h.model(**inputs).logits
+
+
+def _both(pkgs) -> AdapterModel:
+    h = AdapterModel(_model())
+    h.load_package(pkgs["a"], name="a", activate=False)
+    h.load_package(pkgs["b"], name="b", activate=False)  # the model's head is now b's
+    return h
+
+
+def test_parallel_rows_use_each_members_own_head():
+    pkgs = _packages()
+    inputs = inputs_for("bert", batch=3)
+    ref = {n: _alone(pkgs[n], n, inputs) for n in ("a", "b")}
+    h = _both(pkgs)
+    h.activate(Parallel("a", "b"))
+    with torch.no_grad():
+        got = h.model(**inputs).logits
+    assert (got[:3] - ref["a"]).abs().max() <= ATOL
+    assert (got[3:] - ref["b"]).abs().max() <= ATOL
+    h.deactivate()  # the hooks go with the composition; the model's own head is untouched
+    assert torch.equal(h.model.classifier.weight, pkgs["b"].head["classifier.weight"].to(torch.float32))
+
+
+def test_ensemble_averages_members_scored_by_their_own_heads():
+    pkgs = _packages()
+    inputs = inputs_for("bert", batch=3)
+    ref = {n: _alone(pkgs[n], n, inputs) for n in ("a", "b")}
+    h = _both(pkgs)
+    h.activate(Ensemble("a", "b"))
+    with torch.no_grad():
+        got = h.model(**inputs).logits.softmax(-1)
+    want = (ref["a"].softmax(-1) + ref["b"].softmax(-1)) / 2
+    assert (got - want).abs().max() <= ATOL
+
+
+def test_route_rows_use_their_adapters_head():
+    pkgs = _packages()
+    inputs = inputs_for("bert", batch=4)
+    ref = {n: _alone(pkgs[n], n, inputs) for n in ("a", "b")}
+    h = _both(pkgs)
+    h.activate(Route(["a", "b", "a", "b"]))
+    with torch.no_grad():
+        got = h.model(**inputs).logits
+    for i, n in enumerate(["a", "b", "a", "b"]):
+        assert (got[i] - ref[n][i]).abs().max() <= ATOL, (i, n)
+
+
+def test_a_member_without_a_head_keeps_the_models_head():
+    pkgs = _packages()
+    inputs = inputs_for("bert", batch=2)
+    h = _both(pkgs)
+    h.add("c", "ia3", activate=False)  # no head of its own
+    h.activate("c")
+    with torch.no_grad():
+        c_alone = h.model(**inputs).logits  # c with the model's current head (b's)
+    h.activate(Parallel("a", "c"))
+    with torch.no_grad():
+        got = h.model(**inputs).logits
+    assert (got[:2] - _alone(pkgs["a"], "a", inputs)).abs().max() <= ATOL
+    assert (got[2:] - c_alone).abs().max() <= ATOL
+
+
+def test_an_adapter_stacked_after_the_split_brings_the_head_for_all_rows():
+    pkgs = _packages()
+    inputs = inputs_for("bert", batch=2)
+    h = _both(pkgs)
+    h.activate(Stack(Parallel("a", "a"), "b"))  # b (and its head, the model's) applies to both branches
+    with torch.no_grad():
+        got = h.model(**inputs).logits
+    h.activate(Stack("a", "b"))
+    with torch.no_grad():
+        want = h.model(**inputs).logits
+    assert (got[:2] - want).abs().max() <= ATOL and (got[2:] - want).abs().max() <= ATOL
