@@ -18,8 +18,8 @@ never trained on; dev is used for the reported numbers only. Writes ``benchmarks
     python examples/soups_sst2.py --steps 50 --ingredients 2 --heldout 1200 --limit 200 \
         --out /tmp/soups --results /tmp/soups/res         # smoke run
 
-The runtime has one prediction head per model, so the activation-space blocks run their members
-with one shared head: the uniform average of the ingredients' heads (the soup's head). The output
+The activation-space blocks run their members with one shared head (the members are attached without
+their heads): the uniform average of the ingredients' heads (the soup's head). The output
 ensemble with each ingredient's own head (k separate models) is reported as a reference row.
 """
 

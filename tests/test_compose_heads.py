@@ -118,3 +118,41 @@ def test_an_adapter_stacked_after_the_split_brings_the_head_for_all_rows():
     with torch.no_grad():
         want = h.model(**inputs).logits
     assert (got[:2] - want).abs().max() <= ATOL and (got[2:] - want).abs().max() <= ATOL
+
+
+# --- one head module, several task adapters: the head follows the active adapter ---------------------
+def test_activating_an_adapter_scores_with_its_own_head():
+    pkgs = _packages()
+    inputs = inputs_for("bert", batch=2)
+    h = _both(pkgs)
+    for n in ("a", "b", "a"):
+        h.activate(n)
+        with torch.no_grad():
+            got = h.model(**inputs).logits
+        assert (got - _alone(pkgs[n], n, inputs)).abs().max() <= ATOL, n
+
+
+def test_a_trained_head_survives_switching_and_is_what_package_saves():
+    pkgs = _packages()
+    h = _both(pkgs)
+    h.activate("a")
+    with torch.no_grad():
+        h.model.classifier.weight.add_(1.0)  # stands in for training a's head
+    trained = h.model.classifier.weight.detach().clone()
+    h.activate("b")
+    assert torch.equal(h.model.classifier.weight, pkgs["b"].head["classifier.weight"].float())
+    assert torch.equal(h.package("a").head["classifier.weight"], trained)  # a's head while b's is in the model
+    h.activate("a")
+    assert torch.equal(h.model.classifier.weight, trained)
+    assert torch.equal(h.package("a").head["classifier.weight"], trained)
+
+
+def test_removing_an_adapter_leaves_the_other_adapters_head_and_the_last_restores_the_base():
+    pkgs = _packages()
+    base_head = _model().classifier.weight.detach().clone()
+    h = _both(pkgs)
+    h.activate("b")
+    h.remove("a")  # before: a's removal restored the head a replaced, discarding b's
+    assert torch.equal(h.model.classifier.weight, pkgs["b"].head["classifier.weight"].float())
+    h.remove("b")
+    assert torch.equal(h.model.classifier.weight, base_head)

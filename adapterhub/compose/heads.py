@@ -32,18 +32,41 @@ if TYPE_CHECKING:
 HeadTensors = dict[str, torch.Tensor]
 
 
-def member_head(handle: AdapterModel, node: Block | None) -> HeadTensors | None:
-    """The stored head a member uses (None: the model's current head)."""
+def head_source(handle: AdapterModel, node: Block | None) -> str | None:
+    """The adapter whose stored head ``node`` uses: the last one in it (depth first, in ``Stack``
+    order) that brought a head; a ``Fuse`` uses its fusion adapter's. None: the model's current head."""
     if node is None:
         return None
     if isinstance(node, str):
-        return handle._entry(node).head or None
+        return node if handle._entry(node).head else None
     if isinstance(node, Fuse) and handle._entry(node.fusion).head:
-        return handle._entry(node.fusion).head
+        return node.fusion
     for child in reversed(node.children):
-        found = member_head(handle, child)
+        found = head_source(handle, child)
         if found is not None:
             return found
+    return None
+
+
+def member_head(handle: AdapterModel, node: Block | None) -> HeadTensors | None:
+    """The stored head a member uses (None: the model's current head)."""
+    name = head_source(handle, node)
+    return None if name is None else handle._entry(name).head
+
+
+def head_owner(handle: AdapterModel, chain: Sequence[Block]) -> str | None:
+    """Whose head the model's head module should hold for this composition (None: leave it).
+
+    The last adapter of the top-level chain that brought a head; None when a split (``Parallel``,
+    ``Ensemble``, ``Route``) comes after every such adapter, since then :func:`head_hooks` scores each
+    member's rows with its own head.
+    """
+    for item in reversed(chain):
+        if isinstance(item, Parallel | Ensemble | Route):
+            return None
+        name = head_source(handle, item)
+        if name is not None:
+            return name
     return None
 
 

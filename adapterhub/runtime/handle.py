@@ -52,6 +52,8 @@ class AdapterModel:
         self._entries: dict[str, _Entry] = {}
         self._active: tuple[Any, ...] = ()
         self._composition: Any = None  # adapterhub.compose.engine.Active
+        self._head_owner: str | None = None  # the adapter whose head the model's head module holds
+        self._base_head: dict[str, torch.Tensor] | None = None  # the model's own head, before any adapter's
         self.last_mix_weights: list[torch.Tensor] = []
         """Per-example EMEA weights ``[batch, layer, member]`` of the last forward (one per EMEA Mix)."""
         if not isinstance(getattr(model, CONTAINER, None), nn.ModuleDict):
@@ -228,6 +230,9 @@ class AdapterModel:
         self._entries[name] = entry
         if head:
             entry.head_backup = load_head(self.model, head)
+            if self._base_head is None:
+                self._base_head = entry.head_backup
+            self._head_owner = name
         if activate:
             if impl.name == "fusion":
                 self.activate(name)
@@ -257,6 +262,28 @@ class AdapterModel:
                 self._composition = compile_and_install(self, previous.block or ())
             raise
         self._active = tuple(blocks)
+        self._follow_head()
+
+    def _follow_head(self) -> None:
+        """Put the head of the active composition's adapter into the model's head module.
+
+        Several loaded task adapters each brought a head, but the model has one head module: activating
+        one must score with its head, not with the head loaded last. The outgoing head is first written
+        back to its adapter, so what training did to it is kept (and saved by :meth:`package`).
+        """
+        from ..compose.engine import _top_chain
+        from ..compose.heads import head_owner
+
+        block = self._composition.block if self._composition is not None else None
+        owner = head_owner(self, _top_chain(block)) if block is not None else None
+        if owner is None or owner == self._head_owner:
+            return
+        live = head_parameters(self.model)
+        if self._head_owner in self._entries:
+            old = self._entries[self._head_owner]
+            old.head = {k: live[k].detach().clone() for k in old.head}
+        load_head(self.model, self._entries[owner].head)
+        self._head_owner = owner
 
     def deactivate(self) -> None:
         """Detach every adapter's hooks (merged adapters stay in the weights until ``unmerge``)."""
@@ -301,6 +328,8 @@ class AdapterModel:
         entry = self._entry(name)
         info = head_info(self.model)
         head = saved_head(self.model)
+        if entry.head and name != self._head_owner:  # its own head, not the one in the model now
+            head = {k: v.detach().clone() for k, v in entry.head.items()}
         config = stated_json(entry.config)
         if entry.method.name == "fusion":
             config["members"] = [self.dependency(m)["name"] for m in entry.config.members]
@@ -362,8 +391,9 @@ class AdapterModel:
         if entry.merged:
             self.unmerge(name)
         self.activate(*self._without(name))
-        if entry.head_backup:
-            load_head(self.model, entry.head_backup)
+        if name == self._head_owner and self._base_head is not None:  # another adapter's head stays put
+            load_head(self.model, self._base_head)
+            self._head_owner = None
         del self.container[name]
         del self._entries[name]
 
