@@ -10,7 +10,9 @@ transposed on the way in and out.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -82,9 +84,7 @@ class AdditiveMerge:
 
     targets: list[Target]
     binding: Binding
-
-    def delta_weight(self, tree, t: Target) -> torch.Tensor:  # pragma: no cover - every user defines it
-        raise NotImplementedError
+    delta_weight: Callable[[Any, Target], torch.Tensor]  # the method's ``delta_weight(tree, target)``
 
     def merge(self, tree) -> None:
         for t in self.targets:
