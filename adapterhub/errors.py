@@ -121,6 +121,18 @@ class DownloadError(AdapterHubError):
     """A transfer failed after retries (timeouts, HTTP errors, broken ranges)."""
 
 
+class SignatureError(AdapterHubError):
+    """An adapter signature is missing, malformed, made by no trusted signer, or does not match the files."""
+
+
+class SignatureMismatchError(SignatureError):
+    """A trusted signer's signature verifies, but the files differ from what it signed (changed after signing)."""
+
+
+class OptionalDependencyError(AdapterHubError):
+    """A feature needs packages of an optional extra that is not installed (the message names the extra)."""
+
+
 # --- runtime -------------------------------------------------------------------------------------
 
 

@@ -4,6 +4,9 @@
 - ``ADAPTERHUB_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``: use the cache only, never the network.
 - ``ADAPTERHUB_INDEX``: default registry index (directory or http(s) URL); unset = bundled index.
 - ``HF_ENDPOINT`` / ``HF_TOKEN``: honoured by the Hub source through huggingface_hub.
+- ``ADAPTERHUB_TRUST_KEYS`` / ``ADAPTERHUB_TRUST_CERT_CHAINS``: public keys / CA certificate chains (PEM
+  files, ``os.pathsep``-separated) whose adapter signatures ``pull`` requires; ``ADAPTERHUB_TRUST_INDEX_SIGNERS=1``
+  also trusts the signers the index config names (see docs/security.md).
 """
 
 from __future__ import annotations
@@ -31,3 +34,22 @@ def offline() -> bool:
 
 def default_index() -> str | None:
     return os.environ.get("ADAPTERHUB_INDEX") or None
+
+
+def _path_list(var: str) -> tuple[Path, ...]:
+    return tuple(Path(p).expanduser() for p in os.environ.get(var, "").split(os.pathsep) if p.strip())
+
+
+def trust_key_files() -> tuple[Path, ...]:
+    """Public keys (PEM) whose adapter signatures ``pull`` requires (``ADAPTERHUB_TRUST_KEYS``)."""
+    return _path_list("ADAPTERHUB_TRUST_KEYS")
+
+
+def trust_cert_chain_files() -> tuple[Path, ...]:
+    """CA certificate chains (PEM) for certificate-signed adapters (``ADAPTERHUB_TRUST_CERT_CHAINS``)."""
+    return _path_list("ADAPTERHUB_TRUST_CERT_CHAINS")
+
+
+def trust_index_signers() -> bool:
+    """Whether the signers an index config names are trusted (``ADAPTERHUB_TRUST_INDEX_SIGNERS=1``)."""
+    return os.environ.get("ADAPTERHUB_TRUST_INDEX_SIGNERS", "").strip().lower() in _TRUE

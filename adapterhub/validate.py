@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .errors import AdapterHubError
 from .fileio import sha256_file
-from .manifest import MANIFEST_FILENAME, load_manifest
+from .manifest import MANIFEST_FILENAME, SIGNATURE_FILENAME, load_manifest
 from .paths import safe_join
 
 
@@ -54,6 +54,6 @@ def validate_path(path: str | Path) -> ValidationReport:
         report.checked_files += 1
     for extra in sorted(q for q in p.rglob("*") if q.is_file()):
         rel = extra.relative_to(p).as_posix()
-        if rel != MANIFEST_FILENAME and rel not in listed and not rel.startswith("."):
+        if rel not in (MANIFEST_FILENAME, SIGNATURE_FILENAME) and rel not in listed and not rel.startswith("."):
             report.problems.append(f"{rel}: present in the directory but not listed in the manifest")
     return report

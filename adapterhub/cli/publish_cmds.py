@@ -1,7 +1,8 @@
-"""Publishing commands: ``init`` (scaffold a manifest), ``package`` (card, hashes), ``publish`` (Hub or directory).
+"""Publishing commands: ``init`` (scaffold a manifest), ``package`` (card, hashes), ``sign`` (OMS signature),
+``publish`` (Hub or directory).
 
 Thin: parse, call :mod:`adapterhub.publish`, print. torch is imported only when ``init`` has to read a
-foreign format or a base model.
+foreign format or a base model; ``model_signing`` only when signing.
 """
 
 from __future__ import annotations
@@ -80,26 +81,82 @@ def init(directory: Path, out: Path | None, base: Path | None, name: str | None,
     click.echo(f"next: adapterhub package {result.directory}")
 
 
+def signing_key_options(func):
+    """``--key``, ``--cert``, ``--cert-chain``: the OMS key or certificate method (both offline)."""
+    func = click.option("--cert-chain", "cert_chain", multiple=True,
+                        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                        help="CA certificates above --cert (PEM; repeatable).")(func)
+    func = click.option("--cert", "cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                        default=None, help="Signing certificate of --key (PEM): the OMS certificate method.")(func)
+    return click.option("--key", "key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                        help="ECDSA private key (PEM) to sign with; an encrypted key reads its password from "
+                        "ADAPTERHUB_SIGNING_KEY_PASSWORD.")(func)
+
+
+def _signing_key(key: Path | None, cert: Path | None, cert_chain: tuple[Path, ...]):
+    import os
+
+    from ..publish.sign import PASSWORD_ENV, SigningKey
+
+    if key is None:
+        raise click.UsageError("signing needs --key KEY.pem (an ECDSA private key in PEM)")
+    if cert_chain and cert is None:
+        raise click.UsageError("--cert-chain goes with --cert")
+    return SigningKey(key, cert, tuple(cert_chain), os.environ.get(PASSWORD_ENV) or None)
+
+
+def _signed_line(signed) -> str:
+    return f"signed {len(signed.signed_files)} file(s) into {signed.signature}"
+
+
 @cli.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--index-url", default=None, metavar="DIR|URL",
               help="Registry to name in the model card's usage example.")
 @click.option("--no-card", is_flag=True, help="Do not write README.md.")
+@click.option("--sign", "sign", is_flag=True, help="Also write model.sig, an OMS signature (needs --key).")
+@signing_key_options
 @json_option
-def package(directory: Path, index_url: str | None, no_card: bool, as_json: bool) -> None:
+def package(directory: Path, index_url: str | None, no_card: bool, sign: bool, key: Path | None, cert: Path | None,
+            cert_chain: tuple[Path, ...], as_json: bool) -> None:
     """Validate, convert pickle weights to safetensors, hash, and write the model card (README.md)."""
     from ..manifest import manifest_to_dict
     from ..publish import package_adapter
 
-    result = package_adapter(directory, index_hint=index_url, card=not no_card)
+    if not sign and (key or cert or cert_chain):
+        raise click.UsageError("--key/--cert/--cert-chain go with --sign")
+    signing = _signing_key(key, cert, cert_chain) if sign else None
+    result = package_adapter(directory, index_hint=index_url, card=not no_card, sign=signing)
     if as_json:
         echo_json({"directory": str(result.directory), "converted": result.converted,
-                   "manifest": manifest_to_dict(result.manifest)})
+                   "manifest": manifest_to_dict(result.manifest),
+                   "signature": str(result.signed.signature) if result.signed else None,
+                   "dropped_signature": result.dropped_signature})
         return
     for old, new in result.converted.items():
         click.echo(f"converted {old} -> {new}")
+    if result.dropped_signature:
+        click.echo("removed model.sig: it no longer covered the packaged files (sign again with --sign)", err=True)
     m = result.manifest
     click.echo(f"packaged {m.name} {m.version}: {len(m.files)} file(s), {m.total_size:,} bytes, all hashed")
+    if result.signed:
+        click.echo(_signed_line(result.signed))
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@signing_key_options
+@json_option
+def sign(directory: Path, key: Path | None, cert: Path | None, cert_chain: tuple[Path, ...], as_json: bool) -> None:
+    """Sign a packaged adapter: write model.sig, an OpenSSF Model Signing (OMS) signature of its files."""
+    from ..publish.sign import sign_package
+
+    result = sign_package(directory, _signing_key(key, cert, cert_chain))
+    if as_json:
+        echo_json({"directory": str(result.directory), "signature": str(result.signature),
+                   "signed_files": result.signed_files})
+        return
+    click.echo(_signed_line(result))
 
 
 @cli.command()
@@ -167,4 +224,4 @@ def publish(directory: Path, repo_id: str | None, to: Path | None, endpoint: str
         click.echo(dumps_canonical(result.entry))
 
 
-__all__ = ["init", "package", "publish"]
+__all__ = ["init", "package", "publish", "sign"]

@@ -1,10 +1,12 @@
-"""Store commands: ``pull``, ``verify`` and the ``cache`` group (ls, rm, gc).
+"""Store commands: ``pull``, ``verify``, ``verify-signature`` and the ``cache`` group (ls, rm, gc).
 
 Thin: parse, call :mod:`adapterhub.store`, print. ``pull`` of something already cached must stay
 fast, so the store is imported inside the commands and nothing here imports requests or torch.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
@@ -20,6 +22,18 @@ def _size(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
+def trust_options(func):
+    """``--trust-key`` / ``--trust-cert-chain``: whose OMS adapter signatures are accepted (and required)."""
+    pem = click.Path(exists=True, dir_okay=False, path_type=Path)
+    func = click.option("--trust-cert-chain", "trust_cert_chains", multiple=True, type=pem,
+                        envvar="ADAPTERHUB_TRUST_CERT_CHAINS",
+                        help="Require an OMS signature by a certificate issued under this CA chain (PEM; "
+                        "repeatable; env ADAPTERHUB_TRUST_CERT_CHAINS, os.pathsep-separated).")(func)
+    return click.option("--trust-key", "trust_keys", multiple=True, type=pem, envvar="ADAPTERHUB_TRUST_KEYS",
+                        help="Require an OMS signature (model.sig) by this ECDSA public key (PEM; repeatable: "
+                        "any one suffices; env ADAPTERHUB_TRUST_KEYS, os.pathsep-separated).")(func)
+
+
 @cli.command()
 @click.argument("requirement")
 @index_option
@@ -28,15 +42,22 @@ def _size(n: int) -> str:
 @click.option("--no-deps", is_flag=True, help="Do not pull the adapter's dependencies.")
 @click.option("--endpoint", default=None, metavar="URL", help="Hub endpoint for hf sources (default: HF_ENDPOINT).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars; print only the adapter directory.")
+@trust_options
+@click.option("--trust-index-signers", is_flag=True, envvar="ADAPTERHUB_TRUST_INDEX_SIGNERS",
+              help="Also trust the adapter_signers the index config names (only as trustworthy as whoever "
+              "serves the index).")
 @json_option
 def pull(requirement: str, index_location: str | None, offline: bool, no_deps: bool, endpoint: str | None,
-         quiet: bool, as_json: bool) -> None:
+         quiet: bool, trust_keys: tuple[Path, ...], trust_cert_chains: tuple[Path, ...], trust_index_signers: bool,
+         as_json: bool) -> None:
     """Download, verify and cache an adapter (NAME, NAME==1.0, NAME>=1,<2); print where it is."""
     from ..store import pull as run_pull
+    from ..store.trust import Trust
 
+    trust = Trust.from_files(trust_keys, trust_cert_chains, index_signers=trust_index_signers)
     result = run_pull(requirement, index=index_location, offline=True if offline else None,
                       endpoint=endpoint, progress=False if (quiet or as_json) else None,
-                      dependencies=not no_deps)
+                      dependencies=not no_deps, trust=trust)
     if as_json:
         echo_json(result.to_json())
     elif quiet:
@@ -45,7 +66,8 @@ def pull(requirement: str, index_location: str | None, offline: bool, no_deps: b
         for dep in result.dependencies:
             click.echo(f"{dep.name} {dep.version}  {dep.path}  (dependency)")
         how = "cached" if result.downloaded == 0 else f"downloaded {_size(result.downloaded)}"
-        click.echo(f"{result.name} {result.version}  {result.path}  ({how}, verified)")
+        signed = ", signature verified" if trust.signers or trust.index_signers else ""
+        click.echo(f"{result.name} {result.version}  {result.path}  ({how}, verified{signed})")
 
 
 @cli.command()
@@ -67,6 +89,30 @@ def verify(name: str | None, as_json: bool) -> None:
     if not report.ok:
         raise IntegrityError(f"{len(report.problems)} cache problem(s); corrupted entries were evicted",
                              hint="run `adapterhub pull` again to fetch them")
+
+
+@cli.command("verify-signature")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@trust_options
+@json_option
+def verify_signature(directory: Path, trust_keys: tuple[Path, ...], trust_cert_chains: tuple[Path, ...],
+                     as_json: bool) -> None:
+    """Check the OMS signature (model.sig) of an adapter directory: packaged, or pulled into the cache."""
+    from ..manifest import load_manifest
+    from ..store.signatures import verify_directory
+    from ..store.trust import signers_from_files
+
+    signers = signers_from_files(trust_keys, trust_cert_chains)
+    if not signers:
+        raise click.UsageError("pass --trust-key PUB.pem or --trust-cert-chain CA.pem: whose signature to accept")
+    manifest = load_manifest(directory)
+    signer = verify_directory(directory, manifest, signers)
+    if as_json:
+        echo_json({"directory": str(directory), "name": manifest.name, "version": manifest.version, "ok": True,
+                   "signer": signer.label})
+        return
+    click.echo(f"ok: {manifest.name} {manifest.version} in {directory} is signed by {signer.label} "
+               f"({len(manifest.files)} file(s) + adapterhub.json, all match)")
 
 
 @cli.group("cache")
@@ -132,4 +178,4 @@ def cache_gc(max_age: float | None, as_json: bool) -> None:
                f"{len(report.removed_temp)} temp file(s); kept {report.kept_blobs} blob(s)")
 
 
-__all__ = ["pull", "verify", "cache_group"]
+__all__ = ["pull", "verify", "verify_signature", "cache_group"]

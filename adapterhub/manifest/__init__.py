@@ -17,6 +17,7 @@ from .configs import (
 from .io import (
     CURRENT_SCHEMA_VERSION,
     MANIFEST_FILENAME,
+    SIGNATURE_FILENAME,
     atomic_write_text,
     load_manifest,
     loads_manifest,
@@ -46,8 +47,8 @@ __all__ = [
     "METHOD_CONFIGS", "BitDeltaConfig", "BottleneckConfig", "CodaConfig", "CompacterConfig", "CompositionConfig",
     "FusionConfig",
     "IA3Config", "LoraConfig", "MethodConfig", "PrefixTuningConfig", "reduction_factor_for_layer",
-    "CURRENT_SCHEMA_VERSION", "MANIFEST_FILENAME", "atomic_write_text", "load_manifest", "loads_manifest",
-    "manifest_digest", "manifest_problems", "manifest_to_dict", "parse_manifest", "write_manifest",
+    "CURRENT_SCHEMA_VERSION", "MANIFEST_FILENAME", "SIGNATURE_FILENAME", "atomic_write_text", "load_manifest",
+    "loads_manifest", "manifest_digest", "manifest_problems", "manifest_to_dict", "parse_manifest", "write_manifest",
     "Adapter", "ArchiveSource", "BaseModel", "BundledSource", "Dependency", "FileEntry", "Head", "HfSource",
     "HttpsSource", "Manifest", "Metric", "Source", "Task",
 ]

@@ -21,6 +21,8 @@ from .convert import manifest_from_json, to_json
 from .types import Manifest
 
 MANIFEST_FILENAME = "adapterhub.json"
+SIGNATURE_FILENAME = "model.sig"
+"""The OpenSSF Model Signing signature of an adapter directory (OMS's own default name); never a payload file."""
 SUPPORTED_MAJOR = 1
 KNOWN_MINOR = 0
 CURRENT_SCHEMA_VERSION = f"{SUPPORTED_MAJOR}.{KNOWN_MINOR}"

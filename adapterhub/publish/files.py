@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import sha256_file
-from ..manifest import MANIFEST_FILENAME
+from ..manifest import MANIFEST_FILENAME, SIGNATURE_FILENAME
 
 CARD_FILE = "README.md"
 TOKENIZER_NAMES = ("tokenizer", "vocab", "merges", "special_tokens_map", "added_tokens", "spiece", "sentencepiece")
@@ -27,11 +27,13 @@ def guess_role(path: str) -> str:
 
 
 def payload_files(directory: Path) -> list[str]:
-    """Every regular file under ``directory`` except the manifest and dot-files, as sorted POSIX paths."""
+    """Every regular file under ``directory`` except the manifest, its signature and dot-files, as sorted
+    POSIX paths."""
     out = []
     for p in directory.rglob("*"):
         rel = p.relative_to(directory).as_posix()
-        if not p.is_file() or p.is_symlink() or rel == MANIFEST_FILENAME or any(s.startswith(".") for s in rel.split("/")):
+        if not p.is_file() or p.is_symlink() or rel in (MANIFEST_FILENAME, SIGNATURE_FILENAME) \
+                or any(s.startswith(".") for s in rel.split("/")):
             continue
         out.append(rel)
     return sorted(out)

@@ -12,7 +12,8 @@ Order, and why:
    between, the Hub answers 412 and nothing is committed. The Hub applies a commit whole or not at
    all, so a failed upload leaves no half-made commit.
 4. Only then add the index entry. Its manifest carries ``{"type": "hf", "repo_id", "revision":
-   <the new commit>}`` as its first source. The ``adapterhub.json`` inside the commit cannot contain
+   <the new commit>}`` as its first source (and, for a signed directory, the ``model.sig`` file that
+   was uploaded with the rest: see ``sign.py``). The ``adapterhub.json`` inside the commit cannot contain
    its own commit id, so it has no source for this repo; the index entry is the published truth,
    and a pull checks every file against the sha256 in it, whichever copy of the manifest you hold.
 """
@@ -29,8 +30,9 @@ from typing import Any
 
 from ..errors import ConflictError, PublishError
 from ..jsonio import dumps_pretty
-from ..manifest import MANIFEST_FILENAME, HfSource, Manifest, manifest_to_dict
+from ..manifest import MANIFEST_FILENAME, SIGNATURE_FILENAME, HfSource, Manifest, manifest_to_dict
 from .release import check_version_free, load_release, require_index, with_sources
+from .sign import with_signature
 
 PUBLIC_HUB = "https://huggingface.co"
 
@@ -84,13 +86,13 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
-def _remote_manifest(endpoint: str, repo_id: str, commit: str, token: str | bool | None) -> dict[str, Any] | None:
-    """``adapterhub.json`` at ``commit`` (None when the repo has none)."""
+def _remote_bytes(endpoint: str, repo_id: str, commit: str, path: str, token: str | bool | None) -> bytes | None:
+    """The file ``path`` at ``commit`` (None when the repo has none)."""
     import requests
     from huggingface_hub.utils import build_hf_headers
 
     headers = build_hf_headers(token=token, library_name="adapterhub")
-    url = f"{endpoint}/{repo_id}/resolve/{commit}/{MANIFEST_FILENAME}"
+    url = f"{endpoint}/{repo_id}/resolve/{commit}/{path}"
     try:
         response = requests.get(url, headers=headers, timeout=30)
     except requests.RequestException as exc:
@@ -99,11 +101,25 @@ def _remote_manifest(endpoint: str, repo_id: str, commit: str, token: str | bool
         return None
     if response.status_code != 200:
         raise PublishError(f"{url}: HTTP {response.status_code}; nothing was published")
+    return response.content
+
+
+def _remote_manifest(endpoint: str, repo_id: str, commit: str, token: str | bool | None) -> dict[str, Any] | None:
+    """``adapterhub.json`` at ``commit`` (None when the repo has none)."""
+    content = _remote_bytes(endpoint, repo_id, commit, MANIFEST_FILENAME, token)
     try:
-        data = json.loads(response.content)
+        data = json.loads(content) if content is not None else None
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def _same_signature(local: Path, existing: list[str], fetch: Any) -> bool:
+    """Whether the remote commit holds this directory's ``model.sig`` (trivially, when it is unsigned)."""
+    sig = local / SIGNATURE_FILENAME
+    if not sig.is_file():
+        return True
+    return SIGNATURE_FILENAME in existing and fetch(SIGNATURE_FILENAME) == sig.read_bytes()
 
 
 def _check_remote(remote: dict[str, Any] | None, upload: Manifest, repo_id: str) -> bool:
@@ -142,10 +158,11 @@ def publish_to_hub(directory: str | Path, repo_id: str, *, endpoint: str | None 
     keep = tuple(s for s in manifest.sources or () if not (isinstance(s, HfSource) and s.repo_id == repo_id))
     upload = with_sources(manifest, keep[0], keep[1:]) if keep else _without_sources(manifest)
     upload_bytes = dumps_pretty(manifest_to_dict(upload)).encode()
-    paths = [f.path for f in manifest.files] + [MANIFEST_FILENAME]
+    release = with_signature(d, manifest)  # + model.sig, when the directory is signed
+    paths = [f.path for f in release.files] + [MANIFEST_FILENAME]
 
     def final(commit: str) -> Manifest:
-        return with_sources(manifest, HfSource(repo_id, commit, endpoint=None if ep == PUBLIC_HUB else ep), keep)
+        return with_sources(release, HfSource(repo_id, commit, endpoint=None if ep == PUBLIC_HUB else ep), keep)
 
     if dry_run:
         planned = final("0" * 40)
@@ -161,13 +178,14 @@ def publish_to_hub(directory: str | Path, repo_id: str, *, endpoint: str | None 
             existing = api.list_repo_files(repo_id, revision=head, token=token)
         except Exception as exc:  # the client's error types differ between 0.x and 1.x+
             raise PublishError(f"{ep}/{repo_id}: {_first_line(exc)}; nothing was published") from None
-        reused = _check_remote(_remote_manifest(ep, repo_id, head, token), upload, repo_id)
+        reused = _check_remote(_remote_manifest(ep, repo_id, head, token), upload, repo_id) and _same_signature(
+            d, existing, lambda path: _remote_bytes(ep, repo_id, head, path, token))  # else commit it with model.sig
         pr_url = None
         if reused:
             commit = head
         else:
             ops: list[Any] = [CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(d / f.path))
-                              for f in manifest.files]
+                              for f in release.files]
             ops.append(CommitOperationAdd(path_in_repo=MANIFEST_FILENAME, path_or_fileobj=upload_bytes))
             ops += [CommitOperationDelete(path_in_repo=p) for p in existing
                     if p not in paths and not any(s.startswith(".") for s in p.split("/"))]

@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import IntegrityError, PublishError
 from ..manifest import BundledSource, Manifest
 from .release import indexed_release, load_release, with_sources
+from .sign import with_signature
 
 CHUNK = 1 << 20
 
@@ -87,7 +88,7 @@ def publish_local(directory: str | Path, to: str | Path, *, dry_run: bool = Fals
     d, root = Path(directory), Path(to)
     manifest = load_release(d)
     keep = tuple(s for s in manifest.sources or () if not isinstance(s, BundledSource))
-    final = with_sources(manifest, BundledSource(), keep)
+    final = with_sources(with_signature(d, manifest), BundledSource(), keep)  # + model.sig when signed
     existing = indexed_release(root, final) if (root / "config.json").is_file() else None
     if dry_run:
         return LocalPublishResult(root, final, entry_for(final).to_json(), [f.path for f in final.files],

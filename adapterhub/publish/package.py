@@ -3,20 +3,23 @@
 In order: load the manifest; convert pickle weights it lists to safetensors (only through PyTorch's
 weights-only loader, and only after the file matched the sha256 the manifest recorded for it);
 re-hash every listed file; write the model card (README.md); write the manifest; then check the
-whole directory as ``adapterhub validate`` does. New files are written before the manifest that
-names them and old pickle files are removed only after it, so an interruption leaves a directory
-whose manifest still describes files that exist.
+whole directory as ``adapterhub validate`` does; with a key, sign it (``model.sig``, see ``sign.py``).
+A ``model.sig`` from an earlier signing stays only while it still covers the packaged release. New
+files are written before the manifest that names them and old pickle files are removed only after
+it, so an interruption leaves a directory whose manifest still describes files that exist.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, PublishError, SchemaError, SchemaProblem
 from ..fileio import atomic_write_bytes, atomic_write_text, sha256_file
 from ..manifest import (
     MANIFEST_FILENAME,
+    SIGNATURE_FILENAME,
     Manifest,
     load_manifest,
     manifest_to_dict,
@@ -26,6 +29,9 @@ from ..manifest import (
 from ..validate import validate_path
 from .card import merge_card
 from .files import CARD_FILE, file_entries, guess_role, payload_files
+
+if TYPE_CHECKING:
+    from .sign import SigningKey, SignResult
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
 PICKLE_RENAMES = {"pytorch_adapter.bin": "adapter.safetensors", "pytorch_model_head.bin": "head.safetensors",
@@ -38,6 +44,10 @@ class PackageResult:
     manifest: Manifest
     converted: dict[str, str] = field(default_factory=dict)
     """pickle path -> safetensors path, for each converted file."""
+    signed: SignResult | None = None
+    """The signature written, when packaging was asked to sign."""
+    dropped_signature: bool = False
+    """An earlier ``model.sig`` no longer covered the release and was removed."""
 
 
 def _safetensors_name(path: str) -> str:
@@ -64,8 +74,9 @@ def _convert(directory: Path, entry: dict, taken: set[str]) -> str:
     return target
 
 
-def package_adapter(directory: str | Path, *, index_hint: str | None = None, card: bool = True) -> PackageResult:
-    """Validate, convert, hash and write the model card of the adapter in ``directory``."""
+def package_adapter(directory: str | Path, *, index_hint: str | None = None, card: bool = True,
+                    sign: SigningKey | None = None) -> PackageResult:
+    """Validate, convert, hash and write the model card of the adapter in ``directory``; sign it with ``sign``."""
     d = Path(directory)
     manifest = load_manifest(d)
     doc = manifest_to_dict(manifest)
@@ -74,6 +85,14 @@ def package_adapter(directory: str | Path, *, index_hint: str | None = None, car
     if extra:
         raise PublishError(f"{d}: {len(extra)} file(s) are not in the manifest: {', '.join(extra[:10])}",
                            hint="delete them, or run `adapterhub init` again to list them")
+    if SIGNATURE_FILENAME in listed:
+        raise PublishError(f"{d}: the manifest lists {SIGNATURE_FILENAME}, the name reserved for the adapter's "
+                           "signature", hint="rename that file")
+    if sign is not None:
+        from .sign import check_signable
+
+        check_signable(d, manifest)
+        sign.signing_config()  # a bad key fails here, before anything is rewritten
     converted: dict[str, str] = {}
     roles: dict[str, str] = {}
     paths: list[str] = []
@@ -110,4 +129,25 @@ def package_adapter(directory: str | Path, *, index_hint: str | None = None, car
     report = validate_path(d)
     if not report.ok:
         raise PublishError(f"{d}: the packaged directory does not validate: {'; '.join(report.problems[:8])}")
-    return PackageResult(d, final, converted)
+    if sign is None:
+        return PackageResult(d, final, converted, dropped_signature=_drop_stale_signature(d, final))
+    from .sign import sign_package
+
+    signed = sign_package(d, sign)
+    return PackageResult(d, signed.manifest, converted, signed)
+
+
+def _drop_stale_signature(directory: Path, manifest: Manifest) -> bool:
+    """Remove ``model.sig`` when it no longer lists exactly the packaged release; True when removed."""
+    from ..errors import SignatureError
+    from ..store.signatures import check_coverage
+
+    sig = directory / SIGNATURE_FILENAME
+    if not sig.is_file():
+        return False
+    try:
+        check_coverage(sig.read_bytes(), manifest, str(sig))
+        return False
+    except SignatureError:
+        sig.unlink()
+        return True

@@ -37,8 +37,18 @@ from .options import FetchOptions
 from .plan import check_manifest_for_store, describe_sources, sources_for
 from .progress import Progress
 from .safetensors_check import check_safetensors, check_safetensors_stream
+from .signatures import SignatureGate
 from .sources import ContentDirSource, LocalDirSource, Source
-from .views import BlobMissingError, ViewRecord, publish_view, read_record, view_is_intact, write_lease
+from .trust import Trust, TrustedSigner
+from .views import (
+    BlobMissingError,
+    ViewRecord,
+    publish_view,
+    read_record,
+    retire_view,
+    view_is_intact,
+    write_lease,
+)
 from .writer import BlobWriter
 
 PARALLEL_FILES = 4
@@ -94,7 +104,8 @@ class _Puller:
 
     def __init__(self, manifest: Manifest, layout: CacheLayout, *, offline: bool, sources: list[Source] | None,
                  index_config: dict[str, Any] | None, endpoint: str | None, token: str | bool | None,
-                 progress: bool | None, options: FetchOptions | None, index_location: Path | str | None = None) -> None:
+                 progress: bool | None, options: FetchOptions | None, index_location: Path | str | None = None,
+                 signers: Sequence[TrustedSigner] = ()) -> None:
         self.requested = manifest
         self.index_location = index_location
         self.layout = layout
@@ -110,6 +121,7 @@ class _Puller:
         self.downloaded = 0
         self._fetcher: Any = None
         self._lock = threading.Lock()
+        self.signatures = SignatureGate(manifest, signers)  # adapter signatures: store/signatures.py
 
     # -- pieces -----------------------------------------------------------------------------------
 
@@ -131,6 +143,9 @@ class _Puller:
         view = self.layout.view(self.requested.name, self.requested.version)
         record = read_record(view)
         if record is None or record.manifest_digest != self.digest or not view_is_intact(view, record):
+            return None
+        if not self.signatures.view_is_trusted(view):  # signature hook: rebuild (and re-verify) the view
+            retire_view(self.layout, self.requested.name, self.requested.version, self.owner)
             return None
         manifest = self.requested
         if record.derived_from is not None:
@@ -184,6 +199,7 @@ class _Puller:
 
     def run(self) -> PulledAdapter:
         check_manifest_for_store(self.requested)
+        self.signatures.check_signed()  # signature hook: an unsigned release is refused before any download
         hit = self.warm()
         if hit is not None:
             return hit
@@ -209,7 +225,7 @@ class _Puller:
                                     _record_files(manifest.files), derived_from)
                 try:
                     self._check_existing(manifest.files)
-                    view = publish_view(self.layout, self.owner, manifest, record)
+                    view = publish_view(self.layout, self.owner, self._view_manifest(manifest, record), record)
                 except BlobMissingError:
                     continue  # gc removed a blob between our check and our link: fetch it again
                 return _result(view, manifest, record, self.downloaded)
@@ -285,7 +301,16 @@ class _Puller:
         record = ViewRecord(self.requested.name, self.requested.version, self.digest,
                             _record_files(manifest.files), derived_from)
         self._check_existing(manifest.files)
-        return _result(publish_view(self.layout, self.owner, manifest, record), manifest, record, self.downloaded)
+        view = publish_view(self.layout, self.owner, self._view_manifest(manifest, record), record)
+        return _result(view, manifest, record, self.downloaded)
+
+    def _view_manifest(self, manifest: Manifest, record: ViewRecord) -> Manifest:
+        """Signature hook: what the view's adapterhub.json holds (the signed manifest of a signed release),
+        verified against the trusted signers first when there are any (store/signatures.py)."""
+        if record.derived_from is not None:
+            return manifest  # derived from a legacy archive: no signature of its own
+        return self.signatures.view_manifest(self.layout.tmp / f"signature~{self.owner}", self.layout.blob,
+                                             record.files)
 
 
 def _combine(manifest: Manifest, entry: FileEntry, attempts: list[tuple[str, AdapterHubError]],
@@ -305,33 +330,40 @@ def _combine(manifest: Manifest, entry: FileEntry, attempts: list[tuple[str, Ada
 def pull_manifest(manifest: Manifest, *, cache_dir: str | Path | None = None, offline: bool | None = None,
                   sources: Sequence[Source] | None = None, index_config: dict[str, Any] | None = None,
                   endpoint: str | None = None, token: str | bool | None = None, progress: bool | None = False,
-                  options: FetchOptions | None = None, index_location: Path | str | None = None) -> PulledAdapter:
-    """Pull exactly this manifest (no dependencies); ``index_location``: the index that listed it."""
+                  options: FetchOptions | None = None, index_location: Path | str | None = None,
+                  trust: Trust | None = None) -> PulledAdapter:
+    """Pull exactly this manifest (no dependencies); ``index_location``: the index that listed it.
+
+    ``trust`` (default: :meth:`Trust.from_env`) names the signers whose OMS signature is required.
+    """
     from .. import settings
 
     layout = CacheLayout.default(cache_dir)
     off = settings.offline() if offline is None else offline
+    signers = (trust or Trust.from_env()).resolve(index_config, None if index_location is None else str(index_location))
     return _Puller(manifest, layout, offline=off, sources=list(sources) if sources is not None else None,
                    index_config=index_config, endpoint=endpoint, token=token, progress=progress,
-                   options=options, index_location=index_location).run()
+                   options=options, index_location=index_location, signers=signers).run()
 
 
 def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None = None,
          cache_dir: str | Path | None = None, sources: Sequence[Source] | None = None,
          endpoint: str | None = None, token: str | bool | None = None, progress: bool | None = False,
-         options: FetchOptions | None = None, dependencies: bool = True) -> PulledAdapter:
+         options: FetchOptions | None = None, dependencies: bool = True, trust: Trust | None = None) -> PulledAdapter:
     """Pull an adapter (and, by default, its dependencies) into the cache and return verified paths.
 
     ``requirement`` is ``"name"``, ``"name>=1,<2"``, ``"name==1.0.0"`` or a :class:`Manifest`.
     ``index`` is an :class:`~adapterhub.registry.Index`, a directory or URL, or None for the default.
     ``offline`` (default: ``ADAPTERHUB_OFFLINE`` / ``HF_HUB_OFFLINE``) uses the cache only.
     ``sources`` replaces the manifest's own sources (tests, custom mirrors).
+    ``trust`` (default: from the environment) names the signers whose OMS signature every pulled adapter
+    needs (see docs/security.md); without signers, no signature is required.
     """
     from .. import settings
 
     off = settings.offline() if offline is None else offline
     kwargs = dict(cache_dir=cache_dir, offline=off, sources=sources, endpoint=endpoint, token=token,
-                  progress=progress, options=options)
+                  progress=progress, options=options, trust=trust or Trust.from_env())
     if isinstance(requirement, Manifest):
         needs_index = dependencies and bool(requirement.dependencies)
         idx = _open(index, off) if (index is not None or needs_index) else None
