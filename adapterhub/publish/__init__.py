@@ -9,8 +9,10 @@ from .hub import HubPublishResult, publish_to_hub
 from .local import LocalPublishResult, publish_local
 from .package import PackageResult, package_adapter
 from .scaffold import InitOptions, InitResult, init_adapter
+from .sign import SigningKey, SignResult, sign_package
 
 __all__ = [
     "HubPublishResult", "InitOptions", "InitResult", "LocalPublishResult", "PackageResult", "card_metadata",
-    "init_adapter", "package_adapter", "publish_local", "publish_to_hub", "render_card",
+    "init_adapter", "package_adapter", "publish_local", "publish_to_hub", "render_card", "SignResult", "SigningKey",
+    "sign_package",
 ]
