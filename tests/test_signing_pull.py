@@ -216,3 +216,15 @@ def test_publish_to_the_hub_uploads_the_signature_and_pull_checks_it(tmp_path: P
     pulled = pull("toy-adapter", index=index, trust=_trust(key.public))
     assert pulled.manifest.sources[0].revision == signed.commit
     oms_api_verify(pulled.path, public_key=key.public)
+
+
+def test_a_signature_made_by_the_model_signing_tool_itself_is_accepted(tmp_path: Path, key) -> None:
+    import model_signing
+
+    d = make_package(tmp_path / "pkg")
+    model_signing.signing.Config().use_elliptic_key_signer(private_key=key.private).sign(d, d / SIGNATURE_FILENAME)
+    publish_local(d, tmp_path / "registry")
+    first = pull("toy-adapter", index=tmp_path / "registry", trust=_trust(key.public))
+    inode = first.path.stat().st_ino
+    again = pull("toy-adapter", index=tmp_path / "registry", trust=_trust(key.public))
+    assert again.path.stat().st_ino == inode  # verified as it is (its record file is not "extra"): not rebuilt

@@ -156,7 +156,9 @@ def check_coverage(data: bytes, manifest: Manifest, where: str) -> None:
 
 
 def _verifier(ms: Any, signer: TrustedSigner, key_file: Path) -> Any:
-    config = ms.verifying.Config()
+    # Our hashing, not one guessed from the signature: a view's record is skipped even when another
+    # OMS tool made the signature (check_coverage still demands whole-file sha256 of every file).
+    config = ms.verifying.Config().set_hashing_config(hashing_config())
     if signer.kind == "key":
         return config.use_elliptic_key_verifier(public_key=key_file)
     return config.use_certificate_verifier(certificate_chain=[key_file])  # never empty: empty = the OS roots
