@@ -198,7 +198,8 @@ def verify_directory(directory: str | Path, manifest: Manifest, signers: Sequenc
             data = fh.read(MAX_SIGNATURE_BYTES + 1)
     except FileNotFoundError:
         raise SignatureError(f"{where}: {manifest.name} {manifest.version} is not signed (no {SIGNATURE_FILENAME})",
-                             hint="sign it with `adapterhub sign DIR --key KEY.pem`, or drop the trust options") from None
+                             hint="sign it with `adapterhub sign DIR --key KEY.pem`, or drop the trust options"
+                             ) from None
     if len(data) > MAX_SIGNATURE_BYTES:
         raise SignatureError(f"{where}: larger than {MAX_SIGNATURE_BYTES} bytes; not an adapter signature")
     ms = model_signing()
@@ -215,14 +216,16 @@ def verify_directory(directory: str | Path, manifest: Manifest, signers: Sequenc
             except Exception as exc:  # model_signing raises ValueError, cryptography and OpenSSL errors
                 mine, why = _why(exc)
                 if mine:
-                    raise SignatureMismatchError(f"{where}: {why}", hint=f"signed by {signer.label}, but the release "
-                                         "differs from what was signed: it was changed after signing") from None
+                    raise SignatureMismatchError(f"{where}: {why}", hint=f"signed by {signer.label}, but the "
+                                                 "release differs from what was signed: it was changed after "
+                                                 "signing") from None
                 reasons.append(f"[{signer.label}] {why}")
                 continue
             check_coverage(data, manifest, where)
             return signer
-    raise SignatureError(f"{where}: not made by a trusted signer: " + "; ".join(reasons), hint="check --trust-key / --trust-cert-chain (the publisher's "
-                         "public key or CA), or ask the publisher how the release was signed")
+    raise SignatureError(f"{where}: not made by a trusted signer: " + "; ".join(reasons),
+                         hint="check --trust-key / --trust-cert-chain (the publisher's public key or CA), or ask "
+                         "the publisher how the release was signed")
 
 
 # -- the pull's gate --------------------------------------------------------------------------------
