@@ -243,7 +243,7 @@ def index_keygen(keyring: Path, root_keys: int, as_json: bool) -> None:
                    "root 365, targets 90, snapshot 30, timestamp 7).")
 @click.option("--bins", "bin_bits", type=click.IntRange(0, 14), default=None, metavar="BITS",
               help="Split targets into 2**BITS hash bins (default: keep; new indexes over 2048 files get bins).")
-@click.option("--force", is_flag=True, help="Give every role a new version even if nothing changed.")
+@click.option("--force", is_flag=True, help="Give every role but root a new version even if nothing changed.")
 @json_option
 def index_sign(directory: Path, keys: Path, thresholds: tuple[str, ...], expires: tuple[str, ...],
                bin_bits: int | None, force: bool, as_json: bool) -> None:

@@ -151,9 +151,9 @@ class _Signer:
             md.sign(signer, append=True)
 
     def due(self, md, role: str) -> bool:
-        """True when ``md`` must get a new version: forced, or less than half its lifetime left."""
+        """True when ``md`` must get a new version: forced (all but root), or less than half its lifetime left."""
         lifetime = self.lifetimes["targets" if role.startswith(BINS_PREFIX) else role]
-        return self.force or md.signed.expires - self.now < lifetime / 2
+        return (self.force and role != "root") or md.signed.expires - self.now < lifetime / 2
 
     def expiry(self, role: str) -> datetime:
         return self.now + self.lifetimes["targets" if role.startswith(BINS_PREFIX) else role]

@@ -58,11 +58,14 @@ class BackendFetcher(FetcherInterface):
 
     def __init__(self, backend: Any) -> None:
         self.backend = backend
+        self.last = ""
+        """The index path fetched last (named in error messages: ngclient's errors do not say which file)."""
 
     def _read(self, url: str, max_length: int) -> bytes:
         if not url.startswith(URL_PREFIX):
             raise tuf_errors.DownloadError(f"unexpected URL {url!r}")
         relative = url[len(URL_PREFIX):]
+        self.last = relative
         try:
             data = self.backend.read(relative, max_bytes=max_length)
         except SizeLimitError as exc:
@@ -82,43 +85,45 @@ _HINT_RESIGN = "the index's operator must re-sign it (`adapterhub index sign`)"
 
 
 @contextlib.contextmanager
-def translated(where: str) -> Iterator[None]:
-    """Turn python-tuf errors into adapterhub's typed errors naming the index."""
+def translated(index: str, fetcher: BackendFetcher | None = None) -> Iterator[None]:
+    """Turn python-tuf errors into adapterhub's typed errors naming the index (and the file fetched last)."""
     try:
         yield
     except AdapterHubError:
         raise
-    except tuf_errors.UnsignedMetadataError as exc:
-        raise SignatureError(f"{where}: signature check failed: {exc}",
-                             hint="the metadata is not signed by the keys the pinned root trusts: a tampering "
-                                  "mirror, or keys changed without a signed rotation") from None
-    except tuf_errors.BadVersionNumberError as exc:
-        raise RollbackError(f"{where}: {exc}",
-                            hint="the server offers older metadata than this client already trusted (a rollback, "
-                                 "or files from different moments); if the operator re-created the index, "
-                                 "re-pin it with `adapterhub index trust`") from None
-    except tuf_errors.ExpiredMetadataError as exc:
-        raise ExpiredMetadataError(f"{where}: {exc}", hint=f"{_HINT_RESIGN}; a server replaying old metadata "
-                                                           "looks the same, so expired metadata is refused") from None
-    except tuf_errors.LengthOrHashMismatchError as exc:
-        raise IndexTrustError(f"{where}: metadata does not match the hash its signed parent pins: {exc}",
-                              hint="files from different moments (mix-and-match) or a tampering mirror") from None
-    except tuf_errors.DownloadLengthMismatchError as exc:
-        raise MetadataSizeError(f"{where}: {exc}") from None
-    except tuf_errors.DownloadHTTPError as exc:
-        raise IndexTrustError(f"{where}: signed metadata missing ({exc})",
-                              hint="this index's root is pinned, so it must serve metadata/; unsigned data is refused")\
-            from None
-    except tuf_errors.DownloadError as exc:
+    except (tuf_errors.RepositoryError, tuf_errors.DownloadError, OSError) as exc:
+        where = f"{index} (at {fetcher.last})" if fetcher is not None and fetcher.last else index
+        raise _typed(exc, where) from None
+
+
+def _typed(exc: Exception, where: str) -> AdapterHubError:
+    if isinstance(exc, tuf_errors.UnsignedMetadataError):
+        return SignatureError(f"{where}: signature check failed: {exc}",
+                              hint="the metadata is not signed by the keys the pinned root trusts: a tampering "
+                                   "mirror, or keys changed without a signed rotation")
+    if isinstance(exc, tuf_errors.BadVersionNumberError):
+        return RollbackError(f"{where}: {exc}",
+                             hint="the server offers older metadata than this client already trusted (a rollback, "
+                                  "or files from different moments); if the operator re-created the index, "
+                                  "re-pin it with `adapterhub index trust`")
+    if isinstance(exc, tuf_errors.ExpiredMetadataError):
+        return ExpiredMetadataError(f"{where}: {exc}", hint=f"{_HINT_RESIGN}; a server replaying old metadata "
+                                                            "looks the same, so expired metadata is refused")
+    if isinstance(exc, tuf_errors.LengthOrHashMismatchError):
+        return IndexTrustError(f"{where}: metadata does not match the hash its signed parent pins: {exc}",
+                               hint="files from different moments (mix-and-match) or a tampering mirror")
+    if isinstance(exc, tuf_errors.DownloadLengthMismatchError):
+        return MetadataSizeError(f"{where}: {exc}")
+    if isinstance(exc, tuf_errors.DownloadHTTPError):
+        return IndexTrustError(f"{where}: signed metadata missing ({exc})",
+                               hint="this index's root is pinned, so it must serve metadata/; unsigned data is refused")
+    if isinstance(exc, tuf_errors.DownloadError):
         cause = exc.__cause__
-        if isinstance(cause, AdapterHubError):
-            raise cause from None
-        raise DownloadError(f"{where}: {exc}") from None
-    except tuf_errors.RepositoryError as exc:
-        raise IndexTrustError(f"{where}: {exc}") from None
-    except OSError as exc:
-        raise IndexTrustError(f"{where}: cannot keep trusted metadata: {exc}",
-                              hint="make the trust directory writable or set ADAPTERHUB_TRUST_DIR") from None
+        return cause if isinstance(cause, AdapterHubError) else DownloadError(f"{where}: {exc}")
+    if isinstance(exc, OSError):
+        return IndexTrustError(f"{where}: cannot keep trusted metadata: {exc}",
+                               hint="make the trust directory writable or set ADAPTERHUB_TRUST_DIR")
+    return IndexTrustError(f"{where}: {exc}")
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,7 @@ class VerifiedBackend:
         self.entry = entry
         self.location = inner.location
         self._updater: Updater | None = None
+        self._fetcher: BackendFetcher | None = None
         self._state: TrustedState | None = None
 
     def _where(self, relative: str | None = None) -> str:
@@ -154,9 +160,11 @@ class VerifiedBackend:
         if self._updater is not None:
             return self._updater
         self.entry.metadata_dir.mkdir(parents=True, exist_ok=True)
-        with self.entry.lock(), translated(self._where()):
+        fetcher = BackendFetcher(self.inner)
+        self._fetcher = fetcher
+        with self.entry.lock(), translated(self._where(), fetcher):
             updater = Updater(str(self.entry.metadata_dir), URL_PREFIX + METADATA_DIR + "/",
-                              fetcher=BackendFetcher(self.inner), config=CONFIG, bootstrap=self.entry.root_bytes())
+                              fetcher=fetcher, config=CONFIG, bootstrap=self.entry.root_bytes())
             updater.refresh()
             self._state = self._read_state()
         self._updater = updater
@@ -180,7 +188,7 @@ class VerifiedBackend:
         """The file's bytes if the signed targets list it and they match; None if unlisted."""
         updater = self._refresh()
         where = self._where(relative)
-        with self.entry.lock(), translated(where):
+        with self.entry.lock(), translated(where, self._fetcher):
             info = updater.get_targetinfo(relative)
         if info is None:
             return None
