@@ -19,7 +19,7 @@ from index_signing_support import add, signed_repo, tamper_entry  # noqa: F401
 from adapterhub.cli import main
 from adapterhub.errors import IndexTrustError, SigningKeyError
 from adapterhub.registry import init_index, open_index, resolve
-from adapterhub.registry.keys import generate_keyring, load_keyring
+from adapterhub.registry.keys import Keyring, generate_keyring, load_keyring
 from adapterhub.registry.signing import collect_targets, sign_index
 from adapterhub.registry.trust import BUNDLED_ROOT_SHA256, bundled_root, pin_root
 from adapterhub.registry.verify import verify_index
@@ -105,6 +105,23 @@ def test_signing_again_only_renews_the_timestamp_and_a_change_bumps_the_rest(tmp
     third = sign_index(root, keys)
     assert third.changed == ["targets", "snapshot", "timestamp"]
     assert (third.versions["targets"], third.versions["snapshot"], third.versions["timestamp"]) == (2, 2, 3)
+
+
+def test_signing_with_an_incomplete_keyring_writes_nothing(tmp_path):
+    root = _index(tmp_path)
+    keys = generate_keyring(tmp_path / "keys")
+    sign_index(root, keys)
+    add(root, "adapter-00", "1.1.0")
+    before = {p.name: p.read_bytes() for p in (root / "metadata").iterdir()}
+    partial = Keyring({"targets": keys.for_role("targets")}, "targets only")
+    with pytest.raises(SigningKeyError, match="signing snapshot needs 1 of the keys"):
+        sign_index(root, partial)
+    assert {p.name: p.read_bytes() for p in (root / "metadata").iterdir()} == before
+    other = tmp_path / "other"
+    init_index(other, "other")
+    with pytest.raises(SigningKeyError, match="has no root key"):
+        sign_index(other, partial)
+    assert not (other / "metadata").exists()
 
 
 def test_hash_bins_client_fetches_one_bin_per_name(tmp_path):

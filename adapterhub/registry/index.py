@@ -83,7 +83,7 @@ class Index:
 
     def trusted_state(self) -> Any | None:
         """The signed metadata versions this index was verified at, or None for an unauthenticated index."""
-        state = getattr(self.backend, "state", None)
+        state = getattr(self.backend, "trusted_state", None)  # only the verifying backend has it
         return state() if callable(state) else None
 
 

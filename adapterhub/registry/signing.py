@@ -228,14 +228,16 @@ class _Signer:
 
         if not (self.root / CONFIG_FILE).is_file():
             raise NotFoundError(f"{self.root}: not a registry index (no {CONFIG_FILE})")
-        self.md_dir.mkdir(exist_ok=True)
         root_md = self.current_root()
         root = root_md.signed
+        # every key is checked before anything is written: a half-signed index would refuse all readers
+        targets_signers = self.signers_for(root, "targets")
+        snapshot_signers = self.signers_for(root, "snapshot")
+        timestamp_signers = self.signers_for(root, "timestamp")
         files = {p: TargetFile.from_data(p, data, ["sha256"]) for p, data in collect_targets(self.root).items()}
         self.report.targets = len(files)
 
         # targets (and bins) ----------------------------------------------------------------------
-        targets_signers = self.signers_for(root, "targets")
         old_targets = self.load("targets")
         bits = self.bits_for(old_targets, len(files))
         if not 0 <= bits <= MAX_BIN_BITS:
@@ -281,12 +283,12 @@ class _Signer:
             # a file a client once saw listed stays listed (with a newer version), as the TUF spec requires
             meta = {**(old_snapshot.signed.meta if old_snapshot is not None else {}), **snapshot_meta}
             snapshot_md = Metadata(Snapshot(version=version, expires=self.expiry("snapshot"), meta=meta))
-            self.sign(snapshot_md, self.signers_for(root, "snapshot"))
+            self.sign(snapshot_md, snapshot_signers)
             snapshot_data = self.write("snapshot.json", snapshot_md)
             self.report.changed.append("snapshot")
         self.report.versions["snapshot"] = snapshot_md.signed.version
         self.report.expires["snapshot"] = snapshot_md.signed.expires.isoformat()
-        self._timestamp(root, snapshot_md.signed.version, snapshot_data)
+        self._timestamp(timestamp_signers, snapshot_md.signed.version, snapshot_data)
         self.report.versions["root"] = root.version
         self.report.expires["root"] = root.expires.isoformat()
         return self.report
@@ -309,14 +311,14 @@ class _Signer:
             return False
         return True
 
-    def _timestamp(self, root, snapshot_version: int, snapshot_data: bytes) -> None:
+    def _timestamp(self, signers: list[Any], snapshot_version: int, snapshot_data: bytes) -> None:
         from tuf.api.metadata import Metadata, MetaFile, Timestamp
 
         old = self.load("timestamp")
         version = old.signed.version + 1 if old is not None else 1
         meta = MetaFile.from_data(snapshot_version, snapshot_data, ["sha256"])
         md = Metadata(Timestamp(version=version, expires=self.expiry("timestamp"), snapshot_meta=meta))
-        self.sign(md, self.signers_for(root, "timestamp"))
+        self.sign(md, signers)
         self.write("timestamp.json", md)
         self.report.changed.append("timestamp")
         self.report.versions["timestamp"] = version

@@ -178,7 +178,7 @@ class VerifiedBackend:
         return TrustedState(signed("root")["version"], timestamp["version"], signed("snapshot")["version"],
                             signed("targets")["version"], timestamp["expires"])
 
-    def state(self) -> TrustedState:
+    def trusted_state(self) -> TrustedState:
         """The versions verified by this reader's refresh (refreshing first if needed)."""
         self._refresh()
         assert self._state is not None

@@ -47,7 +47,7 @@ def _check(backend: Any, entry: TrustEntry, report: IndexVerifyReport) -> None:
 
     verified = VerifiedBackend(backend, entry)
     try:
-        state = verified.state()
+        state = verified.trusted_state()
         listed = verified.listed_targets()
     except AdapterHubError as exc:
         report.problems.append(str(exc))
