@@ -109,6 +109,13 @@ class SignedRepo:
     def serve(self, directory: Path) -> None:
         self.server.root = directory
 
+    def recreate(self, keys: Keyring, **kwargs: Any) -> None:
+        """Sign the index from scratch with ``keys`` (other thresholds, more keys) and pin the new root."""
+        shutil.rmtree(self.root / "metadata")
+        self.keys = keys
+        sign_index(self.root, keys, **kwargs)
+        self.pin()
+
     def pin(self) -> None:
         pin_root(self.url, (self.root / "metadata" / "1.root.json").read_bytes(), trust_dir=self.trust_dir)
 

@@ -314,3 +314,12 @@ def test_lock_and_index_verify_do_not_import_torch(tmp_path):
         proc = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True,
                               env={**os.environ, "ADAPTERHUB_CACHE": str(tmp_path / "c")})
         assert "IMPORTED [] 0" in proc.stdout, (args, proc.stdout, proc.stderr)
+
+
+def test_every_test_named_in_security_md_exists():
+    import re
+
+    named = set(re.findall(r"`(test_[a-z0-9_]+)(?:\[[a-z-]+\])?`", (REPO / "docs" / "security.md").read_text()))
+    defined = set(re.findall(r"^def (test_[a-z0-9_]+)", "".join(
+        p.read_text() for p in (REPO / "tests").glob("test_*.py")), re.M))
+    assert named and named <= defined, named - defined
