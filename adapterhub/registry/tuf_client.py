@@ -194,10 +194,13 @@ class VerifiedBackend:
             return None
         if info.length > max_bytes:
             raise MetadataSizeError(f"{where}: the signed length {info.length} is over the cap of {max_bytes} bytes")
+        hint = ("a tampering mirror or man in the middle; or the index changed while it was being published, "
+                "then a retry succeeds")
         try:
             data = self.inner.read(relative, max_bytes=info.length)
         except SizeLimitError:
-            data = b"\0" * (info.length + 1)  # longer than signed: reported below as a mismatch
+            raise IndexTrustError(f"{where}: does not match the signed index metadata (longer than its signed "
+                                  f"length, {info.length} bytes)", hint=hint) from None
         if data is None:
             raise IndexTrustError(f"{where}: listed in the signed index but missing on the server",
                                   hint="a mirror withholding files, or an incomplete upload; try again later")
@@ -205,8 +208,7 @@ class VerifiedBackend:
             info.verify_length_and_hashes(data)
         except tuf_errors.LengthOrHashMismatchError:
             raise IndexTrustError(f"{where}: does not match the signed index metadata (length or sha256)",
-                                  hint="a tampering mirror or man in the middle; or the index changed while it "
-                                       "was being published, then a retry succeeds") from None
+                                  hint=hint) from None
         return data
 
     def trusted_metadata(self, role: str) -> Any:
