@@ -98,6 +98,34 @@ class IndexFormatError(AdapterHubError):
     """A registry index (config or entry file) is malformed."""
 
 
+# --- index authentication (TUF-style signed metadata; see docs/security.md) ---------------------------
+
+
+class IndexTrustError(AdapterHubError):
+    """A registry index could not be authenticated: unsigned where signatures are required, a file
+    that does not match its signed hash, or no trusted root to check it against."""
+
+
+class IndexSignatureError(IndexTrustError):
+    """Signed index metadata lacks the threshold of valid signatures from the keys its root trusts."""
+
+
+class RollbackError(IndexTrustError):
+    """The index offers metadata older than a version this client already trusted (a rollback)."""
+
+
+class ExpiredMetadataError(IndexTrustError):
+    """Signed index metadata is past its expiry (a frozen or abandoned index)."""
+
+
+class MetadataSizeError(IndexTrustError):
+    """An index metadata file is larger than its cap (an endless-data attack or a broken server)."""
+
+
+class SigningKeyError(IndexTrustError):
+    """A signing key is missing or unreadable, or the index's root does not trust it for the role."""
+
+
 # --- store ---------------------------------------------------------------------------------------
 
 
@@ -106,7 +134,7 @@ class IntegrityError(AdapterHubError):
 
 
 class SizeLimitError(IntegrityError):
-    """More bytes arrived than the manifest allows."""
+    """More bytes arrived than the manifest (or the index's size cap) allows."""
 
 
 class UnsafeFileError(AdapterHubError):

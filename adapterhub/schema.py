@@ -17,6 +17,7 @@ from .resources import schemas_dir
 MANIFEST_SCHEMA = "adapter-manifest.v1.json"
 INDEX_CONFIG_SCHEMA = "index-config.v1.json"
 INDEX_ENTRY_SCHEMA = "index-entry.v1.json"
+LOCKFILE_SCHEMA = "lockfile.v1.json"
 
 
 @cache

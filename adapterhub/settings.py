@@ -3,6 +3,11 @@
 - ``ADAPTERHUB_CACHE``: cache root (default: the per-user cache dir, e.g. ``~/.cache/adapterhub``).
 - ``ADAPTERHUB_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``: use the cache only, never the network.
 - ``ADAPTERHUB_INDEX``: default registry index (directory or http(s) URL); unset = bundled index.
+- ``ADAPTERHUB_TRUST_DIR``: pinned index roots and the newest signed metadata seen per index (default: the
+  per-user config dir, e.g. ``~/.config/adapterhub/trust``; not the cache, so cleaning the cache keeps
+  rollback protection).
+- ``ADAPTERHUB_REQUIRE_SIGNED_INDEX=1``: refuse every index (but the bundled one) whose root is not pinned.
+- ``ADAPTERHUB_INDEX_KEYS``: keyring directory that ``publish`` and ``index add/yank`` sign a signed index with.
 - ``HF_ENDPOINT`` / ``HF_TOKEN``: honoured by the Hub source through huggingface_hub.
 - ``ADAPTERHUB_TRUST_KEYS`` / ``ADAPTERHUB_TRUST_CERT_CHAINS``: public keys / CA certificate chains (PEM
   files, ``os.pathsep``-separated) whose adapter signatures ``pull`` requires; ``ADAPTERHUB_TRUST_INDEX_SIGNERS=1``
@@ -53,3 +58,24 @@ def trust_cert_chain_files() -> tuple[Path, ...]:
 def trust_index_signers() -> bool:
     """Whether the signers an index config names are trusted (``ADAPTERHUB_TRUST_INDEX_SIGNERS=1``)."""
     return os.environ.get("ADAPTERHUB_TRUST_INDEX_SIGNERS", "").strip().lower() in _TRUE
+
+
+def trust_dir() -> Path:
+    """Where pinned index roots and per-index trusted metadata live (see docs/security.md)."""
+    env = os.environ.get("ADAPTERHUB_TRUST_DIR")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("adapterhub", appauthor=False)) / "trust"
+
+
+def require_signed_index() -> bool:
+    """True when indexes without a pinned root must be refused."""
+    return os.environ.get("ADAPTERHUB_REQUIRE_SIGNED_INDEX", "").strip().lower() in _TRUE
+
+
+def index_keys() -> Path | None:
+    """The keyring used to re-sign a signed index after a change, when no ``--keys`` is given."""
+    env = os.environ.get("ADAPTERHUB_INDEX_KEYS")
+    return Path(env).expanduser() if env else None

@@ -171,9 +171,13 @@ def sign(directory: Path, key: Path | None, cert: Path | None, cert_chain: tuple
 @click.option("--dry-run", is_flag=True, help="Check everything and show the plan; upload and write nothing.")
 @click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Registry index directory to add the entry to (default: print the entry).")
+@click.option("--keys", "keys", type=click.Path(file_okay=False, path_type=Path), default=None,
+              envvar="ADAPTERHUB_INDEX_KEYS",
+              help="Keyring to re-sign the registry with (required when it is signed; see `index keygen`).")
 @json_option
 def publish(directory: Path, repo_id: str | None, to: Path | None, endpoint: str | None, token: str | None,
-            private: bool, create_pr: bool, dry_run: bool, index_dir: Path | None, as_json: bool) -> None:
+            private: bool, create_pr: bool, dry_run: bool, index_dir: Path | None, keys: Path | None,
+            as_json: bool) -> None:
     """Publish a packaged adapter: one Hub commit + an index entry, or into a local directory registry."""
     if (repo_id is None) == (to is None):
         raise click.UsageError("pass exactly one of --repo ORG/NAME or --to PATH")
@@ -182,7 +186,7 @@ def publish(directory: Path, repo_id: str | None, to: Path | None, endpoint: str
 
         if index_dir is not None:
             raise click.UsageError("--index goes with --repo; with --to the index is PATH itself")
-        local = publish_local(directory, to, dry_run=dry_run)
+        local = publish_local(directory, to, dry_run=dry_run, keys=keys)
         if as_json:
             echo_json({"registry": str(local.root), "dry_run": local.dry_run, "copied": local.copied,
                        "already_published": local.already_published, "entry": local.entry})
@@ -200,7 +204,7 @@ def publish(directory: Path, repo_id: str | None, to: Path | None, endpoint: str
     from ..publish import publish_to_hub
 
     result = publish_to_hub(directory, repo_id, endpoint=endpoint, token=token, private=private,  # type: ignore[arg-type]
-                            create_pr=create_pr, dry_run=dry_run, index=index_dir)
+                            create_pr=create_pr, dry_run=dry_run, index=index_dir, keys=keys)
     if as_json:
         echo_json({"repo_id": result.repo_id, "endpoint": result.endpoint, "commit": result.commit,
                    "dry_run": result.dry_run, "reused_commit": result.reused_commit, "pull_request": result.pull_request,

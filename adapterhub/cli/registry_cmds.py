@@ -137,17 +137,38 @@ def index_check(directory: Path, mirror: Path | None, as_json: bool) -> None:
         raise click.exceptions.Exit(1)
 
 
+def keys_option(func):
+    """``--keys``: the keyring that re-signs a signed index after the change."""
+    return click.option(
+        "--keys", "keys", type=click.Path(file_okay=False, path_type=Path), default=None, envvar="ADAPTERHUB_INDEX_KEYS",
+        help="Keyring directory to re-sign the index with (required when the index is signed; signs an unsigned "
+             "index for the first time).")(func)
+
+
+def _resign(directory: Path, keyring) -> None:
+    if keyring is not None:
+        from ..registry.signing import sign_index
+
+        report = sign_index(directory, keyring)
+        click.echo(f"signed {directory}: timestamp v{report.versions['timestamp']}, "
+                   f"snapshot v{report.versions['snapshot']}, targets v{report.versions['targets']}")
+
+
 @index_group.command("add")
 @click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, path_type=Path))
 @click.option("--index", "index_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
-def index_add(manifest_path: Path, index_dir: Path) -> None:
+@keys_option
+def index_add(manifest_path: Path, index_dir: Path, keys: Path | None) -> None:
     """Add a release (a manifest file or adapter directory) to an index directory."""
     from ..manifest import load_manifest
     from ..registry import add_release
+    from ..registry.signing import signing_keyring
 
     manifest = load_manifest(manifest_path)
+    keyring = signing_keyring(index_dir, keys)
     add_release(index_dir, manifest)
     click.echo(f"added {manifest.name} {manifest.version} to {index_dir}")
+    _resign(index_dir, keyring)
 
 
 @index_group.command("yank")
@@ -156,21 +177,220 @@ def index_add(manifest_path: Path, index_dir: Path) -> None:
 @click.option("--index", "index_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--reason", required=True, help="Why (shown to users who pin it).")
 @click.option("--undo", is_flag=True, help="Unyank instead.")
-def index_yank(name: str, version: str, index_dir: Path, reason: str, undo: bool) -> None:
+@keys_option
+def index_yank(name: str, version: str, index_dir: Path, reason: str, undo: bool, keys: Path | None) -> None:
     """Yank (or --undo) one version; it stays downloadable for exact pins."""
     from ..registry import set_yanked
+    from ..registry.signing import signing_keyring
 
+    keyring = signing_keyring(index_dir, keys)
     set_yanked(index_dir, name, version, False if undo else reason)
     click.echo(f"{'unyanked' if undo else 'yanked'} {name} {version}")
+    _resign(index_dir, keyring)
 
 
 @index_group.command("reindex")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
-def index_reindex(directory: Path) -> None:
+@keys_option
+def index_reindex(directory: Path, keys: Path | None) -> None:
     """Rebuild the search summary of an index directory."""
     from ..registry import rebuild_search
+    from ..registry.signing import signing_keyring
 
+    keyring = signing_keyring(directory, keys)
     click.echo(f"indexed {rebuild_search(directory)} name(s)")
+    _resign(directory, keyring)
+
+
+def _role_values(values: tuple[str, ...], what: str) -> dict[str, int]:
+    """``ROLE=N`` options (``all=N`` sets every role) as a dict, with a usage error for bad input."""
+    from ..registry.keys import ROLES
+
+    out: dict[str, int] = {}
+    for text in values:
+        role, _, number = text.partition("=")
+        if role not in (*ROLES, "all") or not number.isdigit() or int(number) < 1:
+            raise click.BadParameter(f"{text!r}: expected ROLE={what} with ROLE one of {', '.join(ROLES)} or all, "
+                                     f"and a positive integer")
+        out.update(dict.fromkeys(ROLES if role == "all" else (role,), int(number)))
+    return out
+
+
+@index_group.command("keygen")
+@click.argument("keyring", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--root-keys", default=1, show_default=True, help="Number of root keys (for a root threshold above 1).")
+@json_option
+def index_keygen(keyring: Path, root_keys: int, as_json: bool) -> None:
+    """Create a keyring: a new ed25519 key per role (root, targets, snapshot, timestamp) in KEYRING."""
+    from ..registry.keys import generate_keyring, public_key_summary
+
+    rows = public_key_summary(generate_keyring(keyring, root_keys=root_keys))
+    if as_json:
+        echo_json({"keyring": str(keyring), "keys": rows})
+        return
+    print_table(rows, ["role", "keyid"])
+    click.echo(f"private keys written to {keyring} (mode 0600): keep the root keys offline, never commit them")
+
+
+@index_group.command("sign")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--keys", "keys", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              envvar="ADAPTERHUB_INDEX_KEYS", help="Keyring directory (from `index keygen`).")
+@click.option("--threshold", "thresholds", multiple=True, metavar="ROLE=N",
+              help="Signatures a role needs (only when the index gets its first root; see `index rotate-keys`).")
+@click.option("--expires", "expires", multiple=True, metavar="ROLE=DAYS",
+              help="Lifetime of re-signed metadata (ROLE or all; default: config.json signing.expires_days, else "
+                   "root 365, targets 90, snapshot 30, timestamp 7).")
+@click.option("--bins", "bin_bits", type=click.IntRange(0, 14), default=None, metavar="BITS",
+              help="Split targets into 2**BITS hash bins (default: keep; new indexes over 2048 files get bins).")
+@click.option("--force", is_flag=True, help="Give every role but root a new version even if nothing changed.")
+@json_option
+def index_sign(directory: Path, keys: Path, thresholds: tuple[str, ...], expires: tuple[str, ...],
+               bin_bits: int | None, force: bool, as_json: bool) -> None:
+    """Sign an index directory (TUF metadata in DIRECTORY/metadata); re-run after every change."""
+    from ..registry.keys import load_keyring
+    from ..registry.signing import sign_index
+
+    report = sign_index(directory, load_keyring(keys), expires_days=_role_values(expires, "DAYS"),
+                        thresholds=_role_values(thresholds, "N"), bin_bits=bin_bits, force=force)
+    if as_json:
+        echo_json(report.to_json())
+        return
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"signed {report.targets} file(s) of {directory}: " + ", ".join(
+        f"{role} v{report.versions[role]}" for role in ("root", "targets", "snapshot", "timestamp"))
+        + (f", {report.bins} hash bins" if report.bins else ""))
+    click.echo(f"timestamp expires {report.expires['timestamp']}: re-sign before then")
+
+
+@index_group.command("rotate-keys")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--keys", "keys", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The current keyring (its root keys sign the new root).")
+@click.option("--new-keys", "new_keys", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A keyring with the new keys: every role it has keys for gets exactly those keys.")
+@click.option("--threshold", "thresholds", multiple=True, metavar="ROLE=N", help="New signature thresholds.")
+@json_option
+def index_rotate_keys(directory: Path, keys: Path, new_keys: Path, thresholds: tuple[str, ...], as_json: bool) -> None:
+    """Replace keys by a new root version signed by the old and the new root keys, then re-sign all."""
+    from ..registry.keys import load_keyring
+    from ..registry.signing import rotate_keys
+
+    report = rotate_keys(directory, load_keyring(keys), load_keyring(new_keys), thresholds=_role_values(thresholds, "N"))
+    if as_json:
+        echo_json(report.to_json())
+        return
+    click.echo(f"rotated keys of {directory}: root v{report.versions['root']}; clients that trust an older root "
+               "follow the signed chain")
+
+
+@index_group.command("verify")
+@click.argument("location", required=False, metavar="[DIR|URL]")
+@click.option("--root", "root_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Root metadata to trust (default: the pinned root, the package's pin for the bundled index, "
+                   "else the index's own root, which checks consistency only).")
+@json_option
+def index_verify(location: str | None, root_file: Path | None, as_json: bool) -> None:
+    """Check every file of an index (default: the bundled one) against its signed metadata."""
+    from ..registry.verify import verify_index
+
+    report = verify_index(location, root=root_file.read_bytes() if root_file else None)
+    if as_json:
+        echo_json(report.to_json())
+    else:
+        for problem in report.problems:
+            click.echo(problem, err=True)
+        click.echo(f"root: {report.root_source}")
+        if report.versions:
+            click.echo("versions: " + ", ".join(f"{k} v{v}" for k, v in report.versions.items()))
+            click.echo(f"timestamp expires {report.expires.get('timestamp')}")
+        click.echo(f"{'ok' if report.ok else f'{len(report.problems)} problem(s)'}: {report.targets} signed file(s)")
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+@index_group.command("trust")
+@click.argument("location", required=False, metavar="DIR|URL")
+@click.option("--root", "root_file", default=None, metavar="FILE|bundled",
+              help="Root metadata to pin, as published by the index's operator ('bundled': the root pinned in this "
+                   "package). Without it, the index's current root is trusted on first use.")
+@click.option("--list", "list_all", is_flag=True, help="List the pinned indexes instead.")
+@click.option("--remove", is_flag=True, help="Forget LOCATION's pinned root and trusted metadata.")
+@json_option
+def index_trust(location: str | None, root_file: str | None, list_all: bool, remove: bool, as_json: bool) -> None:
+    """Pin an index's root: from then on every read of it is checked against its signed metadata."""
+    from ..registry.trust import list_trusted, pin_root, unpin
+
+    if list_all:
+        rows = [e.to_json() for e in list_trusted()]
+        echo_json(rows) if as_json else print_table(rows, ["location", "root_sha256"])
+        return
+    if location is None:
+        raise click.UsageError("give the index LOCATION (or --list)")
+    if remove:
+        removed = unpin(location)
+        click.echo(f"{'forgot' if removed else 'nothing pinned for'} {location}")
+        return
+    root = _root_to_pin(location, root_file)
+    entry = pin_root(location, root)
+    try:
+        from ..registry import open_index
+
+        state = open_index(location).trusted_state()
+    except Exception:
+        unpin(location)
+        raise
+    if as_json:
+        echo_json({**entry.to_json(), "metadata": state.to_json() if state else None})
+        return
+    assert state is not None  # a pinned index is always read through its signed metadata
+    click.echo(f"pinned root of {entry.location} (sha256 {entry.to_json()['root_sha256'][:16]}…); verified "
+               f"timestamp v{state.timestamp}, snapshot v{state.snapshot}, targets v{state.targets}")
+
+
+def _root_to_pin(location: str, root_file: str | None) -> bytes:
+    """The root bytes to pin: a file, the package's bundled pin, or (trust on first use) the index's own."""
+    from ..registry.index import index_backend
+    from ..registry.layout import METADATA_DIR
+    from ..registry.trust import MAX_ROOT_BYTES, bundled_root
+
+    if root_file == "bundled":
+        return bundled_root()
+    if root_file is not None:
+        path = Path(root_file)
+        if not path.is_file():
+            raise click.BadParameter(f"{root_file}: no such file", param_hint="--root")
+        return path.read_bytes()
+    data = index_backend(location).read(f"{METADATA_DIR}/root.json", max_bytes=MAX_ROOT_BYTES)
+    if data is None:
+        from ..errors import IndexTrustError
+
+        raise IndexTrustError(f"{location}: serves no {METADATA_DIR}/root.json; it is not a signed index")
+    click.echo(f"warning: trusting the root {location} serves now (trust on first use); compare its key ids with "
+               "the ones the operator publishes, or pass --root FILE", err=True)
+    return data
+
+
+@cli.command()
+@click.argument("requirements", nargs=-1, required=True)
+@click.option("--base", "base_model", help="Only versions for this base model id.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the lock to this file (default: standard output).")
+@index_option
+def lock(requirements: tuple[str, ...], base_model: str | None, output: Path | None, index_location: str | None) -> None:
+    """Resolve NAME... with dependencies and print a lockfile (versions, manifest and file hashes)."""
+    from ..registry import open_index
+    from ..registry.lockfile import build_lock
+
+    text = build_lock(open_index(index_location), list(requirements), base_model=base_model).dumps()
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    from ..fileio import atomic_write_text
+
+    atomic_write_text(output, text)
+    click.echo(f"wrote {output}")
 
 
 @index_group.command("import-adapterhub")

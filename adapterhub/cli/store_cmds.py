@@ -7,10 +7,14 @@ fast, so the store is imported inside the commands and nothing here imports requ
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .app import cli, echo_json, index_option, json_option, print_table
+
+if TYPE_CHECKING:
+    from ..store.trust import Trust
 
 
 def _size(n: int) -> str:
@@ -35,7 +39,7 @@ def trust_options(func):
 
 
 @cli.command()
-@click.argument("requirement")
+@click.argument("requirement", required=False)
 @index_option
 @click.option("--offline", is_flag=True, default=False,
               help="Use the cache only (also ADAPTERHUB_OFFLINE=1 or HF_HUB_OFFLINE=1).")
@@ -46,15 +50,28 @@ def trust_options(func):
 @click.option("--trust-index-signers", is_flag=True, envvar="ADAPTERHUB_TRUST_INDEX_SIGNERS",
               help="Also trust the adapter_signers the index config names (only as trustworthy as whoever "
               "serves the index).")
+@click.option("-r", "--requirements", "lock_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Pull exactly the adapters of this lockfile (`adapterhub lock`); REQUIREMENT, if given, picks one "
+                   "locked name.")
+@click.option("--require-hashes", is_flag=True,
+              help="With -r: every adapter must carry locked hashes and every dependency must be locked.")
 @json_option
-def pull(requirement: str, index_location: str | None, offline: bool, no_deps: bool, endpoint: str | None,
+def pull(requirement: str | None, index_location: str | None, offline: bool, no_deps: bool, endpoint: str | None,
          quiet: bool, trust_keys: tuple[Path, ...], trust_cert_chains: tuple[Path, ...], trust_index_signers: bool,
-         as_json: bool) -> None:
+         lock_file: Path | None, require_hashes: bool, as_json: bool) -> None:
     """Download, verify and cache an adapter (NAME, NAME==1.0, NAME>=1,<2); print where it is."""
-    from ..store import pull as run_pull
     from ..store.trust import Trust
 
     trust = Trust.from_files(trust_keys, trust_cert_chains, index_signers=trust_index_signers)
+    if lock_file is not None:
+        _pull_locked(lock_file, requirement, require_hashes, index_location, offline, endpoint, quiet, as_json, trust)
+        return
+    if require_hashes:
+        raise click.UsageError("--require-hashes needs -r LOCKFILE: only locally pinned hashes count")
+    if requirement is None:
+        raise click.UsageError("give a REQUIREMENT or -r LOCKFILE")
+    from ..store import pull as run_pull
+
     result = run_pull(requirement, index=index_location, offline=True if offline else None,
                       endpoint=endpoint, progress=False if (quiet or as_json) else None,
                       dependencies=not no_deps, trust=trust)
@@ -68,6 +85,24 @@ def pull(requirement: str, index_location: str | None, offline: bool, no_deps: b
         how = "cached" if result.downloaded == 0 else f"downloaded {_size(result.downloaded)}"
         signed = ", signature verified" if trust.signers or trust.index_signers else ""
         click.echo(f"{result.name} {result.version}  {result.path}  ({how}, verified{signed})")
+
+
+def _pull_locked(lock_file: Path, only: str | None, require_hashes: bool, index_location: str | None, offline: bool,
+                 endpoint: str | None, quiet: bool, as_json: bool, trust: Trust) -> None:
+    from ..store import pull_locked
+
+    pulled = pull_locked(lock_file, index=index_location, require_hashes=require_hashes, only=[only] if only else (),
+                         offline=True if offline else None, endpoint=endpoint,
+                         progress=False if (quiet or as_json) else None, trust=trust)
+    if as_json:
+        echo_json([p.to_json() for p in pulled])
+        return
+    for p in pulled:
+        if quiet:
+            click.echo(str(p.path))
+        else:
+            how = "cached" if p.downloaded == 0 else f"downloaded {_size(p.downloaded)}"
+            click.echo(f"{p.name} {p.version}  {p.path}  ({how}, verified against {lock_file})")
 
 
 @cli.command()

@@ -141,19 +141,24 @@ def _check_remote(remote: dict[str, Any] | None, upload: Manifest, repo_id: str)
 
 def publish_to_hub(directory: str | Path, repo_id: str, *, endpoint: str | None = None,
                    token: str | bool | None = None, private: bool = False, create_pr: bool = False,
-                   dry_run: bool = False, index: str | Path | None = None, api: Any = None) -> HubPublishResult:
+                   dry_run: bool = False, index: str | Path | None = None, api: Any = None,
+                   keys: str | Path | None = None) -> HubPublishResult:
     """Publish the packaged adapter in ``directory`` to ``repo_id`` (see the module docstring).
 
-    ``index``: a registry index directory to add the entry to (else only the result carries it).
+    ``index``: a registry index directory to add the entry to (else only the result carries it); a signed
+    one is re-signed with ``keys`` (or ``ADAPTERHUB_INDEX_KEYS``), checked before anything is uploaded.
     ``api``: an ``HfApi`` to use (default: one for ``endpoint`` and ``token``).
     """
     from ..registry.entries import entry_for
+    from ..registry.signing import signing_keyring
 
     d = Path(directory)
     manifest = load_release(d)
     index_root = require_index(index) if index is not None else None
+    keyring = None
     if index_root is not None:
         check_version_free(index_root, manifest)
+        keyring = signing_keyring(index_root, keys)
     ep = (endpoint or os.environ.get("HF_ENDPOINT") or PUBLIC_HUB).rstrip("/")
     keep = tuple(s for s in manifest.sources or () if not (isinstance(s, HfSource) and s.repo_id == repo_id))
     upload = with_sources(manifest, keep[0], keep[1:]) if keep else _without_sources(manifest)
@@ -210,6 +215,10 @@ def publish_to_hub(directory: str | Path, repo_id: str, *, endpoint: str | None 
 
         try:
             result.entry = add_release(index_root, published).to_json()
+            if keyring is not None:
+                from ..registry.signing import sign_index
+
+                sign_index(index_root, keyring)
         except Exception as exc:
             raise PublishError(f"committed {repo_id}@{commit} but the index at {index_root} refused the entry: "
                                f"{_first_line(exc)}", hint="fix the index and run publish again: it reuses the "

@@ -80,9 +80,16 @@ def _ensure_index(root: Path) -> None:
     init_index(root, name, "A local adapterhub registry (adapterhub publish --to); files in mirror/<sha256>.")
 
 
-def publish_local(directory: str | Path, to: str | Path, *, dry_run: bool = False) -> LocalPublishResult:
-    """Publish the packaged adapter in ``directory`` into the directory registry ``to``."""
+def publish_local(directory: str | Path, to: str | Path, *, dry_run: bool = False,
+                  keys: str | Path | None = None) -> LocalPublishResult:
+    """Publish the packaged adapter in ``directory`` into the directory registry ``to``.
+
+    A signed registry is re-signed after the entry is added, with ``keys`` (or ``ADAPTERHUB_INDEX_KEYS``);
+    without usable keys a signed registry is refused before anything is copied. ``keys`` on an unsigned
+    registry signs it for the first time.
+    """
     from ..registry.entries import entry_for
+    from ..registry.signing import sign_index, signing_keyring
     from ..registry.writer import add_release
 
     d, root = Path(directory), Path(to)
@@ -90,6 +97,7 @@ def publish_local(directory: str | Path, to: str | Path, *, dry_run: bool = Fals
     keep = tuple(s for s in manifest.sources or () if not isinstance(s, BundledSource))
     final = with_sources(with_signature(d, manifest), BundledSource(), keep)  # + model.sig when signed
     existing = indexed_release(root, final) if (root / "config.json").is_file() else None
+    keyring = signing_keyring(root, keys) if existing is None else None
     if dry_run:
         return LocalPublishResult(root, final, entry_for(final).to_json(), [f.path for f in final.files],
                                   existing is not None, True)
@@ -100,4 +108,6 @@ def publish_local(directory: str | Path, to: str | Path, *, dry_run: bool = Fals
     if existing is not None:
         return LocalPublishResult(root, final, existing.to_json(), copied, already_published=True)
     entry = add_release(root, final)
+    if keyring is not None:
+        sign_index(root, keyring)
     return LocalPublishResult(root, final, entry.to_json(), copied)

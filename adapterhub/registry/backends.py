@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import DownloadError, IndexFormatError, OfflineError
+from ..errors import DownloadError, IndexFormatError, OfflineError, SizeLimitError
 from ..paths import safe_join
 
 MAX_INDEX_FILE_BYTES = 64 * 1024 * 1024
@@ -22,8 +22,8 @@ MAX_INDEX_FILE_BYTES = 64 * 1024 * 1024
 class IndexBackend(Protocol):
     location: str
 
-    def read(self, relative: str) -> bytes | None:
-        """Bytes of an index file, or None when it does not exist."""
+    def read(self, relative: str, max_bytes: int = MAX_INDEX_FILE_BYTES) -> bytes | None:
+        """Bytes of an index file, or None when it does not exist; more than ``max_bytes`` is a SizeLimitError."""
 
 
 class LocalBackend:
@@ -35,15 +35,15 @@ class LocalBackend:
         if not self.root.is_dir():
             raise IndexFormatError(f"{self.root}: index directory does not exist")
 
-    def read(self, relative: str) -> bytes | None:
+    def read(self, relative: str, max_bytes: int = MAX_INDEX_FILE_BYTES) -> bytes | None:
         path = safe_join(self.root, relative)
         try:
             with path.open("rb") as fh:
-                data = fh.read(MAX_INDEX_FILE_BYTES + 1)
+                data = fh.read(max_bytes + 1)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        if len(data) > MAX_INDEX_FILE_BYTES:
-            raise IndexFormatError(f"{path}: larger than {MAX_INDEX_FILE_BYTES} bytes")
+        if len(data) > max_bytes:
+            raise SizeLimitError(f"{path}: larger than {max_bytes} bytes")
         return data
 
 
@@ -89,7 +89,7 @@ class HttpBackend:
             return None, None, False
         return body, meta.get("etag"), True
 
-    def read(self, relative: str) -> bytes | None:
+    def read(self, relative: str, max_bytes: int = MAX_INDEX_FILE_BYTES) -> bytes | None:
         cached_body, etag, have_cache = self._load_cached(relative)
         if self.offline:
             if have_cache:
@@ -118,7 +118,7 @@ class HttpBackend:
             body = b""
             for chunk in resp.iter_content(1 << 16):
                 body += chunk
-                if len(body) > MAX_INDEX_FILE_BYTES:
-                    raise IndexFormatError(f"{url}: larger than {MAX_INDEX_FILE_BYTES} bytes")
+                if len(body) > max_bytes:
+                    raise SizeLimitError(f"{url}: larger than {max_bytes} bytes")
         self._store(relative, body, resp.headers.get("ETag"))
         return body

@@ -76,11 +76,26 @@ class Index:
 
         return self.backend.read(SEARCH_FILE)
 
+    @property
+    def source(self) -> IndexBackend:
+        """The backend that fetches files (under the verifying layer, when the index is trusted)."""
+        return getattr(self.backend, "inner", self.backend)
+
+    def trusted_state(self) -> Any | None:
+        """The signed metadata versions this index was verified at, or None for an unauthenticated index."""
+        state = getattr(self.backend, "trusted_state", None)  # only the verifying backend has it
+        return state() if callable(state) else None
+
 
 def open_index(location: str | Path | None = None, *, offline: bool | None = None,
-               cache_dir: Path | None = None, validate_entries: bool = True) -> Index:
-    """Open an index: None = the bundled one, a directory path, or an http(s) base URL."""
+               cache_dir: Path | None = None, validate_entries: bool = True, trust_dir: Path | None = None) -> Index:
+    """Open an index: None = the bundled one, a directory path, or an http(s) base URL.
+
+    An index whose root the user pinned (``adapterhub index trust``) is read through signature checks
+    (:mod:`adapterhub.registry.trust`); the bundled index is package data, trusted like the code itself.
+    """
     from .. import settings
+    from .trust import authenticate
 
     if location is None:
         location = settings.default_index()
@@ -88,11 +103,18 @@ def open_index(location: str | Path | None = None, *, offline: bool | None = Non
         from ..resources import bundled_index_dir
 
         return Index(LocalBackend(bundled_index_dir()), validate_entries=validate_entries)
+    backend = index_backend(location, offline=offline, cache_dir=cache_dir)
+    return Index(authenticate(backend, backend.location, trust_dir=trust_dir), validate_entries=validate_entries)
+
+
+def index_backend(location: str | Path, *, offline: bool | None = None, cache_dir: Path | None = None) -> IndexBackend:
+    """The backend that fetches the files of a directory or http(s) index (no authentication)."""
+    from .. import settings
+
     text = str(location)
     if text.startswith(("http://", "https://")):
         off = settings.offline() if offline is None else offline
-        root = (cache_dir or settings.cache_dir()) / "index"
-        return Index(HttpBackend(text, root, offline=off), validate_entries=validate_entries)
+        return HttpBackend(text, (cache_dir or settings.cache_dir()) / "index", offline=off)
     if text.startswith("file://"):
         text = text[len("file://"):]
-    return Index(LocalBackend(Path(text)), validate_entries=validate_entries)
+    return LocalBackend(Path(text))

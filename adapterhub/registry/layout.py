@@ -10,6 +10,10 @@ from ..names import normalize_name, validate_name
 
 CONFIG_FILE = "config.json"
 SEARCH_FILE = "search-index.jsonl"
+MIRROR_DIR = "mirror"
+"""Content-addressed blobs (``mirror/<sha256>``): verified by the manifests' hashes, not by index signing."""
+METADATA_DIR = "metadata"
+"""Signed TUF metadata (root, timestamp, snapshot, targets): see :mod:`adapterhub.registry.signing`."""
 
 
 def entry_path(name: str) -> str:

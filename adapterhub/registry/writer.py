@@ -17,11 +17,12 @@ from ..fileio import atomic_write_bytes
 from ..jsonio import dumps_canonical, iter_json_lines
 from ..manifest import Manifest
 from .entries import IndexEntry, entry_for, parse_entry_file
-from .layout import CONFIG_FILE, SEARCH_FILE, entry_path
+from .layout import CONFIG_FILE, METADATA_DIR, MIRROR_DIR, SEARCH_FILE, entry_path
 from .search import summary_line
 
 
-def _lock(root: Path) -> FileLock:
+def index_lock(root: Path) -> FileLock:
+    """The writers' advisory lock of an index directory (adding, yanking, signing); readers take none."""
     return FileLock(str(root / ".index.lock"), timeout=60)
 
 
@@ -55,7 +56,7 @@ def add_release(root: str | Path, manifest: Manifest, *, update_search: bool = T
     if not (root / CONFIG_FILE).exists():
         raise NotFoundError(f"{root}: not a registry index (no {CONFIG_FILE}); create one with `adapterhub index init`")
     new = entry_for(manifest, source=str(root / entry_path(manifest.name)))
-    with _lock(root):
+    with index_lock(root):
         entries = _read_entries(root, manifest.name)
         for existing in entries:
             if existing.parsed_version == new.parsed_version:
@@ -75,7 +76,7 @@ def set_yanked(root: str | Path, name: str, version: str, reason: str | bool) ->
     from packaging.version import Version
 
     root = Path(root)
-    with _lock(root):
+    with index_lock(root):
         entries = _read_entries(root, name)
         wanted = Version(version)
         for i, e in enumerate(entries):
@@ -105,10 +106,11 @@ def init_index(root: str | Path, name: str, description: str = "") -> Path:
 
 
 def iter_entry_files(root: Path):
-    """Every entry file under an index directory (skips config, search summary, mirror, dotfiles)."""
+    """Every entry file under an index directory (skips config, search summary, mirror, metadata, dotfiles)."""
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root)
-        dirnames[:] = [d for d in dirnames if not d.startswith(".") and not (rel_dir == Path(".") and d == "mirror")]
+        dirnames[:] = [d for d in dirnames
+                       if not d.startswith(".") and not (rel_dir == Path(".") and d in (MIRROR_DIR, METADATA_DIR))]
         for fn in filenames:
             if fn.startswith(".") or (rel_dir == Path(".") and fn in (CONFIG_FILE, SEARCH_FILE)):
                 continue
@@ -124,6 +126,6 @@ def rebuild_search(root: str | Path) -> int:
         if line is not None:
             rows.append(line)
     rows.sort(key=lambda r: r["name"])
-    with _lock(root):
+    with index_lock(root):
         atomic_write_bytes(root / SEARCH_FILE, "".join(dumps_canonical(r) + "\n" for r in rows).encode())
     return len(rows)

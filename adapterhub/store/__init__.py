@@ -8,6 +8,7 @@ the functions that download or convert.
 from .cache import CachedAdapter, blob_usage, list_cached, remove_cached
 from .gc import GcReport, gc
 from .layout import CacheLayout
+from .locked import pull_locked
 from .options import FetchOptions
 from .pull import PulledAdapter, pull, pull_manifest
 from .safetensors_check import SafetensorsHeader, TensorInfo, check_safetensors, check_safetensors_bytes
@@ -16,7 +17,7 @@ from .verify import VerifyReport, verify
 
 __all__ = [
     "CachedAdapter", "blob_usage", "list_cached", "remove_cached", "GcReport", "gc", "CacheLayout",
-    "FetchOptions", "PulledAdapter", "pull", "pull_manifest", "SafetensorsHeader", "TensorInfo",
+    "FetchOptions", "PulledAdapter", "pull", "pull_locked", "pull_manifest", "SafetensorsHeader", "TensorInfo",
     "check_safetensors", "check_safetensors_bytes", "ContentDirSource", "HttpMirrorSource", "HttpSource",
     "HubSource", "LocalDirSource", "Source", "VerifyReport", "verify",
 ]

@@ -369,7 +369,7 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
         idx = _open(index, off) if (index is not None or needs_index) else None
         deps: list[PulledAdapter] = []
         if idx is not None:
-            kwargs["index_location"] = _index_location(idx)
+            kwargs["index_location"] = index_location(idx)
         if needs_index and idx is not None:
             from ..registry import resolve_closure
 
@@ -380,7 +380,7 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
     from ..registry import resolve, resolve_closure
 
     idx = _open(index, off)
-    kwargs["index_location"] = _index_location(idx)
+    kwargs["index_location"] = index_location(idx)
     if not dependencies:
         return pull_manifest(resolve(idx, requirement).manifest, index_config=idx.config, **kwargs)
     closure = resolve_closure(idx, [requirement])
@@ -395,13 +395,14 @@ def _with_deps(root: PulledAdapter, deps: list[PulledAdapter]) -> PulledAdapter:
                          tuple(deps))
 
 
-def _index_location(idx: Any) -> Path | str | None:
+def index_location(idx: Any) -> Path | str | None:
     """Where the index lives (its ``mirror/`` serves ``bundled`` sources): a directory or a base URL."""
     from ..registry.backends import HttpBackend, LocalBackend
 
-    if isinstance(idx.backend, LocalBackend):
-        return idx.backend.root
-    return idx.backend.base_url if isinstance(idx.backend, HttpBackend) else None
+    backend = idx.source
+    if isinstance(backend, LocalBackend):
+        return backend.root
+    return backend.base_url if isinstance(backend, HttpBackend) else None
 
 
 def _open(index: Any, offline: bool):
