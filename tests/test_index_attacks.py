@@ -17,10 +17,10 @@ from index_signing_support import NAMES, add, endless, past, signed_repo, tamper
 
 from adapterhub.errors import (
     ExpiredMetadataError,
+    IndexSignatureError,
     IndexTrustError,
     MetadataSizeError,
     RollbackError,
-    IndexSignatureError,
 )
 from adapterhub.registry import resolve, set_yanked
 from adapterhub.registry.keys import generate_keyring

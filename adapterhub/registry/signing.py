@@ -31,7 +31,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from ..errors import IndexFormatError, NotFoundError, IndexSignatureError, SigningKeyError
+from ..errors import IndexFormatError, IndexSignatureError, NotFoundError, SigningKeyError
 from ..fileio import atomic_write_bytes
 from .keys import ROLES, Keyring
 from .layout import CONFIG_FILE, METADATA_DIR, SEARCH_FILE

@@ -27,10 +27,10 @@ from ..errors import (
     AdapterHubError,
     DownloadError,
     ExpiredMetadataError,
+    IndexSignatureError,
     IndexTrustError,
     MetadataSizeError,
     RollbackError,
-    IndexSignatureError,
     SizeLimitError,
 )
 from .backends import MAX_INDEX_FILE_BYTES
