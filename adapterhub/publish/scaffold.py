@@ -131,15 +131,15 @@ def _apply_fields(doc: dict[str, Any], fields: _Fields, directory: Path) -> None
 
 
 def _check_base_against(doc: dict[str, Any], base: Any, source: str) -> None:
-    from ..runtime import bind
+    from ..runtime import BaseFacts, bind
 
-    b = bind(base.model)
-    mine = (doc["base_model"]["model_type"], doc["base_model"]["hidden_size"], doc["base_model"]["num_hidden_layers"])
-    theirs = (b.model_type, b.hidden_size, b.num_hidden_layers)
-    if mine != theirs:
-        raise IncompatibleBaseError(f"{source}: the manifest's base is model_type={mine[0]} hidden_size={mine[1]} "
-                                    f"num_hidden_layers={mine[2]}, --base {base.path} is {theirs[0]}/{theirs[1]}/"
-                                    f"{theirs[2]}", hint="pass the base model the adapter was trained on")
+    bm = doc["base_model"]
+    mine = BaseFacts(bm["model_type"], bm["hidden_size"], bm["num_hidden_layers"],
+                     num_decoder_layers=bm.get("num_decoder_layers"))
+    theirs = BaseFacts.of(bind(base.model))
+    if mine.shape_differs(theirs):
+        raise IncompatibleBaseError(f"{source}: the manifest's base is {mine.describe()}, --base {base.path} is "
+                                    f"{theirs.describe()}", hint="pass the base model the adapter was trained on")
 
 
 def _init_ours(directory: Path, base_path: str | Path | None, fields: _Fields) -> InitResult:

@@ -86,8 +86,7 @@ class AdapterModel:
     def base_facts(self) -> BaseFacts:
         name = getattr(getattr(self.model, "config", None), "_name_or_path", "") or ""
         ident = name if _is_repo_id(name) else None
-        return BaseFacts(self.binding.model_type, self.binding.hidden_size, self.binding.num_hidden_layers,
-                         self.fingerprint, ident)
+        return BaseFacts.of(self.binding, self.fingerprint, ident)
 
     def num_parameters(self, name: str | None = None, trainable_only: bool = False) -> int:
         """Parameters of one adapter, or of the base model (``name=None``) without any adapter."""
@@ -194,14 +193,11 @@ class AdapterModel:
 
     def check_base(self, base: BaseFacts, source: str, *, force: bool = False) -> None:
         """Raise :class:`IncompatibleBaseError` naming both sides when the adapter's base is not this model."""
-        b = self.binding
-        mine = (b.model_type, b.hidden_size, b.num_hidden_layers)
-        theirs = (base.model_type, base.hidden_size, base.num_hidden_layers)
-        if mine != theirs:
+        mine = BaseFacts.of(self.binding)
+        if mine.shape_differs(base):
             raise IncompatibleBaseError(
-                f"{source}: adapter was made for model_type={theirs[0]} hidden_size={theirs[1]} "
-                f"num_hidden_layers={theirs[2]}, but this model is model_type={mine[0]} hidden_size={mine[1]} "
-                f"num_hidden_layers={mine[2]}", hint="load it onto the base model named in its manifest")
+                f"{source}: adapter was made for {base.describe()}, but this model is {mine.describe()}",
+                hint="load it onto the base model named in its manifest")
         if base.fingerprint and not force and base.fingerprint != self.fingerprint:
             raise IncompatibleBaseError(
                 f"{source}: adapter base fingerprint {base.fingerprint} (base {base.id or 'unknown'}) differs from "
