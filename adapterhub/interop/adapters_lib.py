@@ -5,6 +5,9 @@ through the store's weights-only converter (never plain pickle). Legacy key infi
 library does on load; v1-era activation names are renamed when ``version`` is absent; LoRA configs
 saved before adapters 1.1.0 with ``r != alpha`` get ``alpha := r`` (library PR #770).
 
+A prediction head saved with the adapter (``head_config.json``) becomes the adapter's head when it is
+the task model's own head, else the directory is refused with the reason (:mod:`.adapters_heads`).
+
 Conversion to our format is exact: bottleneck and Compacter tensors are renamed; LoRA matrices
 keep their ``[r, in]`` / ``[out, r]`` layout (GPT-2's fused ``c_attn`` is split per q/k/v); the
 library's IA3 (every target scaled on its output by ``l * alpha``) becomes our IA3 with
@@ -23,6 +26,7 @@ from packaging.version import InvalidVersion, Version
 from ..runtime.arch import Binding
 from ..runtime.package import AdapterPackage, BaseFacts
 from .adapters_config import bottleneck_config, unsupported
+from .adapters_heads import attach_head, read_library_head
 from .keys import layer_index, match_suffix, slot_index
 from .weights import load_weights
 
@@ -81,8 +85,11 @@ def read_adapters_dir(directory: Path, meta: dict[str, Any], binding: Binding | 
     model_type = meta.get("model_type") or binding.model_type
     hidden = int(meta.get("hidden_size") or binding.hidden_size)
     base = BaseFacts(model_type, hidden, binding.num_hidden_layers, num_decoder_layers=binding.num_decoder_layers)
-    return AdapterPackage(method=method, config=config, tensors=ours, base=base, name=name,
-                          source=str(directory))
+    library_head = read_library_head(directory, binding.model_type)
+    head, head_type, num_labels = ({}, None, None) if library_head is None else \
+        attach_head(library_head, binding.root or binding.backbone, directory)
+    return AdapterPackage(method=method, config=config, tensors=ours, base=base, head=head, head_type=head_type,
+                          num_labels=num_labels, name=name, source=str(directory))
 
 
 def _strip_to_layer(key: str, layers: dict[str, Any]) -> tuple[Any, str] | None:

@@ -21,7 +21,7 @@ import torch
 from ..errors import SchemaError, SchemaProblem
 from ..fileio import staged_directory
 from ..runtime.arch import Binding
-from ..runtime.heads import head_parameters
+from ..runtime.heads import split_head
 from ..runtime.package import AdapterPackage, BaseFacts
 from ..runtime.safetensors_io import write_safetensors
 from .keys import match_suffix, slot_index
@@ -60,9 +60,8 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
     else:
         raise _unsupported("/peft_type", f"{peft_type!r} is not supported (lora, dora and ia3 are)")
     slots = slot_index(binding)
-    head_names = set(head_parameters(_root(binding)))
     tensors: dict[str, torch.Tensor] = {}
-    head: dict[str, torch.Tensor] = {}
+    whole: dict[str, torch.Tensor] = {}  # modules_to_save (and anything else saved whole)
     targets: dict[str, None] = {}
     feedforward: dict[str, None] = {}
     seen_layers: set[int] = set()
@@ -73,11 +72,8 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
         path = key.removeprefix(PREFIX)
         leaf = next((lf for lf in LEAVES if path.endswith("." + lf)), None)
         if leaf is None:
-            name = path.replace(".modules_to_save.default", "").replace(".original_module", "")
-            if name in head_names:
-                head[name] = value
-                continue
-            raise _unsupported("/", f"tensor {key!r} is neither a LoRA/IA3 tensor nor a head parameter")
+            whole[path.replace(".modules_to_save.default", "").replace(".original_module", "")] = value
+            continue
         module_path = path[: -len(leaf) - 1]
         hit = match_suffix(module_path, slots)
         if hit is None or hit[1]:
@@ -114,12 +110,28 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
             config["use_rslora"] = True
         if cfg.get("lora_dropout"):
             config["dropout"] = float(cfg["lora_dropout"])
+    head = _head(whole, _root(binding), cfg)
     leave_out = sorted(layer.index for layer in binding.layers if layer.index not in seen_layers)
     if leave_out:
         config["leave_out"] = leave_out
     base = BaseFacts.of(binding, revision=cfg.get("revision") if _is_commit(cfg.get("revision")) else None)
     return AdapterPackage(method=method, config=config, tensors={k: v.contiguous() for k, v in tensors.items()},
                           base=base, head=head, name=None, source=str(directory))
+
+
+def _head(whole: dict[str, torch.Tensor], root: torch.nn.Module, cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The ``modules_to_save`` tensors as the adapter's head; refused when they are not the model's head."""
+    split = split_head(root, whole)
+    if split.frozen:
+        raise _unsupported("/modules_to_save", f"{split.frozen[:4]} were trained but belong to the frozen base "
+                           f"model of {type(root).__name__} (or are tied to it, as an LM head tied to the input "
+                           "embeddings is); adapterhub never changes base weights, so this adapter cannot be "
+                           "represented (train with modules_to_save on untied head modules only)")
+    if split.unknown:
+        raise _unsupported("/modules_to_save", f"tensors {split.unknown[:4]} are neither LoRA/IA3 tensors nor "
+                           f"parameters of {type(root).__name__}; load it onto the model class it was saved from "
+                           f"(task_type {cfg.get('task_type')!r})")
+    return split.head
 
 
 def _is_commit(value: Any) -> bool:

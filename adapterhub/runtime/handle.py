@@ -312,9 +312,9 @@ class AdapterModel:
             p.requires_grad_(False)
         for p in entry.tree.parameters():
             p.requires_grad_(p.is_floating_point())  # integer tensors (BitDelta masks) cannot be trained
-        if head_info(self.model).type not in (None, "lm"):
-            for p in head_parameters(self.model).values():
-                p.requires_grad_(True)
+        live = head_parameters(self.model)
+        for k, p in live.items():  # a task head; an LM head only when the adapter brought its own
+            p.requires_grad_(head_info(self.model).type not in (None, "lm") or k in entry.head)
         self.activate(name)
         self.model.train()
         return [n for n, p in self.model.named_parameters() if p.requires_grad]
@@ -324,8 +324,9 @@ class AdapterModel:
         entry = self._entry(name)
         info = head_info(self.model)
         head = saved_head(self.model)
-        if entry.head and name != self._head_owner:  # its own head, not the one in the model now
-            head = {k: v.detach().clone() for k, v in entry.head.items()}
+        if entry.head:  # the head it came with (an LM head too, e.g. PEFT's modules_to_save=["lm_head"])
+            live = head_parameters(self.model) if name == self._head_owner else {}
+            head = {k: live.get(k, v).detach().clone() for k, v in entry.head.items()}
         config = stated_json(entry.config)
         if entry.method.name == "fusion":
             config["members"] = [self.dependency(m)["name"] for m in entry.config.members]
