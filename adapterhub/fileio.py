@@ -58,7 +58,7 @@ def staged_directory(target: str | Path, *, owned: tuple[str, ...] = (), last: t
     Yields an empty staging directory (``.<name>.stage-*``, same filesystem). On an exception it is
     deleted and ``target`` is exactly as before (absent stays absent: parent directories this call
     created go too). On success: a missing or empty ``target`` is replaced by the staging directory in
-    one rename; otherwise each staged file replaces its namesake in ``target`` (``last`` names go last,
+    one rename; otherwise each staged file (by relative path) replaces its namesake in ``target`` (``last`` go last,
     e.g. the manifest that lists the others), then files named in ``owned`` that this write did not
     produce (a stale head from an earlier save) and those in ``remove`` are deleted. Other files in
     ``target`` are left alone.
@@ -93,10 +93,11 @@ def _commit(stage: Path, target: Path, owned: tuple[str, ...], last: tuple[str, 
     if not target.exists():
         os.replace(stage, target)
         return
-    names = sorted(p.name for p in stage.iterdir())
+    names = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if not p.is_dir())
     for name in sorted(names, key=lambda n: n in last):
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
         os.replace(stage / name, target / name)
-    stage.rmdir()
+    shutil.rmtree(stage)
     for name in (*owned, *remove):
         if name not in names:
             (target / name).unlink(missing_ok=True)
