@@ -57,7 +57,7 @@ def info(requirement: str, base_model: str | None, index_location: str | None, a
     variant = getattr(m.adapter.config, "variant", None)
     click.echo(f"  method:     {m.adapter.method}" + (f" ({variant})" if variant else ""))
     click.echo(f"  base model: {b.id}" + (f" @ {b.revision}" if b.revision else "")
-               + f"  [{b.model_type}, hidden {b.hidden_size}, {b.num_hidden_layers} layers]")
+               + f"  [{b.model_type}, hidden {b.hidden_size}, {b.layers_text}]")
     if b.fingerprint:
         click.echo(f"              {b.fingerprint}")
     if m.head:

@@ -119,15 +119,9 @@ def save_soup(pkg: SoupPackage, directory: str | Path, *, name: str | None = Non
     ``fields`` are ``write_adapter_dir``'s (version, description, license, authors, task); ``metrics``
     are manifest metric objects (``{"dataset", "split", "name", "value"}``).
     """
-    from ..manifest.io import load_manifest, manifest_to_dict, parse_manifest, write_manifest
-
     published = name or _manifest_name(pkg.name or "soup")
-    path = write_adapter_dir(pkg, directory, name=published, **fields)
-    doc = manifest_to_dict(load_manifest(path))
-    doc["x-soup"] = pkg.soup
-    if metrics:
-        doc["metrics"] = [dict(m) for m in metrics]
-    return write_manifest(parse_manifest(doc, str(path)), path)
+    extra: dict[str, Any] = {"x-soup": pkg.soup, **({"metrics": [dict(m) for m in metrics]} if metrics else {})}
+    return write_adapter_dir(pkg, directory, name=published, extra=extra, **fields)
 
 
 def soup_record(pkg: AdapterPackage) -> dict[str, Any] | None:
@@ -188,7 +182,7 @@ def _check_compatible(pkgs: list[AdapterPackage]) -> None:
         raise CompositionError("cannot average different methods: " + ", ".join(
             f"{_label(p, i)}={p.method}" for i, p in enumerate(pkgs)), hint="average adapters of one method only")
     for i, p in enumerate(pkgs[1:], 1):
-        for fact in ("model_type", "hidden_size", "num_hidden_layers"):
+        for fact in ("model_type", "hidden_size", "num_hidden_layers", "num_decoder_layers"):
             if getattr(p.base, fact) != getattr(first.base, fact):
                 raise IncompatibleBaseError(
                     f"ingredients {_label(first, 0)} and {_label(p, i)} were made for different bases: "

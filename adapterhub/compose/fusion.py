@@ -135,8 +135,9 @@ class Fusion(Method):
 
 def read_adapters_fusion_dir(directory: Path, binding: Binding) -> AdapterPackage:
     """An ``adapters``-library fusion directory (``adapter_fusion_config.json`` + weights) in our names."""
-    from ..interop.adapters_lib import BOTTLENECK_SITES, DEFAULT_SITES, load_weights
+    from ..interop.adapters_lib import BOTTLENECK_SITES, DEFAULT_SITES
     from ..interop.keys import layer_index, match_suffix
+    from ..interop.weights import load_weights
     from ..jsonio import load_strict
 
     meta = load_strict(directory / FUSION_CONFIG_FILE)
@@ -170,5 +171,5 @@ def read_adapters_fusion_dir(directory: Path, binding: Binding) -> AdapterPackag
     if not out:
         raise NotFoundError(f"{directory}: no fusion weights")
     base = BaseFacts(meta.get("model_type") or binding.model_type, int(meta.get("hidden_size") or binding.hidden_size),
-                     binding.num_hidden_layers)
+                     binding.num_hidden_layers, num_decoder_layers=binding.num_decoder_layers)
     return AdapterPackage(method="fusion", config=config, tensors=out, base=base, name=None, source=str(directory))

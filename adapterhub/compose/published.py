@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AdapterStateError, CompositionError
+from ..fileio import staged_directory
 from .blocks import Block, Fuse, Mix, Route, as_block, from_json, to_json, validate
 
 if TYPE_CHECKING:
@@ -116,8 +117,7 @@ def _base_facts(manifest: Manifest) -> Any:
     from ..runtime.package import BaseFacts
 
     b = manifest.base_model
-    return BaseFacts(b.model_type, b.hidden_size, b.num_hidden_layers, id=b.id, revision=b.revision,
-                     fingerprint=b.fingerprint)
+    return BaseFacts.from_manifest(b)
 
 
 def save_composition(ah: AdapterModel, block: Block, directory: str | Path, *, name: str, version: str = "0.1.0",
@@ -132,6 +132,7 @@ def save_composition(ah: AdapterModel, block: Block, directory: str | Path, *, n
     ``{"lang": ">=1,<2"}``). No files are written besides the manifest; returns its path.
     """
     from ..manifest import MANIFEST_FILENAME, parse_manifest, write_manifest
+    from ..runtime.package import ADAPTER_FILES
 
     block = as_block(block)
     validate(block)
@@ -152,25 +153,19 @@ def save_composition(ah: AdapterModel, block: Block, directory: str | Path, *, n
         if pub in seen:
             raise CompositionError(f"adapters {seen[pub]!r} and {local!r} are both published as {pub!r}")
         seen[pub] = local
-    base = ah.base_facts()
-    base_json: dict[str, Any] = {"id": base.id or "unknown", "model_type": base.model_type,
-                                 "hidden_size": base.hidden_size, "num_hidden_layers": base.num_hidden_layers}
-    if base.revision:
-        base_json["revision"] = base.revision
-    if base.fingerprint:
-        base_json["fingerprint"] = base.fingerprint
     doc = {
         "schema_version": "1.0", "name": name, "version": version,
         "description": description or f"composition {name}: {_summary(_rename(block, published))}",
         "license": license, "authors": list(authors), "task": task or {"type": "other", "name": name},
-        "base_model": base_json,
+        "base_model": ah.base_facts().to_json(),
         "adapter": {"method": "composition", "config": {"composition": to_json(_rename(block, published))}},
         "files": [], "dependencies": deps,
     }
     out = Path(directory)
     manifest = parse_manifest(doc, str(out / MANIFEST_FILENAME))
-    out.mkdir(parents=True, exist_ok=True)
-    return write_manifest(manifest, out / MANIFEST_FILENAME)
+    with staged_directory(out, owned=(MANIFEST_FILENAME, *ADAPTER_FILES)) as stage:  # no stale weights stay
+        write_manifest(manifest, stage / MANIFEST_FILENAME)
+    return out / MANIFEST_FILENAME
 
 
 def _summary(block: Block) -> str:

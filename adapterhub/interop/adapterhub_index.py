@@ -29,15 +29,20 @@ from packaging.version import InvalidVersion, Version
 from ..errors import AdapterHubError
 from ..manifest import CURRENT_SCHEMA_VERSION, parse_manifest
 from ..names import normalize_name
+from .adapters_config import bottleneck_config
 
-KNOWN_BASES: dict[str, tuple[int, int]] = {
-    # model name -> (hidden_size, num_hidden_layers), from each model's published config.json
-    "bert-base-uncased": (768, 12), "bert-base-multilingual-cased": (768, 12),
-    "bert-base-multilingual-uncased": (768, 12), "aubmindlab/bert-base-arabert": (768, 12),
-    "distilbert-base-uncased": (768, 6), "roberta-base": (768, 12), "roberta-large": (1024, 24),
-    "xlm-roberta-base": (768, 12), "xlm-roberta-large": (1024, 24), "gpt2": (768, 12),
-    "facebook/bart-base": (768, 6), "facebook/bart-large": (1024, 12), "facebook/mbart-large-cc25": (1024, 12),
+KNOWN_BASES: dict[str, tuple[int, int, int | None]] = {
+    # model name -> (hidden_size, num_hidden_layers, num_decoder_layers), from each model's published config.json
+    # (encoder-decoder models: encoder_layers and decoder_layers; layer indices are global, decoder after encoder)
+    "bert-base-uncased": (768, 12, None), "bert-base-multilingual-cased": (768, 12, None),
+    "bert-base-multilingual-uncased": (768, 12, None), "aubmindlab/bert-base-arabert": (768, 12, None),
+    "distilbert-base-uncased": (768, 6, None), "roberta-base": (768, 12, None), "roberta-large": (1024, 24, None),
+    "xlm-roberta-base": (768, 12, None), "xlm-roberta-large": (1024, 24, None), "gpt2": (768, 12, None),
+    "facebook/bart-base": (768, 6, 6), "facebook/bart-large": (1024, 12, 12),
+    "facebook/mbart-large-cc25": (1024, 12, 12),
 }
+PRESET_ARCHITECTURES = ("pfeiffer", "houlsby")
+"""``config.using`` values that are our bottleneck variants; any other names ``architectures/<using>.yaml``."""
 
 TASK_TYPES: dict[str, str] = {
     "nli": "text-classification", "sts": "text-classification", "sentiment": "text-classification",
@@ -166,6 +171,33 @@ def _pick_dependency(key: str, entry: _Legacy, by_name: dict[str, _Legacy], repo
     return candidates[0].name
 
 
+def _adapter_config(cfg: dict[str, Any], source: Path, entry: _Legacy,
+                    report: ImportReport) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+    """``(method, config, architecture config or None)`` of an entry's ``config`` block.
+
+    ``using`` is a preset (our variant of the same name, with the entry's overrides) or names an
+    architecture file whose BnConfig dict is converted like an ``adapters``-library config (its
+    ``leave_out`` included, in the library's global numbering).
+    """
+    using = str(cfg["using"])
+    overrides = {k: cfg[k] for k in ("non_linearity", "reduction_factor") if k in cfg}
+    if using in PRESET_ARCHITECTURES:
+        return "bottleneck", {"variant": using, **overrides}, None
+    path = source / "architectures" / f"{using}.yaml"
+    if not path.is_file():
+        raise AdapterHubError(f"config.using {using!r} is neither a preset ({', '.join(PRESET_ARCHITECTURES)}) "
+                              f"nor an architecture file ({path.relative_to(source).as_posix()})")
+    architecture = _load_yaml(path).get("config")
+    if not isinstance(architecture, dict):
+        raise AdapterHubError(f"{path}: no 'config' mapping")
+    method, config = bottleneck_config({**architecture, **overrides}, versioned=False,
+                                       where=f"{path.relative_to(source).as_posix()}")
+    if architecture.get("adapter_residual_before_ln"):
+        report.notes.append(f"{entry.org}/{entry.stem}: architecture {using!r} sets adapter_residual_before_ln "
+                            "without ln_after, where it changes nothing; not carried into the config")
+    return method, config, architecture
+
+
 def _manifests_for(entry: _Legacy, source: Path, by_name: dict[str, _Legacy], report: ImportReport) -> list[dict]:
     d = entry.data
     kind = str(d["type"])
@@ -175,7 +207,7 @@ def _manifests_for(entry: _Legacy, source: Path, by_name: dict[str, _Legacy], re
         task = task.strip()
     subtask = str(d["subtask"]).strip()
     model_name = str(d["model_name"])
-    hidden, layers = KNOWN_BASES.get(model_name, (d.get("hidden_size"), None))
+    hidden, layers, decoder_layers = KNOWN_BASES.get(model_name, (d.get("hidden_size"), None, None))
     if d.get("hidden_size") is not None and hidden != d["hidden_size"]:
         raise AdapterHubError(f"hidden_size {d['hidden_size']} disagrees with {model_name}'s config ({hidden})")
     if layers is None:
@@ -201,11 +233,7 @@ def _manifests_for(entry: _Legacy, source: Path, by_name: dict[str, _Legacy], re
     if dataset:
         task_obj["dataset"] = dataset
     cfg = d["config"]
-    config: dict[str, Any] = {"variant": cfg["using"]}
-    if "non_linearity" in cfg:
-        config["non_linearity"] = cfg["non_linearity"]
-    if "reduction_factor" in cfg:
-        config["reduction_factor"] = cfg["reduction_factor"]
+    method, config, architecture = _adapter_config(cfg, source, entry, report)
     description = " ".join(str(d.get("description") or "").split()) or (
         f"AdapterHub {'language' if kind == 'text_lang' else 'task'} adapter for {task}/{subtask} "
         f"on {model_name} ({cfg['using']} architecture), imported from the archived AdapterHub index.")
@@ -221,6 +249,7 @@ def _manifests_for(entry: _Legacy, source: Path, by_name: dict[str, _Legacy], re
     legacy_common.update({"key": f"{entry.org}/{entry.stem}", "file": entry.path.name, "default_version": default,
                           "prediction_head": d.get("prediction_head"),
                           "dependencies": d.get("dependencies") or [],
+                          **({"architecture_config": architecture} if architecture is not None else {}),
                           "note": "config comes from the index YAML; the archive's adapter_config.json is "
                                   "authoritative after conversion"})
     out = []
@@ -235,8 +264,9 @@ def _manifests_for(entry: _Legacy, source: Path, by_name: dict[str, _Legacy], re
             "authors": [str(d["author"])],
             "task": task_obj,
             "base_model": {"id": model_name, "model_type": str(d["model_type"]), "hidden_size": hidden,
-                           "num_hidden_layers": layers},
-            "adapter": {"method": "bottleneck", "config": config},
+                           "num_hidden_layers": layers,
+                           **({"num_decoder_layers": decoder_layers} if decoder_layers else {})},
+            "adapter": {"method": method, "config": config},
             "files": [],
             "sources": [{"type": "archive", "url": f["url"], "sha256": f["sha256"], "format": "zip",
                          "layout": "adapters-library", **({"sha1": f["sha1"]} if f.get("sha1") else {})}],

@@ -1,9 +1,12 @@
 """Reading ``adapters``-library adapter directories (``adapter_config.json`` + weights).
 
 Weights come from ``adapter.safetensors`` or, for older saves, ``pytorch_adapter.bin`` read only
-with ``torch.load(weights_only=True)`` (never plain pickle). Legacy key infixes are renamed as the
+through the store's weights-only converter (never plain pickle). Legacy key infixes are renamed as the
 library does on load; v1-era activation names are renamed when ``version`` is absent; LoRA configs
 saved before adapters 1.1.0 with ``r != alpha`` get ``alpha := r`` (library PR #770).
+
+A prediction head saved with the adapter (``head_config.json``) becomes the adapter's head when it is
+the task model's own head, else the directory is refused with the reason (:mod:`.adapters_heads`).
 
 Conversion to our format is exact: bottleneck and Compacter tensors are renamed; LoRA matrices
 keep their ``[r, in]`` / ``[out, r]`` layout (GPT-2's fused ``c_attn`` is split per q/k/v); the
@@ -20,18 +23,18 @@ from typing import Any
 import torch
 from packaging.version import InvalidVersion, Version
 
-from ..errors import NotFoundError, SchemaError, SchemaProblem
 from ..runtime.arch import Binding
 from ..runtime.package import AdapterPackage, BaseFacts
-from ..runtime.safetensors_io import read_safetensors
+from .adapters_config import bottleneck_config, unsupported
+from .adapters_heads import attach_head, read_library_head
 from .keys import layer_index, match_suffix, slot_index
+from .weights import load_weights
 
 LEGACY_RENAMES = {
     "attention_text_task_adapters": "adapters", "attention_text_lang_adapters": "adapters",
     "layer_text_task_adapters": "adapters", "layer_text_lang_adapters": "adapters",
     "invertible_lang_adapters": "invertible_adapters",
 }
-ACTIVATION_RENAME = {"gelu": "gelu_new", "gelu_orig": "gelu"}
 
 # The library's LoRA locations ("intermediate"/"output") per family, in our neutral names.
 LORA_LOCATIONS = {
@@ -47,24 +50,6 @@ BOTTLENECK_SITES = {
 DEFAULT_SITES = {"attention_adapters.adapters": "attention", "output_adapters.adapters": "ffn"}
 
 
-def _unsupported(pointer: str, message: str) -> SchemaError:
-    return SchemaError("adapter_config.json", [SchemaProblem(pointer, message)])
-
-
-def load_weights(directory: Path, stem: str = "adapter", legacy: str = "pytorch_adapter.bin") -> dict[str, torch.Tensor]:
-    """Safetensors if present, else the legacy pickle through PyTorch's weights-only loader."""
-    st = directory / f"{stem}.safetensors"
-    if st.is_file():
-        return read_safetensors(st)
-    binary = directory / legacy
-    if binary.is_file():
-        state = torch.load(binary, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise _unsupported("/", f"{binary}: not a flat tensor state dict")
-        return state
-    raise NotFoundError(f"{directory}: neither {stem}.safetensors nor {legacy} found")
-
-
 def _version(meta: dict[str, Any]) -> Version | None:
     raw = meta.get("version")
     if not isinstance(raw, str):
@@ -77,7 +62,7 @@ def _version(meta: dict[str, Any]) -> Version | None:
 
 def read_adapters_dir(directory: Path, meta: dict[str, Any], binding: Binding | None = None) -> AdapterPackage:
     if binding is None:
-        raise _unsupported("/", "reading an adapters-library directory needs the target model (use AdapterModel.load)")
+        raise unsupported("/", "reading an adapters-library directory needs the target model (use AdapterModel.load)")
     cfg = dict(meta.get("config") or {})
     name = meta.get("name")
     tensors = load_weights(directory)
@@ -96,12 +81,15 @@ def read_adapters_dir(directory: Path, meta: dict[str, Any], binding: Binding | 
 
         method, config, ours = convert_prefix(cfg, renamed, name, binding)
     else:
-        raise _unsupported("/config/architecture", f"{arch!r} adapters are not supported by adapterhub's runtime")
+        raise unsupported("/config/architecture", f"{arch!r} adapters are not supported by adapterhub's runtime")
     model_type = meta.get("model_type") or binding.model_type
     hidden = int(meta.get("hidden_size") or binding.hidden_size)
-    base = BaseFacts(model_type, hidden, binding.num_hidden_layers, None, None)
-    return AdapterPackage(method=method, config=config, tensors=ours, base=base, name=name,
-                          source=str(directory))
+    base = BaseFacts(model_type, hidden, binding.num_hidden_layers, num_decoder_layers=binding.num_decoder_layers)
+    library_head = read_library_head(directory, binding.model_type)
+    head, head_type, num_labels = ({}, None, None) if library_head is None else \
+        attach_head(library_head, binding.root or binding.backbone, directory)
+    return AdapterPackage(method=method, config=config, tensors=ours, base=base, head=head, head_type=head_type,
+                          num_labels=num_labels, name=name, source=str(directory))
 
 
 def _strip_to_layer(key: str, layers: dict[str, Any]) -> tuple[Any, str] | None:
@@ -113,51 +101,7 @@ def _strip_to_layer(key: str, layers: dict[str, Any]) -> tuple[Any, str] | None:
 
 def _bottleneck(cfg: dict[str, Any], meta: dict[str, Any], tensors: dict[str, torch.Tensor], name: str,
                 binding: Binding) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
-    for key, bad in (("inv_adapter", None), ("adapter_residual_before_ln", False), ("cross_adapter", False)):
-        if cfg.get(key, bad) not in (bad,):
-            raise _unsupported(f"/config/{key}", f"{key}={cfg.get(key)!r} is not supported by adapterhub's runtime")
-    if cfg.get("residual_before_ln", True) not in (True, False):
-        raise _unsupported("/config/residual_before_ln", "'post_add' is not supported")
-    if cfg.get("scaling", 1.0) == "channel":
-        raise _unsupported("/config/scaling", "'channel' scaling is not supported")
-    act = cfg.get("non_linearity", "relu")
-    if "version" not in meta:
-        act = ACTIVATION_RENAME.get(act, act)
-    locations = [loc for loc, flag in (("attention", cfg.get("mh_adapter")), ("ffn", cfg.get("output_adapter"))) if flag]
-    rf = cfg.get("reduction_factor", 16)
-    leave_out = sorted(cfg.get("leave_out") or [])
-    phm = bool(cfg.get("phm_layer"))
-    if phm:
-        method = "compacter"
-        variant = "compacter" if cfg.get("mh_adapter") else "compacter++"
-        config: dict[str, Any] = {"variant": variant, "reduction_factor": rf, "non_linearity": act}
-        for key in ("phm_dim", "phm_rank", "shared_phm_rule", "factorized_phm_rule", "shared_W_phm",
-                    "factorized_phm_W", "phm_bias", "phm_c_init", "phm_init_range", "hypercomplex_nonlinearity",
-                    "learn_phm"):
-            if key in cfg:
-                config[key] = cfg[key]
-        expected = ["attention", "ffn"] if variant == "compacter" else ["ffn"]
-        if locations != expected or bool(cfg.get("original_ln_before")) != (variant == "compacter++"):
-            raise _unsupported("/config", "Compacter with a non-preset placement is not supported")
-    else:
-        method = "bottleneck"
-        variant = "parallel" if cfg.get("is_parallel") else ("houlsby" if cfg.get("mh_adapter") else "pfeiffer")
-        config = {"variant": variant, "reduction_factor": rf, "non_linearity": act, "locations": locations}
-        for key in ("original_ln_before", "original_ln_after", "residual_before_ln", "ln_before", "ln_after",
-                    "use_gating", "dropout"):
-            if key in cfg:
-                config[key] = cfg[key]
-        scaling = cfg.get("scaling", 1.0)
-        config["scaling"] = scaling if scaling == "learned" else float(scaling)
-        init = cfg.get("init_weights")
-        if init in ("bert", "mam_adapter", "houlsby"):
-            config["init_weights"] = init
-    if cfg.get("dropout") and method == "compacter":
-        config["dropout"] = cfg["dropout"]
-    if leave_out:
-        config["leave_out"] = leave_out
-    if isinstance(rf, dict):
-        config["reduction_factor"] = {str(k): v for k, v in rf.items()}
+    method, config = bottleneck_config(cfg, "version" in meta)
     ours = _bottleneck_tensors(tensors, name, binding, bool(cfg.get("ln_before")))
     return method, config, ours
 
@@ -175,15 +119,15 @@ def _bottleneck_tensors(tensors: dict[str, torch.Tensor], name: str, binding: Bi
             continue
         hit = _strip_to_layer(key, layers)
         if hit is None:
-            raise _unsupported("/", f"weight {key!r} is not inside a transformer layer of this model")
+            raise unsupported("/", f"weight {key!r} is not inside a transformer layer of this model")
         layer, rest = hit
         infix = f".{name}."
         if infix not in f".{rest}":
-            raise _unsupported("/", f"weight {key!r} does not belong to adapter {name!r}")
+            raise unsupported("/", f"weight {key!r} does not belong to adapter {name!r}")
         container, leaf = f".{rest}".split(infix, 1)
         loc = sites.get(container.lstrip("."))
         if loc is None:
-            raise _unsupported("/", f"weight {key!r}: unknown adapter location {container.lstrip('.')!r}")
+            raise unsupported("/", f"weight {key!r}: unknown adapter location {container.lstrip('.')!r}")
         out[f"layers.{layer.index}.{loc}.{_bottleneck_leaf(leaf, ln_before)}"] = value
     return {k: v for k, v in out.items() if k is not None}
 
@@ -208,12 +152,12 @@ def _bottleneck_leaf(leaf: str, ln_before: bool) -> str:
 def _lora(cfg: dict[str, Any], meta: dict[str, Any], tensors: dict[str, torch.Tensor], name: str,
           binding: Binding) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
     if cfg.get("use_gating"):
-        raise _unsupported("/config/use_gating", "gated LoRA is not supported")
+        raise unsupported("/config/use_gating", "gated LoRA is not supported")
     if cfg.get("vera_d") is not None or cfg.get("vera_b") is not None:
-        raise _unsupported("/config/vera_d", "VeRA is not supported")
+        raise unsupported("/config/vera_d", "VeRA is not supported")
     scale_mode = cfg.get("composition_mode", "add") == "scale"
     if cfg.get("use_dora"):
-        raise _unsupported("/config/use_dora", "the adapters library's DoRA differs from PEFT's (unscaled norm, "
+        raise unsupported("/config/use_dora", "the adapters library's DoRA differs from PEFT's (unscaled norm, "
                            "scaled bias); adapterhub implements PEFT's DoRA only")
     r, alpha = int(cfg.get("r", 8)), float(cfg.get("alpha", 8))
     version = _version(meta)
@@ -233,11 +177,11 @@ def _lora(cfg: dict[str, Any], meta: dict[str, Any], tensors: dict[str, torch.Te
     for key, value in tensors.items():
         infix = f".loras.{name}."
         if infix not in key:
-            raise _unsupported("/", f"weight {key!r} does not belong to LoRA adapter {name!r}")
+            raise unsupported("/", f"weight {key!r} does not belong to LoRA adapter {name!r}")
         module_path, leaf = key.split(infix, 1)
         hit = match_suffix(module_path, slots)
         if hit is None:
-            raise _unsupported("/", f"weight {key!r}: {module_path!r} is not a projection this runtime knows")
+            raise unsupported("/", f"weight {key!r}: {module_path!r} is not a projection this runtime knows")
         ref = slots[hit[0]]
         group = [s for s in ref.slots if s.parts == 1 or s.key in enabled]
         for j, slot in enumerate(group):
@@ -252,7 +196,7 @@ def _lora(cfg: dict[str, Any], meta: dict[str, Any], tensors: dict[str, torch.Te
                 n = value.shape[0] // len(group)
                 ours[f"{prefix}.lora_B"] = value[j * n:(j + 1) * n]
             else:
-                raise _unsupported("/", f"weight {key!r}: unknown LoRA tensor {leaf!r}")
+                raise unsupported("/", f"weight {key!r}: unknown LoRA tensor {leaf!r}")
     leave_out = sorted(cfg.get("leave_out") or [])
     if scale_mode:
         config: dict[str, Any] = {"target_modules": targets, "feedforward_modules": []}

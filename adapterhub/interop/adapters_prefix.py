@@ -14,22 +14,19 @@ from typing import Any
 
 import torch
 
-from ..errors import SchemaError, SchemaProblem, WeightMismatchError
+from ..errors import WeightMismatchError
 from ..runtime.arch import Binding
 from ..runtime.methods.prefix import PrefixTuning, flat_config, mlp_prefix
+from .adapters_config import unsupported
 
 LOCATIONS = {"self_prefix": "self", "self": "self", "encoder_prefix": "encoder", "cross_prefix": "cross"}
 MLP_LEAVES = {"wte.weight": "wte", "control_trans.0.weight": "down.weight", "control_trans.0.bias": "down.bias",
               "control_trans.2.weight": "up.weight", "control_trans.2.bias": "up.bias"}
 
 
-def _unsupported(pointer: str, message: str) -> SchemaError:
-    return SchemaError("adapter_config.json", [SchemaProblem(pointer, message)])
-
-
 def _config(cfg: dict[str, Any]) -> dict[str, Any]:
     if cfg.get("use_gating"):
-        raise _unsupported("/config/use_gating", "gated prefix tuning (UniPELT) is not supported")
+        raise unsupported("/config/use_gating", "gated prefix tuning (UniPELT) is not supported")
     out: dict[str, Any] = {"prefix_length": int(cfg.get("prefix_length", 30)),
                            "bottleneck_size": int(cfg.get("bottleneck_size", 512)),
                            "non_linearity": str(cfg.get("non_linearity") or "tanh").lower(),
@@ -51,17 +48,17 @@ def _collect(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Ten
     for key, value in tensors.items():
         m = pattern.search(key)
         if m is None:
-            raise _unsupported("/", f"weight {key!r} does not belong to prefix-tuning adapter {name!r}")
+            raise unsupported("/", f"weight {key!r} does not belong to prefix-tuning adapter {name!r}")
         loc, leaf = m.groups()
         group = LOCATIONS.get(loc)
         if group is None:
-            raise _unsupported("/", f"weight {key!r}: unknown prefix location {loc!r}")
+            raise unsupported("/", f"weight {key!r}: unknown prefix location {loc!r}")
         if leaf == "control_trans":
             ours = f"flat.{group}"
         elif leaf in MLP_LEAVES:
             ours = f"reparam.{group}.{MLP_LEAVES[leaf]}"
         else:
-            raise _unsupported("/", f"weight {key!r}: unknown prefix-tuning tensor {leaf!r}")
+            raise unsupported("/", f"weight {key!r}: unknown prefix-tuning tensor {leaf!r}")
         seen = out.get(ours)
         if seen is None:
             out[ours] = value

@@ -18,29 +18,30 @@ from typing import Any
 
 import torch
 
-from ..errors import NotFoundError, SchemaError, SchemaProblem
+from ..errors import SchemaError, SchemaProblem
+from ..fileio import staged_directory
 from ..runtime.arch import Binding
-from ..runtime.heads import head_parameters
+from ..runtime.heads import split_head
 from ..runtime.package import AdapterPackage, BaseFacts
-from ..runtime.safetensors_io import read_safetensors, write_safetensors
+from ..runtime.safetensors_io import write_safetensors
 from .keys import match_suffix, slot_index
+from .weights import load_weights
 
 PREFIX = "base_model.model."
+WEIGHTS_FILE = "adapter_model.safetensors"
+CONFIG_FILE = "adapter_config.json"
+PEFT_FILES = (WEIGHTS_FILE, CONFIG_FILE, "adapter_model.bin")
+"""What a PEFT adapter directory consists of (an older ``.bin`` left by an earlier save is removed)."""
+TASK_TYPES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("ForSequenceClassification",), "SEQ_CLS"), (("ForTokenClassification",), "TOKEN_CLS"),
+    (("ForQuestionAnswering",), "QUESTION_ANS"), (("ForCausalLM", "LMHeadModel"), "CAUSAL_LM"),
+    (("ForConditionalGeneration",), "SEQ_2_SEQ_LM"),
+)
 LEAVES = ("lora_A.weight", "lora_B.weight", "lora_magnitude_vector", "ia3_l", "lora_B.bias")
 
 
 def _unsupported(pointer: str, message: str) -> SchemaError:
     return SchemaError("adapter_config.json (PEFT)", [SchemaProblem(pointer, message)])
-
-
-def _weights(directory: Path) -> dict[str, torch.Tensor]:
-    st = directory / "adapter_model.safetensors"
-    if st.is_file():
-        return read_safetensors(st)
-    binary = directory / "adapter_model.bin"
-    if binary.is_file():
-        return torch.load(binary, map_location="cpu", weights_only=True)
-    raise NotFoundError(f"{directory}: neither adapter_model.safetensors nor adapter_model.bin found")
 
 
 def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None = None) -> AdapterPackage:
@@ -59,24 +60,20 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
     else:
         raise _unsupported("/peft_type", f"{peft_type!r} is not supported (lora, dora and ia3 are)")
     slots = slot_index(binding)
-    head_names = set(head_parameters(_root(binding)))
     tensors: dict[str, torch.Tensor] = {}
-    head: dict[str, torch.Tensor] = {}
+    whole: dict[str, torch.Tensor] = {}  # modules_to_save (and anything else saved whole)
     targets: dict[str, None] = {}
     feedforward: dict[str, None] = {}
     seen_layers: set[int] = set()
     ff_suffixes = cfg.get("feedforward_modules") or []
     if isinstance(ff_suffixes, str):
         raise _unsupported("/feedforward_modules", "regular-expression feedforward_modules are not supported")
-    for key, value in _weights(directory).items():
+    for key, value in load_weights(directory, "adapter_model", "adapter_model.bin").items():
         path = key.removeprefix(PREFIX)
         leaf = next((lf for lf in LEAVES if path.endswith("." + lf)), None)
         if leaf is None:
-            name = path.replace(".modules_to_save.default", "").replace(".original_module", "")
-            if name in head_names:
-                head[name] = value
-                continue
-            raise _unsupported("/", f"tensor {key!r} is neither a LoRA/IA3 tensor nor a head parameter")
+            whole[path.replace(".modules_to_save.default", "").replace(".original_module", "")] = value
+            continue
         module_path = path[: -len(leaf) - 1]
         hit = match_suffix(module_path, slots)
         if hit is None or hit[1]:
@@ -113,13 +110,28 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
             config["use_rslora"] = True
         if cfg.get("lora_dropout"):
             config["dropout"] = float(cfg["lora_dropout"])
+    head = _head(whole, _root(binding), cfg)
     leave_out = sorted(layer.index for layer in binding.layers if layer.index not in seen_layers)
     if leave_out:
         config["leave_out"] = leave_out
-    base = BaseFacts(binding.model_type, binding.hidden_size, binding.num_hidden_layers, None,
-                     None, cfg.get("revision") if _is_commit(cfg.get("revision")) else None)
+    base = BaseFacts.of(binding, revision=cfg.get("revision") if _is_commit(cfg.get("revision")) else None)
     return AdapterPackage(method=method, config=config, tensors={k: v.contiguous() for k, v in tensors.items()},
                           base=base, head=head, name=None, source=str(directory))
+
+
+def _head(whole: dict[str, torch.Tensor], root: torch.nn.Module, cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The ``modules_to_save`` tensors as the adapter's head; refused when they are not the model's head."""
+    split = split_head(root, whole)
+    if split.frozen:
+        raise _unsupported("/modules_to_save", f"{split.frozen[:4]} were trained but belong to the frozen base "
+                           f"model of {type(root).__name__} (or are tied to it, as an LM head tied to the input "
+                           "embeddings is); adapterhub never changes base weights, so this adapter cannot be "
+                           "represented (train with modules_to_save on untied head modules only)")
+    if split.unknown:
+        raise _unsupported("/modules_to_save", f"tensors {split.unknown[:4]} are neither LoRA/IA3 tensors nor "
+                           f"parameters of {type(root).__name__}; load it onto the model class it was saved from "
+                           f"(task_type {cfg.get('task_type')!r})")
+    return split.head
 
 
 def _is_commit(value: Any) -> bool:
@@ -189,7 +201,7 @@ def export_peft(handle: Any, name: str, directory: str | Path) -> Path:
     target_paths = sorted(groups)
     peft_cfg: dict[str, Any] = {
         "peft_type": "IA3" if method.name == "ia3" else "LORA",
-        "task_type": None, "base_model_name_or_path": getattr(model.config, "_name_or_path", None),
+        "task_type": task_type(model), "base_model_name_or_path": getattr(model.config, "_name_or_path", None),
         "revision": None, "inference_mode": True, "target_modules": target_paths,
         "fan_in_fan_out": handle.binding.conv1d, "modules_to_save": None,
     }
@@ -201,13 +213,16 @@ def export_peft(handle: Any, name: str, directory: str | Path) -> Path:
                          "use_rslora": bool(cfg.get("use_rslora")), "use_dora": method.name == "dora",
                          "bias": "none", "rank_pattern": ranks, "alpha_pattern": alphas, "init_lora_weights": True})
     head = handle.package(name).head
-    if head:
-        peft_cfg["modules_to_save"] = sorted({k.rsplit(".", 1)[0] for k in head})
-        for k, v in head.items():
-            module, leaf = k.rsplit(".", 1)
-            out[f"{PREFIX}{module}.{leaf}"] = v
+    if head:  # PEFT saves a module_to_save's tensors under the module's own names
+        peft_cfg["modules_to_save"] = sorted({k.split(".", 1)[0] for k in head})
+        out.update({PREFIX + k: v for k, v in head.items()})
     d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    write_safetensors(out, d / "adapter_model.safetensors")
-    (d / "adapter_config.json").write_text(json.dumps(peft_cfg, indent=2, sort_keys=True), encoding="utf-8")
+    with staged_directory(d, owned=PEFT_FILES, last=(CONFIG_FILE,)) as stage:
+        write_safetensors(out, stage / WEIGHTS_FILE)
+        (stage / CONFIG_FILE).write_text(json.dumps(peft_cfg, indent=2, sort_keys=True), encoding="utf-8")
     return d
+
+
+def task_type(model: torch.nn.Module) -> str | None:
+    """PEFT's ``task_type`` for a transformers model class (None for a bare backbone)."""
+    return next((task for suffixes, task in TASK_TYPES if type(model).__name__.endswith(suffixes)), None)

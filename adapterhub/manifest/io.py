@@ -114,21 +114,37 @@ def _semantic_problems(data: dict[str, Any]) -> list[SchemaProblem]:
         problems += _composition_problems(data, config, dep_names)
     base = data.get("base_model")
     layers = base.get("num_hidden_layers") if isinstance(base, dict) else None
+    decoder = base.get("num_decoder_layers") if isinstance(base, dict) else None
     if isinstance(config, dict) and isinstance(layers, int):
-        for j, layer in enumerate(config.get("leave_out") or []):
-            if isinstance(layer, int) and layer >= layers:
-                problems.append(SchemaProblem(f"/adapter/config/leave_out/{j}",
-                                              f"layer {layer} does not exist (base has {layers} layers)"))
-        rf = config.get("reduction_factor")
-        if isinstance(rf, dict):
-            for key in rf:
-                if key != "default" and key.isdigit() and int(key) >= layers:
-                    problems.append(SchemaProblem(f"/adapter/config/reduction_factor/{key}",
-                                                  f"layer {key} does not exist (base has {layers} layers)"))
+        problems += layer_index_problems(config, layers, decoder if isinstance(decoder, int) else None)
     head = data.get("head")
     if (isinstance(head, dict) and isinstance(head.get("labels"), list) and isinstance(head.get("num_labels"), int)
             and len(head["labels"]) != head["num_labels"]):
         problems.append(SchemaProblem("/head/labels", f"{len(head['labels'])} labels but num_labels is {head['num_labels']}"))
+    return problems
+
+
+def layer_index_problems(config: dict[str, Any], num_hidden_layers: int,
+                         num_decoder_layers: int | None = None) -> list[SchemaProblem]:
+    """Layer indices in ``config`` (``leave_out``, per-layer ``reduction_factor`` keys) that do not exist.
+
+    One numbering everywhere (manifest, runtime, importers): global indices, encoder layers
+    ``0..num_hidden_layers-1`` then, for an encoder-decoder base, decoder layers after them (as the
+    ``adapters`` library numbers them).
+    """
+    total = num_hidden_layers + (num_decoder_layers or 0)
+    where = (f"base has {num_hidden_layers} encoder + {num_decoder_layers} decoder layers, numbered 0-{total - 1}"
+             if num_decoder_layers else f"base has {total} layers")
+    problems = []
+    for j, layer in enumerate(config.get("leave_out") or []):
+        if isinstance(layer, int) and layer >= total:
+            problems.append(SchemaProblem(f"/adapter/config/leave_out/{j}", f"layer {layer} does not exist ({where})"))
+    rf = config.get("reduction_factor")
+    if isinstance(rf, dict):
+        for key in rf:
+            if key != "default" and str(key).isdigit() and int(key) >= total:
+                problems.append(SchemaProblem(f"/adapter/config/reduction_factor/{key}",
+                                              f"layer {key} does not exist ({where})"))
     return problems
 
 

@@ -30,6 +30,15 @@ class BaseModel:
     num_hidden_layers: int
     revision: str | None = None
     fingerprint: str | None = None
+    num_decoder_layers: int | None = None
+    """Encoder-decoder bases: the decoder's layers, numbered after the encoder's."""
+
+    @property
+    def layers_text(self) -> str:
+        """``12 layers``, or ``12 encoder + 12 decoder layers`` (for cards and listings)."""
+        if self.num_decoder_layers:
+            return f"{self.num_hidden_layers} encoder + {self.num_decoder_layers} decoder layers"
+        return f"{self.num_hidden_layers} layers"
 
 
 @dataclass(frozen=True)

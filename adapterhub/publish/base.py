@@ -59,12 +59,15 @@ def _model_class(config: Any, adapter_config: dict[str, Any] | None):
     return transformers.AutoModel
 
 
-def load_base(path: str | Path, adapter_config: dict[str, Any] | None = None) -> LoadedBase:
+def load_base(path: str | Path, adapter_config: dict[str, Any] | None = None, *, task_class: str | None = None,
+              num_labels: int | None = None) -> LoadedBase:
     """Load the model at ``path`` (a directory with weights, or only a config.json: structure only).
 
-    The class comes from the PEFT ``task_type`` when the adapter states one, else the checkpoint's
-    ``architectures``, else ``AutoModel`` (the fingerprint only covers the backbone, so a task head in
-    the checkpoint does not change it).
+    The class is ``task_class`` (a transformers class name: what the adapter's head needs) when given,
+    else the PEFT ``task_type`` when the adapter states one, else the checkpoint's ``architectures``, else
+    ``AutoModel`` (the fingerprint only covers the backbone, so a task head in the checkpoint does not
+    change it). ``num_labels`` sizes a classification head to the adapter's (its values come from the
+    adapter anyway).
     """
     import torch
     from transformers import AutoConfig
@@ -78,10 +81,13 @@ def load_base(path: str | Path, adapter_config: dict[str, Any] | None = None) ->
         config = AutoConfig.from_pretrained(str(config_path.parent))
     except (OSError, ValueError, KeyError) as exc:
         raise SchemaError(str(config_path), [SchemaProblem("/", f"not a transformers config: {exc}")]) from None
-    cls = _model_class(config, adapter_config)
+    cls = _named_class(task_class, config_path) if task_class else _model_class(config, adapter_config)
+    relabel = num_labels is not None and num_labels != config.num_labels
+    if relabel:
+        config.num_labels = num_labels
     has_weights = p.is_dir() and any((p / f).is_file() for f in WEIGHT_FILES)
     if has_weights:
-        model = cls.from_pretrained(str(p))
+        model = cls.from_pretrained(str(p), config=config, ignore_mismatched_sizes=relabel)
     else:
         with torch.device("meta"):
             model = cls.from_config(config) if cls.__name__.startswith("Auto") else cls._from_config(config)
@@ -89,6 +95,16 @@ def load_base(path: str | Path, adapter_config: dict[str, Any] | None = None) ->
     name = _name_or_path(config_path)
     return LoadedBase(model, has_weights, p, name if name and REPO_ID.fullmatch(name) and not Path(name).exists()
                       else None)
+
+
+def _named_class(name: str, where: Path):
+    import transformers
+
+    cls = getattr(transformers, name, None)
+    if not isinstance(cls, type):
+        raise NotFoundError(f"{where}: the adapter's head needs transformers class {name!r}, which this "
+                            f"transformers {transformers.__version__} does not have")
+    return cls
 
 
 def _name_or_path(config_path: Path) -> str | None:

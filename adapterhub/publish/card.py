@@ -131,7 +131,7 @@ def _facts(m: Manifest) -> str:
     rows = [
         ("adapter", f"`{m.adapter.method}` {json.dumps(config, sort_keys=True)}"),
         ("base model", f"`{b.id}`" + (f" @ `{b.revision}`" if b.revision else "")
-         + f" ({b.model_type}, hidden {b.hidden_size}, {b.num_hidden_layers} layers)"),
+         + f" ({b.model_type}, hidden {b.hidden_size}, {b.layers_text})"),
         ("base fingerprint", f"`{b.fingerprint}`" if b.fingerprint else "not recorded (shapes are checked)"),
         ("task", f"{m.task.type} / {m.task.name}" + (f" on `{m.task.dataset}`" if m.task.dataset else "")),
         ("head", f"{m.head.type}" + (f", {m.head.num_labels} labels" if m.head.num_labels else "") if m.head else "none"),

@@ -4,9 +4,10 @@ In order: load the manifest; convert pickle weights it lists to safetensors (onl
 weights-only loader, and only after the file matched the sha256 the manifest recorded for it);
 re-hash every listed file; write the model card (README.md); write the manifest; then check the
 whole directory as ``adapterhub validate`` does; with a key, sign it (``model.sig``, see ``sign.py``).
-A ``model.sig`` from an earlier signing stays only while it still covers the packaged release. New
-files are written before the manifest that names them and old pickle files are removed only after
-it, so an interruption leaves a directory whose manifest still describes files that exist.
+A ``model.sig`` from an earlier signing stays only while it still covers the packaged release.
+Everything new is written to a staging directory first, so any refusal leaves the directory as it was;
+at the end the new files replace their namesakes, the manifest that names them last, and old pickle
+files are removed only after it.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import IntegrityError, PublishError, SchemaError, SchemaProblem
-from ..fileio import atomic_write_bytes, atomic_write_text, sha256_file
+from ..errors import IntegrityError, PublishError
+from ..fileio import atomic_write_bytes, atomic_write_text, sha256_file, staged_directory
 from ..manifest import (
     MANIFEST_FILENAME,
     SIGNATURE_FILENAME,
@@ -56,7 +57,7 @@ def _safetensors_name(path: str) -> str:
     return f"{head}/{new}" if head else new
 
 
-def _convert(directory: Path, entry: dict, taken: set[str]) -> str:
+def _convert(directory: Path, stage: Path, entry: dict, taken: set[str]) -> str:
     from ..store.convert import pickle_to_safetensors
     from ..store.safetensors_check import check_safetensors
 
@@ -69,9 +70,14 @@ def _convert(directory: Path, entry: dict, taken: set[str]) -> str:
     if target in taken or (directory / target).exists():
         raise PublishError(f"{src}: would convert to {target}, which already exists",
                            hint="remove one of the two weight files")
-    atomic_write_bytes(directory / target, pickle_to_safetensors(src.read_bytes(), str(src)))
-    check_safetensors(directory / target)
+    atomic_write_bytes(stage / target, pickle_to_safetensors(src.read_bytes(), str(src)))
+    check_safetensors(stage / target)
     return target
+
+
+def _entries(directory: Path, stage: Path, paths: list[str], roles: dict[str, str]) -> list[dict]:
+    """Manifest file entries, each hashed where it is now: written in this run (staged) or already there."""
+    return [file_entries(stage if (stage / p).is_file() else directory, [p], roles)[0] for p in paths]
 
 
 def package_adapter(directory: str | Path, *, index_hint: str | None = None, card: bool = True,
@@ -94,38 +100,33 @@ def package_adapter(directory: str | Path, *, index_hint: str | None = None, car
         check_signable(d, manifest)
         sign.signing_config()  # a bad key fails here, before anything is rewritten
     converted: dict[str, str] = {}
-    roles: dict[str, str] = {}
-    paths: list[str] = []
-    for entry in doc["files"]:
-        path = entry["path"]
-        if path == CARD_FILE:
-            continue
-        if not (d / path).is_file():
-            raise PublishError(f"{d / path}: listed in the manifest but missing")
-        if path.lower().endswith(PICKLE_SUFFIXES):
-            new = _convert(d, entry, set(paths) | listed)
-            converted[path] = new
-            roles[new] = entry["role"] if entry.get("role") not in (None, "other") else guess_role(new)
-            paths.append(new)
-        else:
-            roles[path] = entry.get("role") or guess_role(path)
-            paths.append(path)
-    doc["files"] = file_entries(d, paths, roles)
-    problems = [SchemaProblem(f"/files/{i}/path", f"{f['path']} is a pickle format")
-                for i, f in enumerate(doc["files"]) if f["path"].lower().endswith(PICKLE_SUFFIXES)]
-    if problems:
-        raise SchemaError(str(d / MANIFEST_FILENAME), problems)
-    if card:
-        without_card = parse_manifest(doc, str(d / MANIFEST_FILENAME))
-        existing = (d / CARD_FILE).read_text(encoding="utf-8") if (d / CARD_FILE).is_file() else ""
-        atomic_write_text(d / CARD_FILE, merge_card(existing, without_card, index_hint=index_hint))
-        doc["files"] += file_entries(d, [CARD_FILE], {CARD_FILE: "card"})
-    elif CARD_FILE in listed:
-        doc["files"] += file_entries(d, [CARD_FILE], {CARD_FILE: "card"})
-    final = parse_manifest(doc, str(d / MANIFEST_FILENAME))
-    write_manifest(final, d / MANIFEST_FILENAME)
-    for old in converted:
-        (d / old).unlink(missing_ok=True)
+    pickles = tuple(e["path"] for e in doc["files"] if e["path"].lower().endswith(PICKLE_SUFFIXES))
+    with staged_directory(d, last=(MANIFEST_FILENAME,), remove=pickles) as stage:  # d unchanged on failure
+        roles: dict[str, str] = {}
+        paths: list[str] = []
+        for entry in doc["files"]:
+            path = entry["path"]
+            if path == CARD_FILE:
+                continue
+            if not (d / path).is_file():
+                raise PublishError(f"{d / path}: listed in the manifest but missing")
+            if path in pickles:
+                new = _convert(d, stage, entry, set(paths) | listed)
+                converted[path] = new
+                roles[new] = entry["role"] if entry.get("role") not in (None, "other") else guess_role(new)
+                paths.append(new)
+            else:
+                roles[path] = entry.get("role") or guess_role(path)
+                paths.append(path)
+        doc["files"] = _entries(d, stage, paths, roles)
+        if card:
+            without_card = parse_manifest(doc, str(d / MANIFEST_FILENAME))
+            existing = (d / CARD_FILE).read_text(encoding="utf-8") if (d / CARD_FILE).is_file() else ""
+            atomic_write_text(stage / CARD_FILE, merge_card(existing, without_card, index_hint=index_hint))
+        if card or CARD_FILE in listed:
+            doc["files"] += _entries(d, stage, [CARD_FILE], {CARD_FILE: "card"})
+        final = parse_manifest(doc, str(d / MANIFEST_FILENAME))
+        write_manifest(final, stage / MANIFEST_FILENAME)
     report = validate_path(d)
     if not report.ok:
         raise PublishError(f"{d}: the packaged directory does not validate: {'; '.join(report.problems[:8])}")

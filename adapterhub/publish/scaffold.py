@@ -131,15 +131,15 @@ def _apply_fields(doc: dict[str, Any], fields: _Fields, directory: Path) -> None
 
 
 def _check_base_against(doc: dict[str, Any], base: Any, source: str) -> None:
-    from ..runtime import bind
+    from ..runtime import BaseFacts, bind
 
-    b = bind(base.model)
-    mine = (doc["base_model"]["model_type"], doc["base_model"]["hidden_size"], doc["base_model"]["num_hidden_layers"])
-    theirs = (b.model_type, b.hidden_size, b.num_hidden_layers)
-    if mine != theirs:
-        raise IncompatibleBaseError(f"{source}: the manifest's base is model_type={mine[0]} hidden_size={mine[1]} "
-                                    f"num_hidden_layers={mine[2]}, --base {base.path} is {theirs[0]}/{theirs[1]}/"
-                                    f"{theirs[2]}", hint="pass the base model the adapter was trained on")
+    bm = doc["base_model"]
+    mine = BaseFacts(bm["model_type"], bm["hidden_size"], bm["num_hidden_layers"],
+                     num_decoder_layers=bm.get("num_decoder_layers"))
+    theirs = BaseFacts.of(bind(base.model))
+    if mine.shape_differs(theirs):
+        raise IncompatibleBaseError(f"{source}: the manifest's base is {mine.describe()}, --base {base.path} is "
+                                    f"{theirs.describe()}", hint="pass the base model the adapter was trained on")
 
 
 def _init_ours(directory: Path, base_path: str | Path | None, fields: _Fields) -> InitResult:
@@ -173,8 +173,7 @@ def _init_ours(directory: Path, base_path: str | Path | None, fields: _Fields) -
 
 
 def _init_foreign(directory: Path, out: Path, base_path: str | Path | None, fields: _Fields) -> InitResult:
-    from ..runtime import bind, read_adapter_dir, write_adapter_dir
-    from .base import load_base
+    from ..runtime import write_adapter_dir
 
     config = load_strict(directory / "adapter_config.json")
     config = config if isinstance(config, dict) else {}
@@ -192,13 +191,7 @@ def _init_foreign(directory: Path, out: Path, base_path: str | Path | None, fiel
                                      "or only its config.json")
     if out.exists() and any(out.iterdir()):
         raise ConflictError(f"{out} exists and is not empty", hint="pass --out to another directory")
-    base = load_base(base_path, config if kind == "peft" else None)
-    pkg = read_adapter_dir(directory, bind(base.model))
-    if pkg.head and not pkg.head_type:  # PEFT's modules_to_save: the head type comes from the model class
-        from ..runtime.heads import head_info
-
-        info = head_info(base.model)
-        pkg.head_type, pkg.num_labels = info.type, info.num_labels
+    base, pkg = _read_with_base(directory, base_path, config, kind)
     pkg.base.fingerprint = base.fingerprint
     if base.fingerprint is None:
         notes.append(f"fingerprint left out: {base_path} holds no weights (only the structure was used); "
@@ -214,23 +207,43 @@ def _init_foreign(directory: Path, out: Path, base_path: str | Path | None, fiel
     pkg.base.id = doc["base_model"]["id"]
     if doc["base_model"].get("revision"):
         pkg.base.revision = doc["base_model"]["revision"]
-    staging = out.parent / f".{out.name}.init-tmp"
-    import shutil
-
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        write_adapter_dir(pkg, staging, name=doc["name"], version=doc["version"], description=doc["description"],
-                          license=doc["license"], authors=tuple(doc["authors"]), task=doc["task"])
-        written = manifest_to_dict(load_manifest(staging))
-        if doc.get("metrics"):
-            written["metrics"] = doc["metrics"]
-        write_manifest(parse_manifest(written, str(out / MANIFEST_FILENAME)), staging / MANIFEST_FILENAME)
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    write_adapter_dir(pkg, out, name=doc["name"], version=doc["version"], description=doc["description"],
+                      license=doc["license"], authors=tuple(doc["authors"]), task=doc["task"],
+                      extra={"metrics": doc["metrics"]} if doc.get("metrics") else None)
     return InitResult(out, load_manifest(out), notes, kind)
+
+
+def _read_with_base(directory: Path, base_path: str | Path, config: dict[str, Any], kind: str) -> tuple[Any, Any]:
+    """The base model (as the task class the adapter's head needs) and the adapter read against it.
+
+    The class comes from the head: an ``adapters``-library ``head_config.json`` (its static
+    ``model_class`` or the task class its flex head is), PEFT's ``task_type``, else the checkpoint's
+    ``architectures``. A classification head trained with another label count than the base's config
+    states gets a base with that count. The head must then fit the model, else nothing is written.
+    """
+    from ..runtime import bind, read_adapter_dir
+    from ..runtime.heads import check_head, head_info, head_num_labels
+    from .base import load_base
+
+    task_class, num_labels = None, None
+    if kind == "adapters-library":
+        from ..interop.adapters_heads import head_meta, task_class_of
+
+        meta = head_meta(directory)
+        if meta is not None:
+            task_class, num_labels = task_class_of(meta, directory)
+    peft_config = config if kind == "peft" else None
+    base = load_base(base_path, peft_config, task_class=task_class, num_labels=num_labels)
+    pkg = read_adapter_dir(directory, bind(base.model))
+    relabel = head_num_labels(base.model, pkg.head) if pkg.head else None
+    if relabel:
+        base = load_base(base_path, peft_config, task_class=task_class, num_labels=relabel)
+        pkg = read_adapter_dir(directory, bind(base.model))
+    if pkg.head:
+        check_head(base.model, pkg.head, str(directory))
+        info = head_info(base.model)  # PEFT's modules_to_save: the head type comes from the model class
+        pkg.head_type, pkg.num_labels = pkg.head_type or info.type, pkg.num_labels or info.num_labels
+    return base, pkg
 
 
 def init_adapter(directory: str | Path, *, out: str | Path | None = None, base: str | Path | None = None,

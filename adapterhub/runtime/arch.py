@@ -223,7 +223,12 @@ class Layer:
 
 @dataclass
 class Binding:
-    """A family resolved on one model instance: facts for base checks and all layers."""
+    """A family resolved on one model instance: facts for base checks and all layers.
+
+    Layer indices are global: the encoder's (or only) stack ``0..num_hidden_layers-1``, then, for an
+    encoder-decoder family, the decoder's ``num_hidden_layers..`` (``num_decoder_layers`` of them), as
+    the ``adapters`` library numbers them and as manifests check them.
+    """
 
     family: Family
     model_type: str
@@ -233,6 +238,7 @@ class Binding:
     layers: list[Layer]
     conv1d: bool = False
     root: nn.Module | None = None
+    num_decoder_layers: int | None = None
 
     def iter_layers(self, leave_out: tuple[int, ...] | None = ()) -> Iterator[Layer]:
         skip = set(leave_out or ())
@@ -280,7 +286,10 @@ def bind(model: nn.Module) -> Binding:
         raise UnsupportedArchitectureError(f"{type(model).__name__}: no transformer layers found at {fam.stacks}")
     hidden = _config_int(config, "hidden_size", "d_model", "n_embd", "dim")
     n_layers = _config_int(config, "num_hidden_layers", "num_layers", "n_layer", "n_layers")
-    return Binding(fam, model_type, hidden, n_layers, backbone, layers, conv1d=fam.conv1d, root=model)
+    n_decoder = (_config_int(config, "num_decoder_layers", "decoder_layers")
+                 if any(s.startswith("decoder") for s in fam.stacks) else None)
+    return Binding(fam, model_type, hidden, n_layers, backbone, layers, conv1d=fam.conv1d, root=model,
+                   num_decoder_layers=n_decoder)
 
 
 def weight_dtype(binding: Binding) -> torch.dtype:

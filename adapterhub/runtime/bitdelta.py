@@ -41,10 +41,9 @@ def compress(base_model: nn.Module, finetuned_model: nn.Module, *, target_module
         config["leave_out"] = list(leave_out)
     typed = check_config("bitdelta", config, ("bitdelta",))
     base_binding, ft_binding = bind(base_model), bind(finetuned_model)
-    mine = (base_binding.model_type, base_binding.hidden_size, base_binding.num_hidden_layers)
-    theirs = (ft_binding.model_type, ft_binding.hidden_size, ft_binding.num_hidden_layers)
-    if mine != theirs:
-        raise IncompatibleBaseError(f"the fine-tune is model_type/hidden_size/layers={theirs}, the base {mine}",
+    mine, theirs = BaseFacts.of(base_binding), BaseFacts.of(ft_binding)
+    if mine.shape_differs(theirs):
+        raise IncompatibleBaseError(f"the fine-tune is {theirs.describe()}, the base {mine.describe()}",
                                     hint="compress a fine-tune against the base it was trained from")
     base_targets = BitDelta(typed.effective(), base_binding).targets
     ft_targets = {t.prefix: t for t in BitDelta(typed.effective(), ft_binding).targets}
@@ -60,8 +59,7 @@ def compress(base_model: nn.Module, finetuned_model: nn.Module, *, target_module
             tensors[f"{t.prefix}.mask"] = pack_signs(delta)
             tensors[f"{t.prefix}.scale"] = delta.abs().mean()
     name = getattr(getattr(base_model, "config", None), "_name_or_path", "") or ""
-    facts = BaseFacts(base_binding.model_type, base_binding.hidden_size, base_binding.num_hidden_layers,
-                      base_fingerprint(base_model), name if _is_repo_id(name) else None)
+    facts = BaseFacts.of(base_binding, base_fingerprint(base_model), name if _is_repo_id(name) else None)
     return AdapterPackage(method="bitdelta", config=stated_json(typed), tensors=tensors, base=facts)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import SchemaError, SchemaProblem
 from ..manifest.configs import METHOD_CONFIGS, MethodConfig
-from ..manifest.io import manifest_problems
+from ..manifest.io import layer_index_problems, manifest_problems
 
 
 def _probe_manifest(method: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -34,6 +34,13 @@ def check_config(method: str, config: dict[str, Any], supported: tuple[str, ...]
         raise SchemaError("<adapter config>", problems)
     cls = METHOD_CONFIGS[method]
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+
+
+def check_layer_indices(config: dict[str, Any], binding: Any) -> None:
+    """Refuse layer indices the bound model does not have (the manifest's check, at add/load time)."""
+    problems = layer_index_problems(config, binding.num_hidden_layers, binding.num_decoder_layers)
+    if problems:
+        raise SchemaError("<adapter config>", problems)
 
 
 def _jsonable(value: Any) -> Any:

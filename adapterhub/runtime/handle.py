@@ -86,8 +86,7 @@ class AdapterModel:
     def base_facts(self) -> BaseFacts:
         name = getattr(getattr(self.model, "config", None), "_name_or_path", "") or ""
         ident = name if _is_repo_id(name) else None
-        return BaseFacts(self.binding.model_type, self.binding.hidden_size, self.binding.num_hidden_layers,
-                         self.fingerprint, ident)
+        return BaseFacts.of(self.binding, self.fingerprint, ident)
 
     def num_parameters(self, name: str | None = None, trainable_only: bool = False) -> int:
         """Parameters of one adapter, or of the base model (``name=None``) without any adapter."""
@@ -194,14 +193,11 @@ class AdapterModel:
 
     def check_base(self, base: BaseFacts, source: str, *, force: bool = False) -> None:
         """Raise :class:`IncompatibleBaseError` naming both sides when the adapter's base is not this model."""
-        b = self.binding
-        mine = (b.model_type, b.hidden_size, b.num_hidden_layers)
-        theirs = (base.model_type, base.hidden_size, base.num_hidden_layers)
-        if mine != theirs:
+        mine = BaseFacts.of(self.binding)
+        if mine.shape_differs(base):
             raise IncompatibleBaseError(
-                f"{source}: adapter was made for model_type={theirs[0]} hidden_size={theirs[1]} "
-                f"num_hidden_layers={theirs[2]}, but this model is model_type={mine[0]} hidden_size={mine[1]} "
-                f"num_hidden_layers={mine[2]}", hint="load it onto the base model named in its manifest")
+                f"{source}: adapter was made for {base.describe()}, but this model is {mine.describe()}",
+                hint="load it onto the base model named in its manifest")
         if base.fingerprint and not force and base.fingerprint != self.fingerprint:
             raise IncompatibleBaseError(
                 f"{source}: adapter base fingerprint {base.fingerprint} (base {base.id or 'unknown'}) differs from "
@@ -316,9 +312,9 @@ class AdapterModel:
             p.requires_grad_(False)
         for p in entry.tree.parameters():
             p.requires_grad_(p.is_floating_point())  # integer tensors (BitDelta masks) cannot be trained
-        if head_info(self.model).type not in (None, "lm"):
-            for p in head_parameters(self.model).values():
-                p.requires_grad_(True)
+        live = head_parameters(self.model)
+        for k, p in live.items():  # a task head; an LM head only when the adapter brought its own
+            p.requires_grad_(head_info(self.model).type not in (None, "lm") or k in entry.head)
         self.activate(name)
         self.model.train()
         return [n for n, p in self.model.named_parameters() if p.requires_grad]
@@ -328,8 +324,9 @@ class AdapterModel:
         entry = self._entry(name)
         info = head_info(self.model)
         head = saved_head(self.model)
-        if entry.head and name != self._head_owner:  # its own head, not the one in the model now
-            head = {k: v.detach().clone() for k, v in entry.head.items()}
+        if entry.head:  # the head it came with (an LM head too, e.g. PEFT's modules_to_save=["lm_head"])
+            live = head_parameters(self.model) if name == self._head_owner else {}
+            head = {k: live.get(k, v).detach().clone() for k, v in entry.head.items()}
         config = stated_json(entry.config)
         if entry.method.name == "fusion":
             config["members"] = [self.dependency(m)["name"] for m in entry.config.members]

@@ -3,8 +3,9 @@
 A transformers task model (``*ForSequenceClassification``, ``*ForTokenClassification``...) is a
 backbone (``model.base_model``) plus a head. The head's tensors (everything outside the backbone)
 travel with the adapter in ``head.safetensors``, like PEFT's ``modules_to_save``. Language-model
-heads are tied to the embeddings and belong to the base, so they pass through: never saved,
-never trained.
+heads belong to the base, so they pass through (never saved, never trained), unless the adapter
+brought its own: an untied LM head trained as PEFT ``modules_to_save`` is stored and trained with
+it. A head tied to the embeddings is part of the frozen base and cannot be an adapter's.
 """
 
 from __future__ import annotations
@@ -82,3 +83,52 @@ def load_head(model: nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, t
         for k, v in tensors.items():
             params[k].copy_(v.to(params[k].dtype))
     return previous
+
+
+@dataclass
+class HeadSplit:
+    """Stored head tensors sorted against one model (see :func:`split_head`)."""
+
+    head: dict[str, torch.Tensor]
+    """Tensors of the model's own head (outside the backbone): they travel with the adapter."""
+    frozen: list[str]
+    """Names of frozen-base parameters (or tied to one, like GPT-2's ``lm_head``) stored with other values."""
+    unknown: list[str]
+    """Names this model has no parameter for."""
+
+
+def split_head(model: nn.Module, tensors: dict[str, torch.Tensor]) -> HeadSplit:
+    """Sort tensors another tool saved as a head: the model's head, a changed frozen tensor, or unknown.
+
+    A tensor naming a base parameter with exactly the base's value carries nothing (the ``adapters``
+    library saves a tied LM head alongside) and is left out; with another value it would overwrite the
+    frozen base, which adapterhub never does, so the caller refuses it.
+    """
+    params = head_parameters(model)
+    out = HeadSplit({}, [], [])
+    for name, value in tensors.items():
+        if name in params:
+            out.head[name] = value
+            continue
+        try:
+            base = model.get_parameter(name)
+        except AttributeError:
+            out.unknown.append(name)
+            continue
+        if tuple(base.shape) != tuple(value.shape) or not torch.equal(base.detach().cpu(), value.to(base.dtype).cpu()):
+            out.frozen.append(name)
+    return out
+
+
+def head_num_labels(model: nn.Module, tensors: dict[str, torch.Tensor]) -> int | None:
+    """The label count a stored head was trained with, when only that keeps it from fitting ``model``.
+
+    Tensors whose first dimension is the model's ``num_labels`` where the stored one differs (the output
+    layer of a classification head) must all agree; otherwise (it fits, or it differs in other ways) None.
+    """
+    n = getattr(getattr(model, "config", None), "num_labels", None)
+    params = head_parameters(model)
+    found = {int(t.shape[0]) for k, t in tensors.items()
+             if k in params and t.dim() and params[k].shape[0] == n and t.shape[0] != n
+             and tuple(params[k].shape[1:]) == tuple(t.shape[1:])}
+    return found.pop() if len(found) == 1 else None

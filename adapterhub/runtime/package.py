@@ -3,12 +3,12 @@
 ``read_adapter_dir`` reads an adapterhub directory (``adapterhub.json`` + safetensors, every file
 checked against the manifest's size and sha256 before it is parsed) or, through
 :mod:`adapterhub.interop`, an ``adapters``-library or PEFT directory. ``write_adapter_dir`` writes
-``adapter.safetensors`` (+ ``head.safetensors``) and then the manifest with sizes and hashes.
+``adapter.safetensors`` (+ ``head.safetensors``) and then the manifest with sizes and hashes, all in a
+staging directory that replaces the target at the end (a failure leaves the target as it was).
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,12 +16,15 @@ from typing import Any
 import torch
 
 from ..errors import IntegrityError, NotFoundError
+from ..fileio import sha256_file, staged_directory
 from ..manifest.io import MANIFEST_FILENAME, load_manifest, manifest_to_dict, parse_manifest, write_manifest
 from ..manifest.types import Manifest
 from .heads import HEAD_FILE
 from .safetensors_io import read_safetensors, write_safetensors
 
 WEIGHTS_FILE = "adapter.safetensors"
+ADAPTER_FILES = (WEIGHTS_FILE, HEAD_FILE)
+"""The weight files ``write_adapter_dir`` owns: one left from an earlier save that this one does not write goes."""
 
 
 @dataclass
@@ -34,6 +37,43 @@ class BaseFacts:
     fingerprint: str | None = None
     id: str | None = None
     revision: str | None = None
+    num_decoder_layers: int | None = None
+    """Encoder-decoder bases: decoder layers, numbered globally after the encoder's (docs/manifest.md)."""
+
+    @classmethod
+    def of(cls, binding: Any, fingerprint: str | None = None, id: str | None = None,
+           revision: str | None = None) -> BaseFacts:
+        """The shape facts of a bound model (``adapterhub.runtime.arch.Binding``)."""
+        return cls(binding.model_type, binding.hidden_size, binding.num_hidden_layers, fingerprint, id, revision,
+                   binding.num_decoder_layers)
+
+    @classmethod
+    def from_manifest(cls, bm: Any) -> BaseFacts:
+        """The facts a manifest's ``base_model`` states."""
+        return cls(bm.model_type, bm.hidden_size, bm.num_hidden_layers, bm.fingerprint, bm.id, bm.revision,
+                   bm.num_decoder_layers)
+
+    def shape_differs(self, other: BaseFacts) -> bool:
+        """True when the shape facts disagree (a decoder count only one side states is not a disagreement)."""
+        if (self.model_type, self.hidden_size, self.num_hidden_layers) != (
+                other.model_type, other.hidden_size, other.num_hidden_layers):
+            return True
+        return None not in (self.num_decoder_layers, other.num_decoder_layers) and \
+            self.num_decoder_layers != other.num_decoder_layers
+
+    def describe(self) -> str:
+        """``model_type=t5 hidden_size=512 num_hidden_layers=6 [num_decoder_layers=6]`` for messages."""
+        text = f"model_type={self.model_type} hidden_size={self.hidden_size} num_hidden_layers={self.num_hidden_layers}"
+        return text + (f" num_decoder_layers={self.num_decoder_layers}" if self.num_decoder_layers else "")
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest's ``base_model`` object (``id`` is ``unknown`` when not known)."""
+        out: dict[str, Any] = {"id": self.id or "unknown", "model_type": self.model_type,
+                               "hidden_size": self.hidden_size, "num_hidden_layers": self.num_hidden_layers}
+        for key in ("num_decoder_layers", "revision", "fingerprint"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
+        return out
 
 
 @dataclass
@@ -48,14 +88,6 @@ class AdapterPackage:
     name: str | None = None
     manifest: Manifest | None = None
     source: str = "<memory>"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _verified(directory: Path, manifest: Manifest, role: str, default: str) -> Path | None:
@@ -81,12 +113,11 @@ def read_ours(directory: Path) -> AdapterPackage:
     if weights is None:
         raise NotFoundError(f"{directory}: the manifest lists no weights file ({WEIGHTS_FILE})")
     head_path = _verified(directory, manifest, "head", HEAD_FILE)
-    bm = manifest.base_model
     return AdapterPackage(
         method=manifest.adapter.method,
         config=manifest_to_dict(manifest)["adapter"]["config"],
         tensors=read_safetensors(weights),
-        base=BaseFacts(bm.model_type, bm.hidden_size, bm.num_hidden_layers, bm.fingerprint, bm.id, bm.revision),
+        base=BaseFacts.from_manifest(manifest.base_model),
         head=read_safetensors(head_path) if head_path else {},
         head_type=manifest.head.type if manifest.head else None,
         num_labels=manifest.head.num_labels if manifest.head else None,
@@ -111,24 +142,34 @@ def read_adapter_dir(path: str | Path, binding: Any = None) -> AdapterPackage:
 def write_adapter_dir(pkg: AdapterPackage, directory: str | Path, *, name: str, version: str = "0.1.0",
                       description: str | None = None, license: str = "NOASSERTION",
                       authors: tuple[str, ...] = ("unknown",), task: dict[str, Any] | None = None,
-                      dependencies: list[dict[str, Any]] | None = None) -> Path:
-    """Write ``pkg`` as an adapterhub directory; returns the manifest path."""
+                      dependencies: list[dict[str, Any]] | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``pkg`` as an adapterhub directory; returns the manifest path.
+
+    The manifest is validated before any byte is written (with placeholder file hashes), and the files go
+    to a staging directory beside ``directory`` that replaces it at the end, so a failure leaves
+    ``directory`` as it was. ``extra`` adds top-level manifest properties (``metrics``, ``x-*``).
+    """
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    files = []
-    write_safetensors(pkg.tensors, out / WEIGHTS_FILE)
-    files.append({"path": WEIGHTS_FILE, "size": (out / WEIGHTS_FILE).stat().st_size,
-                  "sha256": sha256_file(out / WEIGHTS_FILE), "role": "weights"})
-    if pkg.head:
-        write_safetensors(pkg.head, out / HEAD_FILE)
-        files.append({"path": HEAD_FILE, "size": (out / HEAD_FILE).stat().st_size,
-                      "sha256": sha256_file(out / HEAD_FILE), "role": "head"})
-    base: dict[str, Any] = {"id": pkg.base.id or "unknown", "model_type": pkg.base.model_type,
-                            "hidden_size": pkg.base.hidden_size, "num_hidden_layers": pkg.base.num_hidden_layers}
-    if pkg.base.revision:
-        base["revision"] = pkg.base.revision
-    if pkg.base.fingerprint:
-        base["fingerprint"] = pkg.base.fingerprint
+    source = str(out / MANIFEST_FILENAME)
+    payload = {WEIGHTS_FILE: ("weights", pkg.tensors), **({HEAD_FILE: ("head", pkg.head)} if pkg.head else {})}
+    doc = _manifest_doc(pkg, name, version, description, license, authors, task, dependencies, extra)
+    parse_manifest({**doc, "files": [{"path": p, "size": 0, "sha256": "0" * 64, "role": role}
+                                     for p, (role, _) in payload.items()]}, source)
+    with staged_directory(out, owned=(*ADAPTER_FILES, MANIFEST_FILENAME), last=(MANIFEST_FILENAME,)) as stage:
+        files = []
+        for path, (role, tensors) in payload.items():
+            write_safetensors(tensors, stage / path)
+            files.append({"path": path, "size": (stage / path).stat().st_size, "sha256": sha256_file(stage / path),
+                          "role": role})
+        write_manifest(parse_manifest({**doc, "files": files}, source), stage / MANIFEST_FILENAME)
+    return out / MANIFEST_FILENAME
+
+
+def _manifest_doc(pkg: AdapterPackage, name: str, version: str, description: str | None, license: str,
+                  authors: tuple[str, ...], task: dict[str, Any] | None, dependencies: list[dict[str, Any]] | None,
+                  extra: dict[str, Any] | None) -> dict[str, Any]:
+    """The manifest of ``pkg`` without its ``files``."""
+    base = pkg.base.to_json()
     dtypes = {str(t.dtype).removeprefix("torch.") for t in pkg.tensors.values()}
     adapter: dict[str, Any] = {"method": pkg.method, "config": pkg.config}
     if len(dtypes) == 1 and next(iter(dtypes)) in ("float32", "float16", "bfloat16"):
@@ -138,14 +179,13 @@ def write_adapter_dir(pkg: AdapterPackage, directory: str | Path, *, name: str, 
         "description": description or f"{pkg.method} adapter {name} for {base['id']}",
         "license": license, "authors": list(authors),
         "task": task or {"type": _task_type(pkg.head_type), "name": name},
-        "base_model": base, "adapter": adapter, "files": files,
+        "base_model": base, "adapter": adapter,
     }
     if dependencies:
         doc["dependencies"] = list(dependencies)
     if pkg.head_type:
         doc["head"] = {"type": pkg.head_type, **({"num_labels": pkg.num_labels} if pkg.num_labels else {})}
-    manifest = parse_manifest(doc, str(out / MANIFEST_FILENAME))
-    return write_manifest(manifest, out / MANIFEST_FILENAME)
+    return {**doc, **(extra or {})}
 
 
 def _task_type(head_type: str | None) -> str:

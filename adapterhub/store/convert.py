@@ -1,7 +1,8 @@
 """Convert legacy pickle weights to safetensors, once, at ingest, behind a pinned hash.
 
 This is the only place adapterhub ever unpickles anything, and it does so only (a) for bytes whose
-archive sha256 matched the manifest's pin, (b) with PyTorch's weights-only unpickler, (c) on
+archive sha256 matched the manifest's pin, or that the user handed over locally (an ``adapters``-library
+or PEFT directory being loaded or converted), (b) with PyTorch's weights-only unpickler, (c) on
 ``torch>=2.6`` (earlier weights-only loaders had a code-execution bypass, CVE-2025-32434). The result
 must be a flat ``{str: Tensor}`` mapping; anything else is refused. torch is imported lazily so no
 other command pays for it.
@@ -18,8 +19,14 @@ MIN_TORCH = (2, 6)
 
 def pickle_to_safetensors(data: bytes, where: str) -> bytes:
     """safetensors bytes holding the tensors of a ``torch.save``'d state dict."""
-    import torch
     from safetensors.torch import save as save_bytes
+
+    return save_bytes(pickle_tensors(data, where), metadata={"format": "pt", "converted_from": "pickle"})
+
+
+def pickle_tensors(data: bytes, where: str) -> dict:
+    """The ``{name: tensor}`` of a ``torch.save``'d flat state dict, read only by the weights-only loader."""
+    import torch
 
     version = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
     if version < MIN_TORCH:
@@ -37,4 +44,4 @@ def pickle_to_safetensors(data: bytes, where: str) -> bytes:
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise UnsafeFileError(f"{where}: entry {key!r} is not a named tensor")
         tensors[key] = value.detach().to("cpu").contiguous().clone()
-    return save_bytes(tensors, metadata={"format": "pt", "converted_from": "pickle"})
+    return tensors

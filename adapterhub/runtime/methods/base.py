@@ -22,6 +22,7 @@ from torch.utils.hooks import RemovableHandle
 
 from ...errors import AdapterStateError
 from ..arch import Binding
+from ..config import check_layer_indices
 from ..sites import SiteFn, SiteKey, first_tensor, in_place_ok, install, replace_output
 from ..tensors import TensorTree
 
@@ -37,6 +38,7 @@ class Method:
     def __init__(self, config: dict[str, Any], binding: Binding) -> None:
         self.config = config
         self.binding = binding
+        check_layer_indices(config, binding)
         self.validate()
 
     def validate(self) -> None:

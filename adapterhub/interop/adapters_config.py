@@ -1,0 +1,77 @@
+"""The ``adapters`` library's bottleneck config (``BnConfig`` keys) as our bottleneck/Compacter config.
+
+Torch-free: the directory reader (:mod:`adapterhub.interop.adapters_lib`) and the archived-index
+importer (:mod:`adapterhub.interop.adapterhub_index`, whose custom architectures are BnConfig dicts)
+share it. Keys with no equivalent in our runtime are refused with the key named, except where the
+library's own math makes them a no-op (``adapter_residual_before_ln`` only moves the residual add
+across ``ln_after``; without ``ln_after`` both orders are the same sum).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import SchemaError, SchemaProblem
+
+ACTIVATION_RENAME = {"gelu": "gelu_new", "gelu_orig": "gelu"}
+"""v1-era activation names (configs saved without ``version``) -> today's."""
+
+BOTTLENECK_KEYS = ("original_ln_before", "original_ln_after", "residual_before_ln", "ln_before", "ln_after",
+                   "use_gating", "dropout")
+COMPACTER_KEYS = ("phm_dim", "phm_rank", "shared_phm_rule", "factorized_phm_rule", "shared_W_phm",
+                  "factorized_phm_W", "phm_bias", "phm_c_init", "phm_init_range", "hypercomplex_nonlinearity",
+                  "learn_phm")
+
+
+def unsupported(pointer: str, message: str, where: str = "adapter_config.json") -> SchemaError:
+    """The typed refusal of a config value adapterhub cannot represent."""
+    return SchemaError(where, [SchemaProblem(pointer, message)])
+
+
+def bottleneck_config(cfg: dict[str, Any], versioned: bool, where: str = "adapter_config.json",
+                      pointer: str = "/config") -> tuple[str, dict[str, Any]]:
+    """``(method, config)`` for a BnConfig dict; ``versioned`` = saved by a library that records ``version``."""
+    if cfg.get("inv_adapter") is not None:
+        raise unsupported(f"{pointer}/inv_adapter", f"inv_adapter={cfg['inv_adapter']!r} (invertible adapters) "
+                          "is not supported by adapterhub's runtime", where)
+    if cfg.get("cross_adapter"):
+        raise unsupported(f"{pointer}/cross_adapter", "cross_adapter=True is not supported by adapterhub's runtime",
+                          where)
+    if cfg.get("adapter_residual_before_ln") and cfg.get("ln_after"):
+        raise unsupported(f"{pointer}/adapter_residual_before_ln", "adapter_residual_before_ln=True together with "
+                          "ln_after=True is not supported by adapterhub's runtime", where)
+    if cfg.get("residual_before_ln", True) not in (True, False):
+        raise unsupported(f"{pointer}/residual_before_ln", "'post_add' is not supported", where)
+    if cfg.get("scaling", 1.0) == "channel":
+        raise unsupported(f"{pointer}/scaling", "'channel' scaling is not supported", where)
+    act = cfg.get("non_linearity", "relu")
+    if not versioned:
+        act = ACTIVATION_RENAME.get(act, act)
+    locations = [loc for loc, flag in (("attention", cfg.get("mh_adapter")), ("ffn", cfg.get("output_adapter"))) if flag]
+    rf = cfg.get("reduction_factor", 16)
+    config: dict[str, Any]
+    if cfg.get("phm_layer"):
+        method = "compacter"
+        variant = "compacter" if cfg.get("mh_adapter") else "compacter++"
+        config = {"variant": variant, "reduction_factor": rf, "non_linearity": act}
+        config.update({k: cfg[k] for k in COMPACTER_KEYS if k in cfg})
+        expected = ["attention", "ffn"] if variant == "compacter" else ["ffn"]
+        if locations != expected or bool(cfg.get("original_ln_before")) != (variant == "compacter++"):
+            raise unsupported(pointer, "Compacter with a non-preset placement is not supported", where)
+        if cfg.get("dropout"):
+            config["dropout"] = cfg["dropout"]
+    else:
+        method = "bottleneck"
+        variant = "parallel" if cfg.get("is_parallel") else ("houlsby" if cfg.get("mh_adapter") else "pfeiffer")
+        config = {"variant": variant, "reduction_factor": rf, "non_linearity": act, "locations": locations}
+        config.update({k: cfg[k] for k in BOTTLENECK_KEYS if k in cfg})
+        scaling = cfg.get("scaling", 1.0)
+        config["scaling"] = scaling if scaling == "learned" else float(scaling)
+        if cfg.get("init_weights") in ("bert", "mam_adapter", "houlsby"):
+            config["init_weights"] = cfg["init_weights"]
+    leave_out = sorted(cfg.get("leave_out") or [])
+    if leave_out:
+        config["leave_out"] = leave_out
+    if isinstance(rf, dict):
+        config["reduction_factor"] = {str(k): v for k, v in rf.items()}
+    return method, config
