@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AdapterStateError, CompositionError
-from .blocks import Block, Fuse, Mix, Route, as_block, from_json, to_json, validate
+from .blocks import Block, Fuse, Mix, Route, as_block, from_json, summary, to_json, validate
 
 if TYPE_CHECKING:
     from ..manifest import Manifest
@@ -161,7 +161,7 @@ def save_composition(ah: AdapterModel, block: Block, directory: str | Path, *, n
         base_json["fingerprint"] = base.fingerprint
     doc = {
         "schema_version": "1.0", "name": name, "version": version,
-        "description": description or f"composition {name}: {_summary(_rename(block, published))}",
+        "description": description or f"composition {name}: {summary(_rename(block, published))}",
         "license": license, "authors": list(authors), "task": task or {"type": "other", "name": name},
         "base_model": base_json,
         "adapter": {"method": "composition", "config": {"composition": to_json(_rename(block, published))}},
@@ -171,12 +171,6 @@ def save_composition(ah: AdapterModel, block: Block, directory: str | Path, *, n
     manifest = parse_manifest(doc, str(out / MANIFEST_FILENAME))
     out.mkdir(parents=True, exist_ok=True)
     return write_manifest(manifest, out / MANIFEST_FILENAME)
-
-
-def _summary(block: Block) -> str:
-    if isinstance(block, str):
-        return block
-    return f"{block.kind}({', '.join(_summary(c) if c is not None else 'None' for c in block.children)})"
 
 
 def load_composition(ah: AdapterModel, requirement: str, *, index: Any = None, activate: bool = True,
