@@ -164,3 +164,14 @@ def test_sample_adapters_loading_one_while_another_is_active(tmp_path):
 
     want = logits("sst2-lora")
     assert (logits("sst2-houlsby", "sst2-lora") - want).abs().max().item() <= 1e-5 * max(1.0, want.abs().max().item())
+
+
+def test_loading_a_published_composition_replaces_the_active_setup(packages, tmp_path):
+    from adapterhub.compose import save_composition
+
+    h = _with_a_active(packages)
+    h.load_package(packages["b"], name="b", activate=False)
+    save_composition(h, Stack("b", "a"), tmp_path / "ba", name="task-ba")
+    assert h.active == ("a",)
+    assert h.load(tmp_path / "ba") == "task-ba"
+    assert h.composition == Stack("b", "a")

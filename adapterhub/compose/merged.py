@@ -57,6 +57,8 @@ def check_merged(handle: AdapterModel, block: Block | None, merged: Sequence[str
                  hint: str) -> None:
     """Raise :class:`MergeConflictError` unless ``block`` with adapters ``merged`` (in merge order)
     folded into the weights computes what ``block`` computes unmerged. ``doing`` and ``hint`` word the error."""
+    if not merged:  # nothing in the weights: every operation runs from hooks, in the composition's order
+        return
     chain = top_chain(block)
     used = set(leaves(block))
     for name in merged:
