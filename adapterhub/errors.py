@@ -176,6 +176,11 @@ class AdapterStateError(AdapterHubError):
     """An adapter operation does not fit the model's current state (name taken, not merged, ...)."""
 
 
+class MergeConflictError(AdapterStateError):
+    """Merging, unmerging or activating would make the merged weights compute something other than the
+    active composition (an adapter folded into a weight acts before every hook on it, in merge order)."""
+
+
 class WeightMismatchError(AdapterHubError):
     """Tensors are missing, unexpected or of the wrong shape for the declared adapter."""
 

@@ -63,11 +63,13 @@ def _base_state(model) -> dict[str, torch.Tensor]:
 
 
 def _merged(ah: AdapterModel, pkg) -> dict[str, torch.Tensor]:
-    """All base weights with ``pkg`` merged (then restored)."""
-    name = ah.load_package(pkg, name="probe", activate=False)
+    """All base weights with ``pkg`` merged (then restored, with what was active)."""
+    before = ah.active
+    name = ah.load_package(pkg, name="probe")  # loading makes it what runs; merging then keeps that
     ah.merge(name)
     state = _base_state(ah.model)
     ah.remove(name)
+    ah.activate(*before)
     return state
 
 

@@ -156,6 +156,41 @@ def test_merged_soup_equals_unmerged_soup_and_unmerge_restores_the_base(arch, me
     assert (hidden(model, inputs) - unmerged).abs().max().item() <= 1e-5
 
 
+@pytest.mark.parametrize("setup", ["soup loaded inactive", "another adapter activated after it"])
+def test_merge_runs_the_merged_soup_with_its_head(setup):
+    """``Merge(ah, "soup")`` is ``activate("soup")`` folded into the weights: the soup runs, scored by its
+    own (averaged) head. Before, the soup went into the weights under whatever was active, with that
+    adapter's head (logits off by 0.075 here)."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = tiny_model("bert", cls=AutoModelForSequenceClassification, num_labels=2)
+    ah = wrap(model)
+    inputs = inputs_for("bert")
+    g = torch.Generator().manual_seed(7)
+    for k in range(3):  # ingredients with heads of their own
+        ah.add(f"run{k}", "lora", r=2, alpha=4, seed=k, init_weights="bert")
+        with torch.no_grad():
+            for p in [*ah.container[f"run{k}"].parameters(), *model.classifier.parameters()]:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    soup = Average(*[ah.package(f"run{k}") for k in range(3)])
+    if setup == "soup loaded inactive":
+        ah.load_package(soup, name="soup", activate=False)
+    else:
+        ah.load_package(soup, name="soup")
+        ah.activate("run0")
+    with torch.no_grad():
+        ah.activate("soup")
+        want = model(**inputs).logits
+        ah.activate("run0")
+        with Merge(ah, "soup"):
+            got = model(**inputs).logits
+            active = ah.active
+        after = model(**inputs).logits
+    assert (got - want).abs().max().item() <= 1e-5 * max(1.0, want.abs().max().item())
+    assert active == ("soup",)
+    assert (after - want).abs().max().item() <= 1e-5 * max(1.0, want.abs().max().item())  # unmerged, still the soup
+
+
 def test_merge_is_all_or_nothing():
     model = tiny_model("bert")
     ah = wrap(model)

@@ -232,6 +232,22 @@ def as_block(spec: Block | Sequence[Block]) -> Block:
     return items[0] if len(items) == 1 else Stack(*items)
 
 
+def top_chain(block: Block | None) -> list[Block]:
+    """The top-level Stack flattened (where self-hooking and merged adapters may stand); [] for None."""
+    if block is None:
+        return []
+    if isinstance(block, Stack):
+        return [x for c in block.children for x in top_chain(c)]
+    return [block]
+
+
+def summary(block: Block | None) -> str:
+    """A one-line rendering, ``Stack(a, Fuse(b, c))``, for messages and descriptions."""
+    if block is None or isinstance(block, str):
+        return str(block)
+    return f"{block.kind}({', '.join(summary(c) for c in block.children)})"
+
+
 def validate(block: Block) -> None:
     """Raise :class:`CompositionError` if the tree nests blocks in a way that is not defined."""
     replicating: list[str] = []

@@ -24,8 +24,9 @@ from ..errors import CompositionError
 from ..runtime.methods.bottleneck import Bottleneck, BottleneckSite
 from ..runtime.methods.lora import Lora
 from ..runtime.sites import SiteFn, SiteKey, in_place_ok, install, site_layer
-from .blocks import Block, Ensemble, Fuse, Mix, Parallel, Route, Stack, as_block, validate
+from .blocks import Block, Ensemble, Fuse, Mix, Parallel, Route, Stack, as_block, summary, top_chain, validate
 from .heads import head_hooks
+from .merged import check_merged
 
 if TYPE_CHECKING:
     from ..runtime.handle import AdapterModel
@@ -325,13 +326,6 @@ def _branches(fns: list[SiteFn | None]) -> SiteFn | None:
     return fn
 
 
-def _top_chain(block: Block) -> list[Block]:
-    """The top-level Stack chain flattened (where self-hooking methods may sit)."""
-    if isinstance(block, Stack):
-        return [x for c in block.children for x in _top_chain(c)]
-    return [block]
-
-
 def activate(handle: AdapterModel, spec: Block | tuple[Block, ...]) -> Active:
     """Validate and compile ``spec`` and install its hooks; nothing is installed if anything is wrong."""
     if isinstance(spec, tuple) and not spec:
@@ -341,7 +335,7 @@ def activate(handle: AdapterModel, spec: Block | tuple[Block, ...]) -> Active:
     comp = Compiler(handle)
     block = comp.expand(block)
     validate(block)
-    chain = _top_chain(block)
+    chain = top_chain(block)
     # segments: runs of site-composable items, and self-hooking leaves (kept in order, as a stack)
     plan: list[tuple[str, Any]] = []
     for item in chain:
@@ -368,6 +362,8 @@ def activate(handle: AdapterModel, spec: Block | tuple[Block, ...]) -> Active:
             if f is not None:
                 fns[key] = (lambda v, aux, f=f: f(v, aux, True))
         installs.append(lambda fns=fns: install(handle.binding, fns))
+    check_merged(handle, block, handle.merged, doing=f"activating {summary(block)}",
+                 hint="unmerge the merged adapter (ah.unmerge) or activate a Stack in which it acts first")
     active = Active(block, emea=list(comp.emea.values()))
     try:
         for do in installs:
@@ -386,7 +382,7 @@ def _site_order(key: SiteKey) -> tuple:
 
 # --- model-level hooks: replication, ensemble outputs, EMEA -----------------------------------------
 def _replicator(block: Block) -> Parallel | Ensemble | None:
-    for item in _top_chain(block):
+    for item in top_chain(block):
         if isinstance(item, Parallel | Ensemble):
             return item
     return None

@@ -1,9 +1,13 @@
-"""``Merge``: fold several weight-space adapters (LoRA, DoRA, IA3, their soups) into the base, and back.
+"""``Merge``: run weight-space adapters (LoRA, DoRA, IA3, BitDelta, their soups) folded into the base, and back.
 
-All or nothing: activation-space adapters are refused before any weight changes; if a merge still
-fails midway (an adapter already merged), the ones merged before it are unmerged again (restored
-within float rounding, <= 1e-6) and the error is raised. Unmerging goes in reverse order, so
-DoRA's row rescaling (which depends on the weights it was merged onto) is undone exactly.
+``Merge(ah, "a", "b")`` makes ``Stack("a", "b")`` the active composition, prediction head included
+(exactly ``ah.activate("a", "b")``: the adapters named are what runs, as loading one makes it run), then
+folds them into the weights in that order, so the model computes what that activation computes at no
+extra inference cost. All or nothing: activation-space adapters are refused before anything changes;
+a merge the weights cannot express (:class:`~adapterhub.errors.MergeConflictError`, see
+:meth:`AdapterModel.merge`) undoes the merges before it (within float rounding, <= 1e-6) and
+restores the previous activation. Unmerging goes in reverse order, so DoRA's row rescaling (which
+depends on the weights it was merged onto) is undone exactly; the adapters stay active, now from hooks.
 """
 
 from __future__ import annotations
@@ -27,10 +31,14 @@ class Merge:
         self.ah = ah
         self.names: tuple[str, ...] = ()
         for n in names:  # refuse activation-space methods before touching any weight
-            method = ah.package(n).method
-            if not REGISTRY[method].weight_space:
+            method = ah.method_name(n)
+            if method not in REGISTRY or not REGISTRY[method].weight_space:
                 raise AdapterStateError(f"adapter {n!r} ({method}) works in activation space and cannot be merged",
                                         hint="Merge folds lora, dora, ia3 and bitdelta adapters (and soups of the first three)")
+            if n in ah.merged:
+                raise AdapterStateError(f"adapter {n!r} is already merged", hint=f"ah.unmerge({n!r}) first")
+        previous = ah.active
+        ah.activate(*names)  # what runs now: these adapters (and the head of the last one that has one)
         done: list[str] = []
         try:
             for n in names:
@@ -39,6 +47,7 @@ class Merge:
         except BaseException:
             for n in reversed(done):
                 ah.unmerge(n)
+            ah.activate(*previous)
             raise
         self.names = tuple(done)
 

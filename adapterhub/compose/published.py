@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AdapterStateError, CompositionError
 from ..fileio import staged_directory
-from .blocks import Block, Fuse, Mix, Route, as_block, from_json, to_json, validate
+from .blocks import Block, Fuse, Mix, Route, as_block, from_json, summary, to_json, validate
 
 if TYPE_CHECKING:
     from ..manifest import Manifest
@@ -155,7 +155,7 @@ def save_composition(ah: AdapterModel, block: Block, directory: str | Path, *, n
         seen[pub] = local
     doc = {
         "schema_version": "1.0", "name": name, "version": version,
-        "description": description or f"composition {name}: {_summary(_rename(block, published))}",
+        "description": description or f"composition {name}: {summary(_rename(block, published))}",
         "license": license, "authors": list(authors), "task": task or {"type": "other", "name": name},
         "base_model": ah.base_facts().to_json(),
         "adapter": {"method": "composition", "config": {"composition": to_json(_rename(block, published))}},
@@ -166,12 +166,6 @@ def save_composition(ah: AdapterModel, block: Block, directory: str | Path, *, n
     with staged_directory(out, owned=(MANIFEST_FILENAME, *ADAPTER_FILES)) as stage:  # no stale weights stay
         write_manifest(manifest, stage / MANIFEST_FILENAME)
     return out / MANIFEST_FILENAME
-
-
-def _summary(block: Block) -> str:
-    if isinstance(block, str):
-        return block
-    return f"{block.kind}({', '.join(_summary(c) if c is not None else 'None' for c in block.children)})"
 
 
 def load_composition(ah: AdapterModel, requirement: str, *, index: Any = None, activate: bool = True,

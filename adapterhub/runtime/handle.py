@@ -14,11 +14,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import AdapterStateError, IncompatibleBaseError, InvalidNameError, SchemaError, SchemaProblem
+from ..errors import (
+    AdapterStateError,
+    IncompatibleBaseError,
+    InvalidNameError,
+    MergeConflictError,
+    SchemaError,
+    SchemaProblem,
+)
 from ..manifest.configs import MethodConfig
 from .arch import Binding, bind
 from .config import check_config, stated_json
 from .fingerprint import CONTAINER, base_fingerprint
+from .folds import Fold
 from .heads import check_head, head_info, head_parameters, load_head, saved_head
 from .methods import REGISTRY, Method
 from .package import AdapterPackage, BaseFacts, read_adapter_dir, write_adapter_dir
@@ -38,7 +46,6 @@ class _Entry:
         self.tree = tree
         self.head = head or {}
         self.merged = False
-        self.head_backup: dict[str, torch.Tensor] = {}
         self.origin: tuple[str, str] | None = None  # (published name, version) when loaded from a manifest
 
 
@@ -53,6 +60,7 @@ class AdapterModel:
         self._active: tuple[Any, ...] = ()
         self._composition: Any = None  # adapterhub.compose.engine.Active
         self._head_owner: str | None = None  # the adapter whose head the model's head module holds
+        self._merge_order: list[str] = []  # merged adapters, in the order their folds were applied
         self._base_head: dict[str, torch.Tensor] | None = None  # the model's own head, before any adapter's
         self.last_mix_weights: list[torch.Tensor] = []
         """Per-example EMEA weights ``[batch, layer, member]`` of the last forward (one per EMEA Mix)."""
@@ -79,6 +87,19 @@ class AdapterModel:
         return tuple(self._entries)
 
     @property
+    def merged(self) -> tuple[str, ...]:
+        """Adapters folded into the base weights, in the order they were merged."""
+        return tuple(self._merge_order)
+
+    def method_name(self, name: str) -> str:
+        """The method of attached adapter ``name`` (``lora``, ``bottleneck``, ``fusion``...)."""
+        return self._entry(name).method.name
+
+    def folds(self, name: str) -> dict[tuple, Fold]:
+        """How merging adapter ``name`` rewrites each projection (see :mod:`adapterhub.runtime.folds`)."""
+        return self._entry(name).method.folds()
+
+    @property
     def active(self) -> tuple[Any, ...]:
         """What ``activate`` was given: adapter names and/or composition blocks (several = a Stack)."""
         return self._active
@@ -102,7 +123,10 @@ class AdapterModel:
 
     # --- adding -----------------------------------------------------------------------------------
     def add(self, name: str, method: str, *, seed: int = 0, activate: bool = True, **config: Any) -> None:
-        """Add a freshly initialised adapter (``config`` keys are the manifest schema's)."""
+        """Add a freshly initialised adapter (``config`` keys are the manifest schema's).
+
+        ``activate=True`` makes it the only active adapter (as :meth:`load`); compose with :meth:`activate`.
+        """
         self._check_new_name(name)
         typed, impl = self._method(method, config)
         generator = torch.Generator().manual_seed(seed)
@@ -148,7 +172,11 @@ class AdapterModel:
              activate: bool = True) -> str:
         """Load an adapter directory (adapterhub, ``adapters`` library or PEFT format); returns its name.
 
-        ``force=True`` skips the fingerprint comparison (shape facts are always checked). A published
+        ``force=True`` skips the fingerprint comparison (shape facts are always checked). With
+        ``activate=True`` the loaded adapter becomes the one that runs: it **replaces** the active setup
+        (as PEFT's ``load_adapter`` + ``set_adapter`` and the ``adapters`` library's
+        ``load_adapter(set_active=True)``); stacking it on others is explicit, ``activate("a", name)``.
+        With ``activate=False`` nothing that runs changes, not even the prediction head. A published
         composition (a directory or ``adapterhub.json`` of method ``composition``) attaches nothing: it
         activates its block on adapters already attached and returns the composition's name.
         """
@@ -167,6 +195,7 @@ class AdapterModel:
 
     def load_package(self, pkg: AdapterPackage, *, name: str | None = None, force: bool = False,
                      activate: bool = True) -> str:
+        """Attach an in-memory package; ``activate`` as in :meth:`load` (the new adapter runs alone)."""
         name = name or pkg.name or "adapter"
         self._check_new_name(name)
         self.check_base(pkg.base, pkg.source, force=force)
@@ -224,16 +253,10 @@ class AdapterModel:
         entry = _Entry(name, impl, typed, tree, head)
         self.container[name] = tree
         self._entries[name] = entry
-        if head:
-            entry.head_backup = load_head(self.model, head)
-            if self._base_head is None:
-                self._base_head = entry.head_backup
-            self._head_owner = name
-        if activate:
-            if impl.name == "fusion":
-                self.activate(name)
-            else:
-                self.activate(*[n for n in self._active if n != name], name)
+        if head and self._head_owner is None:  # the model's own head is live: keep it to restore later
+            self._base_head = saved_head(self.model)
+        if activate:  # the new adapter replaces the active setup; composing is always explicit
+            self.activate(name)
 
     # --- activation -------------------------------------------------------------------------------
     def activate(self, *blocks: Any) -> None:
@@ -267,17 +290,19 @@ class AdapterModel:
         one must score with its head, not with the head loaded last. The outgoing head is first written
         back to its adapter, so what training did to it is kept (and saved by :meth:`package`).
         """
-        from ..compose.engine import _top_chain
+        from ..compose.blocks import top_chain
         from ..compose.heads import head_owner
 
         block = self._composition.block if self._composition is not None else None
-        owner = head_owner(self, _top_chain(block)) if block is not None else None
+        owner = head_owner(self, top_chain(block)) if block is not None else None
         if owner is None or owner == self._head_owner:
             return
         live = head_parameters(self.model)
         if self._head_owner in self._entries:
             old = self._entries[self._head_owner]
             old.head = {k: live[k].detach().clone() for k in old.head}
+        elif self._head_owner is None:  # the model's own head goes out: keep it (trained or not) to restore
+            self._base_head = saved_head(self.model)
         load_head(self.model, self._entries[owner].head)
         self._head_owner = owner
 
@@ -357,26 +382,60 @@ class AdapterModel:
 
     # --- merging ----------------------------------------------------------------------------------
     def merge(self, name: str) -> None:
-        """Fold a weight-space adapter (LoRA, DoRA, IA3) into the base weights: zero inference cost."""
+        """Fold a weight-space adapter (LoRA, DoRA, IA3, BitDelta) into the base weights: zero inference cost.
+
+        Merging never changes what the model computes. ``name`` must be in the active composition (then
+        it stays there, now in the weights), or nothing is active (then ``name`` is activated first, head
+        included, as ``activate(name)``). When the merged weights could not compute the composition (the
+        adapter sits inside a block, or another active adapter acts on a shared projection before it in a
+        way that does not commute: IA3 then LoRA, DoRA next to anything) it raises
+        :class:`MergeConflictError` and changes nothing.
+        """
+        from ..compose.blocks import summary
+        from ..compose.merged import check_merged, leaves
+
         entry = self._entry(name)
         if not entry.method.weight_space:
             entry.method.merge(entry.tree)  # raises the method's typed error
         if entry.merged:
             raise AdapterStateError(f"adapter {name!r} is already merged")
+        block = self.composition
+        if block is not None and name not in leaves(block):
+            raise MergeConflictError(
+                f"adapter {name!r} is not in the active composition {summary(block)}; merging it would add it "
+                "to what runs", hint=f"activate what should run first, ah.activate({name!r}) alone or a Stack "
+                f"with it, then merge (adapterhub.compose.Merge(ah, {name!r}) runs it alone)")
+        check_merged(self, block if block is not None else name, [*self._merge_order, name],
+                     doing=f"merging {name!r}", hint=f"keep {name!r} unmerged, or activate a Stack in which it acts "
+                     "first on every projection it shares with an unmerged adapter")
+        if block is None:
+            self.activate(name)
         if self._fingerprint is None:
             self._fingerprint = base_fingerprint(self.model)
         with torch.no_grad():
             entry.method.merge(entry.tree)
         entry.merged = True
+        self._merge_order.append(name)
         self.activate(*self._active)
 
     def unmerge(self, name: str) -> None:
+        """Take ``name`` out of the weights again (an active adapter then runs from hooks: same outputs).
+
+        Folds that do not commute come out in the reverse order they went in: otherwise
+        :class:`MergeConflictError`, and nothing changes.
+        """
+        from ..compose.merged import check_merged, check_unmerge_order
+
         entry = self._entry(name)
         if not entry.merged:
             raise AdapterStateError(f"adapter {name!r} is not merged")
+        check_unmerge_order(self, name, self._merge_order)
+        check_merged(self, self.composition, [n for n in self._merge_order if n != name],
+                     doing=f"unmerging {name!r}", hint="unmerge in the reverse order of merging")
         with torch.no_grad():
             entry.method.unmerge(entry.tree)
         entry.merged = False
+        self._merge_order.remove(name)
         self.activate(*self._active)
 
     def remove(self, name: str) -> None:

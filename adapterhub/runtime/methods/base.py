@@ -23,6 +23,7 @@ from torch.utils.hooks import RemovableHandle
 from ...errors import AdapterStateError
 from ..arch import Binding
 from ..config import check_layer_indices
+from ..folds import Fold
 from ..sites import SiteFn, SiteKey, first_tensor, in_place_ok, install, replace_output
 from ..tensors import TensorTree
 
@@ -71,6 +72,14 @@ class Method:
     def count_parameters(self, tree: TensorTree, trainable_only: bool = False) -> int:
         """What ``num_parameters(name)`` reports: stored elements (BitDelta counts sign bits)."""
         return sum(p.numel() for p in tree.parameters() if p.requires_grad or not trainable_only)
+
+    def folds(self) -> dict[SiteKey, Fold]:
+        """How merging rewrites each projection this adapter acts on (keys as in :meth:`site_fns`).
+
+        The runtime uses it to refuse a merge, an unmerge or an activation whose merged weights would
+        not compute the active composition (:mod:`adapterhub.runtime.folds`). Empty: nothing to fold.
+        """
+        return {}
 
     def merge(self, tree: TensorTree) -> None:
         raise AdapterStateError(f"method {self.name!r} works in activation space and cannot be merged",

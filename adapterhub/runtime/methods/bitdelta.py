@@ -24,10 +24,11 @@ import torch
 from torch.nn import functional as F
 
 from ...errors import SchemaError, SchemaProblem, WeightMismatchError
+from ..folds import Fold
 from ..sites import SiteFn, SiteKey
 from ..tensors import TensorTree
 from .base import Method, in_place_ok
-from .projection import AdditiveMerge, Target, by_module, resolve_targets
+from .projection import AdditiveMerge, Target, by_module, module_folds, resolve_targets
 
 _BITS = torch.arange(8, dtype=torch.uint8)
 
@@ -133,6 +134,9 @@ class BitDelta(AdditiveMerge, Method):
         return fn
 
     # --- merging ----------------------------------------------------------------------------------
+    def folds(self) -> dict[SiteKey, Fold]:
+        return module_folds(self.targets, "add")
+
     def delta_weight(self, tree: TensorTree, t: Target) -> torch.Tensor:
         """``alpha * Sign`` for ``t`` in fp32 (Linear form ``[out, in]``)."""
         mask = tree.get(f"{t.prefix}.mask")

@@ -12,9 +12,11 @@ from typing import ClassVar
 import torch
 from torch.nn import functional as F
 
+from ..folds import Fold
+from ..sites import SiteKey
 from ..tensors import TensorTree
 from .lora import Lora
-from .projection import Target, bias_rows, set_weight_rows, weight_rows
+from .projection import Target, bias_rows, module_folds, set_weight_rows, weight_rows
 
 
 class Dora(Lora):
@@ -42,6 +44,10 @@ class Dora(Lora):
         bias = bias_rows(t)
         base = ys if bias is None else ys - bias
         return (scale - 1) * base + scale * F.linear(F.linear(xs, a), b) * self.scaling
+
+    def folds(self) -> dict[SiteKey, Fold]:
+        """Row rescaling by ``m / ||W + s B A||``: commutes with nothing and reads the weight it acts on."""
+        return module_folds(self.targets, "other", reads_weight=True)
 
     def merge(self, tree: TensorTree) -> None:
         self._norms = {}

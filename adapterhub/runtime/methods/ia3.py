@@ -13,10 +13,11 @@ from typing import ClassVar
 import torch
 
 from ...errors import SchemaError, SchemaProblem
+from ..folds import Fold
 from ..sites import SiteFn, SiteKey
 from ..tensors import TensorTree
 from .base import Method, in_place_ok
-from .projection import Target, by_module, resolve_targets
+from .projection import Target, by_module, resolve_targets, slice_starts
 
 
 class IA3(Method):
@@ -80,6 +81,17 @@ class IA3(Method):
             return y.mul_(scale) if inplace and in_place_ok(scale, y) else y * scale
 
         return fn
+
+    def folds(self) -> dict[SiteKey, Fold]:
+        """Output targets scale weight rows and bias, input targets weight columns."""
+        out: dict[SiteKey, Fold] = {}
+        for module, targets in by_module(self.targets).items():
+            outputs = [t for t in targets if t.prefix not in self.input_scaled]
+            if len(outputs) < len(targets):
+                out[("in", module)] = Fold("scale_in")
+            if outputs:
+                out[("out", module)] = Fold("scale", slice_starts(outputs))
+        return out
 
     def merge(self, tree: TensorTree) -> None:
         self._apply(tree, invert=False)

@@ -13,10 +13,11 @@ from typing import ClassVar
 import torch
 from torch.nn import functional as F
 
+from ..folds import Fold
 from ..sites import SiteFn, SiteKey
 from ..tensors import TensorTree
 from .base import Method, in_place_ok
-from .projection import AdditiveMerge, Target, by_module, resolve_targets
+from .projection import AdditiveMerge, Target, by_module, module_folds, resolve_targets
 
 
 class Lora(AdditiveMerge, Method):
@@ -117,5 +118,8 @@ class Lora(AdditiveMerge, Method):
         return f"{t.prefix}.lora_A", f"{t.prefix}.lora_B", self.scaling
 
     # --- merging ----------------------------------------------------------------------------------
+    def folds(self) -> dict[SiteKey, Fold]:
+        return module_folds(self.targets, "add")
+
     def delta_weight(self, tree: TensorTree, t: Target) -> torch.Tensor:
         return (tree.get(f"{t.prefix}.lora_B") @ tree.get(f"{t.prefix}.lora_A")) * self.scaling

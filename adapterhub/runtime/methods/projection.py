@@ -19,6 +19,7 @@ from torch import nn
 
 from ...errors import SchemaError, SchemaProblem
 from ..arch import Binding, Layer, Slot
+from ..folds import Fold
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,16 @@ def by_module(targets: list[Target]) -> dict[nn.Module, list[Target]]:
     for t in targets:
         groups[t.module].append(t)
     return groups
+
+
+def module_folds(targets: list[Target], kind: str, *, reads_weight: bool = False) -> dict[tuple, Fold]:
+    """``{("out", module): Fold}`` for a method that rewrites the output rows of its targets."""
+    return {("out", module): Fold(kind, slice_starts(ts), reads_weight) for module, ts in by_module(targets).items()}
+
+
+def slice_starts(targets: list[Target]) -> frozenset[int] | None:
+    """Output rows (as slice starts) that ``targets`` of one module touch; None when they own every row."""
+    return frozenset(t.rows.start for t in targets) if targets[0].slot.parts > 1 else None
 
 
 def linear_weight(binding: Binding, module: nn.Module) -> torch.Tensor:
