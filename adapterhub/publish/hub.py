@@ -20,15 +20,14 @@ Order, and why:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConflictError, PublishError
-from ..jsonio import dumps_pretty
+from ..errors import AdapterHubError, ConflictError, PublishError
+from ..jsonio import dumps_pretty, loads_strict
 from ..manifest import MANIFEST_FILENAME, HfSource, Manifest, manifest_to_dict
 from .release import check_version_free, load_release, require_index, with_sources
 
@@ -100,8 +99,8 @@ def _remote_manifest(endpoint: str, repo_id: str, commit: str, token: str | bool
     if response.status_code != 200:
         raise PublishError(f"{url}: HTTP {response.status_code}; nothing was published")
     try:
-        data = json.loads(response.content)
-    except ValueError:
+        data = loads_strict(response.content, url)
+    except AdapterHubError:
         return None
     return data if isinstance(data, dict) else None
 

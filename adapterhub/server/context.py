@@ -7,11 +7,13 @@ and tested without sockets and the HTTP handler stays the only place that does s
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
+
+from adapterhub.errors import AdapterHubError
+from adapterhub.jsonio import loads_strict
 
 from .errors import BadRequest, PayloadTooLarge
 from .storage import HubStorage
@@ -112,7 +114,12 @@ class RequestContext:
         if self.body.length > limit:
             raise PayloadTooLarge(f"JSON body larger than {limit} bytes")
         raw = self.body.read()
-        try:
-            return json.loads(raw.decode("utf-8")) if raw else {}
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise BadRequest(f"request body is not valid JSON: {exc}") from None
+        return parse_json(raw, "request body") if raw else {}
+
+
+def parse_json(raw: bytes, what: str) -> Any:
+    """Untrusted JSON from a client, through the package's strict loader; any refusal is a 400."""
+    try:
+        return loads_strict(raw, what)
+    except AdapterHubError as exc:
+        raise BadRequest(f"{what} is not valid JSON: {exc.message}") from None

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 
-from .context import RequestContext
+from .context import RequestContext, parse_json
 from .errors import BadRequest, HubApiError, ParentMismatch, RepoExists, RepoNotFound
 from .names import REPO_TYPES, check_path, is_commit_id, parse_repo_ref
 from .responses import Response, json_response
@@ -112,10 +111,7 @@ def commit(ctx: RequestContext, route: Route) -> Response:
     while line := ctx.body.readline():
         if not line.strip():
             continue
-        try:
-            item = json.loads(line)
-        except ValueError:
-            raise BadRequest("commit body is not ndjson (one JSON object per line)") from None
+        item = parse_json(line, "commit line (the body is ndjson: one JSON object per line)")
         if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
             raise BadRequest("each commit line must be {'key': ..., 'value': {...}}")
         key, value = item.get("key"), item["value"]
