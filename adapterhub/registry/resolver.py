@@ -34,7 +34,6 @@ from ..names import Requirement, parse_requirement
 from .entries import IndexEntry
 from .index import Index
 
-
 MAX_DEPENDENCY_DEPTH = 64
 """Longest requirer chain (a composition of compositions of ... adapters) the resolver follows."""
 MAX_CLOSURE_SIZE = 1000
