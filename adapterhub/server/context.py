@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 from adapterhub.errors import AdapterHubError
 from adapterhub.jsonio import loads_strict
 
+from .auth import AuthPolicy, Caller
 from .errors import BadRequest, PayloadTooLarge
 from .storage import HubStorage
 
@@ -27,10 +28,10 @@ DEFAULT_MAX_BODY_BYTES = 2 << 30
 
 @dataclass
 class ServerConfig:
-    """How a server behaves; everything has a safe default (no auth, no faults)."""
+    """How a server behaves; everything has a safe default (read-only for anonymous callers, no faults)."""
 
-    tokens: frozenset[str] = frozenset()
-    """If non-empty, writes need ``Authorization: Bearer <one of these>``; reads stay open."""
+    auth: AuthPolicy = field(default_factory=AuthPolicy)
+    """Known tokens and what they may do (see ``adapterhub.server.auth``); by default nobody writes."""
     public_url: str | None = None
     """Base URL put into ``commitUrl``/``url`` answers; default: ``http://<Host header>``."""
     fault_plan: FaultPlan | None = None
@@ -93,6 +94,7 @@ class RequestContext:
     query: dict[str, list[str]]
     base_url: str
     body: BodyReader
+    caller: Caller = field(default_factory=lambda: Caller(None))
 
     @property
     def storage(self) -> HubStorage:

@@ -38,6 +38,7 @@ def create_repo(ctx: RequestContext, route: Route) -> Response:
     repo = parse_repo_ref(repo_type, organization, name)
     if repo.namespace.lower() in RESERVED_NAMESPACES:
         raise BadRequest(f"namespace {repo.namespace!r} is reserved")
+    ctx.caller.check_write(repo, None)  # 403 outside the token's namespaces, whether or not the repo exists
     url = f"{ctx.base_url}/{repo.url_path}"
     try:
         ctx.storage.create_repo(
