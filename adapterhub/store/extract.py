@@ -55,8 +55,9 @@ def _damaged(where: str, kind: str) -> Iterator[None]:
     try:
         yield
     except LIBRARY_ERRORS as exc:
-        detail = str(exc) or type(exc).__name__
-        raise UnsafeFileError(f"{where}: damaged or unsupported {kind} archive ({type(exc).__name__}: {detail[:200]})",
+        cls = type(exc)
+        name = cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__name__}"
+        raise UnsafeFileError(f"{where}: damaged or unsupported {kind} archive ({name}: {str(exc)[:200]})",
                               hint="re-download or re-create the archive") from None
 
 
