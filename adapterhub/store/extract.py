@@ -110,6 +110,8 @@ def _read_zip(data: bytes, where: str) -> list[Member]:
             raise _too_many(where, len(infos))
         files = []
         for info in infos:
+            if not info.filename:
+                raise UnsafeFileError(f"{where}: a member has an empty name; refused")
             kind = _zip_kind(info)
             if kind:
                 raise UnsafeFileError(f"{where}: member {info.filename!r} is {kind}; refused")
