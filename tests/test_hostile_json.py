@@ -92,3 +92,26 @@ def test_hostile_safetensors_headers_are_refused_by_both_gates(header: str, tmp_
     path.write_bytes(data)
     with pytest.raises(UnsafeFileError):
         read_safetensors(path)
+
+
+HOSTILE_YAML = {
+    "deep": "config: " + "[" * 3000 + "]" * 3000 + "\n",
+    "alias bomb": "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                  "c: [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n",
+    "syntax": "type: adapter\n  bad: [indent\n",
+    "not utf-8": b"type: \xff\xfe\n",
+    "python tag": "x: !!python/object/apply:os.system ['true']\n",
+}
+
+
+def test_hostile_yaml_of_the_archived_index_is_reported_per_file(tmp_path) -> None:
+    """Regression: PyYAML's exceptions (and RecursionError on deep nesting) escaped the importer."""
+    from adapterhub.interop.adapterhub_index import import_adapterhub_index
+
+    org = tmp_path / "archive" / "adapters" / "org"
+    org.mkdir(parents=True)
+    for i, body in enumerate(HOSTILE_YAML.values()):
+        (org / f"bad{i}.yaml").write_bytes(body if isinstance(body, bytes) else body.encode())
+    report = import_adapterhub_index(tmp_path / "archive", tmp_path / "out")
+    assert report.entries == 0 and len(report.failures) == len(HOSTILE_YAML)
+    assert any("aliases" in f for f in report.failures) and any("too deeply" in f for f in report.failures)
