@@ -62,8 +62,10 @@ def run_target(target: str, runs: int, max_time: int, artifacts: Path, seed: int
     corpus = Path(tempfile.mkdtemp(prefix=f"fuzz-{target}-"))
     seeds = fuzz_targets.write_seeds(target, corpus)
     artifacts.mkdir(parents=True, exist_ok=True)
+    dictionary = fuzz_targets.write_dictionary(target, corpus.parent / f"{corpus.name}.dict")
     args = [str(corpus), f"-runs={runs}", f"-max_len={MAX_LEN.get(target, 8192)}", "-timeout=30",
-            "-rss_limit_mb=3072", "-print_final_stats=1", f"-artifact_prefix={artifacts}/{target}-"]
+            "-rss_limit_mb=3072", "-print_final_stats=1", f"-artifact_prefix={artifacts}/{target}-",
+            f"-dict={dictionary}", "-use_value_profile=1"]
     if max_time:
         args.append(f"-max_total_time={max_time}")
     if seed is not None:

@@ -104,7 +104,25 @@ def prepare(name: str) -> Callable[[bytes], None]:
     return run
 
 
-# --- seeds ---------------------------------------------------------------------------------------
+# --- seeds and dictionaries ----------------------------------------------------------------------
+
+_JSON_TOKENS = [b"[", b"{", b"[[[[[[[[", b'{"a":{"a":{"a":', b"\\ud800", b"\\udfff", b"\\ud83d\\ude00", b"\\u0000",
+                b"1e999", b"-1e400", b"NaN", b"Infinity", b"1e308", b"9" * 40, b'"x":1,"x":2', b"\xef\xbb\xbf",
+                b"\xff", b"null", b"true"]
+DICTIONARIES: dict[str, list[bytes]] = {
+    "json": _JSON_TOKENS,
+    "manifest": _JSON_TOKENS + [b'"schema_version"', b'"2.0"', b'"files"', b'"dependencies"', b'"sources"',
+                                b'"../x"', b'"composition"'],
+    "index_entry": _JSON_TOKENS + [b'"v":1', b'"v":2', b'"yanked"', b'"manifest_sha256"', b"\n"],
+    "safetensors_header": _JSON_TOKENS + [b'"dtype"', b'"F4"', b'"shape"', b'"data_offsets"', b'"__metadata__"',
+                                          b"18446744073709551615", b"\xff\xff\xff\xff\xff\xff\xff\x7f"],
+    "archive": [b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06", b"ustar\x00", b"ustar  \x00", b"\x1f\x8b\x08",
+                b"../", b"/etc/", b"\x00" * 512, b"././@LongLink", b"PaxHeader", b"path=", b"size="],
+    "server_commit": _JSON_TOKENS + [b'"key":"header"', b'"key":"file"', b'"key":"lfsFile"', b'"deletedFolder"',
+                                     b'"encoding":"utf-8"', b'"path":"../x"', b'"oid"', b"\n"],
+}
+"""libFuzzer dictionary entries per target: the tokens that reach the parsers' edge cases sooner."""
+
 
 
 def _bundled_entries() -> bytes:
@@ -179,6 +197,14 @@ def seeds(name: str) -> list[bytes]:
                          {"key": "file", "value": {"path": "README.md", "content": "# hi\n", "encoding": "utf-8"}}),
         ]
     raise KeyError(name)
+
+
+def write_dictionary(name: str, path: Path) -> Path:
+    """``DICTIONARIES[name]`` in libFuzzer's ``-dict`` format (one escaped string per line)."""
+    lines = ['"' + "".join(chr(b) if 0x20 <= b < 0x7F and b not in b'"\\' else f"\\x{b:02x}" for b in token) + '"'
+             for token in DICTIONARIES[name]]
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def write_seeds(name: str, directory: Path) -> int:
