@@ -89,6 +89,16 @@ def run_target(target: str, runs: int, max_time: int, artifacts: Path, seed: int
     }
 
 
+def markdown(command: str, results: list[dict[str, object]]) -> str:
+    rows = "".join(f"| {r['target']} | {r['inputs']:,} | {r['inputs_per_s']:,} | {r['seconds']} | {r['corpus']} | "
+                   f"{r['outcome']} |\n" for r in results)
+    return (f"# Fuzzing\n\nCommand: `{command}` (Python {sys.version.split()[0]}, atheris/libFuzzer, coverage-guided, "
+            f"{os.cpu_count()} CPUs shared with other jobs).\n\n"
+            "| target | inputs | inputs/s | seconds | corpus at end | outcome |\n| --- | --- | --- | --- | --- | --- |\n"
+            + rows + "\nOutcome `ok`: every input ended in success or a typed `AdapterHubError`. The targets and the "
+            "properties they check are in `benchmarks/fuzz_targets.py`.\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--worker"]:
@@ -104,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="libFuzzer seed (default: random)")
     parser.add_argument("--artifacts", type=Path, default=None, help="where crashing inputs are kept")
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--markdown", type=Path, default=None, help="write the results as a Markdown table here")
     parser.add_argument("--list", action="store_true", help="list the targets and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -123,9 +134,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['corpus']:>7}  {result['outcome']}", flush=True)
         if result["outcome"] != "ok":
             print(result["log_tail"], file=sys.stderr)
+    command = "python benchmarks/fuzz.py " + " ".join(argv)
     if args.json:
-        args.json.write_text(json.dumps({"python": sys.version.split()[0], "runs": args.runs, "results": results},
-                                        indent=1) + "\n")
+        kept = [{k: v for k, v in r.items() if k != "log_tail" or v} for r in results]
+        args.json.write_text(json.dumps({"command": command, "python": sys.version.split()[0], "runs": args.runs,
+                                         "results": kept}, indent=1) + "\n")
+    if args.markdown:
+        args.markdown.write_text(markdown(command, results))
     failed = [r["target"] for r in results if r["outcome"] != "ok"]
     if failed:
         print(f"crashing inputs for {', '.join(failed)} are in {artifacts}", file=sys.stderr)
