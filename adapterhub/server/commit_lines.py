@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from .context import parse_json
 from .errors import BadRequest
 from .names import check_path
+from .storage import DeleteFile, DeleteFolder
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -45,15 +46,8 @@ class AddStored:
     size: int | None
 
 
-@dataclass(frozen=True)
-class Delete:
-    """``deletedFile`` / ``deletedFolder``."""
-
-    path: str
-    folder: bool
-
-
-CommitLine = CommitHeader | AddContent | AddStored | Delete
+CommitLine = CommitHeader | AddContent | AddStored | DeleteFile | DeleteFolder
+"""A parsed line; deletions are already the storage operations they become."""
 
 
 def _optional_str(value: dict[str, object], key: str) -> str | None:
@@ -105,7 +99,7 @@ def parse_commit_line(line: bytes) -> CommitLine:
         if size is not None and (type(size) is not int or size < 0):
             raise BadRequest("lfsFile 'size' must be a non-negative integer")
         return AddStored(path, oid.lower(), size)
-    return Delete(path, folder=key == "deletedFolder")
+    return DeleteFolder(path) if key == "deletedFolder" else DeleteFile(path)
 
 
 def read_commit(lines: Iterable[bytes]) -> Iterator[CommitLine]:

@@ -9,13 +9,13 @@ failed or refused commit leaves at most unreferenced blobs behind, never a half-
 
 from __future__ import annotations
 
-from .commit_lines import AddContent, AddStored, CommitHeader, Delete, read_commit
+from .commit_lines import AddContent, AddStored, CommitHeader, read_commit
 from .context import RequestContext
 from .errors import BadRequest, HubApiError, ParentMismatch, RepoExists, RepoNotFound
 from .names import REPO_TYPES, check_path, is_commit_id, parse_repo_ref
 from .responses import Response, json_response
 from .routes import RESERVED_NAMESPACES, Route
-from .storage import AddFile, DeleteFile, DeleteFolder, Operation
+from .storage import AddFile, Operation
 
 
 def create_repo(ctx: RequestContext, route: Route) -> Response:
@@ -106,8 +106,8 @@ def commit(ctx: RequestContext, route: Route) -> Response:
             operations.append(AddFile(line.path, storage.put_blob(line.content)))
         elif isinstance(line, AddStored):
             operations.append(AddFile(line.path, storage.entry_for_blob(line.sha256, line.size)))
-        elif isinstance(line, Delete):
-            operations.append(DeleteFolder(line.path) if line.folder else DeleteFile(line.path))
+        else:
+            operations.append(line)  # DeleteFile / DeleteFolder
     summary = header.summary
     plan = ctx.config.fault_plan  # tests: plan.fail(500, methods=("POST",), path=":commit")
     fault = plan.take("POST", repo.repo_id, ":commit") if plan is not None else None
