@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['corpus']:>7}  {result['outcome']}", flush=True)
         if result["outcome"] != "ok":
             print(result["log_tail"], file=sys.stderr)
-    command = "python benchmarks/fuzz.py " + " ".join(argv)
+    shown = [a for i, a in enumerate(argv) if a != "--artifacts" and argv[i - 1 : i] != ["--artifacts"]]
+    command = "python benchmarks/fuzz.py " + " ".join(shown)  # without the (machine-local) artifacts path
     if args.json:
         kept = [{k: v for k, v in r.items() if k != "log_tail" or v} for r in results]
         args.json.write_text(json.dumps({"command": command, "python": sys.version.split()[0], "runs": args.runs,
