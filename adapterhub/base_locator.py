@@ -19,7 +19,6 @@ fingerprint (see :mod:`adapterhub.serve_run`).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import JSONFormatError, NotFoundError
+from .jsonio import load_strict
 
 # repo id -> (importable module, zero-argument function returning the model directory)
 KNOWN_PACKAGES: dict[str, tuple[str, str]] = {
@@ -72,10 +72,7 @@ def _from_mapping(repo_id: str) -> BaseLocation | None:
     path = mapping_file()
     if not path.is_file():
         return None
-    try:
-        mapping = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise JSONFormatError(f"{path}: not a JSON object of repo id -> directory ({exc})") from None
+    mapping = load_strict(path)
     if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
         raise JSONFormatError(f"{path}: expected a JSON object of repo id -> directory")
     target = mapping.get(repo_id)

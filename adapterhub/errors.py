@@ -94,6 +94,10 @@ class DependencyCycleError(ConflictError):
         super().__init__("dependency cycle: " + " -> ".join(self.cycle))
 
 
+class DependencyLimitError(AdapterHubError):
+    """A dependency closure is deeper or larger than the resolver accepts (a hostile or broken index)."""
+
+
 class IndexFormatError(AdapterHubError):
     """A registry index (config or entry file) is malformed."""
 

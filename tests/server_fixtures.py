@@ -11,6 +11,9 @@ against ``constants.ENDPOINT`` and fails with "Unable to retrieve user and repo 
 host, and ``hf_hub_url`` only swaps in ``endpoint=`` when the template starts with
 ``constants.ENDPOINT`` (otherwise the URL would silently stay on huggingface.co).
 
+The server knows one admin token (:data:`ADMIN_TOKEN`, writes everywhere); the ``hub`` client sends it,
+like a user with ``HF_TOKEN`` set. Downloads of public repositories need no token.
+
 Use from a test module with ``from server_fixtures import fault_plan, hub, hub_server  # noqa: F401``
 (pytest finds fixtures by name in the test module; all three are needed).
 """
@@ -29,9 +32,12 @@ import huggingface_hub.file_download as file_download
 import pytest
 from huggingface_hub import HfApi, constants, hf_hub_download
 
-from adapterhub.server import FaultPlan, HubServer
+from adapterhub.server import FaultPlan, HubServer, TokenGrant
 
 HUB_VERSION = tuple(int(p) for p in huggingface_hub.__version__.split(".")[:2])
+ADMIN_TOKEN = "adapterhub-test-admin-token"
+ADMIN = TokenGrant.admin_token(ADMIN_TOKEN, "test-admin")
+_CLIENT_TOKEN = object()
 
 
 def point_client_at(monkeypatch: pytest.MonkeyPatch, endpoint: str, home: Path) -> None:
@@ -71,9 +77,16 @@ class HubClient:
         return Path(hf_hub_download(repo_id, filename, endpoint=self.endpoint, **kwargs))  # type: ignore[arg-type]
 
     def raw(
-        self, method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None
+        self, method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
+        token: object = _CLIENT_TOKEN,
     ) -> tuple[int, dict[str, str], bytes]:
-        """One request with the exact path given (no client-side normalisation), for protocol tests."""
+        """One request with the exact path given (no client-side normalisation), for protocol tests.
+
+        It carries the client's token unless ``token`` says otherwise (``None``: anonymous).
+        """
+        token = self.api.token if token is _CLIENT_TOKEN else token
+        if token:
+            headers = {"Authorization": f"Bearer {token}", **(headers or {})}
         return raw_request(self.endpoint, method, path, body=body, headers=headers)
 
 
@@ -107,8 +120,9 @@ def fault_plan() -> FaultPlan:
 
 @pytest.fixture
 def hub_server(tmp_path: Path, fault_plan: FaultPlan) -> Iterator[HubServer]:
-    """A server over a fresh root, on 127.0.0.1 with a free port; faults only if the test adds some."""
-    server = HubServer(tmp_path / "hub-root", fault_plan=fault_plan, socket_timeout=10)
+    """A server over a fresh root, on 127.0.0.1 with a free port, knowing :data:`ADMIN_TOKEN`; faults only
+    if the test adds some."""
+    server = HubServer(tmp_path / "hub-root", tokens=[ADMIN], fault_plan=fault_plan, socket_timeout=10)
     server.start()
     try:
         yield server
@@ -119,4 +133,4 @@ def hub_server(tmp_path: Path, fault_plan: FaultPlan) -> Iterator[HubServer]:
 @pytest.fixture
 def hub(hub_server: HubServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> HubClient:
     point_client_at(monkeypatch, hub_server.endpoint, tmp_path / "hf-home")
-    return HubClient(hub_server, HfApi(endpoint=hub_server.endpoint), tmp_path / "hf-cache")
+    return HubClient(hub_server, HfApi(endpoint=hub_server.endpoint, token=ADMIN_TOKEN), tmp_path / "hf-cache")

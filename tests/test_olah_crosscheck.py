@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import requests
 from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
-from server_fixtures import point_client_at
+from server_fixtures import ADMIN, ADMIN_TOKEN, point_client_at
 
 from adapterhub.server import serve_in_thread
 
@@ -158,9 +158,9 @@ def test_same_client_same_bytes_from_olah_and_adapterhub(
     olah: tuple[str, str], files: dict[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     olah_endpoint, olah_commit = olah
-    with serve_in_thread(tmp_path / "ours") as ours:
+    with serve_in_thread(tmp_path / "ours", tokens=[ADMIN]) as ours:
         point_client_at(monkeypatch, ours, tmp_path / "home")
-        api = HfApi(endpoint=ours)
+        api = HfApi(endpoint=ours, token=ADMIN_TOKEN)
         api.create_repo(REPO)
         ops = [CommitOperationAdd(name, data) for name, data in files.items()]
         our_commit = api.create_commit(REPO, ops, commit_message="same files").oid

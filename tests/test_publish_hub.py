@@ -17,19 +17,22 @@ import torch
 from huggingface_hub import CommitOperationAdd, HfApi, constants
 from huggingface_hub.repocard import ModelCard
 from publish_support import init_and_package, load_logits, ok, run, save_adapter
-from server_fixtures import fault_plan, hub_server  # noqa: F401
+from server_fixtures import ADMIN_TOKEN, fault_plan, hub_server  # noqa: F401
 
 from adapterhub.errors import ConflictError, PublishError
 from adapterhub.publish import publish_to_hub
 from adapterhub.registry import init_index, open_index
-from adapterhub.server import FaultPlan, HubServer, RepoRef
+from adapterhub.server import FaultPlan, HubServer, RepoRef, TokenGrant
 
 REPO = "org/tiny-sst"
 
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No token or cache of this machine is used; the client's endpoint constant stays the default."""
+    """No token or cache of this machine is used; the client's endpoint constant stays the default.
+
+    ``HF_TOKEN`` is the test server's admin token, as a publisher would have it set.
+    """
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf-home" / "token"))
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "hf-home" / "stored_tokens"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
@@ -38,6 +41,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ADAPTERHUB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("HF_TOKEN", ADMIN_TOKEN)
 
 
 @pytest.fixture
@@ -202,8 +206,11 @@ def test_dry_run_uploads_nothing(tmp_path: Path, hub_server: HubServer, index_di
     assert _history(hub_server) == [] and _entries(index_dir) == []
 
 
-def test_writes_need_the_token_private_and_create_pr(tmp_path: Path, index_dir: Path) -> None:
-    server = HubServer(tmp_path / "hub", tokens=["secret-token"], socket_timeout=10)
+def test_writes_need_the_token_private_and_create_pr(tmp_path: Path, index_dir: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_TOKEN")
+    server = HubServer(tmp_path / "hub", tokens=[TokenGrant("secret-token", "org-bot", write=frozenset({"org"}))],
+                       socket_timeout=10)
     server.start()
     try:
         d = init_and_package(save_adapter(tmp_path))

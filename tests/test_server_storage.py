@@ -218,8 +218,12 @@ def test_routes() -> None:
         "dir/f.txt",
     )
     assert match("GET", "/api/models/acme/m/revision/refs/pr/1").revision == "refs/pr/1"
-    assert match("POST", "/api/models/acme/m/commit/main").needs_token
-    assert not match("GET", "/api/models/acme/m/tree/main/a/b").needs_token
+    assert match("POST", "/api/models/acme/m/commit/main").access == "write"
+    assert match("POST", "/api/models/acme/m/preupload/main").access == "write"
+    assert match("GET", "/api/models/acme/m/tree/main/a/b").access == "read"
+    assert match("POST", "/api/models/acme/m/paths-info/main").access == "read"
+    assert match("POST", "/api/repos/create").access == "create"
+    assert match("GET", "/api/whoami-v2").access == "user"
     assert match("HEAD", "/api/models/acme/m").name == "repo_info"
 
 

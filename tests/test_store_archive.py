@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
 import stat
+import struct
 import tarfile
 import zipfile
 
@@ -13,7 +15,8 @@ import pytest
 from store_support import blobs, leftovers, manifest_for, put_repo, sha, views
 
 from adapterhub.errors import IntegrityError, UnsafeFileError, UnsafePathError
-from adapterhub.store import check_safetensors, gc, pull
+from adapterhub.store import check_safetensors, extract, gc, pull
+from adapterhub.store.extract import read_archive
 
 pytest_plugins = ["store_fixtures"]
 torch = pytest.importorskip("torch")
@@ -138,3 +141,109 @@ def _evil_pickle(marker) -> bytes:
     buf = io.BytesIO()
     torch.save({"w": Evil()}, buf)
     return buf.getvalue()
+
+
+# --- damaged archives: every library failure is a typed error, and nothing is left behind ----------
+
+CONFIG = b'{"config": {"reduction_factor": 16}}' * 20
+
+
+def _stored_zip(compression: int = zipfile.ZIP_STORED) -> bytearray:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=compression) as zf:
+        zf.writestr("adapter_config.json", CONFIG)
+    return bytearray(buf.getvalue())
+
+
+def bad_crc() -> bytes:
+    data = _stored_zip()
+    data[data.index(b"reduction_factor")] ^= 0x20  # one bit of the member's bytes
+    return bytes(data)
+
+
+def name_mismatch() -> bytes:
+    data = _stored_zip()
+    at = data.index(b"adapter_config.json")  # the local header's copy; the central directory keeps its own
+    data[at:at + 7] = b"retpada"
+    return bytes(data)
+
+
+def unknown_compression() -> bytes:
+    data = _stored_zip()
+    data[8:10] = struct.pack("<H", 99)  # local header
+    central = data.index(b"PK\x01\x02")
+    data[central + 10:central + 12] = struct.pack("<H", 99)
+    return bytes(data)
+
+
+def corrupt_deflate() -> bytes:
+    data = _stored_zip(zipfile.ZIP_DEFLATED)
+    start = 30 + len("adapter_config.json")
+    data[start:start + 12] = b"\xff" * 12
+    return bytes(data)
+
+
+def zip_device() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        info = zipfile.ZipInfo("pytorch_adapter.bin")
+        info.external_attr = (stat.S_IFCHR | 0o666) << 16
+        zf.writestr(info, b"")
+    return buf.getvalue()
+
+
+def _tar(members: dict[str, bytes], mode: str = "w") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tf:
+        for name, body in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tf.addfile(info, io.BytesIO(body))
+    return buf.getvalue()
+
+
+def truncated_tar_gz() -> bytes:
+    data = _tar({"adapter_config.json": CONFIG * 50, "pytorch_adapter.bin": bytes(range(256)) * 64}, "w:gz")
+    return data[: len(data) // 2]
+
+
+def truncated_tar_member() -> bytes:
+    return _tar({"adapter_config.json": CONFIG * 50})[: 512 + 700]
+
+
+DAMAGED = {
+    "bad CRC": (bad_crc, "zip", "Bad CRC"),
+    "local/central name mismatch": (name_mismatch, "zip", "differ"),
+    "unknown compression": (unknown_compression, "zip", "compression method"),
+    "corrupt deflate stream": (corrupt_deflate, "zip", "zlib.error"),
+    "device member": (zip_device, "zip", "device"),
+    "truncated tar.gz": (truncated_tar_gz, "tar.gz", "truncated"),
+    "truncated tar member": (truncated_tar_member, "tar", "unexpected end of data"),
+    "garbage after gzip": (lambda: gzip.compress(_tar({"a": b"a"})) + b"junk", "tar.gz", "after the gzip stream"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DAMAGED))
+def test_damaged_archives_are_typed_errors(kind):
+    """Regression: BadZipFile, zlib.error, NotImplementedError, EOFError and tarfile.ReadError escaped."""
+    build, fmt, needle = DAMAGED[kind]
+    with pytest.raises(UnsafeFileError, match=needle):
+        read_archive(build(), fmt, "legacy.archive")
+
+
+def test_a_damaged_archive_leaves_no_derived_record_view_or_temp_file(cache, hub_server):
+    manifest = archive_manifest(hub_server, bad_crc())
+    with pytest.raises(UnsafeFileError, match="Bad CRC"):
+        pull(manifest)
+    assert views(cache) == [] and leftovers(cache) == []
+    assert not (cache / "derived").exists() or not list((cache / "derived").iterdir())
+    assert blobs(cache) == [manifest.sources[0].sha256]  # only the (pinned, verified) download itself
+
+
+def test_gzip_layer_is_inflated_under_a_cap(monkeypatch):
+    monkeypatch.setattr(extract, "MAX_UNPACKED", 1 << 20)
+    monkeypatch.setattr(extract, "TAR_OVERHEAD", 0)
+    bomb = gzip.compress(b"\0" * (8 << 20))  # 8 MiB of zeros in a few KiB
+    assert len(bomb) < 64 << 10
+    with pytest.raises(UnsafeFileError, match="unpacks to more than"):
+        read_archive(bomb, "tar.gz", "bomb.tar.gz")

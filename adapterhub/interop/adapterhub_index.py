@@ -106,10 +106,15 @@ def map_versions(labels: list[str], default: str) -> dict[str, str]:
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
+    """A YAML mapping, strictly: safe types only, no duplicate keys, no aliases (an alias bomb expands
+    exponentially once the data is walked), and every parser failure a typed error."""
     import yaml
 
     class _NoDupLoader(yaml.SafeLoader):
-        pass
+        def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+            if self.check_event(yaml.AliasEvent):
+                raise AdapterHubError(f"{path}: YAML aliases (*name) are not accepted in index files")
+            return super().compose_node(parent, index)
 
     def construct_mapping(loader, node, deep=False):
         keys = set()
@@ -121,8 +126,13 @@ def _load_yaml(path: Path) -> dict[str, Any]:
         return yaml.SafeLoader.construct_mapping(loader, node, deep)
 
     _NoDupLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
-    with path.open(encoding="utf-8") as fh:
-        data = yaml.load(fh, Loader=_NoDupLoader)  # noqa: S506 - SafeLoader subclass
+    try:
+        with path.open(encoding="utf-8") as fh:
+            data = yaml.load(fh, Loader=_NoDupLoader)  # noqa: S506 - SafeLoader subclass
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise AdapterHubError(f"{path}: not valid UTF-8 YAML ({' '.join(str(exc).split())[:200]})") from None
+    except RecursionError:  # PyYAML composes recursively; nesting this deep is never an index file
+        raise AdapterHubError(f"{path}: YAML nested too deeply") from None
     if not isinstance(data, dict):
         raise AdapterHubError(f"{path}: not a YAML mapping")
     return data

@@ -9,13 +9,13 @@ This module imports torch and transformers; the CLI imports it only for ``init``
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import NotFoundError, SchemaError, SchemaProblem
+from ..errors import AdapterHubError, NotFoundError, SchemaError, SchemaProblem
+from ..jsonio import load_strict
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -109,7 +109,7 @@ def _named_class(name: str, where: Path):
 
 def _name_or_path(config_path: Path) -> str | None:
     try:
-        value = json.loads(config_path.read_text(encoding="utf-8")).get("_name_or_path")
-    except (OSError, ValueError, AttributeError):
+        value = load_strict(config_path).get("_name_or_path")
+    except (AdapterHubError, AttributeError):
         return None
     return value if isinstance(value, str) and value else None

@@ -21,15 +21,14 @@ Order, and why:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConflictError, PublishError
-from ..jsonio import dumps_pretty
+from ..errors import AdapterHubError, ConflictError, PublishError
+from ..jsonio import dumps_pretty, loads_strict
 from ..manifest import MANIFEST_FILENAME, SIGNATURE_FILENAME, HfSource, Manifest, manifest_to_dict
 from .release import check_version_free, load_release, require_index, with_sources
 from .sign import with_signature
@@ -108,8 +107,9 @@ def _remote_manifest(endpoint: str, repo_id: str, commit: str, token: str | bool
     """``adapterhub.json`` at ``commit`` (None when the repo has none)."""
     content = _remote_bytes(endpoint, repo_id, commit, MANIFEST_FILENAME, token)
     try:
-        data = json.loads(content) if content is not None else None
-    except ValueError:
+        data = loads_strict(content, f"{endpoint}/{repo_id}/resolve/{commit}/{MANIFEST_FILENAME}") \
+            if content is not None else None
+    except AdapterHubError:
         return None
     return data if isinstance(data, dict) else None
 

@@ -5,18 +5,39 @@ specifier; final releases before pre-releases; a yanked version only for an exac
 warning. An optional base-model filter drops versions made for other bases. Dependencies resolve
 greedily in depth-first order; a name required twice must get one version satisfying both, else a
 :class:`ConflictError` names both requirers; cycles raise :class:`DependencyCycleError`.
+
+A dependency follows the same rules as a requirement typed by a user: a published composition pins
+its members ``==version``, and such a pin may select a yanked member (with a warning), as a lock file
+would. Every error and warning about a dependency names the release that requires it.
+
+The walk is iterative (an explicit stack, no recursion), so an index cannot exhaust Python's stack;
+a chain deeper than :data:`MAX_DEPENDENCY_DEPTH` or a closure larger than :data:`MAX_CLOSURE_SIZE`
+is a :class:`DependencyLimitError`.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ..errors import ConflictError, DependencyCycleError, NotFoundError, YankedError
+from ..errors import (
+    ConflictError,
+    DependencyCycleError,
+    DependencyLimitError,
+    IndexFormatError,
+    NotFoundError,
+    YankedError,
+)
 from ..manifest import Manifest
-from ..names import Requirement, parse_requirement, parse_specifier
+from ..names import Requirement, parse_requirement
 from .entries import IndexEntry
 from .index import Index
+
+MAX_DEPENDENCY_DEPTH = 64
+"""Longest requirer chain (a composition of compositions of ... adapters) the resolver follows."""
+MAX_CLOSURE_SIZE = 1000
+"""Most releases one closure may hold."""
 
 
 class YankedVersionWarning(UserWarning):
@@ -51,12 +72,18 @@ def _base_matches(entry: IndexEntry, base_model: str | None) -> bool:
     return base.lower() == base_model.lower()
 
 
-def resolve(index: Index, requirement: str | Requirement, *, base_model: str | None = None) -> Resolved:
-    """Pick the version of one requirement (see module docstring for the rules)."""
+def resolve(index: Index, requirement: str | Requirement, *, base_model: str | None = None,
+            required_by: str | None = None) -> Resolved:
+    """Pick the version of one requirement (see module docstring for the rules).
+
+    ``required_by`` (e.g. ``"my-fusion 1.0.0"``) names the release whose dependency this is, for
+    errors and warnings.
+    """
     req = parse_requirement(requirement) if isinstance(requirement, str) else requirement
+    who = f"{required_by} requires {req}: " if required_by else ""
     entries = index.entries(req.name)
     if not entries:
-        raise NotFoundError(f"no adapter named {req.name!r} in the index at {index.location}",
+        raise NotFoundError(f"{who}no adapter named {req.name!r} in the index at {index.location}",
                             hint="try `adapterhub search`")
     on_base = [e for e in entries if _base_matches(e, base_model)]
     if not on_base:
@@ -71,14 +98,27 @@ def resolve(index: Index, requirement: str | Requirement, *, base_model: str | N
     if matching:
         if req.exact is not None:
             chosen = max(matching, key=lambda e: e.parsed_version)
-            warnings.warn(f"{chosen.name} {chosen.version} is yanked ({chosen.yanked}); using it because it is "
-                          "pinned exactly", YankedVersionWarning, stacklevel=2)
+            pinner = required_by or "the requirement"
+            warnings.warn(f"{chosen.name} {chosen.version} is yanked ({chosen.yanked}); using it because {pinner} "
+                          "pins it exactly", YankedVersionWarning, stacklevel=2)
             return Resolved(chosen, req)
         listed = ", ".join(f"{e.version} ({e.yanked})" for e in matching)
-        raise YankedError(f"{req}: only yanked versions match: {listed}",
-                          hint=f"pin one exactly, e.g. {req.name}=={matching[-1].version}")
+        hint = (f"{required_by} needs a release whose dependency on {req.name} matches a non-yanked version"
+                if required_by else f"pin one exactly, e.g. {req.name}=={matching[-1].version}")
+        raise YankedError(f"{who or f'{req}: '}only yanked versions match: {listed}", hint=hint)
     available = ", ".join(e.version + (" [yanked]" if e.is_yanked else "") for e in on_base)
-    raise NotFoundError(f"no version of {req.name} matches {str(req.specifier) or 'any'} (available: {available})")
+    raise NotFoundError(f"{who}no version of {req.name} matches {str(req.specifier) or 'any'} "
+                        f"(available: {available})")
+
+
+def _dependencies(resolved: Resolved) -> Iterator[Requirement]:
+    """The requirements a release declares, parsed like a user's (``==X`` is an exact pin)."""
+    for dep in resolved.entry.raw_manifest.get("dependencies") or []:
+        name, spec = (dep.get("name"), dep.get("spec") or "") if isinstance(dep, dict) else (None, None)
+        if not isinstance(name, str) or not isinstance(spec, str):
+            raise IndexFormatError(f"{resolved.entry.source}: dependency {dep!r} of {resolved.name} "
+                                   f"{resolved.version} needs a string 'name' and optional string 'spec'")
+        yield parse_requirement(f"{name}{spec}")
 
 
 def resolve_closure(index: Index, requirements: list[str | Requirement], *,
@@ -87,24 +127,43 @@ def resolve_closure(index: Index, requirements: list[str | Requirement], *,
     chosen: dict[str, Resolved] = {}
     order: list[Resolved] = []
 
-    def visit(req: Requirement, path: tuple[str, ...]) -> None:
+    def enter(req: Requirement, path: tuple[str, ...]) -> Resolved | None:
+        """Resolve ``req`` reached through ``path``; None when it was resolved before (and still fits)."""
         if req.name in path:
             raise DependencyCycleError([*path[path.index(req.name):], req.name])
+        requirer = f"{path[-1]} {chosen[path[-1]].version}" if path else None
         if req.name in chosen:
             have = chosen[req.name]
             if not req.specifier.contains(have.entry.parsed_version, prereleases=True):
                 raise ConflictError(
                     f"{req.name}: {path[-1] if path else 'you'} needs {req.specifier or 'any'}, but "
                     f"{' -> '.join(have.required_by) or 'you'} selected {have.version}")
-            return
-        resolved = resolve(index, req, base_model=None if path else base_model)
-        resolved = Resolved(resolved.entry, req, path)
-        chosen[req.name] = resolved
-        for dep in resolved.entry.raw_manifest.get("dependencies") or []:
-            dep_req = Requirement(dep["name"], parse_specifier(dep.get("spec") or ""))
-            visit(dep_req, (*path, req.name))
-        order.append(resolved)
+            return None
+        if len(path) >= MAX_DEPENDENCY_DEPTH:
+            raise DependencyLimitError(
+                f"{requirer} requires {req.name} at dependency depth {len(path) + 1}, deeper than the "
+                f"{MAX_DEPENDENCY_DEPTH} levels followed (chain starts {' -> '.join(path[:4])} ...)",
+                hint="the index is broken or hostile; report it to its maintainers")
+        if len(chosen) >= MAX_CLOSURE_SIZE:
+            raise DependencyLimitError(f"resolving {req.name} would take the closure past {MAX_CLOSURE_SIZE} releases",
+                                       hint="the index is broken or hostile; report it to its maintainers")
+        picked = resolve(index, req, base_model=None if path else base_model, required_by=requirer)
+        resolved = chosen[req.name] = Resolved(picked.entry, req, path)
+        return resolved
 
     for r in requirements:
-        visit(parse_requirement(r) if isinstance(r, str) else r, ())
+        root = enter(parse_requirement(r) if isinstance(r, str) else r, ())
+        if root is None:
+            continue
+        stack: list[tuple[Resolved, Iterator[Requirement]]] = [(root, _dependencies(root))]
+        while stack:  # depth-first, post-order: a release is appended after all its dependencies
+            node, deps = stack[-1]
+            dep = next(deps, None)
+            if dep is None:
+                stack.pop()
+                order.append(node)
+                continue
+            child = enter(dep, (*node.required_by, node.name))
+            if child is not None:
+                stack.append((child, _dependencies(child)))
     return order

@@ -11,12 +11,13 @@ import logging
 import socket
 import sys
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 
+from .auth import AuthPolicy, TokenGrant
 from .context import DEFAULT_MAX_BODY_BYTES, ServerConfig, ServerState
 from .faults import FaultPlan
 from .handler import HubRequestHandler
@@ -70,6 +71,9 @@ class HubServer:
     ``start()`` runs it in a daemon thread and returns the endpoint URL; ``serve_forever()`` runs it
     in the calling thread; ``stop()`` ends either. Usable as a context manager (``with HubServer(..)
     as server: server.endpoint``).
+
+    ``tokens`` are :class:`TokenGrant` objects (who may write or read what). Without any, and without
+    ``allow_anonymous_writes=True``, the server only serves public repositories.
     """
 
     def __init__(
@@ -78,7 +82,8 @@ class HubServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        tokens: Collection[str] = (),
+        tokens: Iterable[TokenGrant] = (),
+        allow_anonymous_writes: bool = False,
         public_url: str | None = None,
         fault_plan: FaultPlan | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
@@ -86,8 +91,12 @@ class HubServer:
         socket_timeout: float = 60.0,
     ) -> None:
         self.storage = HubStorage(root)
+        grants = tuple(tokens)
+        if not all(isinstance(g, TokenGrant) for g in grants):
+            raise TypeError("tokens must be TokenGrant objects (e.g. TokenGrant(token, user, write={'acme'}) "
+                            "or TokenGrant.admin_token(token)): a bare token string grants no namespace")
         self.config = ServerConfig(
-            tokens=frozenset(t for t in tokens if t),
+            auth=AuthPolicy(grants, allow_anonymous_writes),
             public_url=public_url,
             fault_plan=fault_plan,
             max_body_bytes=max_body_bytes,
@@ -164,7 +173,7 @@ def serve_in_thread(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
-    tokens: Collection[str] = (),
+    tokens: Iterable[TokenGrant] = (),
     fault_plan: FaultPlan | None = None,
     **options: object,
 ) -> Iterator[str]:

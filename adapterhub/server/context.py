@@ -7,12 +7,15 @@ and tested without sockets and the HTTP handler stays the only place that does s
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
+from adapterhub.errors import AdapterHubError
+from adapterhub.jsonio import loads_strict
+
+from .auth import AuthPolicy, Caller
 from .errors import BadRequest, PayloadTooLarge
 from .storage import HubStorage
 
@@ -25,10 +28,10 @@ DEFAULT_MAX_BODY_BYTES = 2 << 30
 
 @dataclass
 class ServerConfig:
-    """How a server behaves; everything has a safe default (no auth, no faults)."""
+    """How a server behaves; everything has a safe default (read-only for anonymous callers, no faults)."""
 
-    tokens: frozenset[str] = frozenset()
-    """If non-empty, writes need ``Authorization: Bearer <one of these>``; reads stay open."""
+    auth: AuthPolicy = field(default_factory=AuthPolicy)
+    """Known tokens and what they may do (see ``adapterhub.server.auth``); by default nobody writes."""
     public_url: str | None = None
     """Base URL put into ``commitUrl``/``url`` answers; default: ``http://<Host header>``."""
     fault_plan: FaultPlan | None = None
@@ -91,6 +94,7 @@ class RequestContext:
     query: dict[str, list[str]]
     base_url: str
     body: BodyReader
+    caller: Caller = field(default_factory=lambda: Caller(None))
 
     @property
     def storage(self) -> HubStorage:
@@ -112,7 +116,12 @@ class RequestContext:
         if self.body.length > limit:
             raise PayloadTooLarge(f"JSON body larger than {limit} bytes")
         raw = self.body.read()
-        try:
-            return json.loads(raw.decode("utf-8")) if raw else {}
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise BadRequest(f"request body is not valid JSON: {exc}") from None
+        return parse_json(raw, "request body") if raw else {}
+
+
+def parse_json(raw: bytes, what: str) -> Any:
+    """Untrusted JSON from a client, through the package's strict loader; any refusal is a 400."""
+    try:
+        return loads_strict(raw, what)
+    except AdapterHubError as exc:
+        raise BadRequest(f"{what} is not valid JSON: {exc.message}") from None

@@ -40,9 +40,15 @@ class BadRequest(HubApiError):
 
 
 class Unauthorized(HubApiError):
-    """A write came without a valid bearer token while the server requires one."""
+    """A token the server does not know, or a write (or whoami) without a token."""
 
     status = 401
+
+
+class Forbidden(HubApiError):
+    """A known token writing outside the namespaces it was granted."""
+
+    status = 403
 
 
 class RepoNotFound(HubApiError):

@@ -8,7 +8,6 @@ turns every ``HubApiError`` into the JSON + ``X-Error-*`` answer the client expe
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from adapterhub._version import __version__
 
 from . import download, info, routes, upload
 from .context import BodyReader, RequestContext, ServerState
-from .errors import BadRequest, HubApiError, LengthRequired, PayloadTooLarge, Unauthorized
+from .errors import BadRequest, HubApiError, LengthRequired, PayloadTooLarge
 from .responses import FileSlice, Literal, Pause, Response, error_response
 
 if TYPE_CHECKING:
@@ -93,8 +92,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             body = self._body_reader()
             url = routes.split_url(self.path)
             route = routes.match(self.command, url.path)
-            if route.needs_token:
-                self._check_token()
+            caller = self.state.config.auth.identify(self.headers.get("Authorization"))
             ctx = RequestContext(
                 state=self.state,
                 method=self.command,
@@ -102,7 +100,9 @@ class HubRequestHandler(BaseHTTPRequestHandler):
                 query=url.query,
                 base_url=self._base_url(),
                 body=body,
+                caller=caller,
             )
+            self._authorize(ctx, route)
             response = ENDPOINTS[route.name](ctx, route)
         except HubApiError as error:
             response = error_response(error)
@@ -143,19 +143,22 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         except (HubApiError, OSError):
             self.close_connection = True
 
-    def _check_token(self) -> None:
-        tokens = self.state.config.tokens
-        if not tokens:
-            return
-        header = self.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized(
-                "this server requires a token for writes: send 'Authorization: Bearer <token>'"
-            )
-        presented = token.strip().encode()
-        if not any(hmac.compare_digest(presented, known.encode()) for known in tokens):
-            raise Unauthorized("Invalid credentials in Authorization header")
+    def _authorize(self, ctx: RequestContext, route: routes.Route) -> None:
+        """Refuse before the endpoint runs (and before any body is read) what the caller may not do.
+
+        ``create`` is checked again by the endpoint once the body names the repository.
+        """
+        caller = ctx.caller
+        if route.access == "user":
+            caller.require_token()
+        elif route.access == "create":
+            caller.require_writer()
+        elif route.repo is not None and route.access in ("read", "write"):
+            private = ctx.storage.is_private(route.repo)
+            if route.access == "read":
+                caller.check_read(route.repo, bool(private))
+            else:
+                caller.check_write(route.repo, private)
 
     def _base_url(self) -> str:
         public = self.state.config.public_url

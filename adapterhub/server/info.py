@@ -191,5 +191,9 @@ def commits(ctx: RequestContext, route: Route) -> Response:
 
 
 def whoami(ctx: RequestContext, route: Route) -> Response:
-    """Enough of ``whoami-v2`` for a client to check that its token is accepted."""
-    return json_response({"type": "user", "name": "adapterhub", "fullname": "adapterhub server", "orgs": []})
+    """Enough of ``whoami-v2`` for a client to check its token: the user and the namespaces it may write."""
+    grant = ctx.caller.require_token()
+    orgs = [{"type": "org", "name": scope} for scope in sorted(grant.write) if "/" not in scope]
+    role = "admin" if grant.admin else "write" if grant.write else "read"
+    return json_response({"type": "user", "name": grant.user, "fullname": grant.user, "orgs": orgs,
+                          "auth": {"type": "access_token", "accessToken": {"displayName": grant.user, "role": role}}})

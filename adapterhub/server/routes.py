@@ -26,8 +26,9 @@ class Route:
     repo: RepoRef | None = None
     revision: str | None = None
     path: str | None = None
-    needs_token: bool = False
-    """With tokens configured, the request must carry a valid bearer token (writes, whoami)."""
+    access: str = "read"
+    """What the caller must be allowed: ``read`` the repo, ``write`` it, ``create`` (checked on the body's
+    repo id), ``user`` (any valid token), or ``open`` (nothing)."""
 
 
 @dataclass(frozen=True)
@@ -82,13 +83,13 @@ def _require(method: str, allowed: frozenset[str] | set[str]) -> None:
 def _match_api(method: str, seg: list[str], raw_path: str) -> Route:
     if seg == ["repos", "create"]:
         _require(method, {"POST"})
-        return Route("create_repo", needs_token=True)
+        return Route("create_repo", access="create")
     if seg == ["validate-yaml"]:
         _require(method, {"POST"})
-        return Route("validate_yaml")
+        return Route("validate_yaml", access="open")
     if seg == ["whoami-v2"]:
         _require(method, {"GET"})
-        return Route("whoami", needs_token=True)
+        return Route("whoami", access="user")
     if len(seg) < 3:
         raise NotFound(f"no such endpoint: {raw_path[:200]}")
     repo_type = repo_type_from_plural(seg[0])
@@ -118,7 +119,7 @@ def _match_api(method: str, seg: list[str], raw_path: str) -> Route:
         return Route("tree", repo, revision, path)
     if len(rest) != 2:
         raise NotFound(f"no such endpoint: {raw_path[:200]}")
-    return Route(action.replace("-", "_"), repo, revision, needs_token=write)
+    return Route(action.replace("-", "_"), repo, revision, access="write" if write else "read")
 
 
 def _match_resolve(method: str, seg: list[str], raw_path: str) -> Route:

@@ -215,6 +215,13 @@ class HubStorage:
         except FileNotFoundError:
             raise RepoNotFound(f"repository {repo.repo_id} ({repo.repo_type}) not found") from None
 
+    def is_private(self, repo: RepoRef) -> bool | None:
+        """Whether ``repo`` is private; None when it does not exist."""
+        try:
+            return bool(self.repo_meta(repo).get("private", False))
+        except RepoNotFound:
+            return None
+
     def list_repos(self, repo_type: str) -> list[RepoRef]:
         base = self.root / "repos" / f"{repo_type}s"
         found = []

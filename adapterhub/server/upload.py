@@ -9,16 +9,13 @@ failed or refused commit leaves at most unreferenced blobs behind, never a half-
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-
+from .commit_lines import AddContent, AddStored, CommitHeader, read_commit
 from .context import RequestContext
 from .errors import BadRequest, HubApiError, ParentMismatch, RepoExists, RepoNotFound
 from .names import REPO_TYPES, check_path, is_commit_id, parse_repo_ref
 from .responses import Response, json_response
 from .routes import RESERVED_NAMESPACES, Route
-from .storage import AddFile, DeleteFile, DeleteFolder, Operation
+from .storage import AddFile, Operation
 
 
 def create_repo(ctx: RequestContext, route: Route) -> Response:
@@ -39,6 +36,7 @@ def create_repo(ctx: RequestContext, route: Route) -> Response:
     repo = parse_repo_ref(repo_type, organization, name)
     if repo.namespace.lower() in RESERVED_NAMESPACES:
         raise BadRequest(f"namespace {repo.namespace!r} is reserved")
+    ctx.caller.check_write(repo, None)  # 403 outside the token's namespaces, whether or not the repo exists
     url = f"{ctx.base_url}/{repo.url_path}"
     try:
         ctx.storage.create_repo(
@@ -81,21 +79,6 @@ def preupload(ctx: RequestContext, route: Route) -> Response:
     return json_response({"files": answer, "commitOid": commit.oid})
 
 
-def _decode_content(value: dict[str, object]) -> bytes:
-    content = value.get("content")
-    if not isinstance(content, str):
-        raise BadRequest("file line without string 'content'")
-    encoding = value.get("encoding", "base64")
-    if encoding == "base64":
-        try:
-            return base64.b64decode(content, validate=True)
-        except (binascii.Error, ValueError):
-            raise BadRequest(f"content of {value.get('path')!r} is not valid base64") from None
-    if encoding in ("utf-8", "utf8"):
-        return content.encode("utf-8")
-    raise BadRequest(f"unknown content encoding {encoding!r}")
-
-
 def commit(ctx: RequestContext, route: Route) -> Response:
     """``POST .../commit/{rev}[?create_pr=1]`` with an ndjson body: a header line, then operations."""
     assert route.repo is not None and route.revision is not None
@@ -107,52 +90,25 @@ def commit(ctx: RequestContext, route: Route) -> Response:
         raise BadRequest("commits go to a branch or refs/pr/<n>, not to a commit id")
     create_pr = ctx.query_flag("create_pr")
 
-    header: dict[str, object] | None = None
+    lines = read_commit(iter(ctx.body.readline, b""))
+    header = next(lines)
+    assert isinstance(header, CommitHeader)  # read_commit yields the header first or raises
+    parent = header.parent_commit
+    if parent is not None and not create_pr and not head.oid.startswith(parent.lower()):
+        # Fail before reading any file content; storage checks again under the lock.
+        raise ParentMismatch(
+            f"{route.revision} of {repo.repo_id} is at {head.oid}, not at the given parent commit"
+            f" {parent}: someone committed in between; fetch the new head and retry"
+        )
     operations: list[Operation] = []
-    while line := ctx.body.readline():
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except ValueError:
-            raise BadRequest("commit body is not ndjson (one JSON object per line)") from None
-        if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
-            raise BadRequest("each commit line must be {'key': ..., 'value': {...}}")
-        key, value = item.get("key"), item["value"]
-        if header is None:
-            if key != "header":
-                raise BadRequest("the first commit line must be the header")
-            header = value
-            parent = header.get("parentCommit")
-            if parent is not None and not create_pr and not head.oid.startswith(str(parent).lower()):
-                # Fail before reading any file content; storage checks again under the lock.
-                raise ParentMismatch(
-                    f"{route.revision} of {repo.repo_id} is at {head.oid}, not at the given parent commit"
-                    f" {parent}: someone committed in between; fetch the new head and retry"
-                )
-            continue
-        path = value.get("path")
-        if key == "file":
-            operations.append(AddFile(check_path(path), storage.put_blob(_decode_content(value))))
-        elif key == "lfsFile":
-            if value.get("algo", "sha256") != "sha256" or not isinstance(value.get("oid"), str):
-                raise BadRequest("lfsFile lines need a sha256 'oid'")
-            size = value.get("size")
-            entry = storage.entry_for_blob(value["oid"], size if isinstance(size, int) else None)
-            operations.append(AddFile(check_path(path), entry))
-        elif key == "deletedFile":
-            operations.append(DeleteFile(check_path(path)))
-        elif key == "deletedFolder":
-            operations.append(DeleteFolder(check_path(path)))
+    for line in lines:
+        if isinstance(line, AddContent):
+            operations.append(AddFile(line.path, storage.put_blob(line.content)))
+        elif isinstance(line, AddStored):
+            operations.append(AddFile(line.path, storage.entry_for_blob(line.sha256, line.size)))
         else:
-            raise BadRequest(f"unknown commit line key {key!r}")
-    if header is None:
-        raise BadRequest("empty commit body: a header line is required")
-    summary = header.get("summary")
-    if not isinstance(summary, str) or not summary.strip():
-        raise BadRequest("a commit needs a non-empty 'summary'")
-    description = header.get("description") or ""
-    parent_commit = header.get("parentCommit")
+            operations.append(line)  # DeleteFile / DeleteFolder
+    summary = header.summary
     plan = ctx.config.fault_plan  # tests: plan.fail(500, methods=("POST",), path=":commit")
     fault = plan.take("POST", repo.repo_id, ":commit") if plan is not None else None
     if fault is not None:  # the body was read and its blobs stored; the branch does not move
@@ -162,8 +118,8 @@ def commit(ctx: RequestContext, route: Route) -> Response:
         route.revision,
         operations,
         summary=summary,
-        description=str(description),
-        parent_commit=str(parent_commit) if parent_commit is not None else None,
+        description=header.description,
+        parent_commit=parent,
         create_pr=create_pr,
     )
     base = f"{ctx.base_url}/{repo.url_path}"

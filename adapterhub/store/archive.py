@@ -15,6 +15,7 @@ A later pull, online or offline, reuses the derived record and never unpacks the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -106,6 +107,9 @@ def ingest_archive(puller: _Puller, archives: list[ArchiveSource]) -> Manifest:
             return _ingest(puller, arch)
         except AdapterHubError as exc:
             errors.append(exc)
+    # The leases _ingest wrote protect blobs for a view that will not be built: drop them.
+    with contextlib.suppress(FileNotFoundError):
+        layout.lease(puller.owner).unlink()
     if len(errors) == 1:
         raise errors[0]
     raise type(errors[0])(f"{puller.requested.id}: no archive source worked: " + "; ".join(map(str, errors)))
