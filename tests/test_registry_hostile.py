@@ -92,14 +92,21 @@ def fusion_index(tmp_path):
     return root
 
 
-def test_a_fusion_pinning_a_yanked_member_names_the_fusion(fusion_index) -> None:
-    """Regression: the member's exact pin was not treated as one (a YankedError suggesting the very pin
-    the fusion already has), and neither the error nor the warning named the fusion."""
-    with pytest.warns(YankedVersionWarning) as caught:
-        order = resolve_closure(open_index(fusion_index), ["fusion-ab"])
-    assert [(r.name, r.version) for r in order] == [("task-a", "1.0.0"), ("task-b", "1.0.0"), ("fusion-ab", "1.0.0")]
-    (message,) = [str(w.message) for w in caught]
-    assert "task-a 1.0.0 is yanked (trained on leaked test data)" in message and "fusion-ab 1.0.0 pins it" in message
+def test_a_fusion_pinning_a_yanked_member_is_refused_naming_the_fusion(fusion_index) -> None:
+    """Regression: the error suggested the very pin the fusion already has and did not name the fusion.
+    A member yanked after the fusion was published must not come back through the fusion's pin."""
+    with pytest.raises(YankedError) as err:
+        resolve_closure(open_index(fusion_index), ["fusion-ab"])
+    text = str(err.value)
+    assert text.startswith("fusion-ab 1.0.0 requires task-a==1.0.0: only yanked versions match: 1.0.0")
+    assert "trained on leaked test data" in text and "pin one exactly" not in text
+    assert "pull task-a==1.0.0 yourself" in (err.value.hint or "")
+
+
+def test_a_user_pin_of_a_yanked_version_is_used_with_a_warning(fusion_index) -> None:
+    with pytest.warns(YankedVersionWarning, match="task-a 1.0.0 is yanked"):
+        order = resolve_closure(open_index(fusion_index), ["task-a==1.0.0"])
+    assert [(r.name, r.version) for r in order] == [("task-a", "1.0.0")]
 
 
 def test_a_fusion_whose_range_matches_only_yanked_members_is_an_error_naming_both(fusion_index) -> None:

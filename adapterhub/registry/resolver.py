@@ -1,14 +1,16 @@
 """Requirement → version, and the dependency closure.
 
 Rules (PEP 440 and PEP 592, Cargo's yanking): the highest non-yanked version matching the
-specifier; final releases before pre-releases; a yanked version only for an exact pin, with a
-warning. An optional base-model filter drops versions made for other bases. Dependencies resolve
+specifier; final releases before pre-releases; a yanked version only for an exact pin typed by the
+user (or recorded in a lockfile), with a warning. An optional base-model filter drops versions made for other bases. Dependencies resolve
 greedily in depth-first order; a name required twice must get one version satisfying both, else a
 :class:`ConflictError` names both requirers; cycles raise :class:`DependencyCycleError`.
 
-A dependency follows the same rules as a requirement typed by a user: a published composition pins
-its members ``==version``, and such a pin may select a yanked member (with a warning), as a lock file
-would. Every error and warning about a dependency names the release that requires it.
+A dependency's exact pin does not select a yanked version: a published composition (a fusion) pins
+its members ``==version``, and a member yanked after it was published (say, for a CVE) must stop the
+pull rather than come back silently through every composition that names it. The error names the
+composition and the member; a user who accepts the risk pins the member themselves or uses a lockfile.
+Every error and warning about a dependency names the release that requires it.
 
 The walk is iterative (an explicit stack, no recursion), so an index cannot exhaust Python's stack;
 a chain deeper than :data:`MAX_DEPENDENCY_DEPTH` or a closure larger than :data:`MAX_CLOSURE_SIZE`
@@ -96,14 +98,15 @@ def resolve(index: Index, requirement: str | Requirement, *, base_model: str | N
         chosen = max(finals or live, key=lambda e: e.parsed_version)
         return Resolved(chosen, req)
     if matching:
-        if req.exact is not None:
+        if req.exact is not None and not required_by:
             chosen = max(matching, key=lambda e: e.parsed_version)
             pinner = required_by or "the requirement"
             warnings.warn(f"{chosen.name} {chosen.version} is yanked ({chosen.yanked}); using it because {pinner} "
                           "pins it exactly", YankedVersionWarning, stacklevel=2)
             return Resolved(chosen, req)
         listed = ", ".join(f"{e.version} ({e.yanked})" for e in matching)
-        hint = (f"{required_by} needs a release whose dependency on {req.name} matches a non-yanked version"
+        hint = (f"{required_by} needs a release whose dependency on {req.name} matches a non-yanked version; "
+                f"to accept the risk, pull {req.name}=={matching[-1].version} yourself"
                 if required_by else f"pin one exactly, e.g. {req.name}=={matching[-1].version}")
         raise YankedError(f"{who or f'{req}: '}only yanked versions match: {listed}", hint=hint)
     available = ", ".join(e.version + (" [yanked]" if e.is_yanked else "") for e in on_base)
