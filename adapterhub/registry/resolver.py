@@ -106,7 +106,7 @@ def resolve(index: Index, requirement: str | Requirement, *, base_model: str | N
             return Resolved(chosen, req)
         listed = ", ".join(f"{e.version} ({e.yanked})" for e in matching)
         hint = (f"{required_by} needs a release whose dependency on {req.name} matches a non-yanked version; "
-                f"to accept the risk, pull {req.name}=={matching[-1].version} yourself"
+                f"to accept the risk, pull {req.name}=={matching[-1].version} yourself and the composition with --no-deps"
                 if required_by else f"pin one exactly, e.g. {req.name}=={matching[-1].version}")
         raise YankedError(f"{who or f'{req}: '}only yanked versions match: {listed}", hint=hint)
     available = ", ".join(e.version + (" [yanked]" if e.is_yanked else "") for e in on_base)
