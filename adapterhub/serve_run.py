@@ -163,6 +163,14 @@ def _adapter_dir(name_or_dir: str, *, index: Any, offline: bool | None) -> tuple
             raise NotFoundError(f"{path}: no {MANIFEST_FILENAME}; `adapterhub run` takes adapterhub directories",
                                 hint="convert a foreign adapter first: AdapterModel.load(it), then AdapterModel.save(name, dir)")
         return path, load_manifest(path)
+    if "/" in name_or_dir or "\\" in name_or_dir:
+        from .errors import NotFoundError
+        from .names import HUB_REPO_ID_RE, hub_repo_id_hint
+
+        hub_id = HUB_REPO_ID_RE.fullmatch(name_or_dir) is not None and not name_or_dir.startswith(".")
+        raise NotFoundError(f"{name_or_dir}: no such adapter directory" + (
+            ", and as a name it is a Hugging Face Hub repository id, not an index name" if hub_id else ""),
+            hint=hub_repo_id_hint(name_or_dir) if hub_id else "check the path")
     from .store import pull
 
     # Offline with an empty cache still works for adapters whose bytes ship on this disk (the bundled

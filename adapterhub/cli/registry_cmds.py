@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .app import cli, echo_json, index_option, json_option, print_table
+from .args import name_argument
 
 
 @cli.command()
@@ -33,7 +34,7 @@ def search(query: tuple[str, ...], task: str | None, method: str | None, base_mo
 
 
 @cli.command()
-@click.argument("requirement")
+@click.argument("requirement", callback=name_argument("info", "REQUIREMENT"))
 @click.option("--base", "base_model", help="Only versions for this base model id.")
 @index_option
 @json_option
@@ -151,7 +152,7 @@ def index_add(manifest_path: Path, index_dir: Path) -> None:
 
 
 @index_group.command("yank")
-@click.argument("name")
+@click.argument("name", callback=name_argument("index yank"))
 @click.argument("version")
 @click.option("--index", "index_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--reason", required=True, help="Why (shown to users who pin it).")

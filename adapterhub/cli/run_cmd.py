@@ -12,6 +12,7 @@ import sys
 import click
 
 from .app import cli, index_option, print_table
+from .args import name_argument, refuse_file_as_text
 
 
 def _inputs(texts: tuple[str, ...], file: str | None) -> list[str]:
@@ -32,8 +33,8 @@ def _inputs(texts: tuple[str, ...], file: str | None) -> list[str]:
 
 
 @cli.command("run")
-@click.argument("adapter", metavar="NAME_OR_DIR")
-@click.argument("texts", nargs=-1, metavar="TEXT...")
+@click.argument("adapter", metavar="NAME_OR_DIR", callback=name_argument("run", "NAME_OR_DIR", dirs_ok=True))
+@click.argument("texts", nargs=-1, metavar="TEXT...", callback=lambda ctx, param, value: refuse_file_as_text(value))
 @click.option("--file", "-f", "file", default=None, metavar="FILE",
               help="Read inputs from FILE, one per line ('-' = stdin); a TEXT of '-' also reads stdin.")
 @click.option("--base", default=None, metavar="PATH",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from .app import cli, echo_json, index_option, json_option, print_table
+from .args import name_argument
 
 
 def _size(n: int) -> str:
@@ -21,7 +22,7 @@ def _size(n: int) -> str:
 
 
 @cli.command()
-@click.argument("requirement")
+@click.argument("requirement", callback=name_argument("pull", "REQUIREMENT"))
 @index_option
 @click.option("--offline", is_flag=True, default=False,
               help="Use the cache only (also ADAPTERHUB_OFFLINE=1 or HF_HUB_OFFLINE=1).")
@@ -49,7 +50,7 @@ def pull(requirement: str, index_location: str | None, offline: bool, no_deps: b
 
 
 @cli.command()
-@click.argument("name", required=False)
+@click.argument("name", required=False, callback=name_argument("verify"))
 @json_option
 def verify(name: str | None, as_json: bool) -> None:
     """Re-hash cached files (of NAME, or everything); evict what does not match."""
@@ -75,7 +76,7 @@ def cache_group() -> None:
 
 
 @cache_group.command("ls")
-@click.argument("name", required=False)
+@click.argument("name", required=False, callback=name_argument("cache ls"))
 @json_option
 def cache_ls(name: str | None, as_json: bool) -> None:
     """List cached adapters."""
@@ -95,7 +96,7 @@ def cache_ls(name: str | None, as_json: bool) -> None:
 
 
 @cache_group.command("rm")
-@click.argument("requirement")
+@click.argument("requirement", callback=name_argument("cache rm", "REQUIREMENT"))
 @click.option("--no-gc", is_flag=True, help="Keep the blobs (only remove the views).")
 @json_option
 def cache_rm(requirement: str, no_gc: bool, as_json: bool) -> None:

@@ -17,6 +17,7 @@ from ..manifest import Manifest
 from ..names import Requirement, parse_requirement, parse_specifier
 from .entries import IndexEntry
 from .index import Index
+from .suggest import did_you_mean
 
 
 class YankedVersionWarning(UserWarning):
@@ -57,7 +58,7 @@ def resolve(index: Index, requirement: str | Requirement, *, base_model: str | N
     entries = index.entries(req.name)
     if not entries:
         raise NotFoundError(f"no adapter named {req.name!r} in the index at {index.location}",
-                            hint="try `adapterhub search`")
+                            hint=did_you_mean(index, req.name))
     on_base = [e for e in entries if _base_matches(e, base_model)]
     if not on_base:
         bases = sorted({e.raw_manifest.get("base_model", {}).get("id", "?") for e in entries})

@@ -45,6 +45,12 @@ class Unauthorized(HubApiError):
     status = 401
 
 
+class PrivateRepo(Unauthorized):
+    """A private repository read without a valid token; answered as the Hub does (401, ``RepoNotFound``)."""
+
+    error_code = "RepoNotFound"
+
+
 class RepoNotFound(HubApiError):
     """No repository with this type and id."""
 

@@ -20,7 +20,8 @@ from adapterhub._version import __version__
 
 from . import download, info, routes, upload
 from .context import BodyReader, RequestContext, ServerState
-from .errors import BadRequest, HubApiError, LengthRequired, PayloadTooLarge, Unauthorized
+from .errors import BadRequest, HubApiError, LengthRequired, PayloadTooLarge, PrivateRepo, Unauthorized
+from .names import RepoRef
 from .responses import FileSlice, Literal, Pause, Response, error_response
 
 if TYPE_CHECKING:
@@ -95,6 +96,8 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             route = routes.match(self.command, url.path)
             if route.needs_token:
                 self._check_token()
+            elif route.repo is not None and self._is_private(route.repo):
+                self._check_private_read(route.repo)
             ctx = RequestContext(
                 state=self.state,
                 method=self.command,
@@ -156,6 +159,19 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         presented = token.strip().encode()
         if not any(hmac.compare_digest(presented, known.encode()) for known in tokens):
             raise Unauthorized("Invalid credentials in Authorization header")
+
+    def _is_private(self, repo: RepoRef) -> bool:
+        """Reads of a private repo need a token, when the server has tokens at all."""
+        if not self.state.config.tokens or not self.state.storage.repo_exists(repo):
+            return False
+        return bool(self.state.storage.repo_meta(repo).get("private"))
+
+    def _check_private_read(self, repo: RepoRef) -> None:
+        try:
+            self._check_token()
+        except Unauthorized:
+            raise PrivateRepo(f"Repository Not Found for {repo.repo_id}: it is private; send a valid token "
+                              "('Authorization: Bearer <token>')") from None
 
     def _base_url(self) -> str:
         public = self.state.config.public_url
