@@ -71,6 +71,16 @@ def name_argument(command: str, what: str = "NAME", *, dirs_ok: bool = False):
     def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
         return refuse_path_as_name(command, value, what, dirs_ok=dirs_ok)
 
+    callback.checks_paths = True  # type: ignore[attr-defined]  # tests find unchecked positionals by this
+    return callback
+
+
+def text_argument():
+    """A click callback for TEXT... positionals (see :func:`refuse_file_as_text`)."""
+    def callback(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+        return refuse_file_as_text(value)
+
+    callback.checks_paths = True  # type: ignore[attr-defined]
     return callback
 
 

@@ -28,15 +28,17 @@ def _size(n: int) -> str:
               help="Use the cache only (also ADAPTERHUB_OFFLINE=1 or HF_HUB_OFFLINE=1).")
 @click.option("--no-deps", is_flag=True, help="Do not pull the adapter's dependencies.")
 @click.option("--endpoint", default=None, metavar="URL", help="Hub endpoint for hf sources (default: HF_ENDPOINT).")
+@click.option("--token", default=None, help="Hub token for private repos (default: the one huggingface_hub finds, "
+              "e.g. HF_TOKEN or `hf auth login`).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars; print only the adapter directory.")
 @json_option
 def pull(requirement: str, index_location: str | None, offline: bool, no_deps: bool, endpoint: str | None,
-         quiet: bool, as_json: bool) -> None:
+         token: str | None, quiet: bool, as_json: bool) -> None:
     """Download, verify and cache an adapter (NAME, NAME==1.0, NAME>=1,<2); print where it is."""
     from ..store import pull as run_pull
 
     result = run_pull(requirement, index=index_location, offline=True if offline else None,
-                      endpoint=endpoint, progress=False if (quiet or as_json) else None,
+                      endpoint=endpoint, token=token, progress=False if (quiet or as_json) else None,
                       dependencies=not no_deps)
     if as_json:
         echo_json(result.to_json())

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConflictError, PublishError
+from ..errors import AuthenticationError, ConflictError, PublishError
 from ..jsonio import dumps_pretty
 from ..manifest import MANIFEST_FILENAME, HfSource, Manifest, manifest_to_dict
 from .release import check_version_free, load_release, require_index, with_sources
@@ -84,6 +84,14 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
+def _refused(where: str, status: int | None, detail: str) -> AuthenticationError | None:
+    """The typed error for a 401/403 answer (``None`` for any other status)."""
+    if status not in (401, 403):
+        return None
+    why = "no valid token was sent" if status == 401 else "the token has no write access to this repository"
+    return AuthenticationError(f"{where}: HTTP {status}, {why} ({detail}); nothing was published")
+
+
 def _remote_manifest(endpoint: str, repo_id: str, commit: str, token: str | bool | None) -> dict[str, Any] | None:
     """``adapterhub.json`` at ``commit`` (None when the repo has none)."""
     import requests
@@ -98,7 +106,8 @@ def _remote_manifest(endpoint: str, repo_id: str, commit: str, token: str | bool
     if response.status_code == 404:
         return None
     if response.status_code != 200:
-        raise PublishError(f"{url}: HTTP {response.status_code}; nothing was published")
+        raise _refused(url, response.status_code, response.reason or "refused") or \
+            PublishError(f"{url}: HTTP {response.status_code}; nothing was published")
     try:
         data = json.loads(response.content)
     except ValueError:
@@ -160,7 +169,8 @@ def publish_to_hub(directory: str | Path, repo_id: str, *, endpoint: str | None 
             head = api.repo_info(repo_id, revision="main", token=token).sha
             existing = api.list_repo_files(repo_id, revision=head, token=token)
         except Exception as exc:  # the client's error types differ between 0.x and 1.x+
-            raise PublishError(f"{ep}/{repo_id}: {_first_line(exc)}; nothing was published") from None
+            raise _refused(f"{ep}/{repo_id}", _status(exc), _first_line(exc)) or \
+                PublishError(f"{ep}/{repo_id}: {_first_line(exc)}; nothing was published") from None
         reused = _check_remote(_remote_manifest(ep, repo_id, head, token), upload, repo_id)
         pr_url = None
         if reused:
@@ -180,8 +190,9 @@ def publish_to_hub(directory: str | Path, repo_id: str, *, endpoint: str | None 
                     raise ConflictError(f"{repo_id}: someone committed to the repository while publishing "
                                         f"(the head moved from {head[:12]}); nothing was committed or indexed",
                                         hint="check the repository, then run publish again") from None
-                raise PublishError(f"{ep}/{repo_id}: commit failed: {_first_line(exc)}; nothing was committed "
-                                   "or indexed") from None
+                raise _refused(f"{ep}/{repo_id}", _status(exc), _first_line(exc)) or \
+                    PublishError(f"{ep}/{repo_id}: commit failed: {_first_line(exc)}; nothing was committed "
+                                 "or indexed") from None
             commit = info.oid
             pr_url = getattr(info, "pr_url", None)
     published = final(commit)
