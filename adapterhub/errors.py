@@ -128,8 +128,8 @@ class DownloadError(AdapterHubError):
     """A transfer failed after retries (timeouts, HTTP errors, broken ranges)."""
 
 
-AUTH_HINT = ("set HF_TOKEN=<token>, pass --token <token>, or log in once with `hf auth login`; "
-             "the token needs access to the repository (write access to publish)")
+AUTH_HINT = ("set HF_TOKEN=<token>, pass --token <token>, or log in once with `hf auth login`; the token "
+             "needs access to the repository (write access to publish)")
 
 
 class AuthenticationError(DownloadError):

@@ -19,7 +19,7 @@ from huggingface_hub.repocard import ModelCard
 from publish_support import init_and_package, load_logits, ok, run, save_adapter
 from server_fixtures import fault_plan, hub_server  # noqa: F401
 
-from adapterhub.errors import ConflictError, PublishError
+from adapterhub.errors import AuthenticationError, ConflictError, PublishError
 from adapterhub.publish import publish_to_hub
 from adapterhub.registry import init_index, open_index
 from adapterhub.server import FaultPlan, HubServer, RepoRef
@@ -208,7 +208,7 @@ def test_writes_need_the_token_private_and_create_pr(tmp_path: Path, index_dir: 
     try:
         d = init_and_package(save_adapter(tmp_path))
         refused = run("publish", d, "--repo", REPO, "--endpoint", server.endpoint, "--index", index_dir)
-        assert isinstance(refused.exception, PublishError) and _entries(index_dir) == []
+        assert isinstance(refused.exception, AuthenticationError) and _entries(index_dir) == []
         out = ok("publish", d, "--repo", REPO, "--endpoint", server.endpoint, "--index", index_dir,
                  "--token", "secret-token", "--private", "--create-pr", "--json").output
         data = json.loads(out)
