@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from huggingface_hub import constants
+from publish_support import sample_adapter
+from server_fixtures import isolate_from_machine
 
 from adapterhub.cli import main
 from adapterhub.fileio import atomic_write_bytes, create_temp_dir, create_temp_file, make_read_only
-from adapterhub.registry import open_index
 
 UMASKS = (0o022, 0o002, 0o077)
 
@@ -45,21 +44,6 @@ def _modes(root: Path, mask: int, read_only: Callable[[Path], bool]) -> list[str
     return wrong
 
 
-def _sample_adapter(dest: Path) -> Path:
-    """sst2-houlsby as a packaged adapter directory, from the bundled index and mirror."""
-    from adapterhub.resources import bundled_index_dir
-
-    bundled = bundled_index_dir()
-    (entry,) = [e for e in open_index(bundled).entries("sst2-houlsby") if e.version == "1.0.0"]
-    dest.mkdir()
-    manifest = dict(entry.raw_manifest)
-    manifest.pop("sources", None)
-    for f in manifest["files"]:
-        shutil.copyfile(bundled / "mirror" / f["sha256"], dest / f["path"])
-    (dest / "adapterhub.json").write_text(json.dumps(manifest))
-    return dest
-
-
 @pytest.mark.parametrize("mask", UMASKS, ids=oct)
 def test_the_file_primitives_follow_the_umask(tmp_path: Path, mask: int) -> None:
     with umask(mask):
@@ -77,7 +61,7 @@ def test_the_file_primitives_follow_the_umask(tmp_path: Path, mask: int) -> None
 
 @pytest.mark.parametrize("mask", UMASKS, ids=oct)
 def test_a_directory_registry_and_the_cache_follow_the_umask(tmp_path: Path, monkeypatch, capsys, mask: int) -> None:
-    adapter = _sample_adapter(tmp_path / "adapter")
+    adapter = sample_adapter(tmp_path / "adapter")
     monkeypatch.setenv("ADAPTERHUB_CACHE", str(tmp_path / "team" / "cache"))
     monkeypatch.delenv("ADAPTERHUB_OFFLINE", raising=False)
     with umask(mask):
@@ -101,12 +85,8 @@ def test_the_server_root_follows_the_umask(tmp_path: Path, monkeypatch, mask: in
     from adapterhub.publish import publish_to_hub
     from adapterhub.server import HubServer
 
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf-home" / "token"))
-    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "hf-home" / "stored_tokens"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
-    adapter = _sample_adapter(tmp_path / "adapter")
+    isolate_from_machine(monkeypatch, tmp_path)
+    adapter = sample_adapter(tmp_path / "adapter")
     with umask(mask):
         server = HubServer(tmp_path / "hub", socket_timeout=10)
         server.start()

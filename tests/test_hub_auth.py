@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from huggingface_hub import constants
-from test_file_modes import _sample_adapter
+from publish_support import sample_adapter
+from server_fixtures import isolate_from_machine
 
 from adapterhub.cli import main
 from adapterhub.errors import AUTH_HINT, AuthenticationError
@@ -27,15 +27,7 @@ REPO = "org/sst2-houlsby"
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No token or cache of this machine is used."""
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf-home" / "token"))
-    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "hf-home" / "stored_tokens"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "ADAPTERHUB_OFFLINE", "HF_HUB_OFFLINE",
-                 "ADAPTERHUB_INDEX"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ADAPTERHUB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    isolate_from_machine(monkeypatch, tmp_path)
 
 
 @pytest.fixture
@@ -67,7 +59,7 @@ def test_the_login_command_named_is_the_one_huggingface_hub_installs() -> None:
 
 
 def test_publish_without_or_with_a_wrong_token_says_how_to_give_one(capsys, tmp_path, server) -> None:
-    adapter = _sample_adapter(tmp_path / "adapter")
+    adapter = sample_adapter(tmp_path / "adapter")
     index = init_index(tmp_path / "index", "team")
     for extra in ((), ("--token", "wrong")):
         code, out, err = _run(capsys, "publish", adapter, "--repo", REPO, "--endpoint", server.endpoint,
@@ -82,7 +74,7 @@ def test_publish_without_or_with_a_wrong_token_says_how_to_give_one(capsys, tmp_
 
 
 def test_pulling_from_a_private_repo_without_a_token_says_how_to_give_one(capsys, tmp_path, server) -> None:
-    adapter = _sample_adapter(tmp_path / "adapter")
+    adapter = sample_adapter(tmp_path / "adapter")
     index = init_index(tmp_path / "index", "team")
     code, out, err = _run(capsys, "publish", adapter, "--repo", REPO, "--endpoint", server.endpoint, "--index", index,
                           "--token", TOKEN, "--private", "--json")
@@ -101,7 +93,7 @@ def test_pulling_from_a_private_repo_without_a_token_says_how_to_give_one(capsys
 
 
 def test_a_public_repo_on_the_same_server_needs_no_token(capsys, tmp_path, server) -> None:
-    adapter = _sample_adapter(tmp_path / "adapter")
+    adapter = sample_adapter(tmp_path / "adapter")
     index = init_index(tmp_path / "index", "team")
     assert _run(capsys, "publish", adapter, "--repo", REPO, "--endpoint", server.endpoint, "--index", index,
                 "--token", TOKEN)[0] == 0

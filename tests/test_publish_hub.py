@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub import CommitOperationAdd, HfApi, constants
+from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.repocard import ModelCard
 from publish_support import init_and_package, load_logits, ok, run, save_adapter
-from server_fixtures import fault_plan, hub_server  # noqa: F401
+from server_fixtures import fault_plan, hub_server, isolate_from_machine  # noqa: F401
 
 from adapterhub.errors import AuthenticationError, ConflictError, PublishError
 from adapterhub.publish import publish_to_hub
@@ -29,15 +29,7 @@ REPO = "org/tiny-sst"
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No token or cache of this machine is used; the client's endpoint constant stays the default."""
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf-home" / "token"))
-    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "hf-home" / "stored_tokens"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "ADAPTERHUB_OFFLINE", "HF_HUB_OFFLINE",
-                 "ADAPTERHUB_INDEX"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ADAPTERHUB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    isolate_from_machine(monkeypatch, tmp_path)
 
 
 @pytest.fixture
