@@ -155,6 +155,19 @@ def test_a_typo_gets_close_names_from_the_index(capsys, index_dir):
     assert code == 1 and "did you mean" not in err and "adapterhub search" in err
 
 
+def test_cache_commands_suggest_cached_names(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADAPTERHUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("ADAPTERHUB_INDEX", raising=False)
+    assert run(capsys, "pull", "sst2-houlsby", "-q")[0] == 0  # from the bundled mirror
+    code, out, err = run(capsys, "verify", "sst2-houlby")
+    assert code == 1 and "nothing cached matches sst2-houlby" in err and "did you mean sst2-houlsby" in err
+    for args in (("cache", "ls", "sst2-houlby"), ("cache", "rm", "sst2-houlby")):
+        code, out, _ = run(capsys, *args)
+        assert code == 0 and "did you mean sst2-houlsby" in out, args
+    code, out, _ = run(capsys, "verify", "sst2-houlsby")
+    assert code == 0 and "1 view(s): ok" in out
+
+
 def test_search_without_results_suggests_names(capsys, index_dir):
     code, out, _ = run(capsys, "search", "sst2-houlby", "--index", index_dir)
     assert code == 0 and "(no results)" in out and "did you mean sst2-houlsby" in out

@@ -12,6 +12,18 @@ from .app import cli, echo_json, index_option, json_option, print_table
 from .args import name_argument
 
 
+def _not_cached(requirement: str) -> str:
+    """What to say about a name nothing in the cache has, with close cached names if any."""
+    from ..names import parse_requirement
+    from ..registry.suggest import close_names
+    from ..store import list_cached
+
+    name = parse_requirement(requirement).name
+    near = close_names(name, {c.name for c in list_cached()})
+    hint = f"did you mean {', '.join(near)}?" if near else "`adapterhub cache ls` lists what is cached"
+    return f"nothing cached matches {requirement} ({hint})"
+
+
 def _size(n: int) -> str:
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -60,6 +72,10 @@ def verify(name: str | None, as_json: bool) -> None:
     from ..store import verify as run_verify
 
     report = run_verify(name)
+    if name is not None and report.views == 0:
+        from ..errors import NotFoundError
+
+        raise NotFoundError(_not_cached(name))
     if as_json:
         echo_json(report.to_json())
     else:
@@ -86,6 +102,9 @@ def cache_ls(name: str | None, as_json: bool) -> None:
     from ..store import blob_usage, list_cached
 
     items = list_cached(name)
+    if name is not None and not items and not as_json:
+        click.echo(_not_cached(name))
+        return
     count, total = blob_usage()
     if as_json:
         echo_json({"cache": str(settings.cache_dir()), "adapters": [i.to_json() for i in items],
@@ -113,7 +132,7 @@ def cache_rm(requirement: str, no_gc: bool, as_json: bool) -> None:
     for r in removed:
         click.echo(f"removed {r.name} {r.version}")
     if not removed:
-        click.echo(f"nothing cached matches {requirement}")
+        click.echo(_not_cached(requirement))
     if report is not None:
         click.echo(f"freed {_size(report.freed_bytes)} ({len(report.removed_blobs)} blob(s))")
 
