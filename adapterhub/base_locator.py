@@ -131,3 +131,46 @@ def locate_base(repo_id: str | None, *, revision: str | None = None, explicit: s
         f"base model {repo_id}{'@' + revision if revision else ''} was not found locally (looked at ${var}, "
         f"{mapping_file()}, the Hugging Face cache{', package ' + package[0] if package else ''})",
         hint=f"pass --base PATH, set {var}, or download it (`hf download {repo_id}`{extra})")
+
+
+HIDDEN_SIZE_KEYS = ("hidden_size", "d_model", "n_embd", "dim")
+LAYER_COUNT_KEYS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")
+
+
+def shape_facts(location: BaseLocation) -> tuple[str | None, int | None, int | None]:
+    """``(model_type, hidden_size, num_hidden_layers)`` from the base's config.json, without loading it.
+
+    The keys are the ones the runtime's architecture table reads (GPT-2 says ``n_embd``, T5 ``d_model``...).
+    """
+    path = location.path / "config.json"
+    config = load_strict(path)
+    if not isinstance(config, dict):
+        raise JSONFormatError(f"{path}: expected a JSON object")
+
+    def first_int(keys: tuple[str, ...]) -> int | None:
+        return next((config[k] for k in keys if isinstance(config.get(k), int)), None)
+
+    model_type = config.get("model_type")
+    return (model_type if isinstance(model_type, str) else None, first_int(HIDDEN_SIZE_KEYS),
+            first_int(LAYER_COUNT_KEYS))
+
+
+def check_shape_facts(location: BaseLocation, model_type: str, hidden_size: int, num_hidden_layers: int,
+                      adapter: str) -> None:
+    """Refuse a base whose shapes differ from the ones the adapter was made for, before loading any weight.
+
+    Shapes come first because no flag can make them fit; only after they match is a fingerprint
+    difference worth an offer of ``--force``.
+    """
+    from .errors import IncompatibleBaseError
+
+    theirs = (model_type, hidden_size, num_hidden_layers)
+    mine = shape_facts(location)
+    if all(m is None or m == t for m, t in zip(mine, theirs, strict=True)):
+        return
+    raise IncompatibleBaseError(
+        f"{adapter} was made for model_type={theirs[0]} hidden_size={theirs[1]} num_hidden_layers={theirs[2]}, "
+        f"but the base at {location.path} (found via {location.how}) is model_type={mine[0]} "
+        f"hidden_size={mine[1]} num_hidden_layers={mine[2]}",
+        hint="use the base model named in the adapter's manifest; --force cannot help (it only skips the "
+             "fingerprint comparison, and these shapes do not fit)")

@@ -63,6 +63,13 @@ class InvalidNameError(AdapterHubError):
     """An adapter name breaks the naming rules."""
 
 
+class ArgumentKindError(AdapterHubError):
+    """A command-line argument is of the wrong kind: a file where a text or name goes, a Hub repo id
+    where an index name goes. Exit code 2, like other usage errors; the message names the right form."""
+
+    exit_code = 2
+
+
 class InvalidVersionError(AdapterHubError):
     """A version or version specifier does not parse (PEP 440)."""
 
@@ -163,6 +170,19 @@ class SignatureMismatchError(SignatureError):
 
 class OptionalDependencyError(AdapterHubError):
     """A feature needs packages of an optional extra that is not installed (the message names the extra)."""
+AUTH_HINT = ("set HF_TOKEN=<token>, pass --token <token>, or log in once with `hf auth login`; the token "
+             "needs access to the repository (write access to publish)")
+
+
+class AuthenticationError(DownloadError):
+    """A Hub-compatible server refused the request for lack of a valid token (HTTP 401/403).
+
+    A :class:`DownloadError` so that a pull still falls back to the next source; the default hint names
+    every way to give a token.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = AUTH_HINT) -> None:
+        super().__init__(message, hint=hint)
 
 
 # --- runtime -------------------------------------------------------------------------------------

@@ -3,14 +3,20 @@
 Atomic: write a temp file in the same directory, fsync, ``os.replace`` — readers see the old file or the
 complete new one, never a part, and a crash leaves at most a dot-prefixed temp file behind. A whole
 directory (an adapter) is written the same way with :func:`staged_directory`.
+
+Modes follow the umask. ``tempfile.mkstemp``/``mkdtemp`` create 0600/0700 whatever the umask (they are
+meant for private scratch space), so a file renamed out of them would stay owner-only and a team could
+not share a registry or cache directory. :func:`create_temp_file` and :func:`create_temp_dir` create
+with 0666/0777 and let the kernel apply the umask, as ``open`` and ``mkdir`` do.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shutil
-import tempfile
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,13 +24,46 @@ from pathlib import Path
 from .errors import ConflictError
 
 HASH_CHUNK = 1 << 20
+_TEMP_ATTEMPTS = 100
+
+
+def create_temp_file(directory: str | Path, prefix: str = ".tmp-", suffix: str = ".tmp") -> tuple[int, Path]:
+    """A new, uniquely named file in ``directory``, opened for writing: ``(fd, path)``.
+
+    Like ``tempfile.mkstemp`` (``O_EXCL``, no symlink following) but with mode 0666 minus the umask.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(_TEMP_ATTEMPTS):
+        path = Path(directory) / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            return os.open(path, flags, 0o666), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{directory}: no free temp file name after {_TEMP_ATTEMPTS} attempts")
+
+
+def create_temp_dir(directory: str | Path, prefix: str = ".tmp-") -> Path:
+    """A new, uniquely named directory in ``directory`` with mode 0777 minus the umask."""
+    for _ in range(_TEMP_ATTEMPTS):
+        path = Path(directory) / f"{prefix}{secrets.token_hex(6)}"
+        try:
+            path.mkdir(0o777)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{directory}: no free temp directory name after {_TEMP_ATTEMPTS} attempts")
+
+
+def make_read_only(path: str | Path) -> None:
+    """Drop every write bit, keeping the read bits the umask allowed (blobs are immutable)."""
+    os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) & ~0o222)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically (creating parent directories)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = create_temp_file(path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -32,7 +71,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -68,7 +107,7 @@ def staged_directory(target: str | Path, *, owned: tuple[str, ...] = (), last: t
         raise ConflictError(f"{target} exists and is not a directory", hint="choose another output directory")
     created = _missing_ancestor(target.parent)
     target.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.stage-"))
+    stage = create_temp_dir(target.parent, prefix=f".{target.name}.stage-")  # umask modes: it becomes target
     try:
         yield stage
         _commit(stage, target, owned, last, remove)

@@ -67,6 +67,20 @@ class Requirement:
         return f"{self.name}{self.specifier}" if str(self.specifier) else self.name
 
 
+_FORMS = "NAME, NAME==VERSION, NAME>=A,<B or NAME@VERSION"
+HUB_REPO_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}(@\S+)?")
+
+
+def hub_repo_id_hint(repo_id: str) -> str:
+    """What to do with a Hub repo id where an index name goes (pulling ``hf:ORG/REPO`` is not built yet)."""
+    repo = repo_id.split("@")[0]
+    return (f"names come from the registry index (`adapterhub search`); pulling a Hub repo directly is not "
+            f"supported yet. If {repo} was published with adapterhub, pull it by its index name with --index "
+            f"set to the registry that lists it; otherwise `hf download {repo} --local-dir DIR`, convert a PEFT "
+            f"or adapters-library directory with `adapterhub init DIR --base BASE`, and use the directory "
+            f"(`adapterhub run DIR ...`)")
+
+
 _REQ_RE = re.compile(r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:@\s*(?P<at>\S+)|(?P<spec>[<>=!~].*))?\s*$")
 
 
@@ -77,7 +91,14 @@ def parse_requirement(text: str) -> Requirement:
     """
     match = _REQ_RE.match(text or "")
     if not match:
-        raise InvalidNameError(f"cannot parse requirement {text!r}: expected NAME, NAME==VERSION, NAME>=A,<B or NAME@VERSION")
+        if isinstance(text, str) and HUB_REPO_ID_RE.fullmatch(text.strip()):
+            raise InvalidNameError(f"{text.strip()!r} is a Hugging Face Hub repository id, not an adapter name "
+                                   "from the index", hint=hub_repo_id_hint(text.strip()))
+        if isinstance(text, str) and (text.strip().startswith((".", "~")) or "/" in text or "\\" in text):
+            raise InvalidNameError(f"{text!r} looks like a file path, not an adapter name from the index "
+                                   f"({_FORMS})", hint="names are listed by `adapterhub search`; commands that "
+                                   "take a directory (`adapterhub run DIR`) need one that exists")
+        raise InvalidNameError(f"cannot parse requirement {text!r}: expected {_FORMS}")
     name = normalize_name(match["name"])
     validate_name(name)
     if match["at"]:

@@ -8,7 +8,7 @@ imports torch and transformers only inside the functions that need them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,11 +47,13 @@ def label_names(manifest: Manifest | None, num_labels: int) -> list[str]:
 
 
 def classify(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence[str], *,
-             batch_size: int = DEFAULT_BATCH_SIZE, max_length: int = MAX_LENGTH) -> list[Prediction]:
+             batch_size: int = DEFAULT_BATCH_SIZE, max_length: int = MAX_LENGTH,
+             on_batch: Callable[[int], None] | None = None) -> list[Prediction]:
     """Softmax predictions of a sequence-classification model, in input order.
 
     Batches are taken in input order and padded to their longest member (dynamic padding), so the
-    same texts and batch size always give the same numbers.
+    same texts and batch size always give the same numbers. ``on_batch(n)`` is called after each batch
+    of ``n`` texts (a progress bar).
     """
     import torch
 
@@ -70,6 +72,8 @@ def classify(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence[
                 for text, row in zip(chunk, probs.tolist(), strict=True):
                     best = max(range(len(row)), key=row.__getitem__)
                     out.append(Prediction(text, labels[best], best, row[best], dict(zip(labels, row, strict=True))))
+                if on_batch is not None:
+                    on_batch(len(chunk))
     finally:
         model.train(was_training)
     return out
@@ -86,21 +90,18 @@ def load_classifier(base_dir: str | Path, num_labels: int, *, dtype: Any = None)
     """``(model, tokenizer)`` of a local base directory, as a sequence classifier with ``num_labels``.
 
     The base's own task head (if any) is ignored on purpose: the adapter brings its head. Only local
-    files are read.
+    files are read, and transformers' own progress bars stay off (they would land in piped output).
     """
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "newly initialized classifier" is expected: the adapter brings it
-    try:
+    from .progress import quiet_hf_loading
+
+    with quiet_hf_loading():  # "newly initialized classifier" is expected: the adapter brings it
         tokenizer = AutoTokenizer.from_pretrained(str(base_dir), local_files_only=True)
         model = AutoModelForSequenceClassification.from_pretrained(
             str(base_dir), num_labels=num_labels, local_files_only=True,
             **({"dtype": dtype} if dtype is not None else {}))
-    finally:
-        hf_logging.set_verbosity(verbosity)
     model.eval()
     if dtype is None and next(model.parameters()).dtype != torch.float32:
         model = model.float()
@@ -146,11 +147,13 @@ class Runner:
     fingerprint: str
     fingerprint_checked: bool
 
-    def classify(self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE) -> list[Prediction]:
-        return classify(self.model, self.tokenizer, texts, self.labels, batch_size=batch_size)
+    def classify(self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE,
+                 on_batch: Callable[[int], None] | None = None) -> list[Prediction]:
+        return classify(self.model, self.tokenizer, texts, self.labels, batch_size=batch_size, on_batch=on_batch)
 
 
-def _adapter_dir(name_or_dir: str, *, index: Any, offline: bool | None) -> tuple[Path, Manifest]:
+def _adapter_dir(name_or_dir: str, *, index: Any, offline: bool | None,
+                 token: str | bool | None = None) -> tuple[Path, Manifest]:
     """An adapterhub directory as given, else the verified cache view of a pulled requirement."""
     from .manifest import load_manifest
     from .manifest.io import MANIFEST_FILENAME
@@ -161,44 +164,58 @@ def _adapter_dir(name_or_dir: str, *, index: Any, offline: bool | None) -> tuple
             from .errors import NotFoundError
 
             raise NotFoundError(f"{path}: no {MANIFEST_FILENAME}; `adapterhub run` takes adapterhub directories",
-                                hint="convert a foreign adapter first: AdapterModel.load(it), then AdapterModel.save(name, dir)")
+                                hint=f"convert a PEFT or adapters-library directory first: `adapterhub init {path} "
+                                     "--base BASE`")
         return path, load_manifest(path)
+    if "/" in name_or_dir or "\\" in name_or_dir:
+        from .errors import NotFoundError
+        from .names import HUB_REPO_ID_RE, hub_repo_id_hint
+
+        hub_id = HUB_REPO_ID_RE.fullmatch(name_or_dir) is not None and not name_or_dir.startswith(".")
+        raise NotFoundError(f"{name_or_dir}: no such adapter directory" + (
+            ", and as a name it is a Hugging Face Hub repository id, not an index name" if hub_id else ""),
+            hint=hub_repo_id_hint(name_or_dir) if hub_id else "check the path")
     from .store import pull
 
     # Offline with an empty cache still works for adapters whose bytes ship on this disk (the bundled
     # mirror, a directory registry): the store's offline pull reads on-disk sources.
-    pulled = pull(name_or_dir, index=index, offline=offline, dependencies=False)
+    pulled = pull(name_or_dir, index=index, offline=offline, dependencies=False, token=token)
     return pulled.path, pulled.manifest
 
 
 def prepare(name_or_dir: str, *, base: str | Path | None = None, force: bool = False, index: Any = None,
-            offline: bool | None = None) -> Runner:
-    """Resolve and pull (or open) the adapter, locate its base, check the fingerprint, attach.
+            offline: bool | None = None, token: str | bool | None = None) -> Runner:
+    """Resolve and pull (or open) the adapter, locate its base, check it, attach.
 
-    The base's fingerprint is compared with the manifest's before anything is attached; a mismatch is
-    an :class:`~adapterhub.errors.IncompatibleBaseError` naming both, unless ``force``.
+    Checks go from what no flag can fix to what ``force`` may skip, so an error offers ``--force`` only
+    when it would work: the base's shape facts (its config.json, before any weight is loaded), then every
+    tensor and head shape (attaching, which checks them all), and last the fingerprint. A mismatch is an
+    :class:`~adapterhub.errors.IncompatibleBaseError` naming both sides.
     """
-    from .base_locator import locate_base
+    from .base_locator import check_shape_facts, locate_base
     from .errors import IncompatibleBaseError
 
-    directory, manifest = _adapter_dir(name_or_dir, index=index, offline=offline)
+    directory, manifest = _adapter_dir(name_or_dir, index=index, offline=offline, token=token)
     head = manifest.head
     if head is None or head.type != "classification" or not head.num_labels:
         raise SchemaError(str(directory), [SchemaProblem(
             "/head", f"`run` needs a classification head; this adapter has {head.type if head else 'none'}")])
     bm = manifest.base_model
     location = locate_base(bm.id, revision=bm.revision, explicit=base)
+    check_shape_facts(location, bm.model_type, bm.hidden_size, bm.num_hidden_layers,
+                      f"{manifest.name} {manifest.version}")
     model, tokenizer = load_classifier(location.path, head.num_labels)
 
     from .runtime import wrap
 
     handle = wrap(model)
-    if bm.fingerprint and bm.fingerprint != handle.fingerprint and not force:
+    fingerprint = handle.fingerprint  # of the bare base
+    handle.load(directory, name="adapter", force=True)  # shapes of every tensor and the head; not the fingerprint
+    if bm.fingerprint and bm.fingerprint != fingerprint and not force:
         raise IncompatibleBaseError(
             f"{manifest.name} {manifest.version} was trained on {bm.id} with fingerprint {bm.fingerprint}, but the "
-            f"base at {location.path} (found via {location.how}) has fingerprint {handle.fingerprint}",
+            f"base at {location.path} (found via {location.how}) has fingerprint {fingerprint}",
             hint="use the exact base weights the adapter was trained on (same revision and dtype), "
-                 "or --force to run anyway")
-    handle.load(directory, name="adapter", force=force)
+                 "or --force to run anyway (every shape fits; the outputs may be off)")
     return Runner(model, tokenizer, label_names(manifest, head.num_labels), manifest.name, manifest.version,
-                  directory, location, handle.fingerprint, bm.fingerprint == handle.fingerprint)
+                  directory, location, fingerprint, bm.fingerprint == fingerprint)

@@ -3,7 +3,8 @@
     python benchmarks/bench_registry.py [--names 100000] [--rounds 15]
 
 1. Generates an index of N adapters (default 100,000) in a temp dir, then measures, as medians over
-   interleaved rounds: resolving one name (open index + resolve, a different name each round), a
+   interleaved rounds: resolving one name (open index + resolve, a different name each round), resolving
+   a mistyped name (one edit, then two: the not-found error with its close-name suggestions), a
    free-text search and a filtered search, and `adapterhub info NAME` as a subprocess.
 2. CLI start-up: `adapterhub --help` and `adapterhub search sst2` (bundled index) against
    `python -c pass`, interleaved, median difference (target: < 0.3 s).
@@ -28,6 +29,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from manifest_samples import VALID_MANIFEST  # noqa: E402
 
+from adapterhub.errors import NotFoundError  # noqa: E402
 from adapterhub.jsonio import dumps_canonical  # noqa: E402
 from adapterhub.registry import SearchQuery, entry_path, init_index, open_index, resolve, search  # noqa: E402
 from adapterhub.registry.entries import manifest_sha256  # noqa: E402
@@ -71,6 +73,18 @@ def timed(fn) -> float:
     return time.perf_counter() - t0
 
 
+def suggested(root: Path, typo: str, meant: str) -> float:
+    """Seconds to resolve ``typo`` into a not-found error that suggests ``meant``."""
+    t0 = time.perf_counter()
+    try:
+        resolve(open_index(root), typo)
+    except NotFoundError as exc:
+        elapsed = time.perf_counter() - t0
+        assert meant in str(exc), (typo, meant, str(exc))
+        return elapsed
+    raise AssertionError(f"{typo} resolved")
+
+
 def run_cmd(args: list[str]) -> float:
     t0 = time.perf_counter()
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -90,16 +104,20 @@ def main() -> None:
         results["generate_s"] = round(generate(root, args.names), 2)
         n = args.names
         resolve_t, search_text_t, search_filter_t, info_cli_t, pass_t = [], [], [], [], []
+        typo1_t, typo2_t = [], []
         for r in range(args.rounds):
             name = f"adapter-{(r * 7919) % n:06d}-{TASKS[((r * 7919) % n) % len(TASKS)]}"
             resolve_t.append(timed(lambda name=name: resolve(open_index(root), name)))
+            typo1_t.append(suggested(root, name[:-2] + name[-1] + name[-2], name))  # last two letters swapped
+            typo2_t.append(suggested(root, name.replace("adapter", "adaptr").replace("-0", "-o", 1), name))
             search_text_t.append(timed(lambda: search(open_index(root), SearchQuery("houlsby sst2"), 20)))
             search_filter_t.append(timed(lambda: search(open_index(root), SearchQuery("", task="mnli", method="lora"), 20)))
             pass_t.append(run_cmd([sys.executable, "-c", "pass"]))
             info_cli_t.append(run_cmd([exe, "info", name, "--index", str(root)]))
         med = lambda xs: round(statistics.median(xs) * 1000, 2)  # noqa: E731
         results["index_100k"] = {
-            "resolve_one_name_ms": med(resolve_t), "search_free_text_ms": med(search_text_t),
+            "resolve_one_name_ms": med(resolve_t), "typo_one_edit_ms": med(typo1_t), "typo_two_edits_ms": med(typo2_t),
+            "search_free_text_ms": med(search_text_t),
             "search_filtered_ms": med(search_filter_t), "cli_info_ms": med(info_cli_t),
             "python_c_pass_ms": med(pass_t),
         }
@@ -127,6 +145,8 @@ def main() -> None:
         f"## Index of {args.names:,} adapters (generated in {results['generate_s']} s)", "",
         "| operation | median |", "| --- | --- |",
         f"| open index + resolve one name | {i['resolve_one_name_ms']} ms |",
+        f"| a name one edit off: not found + close names | {i['typo_one_edit_ms']} ms |",
+        f"| a name two edits off: not found + close names | {i['typo_two_edits_ms']} ms |",
         f"| search, free text (`houlsby sst2`) | {i['search_free_text_ms']} ms |",
         f"| search, filters (task=mnli, method=lora) | {i['search_filtered_ms']} ms |",
         f"| `adapterhub info NAME` (subprocess) | {i['cli_info_ms']} ms (python -c pass: {i['python_c_pass_ms']} ms) |",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +12,8 @@ from click.testing import CliRunner, Result
 from runtime_helpers import tiny_config
 
 from adapterhub.cli import cli
+from adapterhub.registry import open_index
+from adapterhub.resources import bundled_index_dir
 
 INPUT_IDS = torch.tensor([[5, 17, 42, 8, 91, 3, 60], [7, 7, 12, 33, 64, 2, 11]])
 
@@ -88,3 +92,16 @@ def load_logits(base_dir: Path, adapter_path: Path) -> torch.Tensor:
     model = AutoModelForSequenceClassification.from_pretrained(base_dir).eval()
     wrap(model).load(adapter_path)
     return logits(model)
+
+
+def sample_adapter(dest: Path) -> Path:
+    """sst2-houlsby as a packaged adapter directory, from the bundled index and mirror (no model needed)."""
+    bundled = bundled_index_dir()
+    (entry,) = [e for e in open_index(bundled).entries("sst2-houlsby") if e.version == "1.0.0"]
+    dest.mkdir()
+    manifest = dict(entry.raw_manifest)
+    manifest.pop("sources", None)
+    for f in manifest["files"]:
+        shutil.copyfile(bundled / "mirror" / f["sha256"], dest / f["path"])
+    (dest / "adapterhub.json").write_text(json.dumps(manifest))
+    return dest

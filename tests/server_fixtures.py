@@ -56,6 +56,19 @@ def point_client_at(monkeypatch: pytest.MonkeyPatch, endpoint: str, home: Path) 
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
+def isolate_from_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No token, endpoint, offline flag, index or cache of this machine is used, by adapterhub or the client
+    (whose endpoint constant stays the default)."""
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf-home" / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "hf-home" / "stored_tokens"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "ADAPTERHUB_OFFLINE", "HF_HUB_OFFLINE",
+                 "ADAPTERHUB_INDEX"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ADAPTERHUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
 @dataclass
 class HubClient:
     """The real client, configured for one test server, with its own cache directory."""

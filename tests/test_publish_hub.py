@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub import CommitOperationAdd, HfApi, constants
+from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.repocard import ModelCard
 from publish_support import init_and_package, load_logits, ok, run, save_adapter
-from server_fixtures import ADMIN_TOKEN, fault_plan, hub_server  # noqa: F401
+from server_fixtures import ADMIN_TOKEN, fault_plan, hub_server, isolate_from_machine  # noqa: F401
 
-from adapterhub.errors import ConflictError, PublishError
+from adapterhub.errors import AuthenticationError, ConflictError, PublishError
 from adapterhub.publish import publish_to_hub
 from adapterhub.registry import init_index, open_index
 from adapterhub.server import FaultPlan, HubServer, RepoRef, TokenGrant
@@ -33,14 +33,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
     ``HF_TOKEN`` is the test server's admin token, as a publisher would have it set.
     """
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf-home" / "token"))
-    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "hf-home" / "stored_tokens"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "ADAPTERHUB_OFFLINE", "HF_HUB_OFFLINE",
-                 "ADAPTERHUB_INDEX"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ADAPTERHUB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    isolate_from_machine(monkeypatch, tmp_path)
     monkeypatch.setenv("HF_TOKEN", ADMIN_TOKEN)
 
 
@@ -215,7 +208,7 @@ def test_writes_need_the_token_private_and_create_pr(tmp_path: Path, index_dir: 
     try:
         d = init_and_package(save_adapter(tmp_path))
         refused = run("publish", d, "--repo", REPO, "--endpoint", server.endpoint, "--index", index_dir)
-        assert isinstance(refused.exception, PublishError) and _entries(index_dir) == []
+        assert isinstance(refused.exception, AuthenticationError) and _entries(index_dir) == []
         out = ok("publish", d, "--repo", REPO, "--endpoint", server.endpoint, "--index", index_dir,
                  "--token", "secret-token", "--private", "--create-pr", "--json").output
         data = json.loads(out)

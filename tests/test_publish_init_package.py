@@ -237,3 +237,18 @@ def test_an_adapters_library_pickle_save_goes_all_the_way_to_a_registry(tmp_path
         got = model(**{k: io[k] for k in meta["inputs"]}).last_hidden_state
     mask = io["attention_mask"].bool()
     assert (got - io["expected"]).abs()[mask].max().item() <= 1e-5
+
+
+def test_init_asks_again_only_for_a_bad_answer(tmp_path: Path) -> None:
+    """A bad answer is reported and asked again on its own; every other answer is kept."""
+    saved = save_adapter(tmp_path)
+    answers = ["Bad Name!", "my-sst", "org/tiny-bert", "not a version", "2.0.0", "mit", "An adapter", "Ada, Bob",
+               "", "sst2", "glue/sst2", ""]
+    result = ok("init", saved.adapter_dir, input="\n".join(answers) + "\n")
+    assert result.output.count("Adapter name") == 2 and result.output.count("Version (PEP 440)") == 2
+    assert result.output.count("License") == 1 and result.output.count("Description") == 1
+    assert "Error: 'Bad Name!' does not match" in result.output and "not a PEP 440 version" in result.output
+    m = load_manifest(saved.adapter_dir)
+    assert (m.name, m.version, m.license, m.description, m.authors) == ("my-sst", "2.0.0", "mit", "An adapter",
+                                                                         ("Ada", "Bob"))
+    assert m.task.name == "sst2" and m.task.dataset == "glue/sst2"

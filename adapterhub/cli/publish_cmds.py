@@ -30,9 +30,15 @@ def _metric(text: str) -> dict:
     return {"dataset": match["dataset"], "split": match["split"], "name": match["name"], "value": value}
 
 
-def _prompt(question: str, default: str) -> str:
-    return click.prompt(question, default=default, show_default=True) if default else \
-        click.prompt(question, default="", show_default=False)
+def _prompt(question: str, default: str, check) -> str:
+    """Ask until ``check`` accepts the answer: a bad answer is reported and asked again, alone."""
+    def value_proc(text: str) -> str:
+        problem = check(text)
+        if problem:
+            raise click.BadParameter(problem)
+        return text
+
+    return click.prompt(question, default=default, show_default=bool(default), value_proc=value_proc)
 
 
 @cli.command()

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .app import cli, echo_json, index_option, json_option, print_table
+from .args import name_argument
 
 
 @cli.command()
@@ -27,13 +28,19 @@ def search(query: tuple[str, ...], task: str | None, method: str | None, base_mo
     rows = run_search(index, SearchQuery(" ".join(query), task, method, base_model), limit or None)
     if as_json:
         echo_json(rows)
-    else:
-        print_table([{**r, "method": r["variant"] or r["method"]} for r in rows],
-                    ["name", "version", "method", "task", "base_model", "description"])
+        return
+    print_table([{**r, "method": r["variant"] or r["method"]} for r in rows],
+                ["name", "version", "method", "task", "base_model", "description"])
+    if not rows and len(query) == 1:  # one word that finds nothing may be a mistyped name
+        from ..registry.suggest import close_names, summary_names
+
+        near = close_names(query[0], summary_names(index.search_lines()))
+        if near:
+            click.echo(f"did you mean {', '.join(near)}?")
 
 
 @cli.command()
-@click.argument("requirement")
+@click.argument("requirement", callback=name_argument("info", "REQUIREMENT"))
 @click.option("--base", "base_model", help="Only versions for this base model id.")
 @index_option
 @json_option
@@ -172,17 +179,21 @@ def index_add(manifest_path: Path, index_dir: Path, keys: Path | None) -> None:
 
 
 @index_group.command("yank")
-@click.argument("name")
+@click.argument("name", callback=name_argument("index yank"))
 @click.argument("version")
 @click.option("--index", "index_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--reason", required=True, help="Why (shown to users who pin it).")
-@click.option("--undo", is_flag=True, help="Unyank instead.")
+@click.option("--reason", default=None, help="Why (shown to users who pin it); required to yank.")
+@click.option("--undo", is_flag=True, help="Unyank instead (takes no --reason).")
 @keys_option
-def index_yank(name: str, version: str, index_dir: Path, reason: str, undo: bool, keys: Path | None) -> None:
+def index_yank(name: str, version: str, index_dir: Path, reason: str | None, undo: bool, keys: Path | None) -> None:
     """Yank (or --undo) one version; it stays downloadable for exact pins."""
     from ..registry import set_yanked
     from ..registry.signing import signing_keyring
 
+    if undo and reason is not None:
+        raise click.UsageError("--undo takes no --reason (unyanking clears the recorded reason)")
+    if not undo and not (reason or "").strip():
+        raise click.UsageError("yanking needs --reason TEXT: users who pin this version are shown why")
     keyring = signing_keyring(index_dir, keys)
     set_yanked(index_dir, name, version, False if undo else reason)
     click.echo(f"{'unyanked' if undo else 'yanked'} {name} {version}")
@@ -398,10 +409,15 @@ def lock(requirements: tuple[str, ...], base_model: str | None, output: Path | N
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Index directory to create or extend.")
 @json_option
 def index_import_adapterhub(source: Path, out: Path, as_json: bool) -> None:
-    """Convert the archived AdapterHub index (its adapters/ YAML tree) into manifests and index entries."""
-    from ..interop.adapterhub_index import import_adapterhub_index
+    """Convert the archived AdapterHub index (its adapters/ YAML tree) into manifests and index entries.
 
-    report = import_adapterhub_index(source, out)
+    A progress bar counts the files on a terminal (stderr); none with --json or when stderr is piped.
+    """
+    from ..interop.adapterhub_index import import_adapterhub_index
+    from ..progress import Progress
+
+    with Progress(False if as_json else None, 0, "importing", unit="file") as bar:
+        report = import_adapterhub_index(source, out, on_file=bar.report)
     if as_json:
         echo_json(report.to_json())
     else:

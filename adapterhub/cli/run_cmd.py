@@ -12,6 +12,7 @@ import sys
 import click
 
 from .app import cli, index_option, print_table
+from .args import name_argument, text_argument
 
 
 def _inputs(texts: tuple[str, ...], file: str | None) -> list[str]:
@@ -32,35 +33,44 @@ def _inputs(texts: tuple[str, ...], file: str | None) -> list[str]:
 
 
 @cli.command("run")
-@click.argument("adapter", metavar="NAME_OR_DIR")
-@click.argument("texts", nargs=-1, metavar="TEXT...")
+@click.argument("adapter", metavar="NAME_OR_DIR", callback=name_argument("run", "NAME_OR_DIR", dirs_ok=True))
+@click.argument("texts", nargs=-1, metavar="TEXT...", callback=text_argument())
 @click.option("--file", "-f", "file", default=None, metavar="FILE",
               help="Read inputs from FILE, one per line ('-' = stdin); a TEXT of '-' also reads stdin.")
 @click.option("--base", default=None, metavar="PATH",
               help="Base model directory (default: $ADAPTERHUB_BASE_<ID>, bases.json, the Hugging Face cache, "
                    "or a package that ships the base).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--force", is_flag=True, help="Run even if the base's fingerprint differs from the manifest's.")
+@click.option("--force", is_flag=True,
+              help="Run even if the base's fingerprint differs from the manifest's (its shapes must still fit).")
 @click.option("--offline", is_flag=True, default=False,
               help="Use the cache and local files only (also ADAPTERHUB_OFFLINE=1 or HF_HUB_OFFLINE=1).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per input (JSON Lines).")
+@click.option("--token", default=None, help="Hub token for an adapter in a private repo (default: the one "
+              "huggingface_hub finds, e.g. HF_TOKEN or `hf auth login`).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per input (JSON Lines); no progress bar.")
 @index_option
 def run(adapter: str, texts: tuple[str, ...], file: str | None, base: str | None, batch_size: int, force: bool,
-        offline: bool, as_json: bool, index_location: str | None) -> None:
-    """Classify TEXT... (or lines of --file / stdin) with adapter NAME_OR_DIR on its base model."""
+        offline: bool, token: str | None, as_json: bool, index_location: str | None) -> None:
+    """Classify TEXT... (or lines of --file / stdin) with adapter NAME_OR_DIR on its base model.
+
+    A progress bar counts the texts on a terminal (stderr); none with --json or when stderr is piped.
+    """
     from ..errors import AdapterHubError
 
     inputs = _inputs(texts, file)
     if not inputs:
         raise click.UsageError("no input: give TEXT arguments, --file FILE, or '-' for stdin")
+    from ..progress import Progress
     from ..serve_run import prepare
 
-    runner = prepare(adapter, base=base, force=force, index=index_location, offline=True if offline else None)
+    runner = prepare(adapter, base=base, force=force, index=index_location, offline=True if offline else None,
+                     token=token)
     if not runner.fingerprint_checked:
         click.echo(f"warning: the base at {runner.base.path} was not checked against a fingerprint "
                    f"({'--force' if force else 'the manifest has none'})", err=True)
     try:
-        predictions = runner.classify(inputs, batch_size=batch_size)
+        with Progress(False if as_json else None, len(inputs), f"{runner.adapter}", unit="text") as bar:
+            predictions = runner.classify(inputs, batch_size=batch_size, on_batch=bar.callback)
     except (ValueError, RuntimeError) as exc:  # tokenizer/model failures on odd input
         raise AdapterHubError(f"inference failed: {exc}") from exc
     if as_json:

@@ -12,6 +12,19 @@ from typing import TYPE_CHECKING
 import click
 
 from .app import cli, echo_json, index_option, json_option, print_table
+from .args import name_argument
+
+
+def _not_cached(requirement: str) -> str:
+    """What to say about a name nothing in the cache has, with close cached names if any."""
+    from ..names import parse_requirement
+    from ..registry.suggest import close_names
+    from ..store import list_cached
+
+    name = parse_requirement(requirement).name
+    near = close_names(name, {c.name for c in list_cached()})
+    hint = f"did you mean {', '.join(near)}?" if near else "`adapterhub cache ls` lists what is cached"
+    return f"nothing cached matches {requirement} ({hint})"
 
 if TYPE_CHECKING:
     from ..store.trust import Trust
@@ -39,12 +52,14 @@ def trust_options(func):
 
 
 @cli.command()
-@click.argument("requirement", required=False)
+@click.argument("requirement", required=False, callback=name_argument("pull", "REQUIREMENT"))
 @index_option
 @click.option("--offline", is_flag=True, default=False,
               help="Use the cache only (also ADAPTERHUB_OFFLINE=1 or HF_HUB_OFFLINE=1).")
 @click.option("--no-deps", is_flag=True, help="Do not pull the adapter's dependencies.")
 @click.option("--endpoint", default=None, metavar="URL", help="Hub endpoint for hf sources (default: HF_ENDPOINT).")
+@click.option("--token", default=None, help="Hub token for private repos (default: the one huggingface_hub finds, "
+              "e.g. HF_TOKEN or `hf auth login`).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars; print only the adapter directory.")
 @trust_options
 @click.option("--trust-index-signers", is_flag=True, envvar="ADAPTERHUB_TRUST_INDEX_SIGNERS",
@@ -57,14 +72,15 @@ def trust_options(func):
               help="With -r: every adapter must carry locked hashes and every dependency must be locked.")
 @json_option
 def pull(requirement: str | None, index_location: str | None, offline: bool, no_deps: bool, endpoint: str | None,
-         quiet: bool, trust_keys: tuple[Path, ...], trust_cert_chains: tuple[Path, ...], trust_index_signers: bool,
-         lock_file: Path | None, require_hashes: bool, as_json: bool) -> None:
+         token: str | None, quiet: bool, trust_keys: tuple[Path, ...], trust_cert_chains: tuple[Path, ...],
+         trust_index_signers: bool, lock_file: Path | None, require_hashes: bool, as_json: bool) -> None:
     """Download, verify and cache an adapter (NAME, NAME==1.0, NAME>=1,<2); print where it is."""
     from ..store.trust import Trust
 
     trust = Trust.from_files(trust_keys, trust_cert_chains, index_signers=trust_index_signers)
     if lock_file is not None:
-        _pull_locked(lock_file, requirement, require_hashes, index_location, offline, endpoint, quiet, as_json, trust)
+        _pull_locked(lock_file, requirement, require_hashes, index_location, offline, endpoint, token, quiet, as_json,
+                     trust)
         return
     if require_hashes:
         raise click.UsageError("--require-hashes needs -r LOCKFILE: only locally pinned hashes count")
@@ -73,7 +89,7 @@ def pull(requirement: str | None, index_location: str | None, offline: bool, no_
     from ..store import pull as run_pull
 
     result = run_pull(requirement, index=index_location, offline=True if offline else None,
-                      endpoint=endpoint, progress=False if (quiet or as_json) else None,
+                      endpoint=endpoint, token=token, progress=False if (quiet or as_json) else None,
                       dependencies=not no_deps, trust=trust)
     if as_json:
         echo_json(result.to_json())
@@ -88,11 +104,11 @@ def pull(requirement: str | None, index_location: str | None, offline: bool, no_
 
 
 def _pull_locked(lock_file: Path, only: str | None, require_hashes: bool, index_location: str | None, offline: bool,
-                 endpoint: str | None, quiet: bool, as_json: bool, trust: Trust) -> None:
+                 endpoint: str | None, token: str | None, quiet: bool, as_json: bool, trust: Trust) -> None:
     from ..store import pull_locked
 
     pulled = pull_locked(lock_file, index=index_location, require_hashes=require_hashes, only=[only] if only else (),
-                         offline=True if offline else None, endpoint=endpoint,
+                         offline=True if offline else None, endpoint=endpoint, token=token,
                          progress=False if (quiet or as_json) else None, trust=trust)
     if as_json:
         echo_json([p.to_json() for p in pulled])
@@ -106,7 +122,7 @@ def _pull_locked(lock_file: Path, only: str | None, require_hashes: bool, index_
 
 
 @cli.command()
-@click.argument("name", required=False)
+@click.argument("name", required=False, callback=name_argument("verify"))
 @json_option
 def verify(name: str | None, as_json: bool) -> None:
     """Re-hash cached files (of NAME, or everything); evict what does not match."""
@@ -114,6 +130,10 @@ def verify(name: str | None, as_json: bool) -> None:
     from ..store import verify as run_verify
 
     report = run_verify(name)
+    if name is not None and report.views == 0:
+        from ..errors import NotFoundError
+
+        raise NotFoundError(_not_cached(name))
     if as_json:
         echo_json(report.to_json())
     else:
@@ -156,7 +176,7 @@ def cache_group() -> None:
 
 
 @cache_group.command("ls")
-@click.argument("name", required=False)
+@click.argument("name", required=False, callback=name_argument("cache ls"))
 @json_option
 def cache_ls(name: str | None, as_json: bool) -> None:
     """List cached adapters."""
@@ -164,6 +184,9 @@ def cache_ls(name: str | None, as_json: bool) -> None:
     from ..store import blob_usage, list_cached
 
     items = list_cached(name)
+    if name is not None and not items and not as_json:
+        click.echo(_not_cached(name))
+        return
     count, total = blob_usage()
     if as_json:
         echo_json({"cache": str(settings.cache_dir()), "adapters": [i.to_json() for i in items],
@@ -176,7 +199,7 @@ def cache_ls(name: str | None, as_json: bool) -> None:
 
 
 @cache_group.command("rm")
-@click.argument("requirement")
+@click.argument("requirement", callback=name_argument("cache rm", "REQUIREMENT"))
 @click.option("--no-gc", is_flag=True, help="Keep the blobs (only remove the views).")
 @json_option
 def cache_rm(requirement: str, no_gc: bool, as_json: bool) -> None:
@@ -191,7 +214,7 @@ def cache_rm(requirement: str, no_gc: bool, as_json: bool) -> None:
     for r in removed:
         click.echo(f"removed {r.name} {r.version}")
     if not removed:
-        click.echo(f"nothing cached matches {requirement}")
+        click.echo(_not_cached(requirement))
     if report is not None:
         click.echo(f"freed {_size(report.freed_bytes)} ({len(report.removed_blobs)} blob(s))")
 

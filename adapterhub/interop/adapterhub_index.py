@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -297,9 +298,14 @@ def _manifests_for(entry: _Legacy, source: Path, by_name: dict[str, _Legacy], re
     return out
 
 
-def import_adapterhub_index(source: str | Path, out: str | Path) -> ImportReport:
-    """Convert every archived entry under ``source/adapters`` into releases of the index at ``out``."""
-    from ..registry import add_release, init_index, rebuild_search
+def import_adapterhub_index(source: str | Path, out: str | Path, *,
+                            on_file: Callable[[int, int], None] | None = None) -> ImportReport:
+    """Convert every archived entry under ``source/adapters`` into releases of the index at ``out``.
+
+    ``on_file(done, total)`` is called after each archived YAML file is read and again after each is
+    converted (``total`` counts both passes), for a progress bar.
+    """
+    from ..registry import add_releases, init_index, rebuild_search
 
     source, out = Path(source), Path(out)
     report = ImportReport()
@@ -307,7 +313,11 @@ def import_adapterhub_index(source: str | Path, out: str | Path) -> ImportReport
     if not files:
         raise AdapterHubError(f"{source}: no adapters/<org>/*.yaml files found")
     entries: dict[str, _Legacy] = {}
+    total, done = 2 * len(files), 0
     for path in files:
+        if on_file is not None:
+            on_file(done, total)
+            done += 1
         org, stem = path.parent.name, path.stem
         try:
             data = _load_yaml(path)
@@ -323,15 +333,20 @@ def import_adapterhub_index(source: str | Path, out: str | Path) -> ImportReport
         entries[name] = _Legacy(org, stem, path, data, name)
     if not (out / "config.json").exists():
         init_index(out, "adapterhub-archive", "Imported from the archived AdapterHub index")
+    done = total - len(entries)  # files skipped above count as done
     for entry in entries.values():
+        if on_file is not None:
+            on_file(done, total)
+            done += 1
         try:
             manifests = [parse_manifest(m, f"{entry.path}") for m in _manifests_for(entry, source, entries, report)]
         except (AdapterHubError, KeyError, TypeError, ValueError) as exc:
             report.failures.append(f"{entry.org}/{entry.stem}: {exc}")
             continue
-        for manifest in manifests:
-            add_release(out, manifest, update_search=False)
+        add_releases(out, manifests, update_search=False)
         report.entries += 1
         report.versions += len(manifests)
+    if on_file is not None:
+        on_file(total, total)
     rebuild_search(out)
     return report

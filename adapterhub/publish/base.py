@@ -87,7 +87,10 @@ def load_base(path: str | Path, adapter_config: dict[str, Any] | None = None, *,
         config.num_labels = num_labels
     has_weights = p.is_dir() and any((p / f).is_file() for f in WEIGHT_FILES)
     if has_weights:
-        model = cls.from_pretrained(str(p), config=config, ignore_mismatched_sizes=relabel)
+        from ..progress import quiet_hf_loading
+
+        with quiet_hf_loading():  # transformers 5's "Loading weights" bar would land in `init --json` output
+            model = cls.from_pretrained(str(p), config=config, ignore_mismatched_sizes=relabel)
     else:
         with torch.device("meta"):
             model = cls.from_config(config) if cls.__name__.startswith("Auto") else cls._from_config(config)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import AdapterHubError, ConflictError, PublishError
+from ..errors import AdapterHubError, AuthenticationError, ConflictError, PublishError
 from ..jsonio import dumps_pretty, loads_strict
 from ..manifest import MANIFEST_FILENAME, SIGNATURE_FILENAME, HfSource, Manifest, manifest_to_dict
 from .release import check_version_free, load_release, require_index, with_sources
@@ -85,6 +85,14 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
+def _refused(where: str, status: int | None, detail: str) -> AuthenticationError | None:
+    """The typed error for a 401/403 answer (``None`` for any other status)."""
+    if status not in (401, 403):
+        return None
+    why = "no valid token was sent" if status == 401 else "the token has no write access to this repository"
+    return AuthenticationError(f"{where}: HTTP {status}, {why} ({detail}); nothing was published")
+
+
 def _remote_bytes(endpoint: str, repo_id: str, commit: str, path: str, token: str | bool | None) -> bytes | None:
     """The file ``path`` at ``commit`` (None when the repo has none)."""
     import requests
@@ -99,7 +107,8 @@ def _remote_bytes(endpoint: str, repo_id: str, commit: str, path: str, token: st
     if response.status_code == 404:
         return None
     if response.status_code != 200:
-        raise PublishError(f"{url}: HTTP {response.status_code}; nothing was published")
+        raise _refused(url, response.status_code, response.reason or "refused") or \
+            PublishError(f"{url}: HTTP {response.status_code}; nothing was published")
     return response.content
 
 
@@ -182,7 +191,8 @@ def publish_to_hub(directory: str | Path, repo_id: str, *, endpoint: str | None 
             head = api.repo_info(repo_id, revision="main", token=token).sha
             existing = api.list_repo_files(repo_id, revision=head, token=token)
         except Exception as exc:  # the client's error types differ between 0.x and 1.x+
-            raise PublishError(f"{ep}/{repo_id}: {_first_line(exc)}; nothing was published") from None
+            raise _refused(f"{ep}/{repo_id}", _status(exc), _first_line(exc)) or \
+                PublishError(f"{ep}/{repo_id}: {_first_line(exc)}; nothing was published") from None
         reused = _check_remote(_remote_manifest(ep, repo_id, head, token), upload, repo_id) and _same_signature(
             d, existing, lambda path: _remote_bytes(ep, repo_id, head, path, token))  # else commit it with model.sig
         pr_url = None
@@ -203,8 +213,9 @@ def publish_to_hub(directory: str | Path, repo_id: str, *, endpoint: str | None 
                     raise ConflictError(f"{repo_id}: someone committed to the repository while publishing "
                                         f"(the head moved from {head[:12]}); nothing was committed or indexed",
                                         hint="check the repository, then run publish again") from None
-                raise PublishError(f"{ep}/{repo_id}: commit failed: {_first_line(exc)}; nothing was committed "
-                                   "or indexed") from None
+                raise _refused(f"{ep}/{repo_id}", _status(exc), _first_line(exc)) or \
+                    PublishError(f"{ep}/{repo_id}: commit failed: {_first_line(exc)}; nothing was committed "
+                                 "or indexed") from None
             commit = info.oid
             pr_url = getattr(info, "pr_url", None)
     published = final(commit)

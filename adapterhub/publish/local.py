@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import IntegrityError, PublishError
+from ..fileio import create_temp_file, make_read_only
 from ..manifest import BundledSource, Manifest
 from .release import indexed_release, load_release, with_sources
 from .sign import with_signature
@@ -42,7 +42,7 @@ def _put_blob(mirror: Path, src: Path, sha256: str) -> bool:
         if _sha256(final) == sha256:
             return False
         final.unlink()  # a corrupted blob: replace it
-    fd, tmp = tempfile.mkstemp(dir=mirror, prefix=f".{sha256[:16]}.", suffix=".part")
+    fd, tmp = create_temp_file(mirror, prefix=f".{sha256[:16]}.", suffix=".part")
     try:
         digest = hashlib.sha256()
         with os.fdopen(fd, "wb") as out, src.open("rb") as fh:
@@ -53,10 +53,10 @@ def _put_blob(mirror: Path, src: Path, sha256: str) -> bool:
             os.fsync(out.fileno())
         if digest.hexdigest() != sha256:
             raise IntegrityError(f"{src} changed while it was copied (sha256 {digest.hexdigest()}, expected {sha256})")
-        os.chmod(tmp, 0o444)
+        make_read_only(tmp)
         os.replace(tmp, final)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return True
 

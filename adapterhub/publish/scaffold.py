@@ -23,6 +23,7 @@ from ..manifest import (
     MANIFEST_FILENAME,
     Manifest,
     load_manifest,
+    manifest_problems,
     manifest_to_dict,
     parse_manifest,
     write_manifest,
@@ -30,8 +31,12 @@ from ..manifest import (
 from ..names import normalize_name
 from .files import file_entries, payload_files
 
-Ask = Callable[[str, str], str]
-"""``ask(question, default) -> answer``: how missing fields are obtained (click.prompt in the CLI)."""
+Check = Callable[[str], "str | None"]
+"""``check(answer) -> problem``: what is wrong with an answer for one field (``None``: nothing)."""
+Ask = Callable[[str, str, Check], str]
+"""``ask(question, default, check) -> answer``: how missing fields are obtained. The asker repeats the
+question until ``check`` passes, so one bad answer costs only that answer (click.prompt's ``value_proc``
+in the CLI)."""
 
 HEAD_TASKS = {"classification": "text-classification", "multilabel-classification": "text-classification",
               "token-classification": "token-classification", "regression": "regression",
@@ -76,18 +81,39 @@ def _default_name(directory: Path) -> str:
     return norm if len(norm) >= 2 else "my-adapter"
 
 
+def _problems_at(candidate: dict[str, Any], pointer: str) -> str | None:
+    """The schema's (and the semantic checks') complaints about one field of a manifest in the making."""
+    found = [p.message for p in manifest_problems(candidate)
+             if p.pointer == pointer or p.pointer.startswith(pointer + "/")]
+    return "; ".join(found) or None
+
+
 class _Fields:
-    """Resolves each askable field: explicit option, else the answer to ``ask``, else the default."""
+    """Resolves each askable field: explicit option, else the answer to ``ask``, else the default.
+
+    An answer is checked against the manifest schema as soon as it is given (``candidate(answer)`` is the
+    manifest so far with that answer in place), so a bad one is asked again on its own; explicit options
+    are checked all together when the manifest is parsed.
+    """
 
     def __init__(self, options: InitOptions, ask: Ask | None) -> None:
         self.options = options
         self.ask = ask
 
-    def get(self, key: str, question: str, default: str) -> str:
-        given = getattr(self.options, key)
+    def get(self, key: str, question: str, default: str, pointer: str,
+            candidate: Callable[[str], dict[str, Any]]) -> str:
+        given = getattr(self.options, key, None)
         if given is not None:
             return given
-        return self.ask(question, default).strip() if self.ask is not None else default
+        return self.answer(question, default, pointer, candidate) if self.ask is not None else default
+
+    def answer(self, question: str, default: str, pointer: str, candidate: Callable[[str], dict[str, Any]]) -> str:
+        assert self.ask is not None
+        return self.ask(question, default, lambda text: _problems_at(candidate(text.strip()), pointer)).strip()
+
+
+def _split_authors(text: str) -> list[str]:
+    return [a.strip() for a in text.split(",") if a.strip()]
 
 
 def _apply_fields(doc: dict[str, Any], fields: _Fields, directory: Path) -> None:
@@ -97,30 +123,45 @@ def _apply_fields(doc: dict[str, Any], fields: _Fields, directory: Path) -> None
     generated = f"{method} adapter {doc.get('name')} for {doc['base_model'].get('id')}"  # write_adapter_dir's default
     if doc.get("description") == generated:
         doc["description"] = None
-    doc["name"] = fields.get("name", "Adapter name (registry name)", doc.get("name") or _default_name(directory))
+
+    def top(key: str):
+        return lambda v: {**doc, key: v}
+
+    doc["name"] = fields.get("name", "Adapter name (registry name)", doc.get("name") or _default_name(directory),
+                             "/name", top("name"))
     base = doc["base_model"]
-    base["id"] = fields.get("base_id", "Base model id (Hub id)", base.get("id") or "unknown")
+    base["id"] = fields.get("base_id", "Base model id (Hub id)", base.get("id") or "unknown", "/base_model/id",
+                            lambda v: {**doc, "base_model": {**base, "id": v}})
     if o.base_revision:
         base["revision"] = o.base_revision
-    doc["version"] = fields.get("version", "Version (PEP 440)", doc.get("version") or "0.1.0")
+    doc["version"] = fields.get("version", "Version (PEP 440)", doc.get("version") or "0.1.0", "/version",
+                                top("version"))
     license_default = doc.get("license") or "NOASSERTION"
-    doc["license"] = fields.get("license", "License (SPDX id, e.g. apache-2.0)", license_default)
+    doc["license"] = fields.get("license", "License (SPDX id, e.g. apache-2.0)", license_default, "/license",
+                                top("license"))
     desc_default = doc.get("description") or f"{method} adapter for {doc['base_model']['id']}"
-    doc["description"] = fields.get("description", "Description", desc_default)
+    doc["description"] = fields.get("description", "Description", desc_default, "/description", top("description"))
     authors = o.authors if o.authors is not None else None
     if authors is None:
         current = [a for a in doc.get("authors") or [] if a != "unknown"]
-        answer = fields.get("authors", "Authors (comma-separated)", ", ".join(current) or _default_author())
-        authors = tuple(a.strip() for a in answer.split(",") if a.strip())
+        answer = fields.get("authors", "Authors (comma-separated)", ", ".join(current) or _default_author(),
+                            "/authors", lambda v: {**doc, "authors": _split_authors(v)})
+        authors = tuple(_split_authors(answer))
     doc["authors"] = list(authors)
     task = dict(doc.get("task") or {})
     head_type = (doc.get("head") or {}).get("type")
-    task["type"] = fields.get("task_type", "Task type", task.get("type") or HEAD_TASKS.get(head_type, "other"))
+
+    def in_task(key: str):
+        return lambda v: {**doc, "task": {**task, key: v} if v else {k: x for k, x in task.items() if k != key}}
+
+    task["type"] = fields.get("task_type", "Task type", task.get("type") or HEAD_TASKS.get(head_type, "other"),
+                              "/task/type", in_task("type"))
     task_name_default = task.get("name") if task.get("name") not in (None, doc["name"]) else doc["name"]
-    task["name"] = fields.get("task_name", "Task name (e.g. sst2)", task_name_default)
+    task["name"] = fields.get("task_name", "Task name (e.g. sst2)", task_name_default, "/task/name", in_task("name"))
     for key, option in (("dataset", o.dataset), ("language", o.language)):
         value = option if option is not None else (
-            fields.ask(f"Task {key} (optional)", task.get(key) or "").strip() if fields.ask else task.get(key))
+            fields.answer(f"Task {key} (optional)", task.get(key) or "", f"/task/{key}", in_task(key))
+            if fields.ask else task.get(key))
         if value:
             task[key] = value
         else:

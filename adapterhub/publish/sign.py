@@ -11,7 +11,6 @@ OMS methods are supported: an ECDSA private key, or a key with its certificate a
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -146,8 +145,7 @@ def sign_package(directory: str | Path, key: SigningKey) -> SignResult:
         check_coverage(data, manifest, str(out))
         if (d / MANIFEST_FILENAME).read_bytes() != body:
             atomic_write_bytes(d / MANIFEST_FILENAME, body)  # the canonical bytes that were signed
-        os.chmod(out, 0o644)
-        os.replace(out, d / SIGNATURE_FILENAME)
+        atomic_write_bytes(d / SIGNATURE_FILENAME, data)  # our writer: modes follow the umask
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return SignResult(d, d / SIGNATURE_FILENAME, manifest, sorted(signed_resources(data, SIGNATURE_FILENAME)))

@@ -35,6 +35,7 @@ from ..manifest import Manifest
 from ..names import Requirement, parse_requirement
 from .entries import IndexEntry
 from .index import Index
+from .suggest import did_you_mean
 
 MAX_DEPENDENCY_DEPTH = 64
 """Longest requirer chain (a composition of compositions of ... adapters) the resolver follows."""
@@ -86,7 +87,7 @@ def resolve(index: Index, requirement: str | Requirement, *, base_model: str | N
     entries = index.entries(req.name)
     if not entries:
         raise NotFoundError(f"{who}no adapter named {req.name!r} in the index at {index.location}",
-                            hint="try `adapterhub search`")
+                            hint=did_you_mean(index, req.name))
     on_base = [e for e in entries if _base_matches(e, base_model)]
     if not on_base:
         bases = sorted({e.raw_manifest.get("base_model", {}).get("id", "?") for e in entries})

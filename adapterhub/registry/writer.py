@@ -52,23 +52,42 @@ def _update_search(root: Path, name: str, entries: list[IndexEntry]) -> None:
 
 def add_release(root: str | Path, manifest: Manifest, *, update_search: bool = True) -> IndexEntry:
     """Append ``manifest`` as a new version line of its name (refusing to change an existing release)."""
+    return add_releases(root, [manifest], update_search=update_search)[0]
+
+
+def add_releases(root: str | Path, manifests: list[Manifest], *, update_search: bool = True) -> list[IndexEntry]:
+    """Add several releases, reading and writing each name's entry file once (an importer adding many
+    versions of one name one by one would re-read and re-validate the growing file every time).
+
+    Per name, all or nothing: a conflicting version leaves that name's file as it was.
+    """
     root = Path(root)
     if not (root / CONFIG_FILE).exists():
         raise NotFoundError(f"{root}: not a registry index (no {CONFIG_FILE}); create one with `adapterhub index init`")
-    new = entry_for(manifest, source=str(root / entry_path(manifest.name)))
+    by_name: dict[str, list[Manifest]] = {}
+    for m in manifests:
+        by_name.setdefault(m.name, []).append(m)
+    added: dict[int, IndexEntry] = {}
     with index_lock(root):
-        entries = _read_entries(root, manifest.name)
-        for existing in entries:
-            if existing.parsed_version == new.parsed_version:
-                if existing.manifest_sha256 == new.manifest_sha256:
-                    return existing
-                raise ConflictError(f"{manifest.name} {manifest.version} is already in {root} with different content; "
-                                    "releases are immutable: publish a new version")
-        entries = sorted([*entries, new], key=lambda e: e.parsed_version)
-        _write_entries(root, manifest.name, entries)
-        if update_search:
-            _update_search(root, manifest.name, entries)
-    return new
+        for name, group in by_name.items():
+            entries = _read_entries(root, name)
+            changed = False
+            for manifest in group:
+                new = entry_for(manifest, source=str(root / entry_path(manifest.name)))
+                existing = next((e for e in entries if e.parsed_version == new.parsed_version), None)
+                if existing is None:
+                    entries.append(new)
+                    changed = True
+                elif existing.manifest_sha256 != new.manifest_sha256:
+                    raise ConflictError(f"{manifest.name} {manifest.version} is already in {root} with different "
+                                        "content; releases are immutable: publish a new version")
+                added[id(manifest)] = existing or new
+            if changed:
+                entries.sort(key=lambda e: e.parsed_version)
+                _write_entries(root, name, entries)
+                if update_search:
+                    _update_search(root, name, entries)
+    return [added[id(m)] for m in manifests]
 
 
 def set_yanked(root: str | Path, name: str, version: str, reason: str | bool) -> IndexEntry:

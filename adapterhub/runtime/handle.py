@@ -198,13 +198,15 @@ class AdapterModel:
         """Attach an in-memory package; ``activate`` as in :meth:`load` (the new adapter runs alone)."""
         name = name or pkg.name or "adapter"
         self._check_new_name(name)
-        self.check_base(pkg.base, pkg.source, force=force)
+        self.check_base(pkg.base, pkg.source, force=True)  # shape facts first: no flag can fix those
         typed, impl = self._method(pkg.method, pkg.config)
         if pkg.method == "fusion" and pkg.manifest is not None:
             self._check_member_versions(pkg)
         check_tensors(impl.shapes(), pkg.tensors, pkg.source, impl.dtypes())
         if pkg.head:
             check_head(self.model, pkg.head, pkg.source)
+        # The fingerprint last: its error offers force=True, which is only honest once every shape fits.
+        self.check_base(pkg.base, pkg.source, force=force)
         self._attach(name, impl, typed, pkg.tensors, pkg.head, activate)
         if pkg.manifest is not None:
             self._entries[name].origin = (pkg.manifest.name, pkg.manifest.version)

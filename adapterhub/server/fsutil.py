@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+from adapterhub.fileio import create_temp_file
 
 try:  # POSIX only; on other systems the thread lock alone serialises one process.
     import fcntl
@@ -41,8 +42,7 @@ def fsync_dir(path: Path) -> None:
 def temp_file(tmp_dir: Path, *, prefix: str = ".tmp-") -> Iterator[tuple[IO[bytes], Path]]:
     """A temp file in ``tmp_dir`` that is removed unless the caller renamed it away."""
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=prefix, dir=tmp_dir)
-    path = Path(name)
+    fd, path = create_temp_file(tmp_dir, prefix=prefix, suffix="")
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle, path

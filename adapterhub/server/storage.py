@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
@@ -30,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from adapterhub.errors import AdapterHubError
+from adapterhub.fileio import create_temp_dir
 
 from .errors import BadRequest, EntryNotFound, ParentMismatch, RepoExists, RepoNotFound, RevisionNotFound
 from .fsutil import PathLocks, atomic_write_bytes, commit_temp, fsync_dir, temp_file
@@ -236,7 +236,7 @@ class HubStorage:
             if final.exists():
                 raise RepoExists(f"repository {repo.repo_id} ({repo.repo_type}) already exists")
             self._tmp.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=".repo-", dir=self._tmp))
+            staging = create_temp_dir(self._tmp, prefix=".repo-")
             try:
                 created = now_iso()
                 first = self._write_commit(staging, None, {}, "initial commit", "", created)

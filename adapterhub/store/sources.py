@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from ..errors import DownloadError, IntegrityError, NotFoundError
+from ..errors import AuthenticationError, DownloadError, IntegrityError, NotFoundError
 from ..manifest import FileEntry
 from ..paths import safe_join
 from .http import HttpFetcher
@@ -191,6 +191,9 @@ class HubSource:
                 break
             except Exception as exc:  # the client's exception types differ between 0.x and 1.x+
                 kind = _classify_hub_error(exc)
+                if kind == "auth":  # the Hub answers 401 for a private repo (or a missing one) without a token
+                    raise AuthenticationError(f"{self.description}: {entry.path}: {_auth_problem(exc)} "
+                                              f"({type(exc).__name__})", hint=None) from None
                 if kind == "missing":
                     raise NotFoundError(f"{self.description}: {entry.path}: {type(exc).__name__}: "
                                         f"{_first_line(exc)}") from None
@@ -217,8 +220,17 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [""])[0][:300]
 
 
+def _auth_problem(exc: BaseException) -> str:
+    if getattr(getattr(exc, "response", None), "status_code", None) == 403:
+        return "HTTP 403, the token has no access to this repository (gated or restricted)"
+    return "HTTP 401, the repository is private (or does not exist) and no valid token was sent"
+
+
 def _classify_hub_error(exc: BaseException) -> str:
-    """``missing`` (try another source), ``transient`` (retry) or ``fatal``."""
+    """``auth`` (401/403), ``missing`` (try another source), ``transient`` (retry) or ``fatal``."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status in (401, 403):
+        return "auth"
     names = {cls.__name__ for cls in type(exc).__mro__}
     if names & {"EntryNotFoundError", "RepositoryNotFoundError", "RevisionNotFoundError",
                 "RemoteEntryNotFoundError", "GatedRepoError", "DisabledRepoError"}:

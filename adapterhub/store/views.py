@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AdapterHubError
+from ..fileio import make_read_only
 from ..jsonio import dumps_pretty, loads_strict
 from ..manifest import MANIFEST_FILENAME, FileEntry, Manifest, manifest_to_dict
 from ..paths import safe_join
@@ -99,7 +100,7 @@ def _link_or_copy(blob: Path, target: Path) -> None:
         shutil.copyfile(blob, target)
     except FileNotFoundError:
         raise BlobMissingError(blob.name) from None
-    os.chmod(target, 0o444)
+    make_read_only(target)
 
 
 def publish_view(layout: CacheLayout, owner: str, manifest: Manifest, record: ViewRecord) -> Path:

@@ -23,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import IntegrityError, SizeLimitError
+from ..fileio import make_read_only
 from .layout import CacheLayout, parse_owner, parse_temp_name
 
 Validator = Callable[[Path], None]
@@ -261,7 +262,7 @@ class BlobWriter:
             self._fh.close()
             if self.validator is not None:
                 self.validator(self.temp)
-            os.chmod(self.temp, 0o444)
+            make_read_only(self.temp)
             _publish_no_replace(self.temp, self.final)
             self._done = True
         except BaseException:
