@@ -121,6 +121,26 @@ class DownloadError(AdapterHubError):
     """A transfer failed after retries (timeouts, HTTP errors, broken ranges)."""
 
 
+class RetryableError(DownloadError):
+    """One HTTP attempt failed in a way worth trying again (connection lost, timeout, 429, 5xx)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, hint=hint)
+
+
+class RedirectError(DownloadError):
+    """Too many redirects, or a redirect to a scheme other than http(s) (``file:``, ``ftp:``)."""
+
+
+class TransferTimeoutError(DownloadError):
+    """A transfer ran past its overall deadline or stayed below the minimum rate."""
+
+
+class InsecureTokenError(AdapterHubError):
+    """A token would go over plain http to a non-loopback host; it is never sent that way."""
+
+
 # --- runtime -------------------------------------------------------------------------------------
 
 

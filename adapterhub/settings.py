@@ -4,6 +4,8 @@
 - ``ADAPTERHUB_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``: use the cache only, never the network.
 - ``ADAPTERHUB_INDEX``: default registry index (directory or http(s) URL); unset = bundled index.
 - ``HF_ENDPOINT`` / ``HF_TOKEN``: honoured by the Hub source through huggingface_hub.
+- ``ADAPTERHUB_TOKEN_ENDPOINTS``: more endpoints (comma-separated URLs) that may receive the token;
+  see :func:`token_endpoints`.
 """
 
 from __future__ import annotations
@@ -31,3 +33,17 @@ def offline() -> bool:
 
 def default_index() -> str | None:
     return os.environ.get("ADAPTERHUB_INDEX") or None
+
+
+PUBLIC_HUB = "https://huggingface.co"
+
+
+def token_endpoints() -> list[str]:
+    """Endpoints the user configured, the only places a Hub token may be sent.
+
+    ``HF_ENDPOINT`` (the public Hub when unset) and ``ADAPTERHUB_TOKEN_ENDPOINTS``. An endpoint named
+    by an index or a manifest is never on this list; an explicit ``--endpoint`` is added per call.
+    """
+    hub = (os.environ.get("HF_ENDPOINT") or PUBLIC_HUB).strip()
+    extra = os.environ.get("ADAPTERHUB_TOKEN_ENDPOINTS", "")
+    return [hub, *(e.strip() for e in extra.split(",") if e.strip())]

@@ -167,19 +167,22 @@ def test_applied_fault_kinds_are_visible(large):
 
 def test_a_published_blob_is_never_replaced(tmp_path):
     """The second writer of a blob keeps the first inode: a concurrent link() of it must not fail."""
-    from adapterhub.store.layout import CacheLayout, new_owner
+    from adapterhub.store.layout import CacheLayout
     from adapterhub.store.writer import BlobWriter
 
     layout = CacheLayout(tmp_path / "c")
     data = b"same bytes" * 1000
     digest = sha(data)
-    first = BlobWriter(layout, digest, len(data), new_owner())
-    second = BlobWriter(layout, digest, len(data), new_owner())
+    first = BlobWriter(layout, digest, len(data))
+    second = BlobWriter(layout, digest, len(data))
+    assert first.temp != second.temp  # two writers of one blob in one process: two temp files
     first.write(data)
     second.write(data)
     inode = first.commit().stat().st_ino
     held = tmp_path / "held"
     os.link(layout.blob(digest), held)  # what a view does with the blob
     assert second.commit().stat().st_ino == inode
+    assert first.published is not None and first.published.st_ino == inode
+    assert second.published is None  # the loser says so: its caller checks the winner's bytes
     assert os.stat(held).st_ino == inode
     assert [p.name for p in layout.blobs.iterdir()] == [digest]  # the loser's temp file is gone

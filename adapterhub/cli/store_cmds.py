@@ -44,8 +44,18 @@ def pull(requirement: str, index_location: str | None, offline: bool, no_deps: b
     else:
         for dep in result.dependencies:
             click.echo(f"{dep.name} {dep.version}  {dep.path}  (dependency)")
-        how = "cached" if result.downloaded == 0 else f"downloaded {_size(result.downloaded)}"
-        click.echo(f"{result.name} {result.version}  {result.path}  ({how}, verified)")
+        click.echo(f"{result.name} {result.version}  {result.path}  ({_how(result)})")
+
+
+def _how(result) -> str:
+    """What this pull did and checked, truthfully: "verified" only when every file was hashed now."""
+    if result.downloaded:
+        return f"downloaded {_size(result.downloaded)}, verified"
+    if result.fully_hashed:
+        return "cached, verified"
+    trusted = len(result.files) - result.hashed
+    return (f"cached; {result.hashed} of {len(result.files)} file(s) re-hashed, {trusted} unchanged since "
+            "verified (`adapterhub verify` re-hashes all)")
 
 
 @cli.command()

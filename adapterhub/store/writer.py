@@ -23,7 +23,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import IntegrityError, SizeLimitError
-from .layout import CacheLayout, parse_owner, parse_temp_name
+from .layout import CacheLayout, new_owner, parse_owner, parse_temp_name
+from .reuse import hash_stream, open_regular
 
 Validator = Callable[[Path], None]
 READ_CHUNK = 1 << 20
@@ -44,47 +45,37 @@ def fsync_dir(path: Path) -> None:
 
 
 def hash_file(path: Path, *, limit: int | None = None) -> tuple[str, int]:
-    """sha256 hex and byte count of a file (or its first ``limit`` bytes).
-
-    Reads go into one reused 1 MiB buffer, small enough to stay in the CPU cache between the copy
-    and the hash: on these machines that hashes a cached file faster than ``hashlib`` hashes the
-    same bytes held in memory, while a 4 MiB buffer is measurably slower.
-    """
-    h = hashlib.sha256()
-    buf = bytearray(READ_CHUNK)
-    view = memoryview(buf)
-    total = 0
-    with open(path, "rb", buffering=0) as fh:
-        while limit is None or total < limit:
-            want = len(buf) if limit is None else min(len(buf), limit - total)
-            n = fh.readinto(view[:want])
-            if not n:
-                break
-            h.update(view[:n])
-            total += n
-    return h.hexdigest(), total
+    """sha256 hex and byte count of a regular file (or its first ``limit`` bytes); a symlink or
+    other non-regular file raises :class:`~adapterhub.store.reuse.NotRegularFileError`."""
+    fh, _ = open_regular(path)
+    with fh:
+        return hash_stream(fh, limit=limit)
 
 
-def _publish_no_replace(temp: Path, final: Path) -> None:
-    """Give ``temp`` the name ``final`` unless another process already published that blob.
+def _publish_no_replace(temp: Path, final: Path) -> bool:
+    """Give ``temp`` the name ``final`` unless another process already published that blob; True
+    when ours became the blob.
 
     Replacing an existing blob would be harmless for readers that open it, but not for a
     concurrent ``link()`` of the old inode: Linux fails that link with ENOENT once the replaced
     inode's link count drops to zero. Blobs are named by their content, so the first one wins and
-    later identical copies are dropped. ``link`` never replaces; filesystems without hard links
-    fall back to ``os.replace``.
+    later identical copies are dropped (the caller re-checks the winner: it is another process's
+    file). ``link`` never replaces; filesystems without hard links fall back to ``os.replace``.
     """
     try:
         os.link(temp, final)
+        published = True
     except FileExistsError:
-        pass
+        published = False
     except OSError as exc:
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
             raise
-        if not final.exists():
+        if not os.path.lexists(final):
             os.replace(temp, final)
-            return
+            return True
+        published = False
     os.unlink(temp)
+    return published
 
 
 class _Hasher:
@@ -156,8 +147,7 @@ def _datasync(fd: int) -> None:
 class BlobWriter:
     """Write one blob of known sha256 and size (or a size cap); see the module docstring."""
 
-    def __init__(self, layout: CacheLayout, sha256: str, size: int | None, owner: str, *,
-                 max_size: int | None = None, where: str = "", validator: Validator | None = None,
+    def __init__(self, layout: CacheLayout, sha256: str, size: int | None, *, max_size: int | None = None, where: str = "", validator: Validator | None = None,
                  on_progress: Callable[[int], None] | None = None) -> None:
         if size is None and max_size is None:
             raise ValueError("a blob needs an exact size or a size cap")
@@ -169,7 +159,10 @@ class BlobWriter:
         self.validator = validator
         self.on_progress = on_progress
         self.final = layout.blob(sha256)
-        self.temp = layout.blob_temp(sha256, owner)
+        self.temp = layout.blob_temp(sha256, new_owner())  # one name per writer, even in one process
+        self.published: os.stat_result | None = None
+        """After :meth:`commit`: the stat of the blob this writer published (None when another
+        process's copy of the blob already had the name)."""
         layout.blobs.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.temp, "wb")  # noqa: SIM115 - closed in commit/abort
         self._hash = _Hasher(self._fh.fileno())
@@ -262,7 +255,9 @@ class BlobWriter:
             if self.validator is not None:
                 self.validator(self.temp)
             os.chmod(self.temp, 0o444)
-            _publish_no_replace(self.temp, self.final)
+            mine = os.stat(self.temp)
+            if _publish_no_replace(self.temp, self.final):
+                self.published = mine
             self._done = True
         except BaseException:
             self.abort()
