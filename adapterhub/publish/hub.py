@@ -27,12 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConflictError, PublishError
+from ..errors import AdapterHubError, ConflictError, PublishError
 from ..jsonio import dumps_pretty
 from ..manifest import MANIFEST_FILENAME, HfSource, Manifest, manifest_to_dict
+from ..settings import PUBLIC_HUB
 from .release import check_version_free, load_release, require_index, with_sources
-
-PUBLIC_HUB = "https://huggingface.co"
 
 
 @dataclass
@@ -85,22 +84,20 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _remote_manifest(endpoint: str, repo_id: str, commit: str, token: str | bool | None) -> dict[str, Any] | None:
-    """``adapterhub.json`` at ``commit`` (None when the repo has none)."""
-    import requests
-    from huggingface_hub.utils import build_hf_headers
+    """``adapterhub.json`` at ``commit`` (None when the repo has none), through the shared transport."""
+    from ..jsonio import MAX_JSON_BYTES
+    from ..transport import TokenScope, Transport
 
-    headers = build_hf_headers(token=token, library_name="adapterhub")
     url = f"{endpoint}/{repo_id}/resolve/{commit}/{MANIFEST_FILENAME}"
-    try:
-        response = requests.get(url, headers=headers, timeout=30)
-    except requests.RequestException as exc:
-        raise PublishError(f"{url}: {_first_line(exc)}; nothing was published") from None
-    if response.status_code == 404:
+    with Transport(scope=TokenScope.configured([endpoint])) as transport:
+        try:
+            got = transport.fetch(url, max_bytes=MAX_JSON_BYTES, token=token, keep=(404,))
+        except AdapterHubError as exc:
+            raise PublishError(f"{url}: {exc.message}; nothing was published") from None
+    if got.status == 404:
         return None
-    if response.status_code != 200:
-        raise PublishError(f"{url}: HTTP {response.status_code}; nothing was published")
     try:
-        data = json.loads(response.content)
+        data = json.loads(got.body)
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
@@ -153,6 +150,9 @@ def publish_to_hub(directory: str | Path, repo_id: str, *, endpoint: str | None 
                                 dry_run=True)
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
+    from ..transport import check_token_destination
+
+    check_token_destination(ep, token)  # a token never crosses a network in clear text
     api = api or HfApi(endpoint=ep, token=token)
     with client_endpoint(ep):
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import IndexFormatError, NotFoundError, SchemaError, UnsupportedSchemaVersionError
 from ..jsonio import loads_strict
@@ -17,6 +17,9 @@ from ..schema import INDEX_CONFIG_SCHEMA, validate_document
 from .backends import HttpBackend, IndexBackend, LocalBackend
 from .entries import IndexEntry, parse_entry_file
 from .layout import CONFIG_FILE, entry_path
+
+if TYPE_CHECKING:
+    from ..transport import FetchOptions
 
 log = logging.getLogger(__name__)
 SUPPORTED_INDEX_MAJOR = 1
@@ -78,8 +81,10 @@ class Index:
 
 
 def open_index(location: str | Path | None = None, *, offline: bool | None = None,
-               cache_dir: Path | None = None, validate_entries: bool = True) -> Index:
-    """Open an index: None = the bundled one, a directory path, or an http(s) base URL."""
+               cache_dir: Path | None = None, validate_entries: bool = True,
+               options: FetchOptions | None = None) -> Index:
+    """Open an index: None = the bundled one, a directory path, or an http(s) base URL
+    (``options``: timeouts and retries of its HTTP fetches; default from the environment)."""
     from .. import settings
 
     if location is None:
@@ -92,7 +97,7 @@ def open_index(location: str | Path | None = None, *, offline: bool | None = Non
     if text.startswith(("http://", "https://")):
         off = settings.offline() if offline is None else offline
         root = (cache_dir or settings.cache_dir()) / "index"
-        return Index(HttpBackend(text, root, offline=off), validate_entries=validate_entries)
+        return Index(HttpBackend(text, root, offline=off, options=options), validate_entries=validate_entries)
     if text.startswith("file://"):
         text = text[len("file://"):]
     return Index(LocalBackend(Path(text)), validate_entries=validate_entries)

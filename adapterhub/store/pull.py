@@ -412,7 +412,7 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
                   progress=progress, options=options)
     if isinstance(requirement, Manifest):
         needs_index = dependencies and bool(requirement.dependencies)
-        idx = _open(index, off) if (index is not None or needs_index) else None
+        idx = _open(index, off, options) if (index is not None or needs_index) else None
         deps: list[PulledAdapter] = []
         if idx is not None:
             kwargs["index_location"] = _index_location(idx)
@@ -425,7 +425,7 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
         return _with_deps(root, deps)
     from ..registry import resolve, resolve_closure
 
-    idx = _open(index, off)
+    idx = _open(index, off, options)
     kwargs["index_location"] = _index_location(idx)
     if not dependencies:
         return pull_manifest(resolve(idx, requirement).manifest, index_config=idx.config, **kwargs)
@@ -450,9 +450,9 @@ def _index_location(idx: Any) -> Path | str | None:
     return idx.backend.base_url if isinstance(idx.backend, HttpBackend) else None
 
 
-def _open(index: Any, offline: bool):
+def _open(index: Any, offline: bool, options: FetchOptions | None):
     from ..registry import Index, open_index
 
     if isinstance(index, Index):
         return index
-    return open_index(index, offline=offline)
+    return open_index(index, offline=offline, options=options)

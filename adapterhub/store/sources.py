@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from .. import settings
 from ..errors import DownloadError, IntegrityError, NotFoundError, RetryableError
 from ..manifest import FileEntry
 from ..paths import safe_join
@@ -164,7 +165,7 @@ class HttpMirrorSource(HttpBackedSource):
 
 def default_endpoint() -> str:
     """``HF_ENDPOINT`` read now (huggingface_hub reads it once at import), else the public Hub."""
-    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    return (os.environ.get("HF_ENDPOINT") or settings.PUBLIC_HUB).rstrip("/")
 
 
 @dataclass

@@ -343,13 +343,18 @@ class Transport:
             raise TransferTimeoutError(f"{url}: not done after {deadline.seconds:g}s, the deadline for one download",
                                        hint="raise ADAPTERHUB_DEADLINE if the link is slow")
         connect, read = min(opts.connect_timeout, left), min(opts.read_timeout, left)
+        response = None
         with _HeaderWatch(min(connect + read, left)) as watch:
             try:
-                return self.session.get(url, headers=headers, stream=True, timeout=(connect, read),
-                                        allow_redirects=False)
+                response = self.session.get(url, headers=headers, stream=True, timeout=(connect, read),
+                                            allow_redirects=False)
             except Exception as exc:
                 if not watch.fired:
                     raise transport_error(exc, url, opts) from None
+        if not watch.fired:
+            return response
+        if response is not None:  # cut mid-headers, http.client may have taken EOF as their end
+            response.close()
         if watch.seconds >= left:
             raise TransferTimeoutError(f"{url}: not done after {deadline.seconds:g}s, the deadline for one download")
         raise RetryableError(f"{url}: timed out: the response headers did not arrive within {watch.seconds:g}s")
