@@ -8,7 +8,7 @@ from pathlib import Path
 
 import cache_stress
 import pytest
-from store_support import leftovers, manifest_for, safetensors_bytes
+from store_support import dir_with, leftovers, manifest_for, safetensors_bytes
 
 from adapterhub.store import LocalDirSource, gc, pull, verify
 
@@ -21,11 +21,7 @@ CONFIG = b'{"r": 4}\n'
 def test_two_paths_with_identical_bytes_pull_the_first_time(cache, tmp_path):
     files = {"adapter.safetensors": WEIGHTS, "adapter_config.json": CONFIG, "config_copy.json": CONFIG,
              "nested/again.json": CONFIG}
-    src = tmp_path / "src"
-    (src / "nested").mkdir(parents=True)
-    for path, body in files.items():
-        (src / path).write_bytes(body)
-    result = pull(manifest_for(files), sources=[LocalDirSource(src)])
+    result = pull(manifest_for(files), sources=[LocalDirSource(dir_with(tmp_path / "src", files))])
     for path, body in files.items():
         assert result.files[path].read_bytes() == body
     assert result.downloaded == len(WEIGHTS) + len(CONFIG)  # one download per distinct sha256
@@ -50,9 +46,7 @@ def test_a_view_is_published_even_if_gc_removes_its_new_name_directory(cache, tm
     """The interleaving behind "a few of 600 pulls fail at temp.mkdir()", made certain: the moment the
     pull creates ``adapters/<name>/``, a concurrent gc (or ``cache rm``) removes it, empty as it is."""
     files = {"adapter.safetensors": WEIGHTS}
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "adapter.safetensors").write_bytes(WEIGHTS)
+    src = dir_with(tmp_path / "src", files)
     real_mkdir = os.mkdir
     removed = []
 

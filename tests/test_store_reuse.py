@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from store_support import leftovers, manifest_for, safetensors_bytes, sha
+from store_support import dir_with, leftovers, manifest_for, safetensors_bytes, sha
 
 from adapterhub.manifest import MANIFEST_FILENAME, manifest_to_dict
 from adapterhub.store import LocalDirSource, pull, verify
@@ -26,11 +26,7 @@ FILES = {"adapter.safetensors": WEIGHTS, "adapter_config.json": CONFIG}
 
 @pytest.fixture
 def source(tmp_path: Path) -> LocalDirSource:
-    d = tmp_path / "source"
-    d.mkdir()
-    for path, body in FILES.items():
-        (d / path).write_bytes(body)
-    return LocalDirSource(d)
+    return LocalDirSource(dir_with(tmp_path / "source", FILES))
 
 
 def blob(cache: Path, body: bytes) -> Path:

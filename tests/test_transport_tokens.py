@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from http_faults import Reply, ScriptedServer, redirect
 from huggingface_hub import constants
-from store_support import manifest_for, safetensors_bytes, sha
+from store_support import dir_with, manifest_for, safetensors_bytes, sha
 
 from adapterhub.manifest import MANIFEST_FILENAME, manifest_to_dict
 from adapterhub.registry import add_release, init_index, open_index
@@ -40,23 +40,18 @@ def hf_token(cache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture
-def stranger():
-    with ScriptedServer() as s:
-        yield s
+def stranger(scripted: ScriptedServer) -> ScriptedServer:
+    return scripted
 
 
 @pytest.fixture
-def mine():
-    with ScriptedServer() as s:
-        yield s
+def mine(scripted_other: ScriptedServer) -> ScriptedServer:
+    return scripted_other
 
 
 @pytest.fixture
 def good_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "good"
-    d.mkdir()
-    (d / "adapter.safetensors").write_bytes(WEIGHTS)
-    return d
+    return dir_with(tmp_path / "good", FILES)
 
 
 def auth_headers(server: ScriptedServer) -> list[str | None]:

@@ -31,7 +31,7 @@ from ..jsonio import dumps_pretty, loads_strict
 from ..manifest import ArchiveSource, FileEntry, Manifest, atomic_write_text, manifest_digest
 from .extract import Member, read_archive
 from .layout import CacheLayout
-from .reuse import open_regular, quarantine, verified_blob
+from .reuse import open_blob, quarantine, verified_blob
 from .writer import BlobWriter
 
 if TYPE_CHECKING:
@@ -150,13 +150,10 @@ def _ingest(puller: _Puller, arch: ArchiveSource) -> Manifest:
 def _read_archive_blob(layout: CacheLayout, sha256: str, owner: str) -> bytes | None:
     """The archive's bytes when its blob is a regular file that hashes right (read once into memory,
     so what is unpacked is what matched); None when absent, or bad (then quarantined)."""
-    try:
-        fh, _ = open_regular(layout.blob(sha256))
-    except FileNotFoundError:
+    opened = open_blob(layout, sha256, owner)
+    if opened is None:
         return None
-    except OSError:
-        quarantine(layout, sha256, owner)
-        return None
+    fh, _ = opened
     with fh:
         data = fh.read(MAX_ARCHIVE_SIZE + 1)
     if hashlib.sha256(data).hexdigest() != sha256:

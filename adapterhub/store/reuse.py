@@ -121,6 +121,18 @@ def quarantine(layout: CacheLayout, sha256: str, owner: str) -> None:
         os.unlink(aside)
 
 
+def open_blob(layout: CacheLayout, sha256: str, owner: str) -> tuple[BinaryIO, os.stat_result] | None:
+    """Blob ``sha256`` opened without following links; None when absent or not a regular file (then
+    it is quarantined)."""
+    try:
+        return open_regular(layout.blob(sha256))
+    except FileNotFoundError:
+        return None
+    except OSError:
+        quarantine(layout, sha256, owner)
+        return None
+
+
 Check = Callable[[BinaryIO, int], None]
 """A content check run on a blob that matched its hash (the safetensors header gate)."""
 
@@ -133,14 +145,10 @@ def verified_blob(layout: CacheLayout, sha256: str, size: int, owner: str, *,
     returned, so the caller fetches it). ``check`` runs on a blob whose bytes are right; what it
     raises is the manifest's problem, not the cache's, and propagates.
     """
-    path = layout.blob(sha256)
-    try:
-        fh, st = open_regular(path)
-    except FileNotFoundError:
+    opened = open_blob(layout, sha256, owner)
+    if opened is None:
         return None
-    except OSError:
-        quarantine(layout, sha256, owner)
-        return None
+    fh, st = opened
     with fh:
         good = st.st_size == size and hash_stream(fh, limit=size + 1) == (sha256, size)
         if good and check is not None:

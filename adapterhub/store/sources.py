@@ -204,7 +204,10 @@ class HubSource(HttpBackedSource):
             # hf_hub_url only swaps the endpoint into URLs built on constants.ENDPOINT (read at import).
             url = endpoint + url[url.index("/", len("https://")):]
         fetcher = self._fetcher()
-        secret = fetcher.transport.scope.token_for(url, self.token)
+        scope = fetcher.transport.scope
+        secret = scope.token_for(url, self.token)
+        withheld = f" (no token sent: {scope.refusal(url)})" if secret is None and self.token is not False \
+            and scope.refusal(url) else ""
 
         def head(deadline: Deadline):
             try:
@@ -213,7 +216,7 @@ class HubSource(HttpBackedSource):
             except Exception as exc:  # the client's exception types differ between 0.x and 1.x+
                 kind = _classify_hub_error(exc)
                 what = f"{self.description}: {entry.path}: metadata request failed: {type(exc).__name__}: " \
-                       f"{_first_line(exc)}"
+                       f"{_first_line(exc)}{withheld}"
                 if kind == "missing":
                     raise NotFoundError(what) from None
                 raise (RetryableError if kind == "transient" else DownloadError)(what) from None

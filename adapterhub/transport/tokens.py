@@ -10,7 +10,6 @@ token stays with the origin the request started at (see :mod:`adapterhub.transpo
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -35,6 +34,8 @@ def origin_of(url: str) -> Origin | None:
 
 
 def is_loopback(host: str) -> bool:
+    import ipaddress  # only when a token is about to be sent: keeps the warm CLI path lean
+
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
