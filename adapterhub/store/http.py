@@ -60,7 +60,7 @@ class HttpFetcher:
         def attempt(deadline: Deadline) -> None:
             self._attempt(url, writer, headers or {}, token, deadline)
 
-        self.transport.call(url, attempt)
+        self.transport.call(attempt)
 
     def _attempt(self, url: str, writer: BlobWriter, headers: Mapping[str, str], token: str | bool | None,
                  deadline: Deadline) -> None:

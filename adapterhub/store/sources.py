@@ -221,7 +221,7 @@ class HubSource(HttpBackedSource):
                     raise NotFoundError(what) from None
                 raise (RetryableError if kind == "transient" else DownloadError)(what) from None
 
-        meta = fetcher.transport.call(url, head)
+        meta = fetcher.transport.call(head)
         if meta.commit_hash != self.revision:
             raise IntegrityError(f"{self.description}: {entry.path}: server answered for commit "
                                  f"{meta.commit_hash}, not the pinned {self.revision}")

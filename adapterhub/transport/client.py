@@ -361,7 +361,7 @@ class Transport:
 
     # -- retries -----------------------------------------------------------------------------------
 
-    def call(self, url: str, attempt: Callable[[Deadline], T]) -> T:
+    def call(self, attempt: Callable[[Deadline], T]) -> T:
         """Run ``attempt`` until it returns, retrying :class:`RetryableError` with backoff, all
         inside one deadline; other errors pass through at once."""
         opts = self.options
@@ -375,7 +375,7 @@ class Transport:
             tries += 1
             wait = last.retry_after if last.retry_after is not None else opts.delay(tries)
             if tries > opts.retries or deadline.remaining() <= wait:
-                raise DownloadError(f"{url}: giving up after {tries} attempt(s): {last.message}",
+                raise DownloadError(f"giving up after {tries} attempt(s): {last.message}",
                                     hint="check the network or the server; raise ADAPTERHUB_RETRIES / "
                                          "ADAPTERHUB_READ_TIMEOUT if it is just slow") from None
             time.sleep(wait)
@@ -393,4 +393,4 @@ class Transport:
                 body = resp.read(max_bytes) if resp.status == 200 else b""
                 return Fetched(resp.url, resp.status, resp.headers, body)
 
-        return self.call(url, attempt)
+        return self.call(attempt)
