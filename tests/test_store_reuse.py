@@ -178,3 +178,13 @@ def test_the_view_manifest_is_a_regular_file(cache, source):
     os.symlink(other, doc)
     again = pull(manifest, sources=[source])
     assert not (again.path / MANIFEST_FILENAME).is_symlink()
+
+
+def test_a_view_whose_manifest_a_crash_emptied_is_rebuilt(cache, source):
+    """View JSON is not fsynced (only blobs are): a crash may leave it empty, and the next pull notices."""
+    manifest = manifest_for(FILES)
+    first = pull(manifest, sources=[source])
+    os.chmod(first.path, 0o755)
+    (first.path / MANIFEST_FILENAME).write_bytes(b"")
+    again = pull(manifest, sources=[source])
+    assert json.loads((again.path / MANIFEST_FILENAME).read_text())["name"] == manifest.name

@@ -1,7 +1,9 @@
 """Per-adapter views: ``adapters/<name>/<version>/`` holding hard links to verified blobs.
 
 A view is assembled in a temp directory next to its final place (links, ``adapterhub.json`` and a
-small ``.adapterhub-view.json`` record), then renamed into place in one step. Directory renames do
+small ``.adapterhub-view.json`` record), then renamed into place in one step. Only blobs are made
+durable (fsync); a view is cheap to rebuild from them, and one a crash left incomplete is: its
+record is unreadable, or its ``adapterhub.json`` no longer hashes to what the record says. Directory renames do
 not replace a non-empty directory, so when several processes publish the same view the first one
 wins and the others keep its result. A reader that sees ``<version>/`` sees it complete.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -31,7 +34,7 @@ from ..manifest import MANIFEST_FILENAME, FileEntry, Manifest, manifest_to_dict
 from ..paths import safe_join
 from .layout import VIEW_MARKER, CacheLayout
 from .reuse import Stamp, check_file, open_regular
-from .writer import fsync_dir, hash_file
+from .writer import hash_file
 
 VIEW_FORMAT = 1
 
@@ -60,12 +63,15 @@ class ViewRecord:
     derived_from: str | None = None
     stamps: Mapping[str, Stamp] = field(default_factory=dict, compare=False)
     """Per file path: its stat when its bytes were last hashed (missing: hash it next time)."""
+    manifest_sha256: str | None = field(default=None, compare=False)
+    """sha256 of the view's ``adapterhub.json`` as written (None in views made before it was kept)."""
 
     def to_json(self) -> dict:
         return {"format": VIEW_FORMAT, "name": self.name, "version": self.version,
                 "manifest_digest": self.manifest_digest, "derived_from": self.derived_from,
                 "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files],
-                "stamps": {path: stamp.to_json() for path, stamp in sorted(self.stamps.items())}}
+                "stamps": {path: stamp.to_json() for path, stamp in sorted(self.stamps.items())},
+                "manifest_sha256": self.manifest_sha256}
 
 
 def read_record(view_dir: Path) -> ViewRecord | None:
@@ -78,7 +84,7 @@ def read_record(view_dir: Path) -> ViewRecord | None:
         raw_stamps = data.get("stamps") or {}
         stamps = {p: st for p, v in raw_stamps.items() if (st := Stamp.from_json(v)) is not None}
         return ViewRecord(data["name"], data["version"], data["manifest_digest"], files, data.get("derived_from"),
-                          stamps)
+                          stamps, data.get("manifest_sha256"))
     except (OSError, AdapterHubError, KeyError, TypeError, ValueError, AttributeError):
         return None
 
@@ -123,10 +129,13 @@ def check_view(view_dir: Path, record: ViewRecord, *, limit: int) -> ViewCheck:
     hashed = 0
     stamps = dict(record.stamps)
     try:
-        if not stat.S_ISREG(os.lstat(view_dir / MANIFEST_FILENAME).st_mode):
+        if record.manifest_sha256 is not None:
+            if hash_file(view_dir / MANIFEST_FILENAME)[0] != record.manifest_sha256:
+                return ViewCheck(False, 0, record, f"{MANIFEST_FILENAME} was changed")
+        elif not stat.S_ISREG(os.lstat(view_dir / MANIFEST_FILENAME).st_mode):
             return ViewCheck(False, 0, record, f"{MANIFEST_FILENAME} is not a regular file")
     except OSError:
-        return ViewCheck(False, 0, record, f"{MANIFEST_FILENAME} is missing")
+        return ViewCheck(False, 0, record, f"{MANIFEST_FILENAME} is missing or not a regular file")
     for entry in record.files:
         got = check_file(view_dir / entry.path, entry.sha256, entry.size, record.stamps.get(entry.path), limit=limit)
         hashed += got.hashed
@@ -209,14 +218,13 @@ def publish_view(layout: CacheLayout, owner: str, manifest: Manifest, record: Vi
             target.parent.mkdir(parents=True, exist_ok=True)
             stamps[entry.path] = _link_or_copy(layout.blob(entry.sha256), target, verified[entry.sha256],
                                                entry.sha256)
-        record = dataclasses.replace(record, stamps=stamps)
-        _write_json(temp / MANIFEST_FILENAME, manifest_to_dict(manifest))
+        document = dumps_pretty(manifest_to_dict(manifest)).encode("utf-8")
+        (temp / MANIFEST_FILENAME).write_bytes(document)
+        record = dataclasses.replace(record, stamps=stamps, manifest_sha256=hashlib.sha256(document).hexdigest())
         _write_json(temp / VIEW_MARKER, record.to_json())
-        fsync_dir(temp)
         for _ in range(5):
             try:
                 os.rename(temp, final)
-                fsync_dir(final.parent)
                 return final, record
             except OSError as exc:
                 if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
@@ -248,10 +256,11 @@ def retire_view(layout: CacheLayout, name: str, version: str, owner: str) -> boo
 
 
 def _write_json(path: Path, data: dict) -> None:
+    """Write a view's JSON without fsync: a view is rebuilt from durable blobs whenever its record is
+    unreadable or its ``adapterhub.json`` does not hash to what the record says (a crash may leave
+    either empty), so syncing them would only cost time on every cold pull."""
     with open(path, "w", encoding="utf-8", newline="\n") as fh:
         fh.write(dumps_pretty(data))
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def iter_views(layout: CacheLayout) -> Iterator[tuple[str, str, Path]]:
