@@ -195,6 +195,7 @@ def main() -> int:
     parser.add_argument("--rate-mb", type=float, default=100.0,
                         help="bandwidth of the throttled comparison (MB/s; 100 is about a 1 Gbit/s link)")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="bench-store-"))
     cache = work / "cache"
     os.environ["ADAPTERHUB_CACHE"] = str(cache)
@@ -268,7 +269,8 @@ def main() -> int:
     results = {
         "command": f"python benchmarks/bench_store.py --rounds {args.rounds} --size-mb {args.size_mb} "
                    f"--rate-mb {args.rate_mb:g}",
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
+                    "load_average_1min": [load_before, os.getloadavg()[0]]},
         "rounds": args.rounds,
         "warm_pull": {"median_s": med(t_warm), "bare_python_median_s": med(t_bare), "target_s": 0.3,
                       "pass": med(t_warm) < 0.3 and not heavy, "heavy_imports": heavy, "command": " ".join(cmd),
@@ -302,8 +304,9 @@ def main() -> int:
     mv = results["minimal_verified_download"]
     md = f"""# Store benchmarks
 
-Command: `{results['command']}` (Python {platform.python_version()}, {os.cpu_count()} CPUs; medians of
-{args.rounds} interleaved rounds; server in its own process on 127.0.0.1).
+Command: `{results['command']}` (Python {platform.python_version()}, {os.cpu_count()} CPUs, 1-minute load
+average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after; medians of {args.rounds} interleaved rounds;
+server in its own process on 127.0.0.1).
 
 | benchmark | adapterhub | reference | ratio | target | pass |
 | --- | --- | --- | --- | --- | --- |
