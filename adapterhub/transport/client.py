@@ -59,6 +59,10 @@ class Deadline:
     def remaining(self) -> float:
         return self.end - time.monotonic()
 
+    def passed(self, url: str) -> TransferTimeoutError:
+        return TransferTimeoutError(f"{url}: not done after {self.seconds:g}s, the deadline for one download",
+                                    hint="raise ADAPTERHUB_DEADLINE if the link is slow")
+
 
 # --- header watchdog -----------------------------------------------------------------------------
 
@@ -239,8 +243,7 @@ class Opened:
             total += len(chunk)
             now = time.monotonic()
             if now > self._deadline.end:
-                raise TransferTimeoutError(f"{self.url}: not done after {self._deadline.seconds:g}s, the deadline "
-                                           f"for one download", hint="raise ADAPTERHUB_DEADLINE if the link is slow")
+                raise self._deadline.passed(self.url)
             if opts.min_rate > 0 and now - mark_time >= opts.rate_window:
                 got, span = total - mark_bytes, now - mark_time
                 if got < opts.min_rate * span:
@@ -340,8 +343,7 @@ class Transport:
         opts = self.options
         left = deadline.remaining()
         if left <= 0:
-            raise TransferTimeoutError(f"{url}: not done after {deadline.seconds:g}s, the deadline for one download",
-                                       hint="raise ADAPTERHUB_DEADLINE if the link is slow")
+            raise deadline.passed(url)
         connect, read = min(opts.connect_timeout, left), min(opts.read_timeout, left)
         response = None
         with _HeaderWatch(min(connect + read, left)) as watch:
@@ -356,7 +358,7 @@ class Transport:
         if response is not None:  # cut mid-headers, http.client may have taken EOF as their end
             response.close()
         if watch.seconds >= left:
-            raise TransferTimeoutError(f"{url}: not done after {deadline.seconds:g}s, the deadline for one download")
+            raise deadline.passed(url)
         raise RetryableError(f"{url}: timed out: the response headers did not arrive within {watch.seconds:g}s")
 
     # -- retries -----------------------------------------------------------------------------------
