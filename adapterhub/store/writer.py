@@ -94,7 +94,7 @@ class _Hasher:
     MAX_PENDING = 16
     SYNC_EVERY = 4 * READ_CHUNK
 
-    def __init__(self, fd: int | None = None) -> None:
+    def __init__(self, fd: int) -> None:
         self._h = hashlib.sha256()
         self._fed = 0
         self._fd = fd
@@ -117,7 +117,7 @@ class _Hasher:
         while len(self._pending) > self.MAX_PENDING:
             self._pending.popleft().result()
         self._unsynced += len(data)
-        if self._fd is not None and self._unsynced >= self.SYNC_EVERY and (self._sync is None or self._sync.done()):
+        if self._unsynced >= self.SYNC_EVERY and (self._sync is None or self._sync.done()):
             self._unsynced = 0
             if self._syncer is None:
                 self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adapterhub-sync")
@@ -130,6 +130,13 @@ class _Hasher:
     def hexdigest(self) -> str:
         self._drain()
         return self._h.hexdigest()
+
+    def final_sync(self) -> Future:
+        """Start the fsync that makes the written bytes durable, on the sync thread (after any
+        ``fdatasync`` still running there); the caller waits on the returned future."""
+        if self._syncer is None:
+            self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adapterhub-sync")
+        return self._syncer.submit(os.fsync, self._fd)
 
     def close(self) -> None:
         self._drain()
@@ -244,16 +251,17 @@ class BlobWriter:
             if self.size is not None and self.offset != self.size:
                 raise IntegrityError(f"{self.where}: got {self.offset} bytes, the manifest says {self.size} "
                                      "(truncated download or wrong file)")
+            self._fh.flush()
+            synced = self._hash.final_sync()  # the disk works while the hash and the check finish
             digest = self._hash.hexdigest()
-            self._hash.close()
             if digest != self.sha256:
                 raise IntegrityError(f"{self.where}: sha256 is {digest}, the manifest pins {self.sha256}",
                                      hint="the source serves different bytes; nothing was stored")
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
             if self.validator is not None:
                 self.validator(self.temp)
+            synced.result()
+            self._hash.close()
+            self._fh.close()
             os.chmod(self.temp, 0o444)
             mine = os.stat(self.temp)
             if _publish_no_replace(self.temp, self.final):
