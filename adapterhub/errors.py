@@ -148,6 +148,11 @@ class SizeLimitError(IntegrityError):
     """More bytes arrived than the manifest (or the index's size cap) allows."""
 
 
+class IndexFileSizeError(SizeLimitError, IndexFormatError):
+    """An index file (entry or signed metadata) is larger than its cap: a broken server or an
+    endless-data attack. Both a size limit and a malformed index, so either handler catches it."""
+
+
 class UnsafeFileError(AdapterHubError):
     """A weight file is not a well-formed safetensors file (or is a pickle in disguise)."""
 
@@ -183,6 +188,26 @@ class AuthenticationError(DownloadError):
 
     def __init__(self, message: str, *, hint: str | None = AUTH_HINT) -> None:
         super().__init__(message, hint=hint)
+
+
+class RetryableError(DownloadError):
+    """One HTTP attempt failed in a way worth trying again (connection lost, timeout, 429, 5xx)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, hint=hint)
+
+
+class RedirectError(DownloadError):
+    """Too many redirects, or a redirect to a scheme other than http(s) (``file:``, ``ftp:``)."""
+
+
+class TransferTimeoutError(DownloadError):
+    """A transfer ran past its overall deadline or stayed below the minimum rate."""
+
+
+class InsecureTokenError(AdapterHubError):
+    """A token would go over plain http to a non-loopback host; it is never sent that way."""
 
 
 # --- runtime -------------------------------------------------------------------------------------

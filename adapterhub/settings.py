@@ -12,6 +12,8 @@
 - ``ADAPTERHUB_TRUST_KEYS`` / ``ADAPTERHUB_TRUST_CERT_CHAINS``: public keys / CA certificate chains (PEM
   files, ``os.pathsep``-separated) whose adapter signatures ``pull`` requires; ``ADAPTERHUB_TRUST_INDEX_SIGNERS=1``
   also trusts the signers the index config names (see docs/security.md).
+- ``ADAPTERHUB_TOKEN_ENDPOINTS``: more endpoints (comma-separated URLs) that may receive the token;
+  see :func:`token_endpoints`.
 """
 
 from __future__ import annotations
@@ -79,3 +81,17 @@ def index_keys() -> Path | None:
     """The keyring used to re-sign a signed index after a change, when no ``--keys`` is given."""
     env = os.environ.get("ADAPTERHUB_INDEX_KEYS")
     return Path(env).expanduser() if env else None
+
+
+PUBLIC_HUB = "https://huggingface.co"
+
+
+def token_endpoints() -> list[str]:
+    """Endpoints the user configured, the only places a Hub token may be sent.
+
+    ``HF_ENDPOINT`` (the public Hub when unset) and ``ADAPTERHUB_TOKEN_ENDPOINTS``. An endpoint named
+    by an index or a manifest is never on this list; an explicit ``--endpoint`` is added per call.
+    """
+    hub = (os.environ.get("HF_ENDPOINT") or PUBLIC_HUB).strip()
+    extra = os.environ.get("ADAPTERHUB_TOKEN_ENDPOINTS", "")
+    return [hub, *(e.strip() for e in extra.split(",") if e.strip())]

@@ -110,6 +110,14 @@ def put_repo(server: HubServer, repo_id: str, files: dict[str, bytes]) -> str:
     return storage.commit(ref, "main", ops, summary="add files").commit.oid
 
 
+def dir_with(root: Path, files: dict[str, bytes]) -> Path:
+    """A directory holding ``files`` by their paths (a local source with the right bytes)."""
+    for path, body in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(body)
+    return root
+
+
 def leftovers(cache_root: Path) -> list[str]:
     """Anything in the cache that is not a finished blob, view or the gc lock (temp files, leases)."""
     found = []

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from store_support import HubRepo, big_safetensors, blobs, leftovers, put_repo, sha, views
+from store_support import HubRepo, big_safetensors, blobs, dir_with, leftovers, put_repo, sha, views
 
 from adapterhub.manifest import write_manifest
 from adapterhub.server import FaultKind
-from adapterhub.store import gc, list_cached, pull, remove_cached, verify
+from adapterhub.store import LocalDirSource, gc, list_cached, pull, remove_cached, verify
 
 pytest_plugins = ["store_fixtures"]
 
@@ -124,7 +124,7 @@ def test_killed_pull_garbage_is_collected(cache, large, tmp_path):
 def test_gc_while_another_process_pulls(cache, large, tmp_path):
     garbage = large.manifest({"other.json": b'{"old": true}'}, name="old-adapter")
     put_repo(large.server, large.repo_id, {"other.json": b'{"old": true}'})
-    pull(garbage, sources=[_dir_with(tmp_path / "old", {"other.json": b'{"old": true}'})])
+    pull(garbage, sources=[LocalDirSource(dir_with(tmp_path / "old", {"other.json": b'{"old": true}'}))])
     remove_cached("old-adapter")
     large.plan.stall(1.0, at="mid", times=1, path="adapter.safetensors")
     proc = spawn(write_manifest(large.manifest(), tmp_path / "m.json"), cache)
@@ -151,15 +151,6 @@ def test_gc_keeps_garbage_blobs_a_live_pull_has_leased(cache, large, tmp_path):
     assert sorted(gc().removed_blobs) == sorted(sha(b) for b in large.files.values())
 
 
-def _dir_with(root: Path, files: dict[str, bytes]):
-    from adapterhub.store import LocalDirSource
-
-    root.mkdir(parents=True)
-    for name, body in files.items():
-        (root / name).write_bytes(body)
-    return LocalDirSource(root)
-
-
 def test_applied_fault_kinds_are_visible(large):
     large.plan.stall(0.01, at="mid", times=1)
     assert large.plan.pending()[0].kind is FaultKind.STALL_MID
@@ -167,19 +158,22 @@ def test_applied_fault_kinds_are_visible(large):
 
 def test_a_published_blob_is_never_replaced(tmp_path):
     """The second writer of a blob keeps the first inode: a concurrent link() of it must not fail."""
-    from adapterhub.store.layout import CacheLayout, new_owner
+    from adapterhub.store.layout import CacheLayout
     from adapterhub.store.writer import BlobWriter
 
     layout = CacheLayout(tmp_path / "c")
     data = b"same bytes" * 1000
     digest = sha(data)
-    first = BlobWriter(layout, digest, len(data), new_owner())
-    second = BlobWriter(layout, digest, len(data), new_owner())
+    first = BlobWriter(layout, digest, len(data))
+    second = BlobWriter(layout, digest, len(data))
+    assert first.temp != second.temp  # two writers of one blob in one process: two temp files
     first.write(data)
     second.write(data)
     inode = first.commit().stat().st_ino
     held = tmp_path / "held"
     os.link(layout.blob(digest), held)  # what a view does with the blob
     assert second.commit().stat().st_ino == inode
+    assert first.published is not None and first.published.st_ino == inode
+    assert second.published is None  # the loser says so: its caller checks the winner's bytes
     assert os.stat(held).st_ino == inode
     assert [p.name for p in layout.blobs.iterdir()] == [digest]  # the loser's temp file is gone

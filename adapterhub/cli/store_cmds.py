@@ -98,9 +98,19 @@ def pull(requirement: str | None, index_location: str | None, offline: bool, no_
     else:
         for dep in result.dependencies:
             click.echo(f"{dep.name} {dep.version}  {dep.path}  (dependency)")
-        how = "cached" if result.downloaded == 0 else f"downloaded {_size(result.downloaded)}"
         signed = ", signature verified" if trust.signers or trust.index_signers else ""
-        click.echo(f"{result.name} {result.version}  {result.path}  ({how}, verified{signed})")
+        click.echo(f"{result.name} {result.version}  {result.path}  ({_how(result)}{signed})")
+
+
+def _how(result) -> str:
+    """What this pull did and checked, truthfully: "verified" only when every file was hashed now."""
+    if result.downloaded:
+        return f"downloaded {_size(result.downloaded)}, verified"
+    if result.fully_hashed:
+        return "cached, verified"
+    trusted = len(result.files) - result.hashed
+    return (f"cached; {result.hashed} of {len(result.files)} file(s) re-hashed, {trusted} unchanged since "
+            "verified (`adapterhub verify` re-hashes all)")
 
 
 def _pull_locked(lock_file: Path, only: str | None, require_hashes: bool, index_location: str | None, offline: bool,
@@ -117,8 +127,7 @@ def _pull_locked(lock_file: Path, only: str | None, require_hashes: bool, index_
         if quiet:
             click.echo(str(p.path))
         else:
-            how = "cached" if p.downloaded == 0 else f"downloaded {_size(p.downloaded)}"
-            click.echo(f"{p.name} {p.version}  {p.path}  ({how}, verified against {lock_file})")
+            click.echo(f"{p.name} {p.version}  {p.path}  ({_how(p)} against {lock_file})")
 
 
 @cli.command()

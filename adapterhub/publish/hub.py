@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AdapterHubError, AuthenticationError, ConflictError, PublishError
-from ..jsonio import dumps_pretty, loads_strict
+from ..jsonio import MAX_JSON_BYTES, dumps_pretty, loads_strict
 from ..manifest import MANIFEST_FILENAME, SIGNATURE_FILENAME, HfSource, Manifest, manifest_to_dict
+from ..settings import PUBLIC_HUB
 from .release import check_version_free, load_release, require_index, with_sources
 from .sign import with_signature
-
-PUBLIC_HUB = "https://huggingface.co"
 
 
 @dataclass
@@ -94,30 +93,31 @@ def _refused(where: str, status: int | None, detail: str) -> AuthenticationError
 
 
 def _remote_bytes(endpoint: str, repo_id: str, commit: str, path: str, token: str | bool | None) -> bytes | None:
-    """The file ``path`` at ``commit`` (None when the repo has none)."""
-    import requests
-    from huggingface_hub.utils import build_hf_headers
+    """The file ``path`` at ``commit`` (None when the repo has none), through the shared transport
+    (the token goes only to the endpoint the user named)."""
+    from ..transport import TokenScope, Transport
 
-    headers = build_hf_headers(token=token, library_name="adapterhub")
     url = f"{endpoint}/{repo_id}/resolve/{commit}/{path}"
-    try:
-        response = requests.get(url, headers=headers, timeout=30)
-    except requests.RequestException as exc:
-        raise PublishError(f"{url}: {_first_line(exc)}; nothing was published") from None
-    if response.status_code == 404:
+    with Transport(scope=TokenScope.configured([endpoint])) as transport:
+        try:
+            got = transport.fetch(url, max_bytes=MAX_JSON_BYTES, token=token, keep=(401, 403, 404))
+        except AdapterHubError as exc:
+            raise PublishError(f"{url}: {exc.message}; nothing was published") from None
+    if got.status == 404:
         return None
-    if response.status_code != 200:
-        raise _refused(url, response.status_code, response.reason or "refused") or \
-            PublishError(f"{url}: HTTP {response.status_code}; nothing was published")
-    return response.content
+    refused = _refused(url, got.status, "refused")
+    if refused is not None:
+        raise refused
+    return got.body
 
 
 def _remote_manifest(endpoint: str, repo_id: str, commit: str, token: str | bool | None) -> dict[str, Any] | None:
     """``adapterhub.json`` at ``commit`` (None when the repo has none)."""
     content = _remote_bytes(endpoint, repo_id, commit, MANIFEST_FILENAME, token)
+    if content is None:
+        return None
     try:
-        data = loads_strict(content, f"{endpoint}/{repo_id}/resolve/{commit}/{MANIFEST_FILENAME}") \
-            if content is not None else None
+        data = loads_strict(content, f"{endpoint}/{repo_id}/resolve/{commit}/{MANIFEST_FILENAME}")
     except AdapterHubError:
         return None
     return data if isinstance(data, dict) else None
@@ -184,6 +184,9 @@ def publish_to_hub(directory: str | Path, repo_id: str, *, endpoint: str | None 
                                 dry_run=True)
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
+    from ..transport import check_token_destination
+
+    check_token_destination(ep, token)  # a token never crosses a network in clear text
     api = api or HfApi(endpoint=ep, token=token)
     with client_endpoint(ep):
         try:

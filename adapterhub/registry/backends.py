@@ -3,6 +3,7 @@
 Both answer the same three questions: the root ``config.json``, one name's entry file, and the search
 summary. The HTTP backend fetches one file per name and revalidates with ``If-None-Match`` (Cargo's
 sparse protocol), keeping bodies and ETags in a small on-disk cache so repeated lookups cost a 304.
+Its requests go through the shared transport (:mod:`adapterhub.transport`), like the store's.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import DownloadError, IndexFormatError, OfflineError, SizeLimitError
+from ..errors import DownloadError, IndexFileSizeError, IndexFormatError, OfflineError, SizeLimitError
 from ..paths import safe_join
+from ..transport import FetchOptions, Transport
 
 MAX_INDEX_FILE_BYTES = 64 * 1024 * 1024
 
@@ -43,20 +45,32 @@ class LocalBackend:
         except (FileNotFoundError, NotADirectoryError):
             return None
         if len(data) > max_bytes:
-            raise SizeLimitError(f"{path}: larger than {max_bytes} bytes")
+            raise IndexFileSizeError(f"{path}: larger than {max_bytes} bytes")
         return data
 
 
 class HttpBackend:
-    """An index served over HTTP(S): ``<base>/config.json``, ``<base>/<shard>/<name>``."""
+    """An index served over HTTP(S): ``<base>/config.json``, ``<base>/<shard>/<name>``.
 
-    def __init__(self, base_url: str, cache_dir: Path | None, *, offline: bool = False, timeout: float = 10.0) -> None:
+    Fetches go through the shared transport (:mod:`adapterhub.transport`): retries with backoff on
+    connection errors, 429 and 5xx, redirects only to http(s), a deadline and minimum rate, and the
+    size cap enforced while the body streams. Every transfer failure is a typed ``DownloadError``.
+    """
+
+    def __init__(self, base_url: str, cache_dir: Path | None, *, offline: bool = False,
+                 options: FetchOptions | None = None, transport: Transport | None = None) -> None:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.location = self.base_url
         self.offline = offline
-        self.timeout = timeout
         self.cache_dir = cache_dir / hashlib.sha256(self.base_url.encode()).hexdigest()[:32] if cache_dir else None
-        self._session = None
+        self._transport = transport
+        self._options = options
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            self._transport = Transport(self._options)
+        return self._transport
 
     def _cached(self, relative: str) -> tuple[Path, Path] | None:
         if self.cache_dir is None:
@@ -95,30 +109,20 @@ class HttpBackend:
             if have_cache:
                 return cached_body
             raise OfflineError(f"offline: index file {relative} of {self.base_url} is not cached")
-        import requests
-
-        if self._session is None:
-            self._session = requests.Session()
-        headers = {"Accept-Encoding": "identity"}
-        if have_cache and etag:
-            headers["If-None-Match"] = etag
+        headers = {"If-None-Match": etag} if have_cache and etag else {}
         url = self.base_url + relative
         try:
-            resp = self._session.get(url, headers=headers, timeout=self.timeout, stream=True)
-        except requests.RequestException as exc:
-            raise DownloadError(f"cannot fetch index file {url}: {exc}") from None
-        with resp:
-            if resp.status_code == 304 and have_cache:
+            got = self.transport.fetch(url, max_bytes=max_bytes, headers=headers, keep=(304, 404, 410, 451))
+        except SizeLimitError:
+            raise IndexFileSizeError(f"{url}: larger than {max_bytes} bytes") from None
+        except DownloadError as exc:
+            raise DownloadError(f"cannot fetch index file {url}: {exc.message}", hint=exc.hint) from None
+        if got.status == 304:
+            if have_cache:
                 return cached_body
-            if resp.status_code in (404, 410, 451):
-                self._store(relative, None, resp.headers.get("ETag"))
-                return None
-            if resp.status_code != 200:
-                raise DownloadError(f"index file {url}: HTTP {resp.status_code}")
-            body = b""
-            for chunk in resp.iter_content(1 << 16):
-                body += chunk
-                if len(body) > max_bytes:
-                    raise SizeLimitError(f"{url}: larger than {max_bytes} bytes")
-        self._store(relative, body, resp.headers.get("ETag"))
-        return body
+            raise DownloadError(f"index file {url}: HTTP 304 to a request that named no cached copy")
+        if got.status != 200:
+            self._store(relative, None, got.headers.get("ETag"))
+            return None
+        self._store(relative, got.body, got.headers.get("ETag"))
+        return got.body

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import IndexFormatError, NotFoundError, SchemaError, UnsupportedSchemaVersionError
 from ..jsonio import loads_strict
@@ -17,6 +17,9 @@ from ..schema import INDEX_CONFIG_SCHEMA, validate_document
 from .backends import HttpBackend, IndexBackend, LocalBackend
 from .entries import IndexEntry, parse_entry_file
 from .layout import CONFIG_FILE, entry_path
+
+if TYPE_CHECKING:
+    from ..transport import FetchOptions
 
 log = logging.getLogger(__name__)
 SUPPORTED_INDEX_MAJOR = 1
@@ -88,11 +91,13 @@ class Index:
 
 
 def open_index(location: str | Path | None = None, *, offline: bool | None = None,
-               cache_dir: Path | None = None, validate_entries: bool = True, trust_dir: Path | None = None) -> Index:
+               cache_dir: Path | None = None, validate_entries: bool = True, trust_dir: Path | None = None,
+               options: FetchOptions | None = None) -> Index:
     """Open an index: None = the bundled one, a directory path, or an http(s) base URL.
 
     An index whose root the user pinned (``adapterhub index trust``) is read through signature checks
     (:mod:`adapterhub.registry.trust`); the bundled index is package data, trusted like the code itself.
+    ``options``: timeouts and retries of its HTTP fetches (default from the environment).
     """
     from .. import settings
     from .trust import authenticate
@@ -103,18 +108,19 @@ def open_index(location: str | Path | None = None, *, offline: bool | None = Non
         from ..resources import bundled_index_dir
 
         return Index(LocalBackend(bundled_index_dir()), validate_entries=validate_entries)
-    backend = index_backend(location, offline=offline, cache_dir=cache_dir)
+    backend = index_backend(location, offline=offline, cache_dir=cache_dir, options=options)
     return Index(authenticate(backend, backend.location, trust_dir=trust_dir), validate_entries=validate_entries)
 
 
-def index_backend(location: str | Path, *, offline: bool | None = None, cache_dir: Path | None = None) -> IndexBackend:
+def index_backend(location: str | Path, *, offline: bool | None = None, cache_dir: Path | None = None,
+                  options: FetchOptions | None = None) -> IndexBackend:
     """The backend that fetches the files of a directory or http(s) index (no authentication)."""
     from .. import settings
 
     text = str(location)
     if text.startswith(("http://", "https://")):
         off = settings.offline() if offline is None else offline
-        return HttpBackend(text, (cache_dir or settings.cache_dir()) / "index", offline=off)
+        return HttpBackend(text, (cache_dir or settings.cache_dir()) / "index", offline=off, options=options)
     if text.startswith("file://"):
         text = text[len("file://"):]
     return LocalBackend(Path(text))

@@ -5,11 +5,11 @@ package imports nothing heavy: ``requests``, ``huggingface_hub`` and ``torch`` a
 the functions that download or convert.
 """
 
+from ..transport import FetchOptions
 from .cache import CachedAdapter, blob_usage, list_cached, remove_cached
 from .gc import GcReport, gc
 from .layout import CacheLayout
 from .locked import pull_locked
-from .options import FetchOptions
 from .pull import PulledAdapter, pull, pull_manifest
 from .safetensors_check import SafetensorsHeader, TensorInfo, check_safetensors, check_safetensors_bytes
 from .sources import ContentDirSource, HttpMirrorSource, HttpSource, HubSource, LocalDirSource, Source

@@ -31,6 +31,8 @@ from ..errors import (
 from ..jsonio import dumps_pretty, loads_strict
 from ..manifest import ArchiveSource, FileEntry, Manifest, atomic_write_text, manifest_digest
 from .extract import Member, read_archive
+from .layout import CacheLayout
+from .reuse import open_blob, quarantine, verified_blob
 from .writer import BlobWriter
 
 if TYPE_CHECKING:
@@ -99,8 +101,9 @@ def ingest_archive(puller: _Puller, archives: list[ArchiveSource]) -> Manifest:
     layout = puller.layout
     for arch in archives:
         derived = _try_derived(layout, arch.sha256, puller.requested)
-        if derived is not None and all(layout.blob(f.sha256).is_file() for f in derived.files):
-            return derived
+        if derived is not None and all(verified_blob(layout, f.sha256, f.size, puller.owner) is not None
+                                       for f in derived.files):
+            return derived  # a bad blob is quarantined above, and re-made from the archive below
     errors: list[AdapterHubError] = []
     for arch in archives:
         try:
@@ -122,23 +125,22 @@ def _ingest(puller: _Puller, arch: ArchiveSource) -> Manifest:
     requested = puller.requested
     where = f"{requested.id}: archive {arch.url}"
     write_lease(layout, puller.owner, {arch.sha256})
-    blob = layout.blob(arch.sha256)
-    if not blob.is_file():
-        with BlobWriter(layout, arch.sha256, arch.size, puller.owner, max_size=MAX_ARCHIVE_SIZE, where=where) as w:
+    data = _read_archive_blob(layout, arch.sha256, puller.owner)
+    if data is None:
+        with BlobWriter(layout, arch.sha256, arch.size, max_size=MAX_ARCHIVE_SIZE, where=where) as w:
             puller.fetcher.download(arch.url, w)
             w.commit()
-    data = blob.read_bytes()
-    if hashlib.sha256(data).hexdigest() != arch.sha256:
-        raise IntegrityError(f"{where}: cached archive no longer matches its sha256; run `adapterhub verify`")
+        data = _read_archive_blob(layout, arch.sha256, puller.owner)
+        if data is None:
+            raise IntegrityError(f"{where}: the archive blob was replaced while it was being stored")
     produced = [(path, role, body, hashlib.sha256(body).hexdigest())
                 for path, role, body in _convert_members(read_archive(data, arch.format, where), arch.layout, where)]
     write_lease(layout, puller.owner, {arch.sha256, *(sha for *_, sha in produced)})
     files = []
     for path, role, body, sha in produced:
-        if not layout.blob(sha).is_file():
+        if verified_blob(layout, sha, len(body), puller.owner) is None:
             validator = _safetensors_validator(path, len(body)) if path.endswith(".safetensors") else None
-            with BlobWriter(layout, sha, len(body), puller.owner, where=f"{requested.id}: {path}",
-                            validator=validator) as w:
+            with BlobWriter(layout, sha, len(body), where=f"{requested.id}: {path}", validator=validator) as w:
                 w.write(body)
                 w.commit()
         files.append(FileEntry(path, len(body), sha, role))
@@ -147,6 +149,21 @@ def _ingest(puller: _Puller, arch: ArchiveSource) -> Manifest:
     layout.derived.mkdir(parents=True, exist_ok=True)
     atomic_write_text(layout.derived_manifest(arch.sha256), dumps_pretty(record))
     return _derived_manifest(requested, tuple(files), arch.sha256)
+
+
+def _read_archive_blob(layout: CacheLayout, sha256: str, owner: str) -> bytes | None:
+    """The archive's bytes when its blob is a regular file that hashes right (read once into memory,
+    so what is unpacked is what matched); None when absent, or bad (then quarantined)."""
+    opened = open_blob(layout, sha256, owner)
+    if opened is None:
+        return None
+    fh, _ = opened
+    with fh:
+        data = fh.read(MAX_ARCHIVE_SIZE + 1)
+    if hashlib.sha256(data).hexdigest() != sha256:
+        quarantine(layout, sha256, owner)
+        return None
+    return data
 
 
 def _safetensors_validator(path: str, size: int):

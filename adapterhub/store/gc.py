@@ -6,7 +6,8 @@ Protocol (pulls take no lock; correctness must not depend on one):
   and removes it after its view is published. A published view's record names its blobs.
 - gc takes an advisory lock (two gcs do not race each other; pulls ignore it), then:
   1. removes temp files, temp views and leases whose owner process is dead (same host) or that
-     nobody touched for ``max_age`` seconds (other hosts, pid reuse);
+     nobody touched for ``max_age`` seconds (other hosts, pid reuse), and empty name directories
+     older than ``EMPTY_DIR_GRACE_SECONDS`` (a younger one may be a pull's, about to hold a view);
   2. computes the referenced set (view records + live leases), renames every other blob aside
      (``.<hex>~<owner>.gc``; an atomic step, so a pull either finds the blob or does not);
   3. computes the referenced set *again*, renames back any blob that became referenced meanwhile,
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from ..jsonio import loads_strict
 from .layout import (
+    EMPTY_DIR_GRACE_SECONDS,
     STALE_AFTER_SECONDS,
     CacheLayout,
     is_sha256,
@@ -120,7 +122,8 @@ def _sweep_temp(layout: CacheLayout, report: GcReport, *, max_age: float, now: f
     with contextlib.suppress(FileNotFoundError):
         for e in os.scandir(layout.adapters):
             with contextlib.suppress(OSError):
-                os.rmdir(e.path)  # only empty name directories go
+                if now - e.stat(follow_symlinks=False).st_mtime > EMPTY_DIR_GRACE_SECONDS:
+                    os.rmdir(e.path)  # only empty name directories go, and not brand-new ones
 
 
 def gc(*, cache_dir: str | Path | None = None, max_age: float = STALE_AFTER_SECONDS) -> GcReport:

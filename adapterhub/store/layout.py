@@ -3,7 +3,8 @@
 Layout under :func:`adapterhub.settings.cache_dir` (``LAYOUT_VERSION`` 1)::
 
     blobs/sha256/<hex>                       verified content, read-only, named by its sha256
-    blobs/sha256/.<hex>~<owner>.part         a download in progress (one per process)
+    blobs/sha256/.<hex>~<owner>.part         a download in progress (one per writer)
+    blobs/sha256/.<hex>~<owner>.bad          a corrupted blob on its way out (see store/reuse.py)
     adapters/<name>/<version>/               a view: hard links to blobs + adapterhub.json
     adapters/<name>/<version>/.adapterhub-view.json   what the view holds (read by gc, warm pulls)
     adapters/<name>/.<version>~<owner>.tmp   a view being assembled, renamed into place when complete
@@ -35,6 +36,8 @@ LAYOUT_VERSION = 1
 VIEW_MARKER = ".adapterhub-view.json"
 STALE_AFTER_SECONDS = 6 * 3600
 """A temp file untouched this long is garbage even if its owner pid looks alive (pid reuse, NFS)."""
+EMPTY_DIR_GRACE_SECONDS = 60
+"""gc leaves an empty ``adapters/<name>/`` alone this long: a pull may have just made it for a view."""
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _OWNER_RE = re.compile(r"^(?P<host>[A-Za-z0-9-]{1,64})~(?P<pid>[0-9]{1,10})~(?P<rand>[0-9a-f]{8})$")
@@ -157,7 +160,7 @@ class CacheLayout:
         return self.derived / f"{archive_sha256}.json"
 
 
-_TEMP_RE = re.compile(r"^\.(?P<key>[^~]+)~(?P<owner>[A-Za-z0-9-]+~[0-9]+~[0-9a-f]{8})\.(?P<kind>part|tmp|old|gc)$")
+_TEMP_RE = re.compile(r"^\.(?P<key>[^~]+)~(?P<owner>[A-Za-z0-9-]+~[0-9]+~[0-9a-f]{8})\.(?P<kind>part|tmp|old|gc|bad)$")
 
 
 def parse_temp_name(name: str) -> tuple[str, str, str] | None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .options import FetchOptions
+from ..transport import FetchOptions
 from .pull import PulledAdapter, index_location, pull_manifest
 from .trust import Trust
 

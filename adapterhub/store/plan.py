@@ -17,6 +17,7 @@ from ..errors import SchemaError, SchemaProblem
 from ..manifest import ArchiveSource, BundledSource, HfSource, HttpsSource, Manifest
 from ..names import normalize_name
 from ..paths import case_collisions, path_problem
+from ..transport import TokenScope
 from .http import HttpFetcher
 from .layout import is_sha256
 from .sources import ContentDirSource, HttpMirrorSource, HttpSource, HubSource, Source, bundled_source
@@ -83,8 +84,11 @@ def sources_for(manifest: Manifest, *, index_config: dict[str, Any] | None = Non
     ``bundled`` means the mirror shipped with the index that listed the manifest, then the package's own:
     ``<index dir>/mirror`` for a local index (a registry made by ``adapterhub publish --to``), or
     ``<index url>/mirror/<sha256>`` for the same directory served over HTTP.
+
+    Endpoints named here by the manifest or the index config only say where to look: the token goes
+    to none of them unless the user configured it (``endpoint`` is the user's own ``--endpoint``).
     """
-    fetcher = fetcher or HttpFetcher()
+    fetcher = fetcher or HttpFetcher(scope=TokenScope.configured([endpoint]))
 
     def bundled() -> list[Source]:
         package = bundled_source()

@@ -4,18 +4,23 @@ Order of work, and why:
 
 1. Resolve the requirement through the index (or take a Manifest as given) and check it for the
    store (paths, hashes, pinned commits) before touching disk.
-2. Warm path: if the view exists and its record matches the manifest, return it. No network, no
-   imports of requests, huggingface_hub or torch.
+2. Warm path: if the view exists, its record matches the manifest and its files are still the
+   verified bytes (:mod:`adapterhub.store.reuse`: small files hashed, large ones hashed when their
+   stat changed), return it. No network, no imports of requests, huggingface_hub or torch. A view
+   whose bytes changed is retired and rebuilt.
 3. Write a lease naming every blob we need, *then* look for the blobs, so a concurrent ``cache gc``
-   either sees the lease or has already removed the blob (which we then fetch).
-4. Fetch each missing blob through the one writer, trying sources in order; safetensors files are
-   checked by our header validator before they become blobs.
-5. Publish the view atomically; drop the lease.
+   either sees the lease or has already removed the blob (which we then fetch). Each cached blob
+   is hashed before a new view links it; a bad one is quarantined and fetched again.
+4. Fetch each missing blob (once per distinct sha256) through the one writer, trying sources in
+   order; safetensors files are checked by our header validator before they become blobs.
+5. Publish the view atomically (each link must land on the inode we verified); drop the lease.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,21 +37,23 @@ from ..errors import (
     UnsafeFileError,
 )
 from ..manifest import ArchiveSource, FileEntry, Manifest, manifest_digest
+from ..transport import FetchOptions
 from .layout import CacheLayout, new_owner
-from .options import FetchOptions
 from .plan import check_manifest_for_store, describe_sources, sources_for
 from .progress import Progress
-from .safetensors_check import check_safetensors, check_safetensors_stream
+from .reuse import rehash_limit, verified_blob
+from .safetensors_check import check_safetensors_stream
 from .signatures import SignatureGate
-from .sources import ContentDirSource, LocalDirSource, Source
+from .sources import ContentDirSource, HttpBackedSource, LocalDirSource, Source
 from .trust import Trust, TrustedSigner
 from .views import (
     BlobMissingError,
     ViewRecord,
+    check_view,
     publish_view,
     read_record,
     retire_view,
-    view_is_intact,
+    rewrite_record,
     write_lease,
 )
 from .writer import BlobWriter
@@ -65,6 +72,13 @@ class PulledAdapter:
     downloaded: int = 0
     """Bytes fetched by this pull (0 for a warm pull)."""
     dependencies: tuple[PulledAdapter, ...] = field(default=())
+    hashed: int = 0
+    """Files whose bytes this pull hashed. Less than ``len(files)`` only for a warm pull that
+    trusted large files whose stat had not changed since they were verified."""
+
+    @property
+    def fully_hashed(self) -> bool:
+        return self.hashed >= len(self.files)
 
     @property
     def name(self) -> str:
@@ -77,19 +91,23 @@ class PulledAdapter:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "path": str(self.path),
                 "files": {k: str(v) for k, v in self.files.items()}, "downloaded_bytes": self.downloaded,
-                "dependencies": [d.to_json() for d in self.dependencies]}
+                "hashed_files": self.hashed, "dependencies": [d.to_json() for d in self.dependencies]}
 
 
 def _record_files(files: Sequence[FileEntry]) -> tuple[FileEntry, ...]:
     return tuple(FileEntry(f.path, f.size, f.sha256) for f in files)
 
 
-def _result(view: Path, manifest: Manifest, record: ViewRecord, downloaded: int) -> PulledAdapter:
-    return PulledAdapter(view, manifest, {f.path: view / f.path for f in record.files}, downloaded)
+def _result(view: Path, manifest: Manifest, record: ViewRecord, downloaded: int, hashed: int) -> PulledAdapter:
+    return PulledAdapter(view, manifest, {f.path: view / f.path for f in record.files}, downloaded, hashed=hashed)
+
+
+def _is_safetensors(entry: FileEntry) -> bool:
+    return entry.path.endswith(".safetensors")
 
 
 def _validator(entry: FileEntry):
-    if not entry.path.endswith(".safetensors"):
+    if not _is_safetensors(entry):
         return None
 
     def check(path: Path) -> None:
@@ -97,6 +115,16 @@ def _validator(entry: FileEntry):
             check_safetensors_stream(fh, entry.size, where=entry.path)
 
     return check
+
+
+def _by_digest(files: Sequence[FileEntry]) -> list[FileEntry]:
+    """One entry per distinct sha256 (two paths with identical bytes share one blob): a safetensors
+    entry when there is one, so its header check runs."""
+    chosen: dict[str, FileEntry] = {}
+    for f in files:
+        if f.sha256 not in chosen or (_is_safetensors(f) and not _is_safetensors(chosen[f.sha256])):
+            chosen[f.sha256] = f
+    return list(chosen.values())
 
 
 class _Puller:
@@ -110,7 +138,8 @@ class _Puller:
         self.index_location = index_location
         self.layout = layout
         self.offline = offline
-        self._sources = sources
+        self._given = sources
+        self._sources: list[Source] | None = None
         self.index_config = index_config
         self.endpoint = endpoint
         self.token = token
@@ -119,6 +148,8 @@ class _Puller:
         self.owner = new_owner()
         self.digest = manifest_digest(manifest)
         self.downloaded = 0
+        self._verified: dict[str, os.stat_result] = {}
+        """sha256 -> stat of the blob as this pull verified it (hashed or written)."""
         self._fetcher: Any = None
         self._lock = threading.Lock()
         self.signatures = SignatureGate(manifest, signers)  # adapter signatures: store/signatures.py
@@ -127,32 +158,46 @@ class _Puller:
 
     @property
     def fetcher(self):
+        """One transport for the whole pull: the caller's options, tokens only to the user's endpoints."""
         if self._fetcher is None:
+            from ..transport import TokenScope
             from .http import HttpFetcher
 
-            self._fetcher = HttpFetcher(self.options)
+            self._fetcher = HttpFetcher(self.options, scope=TokenScope.configured([self.endpoint]))
         return self._fetcher
 
     def sources(self) -> list[Source]:
         if self._sources is None:
-            self._sources = sources_for(self.requested, index_config=self.index_config, endpoint=self.endpoint,
-                                        token=self.token, fetcher=self.fetcher, index_location=self.index_location)
+            if self._given is None:
+                found = sources_for(self.requested, index_config=self.index_config, endpoint=self.endpoint,
+                                    token=self.token, fetcher=self.fetcher, index_location=self.index_location)
+            else:  # caller-built HTTP sources use this pull's options unless they brought a fetcher
+                found = [s.with_fetcher(self.fetcher) if isinstance(s, HttpBackedSource) else s
+                         for s in self._given]
+            self._sources = found
         return self._sources
 
     def warm(self) -> PulledAdapter | None:
-        view = self.layout.view(self.requested.name, self.requested.version)
+        name, version = self.requested.name, self.requested.version
+        view = self.layout.view(name, version)
         record = read_record(view)
-        if record is None or record.manifest_digest != self.digest or not view_is_intact(view, record):
+        if record is None or record.manifest_digest != self.digest:
+            return None
+        found = check_view(view, record, limit=rehash_limit())
+        if not found.ok:
+            retire_view(self.layout, name, version, self.owner)  # its bytes changed: rebuild it
             return None
         if not self.signatures.view_is_trusted(view):  # signature hook: rebuild (and re-verify) the view
-            retire_view(self.layout, self.requested.name, self.requested.version, self.owner)
+            retire_view(self.layout, name, version, self.owner)
             return None
+        if found.record.stamps != record.stamps:
+            rewrite_record(view, found.record, self.owner)
         manifest = self.requested
         if record.derived_from is not None:
             from .archive import load_derived
 
             manifest = load_derived(self.layout, record.derived_from, self.requested)
-        return _result(view, manifest, record, 0)
+        return _result(view, manifest, found.record, 0, found.hashed)
 
     def effective_manifest(self) -> tuple[Manifest, str | None]:
         """The manifest whose files we store; for a file-less archive manifest, the derived one."""
@@ -177,13 +222,14 @@ class _Puller:
 
     def _fetch_from(self, source: Source, entry: FileEntry, where: str, progress: Progress) -> None:
         def writer() -> BlobWriter:
-            return BlobWriter(self.layout, entry.sha256, entry.size, self.owner, where=where,
+            return BlobWriter(self.layout, entry.sha256, entry.size, where=where,
                               validator=_validator(entry), on_progress=progress.callback)
 
         w = writer()
         if w.complete:  # adopted a finished download of a dead process: maybe nothing to fetch
             try:
                 w.commit()
+                self._keep(entry, w, where)
                 return
             except IntegrityError:
                 w = writer()
@@ -192,8 +238,35 @@ class _Puller:
             source.fetch(entry, w)
             fetched = w.offset - before
             w.commit()
+        self._keep(entry, w, where)
         with self._lock:
             self.downloaded += max(fetched, 0)
+
+    def _keep(self, entry: FileEntry, w: BlobWriter, where: str) -> None:
+        """Remember the blob ``w`` published, or check the copy another process published first."""
+        st = w.published or self._check_cached_blob(entry)
+        if st is None:
+            raise IntegrityError(f"{where}: the cached blob was replaced by other bytes while ours was written")
+        with self._lock:
+            self._verified[entry.sha256] = st
+
+    def _check_cached_blob(self, entry: FileEntry) -> os.stat_result | None:
+        def header(fh, size: int) -> None:
+            check_safetensors_stream(fh, size, where=entry.path)
+
+        return verified_blob(self.layout, entry.sha256, entry.size, self.owner,
+                             check=header if _is_safetensors(entry) else None)
+
+    def _check_cached(self, files: Sequence[FileEntry]) -> list[FileEntry]:
+        """Hash the cached blobs of ``files`` (one entry per sha256); return those still to fetch."""
+        missing = []
+        for entry in files:
+            st = self._check_cached_blob(entry)
+            if st is None:
+                missing.append(entry)
+            else:
+                self._verified[entry.sha256] = st
+        return missing
 
     # -- the whole pull ----------------------------------------------------------------------------
 
@@ -213,22 +286,18 @@ class _Puller:
         try:
             for _ in range(3):
                 manifest, derived_from = self.effective_manifest()
-                hashes = {f.sha256 for f in manifest.files}
-                lease = write_lease(self.layout, self.owner, hashes)
-                missing = [f for f in manifest.files if not self.layout.blob(f.sha256).is_file()]
+                lease = write_lease(self.layout, self.owner, {f.sha256 for f in manifest.files})
+                self._verified = {}
+                missing = self._check_cached(_by_digest(manifest.files))
                 progress = Progress(self.progress_enabled, sum(f.size for f in missing), self.requested.id)
                 try:
                     self._fetch_all(missing, progress)
                 finally:
                     progress.close()
-                record = ViewRecord(self.requested.name, self.requested.version, self.digest,
-                                    _record_files(manifest.files), derived_from)
                 try:
-                    self._check_existing(manifest.files)
-                    view = publish_view(self.layout, self.owner, self._view_manifest(manifest, record), record)
+                    return self._publish(manifest, derived_from)
                 except BlobMissingError:
-                    continue  # gc removed a blob between our check and our link: fetch it again
-                return _result(view, manifest, record, self.downloaded)
+                    continue  # gc removed a blob (or it changed) between our check and our link: again
             raise DownloadError(f"{self.requested.id}: blobs keep disappearing while the view is built "
                                 "(is `cache gc --force` running in a loop?)")
         finally:
@@ -237,6 +306,21 @@ class _Puller:
                     lease.unlink()
             if self._fetcher is not None:
                 self._fetcher.close()
+
+    def _publish(self, manifest: Manifest, derived_from: str | None) -> PulledAdapter:
+        record = ViewRecord(self.requested.name, self.requested.version, self.digest,
+                            _record_files(manifest.files), derived_from)
+        view, record = publish_view(self.layout, self.owner, self._view_manifest(manifest, record), record,
+                                    self._verified)
+        return _result(view, manifest, record, self.downloaded, len(record.files))
+
+    def _view_manifest(self, manifest: Manifest, record: ViewRecord) -> Manifest:
+        """Signature hook: what the view's adapterhub.json holds (the signed manifest of a signed release),
+        verified against the trusted signers first when there are any (store/signatures.py)."""
+        if record.derived_from is not None:
+            return manifest  # derived from a legacy archive: no signature of its own
+        return self.signatures.view_manifest(self.layout.tmp / f"signature~{self.owner}", self.layout.blob,
+                                             record.files)
 
     def _fetch_all(self, missing: Sequence[FileEntry], progress: Progress) -> None:
         """Fetch the missing files, largest first, up to ``PARALLEL_FILES`` at a time.
@@ -260,22 +344,12 @@ class _Puller:
         if errors:
             raise errors[0]
 
-    def _check_existing(self, files: Sequence[FileEntry]) -> None:
-        """Header-check safetensors blobs that already existed (they may have come in under another name)."""
-        for entry in files:
-            if entry.path.endswith(".safetensors"):
-                try:
-                    check_safetensors(self.layout.blob(entry.sha256))
-                except FileNotFoundError:
-                    raise BlobMissingError(entry.sha256) from None
-
     def _fill_from_disk(self, manifest: Manifest, missing: list[FileEntry]) -> list[FileEntry]:
         """Offline, files may still come from sources on this disk (the bundled mirror, a directory
         registry's mirror, a local directory): no network is involved. Returns what is still missing."""
         local = [s for s in self.sources() if isinstance(s, (ContentDirSource, LocalDirSource))]
         if not local:
             return missing
-        write_lease(self.layout, self.owner, {f.sha256 for f in manifest.files})  # dropped by run()
         progress = Progress(self.progress_enabled, sum(f.size for f in missing), self.requested.id)
         try:
             for entry in missing:
@@ -283,34 +357,30 @@ class _Puller:
                     self.fetch(entry, progress, local)
         finally:
             progress.close()
-        return [f for f in missing if not self.layout.blob(f.sha256).is_file()]
+        return [f for f in missing if f.sha256 not in self._verified]
 
     def _offline(self) -> PulledAdapter:
         from .archive import offline_manifest
 
         manifest, derived_from = offline_manifest(self)
-        missing = [f for f in manifest.files if not self.layout.blob(f.sha256).is_file()]
-        if missing:
-            missing = self._fill_from_disk(manifest, missing)
-        if missing:
-            shown = "; ".join(f"{f.path} ({f.size} bytes, sha256 {f.sha256[:12]}…)" for f in missing[:10])
-            raise OfflineError(f"offline mode: {self.requested.id} is not fully cached; missing {len(missing)} "
-                               f"file(s): {shown}",
-                               hint="run the pull once with network access (unset ADAPTERHUB_OFFLINE / "
-                                    "HF_HUB_OFFLINE, drop --offline)")
-        record = ViewRecord(self.requested.name, self.requested.version, self.digest,
-                            _record_files(manifest.files), derived_from)
-        self._check_existing(manifest.files)
-        view = publish_view(self.layout, self.owner, self._view_manifest(manifest, record), record)
-        return _result(view, manifest, record, self.downloaded)
-
-    def _view_manifest(self, manifest: Manifest, record: ViewRecord) -> Manifest:
-        """Signature hook: what the view's adapterhub.json holds (the signed manifest of a signed release),
-        verified against the trusted signers first when there are any (store/signatures.py)."""
-        if record.derived_from is not None:
-            return manifest  # derived from a legacy archive: no signature of its own
-        return self.signatures.view_manifest(self.layout.tmp / f"signature~{self.owner}", self.layout.blob,
-                                             record.files)
+        write_lease(self.layout, self.owner, {f.sha256 for f in manifest.files})  # dropped by run()
+        for _ in range(3):
+            self._verified = {}
+            missing = self._check_cached(_by_digest(manifest.files))
+            if missing:
+                missing = self._fill_from_disk(manifest, missing)
+            if missing:
+                shown = "; ".join(f"{f.path} ({f.size} bytes, sha256 {f.sha256[:12]}…)" for f in missing[:10])
+                raise OfflineError(f"offline mode: {self.requested.id} is not fully cached; missing {len(missing)} "
+                                   f"file(s): {shown}",
+                                   hint="run the pull once with network access (unset ADAPTERHUB_OFFLINE / "
+                                        "HF_HUB_OFFLINE, drop --offline)")
+            try:
+                return self._publish(manifest, derived_from)
+            except BlobMissingError:
+                continue
+        raise OfflineError(f"offline mode: {self.requested.id}: cached blobs keep disappearing while the view "
+                           "is built")
 
 
 def _combine(manifest: Manifest, entry: FileEntry, attempts: list[tuple[str, AdapterHubError]],
@@ -366,7 +436,7 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
                   progress=progress, options=options, trust=trust or Trust.from_env())
     if isinstance(requirement, Manifest):
         needs_index = dependencies and bool(requirement.dependencies)
-        idx = _open(index, off) if (index is not None or needs_index) else None
+        idx = _open(index, off, options) if (index is not None or needs_index) else None
         deps: list[PulledAdapter] = []
         if idx is not None:
             kwargs["index_location"] = index_location(idx)
@@ -379,7 +449,7 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
         return _with_deps(root, deps)
     from ..registry import resolve, resolve_closure
 
-    idx = _open(index, off)
+    idx = _open(index, off, options)
     kwargs["index_location"] = index_location(idx)
     if not dependencies:
         return pull_manifest(resolve(idx, requirement).manifest, index_config=idx.config, **kwargs)
@@ -391,8 +461,8 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
 def _with_deps(root: PulledAdapter, deps: list[PulledAdapter]) -> PulledAdapter:
     if not deps:
         return root
-    return PulledAdapter(root.path, root.manifest, root.files, root.downloaded + sum(d.downloaded for d in deps),
-                         tuple(deps))
+    return dataclasses.replace(root, downloaded=root.downloaded + sum(d.downloaded for d in deps),
+                               dependencies=tuple(deps))
 
 
 def index_location(idx: Any) -> Path | str | None:
@@ -405,9 +475,9 @@ def index_location(idx: Any) -> Path | str | None:
     return backend.base_url if isinstance(backend, HttpBackend) else None
 
 
-def _open(index: Any, offline: bool):
+def _open(index: Any, offline: bool, options: FetchOptions | None):
     from ..registry import Index, open_index
 
     if isinstance(index, Index):
         return index
-    return open_index(index, offline=offline)
+    return open_index(index, offline=offline, options=options)

@@ -11,14 +11,17 @@ so it should not pay for those imports.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from ..errors import AuthenticationError, DownloadError, IntegrityError, NotFoundError
+from .. import settings
+from ..errors import AuthenticationError, DownloadError, IntegrityError, NotFoundError, RetryableError
 from ..manifest import FileEntry
 from ..paths import safe_join
+from ..transport import Deadline
 from .http import HttpFetcher
 from .writer import BlobWriter
 
@@ -102,12 +105,29 @@ def bundled_source() -> ContentDirSource:
 # --- HTTP ----------------------------------------------------------------------------------------
 
 
+class HttpBackedSource:
+    """Sources that download over HTTP. ``fetcher`` None means "the pull's": :func:`~adapterhub.store.pull`
+    binds its own (built from the caller's :class:`FetchOptions` and token scope) through
+    :meth:`with_fetcher`; used on its own, the source builds one from the environment."""
+
+    fetcher: HttpFetcher | None
+
+    def with_fetcher(self, fetcher: HttpFetcher):
+        """This source using ``fetcher``, unless it was built with one of its own."""
+        return self if self.fetcher is not None else dataclasses.replace(self, fetcher=fetcher)  # type: ignore[type-var]
+
+    def _fetcher(self) -> HttpFetcher:
+        if self.fetcher is None:
+            self.fetcher = HttpFetcher()
+        return self.fetcher
+
+
 @dataclass
-class HttpSource:
+class HttpSource(HttpBackedSource):
     """Files under a base URL by path (``base_url + path``), e.g. a manifest's ``https`` source."""
 
     base_url: str
-    fetcher: HttpFetcher = field(default_factory=HttpFetcher, repr=False)
+    fetcher: HttpFetcher | None = field(default=None, repr=False)
 
     @property
     def description(self) -> str:
@@ -117,15 +137,15 @@ class HttpSource:
         from urllib.parse import quote
 
         base = self.base_url if self.base_url.endswith("/") else self.base_url + "/"
-        self.fetcher.download(base + quote(entry.path), writer)
+        self._fetcher().download(base + quote(entry.path), writer)
 
 
 @dataclass
-class HttpMirrorSource:
+class HttpMirrorSource(HttpBackedSource):
     """A content-addressed HTTP mirror: ``{sha256}`` in the template, or ``<base>/<sha256>``."""
 
     template: str
-    fetcher: HttpFetcher = field(default_factory=HttpFetcher, repr=False)
+    fetcher: HttpFetcher | None = field(default=None, repr=False)
 
     @property
     def description(self) -> str:
@@ -137,7 +157,7 @@ class HttpMirrorSource:
         return self.template.rstrip("/") + "/" + sha256
 
     def fetch(self, entry: FileEntry, writer: BlobWriter) -> None:
-        self.fetcher.download(self.url_for(entry.sha256), writer)
+        self._fetcher().download(self.url_for(entry.sha256), writer)
 
 
 # --- the Hugging Face Hub --------------------------------------------------------------------------
@@ -145,17 +165,20 @@ class HttpMirrorSource:
 
 def default_endpoint() -> str:
     """``HF_ENDPOINT`` read now (huggingface_hub reads it once at import), else the public Hub."""
-    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    return (os.environ.get("HF_ENDPOINT") or settings.PUBLIC_HUB).rstrip("/")
 
 
 @dataclass
-class HubSource:
+class HubSource(HttpBackedSource):
     """A Hub repo at a pinned commit, through huggingface_hub's metadata call and our own GET.
 
-    ``get_hf_file_metadata`` (the real client) resolves the file: it follows the Hub's redirects and
-    tells us the commit, size and etag. We check the commit is the pinned one and the size is the
-    manifest's before downloading; the body then streams into our writer so it is hashed as it arrives
-    (``hf_hub_download`` only checks sizes and would leave a second copy in its own cache).
+    ``get_hf_file_metadata`` (the real client) resolves the file: it follows the Hub's relative
+    redirects and tells us the commit, size, etag and where the bytes are. We check the commit is the
+    pinned one and the size is the manifest's before downloading; the body then streams into our
+    writer so it is hashed as it arrives (``hf_hub_download`` only checks sizes and would leave a
+    second copy in its own cache). The token goes to either request only where the transport's
+    :class:`~adapterhub.transport.TokenScope` allows: never to an endpoint a manifest or an index
+    names, never to a CDN the Hub redirects to.
     """
 
     repo_id: str
@@ -164,16 +187,13 @@ class HubSource:
     endpoint: str | None = None
     token: str | bool | None = None
     repo_type: str = "model"
-    fetcher: HttpFetcher = field(default_factory=HttpFetcher, repr=False)
+    fetcher: HttpFetcher | None = field(default=None, repr=False)
 
     @property
     def description(self) -> str:
         return f"hf:{self.repo_id}@{self.revision[:12]} ({self.endpoint or default_endpoint()})"
 
     def fetch(self, entry: FileEntry, writer: BlobWriter) -> None:
-        import time
-        from urllib.parse import urlparse
-
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
         from huggingface_hub.utils import build_hf_headers
 
@@ -183,37 +203,41 @@ class HubSource:
         if not url.startswith(endpoint + "/"):
             # hf_hub_url only swaps the endpoint into URLs built on constants.ENDPOINT (read at import).
             url = endpoint + url[url.index("/", len("https://")):]
-        opts = self.fetcher.options
-        attempt = 0
-        while True:
+        fetcher = self._fetcher()
+        scope = fetcher.transport.scope
+        secret = scope.token_for(url, self.token)
+        withheld = f" (no token sent: {scope.refusal(url)})" if secret is None and self.token is not False \
+            and scope.refusal(url) else ""
+
+        def head(deadline: Deadline):
             try:
-                meta = get_hf_file_metadata(url, token=self.token, timeout=opts.read_timeout, endpoint=endpoint)
-                break
+                return get_hf_file_metadata(url, token=secret or False, endpoint=endpoint,
+                                            timeout=max(0.001, min(fetcher.options.read_timeout, deadline.remaining())))
             except Exception as exc:  # the client's exception types differ between 0.x and 1.x+
                 kind = _classify_hub_error(exc)
+                what = f"{self.description}: {entry.path}: metadata request failed: {type(exc).__name__}: " \
+                       f"{_first_line(exc)}{withheld}"
                 if kind == "auth":  # the Hub answers 401 for a private repo (or a missing one) without a token
                     raise AuthenticationError(f"{self.description}: {entry.path}: {_auth_problem(exc)} "
-                                              f"({type(exc).__name__})", hint=None) from None
+                                              f"({type(exc).__name__}){withheld}", hint=None) from None
+                if kind == "missing" and not secret and _names(exc) & {"RepositoryNotFoundError"}:
+                    # A private repository looks missing to a caller without a token, as on the Hub; the
+                    # manifest pins this repository at a commit, so say how to give one.
+                    raise AuthenticationError(f"{self.description}: {entry.path}: repository not found, or private "
+                                              f"and no token was sent{withheld}") from None
                 if kind == "missing":
-                    raise NotFoundError(f"{self.description}: {entry.path}: {type(exc).__name__}: "
-                                        f"{_first_line(exc)}") from None
-                attempt += 1
-                if kind == "fatal" or attempt > opts.retries:
-                    raise DownloadError(f"{self.description}: {entry.path}: metadata request failed: "
-                                        f"{type(exc).__name__}: {_first_line(exc)}") from None
-                time.sleep(opts.delay(attempt))
+                    raise NotFoundError(what) from None
+                raise (RetryableError if kind == "transient" else DownloadError)(what) from None
+
+        meta = fetcher.transport.call(head)
         if meta.commit_hash != self.revision:
             raise IntegrityError(f"{self.description}: {entry.path}: server answered for commit "
                                  f"{meta.commit_hash}, not the pinned {self.revision}")
         if meta.size is not None and meta.size != entry.size:
             raise IntegrityError(f"{self.description}: {entry.path} is {meta.size} bytes on the server, "
                                  f"the manifest says {entry.size}")
-        location = meta.location or url
-        headers = build_hf_headers(token=self.token, library_name="adapterhub")
-        if urlparse(location).netloc != urlparse(endpoint).netloc:
-            headers.pop("authorization", None)  # never send the Hub token to a CDN or another host
-            headers.pop("Authorization", None)
-        self.fetcher.download(location, writer, headers=headers)
+        headers = build_hf_headers(token=False, library_name="adapterhub")  # the transport adds the token
+        fetcher.download(meta.location or url, writer, headers=headers, token=self.token)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -226,12 +250,17 @@ def _auth_problem(exc: BaseException) -> str:
     return "HTTP 401, the repository is private (or does not exist) and no valid token was sent"
 
 
+def _names(exc: BaseException) -> set[str]:
+    """The class names of ``exc``'s type and bases (the client's exception types differ between versions)."""
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
 def _classify_hub_error(exc: BaseException) -> str:
     """``auth`` (401/403), ``missing`` (try another source), ``transient`` (retry) or ``fatal``."""
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if status in (401, 403):
         return "auth"
-    names = {cls.__name__ for cls in type(exc).__mro__}
+    names = _names(exc)
     if names & {"EntryNotFoundError", "RepositoryNotFoundError", "RevisionNotFoundError",
                 "RemoteEntryNotFoundError", "GatedRepoError", "DisabledRepoError"}:
         return "missing"

@@ -9,14 +9,18 @@ files are copies (no hard links on this file system) are hashed themselves.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .layout import CacheLayout, is_sha256, new_owner
-from .views import iter_views, read_record, retire_view
+from .reuse import NotRegularFileError, Stamp
+from .views import iter_views, read_record, retire_view, rewrite_record
 from .writer import hash_file
+
+NOT_REGULAR = ("(not a regular file)", -1)
 
 
 @dataclass
@@ -43,6 +47,8 @@ def _hash_many(paths: list[Path]) -> dict[Path, tuple[str, int] | None]:
     def one(p: Path) -> tuple[str, int] | None:
         try:
             return hash_file(p)
+        except NotRegularFileError:
+            return NOT_REGULAR  # a symlink or other non-file where a verified file belongs
         except OSError:
             return None
 
@@ -76,7 +82,7 @@ def verify(name: str | None = None, *, cache_dir: str | Path | None = None) -> V
         for entry in os.scandir(layout.blobs):
             if is_sha256(entry.name):
                 expected.setdefault(entry.name, -1)
-    blob_paths = {h: layout.blob(h) for h in expected if layout.blob(h).exists()}
+    blob_paths = {h: layout.blob(h) for h in expected if os.path.lexists(layout.blob(h))}
     hashes = _hash_many(list(blob_paths.values()))
     bad: set[str] = set()
     for sha, path in blob_paths.items():
@@ -97,7 +103,19 @@ def verify(name: str | None = None, *, cache_dir: str | Path | None = None) -> V
             report.problems.append(f"{n} {v}: {why}; evicted (the next pull fetches it again)")
             retire_view(layout, n, v, owner)
             report.evicted_views.append(f"{n}=={v}")
+        else:
+            _restamp(p, rec, owner)
     return report
+
+
+def _restamp(view: Path, rec, owner: str) -> None:
+    """Record each file's stat now that its bytes were hashed, so warm pulls trust it again."""
+    try:
+        stamps = {f.path: Stamp.of(os.lstat(view / f.path)) for f in rec.files}
+    except OSError:
+        return
+    if stamps != dict(rec.stamps):
+        rewrite_record(view, dataclasses.replace(rec, stamps=stamps), owner)
 
 
 def _view_problem(layout: CacheLayout, view: Path, rec, bad: set[str], blob_paths: dict[str, Path],
@@ -105,7 +123,7 @@ def _view_problem(layout: CacheLayout, view: Path, rec, bad: set[str], blob_path
     for f in rec.files:
         target = view / f.path
         try:
-            st = os.stat(target)
+            st = os.lstat(target)
         except OSError:
             return f"{f.path} is missing"
         if f.sha256 in bad:
@@ -113,7 +131,7 @@ def _view_problem(layout: CacheLayout, view: Path, rec, bad: set[str], blob_path
         blob = blob_paths.get(f.sha256)
         if blob is not None:
             with contextlib.suppress(OSError):
-                bst = os.stat(blob)
+                bst = os.lstat(blob)
                 if (bst.st_ino, bst.st_dev) == (st.st_ino, st.st_dev):
                     continue  # same inode as a blob we just hashed
         got = _hash_many([target])[target]

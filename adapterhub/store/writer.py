@@ -24,7 +24,8 @@ from pathlib import Path
 
 from ..errors import IntegrityError, SizeLimitError
 from ..fileio import make_read_only
-from .layout import CacheLayout, parse_owner, parse_temp_name
+from .layout import CacheLayout, new_owner, parse_owner, parse_temp_name
+from .reuse import hash_stream, open_regular
 
 Validator = Callable[[Path], None]
 READ_CHUNK = 1 << 20
@@ -45,47 +46,37 @@ def fsync_dir(path: Path) -> None:
 
 
 def hash_file(path: Path, *, limit: int | None = None) -> tuple[str, int]:
-    """sha256 hex and byte count of a file (or its first ``limit`` bytes).
-
-    Reads go into one reused 1 MiB buffer, small enough to stay in the CPU cache between the copy
-    and the hash: on these machines that hashes a cached file faster than ``hashlib`` hashes the
-    same bytes held in memory, while a 4 MiB buffer is measurably slower.
-    """
-    h = hashlib.sha256()
-    buf = bytearray(READ_CHUNK)
-    view = memoryview(buf)
-    total = 0
-    with open(path, "rb", buffering=0) as fh:
-        while limit is None or total < limit:
-            want = len(buf) if limit is None else min(len(buf), limit - total)
-            n = fh.readinto(view[:want])
-            if not n:
-                break
-            h.update(view[:n])
-            total += n
-    return h.hexdigest(), total
+    """sha256 hex and byte count of a regular file (or its first ``limit`` bytes); a symlink or
+    other non-regular file raises :class:`~adapterhub.store.reuse.NotRegularFileError`."""
+    fh, _ = open_regular(path)
+    with fh:
+        return hash_stream(fh, limit=limit)
 
 
-def _publish_no_replace(temp: Path, final: Path) -> None:
-    """Give ``temp`` the name ``final`` unless another process already published that blob.
+def _publish_no_replace(temp: Path, final: Path) -> bool:
+    """Give ``temp`` the name ``final`` unless another process already published that blob; True
+    when ours became the blob.
 
     Replacing an existing blob would be harmless for readers that open it, but not for a
     concurrent ``link()`` of the old inode: Linux fails that link with ENOENT once the replaced
     inode's link count drops to zero. Blobs are named by their content, so the first one wins and
-    later identical copies are dropped. ``link`` never replaces; filesystems without hard links
-    fall back to ``os.replace``.
+    later identical copies are dropped (the caller re-checks the winner: it is another process's
+    file). ``link`` never replaces; filesystems without hard links fall back to ``os.replace``.
     """
     try:
         os.link(temp, final)
+        published = True
     except FileExistsError:
-        pass
+        published = False
     except OSError as exc:
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
             raise
-        if not final.exists():
+        if not os.path.lexists(final):
             os.replace(temp, final)
-            return
+            return True
+        published = False
     os.unlink(temp)
+    return published
 
 
 class _Hasher:
@@ -104,7 +95,7 @@ class _Hasher:
     MAX_PENDING = 16
     SYNC_EVERY = 4 * READ_CHUNK
 
-    def __init__(self, fd: int | None = None) -> None:
+    def __init__(self, fd: int) -> None:
         self._h = hashlib.sha256()
         self._fed = 0
         self._fd = fd
@@ -127,7 +118,7 @@ class _Hasher:
         while len(self._pending) > self.MAX_PENDING:
             self._pending.popleft().result()
         self._unsynced += len(data)
-        if self._fd is not None and self._unsynced >= self.SYNC_EVERY and (self._sync is None or self._sync.done()):
+        if self._unsynced >= self.SYNC_EVERY and (self._sync is None or self._sync.done()):
             self._unsynced = 0
             if self._syncer is None:
                 self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adapterhub-sync")
@@ -140,6 +131,13 @@ class _Hasher:
     def hexdigest(self) -> str:
         self._drain()
         return self._h.hexdigest()
+
+    def final_sync(self) -> Future:
+        """Start the fsync that makes the written bytes durable, on the sync thread (after any
+        ``fdatasync`` still running there); the caller waits on the returned future."""
+        if self._syncer is None:
+            self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adapterhub-sync")
+        return self._syncer.submit(os.fsync, self._fd)
 
     def close(self) -> None:
         self._drain()
@@ -157,8 +155,7 @@ def _datasync(fd: int) -> None:
 class BlobWriter:
     """Write one blob of known sha256 and size (or a size cap); see the module docstring."""
 
-    def __init__(self, layout: CacheLayout, sha256: str, size: int | None, owner: str, *,
-                 max_size: int | None = None, where: str = "", validator: Validator | None = None,
+    def __init__(self, layout: CacheLayout, sha256: str, size: int | None, *, max_size: int | None = None, where: str = "", validator: Validator | None = None,
                  on_progress: Callable[[int], None] | None = None) -> None:
         if size is None and max_size is None:
             raise ValueError("a blob needs an exact size or a size cap")
@@ -170,7 +167,10 @@ class BlobWriter:
         self.validator = validator
         self.on_progress = on_progress
         self.final = layout.blob(sha256)
-        self.temp = layout.blob_temp(sha256, owner)
+        self.temp = layout.blob_temp(sha256, new_owner())  # one name per writer, even in one process
+        self.published: os.stat_result | None = None
+        """After :meth:`commit`: the stat of the blob this writer published (None when another
+        process's copy of the blob already had the name)."""
         layout.blobs.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.temp, "wb")  # noqa: SIM115 - closed in commit/abort
         self._hash = _Hasher(self._fh.fileno())
@@ -252,18 +252,21 @@ class BlobWriter:
             if self.size is not None and self.offset != self.size:
                 raise IntegrityError(f"{self.where}: got {self.offset} bytes, the manifest says {self.size} "
                                      "(truncated download or wrong file)")
+            self._fh.flush()
+            synced = self._hash.final_sync()  # the disk works while the hash and the check finish
             digest = self._hash.hexdigest()
-            self._hash.close()
             if digest != self.sha256:
                 raise IntegrityError(f"{self.where}: sha256 is {digest}, the manifest pins {self.sha256}",
                                      hint="the source serves different bytes; nothing was stored")
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
             if self.validator is not None:
                 self.validator(self.temp)
+            synced.result()
+            self._hash.close()
+            self._fh.close()
             make_read_only(self.temp)
-            _publish_no_replace(self.temp, self.final)
+            mine = os.stat(self.temp)
+            if _publish_no_replace(self.temp, self.final):
+                self.published = mine
             self._done = True
         except BaseException:
             self.abort()
