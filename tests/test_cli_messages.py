@@ -14,7 +14,7 @@ import pytest
 from manifest_samples import manifest_with
 
 from adapterhub.cli import cli, main
-from adapterhub.cli.args import name_argument, refuse_file_as_text
+from adapterhub.cli.args import name_argument, names_argument, refuse_file_as_text
 from adapterhub.errors import ArgumentKindError, InvalidNameError
 from adapterhub.manifest import parse_manifest
 from adapterhub.registry import add_release, init_index, open_index, resolve
@@ -94,6 +94,7 @@ def test_a_plain_name_stays_a_name_even_if_such_a_file_exists(capsys, tmp_path, 
 def test_every_text_or_name_positional_is_checked():
     """The class, not the examples: a new command with a name or text positional must be checked too."""
     free_text = {("search", "query"), ("yank", "version")}  # no file form to point to
+    free_text |= {("verify", "location"), ("trust", "location")}  # an index directory or URL: a path is right
 
     def walk(group: click.Group, path: tuple[str, ...] = ()):
         for name, cmd in group.commands.items():
@@ -115,6 +116,9 @@ def test_the_checks_as_functions(tmp_path, monkeypatch):
     assert refuse_file_as_text(("hello", "-")) == ("hello", "-")
     with pytest.raises(ArgumentKindError):
         refuse_file_as_text(("hello", "f.txt"))
+    assert names_argument("lock")(None, None, ("a", "b>=1")) == ("a", "b>=1")
+    with pytest.raises(ArgumentKindError):
+        names_argument("lock")(None, None, ("a", "f.txt"))
     check = name_argument("pull", "REQUIREMENT")
     assert check(None, None, "f>=1") == "f>=1" and check(None, None, None) is None
     with pytest.raises(ArgumentKindError) as info:

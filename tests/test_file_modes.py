@@ -83,15 +83,15 @@ def test_a_directory_registry_and_the_cache_follow_the_umask(tmp_path: Path, mon
 @pytest.mark.parametrize("mask", (0o022, 0o002), ids=oct)
 def test_the_server_root_follows_the_umask(tmp_path: Path, monkeypatch, mask: int) -> None:
     from adapterhub.publish import publish_to_hub
-    from adapterhub.server import HubServer
+    from adapterhub.server import HubServer, TokenGrant
 
     isolate_from_machine(monkeypatch, tmp_path)
     adapter = sample_adapter(tmp_path / "adapter")
     with umask(mask):
-        server = HubServer(tmp_path / "hub", socket_timeout=10)
+        server = HubServer(tmp_path / "hub", tokens=[TokenGrant.admin_token("admin-token")], socket_timeout=10)
         server.start()
         try:
-            publish_to_hub(adapter, "org/sst2-houlsby", endpoint=server.endpoint)
+            publish_to_hub(adapter, "org/sst2-houlsby", endpoint=server.endpoint, token="admin-token")
         finally:
             server.stop()
     assert (tmp_path / "hub" / "repos").is_dir()

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from server_fixtures import fault_plan, hub_server  # noqa: F401
+from server_fixtures import ADMIN_TOKEN, fault_plan, hub_server  # noqa: F401
 from signing_support import make_key, make_package, ok, oms_api_verify, run
 from store_support import blobs, leftovers, safetensors_bytes, views
 
@@ -206,12 +206,12 @@ def test_publish_to_the_hub_uploads_the_signature_and_pull_checks_it(tmp_path: P
                                                                      hub_server: HubServer) -> None:
     index = init_index(tmp_path / "index", "team")
     d = make_package(tmp_path / "pkg")
-    publish_to_hub(d, "org/toy", endpoint=hub_server.endpoint, token=False)  # unsigned, not indexed
+    publish_to_hub(d, "org/toy", endpoint=hub_server.endpoint, token=ADMIN_TOKEN)  # unsigned, not indexed
     sign_package(d, SigningKey(key.private))
-    signed = publish_to_hub(d, "org/toy", endpoint=hub_server.endpoint, token=False, index=index)
+    signed = publish_to_hub(d, "org/toy", endpoint=hub_server.endpoint, token=ADMIN_TOKEN, index=index)
     assert not signed.reused_commit  # the unsigned commit lacks model.sig: a new commit carries it
     assert SIGNATURE_FILENAME in signed.operations and signed.manifest.file(SIGNATURE_FILENAME) is not None
-    again = publish_to_hub(d, "org/toy", endpoint=hub_server.endpoint, token=False)
+    again = publish_to_hub(d, "org/toy", endpoint=hub_server.endpoint, token=ADMIN_TOKEN)
     assert again.reused_commit and again.commit == signed.commit
     pulled = pull("toy-adapter", index=index, trust=_trust(key.public))
     assert pulled.manifest.sources[0].revision == signed.commit

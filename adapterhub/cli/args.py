@@ -75,6 +75,15 @@ def name_argument(command: str, what: str = "NAME", *, dirs_ok: bool = False):
     return callback
 
 
+def names_argument(command: str, what: str = "NAME"):
+    """A click callback for a NAME... positional (``nargs=-1``): each value as :func:`name_argument` checks it."""
+    def callback(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(refuse_path_as_name(command, v, what) or v for v in values)
+
+    callback.checks_paths = True  # type: ignore[attr-defined]
+    return callback
+
+
 def text_argument():
     """A click callback for TEXT... positionals (see :func:`refuse_file_as_text`)."""
     def callback(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .app import cli, echo_json, index_option, json_option, print_table
-from .args import name_argument
+from .args import name_argument, names_argument
 
 
 @cli.command()
@@ -384,7 +384,7 @@ def _root_to_pin(location: str, root_file: str | None) -> bytes:
 
 
 @cli.command()
-@click.argument("requirements", nargs=-1, required=True)
+@click.argument("requirements", nargs=-1, required=True, callback=names_argument("lock", "NAME"))
 @click.option("--base", "base_model", help="Only versions for this base model id.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the lock to this file (default: standard output).")
