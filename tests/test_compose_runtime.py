@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from runtime_helpers import hidden, inputs_for, tiny_model
+from runtime_helpers import cache_keyword, hidden, inputs_for, output_cache, tiny_model
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
 from adapterhub.compose import Ensemble, Fuse, Mix, Parallel, Route, Stack, entropy
@@ -316,6 +316,26 @@ def test_emea_refuses_inference_mode():
     h.activate(Mix("e1", "e2", weights="emea"))
     with torch.inference_mode(), pytest.raises(CompositionError, match="no_grad"):
         h.model(**inputs_for("bert"))
+
+
+def test_emea_refuses_a_kv_cache_it_would_write_once_per_step():
+    """EMEA re-runs the forward for each gradient step: a cache passed in (under this transformers
+    version's name, ``cache`` from 5.24) would get the new tokens once per step, so it is refused."""
+    from transformers import AutoModelForCausalLM
+
+    model = tiny_model("llama", cls=AutoModelForCausalLM)
+    h = AdapterModel(model)
+    for i, name in enumerate(("e1", "e2")):
+        _add(h, name, "bottleneck", 20 + i, variant="pfeiffer")
+    ids = torch.randint(3, 99, (1, 5))
+    with torch.no_grad():
+        cache = output_cache(model(input_ids=ids, use_cache=True))
+    h.activate(Mix("e1", "e2", weights="emea", steps=2))
+    with torch.no_grad(), pytest.raises(CompositionError, match="KV cache"):
+        model(input_ids=ids[:, -1:], use_cache=True, **{cache_keyword(model): cache})
+    with torch.no_grad():
+        model(input_ids=ids, use_cache=False)  # what the hint says works
+    assert h.last_mix_weights[0].shape == (1, 2, 2)
 
 
 # --- Ensemble ----------------------------------------------------------------------------------------

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from runtime_helpers import hidden, tiny_model
+from runtime_helpers import cache_keyword, hidden, output_cache, tiny_model
 from torch.nn import functional as F
 
 from adapterhub.errors import AdapterStateError, CompositionError, SchemaError, UnsupportedArchitectureError
 from adapterhub.manifest import load_manifest
 from adapterhub.runtime import wrap
+from adapterhub.runtime.kv_cache import CACHE_KEYWORDS, cached_length
 from adapterhub.runtime.methods.coda import routing
 from adapterhub.runtime.safetensors_io import read_safetensors
 from adapterhub.runtime.soft_topk import budgets, soft_top_k
@@ -311,6 +312,63 @@ def test_deactivate_restores_base_and_save_load_round_trips(arch, tmp_path):
     assert torch.equal(hidden(model, inputs), out)
 
 
+def _coda_prefill():
+    """A Llama with CoDA on layer 1 (layer 0 left out) and the cache its prefill returned."""
+    from transformers import AutoModelForCausalLM
+
+    model = tiny_model("llama", cls=AutoModelForCausalLM)
+    wrap(model).add("c", "coda", k=0.5, leave_out=[0])
+    ids = torch.randint(3, 99, (1, 6), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        cache = output_cache(model(input_ids=ids, use_cache=True))  # the prefill itself works
+    return model, ids, cache
+
+
+def test_prefill_writes_nothing_to_the_cache_for_coda_layers():
+    """transformers 5.24 passes the cache as ``cache=``: the routed sub-forward must not write into it."""
+    _, _, cache = _coda_prefill()
+    assert cached_length(cache, 0) == 6  # the left-out layer is a plain layer
+    assert cached_length(cache, 1) == 0  # the CoDA layer ran on its routed tokens without the cache
+
+
+@pytest.mark.parametrize("name", ["model's own keyword", *CACHE_KEYWORDS])
+def test_continuing_a_cache_is_refused_under_every_keyword(name):
+    model, ids, cache = _coda_prefill()
+    keyword = cache_keyword(model) if name == "model's own keyword" else name
+    layer = model.model.layers[1]
+    with torch.no_grad(), pytest.raises(AdapterStateError, match="KV cache"):
+        if keyword == cache_keyword(model):  # the model passes it on to every layer under its own name
+            model(input_ids=ids[:, -1:], use_cache=True, **{keyword: cache})
+        else:  # a name this version does not use: straight to the layer, as another caller would
+            layer(torch.zeros(1, 1, 32), **{keyword: cache})
+
+
+@pytest.mark.parametrize("how", ["positional", "unknown keyword"])
+def test_a_cache_object_is_refused_wherever_it_sits(how):
+    model, _, cache = _coda_prefill()
+    layer = model.model.layers[1]
+    x = torch.zeros(1, 1, 32)
+    with torch.no_grad(), pytest.raises(AdapterStateError, match="KV cache"):
+        if how == "positional":  # (hidden_states, attention_mask, position_ids, <cache>) in 4.57 and 5.x
+            layer(x, None, None, cache)
+        else:  # a future rename: recognised by type
+            layer(x, kv_cache_of_the_future=cache)
+
+
+def test_a_cache_filled_without_coda_is_refused():
+    from transformers import AutoModelForCausalLM
+
+    model = tiny_model("llama", cls=AutoModelForCausalLM)
+    ids = torch.randint(3, 99, (1, 6))
+    with torch.no_grad():
+        cache = output_cache(model(input_ids=ids, use_cache=True))
+    wrap(model).add("c", "coda", k=0.5)
+    with torch.no_grad(), pytest.raises(AdapterStateError, match="use_cache=False"):
+        model(input_ids=ids[:, -1:], use_cache=True, **{cache_keyword(model): cache})
+    with torch.no_grad():  # what the hint says works
+        model(input_ids=ids, use_cache=False)
+
+
 def test_refusals():
     with pytest.raises(UnsupportedArchitectureError):
         wrap(tiny_model("gpt2")).add("c", "coda")
@@ -325,11 +383,6 @@ def test_refusals():
     with pytest.raises(SchemaError):
         h.add("c", "coda", leave_out=[0, 1])
     h.add("c", "coda", k=0.5, leave_out=[0])
-    ids = torch.randint(3, 99, (1, 6))
-    with torch.no_grad():
-        past = model(input_ids=ids, use_cache=True).past_key_values  # the prefill itself works
-        with pytest.raises(AdapterStateError, match="KV cache"):
-            model(input_ids=ids[:, :1], past_key_values=past, use_cache=True)
     h.add("d", "coda", activate=False)
     with pytest.raises(CompositionError):
         h.activate("c", "d")

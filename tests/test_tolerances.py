@@ -50,3 +50,12 @@ def test_model_terms_counts_every_layer_contraction():
     assert model_terms(tiny_config("gpt2")) == 2 * (32 + 37)
     assert model_terms(tiny_config("t5")) == (2 + 2) * (32 + 37)
     assert model_terms(tiny_config("gpt2", n_inner=None)) == 2 * (32 + 4 * 32)
+
+
+def test_equal_infinities_count_as_equal_and_nan_always_fails():
+    want = torch.tensor([1.0, -float("inf"), 2.0])
+    assert_close(want.clone(), want)
+    with pytest.raises(AssertionError):
+        assert_close(torch.tensor([1.0, 0.0, 2.0]), want)
+    with pytest.raises(AssertionError):
+        assert_close(torch.tensor([1.0, -float("inf"), float("nan")]), want)

@@ -63,13 +63,21 @@ def tolerance(reference: torch.Tensor, *, terms: int = 1, dtype: torch.dtype | N
     reference's) by another code path. ``scale`` overrides ``max|reference|`` where the magnitude that
     rounding acts on is known to be larger than the result (e.g. a difference of two large values)."""
     if scale is None:
-        scale = reference.detach().abs().max().item() if reference.numel() else 0.0
+        scale = magnitude(reference)
     return SAFETY * eps(dtype or reference) * scale * math.sqrt(max(terms, 1))
 
 
+def magnitude(reference: torch.Tensor) -> float:
+    """``max|reference|`` over its finite values (a masked logit of -inf carries no magnitude)."""
+    finite = reference.detach()[torch.isfinite(reference.detach())]
+    return finite.abs().max().item() if finite.numel() else 0.0
+
+
 def max_diff(got: torch.Tensor, want: torch.Tensor, mask: torch.Tensor | None = None) -> float:
-    """``max|got - want|`` over the positions where ``mask`` is true (all when None), computed in float64."""
-    d = (got.detach().double() - want.detach().double()).abs()
+    """``max|got - want|`` over the positions where ``mask`` is true (all when None), computed in float64.
+    Equal values count 0 (also equal infinities); a NaN on either side makes the result NaN."""
+    g, w = got.detach().double(), want.detach().double()
+    d = torch.where(g == w, torch.zeros_like(g), (g - w).abs())
     if mask is not None:
         d = d[mask.bool()]
     return d.max().item() if d.numel() else 0.0
@@ -85,9 +93,9 @@ def assert_close(got: torch.Tensor, want: torch.Tensor, *, terms: int = 1, mask:
     assert got.shape == want.shape, f"{what}shape {tuple(got.shape)} != {tuple(want.shape)}"
     ref = want[mask.bool()] if mask is not None else want
     dtype = dtype or (got.dtype if eps(got) >= eps(want) else want.dtype)
-    scale = ref.detach().abs().max().item() if scale is None and ref.numel() else (scale or 0.0)
+    scale = magnitude(ref) if scale is None else scale
     tol = tolerance(ref, terms=terms, dtype=dtype, scale=scale)
-    diff = max_diff(got, want, mask)
+    diff = max_diff(got, want, mask)  # NaN fails the comparison below
     assert diff <= tol, (f"{what}max abs diff {diff:.3e} > tolerance {tol:.3e} = {SAFETY:g} x eps({dtype}) "
                          f"x max|ref| {scale:.3g} x sqrt({terms} summed terms)")
     return diff
