@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from click.testing import CliRunner, Result
 from runtime_helpers import tiny_config
+from tolerances import assert_close, model_terms
 
 from adapterhub.cli import cli
 
@@ -88,3 +89,9 @@ def load_logits(base_dir: Path, adapter_path: Path) -> torch.Tensor:
     model = AutoModelForSequenceClassification.from_pretrained(base_dir).eval()
     wrap(model).load(adapter_path)
     return logits(model)
+
+
+def assert_same_logits(got: torch.Tensor, want: torch.Tensor) -> None:
+    """Logits of a freshly loaded model vs those computed before publishing: another model instance, whose
+    weights sit elsewhere in memory, so equal up to rounding (``tests/tolerances.py``), not bit for bit."""
+    assert_close(got, want, terms=model_terms(tiny_config("bert")))
