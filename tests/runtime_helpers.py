@@ -63,7 +63,7 @@ def assert_same_state(model, snapshot: dict[str, torch.Tensor]) -> None:
     now = model.state_dict()
     assert set(now) == set(snapshot), sorted(set(now) ^ set(snapshot))[:5]
     for k, v in snapshot.items():
-        assert torch.equal(now[k], v), k
+        assert torch.equal(now[k], v), k  # a state that must not change: the same bytes
 
 
 def output_cache(output):
