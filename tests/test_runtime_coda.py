@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from runtime_helpers import cache_keyword, hidden, output_cache, tiny_model
+from tolerances import assert_close, model_terms
 from torch.nn import functional as F
 
 from adapterhub.errors import AdapterStateError, CompositionError, SchemaError, UnsupportedArchitectureError
@@ -38,7 +39,7 @@ def test_soft_top_k_sums_to_k_in_unit_box_and_ignores_pads():
     k = torch.tensor([3, 2, 5])
     lam = soft_top_k(s, k, epsilon=0.1, iterations=20, valid=valid)
     assert lam.dtype == torch.float32
-    torch.testing.assert_close(lam.sum(-1), k.float(), atol=1e-3, rtol=0)
+    torch.testing.assert_close(lam.sum(-1), k.float(), atol=1e-3, rtol=0)  # 20 solver iterations, not rounding
     assert lam.min() >= 0 and lam.max() <= 1
     assert torch.all(lam[2, 6:] == 0)
 
@@ -145,7 +146,7 @@ def test_all_tokens_and_zero_adapter_equals_base(arch):
     h.add("c", "coda", k=1000)  # a count above every length: all valid tokens, lambda == 1
     out = hidden(model, inputs)
     valid = inputs["attention_mask"].bool()
-    torch.testing.assert_close(out[valid], base[valid], atol=1e-5, rtol=1e-5)
+    assert_close(out, base, terms=model_terms(model), mask=valid)  # the layer via CoDA's sub-call vs directly
     route = routing(h, "c")[0]
     assert torch.all(route.weights[valid] == 1) and torch.all(route.weights[~valid] == 0)
 
@@ -171,7 +172,7 @@ def test_unselected_get_adapter_only_selected_get_heavy_update_on_subsequence(ar
     route = routing(h, "c")[1]
     assert route.indices.shape == (2, 4) and route.selected.all()
     chosen = torch.zeros(2, 10, dtype=torch.bool).scatter(1, route.indices, True)
-    assert torch.equal(y[~chosen], (x + z)[~chosen])  # exactly X + adapter(X)
+    assert torch.equal(y[~chosen], (x + z)[~chosen])  # exactly X + adapter(X): the same ops on the same tensors
     # the chosen tokens: the original layer on the gathered sub-sequence, computed here in plain torch
     for b in range(2):
         idx = route.indices[b]
@@ -187,7 +188,7 @@ def test_unselected_get_adapter_only_selected_get_heavy_update_on_subsequence(ar
         fs = fs if isinstance(fs, torch.Tensor) else fs[0]
         lam = route.weights[b, idx][:, None]
         expect = x[b, idx] + z[b, idx] + lam * (fs[0] - x[b, idx])
-        torch.testing.assert_close(y[b, idx], expect, atol=1e-5, rtol=1e-5)
+        assert_close(y[b, idx], expect, terms=model_terms(model))
         assert lam.min() < 0.999  # a real soft weight, not a trivial 1
 
 
@@ -230,7 +231,7 @@ def test_padded_batch_equals_single_runs(arch, kernel):
         single = {"input_ids": batch["input_ids"][i:i + 1, :n], "attention_mask": batch["attention_mask"][i:i + 1, :n]}
         if arch != "bert":
             single["use_cache"] = False
-        torch.testing.assert_close(out[i, :n], hidden(model, single)[0], atol=2e-5, rtol=1e-5)
+        assert_close(out[i, :n], hidden(model, single)[0], terms=model_terms(model), what=f"row {i}: ")
 
 
 # --- training, lifecycle, refusals -----------------------------------------------------------------
@@ -298,7 +299,7 @@ def test_deactivate_restores_base_and_save_load_round_trips(arch, tmp_path):
     assert (out - base).abs().max() > 1e-3
     h.deactivate()
     assert "forward" not in layer.__dict__ and layer.forward == forward_before
-    assert torch.equal(hidden(model, inputs), base)
+    assert torch.equal(hidden(model, inputs), base)  # the original forward again: the same computation
     h.activate("c")
     assert torch.equal(hidden(model, inputs), out)
     h.save("c", tmp_path / "c")
@@ -309,7 +310,7 @@ def test_deactivate_restores_base_and_save_load_round_trips(arch, tmp_path):
     h.remove("c")
     assert torch.equal(hidden(model, inputs), base)
     h.load(tmp_path / "c", name="c2")
-    assert torch.equal(hidden(model, inputs), out)
+    assert_close(hidden(model, inputs), out, terms=model_terms(model))  # the same values, in new memory
 
 
 def _coda_prefill():
