@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from click.testing import CliRunner, Result
 from runtime_helpers import tiny_config
+from tolerances import assert_close, model_terms
 
 from adapterhub.cli import cli
 from adapterhub.registry import open_index
@@ -105,3 +106,7 @@ def sample_adapter(dest: Path) -> Path:
         shutil.copyfile(bundled / "mirror" / f["sha256"], dest / f["path"])
     (dest / "adapterhub.json").write_text(json.dumps(manifest))
     return dest
+def assert_same_logits(got: torch.Tensor, want: torch.Tensor) -> None:
+    """Logits of a freshly loaded model vs those computed before publishing: another model instance, whose
+    weights sit elsewhere in memory, so equal up to rounding (``tests/tolerances.py``), not bit for bit."""
+    assert_close(got, want, terms=model_terms(tiny_config("bert")))

@@ -63,4 +63,21 @@ def assert_same_state(model, snapshot: dict[str, torch.Tensor]) -> None:
     now = model.state_dict()
     assert set(now) == set(snapshot), sorted(set(now) ^ set(snapshot))[:5]
     for k, v in snapshot.items():
-        assert torch.equal(now[k], v), k
+        assert torch.equal(now[k], v), k  # a state that must not change: the same bytes
+
+
+def output_cache(output):
+    """The KV cache a model call returned, whatever this transformers version names the field."""
+    from adapterhub.runtime.kv_cache import is_cache
+
+    return next((v for v in output.values() if is_cache(v)), None)
+
+
+def cache_keyword(model) -> str:
+    """The name this transformers version's ``model.forward`` takes the KV cache by (``cache`` from 5.24)."""
+    import inspect
+
+    from adapterhub.runtime.kv_cache import CACHE_KEYWORDS
+
+    params = inspect.signature(model.forward).parameters
+    return next(name for name in CACHE_KEYWORDS if name in params)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from runtime_helpers import hidden, inputs_for, tiny_model
+from tolerances import assert_close, model_terms
 
 from adapterhub.compose import Fuse, load_fusion
 from adapterhub.errors import AdapterStateError, SchemaError
@@ -68,12 +69,12 @@ def test_saved_fusion_names_its_members_as_dependencies(tmp_path):
     before = {k: v.clone() for k, v in h3.model.state_dict().items()}
     with pytest.raises(SchemaError, match="not an attached adapter"):
         h3.load(tmp_path / "mix")
-    assert h3.adapters == () and all(torch.equal(v, h3.model.state_dict()[k]) for k, v in before.items())
+    assert h3.adapters == () and all(torch.equal(v, h3.model.state_dict()[k]) for k, v in before.items())  # untouched
     for d in fresh_src.values():
         h3.load(d, activate=False)  # attached under their published names
     name = h3.load(tmp_path / "mix")
     assert h3.active == (name,)
-    assert torch.allclose(hidden(h3.model, inputs), want, atol=1e-6)
+    assert_close(hidden(h3.model, inputs), want, terms=model_terms(h3.model))  # another model instance
 
 
 def test_member_version_pin_is_checked(tmp_path):
@@ -117,4 +118,4 @@ def test_load_fusion_pulls_members_from_a_registry(tmp_path):
     name = load_fusion(fresh, "demo-mix==1.0.0", index=index, sources=[ContentDirSource(blobs)],
                        cache_dir=tmp_path / "cache", offline=False)
     assert set(fresh.adapters) == {"demo-sent", "demo-topic", name}
-    assert torch.allclose(hidden(fresh.model, inputs), want, atol=1e-6)
+    assert_close(hidden(fresh.model, inputs), want, terms=model_terms(fresh.model))  # another model instance

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from runtime_helpers import assert_same_state, hidden, inputs_for, state_snapshot, tiny_model
+from tolerances import assert_close, model_terms
 
 from adapterhub.runtime import wrap
 
@@ -31,12 +32,15 @@ def test_merge_unmerge(arch, key):
     unmerged = hidden(model, inputs)
     h.merge(key)
     merged = hidden(model, inputs)
-    assert (merged - unmerged).abs().max() <= 1e-5
+    merged_state = state_snapshot(model)
+    assert_close(merged, unmerged, terms=model_terms(model))
     h.unmerge(key)
     now = model.state_dict()
-    worst = max((now[k] - v).abs().max().item() for k, v in base.items() if v.is_floating_point())
-    assert worst <= 1e-6
-    torch.testing.assert_close(hidden(model, inputs), unmerged, atol=1e-5, rtol=0)
+    for k, v in base.items():  # back to fp32 rounding of the larger magnitude the weight passed through
+        if v.is_floating_point() and v.numel():
+            scale = max(v.abs().max().item(), merged_state[k].abs().max().item())
+            assert_close(now[k], v, terms=4, scale=scale, what=f"{k}: ")
+    assert_close(hidden(model, inputs), unmerged, terms=model_terms(model))
 
 
 def test_merged_lora_runs_without_hooks():
@@ -95,7 +99,7 @@ def test_trainer_changes_only_adapter_and_head(tmp_path, method, config):
     assert any(k.startswith("adapterhub_adapters.t.") for k in changed)
     frozen = {k: v for k, v in before.items() if k not in trainable}
     for k, v in frozen.items():
-        assert torch.equal(after[k], v), k
+        assert torch.equal(after[k], v), k  # frozen: the same bytes
 
 
 def test_head_saved_and_loaded_with_adapter(tmp_path):
@@ -120,7 +124,7 @@ def test_head_saved_and_loaded_with_adapter(tmp_path):
     before = state_snapshot(fresh)
     h2 = wrap(fresh)
     h2.load(tmp_path / "cls")
-    with torch.no_grad():
-        torch.testing.assert_close(fresh(**inputs).logits, want, atol=0, rtol=0)
+    with torch.no_grad():  # another model instance: equal up to rounding
+        assert_close(fresh(**inputs).logits, want, terms=model_terms(fresh))
     h2.remove("cls")
     assert_same_state(fresh, before)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from runtime_helpers import ARCHS, assert_same_state, hidden, inputs_for, state_snapshot, tiny_model
+from tolerances import assert_close, model_terms
 
 from adapterhub.manifest import load_manifest
 from adapterhub.runtime import wrap
@@ -48,9 +49,9 @@ def test_every_method_roundtrips(arch, tmp_path):
         assert manifest.base_model.fingerprint == h.fingerprint
         assert {f.path for f in manifest.files} == {"adapter.safetensors"}
         h.remove(key)
-        torch.testing.assert_close(hidden(model, inputs), base_out, atol=0, rtol=0)
+        torch.testing.assert_close(hidden(model, inputs), base_out, atol=0, rtol=0)  # the base computation again
         h.load(target, name=key)
-        torch.testing.assert_close(hidden(model, inputs), out, atol=0, rtol=0)
+        assert_close(hidden(model, inputs), out, terms=model_terms(model), what=f"{key}: ")  # values in new memory
         h.remove(key)
     assert h.adapters == ()
     assert not list(h.container.parameters())
@@ -71,7 +72,7 @@ def test_stack_and_activation():
     both = hidden(model, inputs)
     assert (both - only_a).abs().max() > 1e-5
     h.deactivate()
-    torch.testing.assert_close(hidden(model, inputs), base_out, atol=0, rtol=0)
+    torch.testing.assert_close(hidden(model, inputs), base_out, atol=0, rtol=0)  # the base computation again
     counts = h.parameter_counts()
     assert counts["a"] == h.num_parameters("a") and counts["base"] == sum(
         p.numel() for n, p in model.named_parameters() if "adapterhub" not in n)

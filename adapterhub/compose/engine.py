@@ -21,6 +21,7 @@ import torch
 from torch.utils.hooks import RemovableHandle
 
 from ..errors import CompositionError
+from ..runtime.kv_cache import find_cache
 from ..runtime.methods.bottleneck import Bottleneck, BottleneckSite
 from ..runtime.methods.lora import Lora
 from ..runtime.sites import SiteFn, SiteKey, in_place_ok, install, site_layer
@@ -498,6 +499,10 @@ def _emea_hook(handle: AdapterModel, active: Active):
         if torch.is_inference_mode_enabled():
             raise CompositionError("Mix(weights='emea') takes gradient steps during the forward",
                                    hint="call the model under torch.no_grad(), not torch.inference_mode()")
+        if find_cache(args, kwargs) is not None:  # each gradient step's forward would write into it
+            raise CompositionError("Mix(weights='emea') re-runs the forward once per gradient step, so a KV cache "
+                                   "passed in would receive the new tokens once per step",
+                                   hint="call the model without a cache (use_cache=False)")
         b = _batch_size(args, kwargs)
         if b is None:
             raise CompositionError("Mix(weights='emea'): could not find the batch among the model inputs")

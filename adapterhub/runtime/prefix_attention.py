@@ -35,6 +35,9 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from ..errors import AdapterStateError
+from .kv_cache import cached_length, find_cache
+
 IMPL_NAME = "adapterhub_prefix"
 SUPPORTED_KERNELS = (None, "eager", "sdpa")
 
@@ -150,12 +153,13 @@ class Controller:
         hidden = args[0] if args and isinstance(args[0], torch.Tensor) else kwargs.get("hidden_states", kwargs.get("query"))
         if not isinstance(hidden, torch.Tensor):
             raise RuntimeError("adapterhub prefix tuning: could not find the attention input")
-        cache = kwargs.get("past_key_values", kwargs.get("past_key_value"))
+        cache = find_cache(args[1:], kwargs)  # any keyword transformers has used, or a cache by type
         cross = kwargs.get("key_value_states") is not None or kwargs.get("encoder_hidden_states") is not None
-        if cache is not None and not cross and _cached_length(cache, getattr(module, "layer_idx", None)) > 0:
-            raise RuntimeError(
-                "adapterhub prefix tuning: decoding with a filled KV cache is not supported where the attention is "
-                "computed inline (T5/BERT in transformers 4.x); use transformers >= 5 or call without a cache")
+        if cache is not None and not cross and cached_length(cache, getattr(module, "layer_idx", None)) > 0:
+            raise AdapterStateError(
+                "prefix tuning cannot continue a filled KV cache where the attention is computed inline "
+                f"({type(module).__name__}: BERT/DistilBERT/T5 in transformers 4.x)",
+                hint="use transformers >= 5, or call without a cache (generate(..., use_cache=False))")
         self._run_projection_hooks_last()
         batch = hidden.shape[0]
         pk, pv = self.prefix(batch)
@@ -193,14 +197,6 @@ class Controller:
         if self.pad_kv:
             return torch.cat([rows, out[:, rows.shape[1]:]], dim=1)
         return torch.cat([rows, out], dim=1)
-
-
-def _cached_length(cache: Any, layer_idx: int | None) -> int:
-    inner = getattr(cache, "self_attention_cache", cache)
-    try:
-        return int(inner.get_seq_length(layer_idx or 0))
-    except (AttributeError, TypeError, IndexError):
-        return 0
 
 
 def pad_mask(mask: Any, p: int) -> Any:

@@ -39,6 +39,7 @@ from ...errors import (
 )
 from ...manifest.configs import reduction_factor_for_layer
 from ..arch import Layer
+from ..kv_cache import CACHE_POSITION_KEYWORDS, cached_length, find_cache, without_cache
 from ..prefix_attention import kernel_name
 from ..soft_topk import budgets, soft_top_k
 from ..tensors import TensorTree
@@ -261,15 +262,15 @@ class _LayerForward:
         return type(out)((y, *out[1:])) if isinstance(out, tuple | list) else _replace_first(out, y)
 
     def _refuse_cache(self, call: dict[str, Any]) -> None:
-        cache = call.get("past_key_values", call.get("past_key_value"))
-        position = call.get("cache_position")
-        stale = isinstance(position, torch.Tensor) and position.numel() > 0 and int(position.min()) > 0
+        """Refuse a forward that continues a KV cache, whatever name or position the cache arrives by
+        (:mod:`adapterhub.runtime.kv_cache`): it is filled for this layer, its positions start after 0, or
+        this layer already ran a prefill into it (which wrote nothing, so the cache is short here)."""
+        cache = find_cache((), call)
+        positions = [call.get(k) for k in CACHE_POSITION_KEYWORDS]
+        stale = any(isinstance(p, torch.Tensor) and p.numel() > 0 and int(p.min()) > 0 for p in positions)
         if cache is not None:
             seen = getattr(cache, _MARK, None)
-            try:
-                filled = int(cache.get_seq_length(self.layer.index)) > 0
-            except (AttributeError, TypeError, IndexError):
-                filled = False
+            filled = cached_length(cache, self.layer.index) > 0
             stale = stale or filled or (seen is not None and self.layer.index in seen)
             if not stale:
                 with contextlib.suppress(AttributeError):  # a cache without a __dict__ is only checked by length
@@ -294,12 +295,7 @@ class _LayerForward:
         if isinstance(pe, tuple | list):
             sub["position_embeddings"] = tuple(t.expand(b, *t.shape[1:]).gather(
                 1, idx.unsqueeze(-1).expand(b, width, t.shape[-1])) for t in pe)
-        for key in ("past_key_values", "past_key_value", "cache_position"):
-            if key in sub:
-                sub[key] = None
-        if "use_cache" in sub:
-            sub["use_cache"] = False
-        return sub
+        return without_cache(sub)
 
 
 def _select(masked: torch.Tensor, k: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
