@@ -192,8 +192,8 @@ def prepare(name_or_dir: str, *, base: str | Path | None = None, force: bool = F
     tensor and head shape (attaching, which checks them all), and last the fingerprint. A mismatch is an
     :class:`~adapterhub.errors.IncompatibleBaseError` naming both sides.
     """
-    from .base_locator import check_shape_facts, locate_base
     from .errors import IncompatibleBaseError
+    from .store.base_locator import check_shape_facts, locate_base
 
     directory, manifest = _adapter_dir(name_or_dir, index=index, offline=offline, token=token)
     head = manifest.head

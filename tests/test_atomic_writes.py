@@ -45,7 +45,7 @@ def test_save_with_a_bad_field_writes_nothing(tmp_path):
 
 
 def test_a_crash_mid_save_leaves_no_directory_and_the_previous_save_intact(tmp_path, monkeypatch):
-    import adapterhub.runtime.package as package
+    import adapterhub.runtime.formats.adapterhub_dir as package
 
     fresh = tmp_path / "deep" / "er" / "a"
     existing = tmp_path / "b"
@@ -78,7 +78,7 @@ def test_saving_over_an_adapter_with_a_head_removes_the_stale_head(tmp_path):
 
 
 def test_export_peft_crash_leaves_nothing(tmp_path, monkeypatch):
-    import adapterhub.interop.peft as peft_io
+    import adapterhub.runtime.formats.peft as peft_io
 
     monkeypatch.setattr(peft_io, "write_safetensors", _crash)
     with pytest.raises(Crash):

@@ -81,8 +81,8 @@ def _reader_env(home: Path) -> dict[str, str]:
 
 
 def _base_available() -> bool:
-    from adapterhub.base_locator import locate_base
     from adapterhub.errors import NotFoundError
+    from adapterhub.store.base_locator import locate_base
 
     try:
         locate_base("sentence-transformers/all-MiniLM-L6-v2")

@@ -106,7 +106,7 @@ HOSTILE_YAML = {
 
 def test_hostile_yaml_of_the_archived_index_is_reported_per_file(tmp_path) -> None:
     """Regression: PyYAML's exceptions (and RecursionError on deep nesting) escaped the importer."""
-    from adapterhub.interop.adapterhub_index import import_adapterhub_index
+    from adapterhub.registry.archived import import_adapterhub_index
 
     org = tmp_path / "archive" / "adapters" / "org"
     org.mkdir(parents=True)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from adapterhub.interop.adapterhub_index import import_adapterhub_index, legacy_name, map_versions
 from adapterhub.registry import SearchQuery, check_index, open_index, resolve, resolve_closure, search
+from adapterhub.registry.archived import import_adapterhub_index, legacy_name, map_versions
 
 ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "adapterhub-v2"
 needs_archive = pytest.mark.skipif(not ARCHIVE.is_dir(), reason=f"shared data not present at {ARCHIVE}")

@@ -12,10 +12,10 @@ import torch
 from runtime_helpers import inputs_for, tiny_config
 
 from adapterhub.errors import SchemaError, WeightMismatchError
-from adapterhub.interop.peft import export_peft
 from adapterhub.manifest import load_manifest
 from adapterhub.publish.scaffold import InitOptions, init_adapter
 from adapterhub.runtime import wrap
+from adapterhub.runtime.formats.peft import export_peft
 
 TASKS = {"causal": "AutoModelForCausalLM", "seq-cls": "AutoModelForSequenceClassification",
          "token-cls": "AutoModelForTokenClassification"}

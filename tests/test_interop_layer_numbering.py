@@ -11,9 +11,9 @@ from manifest_samples import manifest
 from runtime_helpers import hidden, inputs_for, tiny_config, tiny_model
 
 from adapterhub.errors import IncompatibleBaseError, SchemaError
-from adapterhub.interop.adapterhub_index import import_adapterhub_index, legacy_name
 from adapterhub.manifest import load_manifest, manifest_problems
 from adapterhub.registry import open_index, resolve
+from adapterhub.registry.archived import import_adapterhub_index, legacy_name
 from adapterhub.runtime import wrap
 
 

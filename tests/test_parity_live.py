@@ -77,7 +77,7 @@ def test_peft_live_and_export(arch, kind, tmp_path):
     if kind == "dora" and arch == "gpt2":
         return  # DoRA on a fused projection is not exportable (documented)
     h.save(name, tmp_path / "ours")  # our format round trip
-    from adapterhub.interop.peft import export_peft
+    from adapterhub.runtime.formats.peft import export_peft
 
     export_peft(h, name, tmp_path / "export")
     again = peft.PeftModel.from_pretrained(tiny_model(arch), tmp_path / "export").eval()
@@ -94,7 +94,7 @@ def test_export_fused_qv_lora_to_peft(arch, tmp_path):
     h = wrap(model)
     h.add("l", "lora", r=2, alpha=6, init_weights="bert", target_modules=["q", "v", "ffn_out"])
     got = hidden(model, inputs)
-    from adapterhub.interop.peft import export_peft
+    from adapterhub.runtime.formats.peft import export_peft
 
     export_peft(h, "l", tmp_path / "export")
     again = peft.PeftModel.from_pretrained(tiny_model(arch), tmp_path / "export").eval()

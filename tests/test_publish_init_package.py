@@ -79,7 +79,7 @@ def test_init_refuses_a_base_with_other_weights(tmp_path: Path) -> None:
 
 
 def _peft_dir(tmp_path: Path) -> tuple[Path, Path, torch.Tensor]:
-    from adapterhub.interop.peft import export_peft
+    from adapterhub.runtime.formats.peft import export_peft
 
     saved = save_adapter(tmp_path, "lora", r=4, alpha=8)
     model = make_model()

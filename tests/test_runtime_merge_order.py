@@ -14,8 +14,8 @@ import pytest
 import torch
 from runtime_helpers import assert_same_state, hidden, inputs_for, state_snapshot, tiny_model
 
-import adapterhub.compose.engine
-import adapterhub.compose.merged
+import adapterhub.runtime.activation
+import adapterhub.runtime.merge_check
 from adapterhub.compose import Merge, Mix, Parallel, Route, Stack
 from adapterhub.errors import AdapterStateError, MergeConflictError
 from adapterhub.runtime import AdapterModel, wrap
@@ -80,8 +80,8 @@ def test_merging_a_stack_member_keeps_the_output_or_refuses(pair, which, monkeyp
         assert h.merged == () and h.composition == Stack(*pair)
         assert torch.equal(hidden(h.model, inputs), want)
         # not spurious: folding it anyway (the old behaviour) changes the outputs
-        monkeypatch.setattr(adapterhub.compose.merged, "check_merged", lambda *a, **k: None)
-        monkeypatch.setattr(adapterhub.compose.engine, "check_merged", lambda *a, **k: None)
+        monkeypatch.setattr(adapterhub.runtime.merge_check, "check_merged", lambda *a, **k: None)
+        monkeypatch.setattr(adapterhub.runtime.activation, "check_merged", lambda *a, **k: None)
         h.merge(target)
         assert (hidden(h.model, inputs) - want).abs().max().item() > MOVES * _scale(want)
         return

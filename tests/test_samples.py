@@ -53,8 +53,8 @@ def _tensor_counts(path: Path) -> tuple[int, set[str]]:
 @pytest.fixture
 def minilm(monkeypatch: pytest.MonkeyPatch) -> Path:
     """The real all-MiniLM-L6-v2 directory, found as `adapterhub run` finds it (skip when absent)."""
-    from adapterhub.base_locator import locate_base
     from adapterhub.errors import NotFoundError
+    from adapterhub.store.base_locator import locate_base
 
     try:
         return locate_base(BASE_ID).path

@@ -413,8 +413,8 @@ def index_import_adapterhub(source: Path, out: Path, as_json: bool) -> None:
 
     A progress bar counts the files on a terminal (stderr); none with --json or when stderr is piped.
     """
-    from ..interop.adapterhub_index import import_adapterhub_index
     from ..progress import Progress
+    from ..registry.archived import import_adapterhub_index
 
     with Progress(False if as_json else None, 0, "importing", unit="file") as bar:
         report = import_adapterhub_index(source, out, on_file=bar.report)

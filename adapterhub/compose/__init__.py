@@ -3,14 +3,14 @@
 Activation space (this package's blocks, run by :meth:`AdapterModel.activate`): ``Stack``,
 ``Fuse`` (AdapterFusion), ``Mix`` (incl. ``weights="emea"``), ``Ensemble``, ``Route`` and the
 ``adapters`` library's ``Parallel``. The blocks themselves are torch-free data; compiling them
-(``adapterhub.compose.engine``) imports torch.
+(``adapterhub.runtime.activation``) imports torch.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .blocks import (
+from ..blocks import (
     Block,
     Ensemble,
     Fuse,
@@ -62,7 +62,7 @@ def fusion_regularization(ah: AdapterModel, name: str) -> Any:
 
 def entropy(logits: Any, mask: Any = None) -> Any:
     """Per-example mean prediction entropy (masked positions left out), as EMEA minimises it."""
-    from .engine import entropy as _entropy
+    from ..runtime.activation import entropy as _entropy
 
     return _entropy(logits, mask)
 

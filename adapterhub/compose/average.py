@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import CompositionError, IncompatibleBaseError, WeightMismatchError
-from ..runtime.package import AdapterPackage, BaseFacts, read_adapter_dir, write_adapter_dir
+from ..runtime.formats import read_adapter_dir, write_adapter_dir
+from ..runtime.package import AdapterPackage, BaseFacts
 
 if TYPE_CHECKING:
     from ..runtime.handle import AdapterModel

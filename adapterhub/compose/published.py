@@ -1,7 +1,7 @@
 """Compositions published as manifests (method ``composition``): save one, load one, pull one.
 
 A composition manifest has no weights: its ``adapter.config.composition`` is a block tree (the JSON
-form of :mod:`adapterhub.compose.blocks`) over adapters named by their published names, and every
+form of :mod:`adapterhub.blocks`) over adapters named by their published names, and every
 one of them is a manifest dependency. Publishing it therefore publishes *how* to combine adapters
 that are released on their own; ``pull`` brings the whole dependency closure, and activating it maps
 published names onto the adapters attached to the model.
@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..blocks import Block, Fuse, Mix, Route, as_block, from_json, summary, to_json, validate
 from ..errors import AdapterStateError, CompositionError
 from ..fileio import staged_directory
-from .blocks import Block, Fuse, Mix, Route, as_block, from_json, summary, to_json, validate
 
 if TYPE_CHECKING:
     from ..manifest import Manifest

@@ -1,27 +1,26 @@
-"""Import/export of adapter directories in other tools' formats (``adapters`` library, PEFT)."""
+"""Deprecated home of the foreign directory formats, kept so existing imports keep working.
+
+The formats now live in :mod:`adapterhub.runtime.formats` (one dispatcher, one module per format) and
+the archived AdapterHub index importer in :mod:`adapterhub.registry.archived`. Importing a name from
+here warns once and returns the object from its new home.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import importlib
+import warnings
+from typing import Any
 
-from ..errors import NotFoundError
-
-
-def read_foreign_dir(directory: Path, binding=None):
-    """Read a non-adapterhub adapter directory into an :class:`AdapterPackage` (converting on ingest)."""
-    from ..jsonio import load_strict
-
-    config_path = directory / "adapter_config.json"
-    if not config_path.is_file():
-        raise NotFoundError(f"{directory}: no adapterhub.json and no adapter_config.json; not an adapter directory")
-    config = load_strict(config_path)
-    if isinstance(config, dict) and "peft_type" in config:
-        from .peft import read_peft_dir
-
-        return read_peft_dir(directory, config, binding)
-    from .adapters_lib import read_adapters_dir
-
-    return read_adapters_dir(directory, config, binding)
+_MOVED = {
+    "export_peft": "adapterhub.runtime.formats.peft",
+    "read_peft_dir": "adapterhub.runtime.formats.peft",
+    "read_adapters_dir": "adapterhub.runtime.formats.adapters_lib",
+    "read_adapter_dir": "adapterhub.runtime.formats",
+}
 
 
-__all__ = ["read_foreign_dir"]
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"adapterhub.interop.{name} moved to {_MOVED[name]}.{name}", DeprecationWarning, stacklevel=2)
+    return getattr(importlib.import_module(_MOVED[name]), name)

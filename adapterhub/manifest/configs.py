@@ -227,8 +227,8 @@ class CompositionConfig(MethodConfig):
     composition: Any
 
     def block(self) -> Any:
-        """The :mod:`adapterhub.compose.blocks` tree (raises ``CompositionError`` if malformed)."""
-        from ..compose.blocks import from_json, validate
+        """The :mod:`adapterhub.blocks` tree (raises ``CompositionError`` if malformed)."""
+        from ..blocks import from_json, validate
 
         block = from_json(self.composition)
         validate(block)

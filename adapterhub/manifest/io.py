@@ -150,7 +150,7 @@ def layer_index_problems(config: dict[str, Any], num_hidden_layers: int,
 
 def _composition_problems(data: dict[str, Any], config: dict[str, Any], dep_names: list[str]) -> list[SchemaProblem]:
     """A composition manifest: a well-formed block over its dependencies, and no weights of its own."""
-    from ..compose.blocks import from_json, validate
+    from ..blocks import from_json, validate
     from ..errors import CompositionError
 
     problems: list[SchemaProblem] = []

@@ -268,7 +268,7 @@ def _read_with_base(directory: Path, base_path: str | Path, config: dict[str, An
 
     task_class, num_labels = None, None
     if kind == "adapters-library":
-        from ..interop.adapters_heads import head_meta, task_class_of
+        from ..runtime.formats.adapters_heads import head_meta, task_class_of
 
         meta = head_meta(directory)
         if meta is not None:

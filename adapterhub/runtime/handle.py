@@ -27,9 +27,10 @@ from .arch import Binding, bind
 from .config import check_config, stated_json
 from .fingerprint import CONTAINER, base_fingerprint
 from .folds import Fold
+from .formats import composition_manifest, detect_format, read_adapter_dir, write_adapter_dir
 from .heads import check_head, head_info, head_parameters, load_head, saved_head
 from .methods import REGISTRY, Method
-from .package import AdapterPackage, BaseFacts, read_adapter_dir, write_adapter_dir
+from .package import AdapterPackage, BaseFacts
 from .tensors import TensorTree, check_tensors
 
 _HANDLE_ATTR = "_adapterhub_handle"
@@ -58,7 +59,7 @@ class AdapterModel:
         self._fingerprint: str | None = None
         self._entries: dict[str, _Entry] = {}
         self._active: tuple[Any, ...] = ()
-        self._composition: Any = None  # adapterhub.compose.engine.Active
+        self._composition: Any = None  # adapterhub.runtime.activation.Active
         self._head_owner: str | None = None  # the adapter whose head the model's head module holds
         self._merge_order: list[str] = []  # merged adapters, in the order their folds were applied
         self._base_head: dict[str, torch.Tensor] | None = None  # the model's own head, before any adapter's
@@ -145,7 +146,7 @@ class AdapterModel:
         if method != "fusion":
             typed = check_config(method, config, (*REGISTRY, "fusion"))
             return typed, REGISTRY[method](typed.effective(), self.binding)
-        from ..compose.fusion import Fusion
+        from .methods.fusion import Fusion
 
         members = config.get("members")
         if not isinstance(members, list | tuple) or not all(isinstance(m, str) for m in members):
@@ -180,17 +181,11 @@ class AdapterModel:
         composition (a directory or ``adapterhub.json`` of method ``composition``) attaches nothing: it
         activates its block on adapters already attached and returns the composition's name.
         """
-        from ..compose.fusion import FUSION_CONFIG_FILE, read_adapters_fusion_dir
-
-        composition = _composition_manifest(Path(path))
-        if composition is not None:  # a published composition: activates adapters already attached
+        if detect_format(path) == "composition":  # a published composition: activates adapters already attached
             from ..compose.published import activate_manifest
 
-            return activate_manifest(self, composition, str(path), activate=activate, force=force)
-        if (Path(path) / FUSION_CONFIG_FILE).is_file():
-            pkg = read_adapters_fusion_dir(Path(path), self.binding)
-        else:
-            pkg = read_adapter_dir(path, self.binding)
+            return activate_manifest(self, composition_manifest(path), str(path), activate=activate, force=force)
+        pkg = read_adapter_dir(path, self.binding)
         return self.load_package(pkg, name=name, force=force, activate=activate)
 
     def load_package(self, pkg: AdapterPackage, *, name: str | None = None, force: bool = False,
@@ -268,7 +263,7 @@ class AdapterModel:
         fusion="f"))``, ``Mix``, ``Route``, ``Parallel``, ``Ensemble`` see ``docs/compose.md``. On any
         error the previous composition stays active.
         """
-        from ..compose.engine import activate as compile_and_install
+        from .activation import activate as compile_and_install
 
         for b in blocks:
             if isinstance(b, str):
@@ -292,8 +287,8 @@ class AdapterModel:
         one must score with its head, not with the head loaded last. The outgoing head is first written
         back to its adapter, so what training did to it is kept (and saved by :meth:`package`).
         """
-        from ..compose.blocks import top_chain
-        from ..compose.heads import head_owner
+        from ..blocks import top_chain
+        from .head_routing import head_owner
 
         block = self._composition.block if self._composition is not None else None
         owner = head_owner(self, top_chain(block)) if block is not None else None
@@ -393,8 +388,8 @@ class AdapterModel:
         way that does not commute: IA3 then LoRA, DoRA next to anything) it raises
         :class:`MergeConflictError` and changes nothing.
         """
-        from ..compose.blocks import summary
-        from ..compose.merged import check_merged, leaves
+        from ..blocks import summary
+        from .merge_check import check_merged, leaves
 
         entry = self._entry(name)
         if not entry.method.weight_space:
@@ -426,7 +421,7 @@ class AdapterModel:
         Folds that do not commute come out in the reverse order they went in: otherwise
         :class:`MergeConflictError`, and nothing changes.
         """
-        from ..compose.merged import check_merged, check_unmerge_order
+        from .merge_check import check_merged, check_unmerge_order
 
         entry = self._entry(name)
         if not entry.merged:
@@ -513,13 +508,3 @@ def _manifest_name(name: str) -> str:
     norm = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", normalize_name(name))).strip("-")[:64]
     return norm if len(norm) >= 2 else f"adapter-{norm}".strip("-")
 
-
-def _composition_manifest(path: Path) -> Any:
-    """The manifest at ``path`` (a directory or ``adapterhub.json``) if it publishes a composition, else None."""
-    from ..manifest import MANIFEST_FILENAME, load_manifest
-
-    file = path / MANIFEST_FILENAME if path.is_dir() else path
-    if file.name != MANIFEST_FILENAME or not file.is_file():
-        return None
-    manifest = load_manifest(file)
-    return manifest if manifest.adapter.method == "composition" else None

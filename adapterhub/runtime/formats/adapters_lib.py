@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from packaging.version import InvalidVersion, Version
 
-from ..runtime.arch import Binding
-from ..runtime.package import AdapterPackage, BaseFacts
-from .adapters_config import bottleneck_config, unsupported
+from ...manifest.adapters_config import bottleneck_config, unsupported
+from ..arch import Binding
+from ..package import AdapterPackage, BaseFacts
 from .adapters_heads import attach_head, read_library_head
 from .keys import layer_index, match_suffix, slot_index
 from .weights import load_weights

@@ -23,12 +23,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..blocks import Block, summary, top_chain
 from ..errors import MergeConflictError
-from ..runtime.folds import Fold, combined, commute, overlap
-from .blocks import Block, summary, top_chain
+from .folds import Fold, combined, commute, overlap
 
 if TYPE_CHECKING:
-    from ..runtime.handle import AdapterModel
+    from .handle import AdapterModel
 
 DESCRIBE = {"add": "adds to the output", "scale": "scales the output", "scale_in": "scales the input",
             "other": "rescales output rows by the weight's norms"}

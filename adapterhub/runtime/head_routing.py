@@ -22,12 +22,12 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from ..blocks import Block, Ensemble, Fuse, Parallel, Route
 from ..errors import CompositionError
-from ..runtime.heads import head_parameters
-from .blocks import Block, Ensemble, Fuse, Parallel, Route
+from .heads import head_parameters
 
 if TYPE_CHECKING:
-    from ..runtime.handle import AdapterModel
+    from .handle import AdapterModel
 
 HeadTensors = dict[str, torch.Tensor]
 

@@ -2,7 +2,7 @@
 
 A block tree names adapters attached to one :class:`~adapterhub.runtime.AdapterModel` and says how
 their outputs combine. The runtime compiles it into one function per insertion point
-(:mod:`adapterhub.compose.engine`). Blocks round-trip through JSON (:func:`to_json` /
+(:mod:`adapterhub.runtime.activation`). Blocks round-trip through JSON (:func:`to_json` /
 :func:`from_json`) so a composition can be published next to its adapters.
 
 Nesting rules (anything else raises :class:`~adapterhub.errors.CompositionError` naming what is
@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Union
 
-from ..errors import CompositionError
+from .errors import CompositionError
 
 Block = Union[str, "Stack", "Fuse", "Mix", "Ensemble", "Route", "Parallel"]
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from ..errors import WeightMismatchError
-from ..runtime.arch import Binding
-from ..runtime.methods.prefix import PrefixTuning, flat_config, mlp_prefix
-from .adapters_config import unsupported
+from ...errors import WeightMismatchError
+from ...manifest.adapters_config import unsupported
+from ..arch import Binding
+from ..methods.prefix import PrefixTuning, flat_config, mlp_prefix
 
 LOCATIONS = {"self_prefix": "self", "self": "self", "encoder_prefix": "encoder", "cross_prefix": "cross"}
 MLP_LEAVES = {"wte.weight": "wte", "control_trans.0.weight": "down.weight", "control_trans.0.bias": "down.bias",
@@ -73,7 +73,7 @@ def convert_prefix(cfg: dict[str, Any], tensors: dict[str, torch.Tensor], name: 
     """(method, stated config, tensors) in our flat inference form."""
     stated = _config(cfg)
     found = _collect(tensors, name)
-    from ..runtime.config import check_config
+    from ..config import check_config
 
     lib_flat = stated["flat"]
     reparam = {**stated, "flat": False}

@@ -1,7 +1,7 @@
 """The ``adapters`` library's bottleneck config (``BnConfig`` keys) as our bottleneck/Compacter config.
 
-Torch-free: the directory reader (:mod:`adapterhub.interop.adapters_lib`) and the archived-index
-importer (:mod:`adapterhub.interop.adapterhub_index`, whose custom architectures are BnConfig dicts)
+Torch-free: the directory reader (:mod:`adapterhub.runtime.formats.adapters_lib`) and the archived-index
+importer (:mod:`adapterhub.registry.archived`, whose custom architectures are BnConfig dicts)
 share it. Keys with no equivalent in our runtime are refused with the key named, except where the
 library's own math makes them a no-op (``adapter_residual_before_ln`` only moves the residual add
 across ``ln_after``; without ``ln_after`` both orders are the same sum).

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import JSONFormatError, NotFoundError
-from .jsonio import load_strict
+from ..errors import JSONFormatError, NotFoundError
+from ..jsonio import load_strict
 
 # repo id -> (importable module, zero-argument function returning the model directory)
 KNOWN_PACKAGES: dict[str, tuple[str, str]] = {
@@ -162,7 +162,7 @@ def check_shape_facts(location: BaseLocation, model_type: str, hidden_size: int,
     Shapes come first because no flag can make them fit; only after they match is a fingerprint
     difference worth an offer of ``--force``.
     """
-    from .errors import IncompatibleBaseError
+    from ..errors import IncompatibleBaseError
 
     theirs = (model_type, hidden_size, num_hidden_layers)
     mine = shape_facts(location)

@@ -20,17 +20,29 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.hooks import RemovableHandle
 
+from ..blocks import (
+    Block,
+    Ensemble,
+    Fuse,
+    Mix,
+    Parallel,
+    Route,
+    Stack,
+    as_block,
+    summary,
+    top_chain,
+    validate,
+)
 from ..errors import CompositionError
-from ..runtime.kv_cache import find_cache
-from ..runtime.methods.bottleneck import Bottleneck, BottleneckSite
-from ..runtime.methods.lora import Lora
-from ..runtime.sites import SiteFn, SiteKey, in_place_ok, install, site_layer
-from .blocks import Block, Ensemble, Fuse, Mix, Parallel, Route, Stack, as_block, summary, top_chain, validate
-from .heads import head_hooks
-from .merged import check_merged
+from .head_routing import head_hooks
+from .kv_cache import find_cache
+from .merge_check import check_merged
+from .methods.bottleneck import Bottleneck, BottleneckSite
+from .methods.lora import Lora
+from .sites import SiteFn, SiteKey, in_place_ok, install, site_layer
 
 if TYPE_CHECKING:
-    from ..runtime.handle import AdapterModel
+    from .handle import AdapterModel
 
 REPLICATED_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds",
                      "decoder_input_ids", "decoder_attention_mask", "decoder_inputs_embeds", "labels",

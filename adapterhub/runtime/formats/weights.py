@@ -10,13 +10,13 @@ from pathlib import Path
 
 import torch
 
-from ..errors import NotFoundError
-from ..runtime.safetensors_io import read_safetensors
+from ...errors import NotFoundError
+from ..safetensors_io import read_safetensors
 
 
 def load_weights(directory: Path, stem: str = "adapter", legacy: str = "pytorch_adapter.bin") -> dict[str, torch.Tensor]:
     """``<stem>.safetensors`` if present, else ``legacy`` (a pickle) through the weights-only converter."""
-    from ..store.convert import pickle_tensors
+    from ...store.convert import pickle_tensors
 
     st = directory / f"{stem}.safetensors"
     if st.is_file():

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from ..errors import SchemaError, SchemaProblem, WeightMismatchError
-from ..runtime.heads import head_info, split_head
+from ...errors import SchemaError, SchemaProblem, WeightMismatchError
+from ..heads import head_info, split_head
 from .weights import load_weights
 
 HEAD_CONFIG_FILE = "head_config.json"
@@ -75,7 +75,7 @@ def _refuse(directory: Path, pointer: str, message: str) -> SchemaError:
 
 def head_meta(directory: Path) -> dict[str, Any] | None:
     """``head_config.json`` of ``directory`` (None without one); weights without it are refused."""
-    from ..jsonio import load_strict
+    from ...jsonio import load_strict
 
     has_weights = any((directory / n).is_file() for n in (f"{HEAD_WEIGHTS[0]}.safetensors", HEAD_WEIGHTS[1]))
     if not (directory / HEAD_CONFIG_FILE).is_file():
