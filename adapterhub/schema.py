@@ -36,7 +36,7 @@ def _validator(filename: str):
         doc = load_strict(path)
         resources.append((doc["$id"], Resource.from_contents(doc)))
     registry = Registry().with_resources(resources)
-    # The schemas are ours and checked against the meta-schema by tests/test_schema_types.py; checking
+    # The schemas are ours and checked against the meta-schema by tests/manifest/test_schema_types.py; checking
     # them again here cost ~0.2 s per process, on every command (e.g. a warm `adapterhub pull`).
     return Draft202012Validator(load_schema(filename), registry=registry)
 

@@ -2,8 +2,8 @@
 
 Run:  python benchmarks/bench_cache_stress.py [--pullers 4] [--pulls 150] [--adapters 16]
 
-The long version of ``tests/test_store_races.py::test_pulls_removals_and_gc_side_by_side`` (see
-``tests/cache_stress.py`` for what each process does). Issue 13 §5 saw a few of 600 pulls fail this
+The long version of ``tests/store/test_store_races.py::test_pulls_removals_and_gc_side_by_side`` (see
+``tests/support/cache_stress.py`` for what each process does). Issue 13 §5 saw a few of 600 pulls fail this
 way (``FileNotFoundError`` on a shared ``.part`` name, and at ``temp.mkdir()`` when gc removed a
 just-created name directory). Two runs: with adapters that list identical bytes under two paths,
 and without (which leaves only the gc/mkdir interleaving to hit). Every pull must succeed, every

@@ -27,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from manifest_samples import VALID_MANIFEST  # noqa: E402
+from support.manifest_samples import VALID_MANIFEST  # noqa: E402
 
 from adapterhub.errors import NotFoundError  # noqa: E402
 from adapterhub.jsonio import dumps_canonical  # noqa: E402

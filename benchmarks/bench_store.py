@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from store_support import big_safetensors, manifest_for, put_repo  # noqa: E402
+from support.store_support import big_safetensors, manifest_for, put_repo  # noqa: E402
 
 from adapterhub.registry import add_release, init_index  # noqa: E402
 from adapterhub.server import HubServer  # noqa: E402

@@ -6,7 +6,7 @@ A target takes raw bytes and either returns or raises an :class:`~adapterhub.err
 accepted JSON must serialise back out, accepted archives hold only safe paths, an accepted
 safetensors header tiles its data exactly. ``seeds(name)`` gives valid inputs to start from.
 
-Run by ``benchmarks/fuzz.py`` (atheris, coverage-guided) and, briefly, by ``tests/test_fuzz.py``.
+Run by ``benchmarks/fuzz.py`` (atheris, coverage-guided) and, briefly, by ``tests/project/test_fuzz.py``.
 """
 
 from __future__ import annotations

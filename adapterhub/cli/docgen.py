@@ -1,7 +1,7 @@
 """Generate the command reference in docs/cli.md from the click command tree.
 
 ``python -m adapterhub.cli.docgen`` rewrites the part of docs/cli.md after the marker line; the
-prose above it is kept. ``tests/test_docs_cli.py`` fails when the file is stale, so a new command or
+prose above it is kept. ``tests/project/test_docs_cli.py`` fails when the file is stale, so a new command or
 option cannot ship undocumented. The output depends only on the command definitions (no terminal
 width), so it is the same on every machine.
 """

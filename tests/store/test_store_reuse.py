@@ -1,0 +1,188 @@
+"""Cached bytes are reused only when they still are the verified bytes (see adapterhub/store/reuse.py).
+
+Each test damages the cache the way issue 10 describes (an in-place edit of the same size, a
+truncated blob, a blob replaced by a symlink) and checks that the next pull serves the manifest's
+bytes, and that "verified" is printed only when the bytes were hashed by that pull.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from support.store_support import dir_with, leftovers, manifest_for, safetensors_bytes, sha
+
+from adapterhub.manifest import MANIFEST_FILENAME, manifest_to_dict
+from adapterhub.store import LocalDirSource, pull, verify
+
+WEIGHTS = safetensors_bytes(4096)
+CONFIG = b'{"r": 4, "alpha": 8}\n'
+FILES = {"adapter.safetensors": WEIGHTS, "adapter_config.json": CONFIG}
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> LocalDirSource:
+    return LocalDirSource(dir_with(tmp_path / "source", FILES))
+
+
+def blob(cache: Path, body: bytes) -> Path:
+    return cache / "blobs" / "sha256" / sha(body)
+
+
+def edit_in_place(path: Path, *, keep_mtime: bool = False) -> None:
+    """Flip one byte without changing the size (and, if asked, put the old mtime back)."""
+    st = os.stat(path)
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as fh:
+        fh.seek(st.st_size // 2)
+        byte = fh.read(1)
+        fh.seek(st.st_size // 2)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    os.chmod(path, 0o444)
+    if keep_mtime:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def assert_serves_the_manifest(result) -> None:
+    for path, body in FILES.items():
+        target = result.files[path]
+        assert not target.is_symlink()
+        assert target.read_bytes() == body, f"{path} serves other bytes"
+
+
+@pytest.mark.parametrize("rehash_limit", [None, "0"])
+@pytest.mark.parametrize("path", list(FILES))
+def test_a_file_edited_in_place_is_never_served(cache, source, monkeypatch, rehash_limit, path):
+    """Small files are always re-hashed; with the limit at 0 every file relies on its stat stamp, and an
+    edit is seen even when the mtime is put back (ctime cannot be)."""
+    if rehash_limit is not None:
+        monkeypatch.setenv("ADAPTERHUB_REHASH_LIMIT", rehash_limit)
+    manifest = manifest_for(FILES)
+    first = pull(manifest, sources=[source])
+    edit_in_place(first.files[path], keep_mtime=True)
+    again = pull(manifest, sources=[source])
+    assert_serves_the_manifest(again)
+    assert again.fully_hashed
+    assert verify().ok
+
+
+def test_an_untouched_warm_pull_hashes_only_small_files(cache, source, monkeypatch):
+    manifest = manifest_for(FILES)
+    pull(manifest, sources=[source])
+    warm = pull(manifest, sources=[])  # no source: any fetch would fail
+    assert warm.hashed == 2 and warm.fully_hashed  # both files are under the default 16 MiB
+    monkeypatch.setenv("ADAPTERHUB_REHASH_LIMIT", "0")
+    stat_only = pull(manifest, sources=[])
+    assert stat_only.hashed == 0 and not stat_only.fully_hashed  # stamps match: nothing to hash
+
+
+def test_a_stamp_that_changed_for_a_harmless_reason_costs_one_rehash(cache, source, monkeypatch):
+    monkeypatch.setenv("ADAPTERHUB_REHASH_LIMIT", "0")
+    manifest = manifest_for(FILES)
+    first = pull(manifest, sources=[source])
+    os.link(first.files["adapter.safetensors"], first.path.parent / "extra-link")  # changes ctime only
+    assert pull(manifest, sources=[]).hashed == 1
+    assert pull(manifest, sources=[]).hashed == 0  # the new stamp was recorded
+    os.unlink(first.path.parent / "extra-link")
+
+
+@pytest.mark.parametrize("path", list(FILES))
+def test_a_truncated_blob_is_not_linked_into_a_new_view(cache, source, path):
+    pull(manifest_for(FILES, version="1.0.0"), sources=[source])
+    target = blob(cache, FILES[path])
+    os.chmod(target, 0o644)
+    os.truncate(target, 3)  # the 1.0.0 view shares the inode: it is damaged too
+    newer = pull(manifest_for(FILES, version="1.0.1"), sources=[source])
+    assert_serves_the_manifest(newer)
+    assert_serves_the_manifest(pull(manifest_for(FILES, version="1.0.0"), sources=[source]))
+    assert blob(cache, FILES[path]).read_bytes() == FILES[path]
+
+
+@pytest.mark.parametrize("points_to", ["wrong bytes", "right bytes"])
+def test_a_blob_replaced_by_a_symlink_is_not_followed(cache, source, tmp_path, points_to):
+    """Even a link to the right bytes is refused: they live outside the cache and may change."""
+    pull(manifest_for(FILES, version="1.0.0"), sources=[source])
+    outside = tmp_path / "outside.json"
+    outside.write_bytes(CONFIG if points_to == "right bytes" else CONFIG.replace(b"4", b"5"))
+    target = blob(cache, CONFIG)
+    os.unlink(target)
+    os.symlink(outside, target)
+    newer = pull(manifest_for(FILES, version="1.0.1"), sources=[source])
+    assert_serves_the_manifest(newer)
+    assert os.stat(newer.files["adapter_config.json"]).st_ino != os.stat(outside).st_ino
+    assert not target.is_symlink() and target.read_bytes() == CONFIG
+    assert leftovers(cache) == []
+
+
+def test_a_view_file_replaced_by_a_symlink_is_rebuilt(cache, source, tmp_path):
+    manifest = manifest_for(FILES)
+    first = pull(manifest, sources=[source])
+    outside = tmp_path / "outside.json"
+    outside.write_bytes(CONFIG)
+    view_file = first.files["adapter_config.json"]
+    os.chmod(view_file.parent, 0o755)
+    os.unlink(view_file)
+    os.symlink(outside, view_file)
+    assert_serves_the_manifest(pull(manifest, sources=[source]))
+
+
+def test_verify_evicts_a_symlinked_blob_even_to_the_right_bytes(cache, source, tmp_path):
+    pull(manifest_for(FILES), sources=[source])
+    outside = tmp_path / "outside.json"
+    outside.write_bytes(CONFIG)
+    os.unlink(blob(cache, CONFIG))
+    os.symlink(outside, blob(cache, CONFIG))
+    report = verify()
+    assert not report.ok and sha(CONFIG) in report.evicted_blobs
+    assert outside.read_bytes() == CONFIG  # the link was removed, not its target
+
+
+def test_cli_says_verified_only_when_it_hashed(cache, source, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from adapterhub.cli import cli
+    from adapterhub.registry import add_release, init_index
+
+    index = init_index(tmp_path / "index", "team")
+    (index / "mirror").mkdir()
+    for body in FILES.values():
+        (index / "mirror" / sha(body)).write_bytes(body)
+    add_release(index, manifest_for(FILES, [{"type": "bundled"}]))
+
+    def run() -> str:
+        result = CliRunner().invoke(cli, ["pull", "toy-adapter", "--index", str(index)])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "(downloaded" in run() and "verified" in run()
+    assert "(cached, verified)" in run()
+    monkeypatch.setenv("ADAPTERHUB_REHASH_LIMIT", "0")
+    out = run()
+    assert "verified)" not in out and "0 of 2 file(s) re-hashed, 2 unchanged since verified" in out
+    json_out = json.loads(CliRunner().invoke(cli, ["pull", "toy-adapter", "--index", str(index), "--json"]).output)
+    assert json_out["hashed_files"] == 0
+
+
+def test_the_view_manifest_is_a_regular_file(cache, source):
+    manifest = manifest_for(FILES)
+    first = pull(manifest, sources=[source])
+    doc = first.path / MANIFEST_FILENAME
+    os.chmod(first.path, 0o755)
+    other = first.path.parent / "elsewhere.json"
+    other.write_text(json.dumps(manifest_to_dict(manifest)))
+    os.unlink(doc)
+    os.symlink(other, doc)
+    again = pull(manifest, sources=[source])
+    assert not (again.path / MANIFEST_FILENAME).is_symlink()
+
+
+def test_a_view_whose_manifest_a_crash_emptied_is_rebuilt(cache, source):
+    """View JSON is not fsynced (only blobs are): a crash may leave it empty, and the next pull notices."""
+    manifest = manifest_for(FILES)
+    first = pull(manifest, sources=[source])
+    os.chmod(first.path, 0o755)
+    (first.path / MANIFEST_FILENAME).write_bytes(b"")
+    again = pull(manifest, sources=[source])
+    assert json.loads((again.path / MANIFEST_FILENAME).read_text())["name"] == manifest.name
