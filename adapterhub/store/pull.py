@@ -38,11 +38,12 @@ from ..errors import (
 )
 from ..manifest import ArchiveSource, FileEntry, Manifest, manifest_digest
 from ..transport import FetchOptions
+from .archive import ArchivePull, ingest_archive, load_derived, offline_manifest
 from .layout import CacheLayout, new_owner
 from .plan import check_manifest_for_store, describe_sources, sources_for
 from .progress import Progress
 from .reuse import rehash_limit, verified_blob
-from .safetensors_check import check_safetensors_stream
+from .safetensors_check import blob_check, is_safetensors_path, temp_file_check
 from .signatures import SignatureGate
 from .sources import ContentDirSource, HttpBackedSource, LocalDirSource, Source
 from .trust import Trust, TrustedSigner
@@ -102,27 +103,12 @@ def _result(view: Path, manifest: Manifest, record: ViewRecord, downloaded: int,
     return PulledAdapter(view, manifest, {f.path: view / f.path for f in record.files}, downloaded, hashed=hashed)
 
 
-def _is_safetensors(entry: FileEntry) -> bool:
-    return entry.path.endswith(".safetensors")
-
-
-def _validator(entry: FileEntry):
-    if not _is_safetensors(entry):
-        return None
-
-    def check(path: Path) -> None:
-        with open(path, "rb") as fh:
-            check_safetensors_stream(fh, entry.size, where=entry.path)
-
-    return check
-
-
 def _by_digest(files: Sequence[FileEntry]) -> list[FileEntry]:
     """One entry per distinct sha256 (two paths with identical bytes share one blob): a safetensors
     entry when there is one, so its header check runs."""
     chosen: dict[str, FileEntry] = {}
     for f in files:
-        if f.sha256 not in chosen or (_is_safetensors(f) and not _is_safetensors(chosen[f.sha256])):
+        if f.sha256 not in chosen or (is_safetensors_path(f.path) and not is_safetensors_path(chosen[f.sha256].path)):
             chosen[f.sha256] = f
     return list(chosen.values())
 
@@ -166,6 +152,11 @@ class _Puller:
             self._fetcher = HttpFetcher(self.options, scope=TokenScope.configured([self.endpoint]))
         return self._fetcher
 
+    def archive_pull(self) -> ArchivePull:
+        """What :mod:`.archive` needs of this pull; the transport is still built only on first download."""
+        return ArchivePull(self.requested, self.layout, self.owner,
+                           lambda url, writer: self.fetcher.download(url, writer))
+
     def sources(self) -> list[Source]:
         if self._sources is None:
             if self._given is None:
@@ -194,8 +185,6 @@ class _Puller:
             rewrite_record(view, found.record, self.owner)
         manifest = self.requested
         if record.derived_from is not None:
-            from .archive import load_derived
-
             manifest = load_derived(self.layout, record.derived_from, self.requested)
         return _result(view, manifest, found.record, 0, found.hashed)
 
@@ -204,9 +193,7 @@ class _Puller:
         archives = [s for s in self.requested.sources or () if isinstance(s, ArchiveSource)]
         if self.requested.files or not archives:
             return self.requested, None
-        from .archive import ingest_archive
-
-        return ingest_archive(self, archives), archives[0].sha256
+        return ingest_archive(self.archive_pull(), archives), archives[0].sha256
 
     def fetch(self, entry: FileEntry, progress: Progress, sources: Sequence[Source] | None = None) -> None:
         attempts: list[tuple[str, AdapterHubError]] = []
@@ -223,7 +210,7 @@ class _Puller:
     def _fetch_from(self, source: Source, entry: FileEntry, where: str, progress: Progress) -> None:
         def writer() -> BlobWriter:
             return BlobWriter(self.layout, entry.sha256, entry.size, where=where,
-                              validator=_validator(entry), on_progress=progress.callback)
+                              validator=temp_file_check(entry.path, entry.size), on_progress=progress.callback)
 
         w = writer()
         if w.complete:  # adopted a finished download of a dead process: maybe nothing to fetch
@@ -251,11 +238,7 @@ class _Puller:
             self._verified[entry.sha256] = st
 
     def _check_cached_blob(self, entry: FileEntry) -> os.stat_result | None:
-        def header(fh, size: int) -> None:
-            check_safetensors_stream(fh, size, where=entry.path)
-
-        return verified_blob(self.layout, entry.sha256, entry.size, self.owner,
-                             check=header if _is_safetensors(entry) else None)
+        return verified_blob(self.layout, entry.sha256, entry.size, self.owner, check=blob_check(entry.path))
 
     def _check_cached(self, files: Sequence[FileEntry]) -> list[FileEntry]:
         """Hash the cached blobs of ``files`` (one entry per sha256); return those still to fetch."""
@@ -360,9 +343,7 @@ class _Puller:
         return [f for f in missing if f.sha256 not in self._verified]
 
     def _offline(self) -> PulledAdapter:
-        from .archive import offline_manifest
-
-        manifest, derived_from = offline_manifest(self)
+        manifest, derived_from = offline_manifest(self.archive_pull())
         write_lease(self.layout, self.owner, {f.sha256 for f in manifest.files})  # dropped by run()
         for _ in range(3):
             self._verified = {}
