@@ -21,12 +21,12 @@ Order, and why:
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import settings
 from ..errors import AdapterHubError, AuthenticationError, ConflictError, PublishError
 from ..jsonio import MAX_JSON_BYTES, dumps_pretty, loads_strict
 from ..manifest import MANIFEST_FILENAME, SIGNATURE_FILENAME, HfSource, Manifest, manifest_to_dict
@@ -168,7 +168,7 @@ def publish_to_hub(directory: str | Path, repo_id: str, *, endpoint: str | None 
     if index_root is not None:
         check_version_free(index_root, manifest)
         keyring = signing_keyring(index_root, keys)
-    ep = (endpoint or os.environ.get("HF_ENDPOINT") or PUBLIC_HUB).rstrip("/")
+    ep = (endpoint or settings.hub_endpoint()).rstrip("/")
     keep = tuple(s for s in manifest.sources or () if not (isinstance(s, HfSource) and s.repo_id == repo_id))
     upload = with_sources(manifest, keep[0], keep[1:]) if keep else _without_sources(manifest)
     upload_bytes = dumps_pretty(manifest_to_dict(upload)).encode()

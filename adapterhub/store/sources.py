@@ -163,11 +163,6 @@ class HttpMirrorSource(HttpBackedSource):
 # --- the Hugging Face Hub --------------------------------------------------------------------------
 
 
-def default_endpoint() -> str:
-    """``HF_ENDPOINT`` read now (huggingface_hub reads it once at import), else the public Hub."""
-    return (os.environ.get("HF_ENDPOINT") or settings.PUBLIC_HUB).rstrip("/")
-
-
 @dataclass
 class HubSource(HttpBackedSource):
     """A Hub repo at a pinned commit, through huggingface_hub's metadata call and our own GET.
@@ -191,13 +186,13 @@ class HubSource(HttpBackedSource):
 
     @property
     def description(self) -> str:
-        return f"hf:{self.repo_id}@{self.revision[:12]} ({self.endpoint or default_endpoint()})"
+        return f"hf:{self.repo_id}@{self.revision[:12]} ({self.endpoint or settings.hub_endpoint()})"
 
     def fetch(self, entry: FileEntry, writer: BlobWriter) -> None:
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
         from huggingface_hub.utils import build_hf_headers
 
-        endpoint = (self.endpoint or default_endpoint()).rstrip("/")
+        endpoint = (self.endpoint or settings.hub_endpoint()).rstrip("/")
         url = hf_hub_url(self.repo_id, entry.path, subfolder=self.subfolder, repo_type=self.repo_type,
                          revision=self.revision, endpoint=endpoint)
         if not url.startswith(endpoint + "/"):
