@@ -142,3 +142,18 @@ def test_no_private_name_imported_across_modules(package):
                 for target, names in _imports(name, path) if target.startswith("adapterhub")
                 for n in names if n.startswith("_") and not n.startswith("__")]
     assert borrowed == []
+
+
+def _is_base(module: str) -> bool:
+    """The bottom layer: single-file modules right under ``adapterhub`` (errors, settings, names, jsonio,
+    fileio, paths, ...), the package itself and the transport package."""
+    parts = module.split(".")
+    return len(parts) == 1 or module.startswith("adapterhub.transport") or (
+        len(parts) == 2 and MODULES[module].name != "__init__.py" and MODULES[module].parent == PACKAGE
+        and parts[1] not in ("serve_run", "__main__"))
+
+
+def test_base_modules_import_only_base_modules():
+    upward = [f"{name} -> {target}" for name, path in MODULES.items() if _is_base(name)
+              for target, _ in _imports(name, path) if target.startswith("adapterhub") and not _is_base(target)]
+    assert upward == []

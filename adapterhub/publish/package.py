@@ -27,7 +27,7 @@ from ..manifest import (
     parse_manifest,
     write_manifest,
 )
-from ..validate import validate_path
+from ..manifest.validate import validate_path
 from .card import merge_card
 from .files import CARD_FILE, file_entries, guess_role, payload_files
 

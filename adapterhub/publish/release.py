@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import ConflictError, NotFoundError, PublishError
 from ..manifest import Manifest, Source, load_manifest, manifest_digest
-from ..validate import validate_path
+from ..manifest.validate import validate_path
 
 
 def load_release(directory: str | Path) -> Manifest:

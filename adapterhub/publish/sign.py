@@ -19,8 +19,8 @@ from typing import Any
 
 from ..errors import PublishError, SignatureError
 from ..manifest import MANIFEST_FILENAME, SIGNATURE_FILENAME, Manifest, load_manifest
+from ..manifest.validate import validate_path
 from ..paths import safe_join
-from ..validate import validate_path
 
 PASSWORD_ENV = "ADAPTERHUB_SIGNING_KEY_PASSWORD"
 KEY_HINT = ("a signing key is an ECDSA P-256/P-384/P-521 private key in PEM, e.g. "
