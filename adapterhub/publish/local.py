@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IntegrityError, PublishError
-from ..fileio import create_temp_file, make_read_only
+from ..fileio import create_temp_file, make_read_only, sha256_file
 from ..manifest import BundledSource, Manifest
 from .release import indexed_release, load_release, with_sources
 from .sign import with_signature
@@ -39,7 +39,7 @@ def _put_blob(mirror: Path, src: Path, sha256: str) -> bool:
     """Copy ``src`` into ``mirror/<sha256>`` verifying it; False when an intact blob was already there."""
     final = mirror / sha256
     if final.is_file():
-        if _sha256(final) == sha256:
+        if sha256_file(final) == sha256:
             return False
         final.unlink()  # a corrupted blob: replace it
     fd, tmp = create_temp_file(mirror, prefix=f".{sha256[:16]}.", suffix=".part")
@@ -59,12 +59,6 @@ def _put_blob(mirror: Path, src: Path, sha256: str) -> bool:
         tmp.unlink(missing_ok=True)
         raise
     return True
-
-
-def _sha256(path: Path) -> str:
-    from ..fileio import sha256_file
-
-    return sha256_file(path)
 
 
 def _ensure_index(root: Path) -> None:
