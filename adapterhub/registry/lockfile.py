@@ -16,11 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.version import Version
-
 from ..errors import IntegrityError, NotFoundError, RollbackError, SchemaError
 from ..jsonio import dumps_pretty, loads_strict
-from ..names import normalize_name, parse_specifier
+from ..names import dependency_requirement, normalize_name
 from .entries import IndexEntry
 from .index import Index
 from .resolver import YankedVersionWarning, resolve_closure
@@ -215,7 +213,7 @@ def check_lock(lock: Lockfile, index: Index, *, require_hashes: bool = False, on
             if have is None:
                 raise NotFoundError(f"{where} depends on {dep.name}, which is not in the lock; a lock installs "
                                     "nothing else", hint="re-lock: `adapterhub lock` includes dependencies")
-            if not parse_specifier(dep.spec or "").contains(Version(have.version), prereleases=True):
+            if not dependency_requirement(dep.name, dep.spec).allows(have.version):
                 raise IntegrityError(f"{where} needs {dep.name}{dep.spec or ''}, but the lock has {have.version}")
         if entry.is_yanked:
             warnings.warn(f"{where} is yanked ({entry.yanked}); installing it because the lock pins it",

@@ -37,6 +37,7 @@ from ..errors import (
     UnsafeFileError,
 )
 from ..manifest import ArchiveSource, FileEntry, Manifest, manifest_digest
+from ..names import Requirement, dependency_requirement
 from ..transport import FetchOptions
 from .archive import ArchivePull, ingest_archive, load_derived, offline_manifest
 from .layout import CacheLayout, new_owner
@@ -424,7 +425,8 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
         if needs_index and idx is not None:
             from ..registry import resolve_closure
 
-            reqs = [f"{d.name}{d.spec or ''}" for d in requirement.dependencies or ()]
+            reqs: list[str | Requirement] = [dependency_requirement(d.name, d.spec)
+                                             for d in requirement.dependencies or ()]
             deps = [pull_manifest(r.manifest, index_config=idx.config, **kwargs) for r in resolve_closure(idx, reqs)]
         root = pull_manifest(requirement, index_config=idx.config if idx else None, **kwargs)
         return _with_deps(root, deps)
