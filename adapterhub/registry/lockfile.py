@@ -16,9 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import resources
 from ..errors import IntegrityError, NotFoundError, RollbackError, SchemaError
 from ..jsonio import dumps_pretty, loads_strict
 from ..names import dependency_requirement, normalize_name
+from ..schema import LOCKFILE_SCHEMA, validate_document
+from .backends import LocalBackend
 from .entries import IndexEntry
 from .index import Index
 from .resolver import YankedVersionWarning, resolve_closure
@@ -89,11 +92,8 @@ class Lockfile:
 
 def index_label(index: Index) -> str:
     """How a lock names an index: ``bundled``, or the directory / base URL it was read from."""
-    from ..resources import bundled_index_dir
-    from .backends import LocalBackend
-
     source = index.source
-    if isinstance(source, LocalBackend) and source.root.resolve() == bundled_index_dir().resolve():
+    if isinstance(source, LocalBackend) and source.root.resolve() == resources.bundled_index_dir().resolve():
         return "bundled"
     return source.location
 
@@ -114,8 +114,6 @@ def build_lock(index: Index, requirements: list[str], *, base_model: str | None 
 
 def parse_lock(data: bytes, where: str) -> Lockfile:
     """A lockfile from its JSON bytes (schema-checked; a name locked twice is refused)."""
-    from ..schema import LOCKFILE_SCHEMA, validate_document
-
     if len(data) > MAX_LOCK_BYTES:
         raise IntegrityError(f"{where}: larger than {MAX_LOCK_BYTES} bytes; not a lockfile")
     doc = loads_strict(data, where)

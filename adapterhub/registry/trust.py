@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .. import resources, settings
 from ..errors import IndexTrustError, NotFoundError
 from ..fileio import atomic_write_bytes
 from ..jsonio import dumps_pretty, load_strict, loads_strict
@@ -46,7 +47,6 @@ def location_key(location: str | Path) -> str:
 def _store_dir(trust_dir: Path | None) -> Path:
     if trust_dir is not None:
         return Path(trust_dir)
-    from .. import settings
 
     return settings.trust_dir()
 
@@ -127,9 +127,7 @@ def list_trusted(*, trust_dir: Path | None = None) -> list[TrustEntry]:
 
 def bundled_root() -> bytes:
     """The bundled index's first root, checked against the sha256 pinned in this package."""
-    from ..resources import bundled_index_dir
-
-    path = bundled_index_dir() / BUNDLED_ROOT_FILE
+    path = resources.bundled_index_dir() / BUNDLED_ROOT_FILE
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -144,12 +142,10 @@ def authenticate(backend: Any, location: str | Path, *, trust_dir: Path | None =
     """``backend`` itself when ``location`` has no pinned root, else a backend that verifies every read."""
     entry = trusted(location, trust_dir=trust_dir)
     if entry is None:
-        from .. import settings
-
         if settings.require_signed_index():
             raise IndexTrustError(f"{location_key(location)}: no pinned root, and ADAPTERHUB_REQUIRE_SIGNED_INDEX "
                                   "is set", hint="pin its root with `adapterhub index trust LOCATION --root root.json`")
         return backend
-    from .tuf_client import VerifiedBackend
+    from .tuf_client import VerifiedBackend  # deferred: CLI import cost (python-tuf, cryptography)
 
     return VerifiedBackend(backend, entry)
