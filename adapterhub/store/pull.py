@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import settings
 from ..errors import (
     AdapterHubError,
     DownloadError,
@@ -38,8 +39,11 @@ from ..errors import (
 )
 from ..manifest import ArchiveSource, FileEntry, Manifest, manifest_digest
 from ..names import Requirement, dependency_requirement
-from ..transport import FetchOptions
+from ..registry import Index, open_index, resolve, resolve_closure
+from ..registry.backends import HttpBackend, LocalBackend
+from ..transport import FetchOptions, TokenScope
 from .archive import ArchivePull, ingest_archive, load_derived, offline_manifest
+from .http import HttpFetcher
 from .layout import CacheLayout, new_owner
 from .plan import check_manifest_for_store, describe_sources, sources_for
 from .progress import Progress
@@ -147,9 +151,6 @@ class _Puller:
     def fetcher(self):
         """One transport for the whole pull: the caller's options, tokens only to the user's endpoints."""
         if self._fetcher is None:
-            from ..transport import TokenScope
-            from .http import HttpFetcher
-
             self._fetcher = HttpFetcher(self.options, scope=TokenScope.configured([self.endpoint]))
         return self._fetcher
 
@@ -388,8 +389,6 @@ def pull_manifest(manifest: Manifest, *, cache_dir: str | Path | None = None, of
 
     ``trust`` (default: :meth:`Trust.from_env`) names the signers whose OMS signature is required.
     """
-    from .. import settings
-
     layout = CacheLayout.default(cache_dir)
     off = settings.offline() if offline is None else offline
     signers = (trust or Trust.from_env()).resolve(index_config, None if index_location is None else str(index_location))
@@ -411,8 +410,6 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
     ``trust`` (default: from the environment) names the signers whose OMS signature every pulled adapter
     needs (see docs/security.md); without signers, no signature is required.
     """
-    from .. import settings
-
     off = settings.offline() if offline is None else offline
     kwargs = dict(cache_dir=cache_dir, offline=off, sources=sources, endpoint=endpoint, token=token,
                   progress=progress, options=options, trust=trust or Trust.from_env())
@@ -423,14 +420,11 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
         if idx is not None:
             kwargs["index_location"] = index_location(idx)
         if needs_index and idx is not None:
-            from ..registry import resolve_closure
-
             reqs: list[str | Requirement] = [dependency_requirement(d.name, d.spec)
                                              for d in requirement.dependencies or ()]
             deps = [pull_manifest(r.manifest, index_config=idx.config, **kwargs) for r in resolve_closure(idx, reqs)]
         root = pull_manifest(requirement, index_config=idx.config if idx else None, **kwargs)
         return _with_deps(root, deps)
-    from ..registry import resolve, resolve_closure
 
     idx = _open(index, off, options)
     kwargs["index_location"] = index_location(idx)
@@ -450,8 +444,6 @@ def _with_deps(root: PulledAdapter, deps: list[PulledAdapter]) -> PulledAdapter:
 
 def index_location(idx: Any) -> Path | str | None:
     """Where the index lives (its ``mirror/`` serves ``bundled`` sources): a directory or a base URL."""
-    from ..registry.backends import HttpBackend, LocalBackend
-
     backend = idx.source
     if isinstance(backend, LocalBackend):
         return backend.root
@@ -459,8 +451,6 @@ def index_location(idx: Any) -> Path | str | None:
 
 
 def _open(index: Any, offline: bool, options: FetchOptions | None):
-    from ..registry import Index, open_index
-
     if isinstance(index, Index):
         return index
     return open_index(index, offline=offline, options=options)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from .. import settings
+from .. import resources, settings
 from ..errors import AuthenticationError, DownloadError, IntegrityError, NotFoundError, RetryableError
 from ..manifest import FileEntry
 from ..paths import safe_join
@@ -97,9 +97,7 @@ class ContentDirSource:
 
 def bundled_source() -> ContentDirSource:
     """The sample adapters' bytes shipped inside the package."""
-    from ..resources import bundled_mirror_dir
-
-    return ContentDirSource(bundled_mirror_dir(), "bundled")
+    return ContentDirSource(resources.bundled_mirror_dir(), "bundled")
 
 
 # --- HTTP ----------------------------------------------------------------------------------------
