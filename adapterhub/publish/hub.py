@@ -30,11 +30,7 @@ from .. import settings
 from ..errors import AdapterHubError, AuthenticationError, ConflictError, PublishError
 from ..jsonio import MAX_JSON_BYTES, dumps_pretty, loads_strict
 from ..manifest import MANIFEST_FILENAME, SIGNATURE_FILENAME, HfSource, Manifest, manifest_to_dict
-from ..registry.entries import entry_for
-from ..registry.signing import sign_index, signing_keyring
-from ..registry.writer import add_release
 from ..settings import PUBLIC_HUB
-from ..transport import TokenScope, Transport, check_token_destination
 from .release import check_version_free, load_release, require_index, with_sources
 from .sign import with_signature
 
@@ -99,6 +95,8 @@ def _refused(where: str, status: int | None, detail: str) -> AuthenticationError
 def _remote_bytes(endpoint: str, repo_id: str, commit: str, path: str, token: str | bool | None) -> bytes | None:
     """The file ``path`` at ``commit`` (None when the repo has none), through the shared transport
     (the token goes only to the endpoint the user named)."""
+    from ..transport import TokenScope, Transport  # deferred: CLI import cost (socket, threading)
+
     url = f"{endpoint}/{repo_id}/resolve/{commit}/{path}"
     with Transport(scope=TokenScope.configured([endpoint])) as transport:
         try:
@@ -160,6 +158,9 @@ def publish_to_hub(directory: str | Path, repo_id: str, *, endpoint: str | None 
     one is re-signed with ``keys`` (or ``ADAPTERHUB_INDEX_KEYS``), checked before anything is uploaded.
     ``api``: an ``HfApi`` to use (default: one for ``endpoint`` and ``token``).
     """
+    from ..registry.entries import entry_for  # deferred: CLI import cost (store, registry)
+    from ..registry.signing import signing_keyring  # deferred: CLI import cost (store, registry)
+
     d = Path(directory)
     manifest = load_release(d)
     index_root = require_index(index) if index is not None else None
@@ -182,6 +183,8 @@ def publish_to_hub(directory: str | Path, repo_id: str, *, endpoint: str | None 
         return HubPublishResult(repo_id, ep, planned, entry_for(planned).to_json(), None, paths, index_root,
                                 dry_run=True)
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+
+    from ..transport import check_token_destination  # deferred: CLI import cost (socket, threading)
 
     check_token_destination(ep, token)  # a token never crosses a network in clear text
     api = api or HfApi(endpoint=ep, token=token)
@@ -222,9 +225,13 @@ def publish_to_hub(directory: str | Path, repo_id: str, *, endpoint: str | None 
     result = HubPublishResult(repo_id, ep, published, entry_for(published).to_json(), commit, paths, index_root,
                               pr_url, reused)
     if index_root is not None:
+        from ..registry.writer import add_release  # deferred: CLI import cost (store, registry)
+
         try:
             result.entry = add_release(index_root, published).to_json()
             if keyring is not None:
+                from ..registry.signing import sign_index  # deferred: CLI import cost (store, registry)
+
                 sign_index(index_root, keyring)
         except Exception as exc:
             raise PublishError(f"committed {repo_id}@{commit} but the index at {index_root} refused the entry: "

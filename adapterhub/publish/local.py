@@ -19,10 +19,6 @@ from typing import Any
 from ..errors import IntegrityError, PublishError
 from ..fileio import create_temp_file, make_read_only, sha256_file
 from ..manifest import BundledSource, Manifest
-from ..registry.entries import entry_for
-from ..registry.layout import CONFIG_FILE
-from ..registry.signing import sign_index, signing_keyring
-from ..registry.writer import add_release, init_index
 from .release import indexed_release, load_release, with_sources
 from .sign import with_signature
 
@@ -66,6 +62,9 @@ def _put_blob(mirror: Path, src: Path, sha256: str) -> bool:
 
 
 def _ensure_index(root: Path) -> None:
+    from ..registry.layout import CONFIG_FILE  # deferred: CLI import cost (store, registry)
+    from ..registry.writer import init_index  # deferred: CLI import cost (store, registry)
+
     if (root / CONFIG_FILE).is_file():
         return
     if root.exists() and any(root.iterdir()):
@@ -83,6 +82,10 @@ def publish_local(directory: str | Path, to: str | Path, *, dry_run: bool = Fals
     without usable keys a signed registry is refused before anything is copied. ``keys`` on an unsigned
     registry signs it for the first time.
     """
+    from ..registry.entries import entry_for  # deferred: CLI import cost (store, registry)
+    from ..registry.signing import sign_index, signing_keyring  # deferred: CLI import cost (store, registry)
+    from ..registry.writer import add_release  # deferred: CLI import cost (store, registry)
+
     d, root = Path(directory), Path(to)
     manifest = load_release(d)
     keep = tuple(s for s in manifest.sources or () if not isinstance(s, BundledSource))

@@ -27,9 +27,6 @@ from ..manifest import (
     write_manifest,
 )
 from ..manifest.validate import validate_path
-from ..store.convert import pickle_to_safetensors
-from ..store.safetensors_check import check_safetensors
-from ..store.signatures import check_coverage
 from .card import merge_card
 from .files import CARD_FILE, file_entries, guess_role, payload_files
 from .sign import SigningKey, SignResult, check_signable, sign_package
@@ -58,6 +55,9 @@ def _safetensors_name(path: str) -> str:
 
 
 def _convert(directory: Path, stage: Path, entry: dict, taken: set[str]) -> str:
+    from ..store.convert import pickle_to_safetensors  # deferred: CLI import cost (store, registry)
+    from ..store.safetensors_check import check_safetensors  # deferred: CLI import cost (store, registry)
+
     src = directory / entry["path"]
     digest = sha256_file(src)
     if digest != entry["sha256"]:
@@ -134,6 +134,8 @@ def package_adapter(directory: str | Path, *, index_hint: str | None = None, car
 
 def _drop_stale_signature(directory: Path, manifest: Manifest) -> bool:
     """Remove ``model.sig`` when it no longer lists exactly the packaged release; True when removed."""
+    from ..store.signatures import check_coverage  # deferred: CLI import cost (store, registry)
+
     sig = directory / SIGNATURE_FILENAME
     if not sig.is_file():
         return False

@@ -22,16 +22,6 @@ from ..fileio import atomic_write_bytes
 from ..manifest import MANIFEST_FILENAME, SIGNATURE_FILENAME, Manifest, load_manifest
 from ..manifest.validate import validate_path
 from ..paths import safe_join
-from ..store.signatures import (
-    check_coverage,
-    hashing_config,
-    link_or_copy,
-    manifest_bytes,
-    model_signing,
-    signature_entry,
-    signed_manifest,
-    signed_resources,
-)
 
 PASSWORD_ENV = "ADAPTERHUB_SIGNING_KEY_PASSWORD"
 KEY_HINT = ("a signing key is an ECDSA P-256/P-384/P-521 private key in PEM, e.g. "
@@ -51,6 +41,8 @@ class SigningKey:
 
     def signing_config(self) -> Any:
         """A ``model_signing.signing.Config`` with this key loaded (fails fast on a bad key)."""
+        from ..store.signatures import hashing_config, model_signing  # deferred: CLI import cost
+
         ms = model_signing()
         for path in (self.private_key, self.certificate, *self.certificate_chain):
             if path is not None and not Path(path).is_file():
@@ -122,6 +114,14 @@ def sign_package(directory: str | Path, key: SigningKey) -> SignResult:
     atomically. ``adapterhub.json`` is rewritten in its canonical form (the bytes ``pull`` puts back into
     the cache) if it is not already.
     """
+    from ..store.signatures import (  # deferred: CLI import cost (store, registry)
+        check_coverage,
+        link_or_copy,
+        manifest_bytes,
+        signed_manifest,
+        signed_resources,
+    )
+
     d = Path(directory)
     manifest = release_for_signing(d)
     config = key.signing_config()
@@ -157,6 +157,8 @@ def with_signature(directory: Path, manifest: Manifest) -> Manifest:
     The signature must list exactly this directory's release; a stale one (files changed after
     signing) is refused before anything is uploaded. Authenticity is the puller's check, not ours.
     """
+    from ..store.signatures import check_coverage, signature_entry  # deferred: CLI import cost
+
     sig = directory / SIGNATURE_FILENAME
     if not sig.is_file():
         return manifest

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import settings
 from ..errors import (
@@ -39,10 +39,7 @@ from ..errors import (
 )
 from ..manifest import ArchiveSource, FileEntry, Manifest, manifest_digest
 from ..names import Requirement, dependency_requirement
-from ..registry import Index, open_index, resolve, resolve_closure
-from ..registry.backends import HttpBackend, LocalBackend
 from ..transport import FetchOptions, TokenScope
-from .archive import ArchivePull, ingest_archive, load_derived, offline_manifest
 from .http import HttpFetcher
 from .layout import CacheLayout, new_owner
 from .plan import check_manifest_for_store, describe_sources, sources_for
@@ -63,6 +60,9 @@ from .views import (
     write_lease,
 )
 from .writer import BlobWriter
+
+if TYPE_CHECKING:
+    from .archive import ArchivePull
 
 PARALLEL_FILES = 4
 """Files of one adapter fetched at the same time."""
@@ -156,6 +156,8 @@ class _Puller:
 
     def archive_pull(self) -> ArchivePull:
         """What :mod:`.archive` needs of this pull; the transport is still built only on first download."""
+        from .archive import ArchivePull  # deferred: CLI import cost (zipfile, tarfile)
+
         return ArchivePull(self.requested, self.layout, self.owner,
                            lambda url, writer: self.fetcher.download(url, writer))
 
@@ -187,6 +189,8 @@ class _Puller:
             rewrite_record(view, found.record, self.owner)
         manifest = self.requested
         if record.derived_from is not None:
+            from .archive import load_derived  # deferred: CLI import cost (zipfile, tarfile)
+
             manifest = load_derived(self.layout, record.derived_from, self.requested)
         return _result(view, manifest, found.record, 0, found.hashed)
 
@@ -195,6 +199,8 @@ class _Puller:
         archives = [s for s in self.requested.sources or () if isinstance(s, ArchiveSource)]
         if self.requested.files or not archives:
             return self.requested, None
+        from .archive import ingest_archive  # deferred: CLI import cost (zipfile, tarfile)
+
         return ingest_archive(self.archive_pull(), archives), archives[0].sha256
 
     def fetch(self, entry: FileEntry, progress: Progress, sources: Sequence[Source] | None = None) -> None:
@@ -345,6 +351,8 @@ class _Puller:
         return [f for f in missing if f.sha256 not in self._verified]
 
     def _offline(self) -> PulledAdapter:
+        from .archive import offline_manifest  # deferred: CLI import cost (zipfile, tarfile)
+
         manifest, derived_from = offline_manifest(self.archive_pull())
         write_lease(self.layout, self.owner, {f.sha256 for f in manifest.files})  # dropped by run()
         for _ in range(3):
@@ -420,11 +428,15 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
         if idx is not None:
             kwargs["index_location"] = index_location(idx)
         if needs_index and idx is not None:
+            from ..registry import resolve_closure  # deferred: CLI import cost (registry)
+
             reqs: list[str | Requirement] = [dependency_requirement(d.name, d.spec)
                                              for d in requirement.dependencies or ()]
             deps = [pull_manifest(r.manifest, index_config=idx.config, **kwargs) for r in resolve_closure(idx, reqs)]
         root = pull_manifest(requirement, index_config=idx.config if idx else None, **kwargs)
         return _with_deps(root, deps)
+
+    from ..registry import resolve, resolve_closure  # deferred: CLI import cost (registry)
 
     idx = _open(index, off, options)
     kwargs["index_location"] = index_location(idx)
@@ -444,6 +456,8 @@ def _with_deps(root: PulledAdapter, deps: list[PulledAdapter]) -> PulledAdapter:
 
 def index_location(idx: Any) -> Path | str | None:
     """Where the index lives (its ``mirror/`` serves ``bundled`` sources): a directory or a base URL."""
+    from ..registry.backends import HttpBackend, LocalBackend  # deferred: CLI import cost (registry)
+
     backend = idx.source
     if isinstance(backend, LocalBackend):
         return backend.root
@@ -451,6 +465,8 @@ def index_location(idx: Any) -> Path | str | None:
 
 
 def _open(index: Any, offline: bool, options: FetchOptions | None):
+    from ..registry import Index, open_index  # deferred: CLI import cost (registry)
+
     if isinstance(index, Index):
         return index
     return open_index(index, offline=offline, options=options)
