@@ -20,6 +20,7 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import ConflictError
 
@@ -80,13 +81,31 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def sha256_stream(fh: BinaryIO, *, limit: int | None = None) -> tuple[str, int]:
+    """sha256 hex and byte count of what ``fh`` yields (at most ``limit`` bytes): the one hashing loop.
+
+    Reads go into one reused 1 MiB buffer, small enough to stay in the CPU cache between the copy
+    and the hash: on these machines that hashes a cached file faster than ``hashlib`` hashes the
+    same bytes held in memory, while a 4 MiB buffer is measurably slower.
+    """
+    h = hashlib.sha256()
+    buf = bytearray(HASH_CHUNK)
+    view = memoryview(buf)
+    total = 0
+    while limit is None or total < limit:
+        want = len(buf) if limit is None else min(len(buf), limit - total)
+        n = fh.readinto(view[:want])  # type: ignore[attr-defined]
+        if not n:
+            break
+        h.update(view[:n])
+        total += n
+    return h.hexdigest(), total
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks (constant memory)."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(HASH_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    with Path(path).open("rb", buffering=0) as fh:
+        return sha256_stream(fh)[0]
 
 
 @contextmanager

@@ -66,6 +66,16 @@ class Requirement:
     def __str__(self) -> str:
         return f"{self.name}{self.specifier}" if str(self.specifier) else self.name
 
+    def allows(self, version: str | Version) -> bool:
+        """Whether ``version`` meets this requirement: the one pin check of resolver, lock and cache.
+
+        Pre-releases count (a spec that names one must be able to select it; preferring final
+        releases is the resolver's choice, not this check's). A version that does not parse raises
+        :class:`InvalidVersionError`.
+        """
+        parsed = version if isinstance(version, Version) else parse_version(version)
+        return self.specifier.contains(parsed, prereleases=True)
+
 
 _FORMS = "NAME, NAME==VERSION, NAME>=A,<B or NAME@VERSION"
 HUB_REPO_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}(@\S+)?")
@@ -82,6 +92,12 @@ def hub_repo_id_hint(repo_id: str) -> str:
 
 
 _REQ_RE = re.compile(r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:@\s*(?P<at>\S+)|(?P<spec>[<>=!~].*))?\s*$")
+
+
+def dependency_requirement(name: str, spec: str | None) -> Requirement:
+    """A manifest's dependency (``name`` and optional PEP 440 ``spec``) as a requirement, parsed like a user's
+    (``==X`` is an exact pin)."""
+    return parse_requirement(f"{name}{spec or ''}")
 
 
 def parse_requirement(text: str) -> Requirement:

@@ -8,7 +8,8 @@
   rollback protection).
 - ``ADAPTERHUB_REQUIRE_SIGNED_INDEX=1``: refuse every index (but the bundled one) whose root is not pinned.
 - ``ADAPTERHUB_INDEX_KEYS``: keyring directory that ``publish`` and ``index add/yank`` sign a signed index with.
-- ``HF_ENDPOINT`` / ``HF_TOKEN``: honoured by the Hub source through huggingface_hub.
+- ``HF_ENDPOINT`` / ``HF_TOKEN``: honoured by the Hub source through huggingface_hub; our own code reads
+  ``HF_ENDPOINT`` only through :func:`hub_endpoint`.
 - ``ADAPTERHUB_TRUST_KEYS`` / ``ADAPTERHUB_TRUST_CERT_CHAINS``: public keys / CA certificate chains (PEM
   files, ``os.pathsep``-separated) whose adapter signatures ``pull`` requires; ``ADAPTERHUB_TRUST_INDEX_SIGNERS=1``
   also trusts the signers the index config names (see docs/security.md).
@@ -86,12 +87,21 @@ def index_keys() -> Path | None:
 PUBLIC_HUB = "https://huggingface.co"
 
 
+def hub_endpoint() -> str:
+    """The Hub endpoint the user configured (``HF_ENDPOINT``, else the public Hub), without a trailing '/'.
+
+    The only reader of ``HF_ENDPOINT`` in adapterhub. Read at every call, so a change made after import
+    counts; huggingface_hub itself reads it once, when it is imported (see ``publish/hub.py``).
+    """
+    return ((os.environ.get("HF_ENDPOINT") or "").strip() or PUBLIC_HUB).rstrip("/")
+
+
 def token_endpoints() -> list[str]:
     """Endpoints the user configured, the only places a Hub token may be sent.
 
     ``HF_ENDPOINT`` (the public Hub when unset) and ``ADAPTERHUB_TOKEN_ENDPOINTS``. An endpoint named
     by an index or a manifest is never on this list; an explicit ``--endpoint`` is added per call.
     """
-    hub = (os.environ.get("HF_ENDPOINT") or PUBLIC_HUB).strip()
+    hub = hub_endpoint()
     extra = os.environ.get("ADAPTERHUB_TOKEN_ENDPOINTS", "")
     return [hub, *(e.strip() for e in extra.split(",") if e.strip())]

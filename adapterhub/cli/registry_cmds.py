@@ -89,7 +89,7 @@ def info(requirement: str, base_model: str | None, index_location: str | None, a
 @json_option
 def validate(path: Path, as_json: bool) -> None:
     """Validate a manifest file, or an adapter directory (manifest + every listed file's size and sha256)."""
-    from ..validate import validate_path
+    from ..manifest.validate import validate_path
 
     report = validate_path(path)
     if as_json:

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import AdapterHubError, NotFoundError, SchemaError, SchemaProblem
 from ..jsonio import load_strict
+from ..progress import quiet_hf_loading
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -41,7 +42,7 @@ class LoadedBase:
     def fingerprint(self) -> str | None:
         if not self.has_weights:
             return None
-        from ..runtime import wrap
+        from ..runtime import wrap  # deferred: CLI import cost (torch)
 
         return wrap(self.model).fingerprint
 
@@ -87,8 +88,6 @@ def load_base(path: str | Path, adapter_config: dict[str, Any] | None = None, *,
         config.num_labels = num_labels
     has_weights = p.is_dir() and any((p / f).is_file() for f in WEIGHT_FILES)
     if has_weights:
-        from ..progress import quiet_hf_loading
-
         with quiet_hf_loading():  # transformers 5's "Loading weights" bar would land in `init --json` output
             model = cls.from_pretrained(str(p), config=config, ignore_mismatched_sizes=relabel)
     else:

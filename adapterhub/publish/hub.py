@@ -21,12 +21,12 @@ Order, and why:
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import settings
 from ..errors import AdapterHubError, AuthenticationError, ConflictError, PublishError
 from ..jsonio import MAX_JSON_BYTES, dumps_pretty, loads_strict
 from ..manifest import MANIFEST_FILENAME, SIGNATURE_FILENAME, HfSource, Manifest, manifest_to_dict
@@ -95,7 +95,7 @@ def _refused(where: str, status: int | None, detail: str) -> AuthenticationError
 def _remote_bytes(endpoint: str, repo_id: str, commit: str, path: str, token: str | bool | None) -> bytes | None:
     """The file ``path`` at ``commit`` (None when the repo has none), through the shared transport
     (the token goes only to the endpoint the user named)."""
-    from ..transport import TokenScope, Transport
+    from ..transport import TokenScope, Transport  # deferred: CLI import cost (socket, threading)
 
     url = f"{endpoint}/{repo_id}/resolve/{commit}/{path}"
     with Transport(scope=TokenScope.configured([endpoint])) as transport:
@@ -158,8 +158,8 @@ def publish_to_hub(directory: str | Path, repo_id: str, *, endpoint: str | None 
     one is re-signed with ``keys`` (or ``ADAPTERHUB_INDEX_KEYS``), checked before anything is uploaded.
     ``api``: an ``HfApi`` to use (default: one for ``endpoint`` and ``token``).
     """
-    from ..registry.entries import entry_for
-    from ..registry.signing import signing_keyring
+    from ..registry.entries import entry_for  # deferred: CLI import cost (store, registry)
+    from ..registry.signing import signing_keyring  # deferred: CLI import cost (store, registry)
 
     d = Path(directory)
     manifest = load_release(d)
@@ -168,7 +168,7 @@ def publish_to_hub(directory: str | Path, repo_id: str, *, endpoint: str | None 
     if index_root is not None:
         check_version_free(index_root, manifest)
         keyring = signing_keyring(index_root, keys)
-    ep = (endpoint or os.environ.get("HF_ENDPOINT") or PUBLIC_HUB).rstrip("/")
+    ep = (endpoint or settings.hub_endpoint()).rstrip("/")
     keep = tuple(s for s in manifest.sources or () if not (isinstance(s, HfSource) and s.repo_id == repo_id))
     upload = with_sources(manifest, keep[0], keep[1:]) if keep else _without_sources(manifest)
     upload_bytes = dumps_pretty(manifest_to_dict(upload)).encode()
@@ -184,7 +184,7 @@ def publish_to_hub(directory: str | Path, repo_id: str, *, endpoint: str | None 
                                 dry_run=True)
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
-    from ..transport import check_token_destination
+    from ..transport import check_token_destination  # deferred: CLI import cost (socket, threading)
 
     check_token_destination(ep, token)  # a token never crosses a network in clear text
     api = api or HfApi(endpoint=ep, token=token)
@@ -225,12 +225,12 @@ def publish_to_hub(directory: str | Path, repo_id: str, *, endpoint: str | None 
     result = HubPublishResult(repo_id, ep, published, entry_for(published).to_json(), commit, paths, index_root,
                               pr_url, reused)
     if index_root is not None:
-        from ..registry.writer import add_release
+        from ..registry.writer import add_release  # deferred: CLI import cost (store, registry)
 
         try:
             result.entry = add_release(index_root, published).to_json()
             if keyring is not None:
-                from ..registry.signing import sign_index
+                from ..registry.signing import sign_index  # deferred: CLI import cost (store, registry)
 
                 sign_index(index_root, keyring)
         except Exception as exc:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IntegrityError, PublishError
-from ..fileio import create_temp_file, make_read_only
+from ..fileio import create_temp_file, make_read_only, sha256_file
 from ..manifest import BundledSource, Manifest
 from .release import indexed_release, load_release, with_sources
 from .sign import with_signature
@@ -39,7 +39,7 @@ def _put_blob(mirror: Path, src: Path, sha256: str) -> bool:
     """Copy ``src`` into ``mirror/<sha256>`` verifying it; False when an intact blob was already there."""
     final = mirror / sha256
     if final.is_file():
-        if _sha256(final) == sha256:
+        if sha256_file(final) == sha256:
             return False
         final.unlink()  # a corrupted blob: replace it
     fd, tmp = create_temp_file(mirror, prefix=f".{sha256[:16]}.", suffix=".part")
@@ -61,15 +61,9 @@ def _put_blob(mirror: Path, src: Path, sha256: str) -> bool:
     return True
 
 
-def _sha256(path: Path) -> str:
-    from ..fileio import sha256_file
-
-    return sha256_file(path)
-
-
 def _ensure_index(root: Path) -> None:
-    from ..registry.layout import CONFIG_FILE
-    from ..registry.writer import init_index
+    from ..registry.layout import CONFIG_FILE  # deferred: CLI import cost (store, registry)
+    from ..registry.writer import init_index  # deferred: CLI import cost (store, registry)
 
     if (root / CONFIG_FILE).is_file():
         return
@@ -88,9 +82,9 @@ def publish_local(directory: str | Path, to: str | Path, *, dry_run: bool = Fals
     without usable keys a signed registry is refused before anything is copied. ``keys`` on an unsigned
     registry signs it for the first time.
     """
-    from ..registry.entries import entry_for
-    from ..registry.signing import sign_index, signing_keyring
-    from ..registry.writer import add_release
+    from ..registry.entries import entry_for  # deferred: CLI import cost (store, registry)
+    from ..registry.signing import sign_index, signing_keyring  # deferred: CLI import cost (store, registry)
+    from ..registry.writer import add_release  # deferred: CLI import cost (store, registry)
 
     d, root = Path(directory), Path(to)
     manifest = load_release(d)

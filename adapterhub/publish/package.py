@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ..errors import IntegrityError, PublishError
+from ..errors import IntegrityError, PublishError, SignatureError
 from ..fileio import atomic_write_bytes, atomic_write_text, sha256_file, staged_directory
 from ..manifest import (
     MANIFEST_FILENAME,
@@ -27,12 +26,10 @@ from ..manifest import (
     parse_manifest,
     write_manifest,
 )
-from ..validate import validate_path
+from ..manifest.validate import validate_path
 from .card import merge_card
 from .files import CARD_FILE, file_entries, guess_role, payload_files
-
-if TYPE_CHECKING:
-    from .sign import SigningKey, SignResult
+from .sign import SigningKey, SignResult, check_signable, sign_package
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
 PICKLE_RENAMES = {"pytorch_adapter.bin": "adapter.safetensors", "pytorch_model_head.bin": "head.safetensors",
@@ -58,8 +55,8 @@ def _safetensors_name(path: str) -> str:
 
 
 def _convert(directory: Path, stage: Path, entry: dict, taken: set[str]) -> str:
-    from ..store.convert import pickle_to_safetensors
-    from ..store.safetensors_check import check_safetensors
+    from ..store.convert import pickle_to_safetensors  # deferred: CLI import cost (store, registry)
+    from ..store.safetensors_check import check_safetensors  # deferred: CLI import cost (store, registry)
 
     src = directory / entry["path"]
     digest = sha256_file(src)
@@ -95,8 +92,6 @@ def package_adapter(directory: str | Path, *, index_hint: str | None = None, car
         raise PublishError(f"{d}: the manifest lists {SIGNATURE_FILENAME}, the name reserved for the adapter's "
                            "signature", hint="rename that file")
     if sign is not None:
-        from .sign import check_signable
-
         check_signable(d, manifest)
         sign.signing_config()  # a bad key fails here, before anything is rewritten
     converted: dict[str, str] = {}
@@ -132,7 +127,6 @@ def package_adapter(directory: str | Path, *, index_hint: str | None = None, car
         raise PublishError(f"{d}: the packaged directory does not validate: {'; '.join(report.problems[:8])}")
     if sign is None:
         return PackageResult(d, final, converted, dropped_signature=_drop_stale_signature(d, final))
-    from .sign import sign_package
 
     signed = sign_package(d, sign)
     return PackageResult(d, signed.manifest, converted, signed)
@@ -140,8 +134,7 @@ def package_adapter(directory: str | Path, *, index_hint: str | None = None, car
 
 def _drop_stale_signature(directory: Path, manifest: Manifest) -> bool:
     """Remove ``model.sig`` when it no longer lists exactly the packaged release; True when removed."""
-    from ..errors import SignatureError
-    from ..store.signatures import check_coverage
+    from ..store.signatures import check_coverage  # deferred: CLI import cost (store, registry)
 
     sig = directory / SIGNATURE_FILENAME
     if not sig.is_file():

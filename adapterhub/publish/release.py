@@ -8,12 +8,12 @@ from typing import Any
 
 from ..errors import ConflictError, NotFoundError, PublishError
 from ..manifest import Manifest, Source, load_manifest, manifest_digest
-from ..validate import validate_path
+from ..manifest.validate import validate_path
 
 
 def load_release(directory: str | Path) -> Manifest:
     """The manifest of ``directory`` after checking every file's size and sha256 and that nothing is unlisted."""
-    from ..store.plan import check_manifest_for_store
+    from ..store.plan import check_manifest_for_store  # deferred: CLI import cost (store, registry)
 
     d = Path(directory)
     report = validate_path(d)
@@ -29,7 +29,7 @@ def load_release(directory: str | Path) -> Manifest:
 
 
 def require_index(root: str | Path) -> Path:
-    from ..registry.layout import CONFIG_FILE
+    from ..registry.layout import CONFIG_FILE  # deferred: CLI import cost (store, registry)
 
     p = Path(root)
     if not (p / CONFIG_FILE).is_file():
@@ -40,7 +40,7 @@ def require_index(root: str | Path) -> Path:
 
 def indexed_release(root: Path, manifest: Manifest) -> Any | None:
     """The index entry already holding ``manifest``'s name@version, or None; refuses a different release."""
-    from ..registry import open_index
+    from ..registry import open_index  # deferred: CLI import cost (store, registry)
 
     for entry in open_index(root).entries(manifest.name):
         if entry.parsed_version == _version(manifest.version):
@@ -53,7 +53,7 @@ def indexed_release(root: Path, manifest: Manifest) -> Any | None:
 
 def check_version_free(root: Path, manifest: Manifest) -> None:
     """Refuse when name@version is in the index at all (before anything is uploaded)."""
-    from ..registry import open_index
+    from ..registry import open_index  # deferred: CLI import cost (store, registry)
 
     for entry in open_index(root).entries(manifest.name):
         if entry.parsed_version == _version(manifest.version):

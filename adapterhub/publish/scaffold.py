@@ -29,6 +29,7 @@ from ..manifest import (
     write_manifest,
 )
 from ..names import normalize_name
+from .base import load_base
 from .files import file_entries, payload_files
 
 Check = Callable[[str], "str | None"]
@@ -172,7 +173,7 @@ def _apply_fields(doc: dict[str, Any], fields: _Fields, directory: Path) -> None
 
 
 def _check_base_against(doc: dict[str, Any], base: Any, source: str) -> None:
-    from ..runtime import BaseFacts, bind
+    from ..runtime import BaseFacts, bind  # deferred: CLI import cost (torch)
 
     bm = doc["base_model"]
     mine = BaseFacts(bm["model_type"], bm["hidden_size"], bm["num_hidden_layers"],
@@ -188,8 +189,6 @@ def _init_ours(directory: Path, base_path: str | Path | None, fields: _Fields) -
     doc = manifest_to_dict(manifest)
     notes: list[str] = []
     if base_path is not None:
-        from .base import load_base
-
         base = load_base(base_path)
         _check_base_against(doc, base, str(directory / MANIFEST_FILENAME))
         fp = base.fingerprint
@@ -214,7 +213,7 @@ def _init_ours(directory: Path, base_path: str | Path | None, fields: _Fields) -
 
 
 def _init_foreign(directory: Path, out: Path, base_path: str | Path | None, fields: _Fields) -> InitResult:
-    from ..runtime import write_adapter_dir
+    from ..runtime import write_adapter_dir  # deferred: CLI import cost (torch)
 
     config = load_strict(directory / "adapter_config.json")
     config = config if isinstance(config, dict) else {}
@@ -262,13 +261,15 @@ def _read_with_base(directory: Path, base_path: str | Path, config: dict[str, An
     ``architectures``. A classification head trained with another label count than the base's config
     states gets a base with that count. The head must then fit the model, else nothing is written.
     """
-    from ..runtime import bind, read_adapter_dir
-    from ..runtime.heads import check_head, head_info, head_num_labels
-    from .base import load_base
+    from ..runtime import bind, read_adapter_dir  # deferred: CLI import cost (torch)
+    from ..runtime.heads import check_head, head_info, head_num_labels  # deferred: CLI import cost (torch)
 
     task_class, num_labels = None, None
     if kind == "adapters-library":
-        from ..runtime.formats.adapters_heads import head_meta, task_class_of
+        from ..runtime.formats.adapters_heads import (  # deferred: CLI import cost (torch)
+            head_meta,
+            task_class_of,
+        )
 
         meta = head_meta(directory)
         if meta is not None:

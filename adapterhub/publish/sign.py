@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PublishError, SignatureError
+from ..fileio import atomic_write_bytes
 from ..manifest import MANIFEST_FILENAME, SIGNATURE_FILENAME, Manifest, load_manifest
+from ..manifest.validate import validate_path
 from ..paths import safe_join
-from ..validate import validate_path
 
 PASSWORD_ENV = "ADAPTERHUB_SIGNING_KEY_PASSWORD"
 KEY_HINT = ("a signing key is an ECDSA P-256/P-384/P-521 private key in PEM, e.g. "
@@ -40,7 +41,7 @@ class SigningKey:
 
     def signing_config(self) -> Any:
         """A ``model_signing.signing.Config`` with this key loaded (fails fast on a bad key)."""
-        from ..store.signatures import hashing_config, model_signing
+        from ..store.signatures import hashing_config, model_signing  # deferred: CLI import cost
 
         ms = model_signing()
         for path in (self.private_key, self.certificate, *self.certificate_chain):
@@ -113,8 +114,7 @@ def sign_package(directory: str | Path, key: SigningKey) -> SignResult:
     atomically. ``adapterhub.json`` is rewritten in its canonical form (the bytes ``pull`` puts back into
     the cache) if it is not already.
     """
-    from ..fileio import atomic_write_bytes
-    from ..store.signatures import (
+    from ..store.signatures import (  # deferred: CLI import cost (store, registry)
         check_coverage,
         link_or_copy,
         manifest_bytes,
@@ -157,7 +157,7 @@ def with_signature(directory: Path, manifest: Manifest) -> Manifest:
     The signature must list exactly this directory's release; a stale one (files changed after
     signing) is refused before anything is uploaded. Authenticity is the puller's check, not ours.
     """
-    from ..store.signatures import check_coverage, signature_entry
+    from ..store.signatures import check_coverage, signature_entry  # deferred: CLI import cost
 
     sig = directory / SIGNATURE_FILENAME
     if not sig.is_file():

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import DownloadError, IndexFileSizeError, IndexFormatError, OfflineError, SizeLimitError
+from ..fileio import atomic_write_text
 from ..paths import safe_join
 from ..transport import FetchOptions, Transport
 
@@ -82,7 +83,6 @@ class HttpBackend:
         paths = self._cached(relative)
         if paths is None:
             return
-        from ..manifest import atomic_write_text
 
         body_path, meta_path = paths
         body_path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,13 +10,15 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import resources, settings
 from ..errors import IndexFormatError, NotFoundError, SchemaError, UnsupportedSchemaVersionError
 from ..jsonio import loads_strict
 from ..names import normalize_name, validate_name
 from ..schema import INDEX_CONFIG_SCHEMA, validate_document
 from .backends import HttpBackend, IndexBackend, LocalBackend
 from .entries import IndexEntry, parse_entry_file
-from .layout import CONFIG_FILE, entry_path
+from .layout import CONFIG_FILE, SEARCH_FILE, entry_path
+from .trust import authenticate
 
 if TYPE_CHECKING:
     from ..transport import FetchOptions
@@ -75,8 +77,6 @@ class Index:
         raise NotFoundError(f"{name} {version} is not in the index at {self.location}")
 
     def search_lines(self) -> bytes | None:
-        from .layout import SEARCH_FILE
-
         return self.backend.read(SEARCH_FILE)
 
     @property
@@ -99,15 +99,10 @@ def open_index(location: str | Path | None = None, *, offline: bool | None = Non
     (:mod:`adapterhub.registry.trust`); the bundled index is package data, trusted like the code itself.
     ``options``: timeouts and retries of its HTTP fetches (default from the environment).
     """
-    from .. import settings
-    from .trust import authenticate
-
     if location is None:
         location = settings.default_index()
     if location is None:
-        from ..resources import bundled_index_dir
-
-        return Index(LocalBackend(bundled_index_dir()), validate_entries=validate_entries)
+        return Index(LocalBackend(resources.bundled_index_dir()), validate_entries=validate_entries)
     backend = index_backend(location, offline=offline, cache_dir=cache_dir, options=options)
     return Index(authenticate(backend, backend.location, trust_dir=trust_dir), validate_entries=validate_entries)
 
@@ -115,8 +110,6 @@ def open_index(location: str | Path | None = None, *, offline: bool | None = Non
 def index_backend(location: str | Path, *, offline: bool | None = None, cache_dir: Path | None = None,
                   options: FetchOptions | None = None) -> IndexBackend:
     """The backend that fetches the files of a directory or http(s) index (no authentication)."""
-    from .. import settings
-
     text = str(location)
     if text.startswith(("http://", "https://")):
         off = settings.offline() if offline is None else offline

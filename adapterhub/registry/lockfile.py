@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.version import Version
-
+from .. import resources
 from ..errors import IntegrityError, NotFoundError, RollbackError, SchemaError
 from ..jsonio import dumps_pretty, loads_strict
-from ..names import normalize_name, parse_specifier
+from ..names import dependency_requirement, normalize_name
+from ..schema import LOCKFILE_SCHEMA, validate_document
+from .backends import LocalBackend
 from .entries import IndexEntry
 from .index import Index
 from .resolver import YankedVersionWarning, resolve_closure
@@ -91,11 +92,8 @@ class Lockfile:
 
 def index_label(index: Index) -> str:
     """How a lock names an index: ``bundled``, or the directory / base URL it was read from."""
-    from ..resources import bundled_index_dir
-    from .backends import LocalBackend
-
     source = index.source
-    if isinstance(source, LocalBackend) and source.root.resolve() == bundled_index_dir().resolve():
+    if isinstance(source, LocalBackend) and source.root.resolve() == resources.bundled_index_dir().resolve():
         return "bundled"
     return source.location
 
@@ -116,8 +114,6 @@ def build_lock(index: Index, requirements: list[str], *, base_model: str | None 
 
 def parse_lock(data: bytes, where: str) -> Lockfile:
     """A lockfile from its JSON bytes (schema-checked; a name locked twice is refused)."""
-    from ..schema import LOCKFILE_SCHEMA, validate_document
-
     if len(data) > MAX_LOCK_BYTES:
         raise IntegrityError(f"{where}: larger than {MAX_LOCK_BYTES} bytes; not a lockfile")
     doc = loads_strict(data, where)
@@ -215,7 +211,7 @@ def check_lock(lock: Lockfile, index: Index, *, require_hashes: bool = False, on
             if have is None:
                 raise NotFoundError(f"{where} depends on {dep.name}, which is not in the lock; a lock installs "
                                     "nothing else", hint="re-lock: `adapterhub lock` includes dependencies")
-            if not parse_specifier(dep.spec or "").contains(Version(have.version), prereleases=True):
+            if not dependency_requirement(dep.name, dep.spec).allows(have.version):
                 raise IntegrityError(f"{where} needs {dep.name}{dep.spec or ''}, but the lock has {have.version}")
         if entry.is_yanked:
             warnings.warn(f"{where} is yanked ({entry.yanked}); installing it because the lock pins it",

@@ -32,7 +32,7 @@ from ..errors import (
     YankedError,
 )
 from ..manifest import Manifest
-from ..names import Requirement, parse_requirement
+from ..names import Requirement, dependency_requirement, parse_requirement
 from .entries import IndexEntry
 from .index import Index
 from .suggest import did_you_mean
@@ -92,7 +92,7 @@ def resolve(index: Index, requirement: str | Requirement, *, base_model: str | N
     if not on_base:
         bases = sorted({e.raw_manifest.get("base_model", {}).get("id", "?") for e in entries})
         raise NotFoundError(f"{req.name} has no version for base model {base_model!r} (it has: {', '.join(bases)})")
-    matching = [e for e in on_base if req.specifier.contains(e.parsed_version, prereleases=True)]
+    matching = [e for e in on_base if req.allows(e.parsed_version)]
     live = [e for e in matching if not e.is_yanked]
     if live:
         finals = [e for e in live if not e.parsed_version.is_prerelease]
@@ -122,7 +122,7 @@ def _dependencies(resolved: Resolved) -> Iterator[Requirement]:
         if not isinstance(name, str) or not isinstance(spec, str):
             raise IndexFormatError(f"{resolved.entry.source}: dependency {dep!r} of {resolved.name} "
                                    f"{resolved.version} needs a string 'name' and optional string 'spec'")
-        yield parse_requirement(f"{name}{spec}")
+        yield dependency_requirement(name, spec)
 
 
 def resolve_closure(index: Index, requirements: list[str | Requirement], *,
@@ -138,7 +138,7 @@ def resolve_closure(index: Index, requirements: list[str | Requirement], *,
         requirer = f"{path[-1]} {chosen[path[-1]].version}" if path else None
         if req.name in chosen:
             have = chosen[req.name]
-            if not req.specifier.contains(have.entry.parsed_version, prereleases=True):
+            if not req.allows(have.entry.parsed_version):
                 raise ConflictError(
                     f"{req.name}: {path[-1] if path else 'you'} needs {req.specifier or 'any'}, but "
                     f"{' -> '.join(have.required_by) or 'you'} selected {have.version}")

@@ -31,9 +31,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from .. import settings
 from ..errors import IndexFormatError, IndexSignatureError, NotFoundError, SigningKeyError
 from ..fileio import atomic_write_bytes
-from .keys import ROLES, Keyring
+from ..jsonio import load_strict
+from .keys import ROLES, Keyring, load_keyring
 from .layout import CONFIG_FILE, METADATA_DIR, SEARCH_FILE
 from .writer import index_lock, iter_entry_files
 
@@ -76,8 +78,6 @@ def collect_targets(root: Path) -> dict[str, bytes]:
 
 def configured_expiry_days(root: Path) -> dict[str, int]:
     """The index's own signing lifetimes (``config.json`` ``signing.expires_days``), if it sets any."""
-    from ..jsonio import load_strict
-
     path = root / CONFIG_FILE
     if not path.is_file():
         return {}
@@ -403,9 +403,6 @@ def signing_keyring(root: str | Path, keys: str | Path | None) -> Keyring | None
     able to meet the targets, snapshot and timestamp thresholds of its root; otherwise this refuses, so
     the change is not made and readers never see entries their signed metadata does not cover.
     """
-    from .. import settings
-    from .keys import load_keyring
-
     root = Path(root)
     keys = keys if keys is not None else settings.index_keys()
     if keys is None:

@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from ..errors import AdapterHubError
 from ..names import normalize_name
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -102,8 +103,6 @@ def close_names(word: str, names: Iterable[str], n: int = 3) -> list[str]:
 
 def did_you_mean(index: Index, name: str) -> str:
     """The hint for a name the index does not have: close names from its search summary, if any."""
-    from ..errors import AdapterHubError
-
     try:
         names = summary_names(index.search_lines())
     except (AdapterHubError, OSError):  # a summary we cannot read must not hide the not-found error

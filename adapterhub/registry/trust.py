@@ -17,21 +17,21 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import resources, settings
 from ..errors import IndexTrustError, NotFoundError
 from ..fileio import atomic_write_bytes
 from ..jsonio import dumps_pretty, load_strict, loads_strict
 from .layout import METADATA_DIR
+from .trust_entry import TrustEntry
 
 BUNDLED_ROOT_FILE = f"{METADATA_DIR}/1.root.json"
 BUNDLED_ROOT_SHA256 = "b8634dd7048f72547c48c062875f06ef0e8eca88ef2be2d092f819e19c3ed6cc"
 """sha256 of the bundled index's first root: the trust anchor pinned in the package. Later roots are
 accepted only through the signed rotation chain that starts here."""
 MAX_ROOT_BYTES = 512_000
-LOCK_TIMEOUT = 120
 
 
 def location_key(location: str | Path) -> str:
@@ -47,37 +47,8 @@ def location_key(location: str | Path) -> str:
 def _store_dir(trust_dir: Path | None) -> Path:
     if trust_dir is not None:
         return Path(trust_dir)
-    from .. import settings
 
     return settings.trust_dir()
-
-
-@dataclass(frozen=True)
-class TrustEntry:
-    """The pinned root and trusted-metadata directory of one index location."""
-
-    location: str
-    directory: Path
-
-    @property
-    def root_path(self) -> Path:
-        return self.directory / "root.json"
-
-    @property
-    def metadata_dir(self) -> Path:
-        return self.directory / METADATA_DIR
-
-    def root_bytes(self) -> bytes:
-        return self.root_path.read_bytes()
-
-    def lock(self):
-        from filelock import FileLock
-
-        return FileLock(str(self.directory / ".lock"), timeout=LOCK_TIMEOUT)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"location": self.location, "root_sha256": hashlib.sha256(self.root_bytes()).hexdigest(),
-                "state": str(self.directory)}
 
 
 def _entry_dir(store: Path, key: str) -> Path:
@@ -156,9 +127,7 @@ def list_trusted(*, trust_dir: Path | None = None) -> list[TrustEntry]:
 
 def bundled_root() -> bytes:
     """The bundled index's first root, checked against the sha256 pinned in this package."""
-    from ..resources import bundled_index_dir
-
-    path = bundled_index_dir() / BUNDLED_ROOT_FILE
+    path = resources.bundled_index_dir() / BUNDLED_ROOT_FILE
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -173,12 +142,10 @@ def authenticate(backend: Any, location: str | Path, *, trust_dir: Path | None =
     """``backend`` itself when ``location`` has no pinned root, else a backend that verifies every read."""
     entry = trusted(location, trust_dir=trust_dir)
     if entry is None:
-        from .. import settings
-
         if settings.require_signed_index():
             raise IndexTrustError(f"{location_key(location)}: no pinned root, and ADAPTERHUB_REQUIRE_SIGNED_INDEX "
                                   "is set", hint="pin its root with `adapterhub index trust LOCATION --root root.json`")
         return backend
-    from .tuf_client import VerifiedBackend
+    from .tuf_client import VerifiedBackend  # deferred: CLI import cost (python-tuf, cryptography)
 
     return VerifiedBackend(backend, entry)

@@ -35,7 +35,7 @@ from ..errors import (
 )
 from .backends import MAX_INDEX_FILE_BYTES
 from .layout import METADATA_DIR
-from .trust import TrustEntry
+from .trust_entry import TrustEntry
 
 URL_PREFIX = "index:/"
 """ngclient works on URLs; ours name a path inside the index, whatever backend serves it."""

@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import resources
 from ..errors import AdapterHubError, IndexTrustError
 from ..fileio import atomic_write_bytes
 from .backends import LocalBackend
+from .index import index_backend
 from .layout import METADATA_DIR
+from .signing import collect_targets
 from .trust import TrustEntry, bundled_root, check_root_document, location_key, trusted
 
 
@@ -42,8 +45,7 @@ class IndexVerifyReport:
 
 
 def _check(backend: Any, entry: TrustEntry, report: IndexVerifyReport) -> None:
-    from .signing import collect_targets
-    from .tuf_client import VerifiedBackend
+    from .tuf_client import VerifiedBackend  # deferred: CLI import cost (python-tuf, cryptography)
 
     verified = VerifiedBackend(backend, entry)
     try:
@@ -71,12 +73,8 @@ def _check(backend: Any, entry: TrustEntry, report: IndexVerifyReport) -> None:
 def verify_index(location: str | Path | None = None, *, root: bytes | None = None,
                  trust_dir: Path | None = None) -> IndexVerifyReport:
     """Verify the index at ``location`` (None: the bundled index); see the module docstring."""
-    from .index import index_backend
-
     if location is None:
-        from ..resources import bundled_index_dir
-
-        backend: Any = LocalBackend(bundled_index_dir())
+        backend: Any = LocalBackend(resources.bundled_index_dir())
         source = "the root pinned in this package"
         root = root if root is not None else bundled_root()
     else:

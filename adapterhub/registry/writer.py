@@ -14,7 +14,7 @@ from filelock import FileLock
 
 from ..errors import ConflictError, NotFoundError
 from ..fileio import atomic_write_bytes
-from ..jsonio import dumps_canonical, iter_json_lines
+from ..jsonio import dumps_canonical, dumps_pretty, iter_json_lines
 from ..manifest import Manifest
 from .entries import IndexEntry, entry_for, parse_entry_file
 from .layout import CONFIG_FILE, METADATA_DIR, MIRROR_DIR, SEARCH_FILE, entry_path
@@ -109,8 +109,6 @@ def set_yanked(root: str | Path, name: str, version: str, reason: str | bool) ->
 
 def init_index(root: str | Path, name: str, description: str = "") -> Path:
     """Create an empty index directory with its ``config.json``."""
-    from ..jsonio import dumps_pretty
-
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     path = root / CONFIG_FILE

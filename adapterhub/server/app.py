@@ -7,13 +7,9 @@ never waits on a kept-alive connection or a stalled fault.
 
 from __future__ import annotations
 
-import logging
-import socket
-import sys
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
-from http.server import ThreadingHTTPServer
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -21,48 +17,8 @@ from .auth import AuthPolicy, TokenGrant
 from .context import DEFAULT_MAX_BODY_BYTES, ServerConfig, ServerState
 from .faults import FaultPlan
 from .handler import HubRequestHandler
+from .httpd import HubHTTPServer
 from .storage import HubStorage
-
-logger = logging.getLogger("adapterhub.server")
-
-
-class HubHTTPServer(ThreadingHTTPServer):
-    """``ThreadingHTTPServer`` that carries the shared state and tracks live connections."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
-    def __init__(self, address: tuple[str, int], state: ServerState) -> None:
-        self.state = state
-        self._live: set[socket.socket] = set()
-        self._live_lock = threading.Lock()
-        super().__init__(address, HubRequestHandler)
-
-    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
-        with self._live_lock:
-            self._live.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
-        with self._live_lock:
-            self._live.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        """A client that hangs up mid-request is routine; anything else is logged with its traceback."""
-        error = sys.exc_info()[1]
-        if isinstance(error, (ConnectionError, TimeoutError)):
-            logger.debug("connection from %s ended: %s", client_address, error)
-        else:
-            logger.exception("error while serving %s", client_address)
-
-    def close_connections(self) -> None:
-        with self._live_lock:
-            live, self._live = list(self._live), set()
-        for sock in live:
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
 
 
 class HubServer:
@@ -104,7 +60,7 @@ class HubServer:
             socket_timeout=socket_timeout,
         )
         self.state = ServerState(self.storage, self.config)
-        self.httpd = HubHTTPServer((host, port), self.state)
+        self.httpd = HubHTTPServer((host, port), self.state, HubRequestHandler)
         self._thread: threading.Thread | None = None
         self._serving = threading.Event()
 

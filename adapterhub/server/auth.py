@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from adapterhub.errors import AdapterHubError
+from adapterhub.jsonio import load_strict
 
 from .errors import BadRequest, Forbidden, RepoNotFound, Unauthorized
 from .names import RepoRef, parse_repo_ref
@@ -180,8 +181,6 @@ def grant_from_json(item: Any, where: str) -> TokenGrant:
 
 def load_token_file(path: Path) -> tuple[TokenGrant, ...]:
     """Grants from the operator's JSON token file (shape in the module docstring)."""
-    from adapterhub.jsonio import load_strict
-
     try:
         doc = load_strict(path, max_bytes=16 << 20)
     except AdapterHubError as exc:

@@ -10,17 +10,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from adapterhub.errors import AdapterHubError
 from adapterhub.jsonio import loads_strict
 
 from .auth import AuthPolicy, Caller
 from .errors import BadRequest, PayloadTooLarge
+from .faults import FaultPlan
 from .storage import HubStorage
-
-if TYPE_CHECKING:
-    from .faults import FaultPlan
 
 DEFAULT_MAX_BODY_BYTES = 2 << 30
 """Largest request body accepted (a commit carries file contents base64-encoded inline)."""

@@ -9,8 +9,6 @@ raises its typed errors, and ``EntryNotFound`` carries ``X-Repo-Commit`` so it c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import quote
 
 from .context import RequestContext
@@ -19,20 +17,8 @@ from .names import RepoRef, is_commit_id
 from .ranges import ByteRange, Unsatisfiable, parse_range
 from .responses import FileSlice, Response, json_response
 from .routes import Route
-from .storage import FileEntry, HubStorage
-
-
-@dataclass(frozen=True)
-class ServedFile:
-    """A file located in a commit, ready to be sent."""
-
-    repo: RepoRef
-    path: str
-    commit_oid: str
-    entry: FileEntry
-    blob: Path
-    pinned: bool
-    """The URL named a commit id, so the answer can be cached forever."""
+from .served import ServedFile
+from .storage import HubStorage
 
 
 def locate(storage: HubStorage, repo: RepoRef, revision: str, path: str) -> ServedFile:

@@ -23,16 +23,13 @@ import fnmatch
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from .errors import HubApiError
 from .ranges import ByteRange
 from .responses import FileSlice, Literal, Pause, Response, error_response
+from .served import ServedFile
 
-if TYPE_CHECKING:
-    from .download import ServedFile
-
-FileResponder = Callable[["ServedFile", "ByteRange | None"], Response]
+FileResponder = Callable[[ServedFile, "ByteRange | None"], Response]
 """How the server answers normally: ``(file, range or None) -> Response``."""
 
 

@@ -13,17 +13,15 @@ import re
 from collections.abc import Callable
 from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from adapterhub._version import __version__
 
 from . import download, info, routes, upload
 from .context import BodyReader, RequestContext, ServerState
 from .errors import BadRequest, HubApiError, LengthRequired, PayloadTooLarge
+from .httpd import HubHTTPServer
 from .responses import FileSlice, Literal, Pause, Response, error_response
-
-if TYPE_CHECKING:
-    from .app import HubHTTPServer
 
 logger = logging.getLogger("adapterhub.server")
 

@@ -19,8 +19,9 @@ import contextlib
 import dataclasses
 import hashlib
 import os
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from ..errors import (
     AdapterHubError,
@@ -30,16 +31,31 @@ from ..errors import (
 )
 from ..jsonio import dumps_pretty, loads_strict
 from ..manifest import ArchiveSource, FileEntry, Manifest, atomic_write_text, manifest_digest
+from .convert import pickle_to_safetensors
 from .extract import Member, read_archive
 from .layout import CacheLayout
 from .reuse import open_blob, quarantine, verified_blob
+from .safetensors_check import temp_file_check
+from .views import write_lease
 from .writer import BlobWriter
-
-if TYPE_CHECKING:
-    from .pull import _Puller
 
 MAX_ARCHIVE_SIZE = 512 * 1024 * 1024
 DERIVED_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ArchivePull:
+    """What archive handling needs from the pull that asks for it (``store/pull.py`` builds one).
+
+    ``download(url, writer)`` streams a URL into a blob writer through the pull's one transport,
+    which is built on first use, so an offline pull or a warm one never creates it.
+    """
+
+    requested: Manifest
+    layout: CacheLayout
+    owner: str
+    """The pull's owner id: the name of its lease and of its temp files."""
+    download: Callable[[str, BlobWriter], None]
 
 # name in the archive -> (name in the view, role, needs conversion)
 LAYOUT_FILES: dict[str, dict[str, tuple[str, str, bool]]] = {
@@ -82,7 +98,7 @@ def _try_derived(layout: Any, archive_sha256: str, requested: Manifest) -> Manif
         return None
 
 
-def offline_manifest(puller: _Puller) -> tuple[Manifest, str | None]:
+def offline_manifest(puller: ArchivePull) -> tuple[Manifest, str | None]:
     """Without network: the manifest itself, or the derived record of an archive already ingested."""
     requested = puller.requested
     archives = [s for s in requested.sources or () if isinstance(s, ArchiveSource)]
@@ -96,7 +112,7 @@ def offline_manifest(puller: _Puller) -> tuple[Manifest, str | None]:
                        f"({archives[0].url})", hint="pull it once with network access")
 
 
-def ingest_archive(puller: _Puller, archives: list[ArchiveSource]) -> Manifest:
+def ingest_archive(puller: ArchivePull, archives: list[ArchiveSource]) -> Manifest:
     """Derived manifest for the first archive that works (see module docstring)."""
     layout = puller.layout
     for arch in archives:
@@ -118,9 +134,7 @@ def ingest_archive(puller: _Puller, archives: list[ArchiveSource]) -> Manifest:
     raise type(errors[0])(f"{puller.requested.id}: no archive source worked: " + "; ".join(map(str, errors)))
 
 
-def _ingest(puller: _Puller, arch: ArchiveSource) -> Manifest:
-    from .views import write_lease
-
+def _ingest(puller: ArchivePull, arch: ArchiveSource) -> Manifest:
     layout = puller.layout
     requested = puller.requested
     where = f"{requested.id}: archive {arch.url}"
@@ -128,7 +142,7 @@ def _ingest(puller: _Puller, arch: ArchiveSource) -> Manifest:
     data = _read_archive_blob(layout, arch.sha256, puller.owner)
     if data is None:
         with BlobWriter(layout, arch.sha256, arch.size, max_size=MAX_ARCHIVE_SIZE, where=where) as w:
-            puller.fetcher.download(arch.url, w)
+            puller.download(arch.url, w)
             w.commit()
         data = _read_archive_blob(layout, arch.sha256, puller.owner)
         if data is None:
@@ -139,8 +153,8 @@ def _ingest(puller: _Puller, arch: ArchiveSource) -> Manifest:
     files = []
     for path, role, body, sha in produced:
         if verified_blob(layout, sha, len(body), puller.owner) is None:
-            validator = _safetensors_validator(path, len(body)) if path.endswith(".safetensors") else None
-            with BlobWriter(layout, sha, len(body), where=f"{requested.id}: {path}", validator=validator) as w:
+            with BlobWriter(layout, sha, len(body), where=f"{requested.id}: {path}",
+                            validator=temp_file_check(path, len(body))) as w:
                 w.write(body)
                 w.commit()
         files.append(FileEntry(path, len(body), sha, role))
@@ -166,16 +180,6 @@ def _read_archive_blob(layout: CacheLayout, sha256: str, owner: str) -> bytes | 
     return data
 
 
-def _safetensors_validator(path: str, size: int):
-    from .safetensors_check import check_safetensors_stream
-
-    def check(temp: Path) -> None:
-        with open(temp, "rb") as fh:
-            check_safetensors_stream(fh, size, where=path)
-
-    return check
-
-
 def _convert_members(members: list[Member], layout_name: str, where: str) -> list[tuple[str, str, bytes]]:
     """``(path, role, bytes)`` for each file the layout knows; pickle weights converted."""
     known = LAYOUT_FILES[layout_name]
@@ -190,8 +194,6 @@ def _convert_members(members: list[Member], layout_name: str, where: str) -> lis
             raise UnsafeFileError(f"{where}: both a pickle and a safetensors file would become {target}")
         targets.add(target)
         if convert:
-            from .convert import pickle_to_safetensors
-
             body = pickle_to_safetensors(m.data, f"{where}: {m.path}")
         else:
             body = m.data

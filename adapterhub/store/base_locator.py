@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import JSONFormatError, NotFoundError
+from ..errors import IncompatibleBaseError, JSONFormatError, NotFoundError
 from ..jsonio import load_strict
 
 # repo id -> (importable module, zero-argument function returning the model directory)
@@ -162,8 +162,6 @@ def check_shape_facts(location: BaseLocation, model_type: str, hidden_size: int,
     Shapes come first because no flag can make them fit; only after they match is a fingerprint
     difference worth an offer of ``--force``.
     """
-    from ..errors import IncompatibleBaseError
-
     theirs = (model_type, hidden_size, num_hidden_layers)
     mine = shape_facts(location)
     if all(m is None or m == t for m, t in zip(mine, theirs, strict=True)):

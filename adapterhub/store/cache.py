@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import InvalidVersionError
+from ..names import parse_requirement
 from .layout import CacheLayout, is_sha256, new_owner
 from .views import iter_views, read_record, retire_view, view_is_intact
 
@@ -65,18 +67,14 @@ def blob_usage(*, cache_dir: str | Path | None = None) -> tuple[int, int]:
 
 def remove_cached(requirement: str, *, cache_dir: str | Path | None = None) -> list[CachedAdapter]:
     """Remove the views matching ``NAME[SPEC]``; their blobs become garbage for :func:`gc`."""
-    from packaging.version import InvalidVersion, Version
-
-    from ..names import parse_requirement
-
     req = parse_requirement(requirement)
     layout = CacheLayout.default(cache_dir)
     owner = new_owner()
     removed = []
     for item in list_cached(req.name, cache_dir=cache_dir):
         try:
-            matches = req.specifier.contains(Version(item.version), prereleases=True)
-        except InvalidVersion:
+            matches = req.allows(item.version)
+        except InvalidVersionError:
             matches = not str(req.specifier)
         if matches and retire_view(layout, item.name, item.version, owner):
             removed.append(item)

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from .. import settings
+
 LAYOUT_VERSION = 1
 VIEW_MARKER = ".adapterhub-view.json"
 STALE_AFTER_SECONDS = 6 * 3600
@@ -111,8 +113,6 @@ class CacheLayout:
 
     @classmethod
     def default(cls, root: str | os.PathLike[str] | None = None) -> CacheLayout:
-        from .. import settings
-
         return cls(Path(root) if root is not None else settings.cache_dir())
 
     @property

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import settings
 from ..transport import FetchOptions
 from .pull import PulledAdapter, index_location, pull_manifest
 from .trust import Trust
@@ -26,9 +27,8 @@ def pull_locked(lock: Any, *, index: Any = None, require_hashes: bool = False, o
     ``require_hashes``: every adapter must carry locked hashes and every dependency must be locked.
     Dependencies come first, as in the lock. ``trust``: as in :func:`~adapterhub.store.pull`.
     """
-    from .. import settings
-    from ..registry import Index, open_index
-    from ..registry.lockfile import Lockfile, check_lock, load_lock
+    from ..registry import Index, open_index  # deferred: CLI import cost (registry)
+    from ..registry.lockfile import Lockfile, check_lock, load_lock  # deferred: CLI import cost (registry)
 
     if not isinstance(lock, Lockfile):
         lock = load_lock(lock)

@@ -25,8 +25,9 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .. import settings
 from ..errors import (
     AdapterHubError,
     DownloadError,
@@ -37,12 +38,14 @@ from ..errors import (
     UnsafeFileError,
 )
 from ..manifest import ArchiveSource, FileEntry, Manifest, manifest_digest
-from ..transport import FetchOptions
+from ..names import Requirement, dependency_requirement
+from ..transport import FetchOptions, TokenScope
+from .http import HttpFetcher
 from .layout import CacheLayout, new_owner
 from .plan import check_manifest_for_store, describe_sources, sources_for
 from .progress import Progress
 from .reuse import rehash_limit, verified_blob
-from .safetensors_check import check_safetensors_stream
+from .safetensors_check import blob_check, is_safetensors_path, temp_file_check
 from .signatures import SignatureGate
 from .sources import ContentDirSource, HttpBackedSource, LocalDirSource, Source
 from .trust import Trust, TrustedSigner
@@ -57,6 +60,9 @@ from .views import (
     write_lease,
 )
 from .writer import BlobWriter
+
+if TYPE_CHECKING:
+    from .archive import ArchivePull
 
 PARALLEL_FILES = 4
 """Files of one adapter fetched at the same time."""
@@ -102,27 +108,12 @@ def _result(view: Path, manifest: Manifest, record: ViewRecord, downloaded: int,
     return PulledAdapter(view, manifest, {f.path: view / f.path for f in record.files}, downloaded, hashed=hashed)
 
 
-def _is_safetensors(entry: FileEntry) -> bool:
-    return entry.path.endswith(".safetensors")
-
-
-def _validator(entry: FileEntry):
-    if not _is_safetensors(entry):
-        return None
-
-    def check(path: Path) -> None:
-        with open(path, "rb") as fh:
-            check_safetensors_stream(fh, entry.size, where=entry.path)
-
-    return check
-
-
 def _by_digest(files: Sequence[FileEntry]) -> list[FileEntry]:
     """One entry per distinct sha256 (two paths with identical bytes share one blob): a safetensors
     entry when there is one, so its header check runs."""
     chosen: dict[str, FileEntry] = {}
     for f in files:
-        if f.sha256 not in chosen or (_is_safetensors(f) and not _is_safetensors(chosen[f.sha256])):
+        if f.sha256 not in chosen or (is_safetensors_path(f.path) and not is_safetensors_path(chosen[f.sha256].path)):
             chosen[f.sha256] = f
     return list(chosen.values())
 
@@ -160,11 +151,15 @@ class _Puller:
     def fetcher(self):
         """One transport for the whole pull: the caller's options, tokens only to the user's endpoints."""
         if self._fetcher is None:
-            from ..transport import TokenScope
-            from .http import HttpFetcher
-
             self._fetcher = HttpFetcher(self.options, scope=TokenScope.configured([self.endpoint]))
         return self._fetcher
+
+    def archive_pull(self) -> ArchivePull:
+        """What :mod:`.archive` needs of this pull; the transport is still built only on first download."""
+        from .archive import ArchivePull  # deferred: CLI import cost (zipfile, tarfile)
+
+        return ArchivePull(self.requested, self.layout, self.owner,
+                           lambda url, writer: self.fetcher.download(url, writer))
 
     def sources(self) -> list[Source]:
         if self._sources is None:
@@ -194,7 +189,7 @@ class _Puller:
             rewrite_record(view, found.record, self.owner)
         manifest = self.requested
         if record.derived_from is not None:
-            from .archive import load_derived
+            from .archive import load_derived  # deferred: CLI import cost (zipfile, tarfile)
 
             manifest = load_derived(self.layout, record.derived_from, self.requested)
         return _result(view, manifest, found.record, 0, found.hashed)
@@ -204,9 +199,9 @@ class _Puller:
         archives = [s for s in self.requested.sources or () if isinstance(s, ArchiveSource)]
         if self.requested.files or not archives:
             return self.requested, None
-        from .archive import ingest_archive
+        from .archive import ingest_archive  # deferred: CLI import cost (zipfile, tarfile)
 
-        return ingest_archive(self, archives), archives[0].sha256
+        return ingest_archive(self.archive_pull(), archives), archives[0].sha256
 
     def fetch(self, entry: FileEntry, progress: Progress, sources: Sequence[Source] | None = None) -> None:
         attempts: list[tuple[str, AdapterHubError]] = []
@@ -223,7 +218,7 @@ class _Puller:
     def _fetch_from(self, source: Source, entry: FileEntry, where: str, progress: Progress) -> None:
         def writer() -> BlobWriter:
             return BlobWriter(self.layout, entry.sha256, entry.size, where=where,
-                              validator=_validator(entry), on_progress=progress.callback)
+                              validator=temp_file_check(entry.path, entry.size), on_progress=progress.callback)
 
         w = writer()
         if w.complete:  # adopted a finished download of a dead process: maybe nothing to fetch
@@ -251,11 +246,7 @@ class _Puller:
             self._verified[entry.sha256] = st
 
     def _check_cached_blob(self, entry: FileEntry) -> os.stat_result | None:
-        def header(fh, size: int) -> None:
-            check_safetensors_stream(fh, size, where=entry.path)
-
-        return verified_blob(self.layout, entry.sha256, entry.size, self.owner,
-                             check=header if _is_safetensors(entry) else None)
+        return verified_blob(self.layout, entry.sha256, entry.size, self.owner, check=blob_check(entry.path))
 
     def _check_cached(self, files: Sequence[FileEntry]) -> list[FileEntry]:
         """Hash the cached blobs of ``files`` (one entry per sha256); return those still to fetch."""
@@ -360,9 +351,9 @@ class _Puller:
         return [f for f in missing if f.sha256 not in self._verified]
 
     def _offline(self) -> PulledAdapter:
-        from .archive import offline_manifest
+        from .archive import offline_manifest  # deferred: CLI import cost (zipfile, tarfile)
 
-        manifest, derived_from = offline_manifest(self)
+        manifest, derived_from = offline_manifest(self.archive_pull())
         write_lease(self.layout, self.owner, {f.sha256 for f in manifest.files})  # dropped by run()
         for _ in range(3):
             self._verified = {}
@@ -406,8 +397,6 @@ def pull_manifest(manifest: Manifest, *, cache_dir: str | Path | None = None, of
 
     ``trust`` (default: :meth:`Trust.from_env`) names the signers whose OMS signature is required.
     """
-    from .. import settings
-
     layout = CacheLayout.default(cache_dir)
     off = settings.offline() if offline is None else offline
     signers = (trust or Trust.from_env()).resolve(index_config, None if index_location is None else str(index_location))
@@ -429,8 +418,6 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
     ``trust`` (default: from the environment) names the signers whose OMS signature every pulled adapter
     needs (see docs/security.md); without signers, no signature is required.
     """
-    from .. import settings
-
     off = settings.offline() if offline is None else offline
     kwargs = dict(cache_dir=cache_dir, offline=off, sources=sources, endpoint=endpoint, token=token,
                   progress=progress, options=options, trust=trust or Trust.from_env())
@@ -441,13 +428,15 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
         if idx is not None:
             kwargs["index_location"] = index_location(idx)
         if needs_index and idx is not None:
-            from ..registry import resolve_closure
+            from ..registry import resolve_closure  # deferred: CLI import cost (registry)
 
-            reqs = [f"{d.name}{d.spec or ''}" for d in requirement.dependencies or ()]
+            reqs: list[str | Requirement] = [dependency_requirement(d.name, d.spec)
+                                             for d in requirement.dependencies or ()]
             deps = [pull_manifest(r.manifest, index_config=idx.config, **kwargs) for r in resolve_closure(idx, reqs)]
         root = pull_manifest(requirement, index_config=idx.config if idx else None, **kwargs)
         return _with_deps(root, deps)
-    from ..registry import resolve, resolve_closure
+
+    from ..registry import resolve, resolve_closure  # deferred: CLI import cost (registry)
 
     idx = _open(index, off, options)
     kwargs["index_location"] = index_location(idx)
@@ -467,7 +456,7 @@ def _with_deps(root: PulledAdapter, deps: list[PulledAdapter]) -> PulledAdapter:
 
 def index_location(idx: Any) -> Path | str | None:
     """Where the index lives (its ``mirror/`` serves ``bundled`` sources): a directory or a base URL."""
-    from ..registry.backends import HttpBackend, LocalBackend
+    from ..registry.backends import HttpBackend, LocalBackend  # deferred: CLI import cost (registry)
 
     backend = idx.source
     if isinstance(backend, LocalBackend):
@@ -476,7 +465,7 @@ def index_location(idx: Any) -> Path | str | None:
 
 
 def _open(index: Any, offline: bool, options: FetchOptions | None):
-    from ..registry import Index, open_index
+    from ..registry import Index, open_index  # deferred: CLI import cost (registry)
 
     if isinstance(index, Index):
         return index

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import stat
 from collections.abc import Callable
@@ -29,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ..fileio import sha256_stream
 from .layout import CacheLayout
 
-READ_CHUNK = 1 << 20
 DEFAULT_REHASH_LIMIT = 16 << 20
 """Files up to 16 MiB are re-hashed on every warm pull (about 12 ms each at 1.3 GB/s)."""
 
@@ -89,27 +88,6 @@ def open_regular(path: Path) -> tuple[BinaryIO, os.stat_result]:
     return os.fdopen(fd, "rb", buffering=0), st
 
 
-def hash_stream(fh: BinaryIO, *, limit: int | None = None) -> tuple[str, int]:
-    """sha256 hex and byte count of what ``fh`` yields (at most ``limit`` bytes).
-
-    Reads go into one reused 1 MiB buffer, small enough to stay in the CPU cache between the copy
-    and the hash: on these machines that hashes a cached file faster than ``hashlib`` hashes the
-    same bytes held in memory, while a 4 MiB buffer is measurably slower.
-    """
-    h = hashlib.sha256()
-    buf = bytearray(READ_CHUNK)
-    view = memoryview(buf)
-    total = 0
-    while limit is None or total < limit:
-        want = len(buf) if limit is None else min(len(buf), limit - total)
-        n = fh.readinto(view[:want])  # type: ignore[attr-defined]
-        if not n:
-            break
-        h.update(view[:n])
-        total += n
-    return h.hexdigest(), total
-
-
 def quarantine(layout: CacheLayout, sha256: str, owner: str) -> None:
     """Take a bad blob out of use: rename it aside (atomic; no new link can reach it), then delete it."""
     aside = layout.blobs / f".{sha256}~{owner}.bad"
@@ -150,7 +128,7 @@ def verified_blob(layout: CacheLayout, sha256: str, size: int, owner: str, *,
         return None
     fh, st = opened
     with fh:
-        good = st.st_size == size and hash_stream(fh, limit=size + 1) == (sha256, size)
+        good = st.st_size == size and sha256_stream(fh, limit=size + 1) == (sha256, size)
         if good and check is not None:
             fh.seek(0)
             check(fh, size)
@@ -182,5 +160,5 @@ def check_file(path: Path, sha256: str, size: int, recorded: Stamp | None, *, li
             return FileCheck(False, False, stamp)
         if size > limit and stamp == recorded:
             return FileCheck(True, False, stamp)
-        ok = hash_stream(fh, limit=size + 1) == (sha256, size)
+        ok = sha256_stream(fh, limit=size + 1) == (sha256, size)
         return FileCheck(ok, True, stamp)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -202,3 +202,33 @@ def check_safetensors_bytes(data: bytes, *, where: str = "<safetensors>",
                             max_header_size: int = MAX_HEADER_SIZE) -> SafetensorsHeader:
     """Validate safetensors bytes held in memory (tests, uploads)."""
     return check_safetensors_stream(io.BytesIO(data), len(data), where=where, max_header_size=max_header_size)
+
+
+def is_safetensors_path(path: str) -> bool:
+    """Whether a file named ``path`` must pass the header gate before it becomes a blob."""
+    return path.endswith(".safetensors")
+
+
+def temp_file_check(path: str, size: int) -> Callable[[Path], None] | None:
+    """The check a blob writer runs on the finished temp file of ``path`` (``size`` bytes, already
+    hashed) before it becomes a blob; None for files that are not safetensors."""
+    if not is_safetensors_path(path):
+        return None
+
+    def check(temp: Path) -> None:
+        with open(temp, "rb") as fh:
+            check_safetensors_stream(fh, size, where=path)
+
+    return check
+
+
+def blob_check(path: str) -> Callable[[BinaryIO, int], None] | None:
+    """The check run on a cached blob of ``path`` whose hash matched (the same gate, on an open
+    file); None for files that are not safetensors."""
+    if not is_safetensors_path(path):
+        return None
+
+    def check(fh: BinaryIO, size: int) -> None:
+        check_safetensors_stream(fh, size, where=path)
+
+    return check

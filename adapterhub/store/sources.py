@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from .. import settings
+from .. import resources, settings
 from ..errors import AuthenticationError, DownloadError, IntegrityError, NotFoundError, RetryableError
 from ..manifest import FileEntry
 from ..paths import safe_join
@@ -97,9 +97,7 @@ class ContentDirSource:
 
 def bundled_source() -> ContentDirSource:
     """The sample adapters' bytes shipped inside the package."""
-    from ..resources import bundled_mirror_dir
-
-    return ContentDirSource(bundled_mirror_dir(), "bundled")
+    return ContentDirSource(resources.bundled_mirror_dir(), "bundled")
 
 
 # --- HTTP ----------------------------------------------------------------------------------------
@@ -163,11 +161,6 @@ class HttpMirrorSource(HttpBackedSource):
 # --- the Hugging Face Hub --------------------------------------------------------------------------
 
 
-def default_endpoint() -> str:
-    """``HF_ENDPOINT`` read now (huggingface_hub reads it once at import), else the public Hub."""
-    return (os.environ.get("HF_ENDPOINT") or settings.PUBLIC_HUB).rstrip("/")
-
-
 @dataclass
 class HubSource(HttpBackedSource):
     """A Hub repo at a pinned commit, through huggingface_hub's metadata call and our own GET.
@@ -191,13 +184,13 @@ class HubSource(HttpBackedSource):
 
     @property
     def description(self) -> str:
-        return f"hf:{self.repo_id}@{self.revision[:12]} ({self.endpoint or default_endpoint()})"
+        return f"hf:{self.repo_id}@{self.revision[:12]} ({self.endpoint or settings.hub_endpoint()})"
 
     def fetch(self, entry: FileEntry, writer: BlobWriter) -> None:
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
         from huggingface_hub.utils import build_hf_headers
 
-        endpoint = (self.endpoint or default_endpoint()).rstrip("/")
+        endpoint = (self.endpoint or settings.hub_endpoint()).rstrip("/")
         url = hf_hub_url(self.repo_id, entry.path, subfolder=self.subfolder, repo_type=self.repo_type,
                          revision=self.revision, endpoint=endpoint)
         if not url.startswith(endpoint + "/"):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .. import settings
 from ..errors import IndexFormatError, NotFoundError, SignatureError
 
 MAX_PEM_BYTES = 1 << 20
@@ -88,8 +89,6 @@ class Trust:
     @classmethod
     def from_env(cls) -> Trust:
         """``ADAPTERHUB_TRUST_KEYS``, ``ADAPTERHUB_TRUST_CERT_CHAINS``, ``ADAPTERHUB_TRUST_INDEX_SIGNERS``."""
-        from .. import settings
-
         return cls.from_files(settings.trust_key_files(), settings.trust_cert_chain_files(),
                               index_signers=settings.trust_index_signers())
 

@@ -23,9 +23,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import IntegrityError, SizeLimitError
-from ..fileio import make_read_only
+from ..fileio import make_read_only, sha256_stream
 from .layout import CacheLayout, new_owner, parse_owner, parse_temp_name
-from .reuse import hash_stream, open_regular
+from .reuse import open_regular
 
 Validator = Callable[[Path], None]
 READ_CHUNK = 1 << 20
@@ -50,7 +50,7 @@ def hash_file(path: Path, *, limit: int | None = None) -> tuple[str, int]:
     other non-regular file raises :class:`~adapterhub.store.reuse.NotRegularFileError`."""
     fh, _ = open_regular(path)
     with fh:
-        return hash_stream(fh, limit=limit)
+        return sha256_stream(fh, limit=limit)
 
 
 def _publish_no_replace(temp: Path, final: Path) -> bool:

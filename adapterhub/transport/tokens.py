@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .. import settings
+from ..errors import InsecureTokenError
 
 Origin = tuple[str, str, int]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -90,8 +91,6 @@ def check_token_destination(url: str, token: str | bool | None) -> None:
     For callers that must authenticate to an endpoint the user named (publishing) and would rather
     stop than go on without the token.
     """
-    from ..errors import InsecureTokenError
-
     origin = origin_of(url)
     problem = f"{url!r} is not an http(s) URL" if origin is None else _clear_text_problem(origin)
     if problem is None or token is False:

@@ -282,7 +282,7 @@ def test_weighted_sum_with_heads_needs_a_decision():
 
 # --- save / validate / load -------------------------------------------------------------------------
 def test_soup_round_trip_records_its_ingredients(tmp_path):
-    from adapterhub.validate import validate_path
+    from adapterhub.manifest.validate import validate_path
 
     model, ah, pkgs = _ingredients("bert", "lora")
     soup = Average(*pkgs, weights=[0.2, 0.3, 0.5], name="my-soup")

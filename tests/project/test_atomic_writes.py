@@ -11,8 +11,8 @@ import torch
 from support.runtime_helpers import tiny_config, tiny_model
 
 from adapterhub.errors import SchemaError, UnsafeFileError
+from adapterhub.manifest.validate import validate_path
 from adapterhub.runtime import wrap
-from adapterhub.validate import validate_path
 
 
 def _snapshot(d: Path) -> dict[str, bytes]:

@@ -28,8 +28,8 @@ from adapterhub.errors import (
     UnsafeFileError,
 )
 from adapterhub.manifest import load_manifest
+from adapterhub.manifest.validate import validate_path
 from adapterhub.runtime import wrap
-from adapterhub.validate import validate_path
 
 
 def _manifest(d: Path) -> dict:

@@ -238,3 +238,18 @@ def test_bundled_index_is_valid():
     mirror = bundled_mirror_dir()
     report = check_index(bundled_index_dir(), mirror=mirror if mirror.is_dir() else None)
     assert report.ok, report.problems
+
+
+def test_one_pin_check_for_resolver_lock_and_cache():
+    """Requirement.allows is the only spec check; dependencies parse like a user's requirement."""
+    from adapterhub.errors import InvalidVersionError
+    from adapterhub.names import dependency_requirement, parse_requirement
+
+    req = dependency_requirement("My_Adapter", ">=1.0,<2")
+    assert req == parse_requirement("my-adapter>=1.0,<2")
+    assert req.allows("1.5.0") and req.allows("1.9.0rc1") and not req.allows("2.0.0") and not req.allows("0.9")
+    assert dependency_requirement("ab", None).allows("0.0.1a1")
+    pinned = dependency_requirement("ab", "==1.2.0")
+    assert pinned.exact is not None and pinned.allows("1.2") and not pinned.allows("1.2.1")
+    with pytest.raises(InvalidVersionError):
+        req.allows("not a version")

@@ -246,3 +246,35 @@ def test_gzip_layer_is_inflated_under_a_cap(monkeypatch):
     assert len(bomb) < 64 << 10
     with pytest.raises(UnsafeFileError, match="unpacks to more than"):
         read_archive(bomb, "tar.gz", "bomb.tar.gz")
+
+
+def test_archive_ingestion_is_driven_through_the_public_archive_pull(cache):
+    """store/archive.py needs only an ArchivePull (manifest, cache, owner, download), not the puller's privates."""
+    from adapterhub.manifest import ArchiveSource
+    from adapterhub.store.archive import ArchivePull, ingest_archive, offline_manifest
+    from adapterhub.store.layout import CacheLayout, new_owner
+
+    data = legacy_zip()
+    manifest = manifest_for({}, [{"type": "archive", "url": "https://example.invalid/a.zip", "sha256": sha(data),
+                                  "format": "zip", "layout": "adapters-library"}], name="legacy-adapter")
+    archives = [s for s in manifest.sources if isinstance(s, ArchiveSource)]
+    fetched: list[str] = []
+
+    def download(url, writer):
+        fetched.append(url)
+        writer.write(data)
+
+    layout = CacheLayout.default(cache)
+    derived = ingest_archive(ArchivePull(manifest, layout, new_owner(), download), archives)
+    assert fetched == ["https://example.invalid/a.zip"]
+    assert sorted(f.path for f in derived.files) == ["adapter.safetensors", "adapter_config.json", "head.safetensors"]
+    for f in derived.files:
+        if f.path.endswith(".safetensors"):
+            check_safetensors(layout.blob(f.sha256))
+
+    def no_network(url, writer):
+        raise AssertionError("an ingested archive is not downloaded again")
+
+    again = ArchivePull(manifest, layout, new_owner(), no_network)
+    assert ingest_archive(again, archives).files == derived.files
+    assert offline_manifest(again) == (derived, sha(data))

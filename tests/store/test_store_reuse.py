@@ -186,3 +186,27 @@ def test_a_view_whose_manifest_a_crash_emptied_is_rebuilt(cache, source):
     (first.path / MANIFEST_FILENAME).write_bytes(b"")
     again = pull(manifest, sources=[source])
     assert json.loads((again.path / MANIFEST_FILENAME).read_text())["name"] == manifest.name
+
+
+def test_one_hashing_loop_for_files_blobs_and_limits(tmp_path):
+    """fileio.sha256_stream is the one sha256 loop: fileio.sha256_file and the store's hash_file both use it."""
+    import hashlib
+
+    from adapterhub.fileio import sha256_file, sha256_stream
+    from adapterhub.store.reuse import NotRegularFileError
+    from adapterhub.store.writer import hash_file
+
+    data = bytes(range(256)) * (10 * 1024 + 7)  # 2.5 MiB and a bit: several buffers and a partial one
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    assert sha256_file(path) == hashlib.sha256(data).hexdigest()
+    assert hash_file(path) == (hashlib.sha256(data).hexdigest(), len(data))
+    cut = (1 << 20) + 3
+    assert hash_file(path, limit=cut) == (hashlib.sha256(data[:cut]).hexdigest(), cut)
+    with path.open("rb", buffering=0) as fh:
+        assert sha256_stream(fh, limit=0) == (hashlib.sha256(b"").hexdigest(), 0)
+    link = tmp_path / "link"
+    link.symlink_to(path)
+    assert sha256_file(link) == sha256_file(path)  # a plain file hash follows links; a blob's never does
+    with pytest.raises(NotRegularFileError):
+        hash_file(link)

@@ -82,3 +82,21 @@ def test_header_cap_is_configurable():
     data = safetensors_bytes(8)
     with pytest.raises(UnsafeFileError, match="limit"):
         check_safetensors_bytes(data, max_header_size=16)
+
+
+def test_one_safetensors_gate_for_new_and_cached_blobs(tmp_path):
+    """pull and archive share store/safetensors_check's gates: a temp file and a cached blob are checked alike."""
+    from adapterhub.store.safetensors_check import blob_check, temp_file_check
+
+    assert temp_file_check("adapter_config.json", 10) is None and blob_check("adapter_config.json") is None
+    name = "w/adapter.safetensors"
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.write_bytes(safetensors_bytes(8))
+    bad.write_bytes(b"\x80\x04" + b"\x00" * 30)  # a pickle named .safetensors
+    temp_file_check(name, good.stat().st_size)(good)
+    with good.open("rb") as fh:
+        blob_check(name)(fh, good.stat().st_size)
+    with pytest.raises(UnsafeFileError, match=f"{name}: not a valid safetensors file"):
+        temp_file_check(name, bad.stat().st_size)(bad)
+    with bad.open("rb") as fh, pytest.raises(UnsafeFileError, match=f"{name}: not a valid safetensors file"):
+        blob_check(name)(fh, bad.stat().st_size)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import AdapterHubError
-from .fileio import sha256_file
-from .manifest import MANIFEST_FILENAME, SIGNATURE_FILENAME, load_manifest
-from .paths import safe_join
+from ..errors import AdapterHubError
+from ..fileio import sha256_file
+from ..paths import safe_join
+from .io import MANIFEST_FILENAME, SIGNATURE_FILENAME, load_manifest
 
 
 @dataclass
