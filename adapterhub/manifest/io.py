@@ -11,7 +11,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from ..errors import SchemaError, SchemaProblem, UnsupportedSchemaVersionError
+from ..blocks import from_json, validate
+from ..errors import CompositionError, SchemaError, SchemaProblem, UnsupportedSchemaVersionError
 from ..fileio import atomic_write_text
 from ..jsonio import dumps_canonical, dumps_pretty, load_strict, loads_strict
 from ..names import normalize_name
@@ -150,9 +151,6 @@ def layer_index_problems(config: dict[str, Any], num_hidden_layers: int,
 
 def _composition_problems(data: dict[str, Any], config: dict[str, Any], dep_names: list[str]) -> list[SchemaProblem]:
     """A composition manifest: a well-formed block over its dependencies, and no weights of its own."""
-    from ..blocks import from_json, validate
-    from ..errors import CompositionError
-
     problems: list[SchemaProblem] = []
     where = "/adapter/config/composition"
     try:

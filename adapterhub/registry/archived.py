@@ -31,6 +31,7 @@ from ..errors import AdapterHubError
 from ..manifest import CURRENT_SCHEMA_VERSION, parse_manifest
 from ..manifest.adapters_config import bottleneck_config
 from ..names import normalize_name
+from .writer import add_releases, init_index, rebuild_search
 
 KNOWN_BASES: dict[str, tuple[int, int, int | None]] = {
     # model name -> (hidden_size, num_hidden_layers, num_decoder_layers), from each model's published config.json
@@ -305,8 +306,6 @@ def import_adapterhub_index(source: str | Path, out: str | Path, *,
     ``on_file(done, total)`` is called after each archived YAML file is read and again after each is
     converted (``total`` counts both passes), for a progress bar.
     """
-    from . import add_releases, init_index, rebuild_search
-
     source, out = Path(source), Path(out)
     report = ImportReport()
     files = sorted(p for p in (source / "adapters").glob("*/*") if p.suffix in (".yaml", ".yml"))
