@@ -10,7 +10,13 @@ from runtime_helpers import cache_keyword, hidden, output_cache, tiny_model
 from tolerances import assert_close, model_terms
 from torch.nn import functional as F
 
-from adapterhub.errors import AdapterStateError, CompositionError, SchemaError, UnsupportedArchitectureError
+from adapterhub.errors import (
+    AdapterStateError,
+    CompositionError,
+    InvalidArgumentError,
+    SchemaError,
+    UnsupportedArchitectureError,
+)
 from adapterhub.manifest import load_manifest
 from adapterhub.runtime import arch as arch_table
 from adapterhub.runtime import wrap
@@ -32,6 +38,11 @@ def exact_soft_top_k(s: torch.Tensor, k: float, eps: float) -> torch.Tensor:
         total = torch.clamp(torch.exp((s + a) / eps), max=1.0).sum().item()
         lo, hi = (a, hi) if total < k else (lo, a)
     return torch.clamp(torch.exp((s + (lo + hi) / 2) / eps), max=1.0)
+
+
+def test_soft_top_k_refuses_zero_iterations():
+    with pytest.raises(InvalidArgumentError, match="iterations=0.*iterations >= 1"):
+        soft_top_k(torch.zeros(1, 3), torch.tensor([1.0]), epsilon=0.1, iterations=0)
 
 
 def test_soft_top_k_sums_to_k_in_unit_box_and_ignores_pads():

@@ -92,11 +92,8 @@ class Coda(Method):
         if not self.layers:
             raise SchemaError("<adapter config>", [SchemaProblem("/adapter/config/leave_out",
                                                                  "CoDA leaves out every layer")])
-        try:
-            for layer in self.layers:
-                self.bottleneck_size(layer.index)
-        except KeyError as exc:
-            raise SchemaError("<adapter config>", [SchemaProblem("/adapter/config/reduction_factor", str(exc))]) from None
+        for layer in self.layers:
+            self.bottleneck_size(layer.index)  # a reduction_factor mapping missing a layer is a SchemaError
 
     def bottleneck_size(self, layer_index: int) -> int:
         rf = reduction_factor_for_layer(self.config["reduction_factor"], layer_index)
