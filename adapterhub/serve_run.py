@@ -3,7 +3,8 @@
 ``adapterhub run`` is a thin wrapper over :func:`run_adapter`; the sample-training script
 (``examples/train_sst2.py``) measures the dev accuracy it records in each manifest with
 :func:`classify`, so the recorded metric is exactly what ``adapterhub run`` computes. This module
-imports torch and transformers only inside the functions that need them.
+imports torch and transformers (and the runtime, which needs torch) only inside the functions that need
+them, so ``adapterhub run``'s usage errors and ``import adapterhub.serve_run`` stay torch-free.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import AdapterHubError, SchemaError, SchemaProblem
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .manifest import Manifest
+from .errors import AdapterHubError, IncompatibleBaseError, NotFoundError, SchemaError, SchemaProblem
+from .manifest import Manifest, load_manifest
+from .manifest.io import MANIFEST_FILENAME
+from .names import HUB_REPO_ID_RE, hub_repo_id_hint
+from .progress import quiet_hf_loading
+from .store import pull
+from .store.base_locator import check_shape_facts, locate_base
 
 DEFAULT_BATCH_SIZE = 32
 MAX_LENGTH = 512  # BERT-family position limit; longer inputs are truncated
@@ -95,8 +99,6 @@ def load_classifier(base_dir: str | Path, num_labels: int, *, dtype: Any = None)
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from .progress import quiet_hf_loading
-
     with quiet_hf_loading():  # "newly initialized classifier" is expected: the adapter brings it
         tokenizer = AutoTokenizer.from_pretrained(str(base_dir), local_files_only=True)
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -155,28 +157,18 @@ class Runner:
 def _adapter_dir(name_or_dir: str, *, index: Any, offline: bool | None,
                  token: str | bool | None = None) -> tuple[Path, Manifest]:
     """An adapterhub directory as given, else the verified cache view of a pulled requirement."""
-    from .manifest import load_manifest
-    from .manifest.io import MANIFEST_FILENAME
-
     path = Path(name_or_dir)
     if path.is_dir():
         if not (path / MANIFEST_FILENAME).is_file():
-            from .errors import NotFoundError
-
             raise NotFoundError(f"{path}: no {MANIFEST_FILENAME}; `adapterhub run` takes adapterhub directories",
                                 hint=f"convert a PEFT or adapters-library directory first: `adapterhub init {path} "
                                      "--base BASE`")
         return path, load_manifest(path)
     if "/" in name_or_dir or "\\" in name_or_dir:
-        from .errors import NotFoundError
-        from .names import HUB_REPO_ID_RE, hub_repo_id_hint
-
         hub_id = HUB_REPO_ID_RE.fullmatch(name_or_dir) is not None and not name_or_dir.startswith(".")
         raise NotFoundError(f"{name_or_dir}: no such adapter directory" + (
             ", and as a name it is a Hugging Face Hub repository id, not an index name" if hub_id else ""),
             hint=hub_repo_id_hint(name_or_dir) if hub_id else "check the path")
-    from .store import pull
-
     # Offline with an empty cache still works for adapters whose bytes ship on this disk (the bundled
     # mirror, a directory registry): the store's offline pull reads on-disk sources.
     pulled = pull(name_or_dir, index=index, offline=offline, dependencies=False, token=token)
@@ -192,9 +184,6 @@ def prepare(name_or_dir: str, *, base: str | Path | None = None, force: bool = F
     tensor and head shape (attaching, which checks them all), and last the fingerprint. A mismatch is an
     :class:`~adapterhub.errors.IncompatibleBaseError` naming both sides.
     """
-    from .errors import IncompatibleBaseError
-    from .store.base_locator import check_shape_facts, locate_base
-
     directory, manifest = _adapter_dir(name_or_dir, index=index, offline=offline, token=token)
     head = manifest.head
     if head is None or head.type != "classification" or not head.num_labels:
@@ -206,7 +195,7 @@ def prepare(name_or_dir: str, *, base: str | Path | None = None, force: bool = F
                       f"{manifest.name} {manifest.version}")
     model, tokenizer = load_classifier(location.path, head.num_labels)
 
-    from .runtime import wrap
+    from .runtime import wrap  # deferred: the runtime loads torch; only attaching needs it
 
     handle = wrap(model)
     fingerprint = handle.fingerprint  # of the bare base
