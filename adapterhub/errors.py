@@ -218,7 +218,13 @@ class IncompatibleBaseError(AdapterHubError):
 
 
 class UnsupportedArchitectureError(AdapterHubError):
-    """The model family has no entry in the architecture table."""
+    """The model family has no entry in the architecture table, or the model's modules (their calls,
+    outputs or attention kernel) are not what the table expects of them."""
+
+
+class InvalidArgumentError(AdapterHubError, ValueError):
+    """A library function got an argument outside its documented range (no batches, zero iterations);
+    the message names the argument. Also a ``ValueError``, which such arguments raised before."""
 
 
 class AdapterStateError(AdapterHubError):

@@ -3,7 +3,8 @@
 ``adapterhub run`` is a thin wrapper over :func:`run_adapter`; the sample-training script
 (``examples/train_sst2.py``) measures the dev accuracy it records in each manifest with
 :func:`classify`, so the recorded metric is exactly what ``adapterhub run`` computes. This module
-imports torch and transformers only inside the functions that need them.
+imports torch and transformers (and the runtime, which needs torch) only inside the functions that need
+them, so ``adapterhub run``'s usage errors and ``import adapterhub.serve_run`` stay torch-free.
 """
 
 from __future__ import annotations
@@ -167,7 +168,6 @@ def _adapter_dir(name_or_dir: str, *, index: Any, offline: bool | None,
         raise NotFoundError(f"{name_or_dir}: no such adapter directory" + (
             ", and as a name it is a Hugging Face Hub repository id, not an index name" if hub_id else ""),
             hint=hub_repo_id_hint(name_or_dir) if hub_id else "check the path")
-
     # Offline with an empty cache still works for adapters whose bytes ship on this disk (the bundled
     # mirror, a directory registry): the store's offline pull reads on-disk sources.
     pulled = pull(name_or_dir, index=index, offline=offline, dependencies=False, token=token)

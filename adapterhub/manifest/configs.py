@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
+from ..errors import SchemaError, SchemaProblem
+
 ReductionFactor = float | Mapping[str, float]
 
 
@@ -36,13 +38,17 @@ class MethodConfig:
 
 
 def reduction_factor_for_layer(rf: ReductionFactor, layer: int) -> float:
-    """The reduction factor of one layer: a number, or a ``{"<layer>": n, "default": n}`` mapping."""
+    """The reduction factor of one layer: a number, or a ``{"<layer>": n, "default": n}`` mapping.
+
+    A mapping that names neither the layer nor a default is a config error (:class:`SchemaError`)."""
     if isinstance(rf, Mapping):
         if str(layer) in rf:
             return float(rf[str(layer)])
         if "default" in rf:
             return float(rf["default"])
-        raise KeyError(f"reduction_factor has no entry for layer {layer} and no 'default'")
+        raise SchemaError("<adapter config>", [SchemaProblem(
+            "/adapter/config/reduction_factor", f"has no entry for layer {layer} and no 'default'; add "
+                                                f"\"{layer}\" or \"default\" to the mapping")])
     return float(rf)
 
 

@@ -3,7 +3,10 @@
 Adapters never patch transformers classes. Each family names, relative to one transformer layer,
 the submodules whose inputs and outputs the runtime hooks. Module *names* have stayed stable
 across transformers 4.57 and 5.x even where forward signatures and attention backends changed,
-so hooks on these modules are version-robust. Adding a family is adding an entry to ``FAMILIES``.
+so hooks on these modules are version-robust. Adding a family is adding an entry to ``FAMILIES``: every
+fact about a family that code elsewhere needs (where the ``adapters`` library names its adapters, which
+methods its layers support, what its attention shares across layers) is a :class:`Family` field, so no
+module outside this one tests a family's name.
 
 A bottleneck :class:`Site` is one sublayer (attention or feed-forward) of a layer: ``output`` is the
 module whose output ``h`` is the sublayer result before the residual add, ``residual`` names the
@@ -14,10 +17,10 @@ families only; pre-LN families have none there).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
-import torch
 from torch import nn
 
 from ..errors import UnsupportedArchitectureError
@@ -65,9 +68,27 @@ class PrefixSite:
     pad_kv: bool = False
 
 
+LIBRARY_BOTTLENECK_SITES: Mapping[str, str] = MappingProxyType(
+    {"attention_adapters.adapters": "attention", "output_adapters.adapters": "ffn"})
+"""The ``adapters`` library's bottleneck containers (relative to a layer) -> our site, where a family
+has no layout of its own (the library's mixin layers)."""
+LIBRARY_LORA_LOCATIONS: Mapping[str, str] = MappingProxyType({"intermediate": "ffn_in", "output": "ffn_out"})
+"""The library's LoRA locations -> our slot keys, where a family does not wrap them differently."""
+
+
 @dataclass(frozen=True)
 class Family:
-    """One architecture family: layer containers, bottleneck sites and projection slots."""
+    """One architecture family: layer containers, bottleneck sites, projection slots and its other facts.
+
+    ``library_bottleneck_sites`` and ``library_lora_locations`` translate the ``adapters`` library's
+    names for this family into ours. ``causal`` marks decoder-only families (every self-attention
+    causal). ``token_routing`` means a layer's forward is correct on any routed sub-sequence given the
+    matching 4-D attention mask and position ids/embeddings (what CoDA needs); ``decoder_flags`` names
+    the model-config flags that turn the family's encoder layers into decoder layers, which that
+    routing does not cover.
+    ``shared_position_bias`` is the attention module (relative to a layer) whose relative position
+    bias, computed in each stack's first layer, every layer of that stack reuses (T5).
+    """
 
     name: str
     model_types: tuple[str, ...]
@@ -77,6 +98,12 @@ class Family:
     attention: Callable[[nn.Module, bool], tuple[str, ...]] = field(default=lambda layer, dec: ())
     conv1d: bool = False
     prefix: Callable[[nn.Module, bool], tuple[PrefixSite, ...]] = field(default=lambda layer, dec: ())
+    library_bottleneck_sites: Mapping[str, str] = field(default_factory=lambda: LIBRARY_BOTTLENECK_SITES, hash=False)
+    library_lora_locations: Mapping[str, str] = field(default_factory=lambda: LIBRARY_LORA_LOCATIONS, hash=False)
+    causal: bool = False
+    token_routing: bool = False
+    decoder_flags: tuple[str, ...] = ()
+    shared_position_bias: str | None = None
 
 
 def _bert_sites(layer: nn.Module, decoder: bool) -> dict[str, Site]:
@@ -177,18 +204,27 @@ FAMILIES: tuple[Family, ...] = (
     Family("bert", ("bert", "roberta", "xlm-roberta"), ("encoder.layer",), _bert_sites, _bert_slots,
            lambda layer, dec: ("attention.self",),
            prefix=lambda layer, dec: (PrefixSite("self", "self", "attention.self", "attention.self.key",
-                                                 "attention.self.value"),)),
+                                                 "attention.self.value"),),
+           library_bottleneck_sites=MappingProxyType({"attention.output.adapters": "attention",
+                                                      "output.adapters": "ffn"}),
+           token_routing=True, decoder_flags=("is_decoder", "add_cross_attention")),
     Family("distilbert", ("distilbert",), ("transformer.layer",), _distilbert_sites, _distilbert_slots,
            lambda layer, dec: ("attention",),
            prefix=lambda layer, dec: (PrefixSite("self", "self", "attention", "attention.k_lin", "attention.v_lin",
                                                  pad_kv=True),)),
     Family("gpt2", ("gpt2",), ("h",), _gpt2_sites, _gpt2_slots, lambda layer, dec: ("attn",), conv1d=True,
-           prefix=lambda layer, dec: (PrefixSite("self", "self", "attn", causal=True),)),
+           prefix=lambda layer, dec: (PrefixSite("self", "self", "attn", causal=True),), causal=True),
     Family("llama", ("llama", "mistral", "qwen2"), ("layers",), _llama_sites, _llama_slots,
            lambda layer, dec: ("self_attn",),
-           prefix=lambda layer, dec: (PrefixSite("self", "self", "self_attn", causal=True),)),
+           prefix=lambda layer, dec: (PrefixSite("self", "self", "self_attn", causal=True),),
+           # the library wraps down_proj as "intermediate" and up_proj as "output"
+           library_lora_locations=MappingProxyType({"intermediate": "ffn_out", "output": "ffn_in"}),
+           causal=True, token_routing=True),
     Family("t5", ("t5",), ("encoder.block", "decoder.block"), _t5_sites, _t5_slots,
-           lambda layer, dec: ("layer.0.SelfAttention",), prefix=_t5_prefix),
+           lambda layer, dec: ("layer.0.SelfAttention",), prefix=_t5_prefix,
+           library_bottleneck_sites=MappingProxyType({"layer.0.adapters": "attention", "layer.1.adapters": "ffn",
+                                                      "layer.2.adapters": "ffn"}),
+           shared_position_bias="layer.0.SelfAttention"),
 )
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(t for f in FAMILIES for t in f.model_types)
 
@@ -291,6 +327,3 @@ def bind(model: nn.Module) -> Binding:
     return Binding(fam, model_type, hidden, n_layers, backbone, layers, conv1d=fam.conv1d, root=model,
                    num_decoder_layers=n_decoder)
 
-
-def weight_dtype(binding: Binding) -> torch.dtype:
-    return next(binding.backbone.parameters()).dtype

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import IncompatibleBaseError
+from ..errors import AdapterStateError, IncompatibleBaseError, InvalidArgumentError
 from .arch import bind
 from .config import check_config, stated_json
 from .fingerprint import base_fingerprint
@@ -81,14 +81,14 @@ def distill_scales(ah: AdapterModel, name: str, finetuned_model: nn.Module,
     """
     entry = ah._entry(name)
     if entry.method.name != "bitdelta":
-        raise TypeError(f"adapter {name!r} is {entry.method.name}, not bitdelta")
+        raise AdapterStateError(f"adapter {name!r} is a {entry.method.name} adapter, not bitdelta",
+                                hint="distill_scales fits the scales of a BitDelta adapter (made by compress)")
     if entry.merged:
-        from ..errors import AdapterStateError
-
         raise AdapterStateError(f"adapter {name!r} is merged", hint="unmerge it before distilling its scales")
     batches = list(batches)
     if not batches or steps < 1:
-        raise ValueError("distill_scales needs at least one batch and one step")
+        raise InvalidArgumentError(f"distill_scales got {len(batches)} batch(es) and steps={steps}",
+                                   hint="pass at least one batch and steps >= 1")
     scales = [p for n, p in entry.tree.named_parameters() if n.endswith(".scale")]
     flags = {p: p.requires_grad for p in ah.model.parameters()}
     modes = (ah.model.training, finetuned_model.training)

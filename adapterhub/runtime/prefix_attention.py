@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from ..errors import AdapterStateError
+from ..errors import AdapterStateError, UnsupportedArchitectureError
 from .kv_cache import cached_length, find_cache
 
 IMPL_NAME = "adapterhub_prefix"
@@ -152,7 +152,10 @@ class Controller:
     def _pre_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         hidden = args[0] if args and isinstance(args[0], torch.Tensor) else kwargs.get("hidden_states", kwargs.get("query"))
         if not isinstance(hidden, torch.Tensor):
-            raise RuntimeError("adapterhub prefix tuning: could not find the attention input")
+            raise UnsupportedArchitectureError(
+                f"prefix tuning: {type(module).__name__} was called without its input tensor (positional, "
+                "hidden_states= or query=), so the prefix cannot be sized to the batch",
+                hint="this transformers version changed the attention module's call; use transformers 4.57 or 5.x")
         cache = find_cache(args[1:], kwargs)  # any keyword transformers has used, or a cache by type
         cross = kwargs.get("key_value_states") is not None or kwargs.get("encoder_hidden_states") is not None
         if cache is not None and not cross and cached_length(cache, getattr(module, "layer_idx", None)) > 0:
@@ -251,7 +254,9 @@ def _prefix_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
     base = object.__getattribute__(config, "_adapterhub_base") if isinstance(config, ConfigView) else config
     name = kernel_name(base)
     if name not in SUPPORTED_KERNELS:
-        raise RuntimeError(f"adapterhub prefix tuning supports the eager and sdpa attention kernels, not {name!r}")
+        raise UnsupportedArchitectureError(
+            f"prefix tuning supports the eager and sdpa attention kernels, {type(module).__name__} now uses {name!r}",
+            hint="keep attn_implementation 'sdpa' or 'eager' while a prefix-tuning adapter is attached")
     kernel = _kernel(module, name)
     if ctl is None or not ctl.entries:
         return kernel(module, query, key, value, attention_mask, **kwargs)
@@ -298,8 +303,9 @@ def add_prefix(module: nn.Module, provider: Provider, *, causal: bool, k_module:
         ctl = Controller(module, causal=causal, k_module=k_module, v_module=v_module, pad_kv=pad_kv,
                          bias_owner=bias_owner)
         if not ctl.interface and (k_module is None or v_module is None):
-            raise RuntimeError(f"adapterhub prefix tuning: {type(module).__name__} computes attention inline and "
-                               "no key/value projections are known for it")
+            raise UnsupportedArchitectureError(
+                f"prefix tuning: {type(module).__name__} computes attention inline and no key/value projections "
+                "are known for it", hint="pass k_module and v_module (the architecture table's PrefixSite k/v)")
         ctl.install()
         _CONTROLLERS[module] = ctl
     token = object()

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from ..errors import CompositionError, UnsupportedArchitectureError
 from .arch import Binding
 
 SiteKey = tuple
@@ -52,7 +53,16 @@ def _module_layers(binding: Binding) -> dict[int, int]:
     return cached
 
 
-def first_tensor(args: tuple, kwargs: dict, index: int, kwarg: str | None) -> torch.Tensor:
+def _unsupported_call(module: nn.Module | None, what: str) -> UnsupportedArchitectureError:
+    name = type(module).__name__ if module is not None else "a hooked module"
+    return UnsupportedArchitectureError(
+        f"{name} {what}, not what adapterhub's architecture table expects of this module",
+        hint="this transformers version changed the module's call; use transformers 4.57 or 5.x, or report the "
+             "model class and transformers version")
+
+
+def first_tensor(args: tuple, kwargs: dict, index: int, kwarg: str | None,
+                 module: nn.Module | None = None) -> torch.Tensor:
     """A module call's argument by position or keyword (transformers moved some to keywords in 5.x)."""
     if len(args) > index and isinstance(args[index], torch.Tensor):
         return args[index]
@@ -61,10 +71,10 @@ def first_tensor(args: tuple, kwargs: dict, index: int, kwarg: str | None) -> to
     for value in list(args) + list(kwargs.values()):
         if isinstance(value, torch.Tensor) and value.is_floating_point():
             return value
-    raise RuntimeError("adapterhub: could not find the hidden states among the module's arguments")
+    raise _unsupported_call(module, "was called without a floating-point tensor (the hidden states)")
 
 
-def replace_output(output: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+def replace_output(output: Any, fn: Callable[[torch.Tensor], torch.Tensor], module: nn.Module | None = None) -> Any:
     """Apply ``fn`` to a module output that is a tensor or a tuple/list whose first item is one."""
     if isinstance(output, torch.Tensor):
         return fn(output)
@@ -72,7 +82,7 @@ def replace_output(output: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> A
         return (fn(output[0]), *output[1:])
     if isinstance(output, list):
         return [fn(output[0]), *output[1:]]
-    raise RuntimeError(f"adapterhub: unexpected module output type {type(output).__name__}")
+    raise _unsupported_call(module, f"returned a {type(output).__name__} (expected a tensor, tuple or list)")
 
 
 def install(binding: Binding, fns: dict[SiteKey, Callable[[torch.Tensor, Any], torch.Tensor]]) -> list[RemovableHandle]:
@@ -87,8 +97,10 @@ def install(binding: Binding, fns: dict[SiteKey, Callable[[torch.Tensor, Any], t
             handles.append(key[1].register_forward_hook(_out_hook(fn)))
         elif key[0] == "in":
             handles.append(key[1].register_forward_pre_hook(_in_hook(fn)))
-        else:  # pragma: no cover - keys are built by this package
-            raise ValueError(f"unknown site kind {key[0]!r}")
+        else:
+            raise CompositionError(f"site key {key!r} has an unknown kind {key[0]!r}",
+                                   hint="site keys are ('bn', layer_index, location), ('out', module) or "
+                                        "('in', module)")
     return handles
 
 
@@ -96,11 +108,11 @@ def _bn_hooks(residual: nn.Module, output: nn.Module, site, fn) -> list[Removabl
     cell: dict[str, Any] = {}
 
     def save_x(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        cell["x"] = first_tensor(args, kwargs, site.residual_arg, site.residual_kwarg)
+        cell["x"] = first_tensor(args, kwargs, site.residual_arg, site.residual_kwarg, module)
 
     def hook(module: nn.Module, args: tuple, out: Any) -> Any:
         x = cell.pop("x", None)
-        return replace_output(out, lambda h: fn(h, x))
+        return replace_output(out, lambda h: fn(h, x), module)
 
     return [residual.register_forward_pre_hook(save_x, with_kwargs=True), output.register_forward_hook(hook)]
 

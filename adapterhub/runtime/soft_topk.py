@@ -26,6 +26,8 @@ import math
 
 import torch
 
+from ..errors import InvalidArgumentError
+
 EPSILON_INIT = 4.0
 EPSILON_DECAY = 0.7
 
@@ -44,7 +46,7 @@ def soft_top_k(scores: torch.Tensor, k: torch.Tensor, *, epsilon: float, iterati
         if valid is None:
             valid = torch.ones_like(s, dtype=torch.bool)
         if iterations < 1:
-            raise ValueError("soft_top_k needs at least one iteration")
+            raise InvalidArgumentError(f"soft_top_k got iterations={iterations}", hint="pass iterations >= 1")
         n_valid = valid.sum(-1)
         empty = (n_valid == 0).unsqueeze(-1)  # all padding: computed as if valid, then zeroed (no inf - inf)
         s = s.masked_fill(~valid & ~empty, -math.inf)

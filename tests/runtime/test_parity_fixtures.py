@@ -13,6 +13,7 @@ luck within a tolerance: the library's own loader and ours run the same director
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from support.tolerances import assert_close, model_terms
 
 from adapterhub.compose import Fuse, Parallel
 from adapterhub.errors import WeightMismatchError
-from adapterhub.runtime import AdapterModel
+from adapterhub.runtime import AdapterModel, arch
 
 ROOT = REFERENCE
 WEIGHT_SPACE = ("average_",)  # the library's output-level Average (with its 1/N^2 weighting), not ours
@@ -176,3 +177,26 @@ def test_parity_float64(case_dir: Path, flavour: str):
         _compare(meta, model, got, want, io, terms=1, dtype=torch.float32)
     else:
         _compare(meta, model, got, want, io)
+
+
+# One case per family fact the readers and methods take from the table: the library's bottleneck and fusion
+# containers (bert, t5), T5's per-stack position bias (prefix tuning through the attention interface, 5.x).
+# The library's LoRA locations: tests/test_runtime_arch.py (this fixture saves both, which hides a swap).
+FAMILY_FACT_CASES = ("adapters/t5/seq_bn", "adapters/bert/fuse_seq_bn", "adapters/t5/prefix_tuning")
+
+
+@pytest.mark.skipif(not CASES, reason="no reference fixtures under tests/fixtures/reference")
+@pytest.mark.parametrize("case", FAMILY_FACT_CASES)
+def test_family_facts_travel_with_the_table_entry_not_its_name(case: str, monkeypatch):
+    """Every family fact is a field of its ``Family`` entry: with every entry renamed, the same directories
+    load to the same outputs (code that tested a family's name would fall back to another layout)."""
+    renamed = tuple(dataclasses.replace(f, name=f"{f.name}-renamed") for f in arch.FAMILIES)
+    monkeypatch.setattr(arch, "FAMILIES", renamed)
+    case_dir = ROOT / case
+    meta = json.loads((case_dir / "case.json").read_text())
+    model = _load_base(meta)
+    io = load_file(str(case_dir / "io.safetensors"))
+    flavour = "safetensors" if meta["files"].get("safetensors") else "bin"
+    got = _ours(meta, case_dir, flavour, model, io)
+    assert arch.bind(model).family.name.endswith("-renamed")
+    _compare(meta, model, got, io["expected"], io)

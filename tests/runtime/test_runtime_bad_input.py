@@ -151,3 +151,69 @@ def test_merge_errors_leave_state():
     _unchanged(model, h, lambda: h.merge("bn"), AdapterStateError)
     _unchanged(model, h, lambda: h.unmerge("bn"), AdapterStateError)
     _unchanged(model, h, lambda: h.merge("nope"), AdapterStateError)
+
+
+# --- calls the runtime cannot serve: typed errors that say what and what to do -----------------------
+class _InlineAttention(torch.nn.Module):
+    """Attention computed inline (no transformers attention interface), with its own k/v projections."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.k, self.v = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(x @ self.k(x).transpose(-1, -2), -1) @ self.v(x)
+
+
+def _prefix(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.zeros(batch, 1, 2, 4), torch.zeros(batch, 1, 2, 4)
+
+
+def test_inline_attention_without_projections_or_input_is_an_architecture_error():
+    from adapterhub.runtime.prefix_attention import add_prefix
+
+    attn = _InlineAttention()
+    with pytest.raises(UnsupportedArchitectureError, match="_InlineAttention computes attention inline.*k_module"):
+        add_prefix(attn, _prefix, causal=False)
+    handle = add_prefix(attn, _prefix, causal=False, k_module=attn.k, v_module=attn.v)
+    with pytest.raises(UnsupportedArchitectureError, match="_InlineAttention was called without its input tensor"):
+        attn(x=torch.randn(1, 3, 4))  # by a keyword the hook does not know
+    handle.remove()
+    assert not attn._forward_pre_hooks and not attn.k._forward_hooks
+
+
+def test_attention_kernel_changed_after_attaching_a_prefix_is_an_architecture_error():
+    model = tiny_model("gpt2", attn_implementation="eager")
+    h = wrap(model)
+    h.add("p", "prefix_tuning", prefix_length=2, bottleneck_size=8)
+    model.config._attn_implementation = "flash_attention_2"  # the name is all that is read before the refusal
+    with pytest.raises(UnsupportedArchitectureError, match="GPT2Attention now uses 'flash_attention_2'.*'sdpa'"):
+        hidden(model, {"input_ids": torch.tensor([[5, 6, 7]])})
+
+
+def test_site_hooks_refuse_calls_they_cannot_read():
+    from adapterhub.errors import CompositionError
+    from adapterhub.runtime.arch import bind
+    from adapterhub.runtime.sites import install, replace_output
+
+    model = tiny_model("bert")
+    h = wrap(model)
+    h.add("b", "bottleneck", variant="pfeiffer")
+    residual = model.encoder.layer[0].output  # the ffn site's residual source (BertOutput)
+    with pytest.raises(UnsupportedArchitectureError, match="BertOutput was called without a floating-point tensor"):
+        residual()
+    with pytest.raises(UnsupportedArchitectureError, match="Dropout returned a dict"):
+        replace_output({"h": torch.zeros(1)}, lambda t: t, torch.nn.Dropout())
+    with pytest.raises(CompositionError, match="unknown kind 'zz'"):
+        install(bind(model), {("zz", 0): lambda value, aux: value})
+
+
+def test_reduction_factor_mapping_without_the_layer_is_a_schema_error():
+    from adapterhub.manifest.configs import reduction_factor_for_layer
+
+    with pytest.raises(SchemaError, match="reduction_factor: has no entry for layer 1 and no 'default'"):
+        reduction_factor_for_layer({"0": 4}, 1)
+    model = tiny_model("bert")
+    with pytest.raises(SchemaError, match="layer 1"):
+        wrap(model).add("b", "bottleneck", variant="pfeiffer", reduction_factor={"0": 4})
+    assert wrap(model).adapters == ()

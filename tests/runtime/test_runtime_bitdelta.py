@@ -16,7 +16,7 @@ from support.doc_examples import run_doc_examples
 from support.runtime_helpers import assert_same_state, hidden, inputs_for, state_snapshot, tiny_model
 from support.tolerances import assert_close, model_terms
 
-from adapterhub.errors import SchemaError, WeightMismatchError
+from adapterhub.errors import AdapterStateError, InvalidArgumentError, SchemaError, WeightMismatchError
 from adapterhub.manifest import load_manifest
 from adapterhub.runtime import AdapterPackage, read_adapter_dir, wrap, write_adapter_dir
 from adapterhub.runtime.bitdelta import compress, distill_scales, pack_signs, unpack_signs
@@ -279,6 +279,17 @@ def test_bad_input_gives_typed_errors(tmp_path):
         unpack_signs(torch.zeros(4, 4, dtype=torch.int16))
     with pytest.raises(SchemaError):
         ah.add("bad", "bitdelta", target_modules=["q"], packing="uint32")
+
+    # distill_scales: the adapter must be a BitDelta one, and there must be something to fit on
+    ah.add("lora", "lora", r=2, alpha=4)
+    with pytest.raises(AdapterStateError, match="'lora' is a lora adapter, not bitdelta"):
+        distill_scales(ah, "lora", ft, [inputs])
+    ah.remove("lora")
+    ah.load_package(pkg, name="bd")
+    for batches, steps in (([], 5), ([inputs], 0)):
+        with pytest.raises(InvalidArgumentError, match="at least one batch and steps >= 1"):
+            distill_scales(ah, "bd", ft, batches, steps=steps)
+    ah.remove("bd")
 
     assert ah.adapters == ()
     assert_same_state(model, before)

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from support.runtime_helpers import cache_keyword, hidden, output_cache, tiny_model
 from support.tolerances import assert_close, model_terms
 from torch.nn import functional as F
 
-from adapterhub.errors import AdapterStateError, CompositionError, SchemaError, UnsupportedArchitectureError
+from adapterhub.errors import (
+    AdapterStateError,
+    CompositionError,
+    InvalidArgumentError,
+    SchemaError,
+    UnsupportedArchitectureError,
+)
 from adapterhub.manifest import load_manifest
+from adapterhub.runtime import arch as arch_table
 from adapterhub.runtime import wrap
 from adapterhub.runtime.kv_cache import CACHE_KEYWORDS, cached_length
 from adapterhub.runtime.methods.coda import routing
@@ -29,6 +38,11 @@ def exact_soft_top_k(s: torch.Tensor, k: float, eps: float) -> torch.Tensor:
         total = torch.clamp(torch.exp((s + a) / eps), max=1.0).sum().item()
         lo, hi = (a, hi) if total < k else (lo, a)
     return torch.clamp(torch.exp((s + (lo + hi) / 2) / eps), max=1.0)
+
+
+def test_soft_top_k_refuses_zero_iterations():
+    with pytest.raises(InvalidArgumentError, match="iterations=0.*iterations >= 1"):
+        soft_top_k(torch.zeros(1, 3), torch.tensor([1.0]), epsilon=0.1, iterations=0)
 
 
 def test_soft_top_k_sums_to_k_in_unit_box_and_ignores_pads():
@@ -371,8 +385,10 @@ def test_a_cache_filled_without_coda_is_refused():
 
 
 def test_refusals():
-    with pytest.raises(UnsupportedArchitectureError):
+    with pytest.raises(UnsupportedArchitectureError, match="bert, roberta, xlm-roberta, llama, mistral, qwen2"):
         wrap(tiny_model("gpt2")).add("c", "coda")
+    with pytest.raises(UnsupportedArchitectureError, match="is_decoder"):
+        wrap(tiny_model("bert", is_decoder=True)).add("c", "coda")
     flash = tiny_model("bert")
     flash.config._attn_implementation = "flash_attention_2"  # the name is all CoDA checks (no kernel needed)
     with pytest.raises(UnsupportedArchitectureError, match="flash_attention_2"):
@@ -388,3 +404,24 @@ def test_refusals():
     with pytest.raises(CompositionError):
         h.activate("c", "d")
     assert h.active == ("c",)
+
+
+def test_coda_takes_its_family_facts_from_the_table(monkeypatch):
+    """Support, the decoder-config refusal and causality are ``Family`` fields: renaming every table entry
+    changes nothing (code testing a family's name would refuse or mask differently)."""
+    def run() -> torch.Tensor:
+        model = _model("llama", attn_implementation="sdpa")
+        h = wrap(model)
+        h.add("c", "coda", k=0.5)
+        _perturb(h, "c")
+        return hidden(model, batch)
+
+    batch = _inputs("llama", [9, 5, 7])
+    want = run()
+    renamed = tuple(dataclasses.replace(f, name=f"{f.name}-renamed") for f in arch_table.FAMILIES)
+    monkeypatch.setattr(arch_table, "FAMILIES", renamed)
+    assert_close(run(), want, terms=model_terms(_model("llama")), mask=batch["attention_mask"].bool())
+    with pytest.raises(UnsupportedArchitectureError, match="gpt2-renamed"):
+        wrap(tiny_model("gpt2")).add("c", "coda")
+    with pytest.raises(UnsupportedArchitectureError, match="is_decoder"):
+        wrap(tiny_model("bert", is_decoder=True)).add("c", "coda")

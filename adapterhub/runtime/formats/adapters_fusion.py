@@ -11,7 +11,6 @@ from ...errors import NotFoundError, SchemaError, SchemaProblem
 from ...jsonio import load_strict
 from ..arch import Binding
 from ..package import AdapterPackage, BaseFacts
-from .adapters_lib import BOTTLENECK_SITES, DEFAULT_SITES
 from .keys import layer_index, match_suffix
 from .weights import load_weights
 
@@ -28,7 +27,7 @@ def read_adapters_fusion_dir(directory: Path, binding: Binding) -> AdapterPackag
     lib_name = str(meta.get("name") or ",".join(members))
     tensors = load_weights(directory, "model_adapter_fusion", "pytorch_model_adapter_fusion.bin")
     sites = {k.rsplit(".adapters", 1)[0] + ".adapter_fusion_layer": v
-             for k, v in BOTTLENECK_SITES.get(binding.family.name, DEFAULT_SITES).items()}
+             for k, v in binding.family.library_bottleneck_sites.items()}
     layers = layer_index(binding)
     out: dict[str, torch.Tensor] = {}
     for key, value in tensors.items():

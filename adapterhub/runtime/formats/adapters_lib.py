@@ -36,19 +36,6 @@ LEGACY_RENAMES = {
     "invertible_lang_adapters": "invertible_adapters",
 }
 
-# The library's LoRA locations ("intermediate"/"output") per family, in our neutral names.
-LORA_LOCATIONS = {
-    "llama": {"intermediate": "ffn_out", "output": "ffn_in"},  # the library wraps down_proj as "intermediate"
-}
-DEFAULT_LORA_LOCATIONS = {"intermediate": "ffn_in", "output": "ffn_out"}
-
-# Bottleneck container names (relative to a layer) -> our location.
-BOTTLENECK_SITES = {
-    "bert": {"attention.output.adapters": "attention", "output.adapters": "ffn"},
-    "t5": {"layer.0.adapters": "attention", "layer.1.adapters": "ffn", "layer.2.adapters": "ffn"},
-}
-DEFAULT_SITES = {"attention_adapters.adapters": "attention", "output_adapters.adapters": "ffn"}
-
 
 def _version(meta: dict[str, Any]) -> Version | None:
     raw = meta.get("version")
@@ -109,7 +96,7 @@ def _bottleneck(cfg: dict[str, Any], meta: dict[str, Any], tensors: dict[str, to
 def _bottleneck_tensors(tensors: dict[str, torch.Tensor], name: str, binding: Binding,
                         ln_before: bool) -> dict[str, torch.Tensor]:
     layers = layer_index(binding)
-    sites = BOTTLENECK_SITES.get(binding.family.name, DEFAULT_SITES)
+    sites = binding.family.library_bottleneck_sites
     out: dict[str, torch.Tensor] = {}
     shared = re.compile(rf"(?:^|\.)shared_parameters\.{re.escape(name)}\.(.+)$")
     for key, value in tensors.items():
@@ -163,7 +150,7 @@ def _lora(cfg: dict[str, Any], meta: dict[str, Any], tensors: dict[str, torch.Te
     version = _version(meta)
     if not scale_mode and (version is None or version < Version("1.1.0")) and r != alpha:
         alpha = float(r)
-    locs = LORA_LOCATIONS.get(binding.family.name, DEFAULT_LORA_LOCATIONS)
+    locs = binding.family.library_lora_locations
     targets: list[str] = []
     if cfg.get("selfattn_lora", True):
         targets += [m for m in ("q", "k", "v") if m in (cfg.get("attn_matrices") or [])]

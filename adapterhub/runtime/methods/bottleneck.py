@@ -65,11 +65,8 @@ class Bottleneck(Method):
             raise SchemaError("<adapter config>", [SchemaProblem(
                 "/adapter/config/original_ln_after",
                 "false is not supported: the runtime keeps the model's own residual add and LayerNorm")])
-        try:
-            for layer in self.binding.iter_layers(self.config.get("leave_out")):
-                self.bottleneck_size(layer.index)
-        except KeyError as exc:
-            raise SchemaError("<adapter config>", [SchemaProblem("/adapter/config/reduction_factor", str(exc))]) from None
+        for layer in self.binding.iter_layers(self.config.get("leave_out")):
+            self.bottleneck_size(layer.index)  # a reduction_factor mapping missing a layer is a SchemaError
 
     # --- tensors ----------------------------------------------------------------------------------
     def projection_shapes(self, prefix: str, fin: int, fout: int) -> dict[str, tuple[int, ...]]:

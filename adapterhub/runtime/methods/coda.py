@@ -38,14 +38,13 @@ from ...errors import (
     UnsupportedArchitectureError,
 )
 from ...manifest.configs import reduction_factor_for_layer
-from ..arch import Layer
+from ..arch import FAMILIES, Layer
 from ..kv_cache import CACHE_POSITION_KEYWORDS, cached_length, find_cache, without_cache
 from ..prefix_attention import kernel_name
 from ..soft_topk import budgets, soft_top_k
 from ..tensors import TensorTree
 from .base import Method, activation
 
-FAMILIES = ("bert", "llama")
 KERNELS = (None, "eager", "sdpa")
 _MARK = "_adapterhub_coda"
 
@@ -68,14 +67,16 @@ class Coda(Method):
     last_routing: dict[int, Routing]
 
     def validate(self) -> None:
-        fam = self.binding.family.name
-        if fam not in FAMILIES:
+        fam = self.binding.family
+        if not fam.token_routing:
+            supported = ", ".join(t for f in FAMILIES if f.token_routing for t in f.model_types)
             raise UnsupportedArchitectureError(
-                f"CoDA supports BERT-family encoders and Llama-family decoders, not {self.binding.model_type!r}",
-                hint="supported families: bert, roberta, xlm-roberta, llama, mistral, qwen2")
+                f"CoDA runs layers on routed tokens, which the {fam.name} family's layers do not support "
+                f"(model_type {self.binding.model_type!r})", hint=f"supported model types: {supported}")
         config = getattr(self.binding.root, "config", None)
-        if fam == "bert" and (getattr(config, "is_decoder", False) or getattr(config, "add_cross_attention", False)):
-            raise UnsupportedArchitectureError("CoDA on BERT supports the encoder only (is_decoder/add_cross_attention "
+        flags = [f for f in fam.decoder_flags if getattr(config, f, False)]
+        if flags:
+            raise UnsupportedArchitectureError(f"CoDA on {fam.name} supports the encoder only ({'/'.join(flags)} "
                                                "is set)", hint="load the model as an encoder")
         kernel = kernel_name(config)
         if kernel not in KERNELS:
@@ -91,11 +92,8 @@ class Coda(Method):
         if not self.layers:
             raise SchemaError("<adapter config>", [SchemaProblem("/adapter/config/leave_out",
                                                                  "CoDA leaves out every layer")])
-        try:
-            for layer in self.layers:
-                self.bottleneck_size(layer.index)
-        except KeyError as exc:
-            raise SchemaError("<adapter config>", [SchemaProblem("/adapter/config/reduction_factor", str(exc))]) from None
+        for layer in self.layers:
+            self.bottleneck_size(layer.index)  # a reduction_factor mapping missing a layer is a SchemaError
 
     def bottleneck_size(self, layer_index: int) -> int:
         rf = reduction_factor_for_layer(self.config["reduction_factor"], layer_index)
@@ -229,7 +227,7 @@ class _LayerForward:
         self.method, self.tree, self.state, self.layer, self.original = method, tree, state, layer, original
         self.signature = inspect.signature(original)
         self.var_kw = next((p.name for p in self.signature.parameters.values() if p.kind is p.VAR_KEYWORD), None)
-        self.causal = method.binding.family.name == "llama"
+        self.causal = method.binding.family.causal
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         bound = self.signature.bind(*args, **kwargs)

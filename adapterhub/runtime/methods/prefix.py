@@ -95,14 +95,14 @@ class PrefixTuning(Method):
             raise UnsupportedArchitectureError(
                 f"prefix tuning supports the eager and sdpa attention kernels, this model uses {kernel!r}",
                 hint="load the model with attn_implementation='sdpa' or 'eager'")
-        if fam.name == "t5":
+        if fam.shared_position_bias:
             left = set(self.config.get("leave_out") or ())
             for decoder in (False, True):
                 stack = {layer.index for layer in self.binding.layers if layer.decoder == decoder}
                 if stack & left and not stack <= left:
                     raise SchemaError("<adapter config>", [SchemaProblem(
-                        "/adapter/config/leave_out", "T5 shares one relative position bias per stack, so prefix "
-                                                     "tuning must cover all or none of a stack's layers")])
+                        "/adapter/config/leave_out", f"{fam.name} shares one relative position bias per stack, so "
+                                                     "prefix tuning must cover all or none of a stack's layers")])
         for t in self.targets:
             attn = t.layer.sub(t.site.attention)
             if not uses_attention_interface(attn) and not (t.site.k and t.site.v):
@@ -203,12 +203,13 @@ class PrefixTuning(Method):
         return out
 
     def _bias_owners(self) -> dict[bool, nn.Module]:
-        """T5: the first self-attention of each stack computes the relative bias all layers share."""
-        if self.binding.family.name != "t5":
+        """Per stack, the attention module of its first layer that computes the relative bias all layers share."""
+        path = self.binding.family.shared_position_bias
+        if path is None:
             return {}
         out: dict[bool, nn.Module] = {}
         for layer in self.binding.layers:
-            out.setdefault(layer.decoder, layer.sub("layer.0.SelfAttention"))
+            out.setdefault(layer.decoder, layer.sub(path))
         return out
 
 
