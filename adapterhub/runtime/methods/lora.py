@@ -21,7 +21,7 @@ from ..folds import Fold
 from ..sites import SiteFn, SiteKey
 from ..tensors import TensorTree
 from .algebra import ingredient_label, truncate
-from .base import Combined, Method, in_place_ok
+from .base import Combined, Method, PeftPiece, in_place_ok, peft_unsupported
 from .config import MethodConfig
 from .projection import AdditiveMerge, Target, by_module, module_folds, resolve_targets
 
@@ -47,7 +47,12 @@ class LoraConfig(MethodConfig):
     @property
     def scaling(self) -> float:
         """``s = alpha / r``, or ``alpha / sqrt(r)`` for rsLoRA (Kalajdzievski 2023): the one home of the formula."""
-        return self.alpha / math.sqrt(self.r) if self.use_rslora else self.alpha / self.r
+        return self.alpha / self.rank_divisor(self.r, bool(self.use_rslora))
+
+    @staticmethod
+    def rank_divisor(r: float, use_rslora: bool) -> float:
+        """What ``alpha`` is divided by: ``r``, or ``sqrt(r)`` with rsLoRA."""
+        return math.sqrt(r) if use_rslora else r
 
 
 class Lora(AdditiveMerge, Method):
@@ -58,6 +63,10 @@ class Lora(AdditiveMerge, Method):
     """Each ingredient's scaling (r, alpha, rsLoRA) is folded into an average exactly."""
     combine_same_shapes: ClassVar[bool] = False  # ranks may differ
     combine_truncates: ClassVar[bool] = True
+    peft_type: ClassVar[str | None] = "LORA"
+    peft_leaves: ClassVar[tuple[str, ...]] = ("lora_A.weight", "lora_B.weight", "lora_magnitude_vector", "lora_B.bias")
+    peft_tensor_names: ClassVar[frozenset[str]] = frozenset({"lora_A", "lora_B"})
+    """Our per-slot tensors (DoRA adds ``magnitude``)."""
 
     def validate(self) -> None:
         self.targets = resolve_targets(self.binding, tuple(self.config["target_modules"]), self.config.get("leave_out"))
@@ -154,6 +163,73 @@ class Lora(AdditiveMerge, Method):
 
     def delta_weight(self, tree: TensorTree, t: Target) -> torch.Tensor:
         return (tree.get(f"{t.prefix}.lora_B") @ tree.get(f"{t.prefix}.lora_A")) * self.scaling
+
+    # --- PEFT: lora_A.weight [r, in] shared by a fused projection's slots, lora_B.weight [out, r] split by rows
+    @classmethod
+    def peft_claims(cls, cfg: dict[str, Any]) -> bool:
+        return cfg.get("peft_type") == "LORA" and bool(cfg.get("use_dora")) == (cls.name == "dora")
+
+    @classmethod
+    def check_peft_config(cls, cfg: dict[str, Any]) -> None:
+        for key in ("rank_pattern", "alpha_pattern"):
+            if cfg.get(key):
+                raise peft_unsupported(f"/{key}", f"per-module {key} is not supported")
+        if cfg.get("bias", "none") != "none" or cfg.get("lora_bias"):
+            raise peft_unsupported("/bias", "LoRA with trained biases is not supported")
+
+    @classmethod
+    def from_peft(cls, cfg: dict[str, Any], pieces: list[PeftPiece]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        tensors: dict[str, torch.Tensor] = {}
+        targets: dict[str, None] = {}
+        for p in pieces:
+            targets[p.target] = None
+            if p.leaf == "lora_A.weight":
+                tensors[f"{p.prefix}.lora_A"] = p.value
+            elif p.leaf == "lora_B.weight":
+                tensors[f"{p.prefix}.lora_B"] = p.rows()
+            elif p.leaf == "lora_magnitude_vector":
+                tensors[f"{p.prefix}.magnitude"] = p.rows()
+            else:
+                raise peft_unsupported("/lora_bias", "LoRA with trained biases is not supported")
+        config: dict[str, Any] = {"r": int(cfg["r"]), "alpha": float(cfg.get("lora_alpha", 8)),
+                                  "target_modules": list(targets)}
+        if cfg.get("use_rslora"):
+            config["use_rslora"] = True
+        if cfg.get("lora_dropout"):
+            config["dropout"] = float(cfg["lora_dropout"])
+        return config, tensors
+
+    def to_peft(self, tree: TensorTree, modules: dict[str, list[Target]]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """One PEFT module per projection; a fused projection's slots are stacked (``A`` rows concatenated,
+        ``B`` block-diagonal), so a q+v LoRA of rank r exports with rank 2r on ``c_attn`` via ``rank_pattern``."""
+        cfg = self.config
+        r = int(cfg["r"])
+        out: dict[str, torch.Tensor] = {}
+        ranks: dict[str, int] = {}
+        alphas: dict[str, float] = {}
+        for path, targets in modules.items():
+            a_list = [tree.get(f"{t.prefix}.lora_A").detach() for t in targets]
+            parts = targets[0].slot.parts
+            if parts == 1:
+                out[f"{path}.lora_A.weight"] = a_list[0]
+                out[f"{path}.lora_B.weight"] = tree.get(f"{targets[0].prefix}.lora_B").detach()
+                if "magnitude" in self.peft_tensor_names:
+                    out[f"{path}.lora_magnitude_vector"] = tree.get(f"{targets[0].prefix}.magnitude").detach()
+                continue
+            if "magnitude" in self.peft_tensor_names:
+                raise peft_unsupported("/use_dora", "DoRA on a fused projection cannot be exported to PEFT")
+            width = targets[0].fout
+            big_r = r * len(targets)
+            b = torch.zeros(width * parts, big_r, dtype=a_list[0].dtype)
+            for j, t in enumerate(targets):
+                b[t.rows, j * r:(j + 1) * r] = tree.get(f"{t.prefix}.lora_B").detach()
+            out[f"{path}.lora_A.weight"] = torch.cat(a_list, dim=0)
+            out[f"{path}.lora_B.weight"] = b
+            ranks[path] = big_r
+            alphas[path] = self.scaling * LoraConfig.rank_divisor(big_r, bool(cfg.get("use_rslora")))
+        return out, {"r": r, "lora_alpha": float(cfg["alpha"]), "lora_dropout": float(cfg.get("dropout") or 0.0),
+                     "use_rslora": bool(cfg.get("use_rslora")), "use_dora": "magnitude" in self.peft_tensor_names,
+                     "bias": "none", "rank_pattern": ranks, "alpha_pattern": alphas, "init_lora_weights": True}
 
     # --- averaging ----------------------------------------------------------------------------------
     @classmethod
