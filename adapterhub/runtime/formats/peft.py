@@ -29,9 +29,9 @@ from ..arch import Binding
 from ..heads import split_head
 from ..methods import REGISTRY, Method
 from ..methods.base import PeftPiece, peft_unsupported
+from ..module_paths import match_suffix, slot_index
 from ..package import AdapterPackage, BaseFacts
 from ..safetensors_io import write_safetensors
-from .keys import match_suffix, slot_index
 from .weights import load_weights
 
 PREFIX = "base_model.model."

@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+from packaging.version import InvalidVersion, Version
 from torch.nn import functional as F
 
 from ...errors import WeightMismatchError
+from ...manifest.adapters_config import unsupported
 from ..arch import Binding
 from ..folds import Fold
+from ..module_paths import match_suffix, slot_index
 from ..sites import SiteFn, SiteKey
 from ..tensors import TensorTree
 from .algebra import ingredient_label, truncate
@@ -27,6 +30,12 @@ from .projection import AdditiveMerge, Target, by_module, module_folds, resolve_
 
 if TYPE_CHECKING:
     from ..package import AdapterPackage
+
+# The library's LoRA locations ("intermediate"/"output") per family, in our neutral names.
+LORA_LOCATIONS = {
+    "llama": {"intermediate": "ffn_out", "output": "ffn_in"},  # the library wraps down_proj as "intermediate"
+}
+DEFAULT_LORA_LOCATIONS = {"intermediate": "ffn_in", "output": "ffn_out"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,7 @@ class Lora(AdditiveMerge, Method):
     combine_same_shapes: ClassVar[bool] = False  # ranks may differ
     combine_truncates: ClassVar[bool] = True
     peft_type: ClassVar[str | None] = "LORA"
+    adapters_architecture: ClassVar[str | None] = "lora"
     peft_leaves: ClassVar[tuple[str, ...]] = ("lora_A.weight", "lora_B.weight", "lora_magnitude_vector", "lora_B.bias")
     peft_tensor_names: ClassVar[frozenset[str]] = frozenset({"lora_A", "lora_B"})
     """Our per-slot tensors (DoRA adds ``magnitude``)."""
@@ -231,6 +241,70 @@ class Lora(AdditiveMerge, Method):
                      "use_rslora": bool(cfg.get("use_rslora")), "use_dora": "magnitude" in self.peft_tensor_names,
                      "bias": "none", "rank_pattern": ranks, "alpha_pattern": alphas, "init_lora_weights": True}
 
+    # --- the adapters library ---------------------------------------------------------------------
+    @classmethod
+    def from_adapters(cls, cfg: dict[str, Any], meta: dict[str, Any], tensors: dict[str, torch.Tensor], name: str,
+                      binding: Binding) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
+        """A LoRAConfig adapter: LoRA, or IA3 for ``composition_mode="scale"`` (``l := l * alpha``)."""
+        if cfg.get("use_gating"):
+            raise unsupported("/config/use_gating", "gated LoRA is not supported")
+        if cfg.get("vera_d") is not None or cfg.get("vera_b") is not None:
+            raise unsupported("/config/vera_d", "VeRA is not supported")
+        scale_mode = cfg.get("composition_mode", "add") == "scale"
+        if cfg.get("use_dora"):
+            raise unsupported("/config/use_dora", "the adapters library's DoRA differs from PEFT's (unscaled norm, "
+                               "scaled bias); adapterhub implements PEFT's DoRA only")
+        r, alpha = int(cfg.get("r", 8)), float(cfg.get("alpha", 8))
+        version = library_version(meta)
+        if not scale_mode and (version is None or version < Version("1.1.0")) and r != alpha:
+            alpha = float(r)
+        locs = LORA_LOCATIONS.get(binding.family.name, DEFAULT_LORA_LOCATIONS)
+        targets: list[str] = []
+        if cfg.get("selfattn_lora", True):
+            targets += [m for m in ("q", "k", "v") if m in (cfg.get("attn_matrices") or [])]
+        if cfg.get("intermediate_lora"):
+            targets.append(locs["intermediate"])
+        if cfg.get("output_lora"):
+            targets.append(locs["output"])
+        slots = slot_index(binding)
+        ours: dict[str, torch.Tensor] = {}
+        enabled = [m for m in ("q", "k", "v") if m in targets]
+        for key, value in tensors.items():
+            infix = f".loras.{name}."
+            if infix not in key:
+                raise unsupported("/", f"weight {key!r} does not belong to LoRA adapter {name!r}")
+            module_path, leaf = key.split(infix, 1)
+            hit = match_suffix(module_path, slots)
+            if hit is None:
+                raise unsupported("/", f"weight {key!r}: {module_path!r} is not a projection this runtime knows")
+            ref = slots[hit[0]]
+            group = [s for s in ref.slots if s.parts == 1 or s.key in enabled]
+            for j, slot in enumerate(group):
+                prefix = f"layers.{ref.layer.index}.{slot.key}"
+                if scale_mode:
+                    vec = value.reshape(-1)
+                    n = vec.shape[0] // len(group)
+                    ours[f"{prefix}.ia3_l"] = vec[j * n:(j + 1) * n] * alpha
+                elif leaf == "lora_A":
+                    ours[f"{prefix}.lora_A"] = value[j * r:(j + 1) * r] if len(group) > 1 else value
+                elif leaf == "lora_B":
+                    n = value.shape[0] // len(group)
+                    ours[f"{prefix}.lora_B"] = value[j * n:(j + 1) * n]
+                else:
+                    raise unsupported("/", f"weight {key!r}: unknown LoRA tensor {leaf!r}")
+        leave_out = sorted(cfg.get("leave_out") or [])
+        if scale_mode:
+            config: dict[str, Any] = {"target_modules": targets, "feedforward_modules": []}
+            method = "ia3"
+        else:
+            config = {"r": r, "alpha": alpha, "target_modules": targets}
+            if cfg.get("dropout"):
+                config["dropout"] = cfg["dropout"]
+            method = "lora"
+        if leave_out:
+            config["leave_out"] = leave_out
+        return method, config, {k: v.contiguous() for k, v in ours.items()}
+
     # --- averaging ----------------------------------------------------------------------------------
     @classmethod
     def combine(cls, pkgs: Sequence[AdapterPackage], coeffs: list[float], *, rank: int | None,
@@ -290,3 +364,14 @@ def concat_factors(pkgs: Sequence[AdapterPackage], coeffs: list[float], prefix: 
         bs.append(b)
         as_.append(p.tensors[f"{prefix}.lora_A"].detach().to(torch.float64))
     return torch.cat(bs, dim=1), torch.cat(as_, dim=0)
+
+
+def library_version(meta: dict[str, Any]) -> Version | None:
+    """The ``adapters`` version that saved a config (``None`` when unrecorded or unreadable)."""
+    raw = meta.get("version")
+    if not isinstance(raw, str):
+        return None
+    try:
+        return Version(raw.removeprefix("adapters."))
+    except InvalidVersion:
+        return None
