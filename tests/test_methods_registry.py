@@ -6,6 +6,7 @@ import copy
 import json
 
 import pytest
+from manifest_samples import VALID_MANIFEST
 
 from adapterhub.errors import SchemaError
 from adapterhub.manifest import StatedConfig, manifest_to_dict, parse_manifest
@@ -15,7 +16,6 @@ from adapterhub.runtime.formats.peft import peft_method
 from adapterhub.runtime.methods import REGISTRY, method_names
 from adapterhub.runtime.methods.config import reduction_factor_for_layer
 from adapterhub.runtime.methods.ia3 import IA3
-from manifest_samples import VALID_MANIFEST
 
 
 class ScaledIA3(IA3):
