@@ -12,7 +12,6 @@ import sys
 import pytest
 from support.paths import REPO
 
-REPO = REPO
 DATA = REPO.parent / "shared" / "data" / "sst2"
 
 

@@ -214,9 +214,6 @@ def test_init_and_package_json_output(tmp_path: Path, flag: str) -> None:
     assert {f["path"] for f in data["manifest"]["files"]} >= {"README.md", "adapter.safetensors"}
 
 
-REFERENCE = REFERENCE
-
-
 def test_an_adapters_library_pickle_save_goes_all_the_way_to_a_registry(tmp_path: Path, monkeypatch) -> None:
     """The `adapters` library's own .bin save (committed fixture) -> init -> package -> publish --to -> pull."""
     import shutil

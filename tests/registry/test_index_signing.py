@@ -26,7 +26,6 @@ from adapterhub.registry.trust import BUNDLED_ROOT_SHA256, bundled_root, pin_roo
 from adapterhub.registry.verify import verify_index
 from adapterhub.resources import bundled_index_dir
 
-REPO = REPO
 RESIGN = "adapterhub index sign registry_index --keys <the bundled index keyring> (docs/security.md)"
 
 

@@ -17,26 +17,74 @@ sigmoid gate). The model then adds ``x`` and applies its LayerNorm, exactly as t
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ...errors import SchemaError, SchemaProblem
-from ...manifest.configs import reduction_factor_for_layer
-from ..arch import Layer
+from ...manifest.adapters_config import bottleneck_config, unsupported
+from ..arch import Binding, Layer
+from ..module_paths import layer_index, match_suffix
 from ..sites import SiteKey, bn_key
 from ..tensors import TensorTree
-from .base import Method, activation, in_place_ok
+from .algebra import linear_combination
+from .base import Combined, Method, activation, in_place_ok
+from .config import MethodConfig, ReductionFactor, reduction_factor_for_layer
+
+if TYPE_CHECKING:
+    from ..package import AdapterPackage
 
 LOCATIONS = ("attention", "ffn")
+
+_BOTTLENECK_COMMON = {
+    "ln_before": False, "ln_after": False, "use_gating": False, "dropout": 0.0, "leave_out": (),
+    "original_ln_after": True, "residual_before_ln": True, "scaling": 1.0, "init_weights": "bert",
+}
+BOTTLENECK_PRESETS: dict[str, dict[str, Any]] = {
+    "houlsby": {**_BOTTLENECK_COMMON, "locations": ("attention", "ffn"), "original_ln_before": False,
+                "non_linearity": "swish", "reduction_factor": 16},
+    "pfeiffer": {**_BOTTLENECK_COMMON, "locations": ("ffn",), "original_ln_before": True,
+                 "non_linearity": "relu", "reduction_factor": 16},
+    "parallel": {**_BOTTLENECK_COMMON, "locations": ("ffn",), "original_ln_before": False,
+                 "non_linearity": "relu", "reduction_factor": 2, "init_weights": "mam_adapter", "scaling": 4.0},
+}
+"""The ``adapters`` library's presets, so an adapter moved between the two tools means the same thing."""
+
+
+@dataclass(frozen=True)
+class BottleneckConfig(MethodConfig):
+    variant: str
+    reduction_factor: ReductionFactor | None = None
+    non_linearity: str | None = None
+    locations: tuple[str, ...] | None = None
+    original_ln_before: bool | None = None
+    original_ln_after: bool | None = None
+    residual_before_ln: bool | None = None
+    ln_before: bool | None = None
+    ln_after: bool | None = None
+    scaling: float | str | None = None
+    use_gating: bool | None = None
+    init_weights: str | None = None
+    dropout: float | None = None
+    leave_out: tuple[int, ...] | None = None
+
+    def presets(self) -> dict[str, Any]:
+        return dict(BOTTLENECK_PRESETS[self.variant])
 
 
 class Bottleneck(Method):
     """Bottleneck adapter at the sites named by ``locations``."""
 
     name: ClassVar[str] = "bottleneck"
+    config_type: ClassVar[type[MethodConfig]] = BottleneckConfig
+    training_only: ClassVar[frozenset[str]] = frozenset({"dropout", "init_weights"})
+    adapters_architecture: ClassVar[str | None] = "bottleneck"
+    """The library's BnConfig (its ``architecture`` is unset); it also holds Compacter (``phm_layer``)."""
 
     # --- geometry ---------------------------------------------------------------------------------
     @property
@@ -112,6 +160,22 @@ class Bottleneck(Method):
                     t.normal_(0.0, 1e-2, generator=generator).clamp_(-2e-2, 2e-2)
             out[name] = t
         return out
+
+    @classmethod
+    def combine(cls, pkgs: Sequence[AdapterPackage], coeffs: list[float], *, rank: int | None,
+                binding: Binding | None) -> Combined:
+        """``theta = sum_i c_i theta_i`` (activation space: the parameter average of model soups, the
+        ``adapters`` library's ``average_adapter`` with ``combine_strategy="linear"``)."""
+        tensors = {k: linear_combination([p.tensors[k] for p in pkgs], coeffs) for k in pkgs[0].tensors}
+        return Combined(tensors, dict(pkgs[0].config), {"form": "parameters"})
+
+    @classmethod
+    def from_adapters(cls, cfg: dict[str, Any], meta: dict[str, Any], tensors: dict[str, torch.Tensor], name: str,
+                      binding: Binding) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
+        """A BnConfig adapter (bottleneck, or Compacter when ``phm_layer``): config by the torch-free
+        :func:`~adapterhub.manifest.adapters_config.bottleneck_config`, tensors renamed to ours."""
+        method, config = bottleneck_config(cfg, "version" in meta)
+        return method, config, adapters_tensors(tensors, name, binding, bool(cfg.get("ln_before")))
 
     # --- forward ----------------------------------------------------------------------------------
     def linear_weights(self, tree: TensorTree, prefix: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -218,6 +282,55 @@ class BottleneckSite:
         return up.add_(residual) if in_place_ok(up) else up + residual
 
 
-def config_defaults(config: dict[str, Any]) -> dict[str, Any]:
-    """Normalise a bottleneck config (lists to tuples) for use at runtime."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+# --- the adapters library: BnConfig (architecture None) with its tensor names --------------------------
+# Bottleneck container names (relative to a layer) -> our location: Family.library_bottleneck_sites.
+
+
+def _strip_to_layer(key: str, layers: dict[str, Any]) -> tuple[Any, str] | None:
+    hit = match_suffix(key, layers)
+    if hit is None:
+        return None
+    return layers[hit[0]], hit[1]
+
+
+def adapters_tensors(tensors: dict[str, torch.Tensor], name: str, binding: Binding,
+                        ln_before: bool) -> dict[str, torch.Tensor]:
+    layers = layer_index(binding)
+    sites = binding.family.library_bottleneck_sites
+    out: dict[str, torch.Tensor] = {}
+    shared = re.compile(rf"(?:^|\.)shared_parameters\.{re.escape(name)}\.(.+)$")
+    for key, value in tensors.items():
+        m = shared.search(key)
+        if m:
+            out[f"shared.{m.group(1)}"] = value
+            continue
+        hit = _strip_to_layer(key, layers)
+        if hit is None:
+            raise unsupported("/", f"weight {key!r} is not inside a transformer layer of this model")
+        layer, rest = hit
+        infix = f".{name}."
+        if infix not in f".{rest}":
+            raise unsupported("/", f"weight {key!r} does not belong to adapter {name!r}")
+        container, leaf = f".{rest}".split(infix, 1)
+        loc = sites.get(container.lstrip("."))
+        if loc is None:
+            raise unsupported("/", f"weight {key!r}: unknown adapter location {container.lstrip('.')!r}")
+        out[f"layers.{layer.index}.{loc}.{_bottleneck_leaf(leaf, ln_before)}"] = value
+    return {k: v for k, v in out.items() if k is not None}
+
+
+def _bottleneck_leaf(leaf: str, ln_before: bool) -> str:
+    parts = leaf.split(".")
+    if parts[0] == "adapter_down":
+        index = int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else None
+        rest = ".".join(parts[2:]) if index is not None else ".".join(parts[1:])
+        if ln_before and index == 0:
+            return f"ln_before.{rest}"
+        return f"down.{rest}"
+    if parts[0] == "adapter_up":
+        return "up." + ".".join(parts[1:])
+    if parts[0] == "adapter_norm_before":
+        return "ln_before." + ".".join(parts[1:])
+    if parts[0] == "adapter_norm_after":
+        return "ln_after." + ".".join(parts[1:])
+    return leaf  # gate.weight, gate.bias, scaling

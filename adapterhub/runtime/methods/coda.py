@@ -37,13 +37,13 @@ from ...errors import (
     SchemaProblem,
     UnsupportedArchitectureError,
 )
-from ...manifest.configs import reduction_factor_for_layer
 from ..arch import FAMILIES, Layer
 from ..kv_cache import CACHE_POSITION_KEYWORDS, cached_length, find_cache, without_cache
 from ..prefix_attention import kernel_name
 from ..soft_topk import budgets, soft_top_k
 from ..tensors import TensorTree
 from .base import Method, activation
+from .config import MethodConfig, ReductionFactor, reduction_factor_for_layer
 
 KERNELS = (None, "eager", "sdpa")
 _MARK = "_adapterhub_coda"
@@ -60,10 +60,25 @@ class Routing:
     budgets: torch.Tensor
 
 
+@dataclass(frozen=True)
+class CodaConfig(MethodConfig):
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "reduction_factor": 16, "non_linearity": "relu", "k": 0.25, "router_iterations": 20,
+        "router_epsilon": 0.1, "leave_out": (),
+    }
+    reduction_factor: ReductionFactor | None = None
+    non_linearity: str | None = None
+    k: float | None = None
+    router_iterations: int | None = None
+    router_epsilon: float | None = None
+    leave_out: tuple[int, ...] | None = None
+
+
 class Coda(Method):
     """Conditional adapter: parallel bottleneck on all tokens, frozen layer on the routed ones."""
 
     name: ClassVar[str] = "coda"
+    config_type: ClassVar[type[MethodConfig]] = CodaConfig
     last_routing: dict[int, Routing]
 
     def validate(self) -> None:
