@@ -71,7 +71,7 @@ def Average(*ingredients: Ingredient, weights: Sequence[float] | None = None, no
     task arithmetic: use :func:`WeightedSum`. ``rank`` (LoRA/DoRA) truncates by SVD; ``model`` is
     needed for DoRA (its average depends on the base weights) and to read foreign-format directories.
     """
-    pkgs = _read(ingredients, model)
+    pkgs = read_ingredients(ingredients, model)
     n = len(pkgs)
     if weights is None:
         coeffs = [1.0 / n] * n
@@ -100,7 +100,7 @@ def WeightedSum(*ingredients: Ingredient, coefficients: Sequence[float], rank: i
     Bottleneck/Compacter: ``sum_i c_i theta_i``. Heads are combined only when the coefficients sum
     to 1 (otherwise pass ``head=False``): a head has no base to take differences from.
     """
-    pkgs = _read(ingredients, model)
+    pkgs = read_ingredients(ingredients, model)
     coeffs = _finite(coefficients, len(pkgs), "coefficients")
     if head and any(p.head for p in pkgs) and abs(math.fsum(coeffs) - 1.0) > SUM_TOLERANCE:
         raise CompositionError("the ingredients have prediction heads, and coefficients that do not sum to 1 "
@@ -140,7 +140,8 @@ def tensors_digest(pkg: AdapterPackage) -> str:
 
 
 # --- validation -------------------------------------------------------------------------------------
-def _read(ingredients: Sequence[Ingredient], model: AdapterModel | None) -> list[AdapterPackage]:
+def read_ingredients(ingredients: Sequence[Ingredient], model: AdapterModel | None) -> list[AdapterPackage]:
+    """The ingredients as packages (directories read for ``model``'s architecture), checked compatible."""
     if not ingredients:
         raise CompositionError("nothing to average", hint="pass at least one adapter package or directory")
     binding = model.binding if model is not None else None
