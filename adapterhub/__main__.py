@@ -1,3 +1,7 @@
-from .cli import _entry
+"""``python -m adapterhub``: the same command line as the ``adapterhub`` console script."""
 
-_entry()
+import sys
+
+from .cli import main
+
+sys.exit(main())
