@@ -140,6 +140,23 @@ class LoraConfig(MethodConfig):
 
 
 @dataclass(frozen=True)
+class LohaConfig(MethodConfig):
+    """LoHa as PEFT's ``LoHaConfig`` (scaling ``alpha / r``); targets are our neutral names."""
+
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "target_modules": ("q", "v"), "rank_dropout": 0.0, "module_dropout": 0.0, "init_weights": True,
+        "leave_out": (),
+    }
+    r: int
+    alpha: float
+    target_modules: tuple[str, ...] | None = None
+    rank_dropout: float | None = None
+    module_dropout: float | None = None
+    init_weights: bool | None = None
+    leave_out: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
 class IA3Config(MethodConfig):
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "target_modules": ("k", "v", "ffn_out"), "feedforward_modules": ("ffn_out",), "leave_out": (),
@@ -241,6 +258,7 @@ METHOD_CONFIGS: dict[str, type[MethodConfig]] = {
     "lora": LoraConfig,
     "dora": LoraConfig,
     "ia3": IA3Config,
+    "loha": LohaConfig,
     "prefix_tuning": PrefixTuningConfig,
     "bitdelta": BitDeltaConfig,
     "coda": CodaConfig,

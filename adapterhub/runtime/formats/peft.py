@@ -7,6 +7,10 @@ sharing one ``A`` (exact: the q, k and v rows of ``B A`` are the rows of each sl
 one PEFT module per projection (q/k/v slots of a fused projection are stacked back: ``A`` rows
 concatenated, ``B`` block-diagonal, so a q+v LoRA of rank r exports with rank 2r on ``c_attn``
 via ``rank_pattern``). Modules saved whole (``modules_to_save``) become the adapter's head.
+
+Other PEFT types are read and written by the method that declares them: a registered method class
+with a ``peft`` attribute (a :class:`PeftMapping`, e.g. ``methods/loha/peft.py``) names its
+``peft_type`` and tensor leaves and translates config and tensors; this module does the file work.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -22,6 +26,7 @@ from ...errors import SchemaError, SchemaProblem
 from ...fileio import staged_directory
 from ..arch import Binding
 from ..heads import split_head
+from ..methods import REGISTRY
 from ..package import AdapterPackage, BaseFacts
 from ..safetensors_io import write_safetensors
 from .keys import match_suffix, slot_index
@@ -40,6 +45,33 @@ TASK_TYPES: tuple[tuple[tuple[str, ...], str], ...] = (
 LEAVES = ("lora_A.weight", "lora_B.weight", "lora_magnitude_vector", "ia3_l", "lora_B.bias")
 
 
+class PeftMapping(Protocol):
+    """What a method provides (as its class attribute ``peft``) to be read from and exported to PEFT."""
+
+    peft_type: str
+    method: str
+    leaves: tuple[str, ...]
+    """Tensor names after the module path (``...q_proj.<leaf>``) this PEFT type stores."""
+
+    def config_from_peft(self, cfg: dict[str, Any], binding: Binding) -> dict[str, Any]:
+        """Our config from ``adapter_config.json``, without ``target_modules``/``leave_out``; raises SchemaError."""
+
+    def tensor_from_peft(self, leaf: str, value: torch.Tensor, part: int, parts: int) -> tuple[str, torch.Tensor]:
+        """(our leaf, tensor) for slot ``part`` of ``parts`` of the projection that stores ``value``."""
+
+    def config_to_peft(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The method's keys of ``adapter_config.json`` (the shared ones are written here)."""
+
+    def tensors_to_peft(self, tree: Any, targets: list[Any], binding: Binding) -> dict[str, torch.Tensor]:
+        """``{leaf: tensor}`` for the targets of one projection module."""
+
+
+def peft_mapping(peft_type: Any) -> PeftMapping | None:
+    """The registered method's mapping for ``peft_type`` (None: not a method-declared type)."""
+    return next((m.peft for m in REGISTRY.values()
+                 if getattr(m, "peft", None) is not None and m.peft.peft_type == peft_type), None)
+
+
 def _unsupported(pointer: str, message: str) -> SchemaError:
     return SchemaError("adapter_config.json (PEFT)", [SchemaProblem(pointer, message)])
 
@@ -48,7 +80,12 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
     if binding is None:
         raise _unsupported("/", "reading a PEFT directory needs the target model (use AdapterModel.load)")
     peft_type = cfg.get("peft_type")
-    if peft_type == "LORA":
+    mapping = peft_mapping(peft_type)
+    declared: dict[str, Any] = {}
+    if mapping is not None:
+        method = mapping.method
+        declared = mapping.config_from_peft(cfg, binding)
+    elif peft_type == "LORA":
         method = "dora" if cfg.get("use_dora") else "lora"
         for key in ("rank_pattern", "alpha_pattern"):
             if cfg.get(key):
@@ -58,7 +95,8 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
     elif peft_type == "IA3":
         method = "ia3"
     else:
-        raise _unsupported("/peft_type", f"{peft_type!r} is not supported (lora, dora and ia3 are)")
+        known = ", ".join(["LORA", "IA3", *(m.peft.peft_type for m in REGISTRY.values() if getattr(m, "peft", None))])
+        raise _unsupported("/peft_type", f"{peft_type!r} is not supported ({known} are)")
     slots = slot_index(binding)
     tensors: dict[str, torch.Tensor] = {}
     whole: dict[str, torch.Tensor] = {}  # modules_to_save (and anything else saved whole)
@@ -68,9 +106,10 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
     ff_suffixes = cfg.get("feedforward_modules") or []
     if isinstance(ff_suffixes, str):
         raise _unsupported("/feedforward_modules", "regular-expression feedforward_modules are not supported")
+    leaves = mapping.leaves if mapping is not None else LEAVES
     for key, value in load_weights(directory, "adapter_model", "adapter_model.bin").items():
         path = key.removeprefix(PREFIX)
-        leaf = next((lf for lf in LEAVES if path.endswith("." + lf)), None)
+        leaf = next((lf for lf in leaves if path.endswith("." + lf)), None)
         if leaf is None:
             whole[path.replace(".modules_to_save.default", "").replace(".original_module", "")] = value
             continue
@@ -85,7 +124,10 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
             neutral = slot.key.removeprefix("cross_")
             targets[neutral] = None
             prefix = f"layers.{ref.layer.index}.{slot.key}"
-            if leaf == "lora_A.weight":
+            if mapping is not None:
+                ours, tensor = mapping.tensor_from_peft(leaf, value, j, n)
+                tensors[f"{prefix}.{ours}"] = tensor
+            elif leaf == "lora_A.weight":
                 tensors[f"{prefix}.lora_A"] = value
             elif leaf == "lora_B.weight":
                 tensors[f"{prefix}.lora_B"] = value[j * value.shape[0] // n:(j + 1) * value.shape[0] // n]
@@ -102,7 +144,9 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
             else:
                 raise _unsupported("/lora_bias", "LoRA with trained biases is not supported")
     config: dict[str, Any]
-    if method == "ia3":
+    if mapping is not None:
+        config = {**declared, "target_modules": list(targets)}
+    elif method == "ia3":
         config = {"target_modules": list(targets), "feedforward_modules": list(feedforward)}
     else:
         config = {"r": int(cfg["r"]), "alpha": float(cfg.get("lora_alpha", 8)), "target_modules": list(targets)}
@@ -150,8 +194,10 @@ def export_peft(handle: Any, name: str, directory: str | Path) -> Path:
     """Write adapter ``name`` of ``handle`` as a PEFT directory (LoRA, DoRA or IA3)."""
     entry = handle._entry(name)
     method = entry.method
-    if method.name not in ("lora", "dora", "ia3"):
-        raise _unsupported("/peft_type", f"only lora, dora and ia3 export to PEFT, not {method.name!r}")
+    mapping: PeftMapping | None = getattr(type(method), "peft", None)
+    if method.name not in ("lora", "dora", "ia3") and mapping is None:
+        exportable = ["lora", "dora", "ia3", *(n for n, m in REGISTRY.items() if getattr(m, "peft", None) is not None)]
+        raise _unsupported("/peft_type", f"only {', '.join(exportable)} export to PEFT, not {method.name!r}")
     model = handle.model
     module_names = {id(m): n for n, m in model.named_modules()}
     tree = entry.tree
@@ -167,6 +213,9 @@ def export_peft(handle: Any, name: str, directory: str | Path) -> Path:
         key = PREFIX + path
         targets = sorted(targets, key=lambda t: t.slot.part or 0)
         parts = targets[0].slot.parts
+        if mapping is not None:
+            out.update({f"{key}.{leaf}": t for leaf, t in mapping.tensors_to_peft(tree, targets, handle.binding).items()})
+            continue
         if method.name == "ia3":
             scaled_in = targets[0].prefix in method.input_scaled
             if scaled_in:
@@ -205,7 +254,10 @@ def export_peft(handle: Any, name: str, directory: str | Path) -> Path:
         "revision": None, "inference_mode": True, "target_modules": target_paths,
         "fan_in_fan_out": handle.binding.conv1d, "modules_to_save": None,
     }
-    if method.name == "ia3":
+    if mapping is not None:  # the method's own keys replace the LoRA-family ones
+        del peft_cfg["fan_in_fan_out"]
+        peft_cfg.update(mapping.config_to_peft(cfg), peft_type=mapping.peft_type)
+    elif method.name == "ia3":
         peft_cfg["feedforward_modules"] = ff_paths
         peft_cfg["init_ia3_weights"] = True
     else:

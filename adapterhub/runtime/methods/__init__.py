@@ -9,6 +9,7 @@ from .coda import Coda
 from .compacter import Compacter
 from .dora import Dora
 from .ia3 import IA3
+from .loha import Loha
 from .lora import Lora
 from .prefix import PrefixTuning
 
@@ -21,6 +22,7 @@ REGISTRY: dict[str, type[Method]] = {
     "prefix_tuning": PrefixTuning,
     "bitdelta": BitDelta,
     "coda": Coda,
+    "loha": Loha,
 }
 
 __all__ = ["REGISTRY", "Method"]
