@@ -15,6 +15,7 @@ from adapterhub.errors import SchemaError, WeightMismatchError
 from adapterhub.manifest import load_manifest
 from adapterhub.publish.scaffold import InitOptions, init_adapter
 from adapterhub.runtime import wrap
+from adapterhub.runtime.config import typed_config
 from adapterhub.runtime.formats.peft import export_peft
 
 TASKS = {"causal": "AutoModelForCausalLM", "seq-cls": "AutoModelForSequenceClassification",
@@ -208,7 +209,7 @@ def test_adapterhub_to_peft_to_adapterhub_is_lossless(tmp_path):
     back = load_manifest(result.directory)  # before: "classifier.bias is neither a LoRA/IA3 tensor nor a head"
     ours = load_manifest(tmp_path / "ours")
     assert back.head == ours.head and back.base_model.fingerprint == ours.base_model.fingerprint
-    assert back.adapter.config.effective() == ours.adapter.config.effective()
+    assert typed_config(back.adapter).effective() == typed_config(ours.adapter).effective()
     fresh = AutoModelForSequenceClassification.from_pretrained(tmp_path / "base", num_labels=3).eval()
     wrap(fresh).load(result.directory)
     _close(_logits(fresh, inputs), want)

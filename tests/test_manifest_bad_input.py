@@ -16,6 +16,7 @@ from adapterhub.manifest import (
     manifest_to_dict,
     parse_manifest,
 )
+from adapterhub.runtime.config import typed_config
 
 
 def _set(path: str, value):
@@ -171,6 +172,7 @@ def test_extension_fields_round_trip():
 def test_valid_manifest_round_trips_and_types():
     m = parse_manifest(copy.deepcopy(VALID_MANIFEST))
     assert manifest_to_dict(m) == VALID_MANIFEST
-    assert m.adapter.config.effective()["locations"] == ("attention", "ffn")
+    assert m.adapter.config.variant == "houlsby" and "locations" not in m.adapter.config  # stated only
+    assert typed_config(m.adapter).effective()["locations"] == ("attention", "ffn")  # the method's defaults
     assert m.sources[0].revision == COMMIT
     assert m.files[0].sha256 == SHA

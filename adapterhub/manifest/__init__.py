@@ -1,19 +1,6 @@
 """The adapter manifest: typed, versioned, validated against ``schemas/adapter-manifest.v1.json``."""
 
-from .configs import (
-    METHOD_CONFIGS,
-    BitDeltaConfig,
-    BottleneckConfig,
-    CodaConfig,
-    CompacterConfig,
-    CompositionConfig,
-    FusionConfig,
-    IA3Config,
-    LoraConfig,
-    MethodConfig,
-    PrefixTuningConfig,
-    reduction_factor_for_layer,
-)
+from .configs import AdapterConfig, CompositionConfig, StatedConfig
 from .io import (
     CURRENT_SCHEMA_VERSION,
     MANIFEST_FILENAME,
@@ -44,9 +31,7 @@ from .types import (
 )
 
 __all__ = [
-    "METHOD_CONFIGS", "BitDeltaConfig", "BottleneckConfig", "CodaConfig", "CompacterConfig", "CompositionConfig",
-    "FusionConfig",
-    "IA3Config", "LoraConfig", "MethodConfig", "PrefixTuningConfig", "reduction_factor_for_layer",
+    "AdapterConfig", "CompositionConfig", "StatedConfig",
     "CURRENT_SCHEMA_VERSION", "MANIFEST_FILENAME", "SIGNATURE_FILENAME", "atomic_write_text", "load_manifest",
     "loads_manifest", "manifest_digest", "manifest_problems", "manifest_to_dict", "parse_manifest", "write_manifest",
     "Adapter", "ArchiveSource", "BaseModel", "BundledSource", "Dependency", "FileEntry", "Head", "HfSource",

@@ -12,7 +12,7 @@ import typing
 from functools import cache
 from typing import Any, Union
 
-from .configs import METHOD_CONFIGS, MethodConfig
+from .configs import CompositionConfig, StatedConfig
 from .types import SOURCE_TYPES, Adapter, Manifest
 
 
@@ -44,8 +44,8 @@ def _convert(tp: Any, value: Any) -> Any:
 def from_json(cls: type, data: dict[str, Any]) -> Any:
     """Build dataclass ``cls`` from a schema-valid JSON object."""
     if cls is Adapter:
-        config_cls = METHOD_CONFIGS[data["method"]]
-        return Adapter(method=data["method"], config=from_json(config_cls, data["config"]), dtype=data.get("dtype"))
+        config = CompositionConfig(**data["config"]) if data["method"] == "composition" else StatedConfig(data["config"])
+        return Adapter(method=data["method"], config=config, dtype=data.get("dtype"))
     hints = _hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):
@@ -79,7 +79,7 @@ def to_json(obj: Any) -> Any:
                 out[f.name] = to_json(value)
         out.update(obj.extensions)
         return out
-    if isinstance(obj, MethodConfig):
+    if isinstance(obj, StatedConfig | CompositionConfig):
         return {k: to_json(v) for k, v in obj.stated().items()}
     if dataclasses.is_dataclass(obj):
         return {f.name: to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj) if getattr(obj, f.name) is not None}

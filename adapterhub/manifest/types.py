@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .configs import MethodConfig
+from .configs import AdapterConfig
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class BaseModel:
 @dataclass(frozen=True)
 class Adapter:
     method: str
-    config: MethodConfig
+    config: AdapterConfig
     dtype: str | None = None
 
 

@@ -1,60 +1,55 @@
-"""Adapter configs at the runtime boundary: validated by the manifest schema, then made effective.
+"""Adapter configs at the runtime boundary: validated by the manifest schema, then typed by their method.
 
 ``add(name, method, **config)`` takes exactly the manifest's config keys; the schema (the single
-source of truth) validates them, and the manifest config types supply the documented defaults.
+source of truth) validates them, and the method's own config type (``REGISTRY[method].config_type``)
+supplies the documented defaults. A manifest keeps the config as stated data
+(:class:`adapterhub.manifest.StatedConfig`); :func:`typed_config` turns it into the typed form.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import SchemaError, SchemaProblem
-from ..manifest.configs import METHOD_CONFIGS, MethodConfig
-from ..manifest.io import layer_index_problems, manifest_problems
-
-
-def _probe_manifest(method: str, config: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "schema_version": "1.0", "name": "probe", "version": "0.0.0", "description": "probe",
-        "license": "NOASSERTION", "authors": ["probe"], "task": {"type": "other", "name": "probe"},
-        "base_model": {"id": "probe", "model_type": "probe", "hidden_size": 1, "num_hidden_layers": 4096},
-        "adapter": {"method": method, "config": config}, "files": [],
-    }
+from ..manifest.config_check import check_stated_config, config_problems, probe_manifest
+from ..manifest.types import Adapter
+from ..schema import MANIFEST_SCHEMA, load_schema
+from .methods import REGISTRY
+from .methods.config import MethodConfig
 
 
 def check_config(method: str, config: dict[str, Any], supported: tuple[str, ...]) -> MethodConfig:
-    """Validate ``config`` for ``method`` against the schema and return the typed config."""
+    """Validate ``config`` for ``method`` against the schema and return the method's typed config."""
     if method not in supported:
-        known = method in METHOD_CONFIGS
+        known = method in load_schema(MANIFEST_SCHEMA)["$defs"]["adapter"]["properties"]["method"]["enum"]
         reason = "is not an adapter the runtime attaches" if known else "is not a known adapter method"
         raise SchemaError("<adapter>", [SchemaProblem("/adapter/method", f"{method!r} {reason} (runtime supports: {', '.join(supported)})")])
-    problems = [p for p in manifest_problems(_probe_manifest(method, _jsonable(config)), "<adapter config>")
-                if p.pointer.startswith("/adapter")]
-    if problems:
-        raise SchemaError("<adapter config>", problems)
-    cls = METHOD_CONFIGS[method]
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+    check_stated_config(method, jsonable(config))
+    return REGISTRY[method].config_type.from_stated(config)
 
 
-def check_layer_indices(config: dict[str, Any], binding: Any) -> None:
-    """Refuse layer indices the bound model does not have (the manifest's check, at add/load time)."""
-    problems = layer_index_problems(config, binding.num_hidden_layers, binding.num_decoder_layers)
-    if problems:
-        raise SchemaError("<adapter config>", problems)
+def typed_config(adapter: Adapter) -> MethodConfig:
+    """The typed config of a (schema-valid) manifest's ``adapter``, by its method's registered config type."""
+    if adapter.method not in REGISTRY:
+        raise SchemaError("<adapter>", [SchemaProblem(
+            "/adapter/method", f"{adapter.method!r} has no typed config in the runtime "
+            f"(runtime methods: {', '.join(REGISTRY)})")])
+    return REGISTRY[adapter.method].config_type.from_stated(adapter.config.stated())
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """JSON types for a config value (tuples become lists, mapping keys strings)."""
     if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return [jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
     return value
 
 
-def effective(config: MethodConfig) -> dict[str, Any]:
-    return config.effective()
+__all__ = ["check_config", "config_problems", "jsonable", "probe_manifest", "stated_json", "typed_config"]
 
 
 def stated_json(config: MethodConfig) -> dict[str, Any]:
     """The config as the manifest stores it (only stated keys, JSON types)."""
-    return _jsonable(config.stated())
+    return jsonable(config.stated())

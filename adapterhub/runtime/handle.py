@@ -22,14 +22,13 @@ from ..errors import (
     SchemaError,
     SchemaProblem,
 )
-from ..manifest.configs import MethodConfig
 from .arch import Binding, bind
-from .config import check_config, stated_json
+from .config import check_config, config_problems, jsonable, probe_manifest, stated_json
 from .fingerprint import CONTAINER, base_fingerprint
 from .folds import Fold
 from .formats import composition_manifest, detect_format, read_adapter_dir, write_adapter_dir
 from .heads import check_head, head_info, head_parameters, load_head, saved_head
-from .methods import REGISTRY, Method
+from .methods import REGISTRY, Method, MethodConfig
 from .package import AdapterPackage, BaseFacts
 from .tensors import TensorTree, check_tensors
 
@@ -144,7 +143,7 @@ class AdapterModel:
     def _method(self, method: str, config: dict[str, Any]) -> tuple[MethodConfig, Method]:
         """Validated typed config and method object (fusion layers need their members attached)."""
         if method != "fusion":
-            typed = check_config(method, config, (*REGISTRY, "fusion"))
+            typed = check_config(method, config, tuple(REGISTRY))
             return typed, REGISTRY[method](typed.effective(), self.binding)
         from .methods.fusion import Fusion
 
@@ -473,16 +472,12 @@ def wrap(model: nn.Module) -> AdapterModel:
 
 def _check_fusion_config(config: dict[str, Any]) -> MethodConfig:
     """The schema check of a fusion config (its members count as the probe's dependencies)."""
-    from ..manifest.configs import METHOD_CONFIGS
-    from ..manifest.io import manifest_problems
-    from .config import _jsonable, _probe_manifest
-
-    probe = _probe_manifest("fusion", _jsonable(config))
+    probe = probe_manifest("fusion", jsonable(config))
     probe["dependencies"] = [{"name": m} for m in dict.fromkeys(config["members"])]
-    problems = [p for p in manifest_problems(probe, "<fusion config>") if p.pointer.startswith("/adapter")]
+    problems = config_problems(probe, "<fusion config>")
     if problems:
         raise SchemaError("<fusion config>", problems)
-    return METHOD_CONFIGS["fusion"](**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+    return REGISTRY["fusion"].config_type.from_stated(config)
 
 
 def _fusions(block: Any) -> set[str]:

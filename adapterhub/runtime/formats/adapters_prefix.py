@@ -17,6 +17,7 @@ import torch
 from ...errors import WeightMismatchError
 from ...manifest.adapters_config import unsupported
 from ..arch import Binding
+from ..config import check_config
 from ..methods.prefix import PrefixTuning, flat_config, mlp_prefix
 
 LOCATIONS = {"self_prefix": "self", "self": "self", "encoder_prefix": "encoder", "cross_prefix": "cross"}
@@ -73,7 +74,6 @@ def convert_prefix(cfg: dict[str, Any], tensors: dict[str, torch.Tensor], name: 
     """(method, stated config, tensors) in our flat inference form."""
     stated = _config(cfg)
     found = _collect(tensors, name)
-    from ..config import check_config
 
     lib_flat = stated["flat"]
     reparam = {**stated, "flat": False}

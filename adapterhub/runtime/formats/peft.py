@@ -8,9 +8,9 @@ one PEFT module per projection (q/k/v slots of a fused projection are stacked ba
 concatenated, ``B`` block-diagonal, so a q+v LoRA of rank r exports with rank 2r on ``c_attn``
 via ``rank_pattern``). Modules saved whole (``modules_to_save``) become the adapter's head.
 
-Other PEFT types are read and written by the method that declares them: a registered method class
-with a ``peft`` attribute (a :class:`PeftMapping`, e.g. ``methods/loha/peft.py``) names its
-``peft_type`` and tensor leaves and translates config and tensors; this module does the file work.
+Any other PEFT type is read and written by the registered method that claims it (``peft_type``,
+``from_peft``/``to_peft`` of :class:`~adapterhub.runtime.methods.base.Method`, e.g. LoHa); this module
+does the file work: tensor names to slots, layers left out, heads, base facts.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
@@ -27,6 +27,7 @@ from ...fileio import staged_directory
 from ..arch import Binding
 from ..heads import split_head
 from ..methods import REGISTRY
+from ..methods.base import Method, PeftPiece
 from ..package import AdapterPackage, BaseFacts
 from ..safetensors_io import write_safetensors
 from .keys import match_suffix, slot_index
@@ -45,33 +46,6 @@ TASK_TYPES: tuple[tuple[tuple[str, ...], str], ...] = (
 LEAVES = ("lora_A.weight", "lora_B.weight", "lora_magnitude_vector", "ia3_l", "lora_B.bias")
 
 
-class PeftMapping(Protocol):
-    """What a method provides (as its class attribute ``peft``) to be read from and exported to PEFT."""
-
-    peft_type: str
-    method: str
-    leaves: tuple[str, ...]
-    """Tensor names after the module path (``...q_proj.<leaf>``) this PEFT type stores."""
-
-    def config_from_peft(self, cfg: dict[str, Any], binding: Binding) -> dict[str, Any]:
-        """Our config from ``adapter_config.json``, without ``target_modules``/``leave_out``; raises SchemaError."""
-
-    def tensor_from_peft(self, leaf: str, value: torch.Tensor, part: int, parts: int) -> tuple[str, torch.Tensor]:
-        """(our leaf, tensor) for slot ``part`` of ``parts`` of the projection that stores ``value``."""
-
-    def config_to_peft(self, config: dict[str, Any]) -> dict[str, Any]:
-        """The method's keys of ``adapter_config.json`` (the shared ones are written here)."""
-
-    def tensors_to_peft(self, tree: Any, targets: list[Any], binding: Binding) -> dict[str, torch.Tensor]:
-        """``{leaf: tensor}`` for the targets of one projection module."""
-
-
-def peft_mapping(peft_type: Any) -> PeftMapping | None:
-    """The registered method's mapping for ``peft_type`` (None: not a method-declared type)."""
-    return next((m.peft for m in REGISTRY.values()
-                 if getattr(m, "peft", None) is not None and m.peft.peft_type == peft_type), None)
-
-
 def _unsupported(pointer: str, message: str) -> SchemaError:
     return SchemaError("adapter_config.json (PEFT)", [SchemaProblem(pointer, message)])
 
@@ -80,11 +54,10 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
     if binding is None:
         raise _unsupported("/", "reading a PEFT directory needs the target model (use AdapterModel.load)")
     peft_type = cfg.get("peft_type")
-    mapping = peft_mapping(peft_type)
-    declared: dict[str, Any] = {}
-    if mapping is not None:
-        method = mapping.method
-        declared = mapping.config_from_peft(cfg, binding)
+    claimant = claiming_method(cfg)
+    if claimant is not None:
+        method = claimant.name
+        claimant.check_peft_config(cfg)
     elif peft_type == "LORA":
         method = "dora" if cfg.get("use_dora") else "lora"
         for key in ("rank_pattern", "alpha_pattern"):
@@ -95,8 +68,8 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
     elif peft_type == "IA3":
         method = "ia3"
     else:
-        known = ", ".join(["LORA", "IA3", *(m.peft.peft_type for m in REGISTRY.values() if getattr(m, "peft", None))])
-        raise _unsupported("/peft_type", f"{peft_type!r} is not supported ({known} are)")
+        known = ["lora", "dora", "ia3", *(n for n, m in REGISTRY.items() if m.peft_type)]
+        raise _unsupported("/peft_type", f"{peft_type!r} is not supported ({', '.join(known)} are)")
     slots = slot_index(binding)
     tensors: dict[str, torch.Tensor] = {}
     whole: dict[str, torch.Tensor] = {}  # modules_to_save (and anything else saved whole)
@@ -106,7 +79,8 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
     ff_suffixes = cfg.get("feedforward_modules") or []
     if isinstance(ff_suffixes, str):
         raise _unsupported("/feedforward_modules", "regular-expression feedforward_modules are not supported")
-    leaves = mapping.leaves if mapping is not None else LEAVES
+    pieces: list[PeftPiece] = []
+    leaves = claimant.peft_leaves if claimant is not None else LEAVES
     for key, value in load_weights(directory, "adapter_model", "adapter_model.bin").items():
         path = key.removeprefix(PREFIX)
         leaf = next((lf for lf in leaves if path.endswith("." + lf)), None)
@@ -124,9 +98,8 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
             neutral = slot.key.removeprefix("cross_")
             targets[neutral] = None
             prefix = f"layers.{ref.layer.index}.{slot.key}"
-            if mapping is not None:
-                ours, tensor = mapping.tensor_from_peft(leaf, value, j, n)
-                tensors[f"{prefix}.{ours}"] = tensor
+            if claimant is not None:
+                pieces.append(PeftPiece(leaf, value, module_path, prefix, neutral, j, n))
             elif leaf == "lora_A.weight":
                 tensors[f"{prefix}.lora_A"] = value
             elif leaf == "lora_B.weight":
@@ -144,8 +117,8 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
             else:
                 raise _unsupported("/lora_bias", "LoRA with trained biases is not supported")
     config: dict[str, Any]
-    if mapping is not None:
-        config = {**declared, "target_modules": list(targets)}
+    if claimant is not None:
+        config, tensors = claimant.from_peft(cfg, pieces)
     elif method == "ia3":
         config = {"target_modules": list(targets), "feedforward_modules": list(feedforward)}
     else:
@@ -161,6 +134,11 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
     base = BaseFacts.of(binding, revision=cfg.get("revision") if _is_commit(cfg.get("revision")) else None)
     return AdapterPackage(method=method, config=config, tensors={k: v.contiguous() for k, v in tensors.items()},
                           base=base, head=head, name=None, source=str(directory))
+
+
+def claiming_method(cfg: dict[str, Any]) -> type[Method] | None:
+    """The registered method that declares this ``adapter_config.json``'s ``peft_type`` (None: LoRA/IA3 or unknown)."""
+    return next((m for m in REGISTRY.values() if m.peft_claims(cfg)), None)
 
 
 def _head(whole: dict[str, torch.Tensor], root: torch.nn.Module, cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -194,9 +172,9 @@ def export_peft(handle: Any, name: str, directory: str | Path) -> Path:
     """Write adapter ``name`` of ``handle`` as a PEFT directory (LoRA, DoRA or IA3)."""
     entry = handle._entry(name)
     method = entry.method
-    mapping: PeftMapping | None = getattr(type(method), "peft", None)
-    if method.name not in ("lora", "dora", "ia3") and mapping is None:
-        exportable = ["lora", "dora", "ia3", *(n for n, m in REGISTRY.items() if getattr(m, "peft", None) is not None)]
+    declared = type(method).peft_type is not None
+    if method.name not in ("lora", "dora", "ia3") and not declared:
+        exportable = ["lora", "dora", "ia3", *(n for n, m in REGISTRY.items() if m.peft_type)]
         raise _unsupported("/peft_type", f"only {', '.join(exportable)} export to PEFT, not {method.name!r}")
     model = handle.model
     module_names = {id(m): n for n, m in model.named_modules()}
@@ -209,13 +187,14 @@ def export_peft(handle: Any, name: str, directory: str | Path) -> Path:
     alphas: dict[str, float] = {}
     cfg = method.config
     ff_paths: list[str] = []
+    if declared:
+        pieces, method_keys = method.to_peft(tree, groups)
+        out.update({PREFIX + k: v for k, v in pieces.items()})
+        groups = {}
     for path, targets in groups.items():
         key = PREFIX + path
         targets = sorted(targets, key=lambda t: t.slot.part or 0)
         parts = targets[0].slot.parts
-        if mapping is not None:
-            out.update({f"{key}.{leaf}": t for leaf, t in mapping.tensors_to_peft(tree, targets, handle.binding).items()})
-            continue
         if method.name == "ia3":
             scaled_in = targets[0].prefix in method.input_scaled
             if scaled_in:
@@ -247,16 +226,16 @@ def export_peft(handle: Any, name: str, directory: str | Path) -> Path:
         ranks[path] = big_r
         scaling = method.scaling
         alphas[path] = scaling * (math.sqrt(big_r) if cfg.get("use_rslora") else big_r)
-    target_paths = sorted(groups)
+    target_paths = sorted({module_names[id(t.module)] for t in method.targets})
     peft_cfg: dict[str, Any] = {
         "peft_type": "IA3" if method.name == "ia3" else "LORA",
         "task_type": task_type(model), "base_model_name_or_path": getattr(model.config, "_name_or_path", None),
         "revision": None, "inference_mode": True, "target_modules": target_paths,
         "fan_in_fan_out": handle.binding.conv1d, "modules_to_save": None,
     }
-    if mapping is not None:  # the method's own keys replace the LoRA-family ones
+    if declared:  # the method's own keys replace the LoRA family's
         del peft_cfg["fan_in_fan_out"]
-        peft_cfg.update(mapping.config_to_peft(cfg), peft_type=mapping.peft_type)
+        peft_cfg.update(method_keys, peft_type=type(method).peft_type)
     elif method.name == "ia3":
         peft_cfg["feedforward_modules"] = ff_paths
         peft_cfg["init_ia3_weights"] = True

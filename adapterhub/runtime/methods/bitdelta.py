@@ -18,7 +18,8 @@ distillation); the masks are integer tensors and never require gradients.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch.nn import functional as F
@@ -28,6 +29,7 @@ from ..folds import Fold
 from ..sites import SiteFn, SiteKey
 from ..tensors import TensorTree
 from .base import Method, in_place_ok
+from .config import MethodConfig
 from .projection import AdditiveMerge, Target, by_module, module_folds, resolve_targets
 
 _BITS = torch.arange(8, dtype=torch.uint8)
@@ -51,8 +53,18 @@ def unpack_signs(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torc
     return (bits.reshape(mask.shape[0], -1).to(dtype) * 2 - 1)
 
 
+@dataclass(frozen=True)
+class BitDeltaConfig(MethodConfig):
+    DEFAULTS: ClassVar[dict[str, Any]] = {"packing": "uint8-lsb-first", "scale_distilled": False, "leave_out": ()}
+    target_modules: tuple[str, ...]
+    packing: str | None = None
+    scale_distilled: bool | None = None
+    leave_out: tuple[int, ...] | None = None
+
+
 class BitDelta(AdditiveMerge, Method):
     name: ClassVar[str] = "bitdelta"
+    config_type: ClassVar[type[MethodConfig]] = BitDeltaConfig
     weight_space: ClassVar[bool] = True
 
     def validate(self) -> None:

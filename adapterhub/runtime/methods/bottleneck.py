@@ -17,6 +17,7 @@ sigmoid gate). The model then adds ``x`` and applies its LayerNorm, exactly as t
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -24,19 +25,56 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...errors import SchemaError, SchemaProblem
-from ...manifest.configs import reduction_factor_for_layer
 from ..arch import Layer
 from ..sites import SiteKey, bn_key
 from ..tensors import TensorTree
 from .base import Method, activation, in_place_ok
+from .config import MethodConfig, ReductionFactor, reduction_factor_for_layer
 
 LOCATIONS = ("attention", "ffn")
+
+_BOTTLENECK_COMMON = {
+    "ln_before": False, "ln_after": False, "use_gating": False, "dropout": 0.0, "leave_out": (),
+    "original_ln_after": True, "residual_before_ln": True, "scaling": 1.0, "init_weights": "bert",
+}
+BOTTLENECK_PRESETS: dict[str, dict[str, Any]] = {
+    "houlsby": {**_BOTTLENECK_COMMON, "locations": ("attention", "ffn"), "original_ln_before": False,
+                "non_linearity": "swish", "reduction_factor": 16},
+    "pfeiffer": {**_BOTTLENECK_COMMON, "locations": ("ffn",), "original_ln_before": True,
+                 "non_linearity": "relu", "reduction_factor": 16},
+    "parallel": {**_BOTTLENECK_COMMON, "locations": ("ffn",), "original_ln_before": False,
+                 "non_linearity": "relu", "reduction_factor": 2, "init_weights": "mam_adapter", "scaling": 4.0},
+}
+"""The ``adapters`` library's presets, so an adapter moved between the two tools means the same thing."""
+
+
+@dataclass(frozen=True)
+class BottleneckConfig(MethodConfig):
+    variant: str
+    reduction_factor: ReductionFactor | None = None
+    non_linearity: str | None = None
+    locations: tuple[str, ...] | None = None
+    original_ln_before: bool | None = None
+    original_ln_after: bool | None = None
+    residual_before_ln: bool | None = None
+    ln_before: bool | None = None
+    ln_after: bool | None = None
+    scaling: float | str | None = None
+    use_gating: bool | None = None
+    init_weights: str | None = None
+    dropout: float | None = None
+    leave_out: tuple[int, ...] | None = None
+
+    def presets(self) -> dict[str, Any]:
+        return dict(BOTTLENECK_PRESETS[self.variant])
 
 
 class Bottleneck(Method):
     """Bottleneck adapter at the sites named by ``locations``."""
 
     name: ClassVar[str] = "bottleneck"
+    config_type: ClassVar[type[MethodConfig]] = BottleneckConfig
+    training_only: ClassVar[frozenset[str]] = frozenset({"dropout", "init_weights"})
 
     # --- geometry ---------------------------------------------------------------------------------
     @property
@@ -65,11 +103,8 @@ class Bottleneck(Method):
             raise SchemaError("<adapter config>", [SchemaProblem(
                 "/adapter/config/original_ln_after",
                 "false is not supported: the runtime keeps the model's own residual add and LayerNorm")])
-        try:
-            for layer in self.binding.iter_layers(self.config.get("leave_out")):
-                self.bottleneck_size(layer.index)
-        except KeyError as exc:
-            raise SchemaError("<adapter config>", [SchemaProblem("/adapter/config/reduction_factor", str(exc))]) from None
+        for layer in self.binding.iter_layers(self.config.get("leave_out")):
+            self.bottleneck_size(layer.index)
 
     # --- tensors ----------------------------------------------------------------------------------
     def projection_shapes(self, prefix: str, fin: int, fout: int) -> dict[str, tuple[int, ...]]:
@@ -219,8 +254,3 @@ class BottleneckSite:
                 return fused
         up = self.f(a)
         return up.add_(residual) if in_place_ok(up) else up + residual
-
-
-def config_defaults(config: dict[str, Any]) -> dict[str, Any]:
-    """Normalise a bottleneck config (lists to tuples) for use at runtime."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}

@@ -37,13 +37,13 @@ from ...errors import (
     SchemaProblem,
     UnsupportedArchitectureError,
 )
-from ...manifest.configs import reduction_factor_for_layer
 from ..arch import Layer
 from ..kv_cache import CACHE_POSITION_KEYWORDS, cached_length, find_cache, without_cache
 from ..prefix_attention import kernel_name
 from ..soft_topk import budgets, soft_top_k
 from ..tensors import TensorTree
 from .base import Method, activation
+from .config import MethodConfig, ReductionFactor, reduction_factor_for_layer
 
 FAMILIES = ("bert", "llama")
 KERNELS = (None, "eager", "sdpa")
@@ -61,10 +61,25 @@ class Routing:
     budgets: torch.Tensor
 
 
+@dataclass(frozen=True)
+class CodaConfig(MethodConfig):
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "reduction_factor": 16, "non_linearity": "relu", "k": 0.25, "router_iterations": 20,
+        "router_epsilon": 0.1, "leave_out": (),
+    }
+    reduction_factor: ReductionFactor | None = None
+    non_linearity: str | None = None
+    k: float | None = None
+    router_iterations: int | None = None
+    router_epsilon: float | None = None
+    leave_out: tuple[int, ...] | None = None
+
+
 class Coda(Method):
     """Conditional adapter: parallel bottleneck on all tokens, frozen layer on the routed ones."""
 
     name: ClassVar[str] = "coda"
+    config_type: ClassVar[type[MethodConfig]] = CodaConfig
     last_routing: dict[int, Routing]
 
     def validate(self) -> None:
@@ -91,11 +106,8 @@ class Coda(Method):
         if not self.layers:
             raise SchemaError("<adapter config>", [SchemaProblem("/adapter/config/leave_out",
                                                                  "CoDA leaves out every layer")])
-        try:
-            for layer in self.layers:
-                self.bottleneck_size(layer.index)
-        except KeyError as exc:
-            raise SchemaError("<adapter config>", [SchemaProblem("/adapter/config/reduction_factor", str(exc))]) from None
+        for layer in self.layers:
+            self.bottleneck_size(layer.index)
 
     def bottleneck_size(self, layer_index: int) -> int:
         rf = reduction_factor_for_layer(self.config["reduction_factor"], layer_index)

@@ -10,14 +10,49 @@ the bottleneck's (``compacter`` = Houlsby sites, ``compacter++`` = Pfeiffer site
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from ...errors import SchemaError, SchemaProblem
-from ...manifest.configs import BOTTLENECK_PRESETS
 from ..tensors import TensorTree
-from .bottleneck import Bottleneck
+from .bottleneck import BOTTLENECK_PRESETS, Bottleneck
+from .config import MethodConfig, ReductionFactor
+
+_PHM_DEFAULTS = {
+    "reduction_factor": 32, "non_linearity": "gelu", "phm_dim": 4, "phm_rank": 1, "shared_phm_rule": True,
+    "factorized_phm_rule": False, "shared_W_phm": False, "factorized_phm_W": True, "phm_bias": True,
+    "phm_c_init": "normal", "phm_init_range": 0.0001, "hypercomplex_nonlinearity": "glorot-uniform",
+    "learn_phm": True, "dropout": 0.0, "leave_out": (),
+}
+COMPACTER_PRESETS: dict[str, dict[str, Any]] = {
+    "compacter": {**_PHM_DEFAULTS, "placement": "houlsby"},
+    "compacter++": {**_PHM_DEFAULTS, "placement": "pfeiffer"},
+}
+
+
+@dataclass(frozen=True)
+class CompacterConfig(MethodConfig):
+    variant: str
+    reduction_factor: ReductionFactor | None = None
+    non_linearity: str | None = None
+    phm_dim: int | None = None
+    phm_rank: int | None = None
+    shared_phm_rule: bool | None = None
+    factorized_phm_rule: bool | None = None
+    shared_W_phm: bool | None = None  # noqa: N815 - the adapters library's key, kept for interop
+    factorized_phm_W: bool | None = None  # noqa: N815
+    phm_bias: bool | None = None
+    phm_c_init: str | None = None
+    phm_init_range: float | None = None
+    hypercomplex_nonlinearity: str | None = None
+    learn_phm: bool | None = None
+    dropout: float | None = None
+    leave_out: tuple[int, ...] | None = None
+
+    def presets(self) -> dict[str, Any]:
+        return dict(COMPACTER_PRESETS[self.variant])
 
 
 def phm_matrix(rule: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -29,6 +64,9 @@ def phm_matrix(rule: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 class Compacter(Bottleneck):
     name: ClassVar[str] = "compacter"
+    config_type: ClassVar[type[MethodConfig]] = CompacterConfig
+    training_only: ClassVar[frozenset[str]] = frozenset(
+        {"dropout", "init_weights", "phm_init_range", "phm_c_init", "hypercomplex_nonlinearity", "learn_phm"})
 
     def __init__(self, config: dict[str, Any], binding) -> None:
         placement = "houlsby" if config["variant"] == "compacter" else "pfeiffer"

@@ -18,6 +18,7 @@ Tensors: ``layers.<i>.<location>.{query,key}.{weight,bias}``, ``layers.<i>.<loca
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -29,12 +30,42 @@ from ..sites import SiteKey, bn_key
 from ..tensors import TensorTree
 from .base import Method
 from .bottleneck import Bottleneck
+from .config import MethodConfig
+
+FUSION_PRESETS: dict[str, dict[str, Any]] = {
+    "static": {"key": True, "query": True, "value": False, "query_before_ln": False, "regularization": False,
+               "residual_before": False, "temperature": False, "value_before_softmax": True,
+               "value_initialized": False, "dropout_prob": None},
+    "dynamic": {"key": True, "query": True, "value": True, "query_before_ln": False, "regularization": True,
+                "residual_before": False, "temperature": False, "value_before_softmax": True,
+                "value_initialized": True, "dropout_prob": None},
+}
+
+
+@dataclass(frozen=True)
+class FusionConfig(MethodConfig):
+    members: tuple[str, ...]
+    variant: str | None = None
+    key: bool | None = None
+    query: bool | None = None
+    value: bool | None = None
+    query_before_ln: bool | None = None
+    regularization: bool | None = None
+    residual_before: bool | None = None
+    temperature: bool | None = None
+    value_before_softmax: bool | None = None
+    value_initialized: bool | None = None
+    dropout_prob: float | None = None
+
+    def presets(self) -> dict[str, Any]:
+        return {"variant": "dynamic", **FUSION_PRESETS[self.variant or "dynamic"]}
 
 
 class Fusion(Method):
     """A fusion layer over named bottleneck members (their methods are needed for the sites)."""
 
     name: ClassVar[str] = "fusion"
+    config_type: ClassVar[type[MethodConfig]] = FusionConfig
 
     def __init__(self, config: dict[str, Any], binding: Binding, members: list[tuple[str, Method]]) -> None:
         self.members = members

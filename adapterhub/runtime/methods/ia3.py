@@ -8,7 +8,8 @@ multiplies weight columns (input) or rows and bias (output) by ``l``.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
@@ -17,11 +18,23 @@ from ..folds import Fold
 from ..sites import SiteFn, SiteKey
 from ..tensors import TensorTree
 from .base import Method, in_place_ok
+from .config import MethodConfig
 from .projection import Target, by_module, resolve_targets, slice_starts
+
+
+@dataclass(frozen=True)
+class IA3Config(MethodConfig):
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "target_modules": ("k", "v", "ffn_out"), "feedforward_modules": ("ffn_out",), "leave_out": (),
+    }
+    target_modules: tuple[str, ...] | None = None
+    feedforward_modules: tuple[str, ...] | None = None
+    leave_out: tuple[int, ...] | None = None
 
 
 class IA3(Method):
     name: ClassVar[str] = "ia3"
+    config_type: ClassVar[type[MethodConfig]] = IA3Config
     weight_space: ClassVar[bool] = True
 
     def validate(self) -> None:

@@ -8,7 +8,8 @@ merged (``W += s B A``) it costs nothing.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch.nn import functional as F
@@ -17,20 +18,41 @@ from ..folds import Fold
 from ..sites import SiteFn, SiteKey
 from ..tensors import TensorTree
 from .base import Method, in_place_ok
+from .config import MethodConfig
 from .projection import AdditiveMerge, Target, by_module, module_folds, resolve_targets
+
+
+@dataclass(frozen=True)
+class LoraConfig(MethodConfig):
+    """LoRA and DoRA share one config; the method name says whether the magnitude vector exists."""
+
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "dropout": 0.0, "target_modules": ("q", "v"), "use_rslora": False, "init_weights": "lora", "leave_out": (),
+    }
+    r: int
+    alpha: float
+    dropout: float | None = None
+    target_modules: tuple[str, ...] | None = None
+    use_rslora: bool | None = None
+    init_weights: str | None = None
+    leave_out: tuple[int, ...] | None = None
+
+    @property
+    def scaling(self) -> float:
+        """``s = alpha / r``, or ``alpha / sqrt(r)`` for rsLoRA (Kalajdzievski 2023): the one home of the formula."""
+        return self.alpha / math.sqrt(self.r) if self.use_rslora else self.alpha / self.r
 
 
 class Lora(AdditiveMerge, Method):
     name: ClassVar[str] = "lora"
+    config_type: ClassVar[type[MethodConfig]] = LoraConfig
     weight_space: ClassVar[bool] = True
+    training_only: ClassVar[frozenset[str]] = frozenset({"dropout", "init_weights", "r", "alpha", "use_rslora"})
+    """Each ingredient's scaling (r, alpha, rsLoRA) is folded into an average exactly."""
 
     def validate(self) -> None:
         self.targets = resolve_targets(self.binding, tuple(self.config["target_modules"]), self.config.get("leave_out"))
-
-    @property
-    def scaling(self) -> float:
-        r, alpha = self.config["r"], self.config["alpha"]
-        return alpha / math.sqrt(r) if self.config.get("use_rslora") else alpha / r
+        self.scaling = LoraConfig.from_stated(self.config).scaling
 
     def target_shapes(self, t: Target) -> dict[str, tuple[int, ...]]:
         r = int(self.config["r"])

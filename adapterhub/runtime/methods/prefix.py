@@ -28,10 +28,12 @@ from torch.nn import functional as F
 from torch.utils.hooks import RemovableHandle
 
 from ...errors import SchemaError, SchemaProblem, UnsupportedArchitectureError
+from ...manifest.config_check import check_stated_config
 from ..arch import Binding, Layer, PrefixSite, get_submodule
 from ..prefix_attention import SUPPORTED_KERNELS, add_prefix, kernel_name, uses_attention_interface
 from ..tensors import TensorTree, check_tensors
 from .base import Method, activation
+from .config import MethodConfig
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,25 @@ def mlp_prefix(wte: torch.Tensor, down_w: torch.Tensor, down_b: torch.Tensor, up
     return F.linear(activation(non_linearity)(F.linear(wte, down_w, down_b)), up_w, up_b)
 
 
+@dataclass(frozen=True)
+class PrefixTuningConfig(MethodConfig):
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "prefix_length": 30, "bottleneck_size": 512, "non_linearity": "tanh", "flat": False, "dropout": 0.0,
+        "encoder_prefix": True, "cross_prefix": True, "leave_out": (),
+    }
+    prefix_length: int | None = None
+    bottleneck_size: int | None = None
+    non_linearity: str | None = None
+    flat: bool | None = None
+    dropout: float | None = None
+    encoder_prefix: bool | None = None
+    cross_prefix: bool | None = None
+    leave_out: tuple[int, ...] | None = None
+
+
 class PrefixTuning(Method):
     name: ClassVar[str] = "prefix_tuning"
+    config_type: ClassVar[type[MethodConfig]] = PrefixTuningConfig
 
     def validate(self) -> None:
         fam = self.binding.family
@@ -265,17 +284,16 @@ def eject(handle: Any, name: str) -> None:
     ``handle.save(name, ...)`` afterwards writes ``flat=true`` with per-layer prefixes, as the
     library's ``eject_prefix_tuning`` does; the reparametrization MLP is dropped.
     """
-    from ..config import check_config
-
     pkg = handle.package(name)
     if pkg.method != PrefixTuning.name:
         raise SchemaError("<adapter>", [SchemaProblem("/adapter/method", f"{name!r} is a {pkg.method} adapter, "
                                                                          "not prefix_tuning")])
     if pkg.config.get("flat"):
         return
-    typed = check_config(pkg.method, pkg.config, (PrefixTuning.name,))
+    typed = PrefixTuningConfig.from_stated(pkg.config)  # validated when it was attached
     config, tensors = PrefixTuning(typed.effective(), handle.binding).export(pkg.config, pkg.tensors)
-    flat = PrefixTuning(check_config(pkg.method, config, (PrefixTuning.name,)).effective(), handle.binding)
+    check_stated_config(PrefixTuning.name, config)
+    flat = PrefixTuning(PrefixTuningConfig.from_stated(config).effective(), handle.binding)
     check_tensors(flat.shapes(), tensors, f"eject({name!r})")  # before anything is removed
     pkg.tensors, pkg.config = tensors, config
     active = handle.active
