@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,7 +35,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import CompositionError, IncompatibleBaseError, WeightMismatchError
+from ..runtime.config import check_config
 from ..runtime.formats import read_adapter_dir, write_adapter_dir
+from ..runtime.methods import REGISTRY, method_names
+from ..runtime.methods.algebra import ingredient_label as _label
+from ..runtime.methods.algebra import linear_combination
 from ..runtime.package import AdapterPackage, BaseFacts
 
 if TYPE_CHECKING:
@@ -44,16 +49,6 @@ Ingredient = AdapterPackage | str | Path
 
 SUM_TOLERANCE = 1e-6
 """How far weights may sum from 1 for ``Average`` without ``normalize=True``."""
-
-# Config keys that do not change what a trained adapter computes at inference, per method.
-TRAINING_ONLY = {
-    "bottleneck": {"dropout", "init_weights"},
-    "compacter": {"dropout", "init_weights", "phm_init_range", "phm_c_init", "hypercomplex_nonlinearity", "learn_phm"},
-    # LoRA/DoRA: each ingredient's scaling (r, alpha, rsLoRA) is folded into the result exactly.
-    "lora": {"dropout", "init_weights", "r", "alpha", "use_rslora"},
-    "dora": {"dropout", "init_weights", "r", "alpha", "use_rslora"},
-    "ia3": set(),
-}
 
 
 @dataclass
@@ -154,10 +149,6 @@ def _read(ingredients: Sequence[Ingredient], model: AdapterModel | None) -> list
     return pkgs
 
 
-def _label(pkg: AdapterPackage, i: int) -> str:
-    return f"#{i} ({pkg.name})" if pkg.name else f"#{i}"
-
-
 def _finite(values: Sequence[float], n: int, what: str) -> list[float]:
     out = [float(v) for v in values]
     if len(out) != n:
@@ -168,11 +159,9 @@ def _finite(values: Sequence[float], n: int, what: str) -> list[float]:
 
 
 def _effective(pkg: AdapterPackage) -> dict[str, Any]:
-    from ..runtime.config import check_config
-    from ..runtime.methods import REGISTRY
-
+    """The config that decides what the adapter computes (its method's ``training_only`` keys left out)."""
     cfg = check_config(pkg.method, pkg.config, tuple(REGISTRY)).effective()
-    drop = TRAINING_ONLY.get(pkg.method, set())
+    drop = REGISTRY[pkg.method].training_only
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items() if k not in drop}
 
 
@@ -201,7 +190,7 @@ def _check_compatible(pkgs: list[AdapterPackage]) -> None:
             raise CompositionError(f"ingredients {_label(first, 0)} and {_label(pkgs[i], i)} have different "
                                    f"{first.method} configs ({shown})",
                                    hint="only adapters with the same structure can be averaged exactly")
-    if first.method not in ("lora", "dora"):  # LoRA ranks may differ; the rest must match tensor for tensor
+    if REGISTRY[first.method].combine_same_shapes:  # LoRA ranks may differ; the rest must match tensor for tensor
         _check_same_tensors([p.tensors for p in pkgs], pkgs, "adapter")
     if any(p.head for p in pkgs):
         if not all(p.head for p in pkgs):
@@ -228,54 +217,33 @@ def _combine(pkgs: list[AdapterPackage], coeffs: list[float], kind: str, *, rank
              model: AdapterModel | None, name: str | None, head: bool) -> SoupPackage:
     first = pkgs[0]
     method = first.method
-    if rank is not None and (method not in ("lora", "dora") or not isinstance(rank, int) or rank < 1):
+    if rank is not None and (not REGISTRY[method].combine_truncates or not isinstance(rank, int) or rank < 1):
         raise CompositionError(f"rank={rank!r}: an SVD truncation rank is a positive integer and applies to "
-                               f"lora/dora only (this is {method})")
+                               f"{'/'.join(method_names(combine_truncates=True))} only (this is {method})")
     dtype = _common_dtype([t for p in pkgs for t in p.tensors.values()])
     record: dict[str, Any] = {
         "kind": kind, "method": method, "coefficients": coeffs,
         "ingredients": [{"name": p.name, **({"version": p.manifest.version} if p.manifest else {}),
                          "digest": tensors_digest(p), "coefficient": c} for p, c in zip(pkgs, coeffs, strict=True)],
     }
-    errors: dict[str, float] = {}
-    config = dict(first.config)
-    if method in ("bottleneck", "compacter"):
-        tensors = {k: _lin([p.tensors[k] for p in pkgs], coeffs) for k in first.tensors}
-        record["form"] = "parameters"
-    elif method == "ia3":
-        offset = 1.0 - math.fsum(coeffs)
-        tensors = {k: _lin([p.tensors[k] for p in pkgs], coeffs) + offset for k in first.tensors}
-        record["form"] = "vectors"
-    elif method == "lora":
-        tensors, r, errors, total = _lora(pkgs, coeffs, rank)
-        config.update(r=r, alpha=r)
-        config.pop("use_rslora", None)
-        record.update(form="svd" if rank else "concatenated-rank", rank=r)
-        if rank:
-            record.update(relative_error=total, max_slot_relative_error=max(errors.values(), default=0.0))
-    elif method == "dora":
+    impl = REGISTRY[method]
+    if impl.combine_reads_base:
         if model is None:
-            raise CompositionError("averaging DoRA adapters needs the base model (model=AdapterModel)",
-                                   hint="DoRA's merged weight W' = m/||W + sBA|| (W + sBA) depends on W")
+            raise CompositionError(f"averaging {method} adapters needs the base model (model=AdapterModel)",
+                                   hint=impl.combine_reads_base)
         model.check_base(first.base, _label(first, 0))
-        tensors, r, errors, total = _dora(pkgs, coeffs, rank, model)
-        config.update(r=r, alpha=r)
-        config.pop("use_rslora", None)
-        record.update(form="svd" if rank else "concatenated-rank", rank=r)
-        if rank:
-            record.update(relative_error=total, max_slot_relative_error=max(errors.values(), default=0.0))
-    else:  # BitDelta: an average of sign masks is no longer a sign mask (merge them into weights instead)
-        raise CompositionError(f"averaging is not defined for method {method!r}",
-                               hint="merge the adapters into the weights one after another instead")
+    combined = impl.combine(pkgs, coeffs, rank=rank, binding=model.binding if model is not None else None)
+    record.update(combined.record)
+    tensors = combined.tensors
     head_tensors: dict[str, torch.Tensor] = {}
     if head and first.head:
         head_dtype = _common_dtype([t for p in pkgs for t in p.head.values()])
-        head_tensors = {k: _lin([p.head[k] for p in pkgs], coeffs).to(head_dtype) for k in first.head}
+        head_tensors = {k: linear_combination([p.head[k] for p in pkgs], coeffs).to(head_dtype) for k in first.head}
     tensors = {k: v.to(dtype).contiguous() for k, v in tensors.items()}
     return SoupPackage(
-        method=method, config=config, tensors=tensors, base=_base(pkgs), head=head_tensors,
+        method=method, config=combined.config, tensors=tensors, base=_base(pkgs), head=head_tensors,
         head_type=first.head_type if head_tensors else None, num_labels=first.num_labels if head_tensors else None,
-        name=name or "soup", source=f"<{kind} of {len(pkgs)}>", soup=record, slot_errors=errors)
+        name=name or "soup", source=f"<{kind} of {len(pkgs)}>", soup=record, slot_errors=combined.slot_errors)
 
 
 def _common_dtype(tensors: list[torch.Tensor]) -> torch.dtype:
@@ -291,129 +259,6 @@ def _base(pkgs: list[AdapterPackage]) -> BaseFacts:
     return replace(pkgs[0].base, fingerprint=fp, id=ident, revision=rev)
 
 
-def _lin(tensors: list[torch.Tensor], coeffs: list[float]) -> torch.Tensor:
-    """``sum c_i t_i`` in float64 (then cast by the caller), so the order of ingredients does not matter."""
-    out = torch.zeros(tensors[0].shape, dtype=torch.float64)
-    for t, c in zip(tensors, coeffs, strict=True):
-        out += c * t.detach().to(torch.float64)
-    return out
-
-
-def _scaling(pkg: AdapterPackage) -> float:
-    cfg = pkg.config
-    r, alpha = int(cfg["r"]), float(cfg["alpha"])
-    return alpha / math.sqrt(r) if cfg.get("use_rslora") else alpha / r
-
-
-def _prefixes(pkg: AdapterPackage) -> list[str]:
-    return sorted(k.removesuffix(".lora_A") for k in pkg.tensors if k.endswith(".lora_A"))
-
-
-def _concat(pkgs: list[AdapterPackage], coeffs: list[float], prefix: str,
-            row_scale: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(B_cat, A_cat)`` in float64 with ``B_cat A_cat = sum_i c_i s_i [diag(row_scale_i)] B_i A_i``."""
-    bs, as_ = [], []
-    for i, (p, c) in enumerate(zip(pkgs, coeffs, strict=True)):
-        b = p.tensors[f"{prefix}.lora_B"].detach().to(torch.float64) * (c * _scaling(p))
-        if row_scale is not None:
-            b = b * row_scale[i].view(-1, 1)
-        bs.append(b)
-        as_.append(p.tensors[f"{prefix}.lora_A"].detach().to(torch.float64))
-    return torch.cat(bs, dim=1), torch.cat(as_, dim=0)
-
-
-def _truncate(b: torch.Tensor, a: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, float, float]:
-    """Best rank-``k`` factors of ``b @ a`` (QR + SVD of the small core); returns (B, A, tail^2, total^2).
-
-    ``sqrt(S)`` goes on both sides so the factors stay balanced for further training. When ``k``
-    exceeds the product's rank the factors are zero-padded (still exact).
-    """
-    qb, rb = torch.linalg.qr(b)
-    qa, ra = torch.linalg.qr(a.t())
-    u, s, vh = torch.linalg.svd(rb @ ra.t(), full_matrices=False)
-    keep = min(k, s.numel())
-    root = s[:keep].sqrt()
-    new_b = torch.zeros(b.shape[0], k, dtype=b.dtype)
-    new_a = torch.zeros(k, a.shape[1], dtype=a.dtype)
-    new_b[:, :keep] = (qb @ u[:, :keep]) * root
-    new_a[:keep] = root.view(-1, 1) * (vh[:keep] @ qa.t())
-    return new_b, new_a, float((s[keep:] ** 2).sum()), float((s ** 2).sum())
-
-
-def _check_same_slots(pkgs: list[AdapterPackage]) -> list[str]:
-    prefixes = _prefixes(pkgs[0])
-    for i, p in enumerate(pkgs[1:], 1):
-        if _prefixes(p) != prefixes:
-            raise WeightMismatchError(f"LoRA projections of {_label(pkgs[0], 0)} and {_label(p, i)} differ")
-    return prefixes
-
-
-def _lora(pkgs: list[AdapterPackage], coeffs: list[float], rank: int | None):
-    tensors: dict[str, torch.Tensor] = {}
-    errors: dict[str, float] = {}
-    tail_sum = total_sum = 0.0
-    r_cat = sum(int(p.config["r"]) for p in pkgs)
-    for prefix in _check_same_slots(pkgs):
-        b, a = _concat(pkgs, coeffs, prefix)
-        if rank:
-            b, a, tail, total = _truncate(b, a, rank)
-            errors[prefix] = math.sqrt(tail / total) if total > 0 else 0.0
-            tail_sum += tail
-            total_sum += total
-        tensors[f"{prefix}.lora_A"], tensors[f"{prefix}.lora_B"] = a, b
-    overall = math.sqrt(tail_sum / total_sum) if total_sum > 0 else 0.0
-    return tensors, rank or r_cat, errors, overall
-
-
-def _dora(pkgs: list[AdapterPackage], coeffs: list[float], rank: int | None, model: AdapterModel):
-    """Per projection ``W_new = G (W + Delta)`` with ``G = (1 - sum c) + sum c_i g_i`` (per row), exactly.
-
-    ``sum_i c_i g_i (W + s_i B_i A_i) + (1 - sum c) W = G W + sum_i c_i g_i s_i B_i A_i``, so
-    ``Delta = sum_i (c_i g_i / G) s_i B_i A_i`` (concatenated rank) and the magnitude is ``m = G ||W + Delta||``.
-    """
-    from ..runtime.config import check_config
-    from ..runtime.methods import REGISTRY
-    from ..runtime.methods.projection import weight_rows
-
-    impl = REGISTRY["dora"](check_config("dora", pkgs[0].config, tuple(REGISTRY)).effective(), model.binding)
-    weights = {t.prefix: weight_rows(model.binding, t).detach().to(torch.float64) for t in impl.targets}
-    prefixes = _check_same_slots(pkgs)
-    if sorted(weights) != prefixes:
-        raise WeightMismatchError("the DoRA tensors do not match the model's projections for this config")
-    tensors: dict[str, torch.Tensor] = {}
-    errors: dict[str, float] = {}
-    tail_sum = total_sum = 0.0
-    offset = 1.0 - math.fsum(coeffs)
-    r_cat = sum(int(p.config["r"]) for p in pkgs)
-    for prefix in prefixes:
-        w = weights[prefix]
-        gs = []
-        for p in pkgs:
-            delta = (p.tensors[f"{prefix}.lora_B"].to(torch.float64) @ p.tensors[f"{prefix}.lora_A"].to(torch.float64))
-            norm = torch.linalg.norm(w + _scaling(p) * delta, dim=1)
-            gs.append(p.tensors[f"{prefix}.magnitude"].to(torch.float64) / norm)
-        g = offset + sum(c * gi for c, gi in zip(coeffs, gs, strict=True))
-        if bool((g.abs() < 1e-12).any()):
-            raise CompositionError(f"{prefix}: the combined DoRA row scale is 0 for some output rows, so the "
-                                   "result is not representable as a DoRA adapter", hint="use other coefficients")
-        b, a = _concat(pkgs, coeffs, prefix, [gi / g for gi in gs])
-        if rank:
-            # minimise the merged-weight error ||G (Delta - Delta_k)||: truncate G B A, then undo G
-            change = g.view(-1, 1) * (w + b @ a) - w  # W_new - W, exactly
-            b_scaled, a, tail, _ = _truncate(b * g.view(-1, 1), a, rank)
-            b = b_scaled / g.view(-1, 1)
-            total = float((change ** 2).sum())
-            errors[prefix] = math.sqrt(tail / total) if total > 0 else 0.0
-            tail_sum += tail
-            total_sum += total
-        tensors[f"{prefix}.lora_A"], tensors[f"{prefix}.lora_B"] = a, b
-        tensors[f"{prefix}.magnitude"] = g * torch.linalg.norm(w + b @ a, dim=1)
-    overall = math.sqrt(tail_sum / total_sum) if total_sum > 0 else 0.0
-    return tensors, rank or r_cat, errors, overall
-
-
 def _manifest_name(name: str) -> str:
-    import re
-
     norm = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", name.lower())).strip("-")[:64]
     return norm if len(norm) >= 2 else f"soup-{norm}".strip("-")

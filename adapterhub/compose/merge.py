@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import AdapterStateError
+from ..runtime.methods import REGISTRY, method_names
 
 if TYPE_CHECKING:
     from ..runtime.handle import AdapterModel
@@ -26,7 +27,6 @@ class Merge:
     def __init__(self, ah: AdapterModel, *names: str) -> None:
         if not names:
             raise AdapterStateError("Merge needs at least one adapter name")
-        from ..runtime.methods import REGISTRY
 
         self.ah = ah
         self.names: tuple[str, ...] = ()
@@ -34,7 +34,8 @@ class Merge:
             method = ah.method_name(n)
             if method not in REGISTRY or not REGISTRY[method].weight_space:
                 raise AdapterStateError(f"adapter {n!r} ({method}) works in activation space and cannot be merged",
-                                        hint="Merge folds lora, dora, ia3 and bitdelta adapters (and soups of the first three)")
+                                        hint=f"Merge folds {', '.join(method_names(weight_space=True))} adapters "
+                                             "(and soups of them)")
             if n in ah.merged:
                 raise AdapterStateError(f"adapter {n!r} is already merged", hint=f"ah.unmerge({n!r}) first")
         previous = ah.active

@@ -17,19 +17,24 @@ sigmoid gate). The model then adds ``x`` and applies its LayerNorm, exactly as t
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ...errors import SchemaError, SchemaProblem
-from ..arch import Layer
+from ..arch import Binding, Layer
 from ..sites import SiteKey, bn_key
 from ..tensors import TensorTree
-from .base import Method, activation, in_place_ok
+from .algebra import linear_combination
+from .base import Combined, Method, activation, in_place_ok
 from .config import MethodConfig, ReductionFactor, reduction_factor_for_layer
+
+if TYPE_CHECKING:
+    from ..package import AdapterPackage
 
 LOCATIONS = ("attention", "ffn")
 
@@ -150,6 +155,14 @@ class Bottleneck(Method):
                     t.normal_(0.0, 1e-2, generator=generator).clamp_(-2e-2, 2e-2)
             out[name] = t
         return out
+
+    @classmethod
+    def combine(cls, pkgs: Sequence[AdapterPackage], coeffs: list[float], *, rank: int | None,
+                binding: Binding | None) -> Combined:
+        """``theta = sum_i c_i theta_i`` (activation space: the parameter average of model soups, the
+        ``adapters`` library's ``average_adapter`` with ``combine_strategy="linear"``)."""
+        tensors = {k: linear_combination([p.tensors[k] for p in pkgs], coeffs) for k in pkgs[0].tensors}
+        return Combined(tensors, dict(pkgs[0].config), {"form": "parameters"})
 
     # --- forward ----------------------------------------------------------------------------------
     def linear_weights(self, tree: TensorTree, prefix: str) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -8,8 +8,10 @@ multiplies weight columns (input) or rows and bias (output) by ``l``.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -17,9 +19,14 @@ from ...errors import SchemaError, SchemaProblem
 from ..folds import Fold
 from ..sites import SiteFn, SiteKey
 from ..tensors import TensorTree
-from .base import Method, in_place_ok
+from .algebra import linear_combination
+from .base import Combined, Method, in_place_ok
 from .config import MethodConfig
 from .projection import Target, by_module, resolve_targets, slice_starts
+
+if TYPE_CHECKING:
+    from ..arch import Binding
+    from ..package import AdapterPackage
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,14 @@ class IA3(Method):
             if outputs:
                 out[("out", module)] = Fold("scale", slice_starts(outputs))
         return out
+
+    @classmethod
+    def combine(cls, pkgs: Sequence[AdapterPackage], coeffs: list[float], *, rank: int | None,
+                binding: Binding | None) -> Combined:
+        """``l = (1 - sum c) + sum_i c_i l_i``: a diagonal scale is linear in ``l``."""
+        offset = 1.0 - math.fsum(coeffs)
+        tensors = {k: linear_combination([p.tensors[k] for p in pkgs], coeffs) + offset for k in pkgs[0].tensors}
+        return Combined(tensors, dict(pkgs[0].config), {"form": "vectors"})
 
     def merge(self, tree: TensorTree) -> None:
         self._apply(tree, invert=False)

@@ -8,18 +8,25 @@ merged (``W += s B A``) it costs nothing.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch.nn import functional as F
 
+from ...errors import WeightMismatchError
+from ..arch import Binding
 from ..folds import Fold
 from ..sites import SiteFn, SiteKey
 from ..tensors import TensorTree
-from .base import Method, in_place_ok
+from .algebra import ingredient_label, truncate
+from .base import Combined, Method, in_place_ok
 from .config import MethodConfig
 from .projection import AdditiveMerge, Target, by_module, module_folds, resolve_targets
+
+if TYPE_CHECKING:
+    from ..package import AdapterPackage
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,8 @@ class Lora(AdditiveMerge, Method):
     weight_space: ClassVar[bool] = True
     training_only: ClassVar[frozenset[str]] = frozenset({"dropout", "init_weights", "r", "alpha", "use_rslora"})
     """Each ingredient's scaling (r, alpha, rsLoRA) is folded into an average exactly."""
+    combine_same_shapes: ClassVar[bool] = False  # ranks may differ
+    combine_truncates: ClassVar[bool] = True
 
     def validate(self) -> None:
         self.targets = resolve_targets(self.binding, tuple(self.config["target_modules"]), self.config.get("leave_out"))
@@ -145,3 +154,63 @@ class Lora(AdditiveMerge, Method):
 
     def delta_weight(self, tree: TensorTree, t: Target) -> torch.Tensor:
         return (tree.get(f"{t.prefix}.lora_B") @ tree.get(f"{t.prefix}.lora_A")) * self.scaling
+
+    # --- averaging ----------------------------------------------------------------------------------
+    @classmethod
+    def combine(cls, pkgs: Sequence[AdapterPackage], coeffs: list[float], *, rank: int | None,
+                binding: Binding | None) -> Combined:
+        """``Delta = sum_i c_i s_i B_i A_i``, exactly in concatenated-rank form (``alpha = r``, so ``s = 1``)
+        or truncated by SVD to ``rank`` with the relative Frobenius error recorded."""
+        tensors: dict[str, torch.Tensor] = {}
+        errors: dict[str, float] = {}
+        tail_sum = total_sum = 0.0
+        r_cat = sum(int(p.config["r"]) for p in pkgs)
+        for prefix in same_slots(pkgs):
+            b, a = concat_factors(pkgs, coeffs, prefix)
+            if rank:
+                b, a, tail, total = truncate(b, a, rank)
+                errors[prefix] = math.sqrt(tail / total) if total > 0 else 0.0
+                tail_sum += tail
+                total_sum += total
+            tensors[f"{prefix}.lora_A"], tensors[f"{prefix}.lora_B"] = a, b
+        overall = math.sqrt(tail_sum / total_sum) if total_sum > 0 else 0.0
+        return combined_lora(pkgs, tensors, rank or r_cat, rank, errors, overall)
+
+
+def combined_lora(pkgs: Sequence[AdapterPackage], tensors: dict[str, torch.Tensor], r: int, rank: int | None,
+                  errors: dict[str, float], overall: float) -> Combined:
+    """The result of a LoRA/DoRA average: rank ``r`` with ``alpha = r`` (scaling folded into ``B``)."""
+    config = {**pkgs[0].config, "r": r, "alpha": r}
+    config.pop("use_rslora", None)
+    record: dict[str, Any] = {"form": "svd" if rank else "concatenated-rank", "rank": r}
+    if rank:
+        record.update(relative_error=overall, max_slot_relative_error=max(errors.values(), default=0.0))
+    return Combined(tensors, config, record, errors)
+
+
+def slot_prefixes(pkg: AdapterPackage) -> list[str]:
+    return sorted(k.removesuffix(".lora_A") for k in pkg.tensors if k.endswith(".lora_A"))
+
+
+def same_slots(pkgs: Sequence[AdapterPackage]) -> list[str]:
+    """The LoRA slot prefixes all ingredients share (refused when they differ)."""
+    prefixes = slot_prefixes(pkgs[0])
+    for i, p in enumerate(pkgs[1:], 1):
+        if slot_prefixes(p) != prefixes:
+            raise WeightMismatchError(f"LoRA projections of {ingredient_label(pkgs[0], 0)} and "
+                                      f"{ingredient_label(p, i)} differ")
+    return prefixes
+
+
+def concat_factors(pkgs: Sequence[AdapterPackage], coeffs: list[float], prefix: str,
+                   row_scale: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B_cat, A_cat)`` in float64 with ``B_cat A_cat = sum_i c_i s_i [diag(row_scale_i)] B_i A_i``."""
+    bs, as_ = [], []
+    for i, (p, c) in enumerate(zip(pkgs, coeffs, strict=True)):
+        scaling = LoraConfig.from_stated(p.config).scaling
+        b = p.tensors[f"{prefix}.lora_B"].detach().to(torch.float64) * (c * scaling)
+        if row_scale is not None:
+            b = b * row_scale[i].view(-1, 1)
+        bs.append(b)
+        as_.append(p.tensors[f"{prefix}.lora_A"].detach().to(torch.float64))
+    return torch.cat(bs, dim=1), torch.cat(as_, dim=0)
