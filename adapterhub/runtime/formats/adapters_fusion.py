@@ -10,9 +10,9 @@ import torch
 from ...errors import NotFoundError, SchemaError, SchemaProblem
 from ...jsonio import load_strict
 from ..arch import Binding
+from ..methods.bottleneck import BOTTLENECK_SITES, DEFAULT_SITES
+from ..module_paths import layer_index, match_suffix
 from ..package import AdapterPackage, BaseFacts
-from .adapters_lib import BOTTLENECK_SITES, DEFAULT_SITES
-from .keys import layer_index, match_suffix
 from .weights import load_weights
 
 FUSION_CONFIG_FILE = "adapter_fusion_config.json"

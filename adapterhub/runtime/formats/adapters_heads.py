@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ...errors import SchemaError, SchemaProblem, WeightMismatchError
+from ...jsonio import load_strict
 from ..heads import head_info, split_head
 from .weights import load_weights
 
@@ -75,8 +76,6 @@ def _refuse(directory: Path, pointer: str, message: str) -> SchemaError:
 
 def head_meta(directory: Path) -> dict[str, Any] | None:
     """``head_config.json`` of ``directory`` (None without one); weights without it are refused."""
-    from ...jsonio import load_strict
-
     has_weights = any((directory / n).is_file() for n in (f"{HEAD_WEIGHTS[0]}.safetensors", HEAD_WEIGHTS[1]))
     if not (directory / HEAD_CONFIG_FILE).is_file():
         if has_weights:

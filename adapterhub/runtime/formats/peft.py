@@ -1,4 +1,11 @@
-"""PEFT adapter directories: read LoRA/DoRA/IA3 into our format, and export ours back.
+"""PEFT adapter directories: the generic reader and writer; each method owns its own mapping.
+
+The driver finds the registered method whose ``peft_claims`` accepts ``adapter_config.json``, maps
+every tensor's module path to our (layer, slot) and hands the method one :class:`PeftPiece` per slot
+(``from_peft``); export groups an adapter's targets per module and asks the method for its tensors and
+config keys (``to_peft``). The driver owns what every method shares: the ``base_model.model.`` prefix,
+module-path matching, ``leave_out``, ``modules_to_save`` as the adapter's head, ``task_type``, and
+the staged write. Today LoRA, DoRA and IA3 have a PEFT form.
 
 PEFT stores ``base_model.model.<module path>.lora_A.weight`` (``[r, in]``), ``lora_B.weight``
 (``[out, r]``), ``lora_magnitude_vector`` (DoRA, ``[out]``) and ``ia3_l`` (``[out, 1]``, or
@@ -7,30 +14,24 @@ sharing one ``A`` (exact: the q, k and v rows of ``B A`` are the rows of each sl
 one PEFT module per projection (q/k/v slots of a fused projection are stacked back: ``A`` rows
 concatenated, ``B`` block-diagonal, so a q+v LoRA of rank r exports with rank 2r on ``c_attn``
 via ``rank_pattern``). Modules saved whole (``modules_to_save``) become the adapter's head.
-
-Any other PEFT type is read and written by the registered method that claims it (``peft_type``,
-``from_peft``/``to_peft`` of :class:`~adapterhub.runtime.methods.base.Method`, e.g. LoHa); this module
-does the file work: tensor names to slots, layers left out, heads, base facts.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ...errors import SchemaError, SchemaProblem
 from ...fileio import staged_directory
 from ..arch import Binding
 from ..heads import split_head
-from ..methods import REGISTRY
-from ..methods.base import Method, PeftPiece
+from ..methods import REGISTRY, Method
+from ..methods.base import PeftPiece, peft_unsupported
+from ..module_paths import match_suffix, slot_index
 from ..package import AdapterPackage, BaseFacts
 from ..safetensors_io import write_safetensors
-from .keys import match_suffix, slot_index
 from .weights import load_weights
 
 PREFIX = "base_model.model."
@@ -43,114 +44,60 @@ TASK_TYPES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("ForQuestionAnswering",), "QUESTION_ANS"), (("ForCausalLM", "LMHeadModel"), "CAUSAL_LM"),
     (("ForConditionalGeneration",), "SEQ_2_SEQ_LM"),
 )
-LEAVES = ("lora_A.weight", "lora_B.weight", "lora_magnitude_vector", "ia3_l", "lora_B.bias")
 
 
-def _unsupported(pointer: str, message: str) -> SchemaError:
-    return SchemaError("adapter_config.json (PEFT)", [SchemaProblem(pointer, message)])
+def peft_method(cfg: dict[str, Any]) -> type[Method]:
+    """The registered method whose PEFT form this ``adapter_config.json`` is (refused when none claims it)."""
+    claims = [m for m in REGISTRY.values() if m.peft_claims(cfg)]
+    if not claims:
+        raise peft_unsupported("/peft_type", f"{cfg.get('peft_type')!r} is not supported "
+                           f"({', '.join(m for m, c in REGISTRY.items() if c.peft_type)} are)")
+    return claims[0]
 
 
 def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None = None) -> AdapterPackage:
     if binding is None:
-        raise _unsupported("/", "reading a PEFT directory needs the target model (use AdapterModel.load)")
-    peft_type = cfg.get("peft_type")
-    claimant = claiming_method(cfg)
-    if claimant is not None:
-        method = claimant.name
-        claimant.check_peft_config(cfg)
-    elif peft_type == "LORA":
-        method = "dora" if cfg.get("use_dora") else "lora"
-        for key in ("rank_pattern", "alpha_pattern"):
-            if cfg.get(key):
-                raise _unsupported(f"/{key}", f"per-module {key} is not supported")
-        if cfg.get("bias", "none") != "none" or cfg.get("lora_bias"):
-            raise _unsupported("/bias", "LoRA with trained biases is not supported")
-    elif peft_type == "IA3":
-        method = "ia3"
-    else:
-        known = ["lora", "dora", "ia3", *(n for n, m in REGISTRY.items() if m.peft_type)]
-        raise _unsupported("/peft_type", f"{peft_type!r} is not supported ({', '.join(known)} are)")
+        raise peft_unsupported("/", "reading a PEFT directory needs the target model (use AdapterModel.load)")
+    method = peft_method(cfg)
+    method.check_peft_config(cfg)
     slots = slot_index(binding)
-    tensors: dict[str, torch.Tensor] = {}
-    whole: dict[str, torch.Tensor] = {}  # modules_to_save (and anything else saved whole)
-    targets: dict[str, None] = {}
-    feedforward: dict[str, None] = {}
-    seen_layers: set[int] = set()
-    ff_suffixes = cfg.get("feedforward_modules") or []
-    if isinstance(ff_suffixes, str):
-        raise _unsupported("/feedforward_modules", "regular-expression feedforward_modules are not supported")
     pieces: list[PeftPiece] = []
-    leaves = claimant.peft_leaves if claimant is not None else LEAVES
+    whole: dict[str, torch.Tensor] = {}  # modules_to_save (and anything else saved whole)
+    seen_layers: set[int] = set()
     for key, value in load_weights(directory, "adapter_model", "adapter_model.bin").items():
         path = key.removeprefix(PREFIX)
-        leaf = next((lf for lf in leaves if path.endswith("." + lf)), None)
+        leaf = next((lf for lf in method.peft_leaves if path.endswith("." + lf)), None)
         if leaf is None:
             whole[path.replace(".modules_to_save.default", "").replace(".original_module", "")] = value
             continue
         module_path = path[: -len(leaf) - 1]
         hit = match_suffix(module_path, slots)
         if hit is None or hit[1]:
-            raise _unsupported("/target_modules", f"{module_path!r} is not a projection adapterhub can target")
+            raise peft_unsupported("/target_modules", f"{module_path!r} is not a projection adapterhub can target")
         ref = slots[hit[0]]
         seen_layers.add(ref.layer.index)
-        n = len(ref.slots)
-        for j, slot in enumerate(ref.slots):
-            neutral = slot.key.removeprefix("cross_")
-            targets[neutral] = None
-            prefix = f"layers.{ref.layer.index}.{slot.key}"
-            if claimant is not None:
-                pieces.append(PeftPiece(leaf, value, module_path, prefix, neutral, j, n))
-            elif leaf == "lora_A.weight":
-                tensors[f"{prefix}.lora_A"] = value
-            elif leaf == "lora_B.weight":
-                tensors[f"{prefix}.lora_B"] = value[j * value.shape[0] // n:(j + 1) * value.shape[0] // n]
-            elif leaf == "lora_magnitude_vector":
-                tensors[f"{prefix}.magnitude"] = value[j * value.shape[0] // n:(j + 1) * value.shape[0] // n]
-            elif leaf == "ia3_l":
-                is_ff = any(module_path.endswith(s) for s in ff_suffixes)
-                if is_ff:
-                    feedforward[neutral] = None
-                    tensors[f"{prefix}.ia3_l"] = value.reshape(-1)
-                else:
-                    flat = value.reshape(-1)
-                    tensors[f"{prefix}.ia3_l"] = flat[j * flat.shape[0] // n:(j + 1) * flat.shape[0] // n]
-            else:
-                raise _unsupported("/lora_bias", "LoRA with trained biases is not supported")
-    config: dict[str, Any]
-    if claimant is not None:
-        config, tensors = claimant.from_peft(cfg, pieces)
-    elif method == "ia3":
-        config = {"target_modules": list(targets), "feedforward_modules": list(feedforward)}
-    else:
-        config = {"r": int(cfg["r"]), "alpha": float(cfg.get("lora_alpha", 8)), "target_modules": list(targets)}
-        if cfg.get("use_rslora"):
-            config["use_rslora"] = True
-        if cfg.get("lora_dropout"):
-            config["dropout"] = float(cfg["lora_dropout"])
+        pieces += [PeftPiece(leaf, value, module_path, f"layers.{ref.layer.index}.{slot.key}",
+                             slot.key.removeprefix("cross_"), j, len(ref.slots)) for j, slot in enumerate(ref.slots)]
+    config, tensors = method.from_peft(cfg, pieces)
     head = _head(whole, _root(binding), cfg)
     leave_out = sorted(layer.index for layer in binding.layers if layer.index not in seen_layers)
     if leave_out:
         config["leave_out"] = leave_out
     base = BaseFacts.of(binding, revision=cfg.get("revision") if _is_commit(cfg.get("revision")) else None)
-    return AdapterPackage(method=method, config=config, tensors={k: v.contiguous() for k, v in tensors.items()},
+    return AdapterPackage(method=method.name, config=config, tensors={k: v.contiguous() for k, v in tensors.items()},
                           base=base, head=head, name=None, source=str(directory))
-
-
-def claiming_method(cfg: dict[str, Any]) -> type[Method] | None:
-    """The registered method that declares this ``adapter_config.json``'s ``peft_type`` (None: LoRA/IA3 or unknown)."""
-    return next((m for m in REGISTRY.values() if m.peft_claims(cfg)), None)
 
 
 def _head(whole: dict[str, torch.Tensor], root: torch.nn.Module, cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The ``modules_to_save`` tensors as the adapter's head; refused when they are not the model's head."""
     split = split_head(root, whole)
     if split.frozen:
-        raise _unsupported("/modules_to_save", f"{split.frozen[:4]} were trained but belong to the frozen base "
+        raise peft_unsupported("/modules_to_save", f"{split.frozen[:4]} were trained but belong to the frozen base "
                            f"model of {type(root).__name__} (or are tied to it, as an LM head tied to the input "
                            "embeddings is); adapterhub never changes base weights, so this adapter cannot be "
                            "represented (train with modules_to_save on untied head modules only)")
     if split.unknown:
-        raise _unsupported("/modules_to_save", f"tensors {split.unknown[:4]} are neither LoRA/IA3 tensors nor "
+        raise peft_unsupported("/modules_to_save", f"tensors {split.unknown[:4]} are neither LoRA/IA3 tensors nor "
                            f"parameters of {type(root).__name__}; load it onto the model class it was saved from "
                            f"(task_type {cfg.get('task_type')!r})")
     return split.head
@@ -169,80 +116,26 @@ def _root(binding: Binding) -> torch.nn.Module:
 
 
 def export_peft(handle: Any, name: str, directory: str | Path) -> Path:
-    """Write adapter ``name`` of ``handle`` as a PEFT directory (LoRA, DoRA or IA3)."""
+    """Write adapter ``name`` of ``handle`` as a PEFT directory (any method with a ``peft_type``)."""
     entry = handle._entry(name)
     method = entry.method
-    declared = type(method).peft_type is not None
-    if method.name not in ("lora", "dora", "ia3") and not declared:
-        exportable = ["lora", "dora", "ia3", *(n for n, m in REGISTRY.items() if m.peft_type)]
-        raise _unsupported("/peft_type", f"only {', '.join(exportable)} export to PEFT, not {method.name!r}")
+    if method.peft_type is None:
+        raise peft_unsupported("/peft_type", f"only {', '.join(m for m, c in REGISTRY.items() if c.peft_type)} "
+                           f"export to PEFT, not {method.name!r}")
     model = handle.model
     module_names = {id(m): n for n, m in model.named_modules()}
-    tree = entry.tree
     groups: dict[str, list] = {}
     for t in method.targets:
         groups.setdefault(module_names[id(t.module)], []).append(t)
-    out: dict[str, torch.Tensor] = {}
-    ranks: dict[str, int] = {}
-    alphas: dict[str, float] = {}
-    cfg = method.config
-    ff_paths: list[str] = []
-    if declared:
-        pieces, method_keys = method.to_peft(tree, groups)
-        out.update({PREFIX + k: v for k, v in pieces.items()})
-        groups = {}
-    for path, targets in groups.items():
-        key = PREFIX + path
-        targets = sorted(targets, key=lambda t: t.slot.part or 0)
-        parts = targets[0].slot.parts
-        if method.name == "ia3":
-            scaled_in = targets[0].prefix in method.input_scaled
-            if scaled_in:
-                ff_paths.append(path)
-                out[f"{key}.ia3_l"] = tree.get(f"{targets[0].prefix}.ia3_l").detach().reshape(1, -1)
-            else:
-                by_part = {t.slot.part or 0: tree.get(f"{t.prefix}.ia3_l").detach() for t in targets}
-                width = targets[0].fout
-                vec = torch.cat([by_part.get(i, torch.ones(width)) for i in range(parts)])
-                out[f"{key}.ia3_l"] = vec.reshape(-1, 1)
-            continue
-        r = int(cfg["r"])
-        a_list = [tree.get(f"{t.prefix}.lora_A").detach() for t in targets]
-        if parts == 1:
-            out[f"{key}.lora_A.weight"] = a_list[0]
-            out[f"{key}.lora_B.weight"] = tree.get(f"{targets[0].prefix}.lora_B").detach()
-            if method.name == "dora":
-                out[f"{key}.lora_magnitude_vector"] = tree.get(f"{targets[0].prefix}.magnitude").detach()
-            continue
-        if method.name == "dora":
-            raise _unsupported("/use_dora", "DoRA on a fused projection cannot be exported to PEFT")
-        width = targets[0].fout
-        big_r = r * len(targets)
-        b = torch.zeros(width * parts, big_r, dtype=a_list[0].dtype)
-        for j, t in enumerate(targets):
-            b[t.rows, j * r:(j + 1) * r] = tree.get(f"{t.prefix}.lora_B").detach()
-        out[f"{key}.lora_A.weight"] = torch.cat(a_list, dim=0)
-        out[f"{key}.lora_B.weight"] = b
-        ranks[path] = big_r
-        scaling = method.scaling
-        alphas[path] = scaling * (math.sqrt(big_r) if cfg.get("use_rslora") else big_r)
-    target_paths = sorted({module_names[id(t.module)] for t in method.targets})
+    tensors, method_cfg = method.to_peft(entry.tree, {path: sorted(ts, key=lambda t: t.slot.part or 0)
+                                                      for path, ts in groups.items()})
+    out = {PREFIX + k: v for k, v in tensors.items()}
     peft_cfg: dict[str, Any] = {
-        "peft_type": "IA3" if method.name == "ia3" else "LORA",
+        "peft_type": method.peft_type,
         "task_type": task_type(model), "base_model_name_or_path": getattr(model.config, "_name_or_path", None),
-        "revision": None, "inference_mode": True, "target_modules": target_paths,
-        "fan_in_fan_out": handle.binding.conv1d, "modules_to_save": None,
+        "revision": None, "inference_mode": True, "target_modules": sorted(groups),
+        "fan_in_fan_out": handle.binding.conv1d, "modules_to_save": None, **method_cfg,
     }
-    if declared:  # the method's own keys replace the LoRA family's
-        del peft_cfg["fan_in_fan_out"]
-        peft_cfg.update(method_keys, peft_type=type(method).peft_type)
-    elif method.name == "ia3":
-        peft_cfg["feedforward_modules"] = ff_paths
-        peft_cfg["init_ia3_weights"] = True
-    else:
-        peft_cfg.update({"r": int(cfg["r"]), "lora_alpha": float(cfg["alpha"]), "lora_dropout": float(cfg.get("dropout") or 0.0),
-                         "use_rslora": bool(cfg.get("use_rslora")), "use_dora": method.name == "dora",
-                         "bias": "none", "rank_pattern": ranks, "alpha_pattern": alphas, "init_lora_weights": True})
     head = handle.package(name).head
     if head:  # PEFT saves a module_to_save's tensors under the module's own names
         peft_cfg["modules_to_save"] = sorted({k.split(".", 1)[0] for k in head})

@@ -11,13 +11,12 @@ from pathlib import Path
 import torch
 
 from ...errors import NotFoundError
+from ...store.convert import pickle_tensors
 from ..safetensors_io import read_safetensors
 
 
 def load_weights(directory: Path, stem: str = "adapter", legacy: str = "pytorch_adapter.bin") -> dict[str, torch.Tensor]:
     """``<stem>.safetensors`` if present, else ``legacy`` (a pickle) through the weights-only converter."""
-    from ...store.convert import pickle_tensors
-
     st = directory / f"{stem}.safetensors"
     if st.is_file():
         return read_safetensors(st)

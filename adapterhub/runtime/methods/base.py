@@ -44,7 +44,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.hooks import RemovableHandle
 
-from ...errors import AdapterStateError, CompositionError, SchemaError
+from ...errors import AdapterStateError, CompositionError, SchemaError, SchemaProblem
 from ...manifest.io import layer_index_problems
 from ..arch import Binding
 from ..folds import Fold
@@ -55,7 +55,7 @@ from .config import MethodConfig
 if TYPE_CHECKING:
     from ..package import AdapterPackage
 
-__all__ = ["Combined", "Method", "MethodConfig", "PeftPiece", "SiteFn", "SiteKey", "activation", "check_layer_indices",
+__all__ = ["Combined", "Method", "MethodConfig", "PeftPiece", "peft_unsupported", "SiteFn", "SiteKey", "activation", "check_layer_indices",
            "first_tensor", "in_place_ok", "replace_output"]
 
 
@@ -200,6 +200,11 @@ class Method:
                       binding: Binding) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
         """(method, stated config, our tensors) of an ``adapters``-library adapter of ``adapters_architecture``."""
         raise NotImplementedError
+
+
+def peft_unsupported(pointer: str, message: str) -> SchemaError:
+    """The typed refusal of a PEFT config or tensor adapterhub cannot represent."""
+    return SchemaError("adapter_config.json (PEFT)", [SchemaProblem(pointer, message)])
 
 
 def weight_space_methods() -> list[str]:

@@ -17,6 +17,7 @@ sigmoid gate). The model then adds ``x`` and applies its LayerNorm, exactly as t
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -26,7 +27,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...errors import SchemaError, SchemaProblem
+from ...manifest.adapters_config import bottleneck_config, unsupported
 from ..arch import Binding, Layer
+from ..module_paths import layer_index, match_suffix
 from ..sites import SiteKey, bn_key
 from ..tensors import TensorTree
 from .algebra import linear_combination
@@ -80,6 +83,8 @@ class Bottleneck(Method):
     name: ClassVar[str] = "bottleneck"
     config_type: ClassVar[type[MethodConfig]] = BottleneckConfig
     training_only: ClassVar[frozenset[str]] = frozenset({"dropout", "init_weights"})
+    adapters_architecture: ClassVar[str | None] = "bottleneck"
+    """The library's BnConfig (its ``architecture`` is unset); it also holds Compacter (``phm_layer``)."""
 
     # --- geometry ---------------------------------------------------------------------------------
     @property
@@ -163,6 +168,14 @@ class Bottleneck(Method):
         ``adapters`` library's ``average_adapter`` with ``combine_strategy="linear"``)."""
         tensors = {k: linear_combination([p.tensors[k] for p in pkgs], coeffs) for k in pkgs[0].tensors}
         return Combined(tensors, dict(pkgs[0].config), {"form": "parameters"})
+
+    @classmethod
+    def from_adapters(cls, cfg: dict[str, Any], meta: dict[str, Any], tensors: dict[str, torch.Tensor], name: str,
+                      binding: Binding) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
+        """A BnConfig adapter (bottleneck, or Compacter when ``phm_layer``): config by the torch-free
+        :func:`~adapterhub.manifest.adapters_config.bottleneck_config`, tensors renamed to ours."""
+        method, config = bottleneck_config(cfg, "version" in meta)
+        return method, config, adapters_tensors(tensors, name, binding, bool(cfg.get("ln_before")))
 
     # --- forward ----------------------------------------------------------------------------------
     def linear_weights(self, tree: TensorTree, prefix: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -267,3 +280,62 @@ class BottleneckSite:
                 return fused
         up = self.f(a)
         return up.add_(residual) if in_place_ok(up) else up + residual
+
+
+# --- the adapters library: BnConfig (architecture None) with its tensor names --------------------------
+# Bottleneck container names (relative to a layer) -> our location.
+BOTTLENECK_SITES = {
+    "bert": {"attention.output.adapters": "attention", "output.adapters": "ffn"},
+    "t5": {"layer.0.adapters": "attention", "layer.1.adapters": "ffn", "layer.2.adapters": "ffn"},
+}
+DEFAULT_SITES = {"attention_adapters.adapters": "attention", "output_adapters.adapters": "ffn"}
+
+
+def _strip_to_layer(key: str, layers: dict[str, Any]) -> tuple[Any, str] | None:
+    hit = match_suffix(key, layers)
+    if hit is None:
+        return None
+    return layers[hit[0]], hit[1]
+
+
+def adapters_tensors(tensors: dict[str, torch.Tensor], name: str, binding: Binding,
+                        ln_before: bool) -> dict[str, torch.Tensor]:
+    layers = layer_index(binding)
+    sites = BOTTLENECK_SITES.get(binding.family.name, DEFAULT_SITES)
+    out: dict[str, torch.Tensor] = {}
+    shared = re.compile(rf"(?:^|\.)shared_parameters\.{re.escape(name)}\.(.+)$")
+    for key, value in tensors.items():
+        m = shared.search(key)
+        if m:
+            out[f"shared.{m.group(1)}"] = value
+            continue
+        hit = _strip_to_layer(key, layers)
+        if hit is None:
+            raise unsupported("/", f"weight {key!r} is not inside a transformer layer of this model")
+        layer, rest = hit
+        infix = f".{name}."
+        if infix not in f".{rest}":
+            raise unsupported("/", f"weight {key!r} does not belong to adapter {name!r}")
+        container, leaf = f".{rest}".split(infix, 1)
+        loc = sites.get(container.lstrip("."))
+        if loc is None:
+            raise unsupported("/", f"weight {key!r}: unknown adapter location {container.lstrip('.')!r}")
+        out[f"layers.{layer.index}.{loc}.{_bottleneck_leaf(leaf, ln_before)}"] = value
+    return {k: v for k, v in out.items() if k is not None}
+
+
+def _bottleneck_leaf(leaf: str, ln_before: bool) -> str:
+    parts = leaf.split(".")
+    if parts[0] == "adapter_down":
+        index = int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else None
+        rest = ".".join(parts[2:]) if index is not None else ".".join(parts[1:])
+        if ln_before and index == 0:
+            return f"ln_before.{rest}"
+        return f"down.{rest}"
+    if parts[0] == "adapter_up":
+        return "up." + ".".join(parts[1:])
+    if parts[0] == "adapter_norm_before":
+        return "ln_before." + ".".join(parts[1:])
+    if parts[0] == "adapter_norm_after":
+        return "ln_after." + ".".join(parts[1:])
+    return leaf  # gate.weight, gate.bias, scaling

@@ -65,6 +65,7 @@ def phm_matrix(rule: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 class Compacter(Bottleneck):
     name: ClassVar[str] = "compacter"
     config_type: ClassVar[type[MethodConfig]] = CompacterConfig
+    adapters_architecture: ClassVar[str | None] = None  # BnConfig with phm_layer: read by Bottleneck
     training_only: ClassVar[frozenset[str]] = frozenset(
         {"dropout", "init_weights", "phm_init_range", "phm_c_init", "hypercomplex_nonlinearity", "learn_phm"})
 

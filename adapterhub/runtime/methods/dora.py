@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 class Dora(Lora):
     name: ClassVar[str] = "dora"
     combine_reads_base: ClassVar[str | None] = "DoRA's merged weight W' = m/||W + sBA|| (W + sBA) depends on W"
+    peft_tensor_names: ClassVar[frozenset[str]] = frozenset({"lora_A", "lora_B", "magnitude"})
+    adapters_architecture: ClassVar[str | None] = None  # the library's DoRA differs from PEFT's: refused by Lora
 
     def target_shapes(self, t: Target) -> dict[str, tuple[int, ...]]:
         return {**super().target_shapes(t), f"{t.prefix}.magnitude": (t.fout,)}

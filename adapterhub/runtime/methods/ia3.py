@@ -20,7 +20,7 @@ from ..folds import Fold
 from ..sites import SiteFn, SiteKey
 from ..tensors import TensorTree
 from .algebra import linear_combination
-from .base import Combined, Method, in_place_ok
+from .base import Combined, Method, PeftPiece, in_place_ok, peft_unsupported
 from .config import MethodConfig
 from .projection import Target, by_module, resolve_targets, slice_starts
 
@@ -42,6 +42,8 @@ class IA3Config(MethodConfig):
 class IA3(Method):
     name: ClassVar[str] = "ia3"
     config_type: ClassVar[type[MethodConfig]] = IA3Config
+    peft_type: ClassVar[str | None] = "IA3"
+    peft_leaves: ClassVar[tuple[str, ...]] = ("ia3_l",)
     weight_space: ClassVar[bool] = True
 
     def validate(self) -> None:
@@ -112,6 +114,41 @@ class IA3(Method):
             if outputs:
                 out[("out", module)] = Fold("scale", slice_starts(outputs))
         return out
+
+    # --- PEFT: ia3_l is [out, 1] (output-scaled), or [1, in] for feedforward_modules (input-scaled)
+    @classmethod
+    def check_peft_config(cls, cfg: dict[str, Any]) -> None:
+        if isinstance(cfg.get("feedforward_modules"), str):
+            raise peft_unsupported("/feedforward_modules", "regular-expression feedforward_modules are not supported")
+
+    @classmethod
+    def from_peft(cls, cfg: dict[str, Any], pieces: list[PeftPiece]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        ff_suffixes = cfg.get("feedforward_modules") or []
+        tensors: dict[str, torch.Tensor] = {}
+        targets: dict[str, None] = {}
+        feedforward: dict[str, None] = {}
+        for p in pieces:
+            targets[p.target] = None
+            if any(p.module_path.endswith(s) for s in ff_suffixes):
+                feedforward[p.target] = None
+                tensors[f"{p.prefix}.ia3_l"] = p.value.reshape(-1)
+            else:
+                tensors[f"{p.prefix}.ia3_l"] = p.rows().reshape(-1)
+        return {"target_modules": list(targets), "feedforward_modules": list(feedforward)}, tensors
+
+    def to_peft(self, tree: TensorTree, modules: dict[str, list[Target]]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        out: dict[str, torch.Tensor] = {}
+        ff_paths: list[str] = []
+        for path, targets in modules.items():
+            if targets[0].prefix in self.input_scaled:
+                ff_paths.append(path)
+                out[f"{path}.ia3_l"] = tree.get(f"{targets[0].prefix}.ia3_l").detach().reshape(1, -1)
+            else:
+                by_part = {t.slot.part or 0: tree.get(f"{t.prefix}.ia3_l").detach() for t in targets}
+                width = targets[0].fout
+                vec = torch.cat([by_part.get(i, torch.ones(width)) for i in range(targets[0].slot.parts)])
+                out[f"{path}.ia3_l"] = vec.reshape(-1, 1)
+        return out, {"feedforward_modules": ff_paths, "init_ia3_weights": True}
 
     @classmethod
     def combine(cls, pkgs: Sequence[AdapterPackage], coeffs: list[float], *, rank: int | None,

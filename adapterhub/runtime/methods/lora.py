@@ -13,20 +13,29 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+from packaging.version import InvalidVersion, Version
 from torch.nn import functional as F
 
 from ...errors import WeightMismatchError
+from ...manifest.adapters_config import unsupported
 from ..arch import Binding
 from ..folds import Fold
+from ..module_paths import match_suffix, slot_index
 from ..sites import SiteFn, SiteKey
 from ..tensors import TensorTree
 from .algebra import ingredient_label, truncate
-from .base import Combined, Method, in_place_ok
+from .base import Combined, Method, PeftPiece, in_place_ok, peft_unsupported
 from .config import MethodConfig
 from .projection import AdditiveMerge, Target, by_module, module_folds, resolve_targets
 
 if TYPE_CHECKING:
     from ..package import AdapterPackage
+
+# The library's LoRA locations ("intermediate"/"output") per family, in our neutral names.
+LORA_LOCATIONS = {
+    "llama": {"intermediate": "ffn_out", "output": "ffn_in"},  # the library wraps down_proj as "intermediate"
+}
+DEFAULT_LORA_LOCATIONS = {"intermediate": "ffn_in", "output": "ffn_out"}
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,12 @@ class LoraConfig(MethodConfig):
     @property
     def scaling(self) -> float:
         """``s = alpha / r``, or ``alpha / sqrt(r)`` for rsLoRA (Kalajdzievski 2023): the one home of the formula."""
-        return self.alpha / math.sqrt(self.r) if self.use_rslora else self.alpha / self.r
+        return self.alpha / self.rank_divisor(self.r, bool(self.use_rslora))
+
+    @staticmethod
+    def rank_divisor(r: float, use_rslora: bool) -> float:
+        """What ``alpha`` is divided by: ``r``, or ``sqrt(r)`` with rsLoRA."""
+        return math.sqrt(r) if use_rslora else r
 
 
 class Lora(AdditiveMerge, Method):
@@ -58,6 +72,11 @@ class Lora(AdditiveMerge, Method):
     """Each ingredient's scaling (r, alpha, rsLoRA) is folded into an average exactly."""
     combine_same_shapes: ClassVar[bool] = False  # ranks may differ
     combine_truncates: ClassVar[bool] = True
+    peft_type: ClassVar[str | None] = "LORA"
+    adapters_architecture: ClassVar[str | None] = "lora"
+    peft_leaves: ClassVar[tuple[str, ...]] = ("lora_A.weight", "lora_B.weight", "lora_magnitude_vector", "lora_B.bias")
+    peft_tensor_names: ClassVar[frozenset[str]] = frozenset({"lora_A", "lora_B"})
+    """Our per-slot tensors (DoRA adds ``magnitude``)."""
 
     def validate(self) -> None:
         self.targets = resolve_targets(self.binding, tuple(self.config["target_modules"]), self.config.get("leave_out"))
@@ -155,6 +174,137 @@ class Lora(AdditiveMerge, Method):
     def delta_weight(self, tree: TensorTree, t: Target) -> torch.Tensor:
         return (tree.get(f"{t.prefix}.lora_B") @ tree.get(f"{t.prefix}.lora_A")) * self.scaling
 
+    # --- PEFT: lora_A.weight [r, in] shared by a fused projection's slots, lora_B.weight [out, r] split by rows
+    @classmethod
+    def peft_claims(cls, cfg: dict[str, Any]) -> bool:
+        return cfg.get("peft_type") == "LORA" and bool(cfg.get("use_dora")) == (cls.name == "dora")
+
+    @classmethod
+    def check_peft_config(cls, cfg: dict[str, Any]) -> None:
+        for key in ("rank_pattern", "alpha_pattern"):
+            if cfg.get(key):
+                raise peft_unsupported(f"/{key}", f"per-module {key} is not supported")
+        if cfg.get("bias", "none") != "none" or cfg.get("lora_bias"):
+            raise peft_unsupported("/bias", "LoRA with trained biases is not supported")
+
+    @classmethod
+    def from_peft(cls, cfg: dict[str, Any], pieces: list[PeftPiece]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        tensors: dict[str, torch.Tensor] = {}
+        targets: dict[str, None] = {}
+        for p in pieces:
+            targets[p.target] = None
+            if p.leaf == "lora_A.weight":
+                tensors[f"{p.prefix}.lora_A"] = p.value
+            elif p.leaf == "lora_B.weight":
+                tensors[f"{p.prefix}.lora_B"] = p.rows()
+            elif p.leaf == "lora_magnitude_vector":
+                tensors[f"{p.prefix}.magnitude"] = p.rows()
+            else:
+                raise peft_unsupported("/lora_bias", "LoRA with trained biases is not supported")
+        config: dict[str, Any] = {"r": int(cfg["r"]), "alpha": float(cfg.get("lora_alpha", 8)),
+                                  "target_modules": list(targets)}
+        if cfg.get("use_rslora"):
+            config["use_rslora"] = True
+        if cfg.get("lora_dropout"):
+            config["dropout"] = float(cfg["lora_dropout"])
+        return config, tensors
+
+    def to_peft(self, tree: TensorTree, modules: dict[str, list[Target]]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """One PEFT module per projection; a fused projection's slots are stacked (``A`` rows concatenated,
+        ``B`` block-diagonal), so a q+v LoRA of rank r exports with rank 2r on ``c_attn`` via ``rank_pattern``."""
+        cfg = self.config
+        r = int(cfg["r"])
+        out: dict[str, torch.Tensor] = {}
+        ranks: dict[str, int] = {}
+        alphas: dict[str, float] = {}
+        for path, targets in modules.items():
+            a_list = [tree.get(f"{t.prefix}.lora_A").detach() for t in targets]
+            parts = targets[0].slot.parts
+            if parts == 1:
+                out[f"{path}.lora_A.weight"] = a_list[0]
+                out[f"{path}.lora_B.weight"] = tree.get(f"{targets[0].prefix}.lora_B").detach()
+                if "magnitude" in self.peft_tensor_names:
+                    out[f"{path}.lora_magnitude_vector"] = tree.get(f"{targets[0].prefix}.magnitude").detach()
+                continue
+            if "magnitude" in self.peft_tensor_names:
+                raise peft_unsupported("/use_dora", "DoRA on a fused projection cannot be exported to PEFT")
+            width = targets[0].fout
+            big_r = r * len(targets)
+            b = torch.zeros(width * parts, big_r, dtype=a_list[0].dtype)
+            for j, t in enumerate(targets):
+                b[t.rows, j * r:(j + 1) * r] = tree.get(f"{t.prefix}.lora_B").detach()
+            out[f"{path}.lora_A.weight"] = torch.cat(a_list, dim=0)
+            out[f"{path}.lora_B.weight"] = b
+            ranks[path] = big_r
+            alphas[path] = self.scaling * LoraConfig.rank_divisor(big_r, bool(cfg.get("use_rslora")))
+        return out, {"r": r, "lora_alpha": float(cfg["alpha"]), "lora_dropout": float(cfg.get("dropout") or 0.0),
+                     "use_rslora": bool(cfg.get("use_rslora")), "use_dora": "magnitude" in self.peft_tensor_names,
+                     "bias": "none", "rank_pattern": ranks, "alpha_pattern": alphas, "init_lora_weights": True}
+
+    # --- the adapters library ---------------------------------------------------------------------
+    @classmethod
+    def from_adapters(cls, cfg: dict[str, Any], meta: dict[str, Any], tensors: dict[str, torch.Tensor], name: str,
+                      binding: Binding) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
+        """A LoRAConfig adapter: LoRA, or IA3 for ``composition_mode="scale"`` (``l := l * alpha``)."""
+        if cfg.get("use_gating"):
+            raise unsupported("/config/use_gating", "gated LoRA is not supported")
+        if cfg.get("vera_d") is not None or cfg.get("vera_b") is not None:
+            raise unsupported("/config/vera_d", "VeRA is not supported")
+        scale_mode = cfg.get("composition_mode", "add") == "scale"
+        if cfg.get("use_dora"):
+            raise unsupported("/config/use_dora", "the adapters library's DoRA differs from PEFT's (unscaled norm, "
+                               "scaled bias); adapterhub implements PEFT's DoRA only")
+        r, alpha = int(cfg.get("r", 8)), float(cfg.get("alpha", 8))
+        version = library_version(meta)
+        if not scale_mode and (version is None or version < Version("1.1.0")) and r != alpha:
+            alpha = float(r)
+        locs = LORA_LOCATIONS.get(binding.family.name, DEFAULT_LORA_LOCATIONS)
+        targets: list[str] = []
+        if cfg.get("selfattn_lora", True):
+            targets += [m for m in ("q", "k", "v") if m in (cfg.get("attn_matrices") or [])]
+        if cfg.get("intermediate_lora"):
+            targets.append(locs["intermediate"])
+        if cfg.get("output_lora"):
+            targets.append(locs["output"])
+        slots = slot_index(binding)
+        ours: dict[str, torch.Tensor] = {}
+        enabled = [m for m in ("q", "k", "v") if m in targets]
+        for key, value in tensors.items():
+            infix = f".loras.{name}."
+            if infix not in key:
+                raise unsupported("/", f"weight {key!r} does not belong to LoRA adapter {name!r}")
+            module_path, leaf = key.split(infix, 1)
+            hit = match_suffix(module_path, slots)
+            if hit is None:
+                raise unsupported("/", f"weight {key!r}: {module_path!r} is not a projection this runtime knows")
+            ref = slots[hit[0]]
+            group = [s for s in ref.slots if s.parts == 1 or s.key in enabled]
+            for j, slot in enumerate(group):
+                prefix = f"layers.{ref.layer.index}.{slot.key}"
+                if scale_mode:
+                    vec = value.reshape(-1)
+                    n = vec.shape[0] // len(group)
+                    ours[f"{prefix}.ia3_l"] = vec[j * n:(j + 1) * n] * alpha
+                elif leaf == "lora_A":
+                    ours[f"{prefix}.lora_A"] = value[j * r:(j + 1) * r] if len(group) > 1 else value
+                elif leaf == "lora_B":
+                    n = value.shape[0] // len(group)
+                    ours[f"{prefix}.lora_B"] = value[j * n:(j + 1) * n]
+                else:
+                    raise unsupported("/", f"weight {key!r}: unknown LoRA tensor {leaf!r}")
+        leave_out = sorted(cfg.get("leave_out") or [])
+        if scale_mode:
+            config: dict[str, Any] = {"target_modules": targets, "feedforward_modules": []}
+            method = "ia3"
+        else:
+            config = {"r": r, "alpha": alpha, "target_modules": targets}
+            if cfg.get("dropout"):
+                config["dropout"] = cfg["dropout"]
+            method = "lora"
+        if leave_out:
+            config["leave_out"] = leave_out
+        return method, config, {k: v.contiguous() for k, v in ours.items()}
+
     # --- averaging ----------------------------------------------------------------------------------
     @classmethod
     def combine(cls, pkgs: Sequence[AdapterPackage], coeffs: list[float], *, rank: int | None,
@@ -214,3 +364,14 @@ def concat_factors(pkgs: Sequence[AdapterPackage], coeffs: list[float], prefix: 
         bs.append(b)
         as_.append(p.tensors[f"{prefix}.lora_A"].detach().to(torch.float64))
     return torch.cat(bs, dim=1), torch.cat(as_, dim=0)
+
+
+def library_version(meta: dict[str, Any]) -> Version | None:
+    """The ``adapters`` version that saved a config (``None`` when unrecorded or unreadable)."""
+    raw = meta.get("version")
+    if not isinstance(raw, str):
+        return None
+    try:
+        return Version(raw.removeprefix("adapters."))
+    except InvalidVersion:
+        return None

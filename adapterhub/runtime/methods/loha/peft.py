@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from ....errors import SchemaError, SchemaProblem
 from ...arch import Binding
+from ..base import peft_unsupported as refuse
 
 PEFT_TYPE = "LOHA"
 FACTORS = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
@@ -23,10 +23,6 @@ FACTORS = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
 names and shapes, so the mapping is one name per projection."""
 CONV_LEAVES = ("hada_t1", "hada_t2")
 """PEFT's Tucker cores of LoHa on convolutions: read only to refuse them by name."""
-
-
-def refuse(pointer: str, message: str) -> SchemaError:
-    return SchemaError("adapter_config.json (PEFT LoHa)", [SchemaProblem(pointer, message)])
 
 
 def check_config(cfg: dict[str, Any]) -> None:

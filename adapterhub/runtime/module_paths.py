@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..arch import Binding, Layer, Slot
+from .arch import Binding, Layer, Slot
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,74 @@
+"""One registration line makes a method known everywhere; configs are stated data in the manifest."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from adapterhub.errors import SchemaError
+from adapterhub.manifest import StatedConfig, manifest_to_dict, parse_manifest
+from adapterhub.runtime import methods
+from adapterhub.runtime.config import typed_config
+from adapterhub.runtime.formats.peft import peft_method
+from adapterhub.runtime.methods import REGISTRY, method_names
+from adapterhub.runtime.methods.config import reduction_factor_for_layer
+from adapterhub.runtime.methods.ia3 import IA3
+from manifest_samples import VALID_MANIFEST
+
+
+class ScaledIA3(IA3):
+    """A method that exists only in this test: IA3 under another name and another PEFT type."""
+
+    name = "scaled_ia3"
+    peft_type = "SCALED_IA3"
+
+
+@pytest.fixture
+def registered(monkeypatch):
+    monkeypatch.setitem(methods.REGISTRY, ScaledIA3.name, ScaledIA3)
+    return ScaledIA3
+
+
+def test_a_registered_method_is_known_to_the_peft_driver_and_the_messages(registered):
+    assert peft_method({"peft_type": "SCALED_IA3"}) is registered
+    assert peft_method({"peft_type": "LORA"}).name == "lora"
+    assert peft_method({"peft_type": "LORA", "use_dora": True}).name == "dora"
+    with pytest.raises(SchemaError, match="scaled_ia3 are"):
+        peft_method({"peft_type": "LOKR"})
+    assert "scaled_ia3" in method_names(weight_space=True)
+
+
+def test_peft_types_come_from_the_registry():
+    with pytest.raises(SchemaError) as err:
+        peft_method({"peft_type": "LOKR"})
+    listed = str(err.value).split("(", 1)[1]
+    assert all(name in listed for name, cls in REGISTRY.items() if cls.peft_type)
+    assert "bottleneck" not in listed
+
+
+def test_a_missing_per_layer_reduction_factor_is_a_schema_error():
+    """Was a bare ``KeyError`` (manifest/configs.py) that each method had to translate itself."""
+    assert reduction_factor_for_layer({"3": 8, "default": 16}, 3) == 8.0
+    assert reduction_factor_for_layer({"3": 8, "default": 16}, 1) == 16.0
+    with pytest.raises(SchemaError) as err:
+        reduction_factor_for_layer({"3": 8}, 1)
+    assert err.value.problems[0].pointer == "/adapter/config/reduction_factor"
+    assert "layer 1" in str(err.value) and "default" in str(err.value)
+
+
+def test_a_stated_config_round_trips_in_its_own_order():
+    """The manifest keeps the config as stated: same keys, same order, so the bytes written are the bytes read."""
+    doc = copy.deepcopy(VALID_MANIFEST)
+    doc["adapter"]["config"] = {"non_linearity": "relu", "variant": "pfeiffer", "leave_out": [0, 1],
+                                "reduction_factor": {"default": 16, "1": 8}}
+    m = parse_manifest(copy.deepcopy(doc))
+    assert json.dumps(manifest_to_dict(m)["adapter"]) == json.dumps(doc["adapter"])
+    config = m.adapter.config
+    assert isinstance(config, StatedConfig) and config.leave_out == (0, 1) and config["variant"] == "pfeiffer"
+    assert getattr(config, "ln_after", None) is None and "ln_after" not in config  # not stated: no default here
+    with pytest.raises(AttributeError):
+        config.ln_after  # noqa: B018
+    effective = typed_config(m.adapter).effective()
+    assert effective["ln_after"] is False and effective["locations"] == ("ffn",)  # the method's preset
