@@ -111,8 +111,8 @@ def test_a_disagreement_is_found():
     """The check above can fail: a method missing on either side, or a field missing on either side."""
     from adapterhub.runtime.methods.config import MethodConfig
 
-    assert typed_pairs([*schema_methods(), "loha"], REGISTRY) == [
-        "loha: in the schema but not registered in runtime.methods.REGISTRY"]
+    assert typed_pairs([*schema_methods(), "lokr"], REGISTRY) == [
+        "lokr: in the schema but not registered in runtime.methods.REGISTRY"]
     registry = {k: v for k, v in REGISTRY.items() if k != "ia3"}
     assert typed_pairs(schema_methods(), {**registry, "vera": REGISTRY["ia3"]}) == [
         "ia3: in the schema but not registered in runtime.methods.REGISTRY",

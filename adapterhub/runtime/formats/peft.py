@@ -134,7 +134,7 @@ def export_peft(handle: Any, name: str, directory: str | Path) -> Path:
         "peft_type": method.peft_type,
         "task_type": task_type(model), "base_model_name_or_path": getattr(model.config, "_name_or_path", None),
         "revision": None, "inference_mode": True, "target_modules": sorted(groups),
-        "fan_in_fan_out": handle.binding.conv1d, "modules_to_save": None, **method_cfg,
+        "modules_to_save": None, **method_cfg,
     }
     head = handle.package(name).head
     if head:  # PEFT saves a module_to_save's tensors under the module's own names

@@ -16,6 +16,7 @@ from .config import MethodConfig
 from .dora import Dora
 from .fusion import Fusion
 from .ia3 import IA3
+from .loha import Loha
 from .lora import Lora
 from .prefix import PrefixTuning
 
@@ -29,6 +30,7 @@ REGISTRY: dict[str, type[Method]] = {
     "bitdelta": BitDelta,
     "coda": Coda,
     "fusion": Fusion,
+    "loha": Loha,
 }
 
 

@@ -148,7 +148,7 @@ class IA3(Method):
                 width = targets[0].fout
                 vec = torch.cat([by_part.get(i, torch.ones(width)) for i in range(targets[0].slot.parts)])
                 out[f"{path}.ia3_l"] = vec.reshape(-1, 1)
-        return out, {"feedforward_modules": ff_paths, "init_ia3_weights": True}
+        return out, {"fan_in_fan_out": self.binding.conv1d, "feedforward_modules": ff_paths, "init_ia3_weights": True}
 
     @classmethod
     def combine(cls, pkgs: Sequence[AdapterPackage], coeffs: list[float], *, rank: int | None,

@@ -232,7 +232,7 @@ class Lora(AdditiveMerge, Method):
             out[f"{path}.lora_B.weight"] = b
             ranks[path] = big_r
             alphas[path] = self.scaling * LoraConfig.rank_divisor(big_r, bool(cfg.get("use_rslora")))
-        return out, {"r": r, "lora_alpha": float(cfg["alpha"]), "lora_dropout": float(cfg.get("dropout") or 0.0),
+        return out, {"fan_in_fan_out": self.binding.conv1d, "r": r, "lora_alpha": float(cfg["alpha"]), "lora_dropout": float(cfg.get("dropout") or 0.0),
                      "use_rslora": bool(cfg.get("use_rslora")), "use_dora": "magnitude" in self.peft_tensor_names,
                      "bias": "none", "rank_pattern": ranks, "alpha_pattern": alphas, "init_lora_weights": True}
 
