@@ -12,8 +12,8 @@ import json
 
 import pytest
 import torch
-from runtime_helpers import assert_same_state, hidden, inputs_for, state_snapshot, tiny_model
-from tolerances import assert_close, model_terms
+from support.runtime_helpers import assert_same_state, hidden, inputs_for, state_snapshot, tiny_model
+from support.tolerances import assert_close, model_terms
 
 from adapterhub.compose import Average, Stack, WeightedSum
 from adapterhub.errors import CompositionError, MergeConflictError, SchemaError
