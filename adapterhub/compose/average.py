@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import CompositionError, IncompatibleBaseError, WeightMismatchError
+from ..names import manifest_name
 from ..runtime.formats import read_adapter_dir, write_adapter_dir
 from ..runtime.package import AdapterPackage, BaseFacts
 
@@ -76,7 +77,7 @@ def Average(*ingredients: Ingredient, weights: Sequence[float] | None = None, no
     task arithmetic: use :func:`WeightedSum`. ``rank`` (LoRA/DoRA) truncates by SVD; ``model`` is
     needed for DoRA (its average depends on the base weights) and to read foreign-format directories.
     """
-    pkgs = _read(ingredients, model)
+    pkgs = read_ingredients(ingredients, model)
     n = len(pkgs)
     if weights is None:
         coeffs = [1.0 / n] * n
@@ -105,7 +106,7 @@ def WeightedSum(*ingredients: Ingredient, coefficients: Sequence[float], rank: i
     Bottleneck/Compacter: ``sum_i c_i theta_i``. Heads are combined only when the coefficients sum
     to 1 (otherwise pass ``head=False``): a head has no base to take differences from.
     """
-    pkgs = _read(ingredients, model)
+    pkgs = read_ingredients(ingredients, model)
     coeffs = _finite(coefficients, len(pkgs), "coefficients")
     if head and any(p.head for p in pkgs) and abs(math.fsum(coeffs) - 1.0) > SUM_TOLERANCE:
         raise CompositionError("the ingredients have prediction heads, and coefficients that do not sum to 1 "
@@ -120,7 +121,7 @@ def save_soup(pkg: SoupPackage, directory: str | Path, *, name: str | None = Non
     ``fields`` are ``write_adapter_dir``'s (version, description, license, authors, task); ``metrics``
     are manifest metric objects (``{"dataset", "split", "name", "value"}``).
     """
-    published = name or _manifest_name(pkg.name or "soup")
+    published = name or manifest_name(pkg.name or "soup", short_prefix="soup")
     extra: dict[str, Any] = {"x-soup": pkg.soup, **({"metrics": [dict(m) for m in metrics]} if metrics else {})}
     return write_adapter_dir(pkg, directory, name=published, extra=extra, **fields)
 
@@ -145,7 +146,7 @@ def tensors_digest(pkg: AdapterPackage) -> str:
 
 
 # --- validation -------------------------------------------------------------------------------------
-def _read(ingredients: Sequence[Ingredient], model: AdapterModel | None) -> list[AdapterPackage]:
+def read_ingredients(ingredients: Sequence[Ingredient], model: AdapterModel | None) -> list[AdapterPackage]:
     if not ingredients:
         raise CompositionError("nothing to average", hint="pass at least one adapter package or directory")
     binding = model.binding if model is not None else None
@@ -410,10 +411,3 @@ def _dora(pkgs: list[AdapterPackage], coeffs: list[float], rank: int | None, mod
         tensors[f"{prefix}.magnitude"] = g * torch.linalg.norm(w + b @ a, dim=1)
     overall = math.sqrt(tail_sum / total_sum) if total_sum > 0 else 0.0
     return tensors, rank or r_cat, errors, overall
-
-
-def _manifest_name(name: str) -> str:
-    import re
-
-    norm = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", name.lower())).strip("-")[:64]
-    return norm if len(norm) >= 2 else f"soup-{norm}".strip("-")

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import AdapterStateError
+from ..runtime.methods import REGISTRY
 
 if TYPE_CHECKING:
     from ..runtime.handle import AdapterModel
@@ -26,8 +27,6 @@ class Merge:
     def __init__(self, ah: AdapterModel, *names: str) -> None:
         if not names:
             raise AdapterStateError("Merge needs at least one adapter name")
-        from ..runtime.methods import REGISTRY
-
         self.ah = ah
         self.names: tuple[str, ...] = ()
         for n in names:  # refuse activation-space methods before touching any weight

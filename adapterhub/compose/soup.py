@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CompositionError
 from ..runtime.package import AdapterPackage
-from .average import Average, Ingredient, SoupPackage, _read
+from .average import Average, Ingredient, SoupPackage, read_ingredients
 
 if TYPE_CHECKING:
     from ..runtime.handle import AdapterModel
@@ -46,7 +46,7 @@ def GreedySoup(*ingredients: Ingredient, metric: Metric, rule: str = ">=",  # no
     """
     if rule not in (">=", ">"):
         raise CompositionError(f"rule must be '>=' (paper) or '>' (official code), got {rule!r}")
-    pkgs = _read(ingredients, model)
+    pkgs = read_ingredients(ingredients, model)
     scores = [float(metric(p)) for p in pkgs]
     order = sorted(range(len(pkgs)), key=lambda i: -scores[i])
     chosen = [order[0]]

@@ -150,7 +150,7 @@ def layer_index_problems(config: dict[str, Any], num_hidden_layers: int,
 
 def _composition_problems(data: dict[str, Any], config: dict[str, Any], dep_names: list[str]) -> list[SchemaProblem]:
     """A composition manifest: a well-formed block over its dependencies, and no weights of its own."""
-    from ..blocks import from_json, validate
+    from ..blocks import from_json, used_names, validate
     from ..errors import CompositionError
 
     problems: list[SchemaProblem] = []
@@ -160,8 +160,7 @@ def _composition_problems(data: dict[str, Any], config: dict[str, Any], dep_name
         validate(block)
     except (CompositionError, TypeError, ValueError) as exc:
         return [SchemaProblem(where, f"not a valid composition: {exc}")]
-    used = [block] if isinstance(block, str) else [*block.leaves(), *_fusion_names(block)]
-    for used_name in dict.fromkeys(used):
+    for used_name in used_names(block):
         if used_name not in dep_names:
             problems.append(SchemaProblem(where, f"adapter {used_name!r} is used by the composition but not "
                                                  "listed in /dependencies (add it with the version it needs)"))
@@ -172,14 +171,6 @@ def _composition_problems(data: dict[str, Any], config: dict[str, Any], dep_name
     if "head" in data:
         problems.append(SchemaProblem("/head", "a composition has no head of its own: its members carry heads"))
     return problems
-
-
-def _fusion_names(block: Any) -> list[str]:
-    out = [block.fusion] if getattr(block, "fusion", None) else []
-    for child in getattr(block, "children", ()):
-        if child is not None and not isinstance(child, str):
-            out += _fusion_names(child)
-    return out
 
 
 def manifest_problems(data: Any, source: str = "<manifest>") -> list[SchemaProblem]:

@@ -6,6 +6,7 @@ source of truth) validates them, and the manifest config types supply the docume
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import SchemaError, SchemaProblem
@@ -22,14 +23,19 @@ def _probe_manifest(method: str, config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def check_config(method: str, config: dict[str, Any], supported: tuple[str, ...]) -> MethodConfig:
-    """Validate ``config`` for ``method`` against the schema and return the typed config."""
+def check_config(method: str, config: dict[str, Any], supported: tuple[str, ...],
+                 dependencies: Sequence[str] = ()) -> MethodConfig:
+    """Validate ``config`` for ``method`` against the schema and return the typed config.
+
+    ``dependencies``: the adapters the config names (a fusion layer's members), as a manifest lists them."""
     if method not in supported:
         known = method in METHOD_CONFIGS
         reason = "is not an adapter the runtime attaches" if known else "is not a known adapter method"
         raise SchemaError("<adapter>", [SchemaProblem("/adapter/method", f"{method!r} {reason} (runtime supports: {', '.join(supported)})")])
-    problems = [p for p in manifest_problems(_probe_manifest(method, _jsonable(config)), "<adapter config>")
-                if p.pointer.startswith("/adapter")]
+    probe = _probe_manifest(method, _jsonable(config))
+    if dependencies:
+        probe["dependencies"] = [{"name": d} for d in dict.fromkeys(dependencies)]
+    problems = [p for p in manifest_problems(probe, "<adapter config>") if p.pointer.startswith("/adapter")]
     if problems:
         raise SchemaError("<adapter config>", problems)
     cls = METHOD_CONFIGS[method]

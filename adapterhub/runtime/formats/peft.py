@@ -148,7 +148,7 @@ def _root(binding: Binding) -> torch.nn.Module:
 
 def export_peft(handle: Any, name: str, directory: str | Path) -> Path:
     """Write adapter ``name`` of ``handle`` as a PEFT directory (LoRA, DoRA or IA3)."""
-    entry = handle._entry(name)
+    entry = handle.entry(name)
     method = entry.method
     if method.name not in ("lora", "dora", "ia3"):
         raise _unsupported("/peft_type", f"only lora, dora and ia3 export to PEFT, not {method.name!r}")

@@ -8,6 +8,7 @@ from .bottleneck import Bottleneck
 from .coda import Coda
 from .compacter import Compacter
 from .dora import Dora
+from .fusion import Fusion
 from .ia3 import IA3
 from .lora import Lora
 from .prefix import PrefixTuning
@@ -21,6 +22,7 @@ REGISTRY: dict[str, type[Method]] = {
     "prefix_tuning": PrefixTuning,
     "bitdelta": BitDelta,
     "coda": Coda,
+    "fusion": Fusion,
 }
 
 __all__ = ["REGISTRY", "Method"]

@@ -12,7 +12,7 @@ Weight-space methods can also fold themselves into the base weights (``merge``) 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from torch.utils.hooks import RemovableHandle
 
 from ...errors import AdapterStateError
+from ...manifest.configs import MethodConfig
 from ..arch import Binding
 from ..config import check_layer_indices
 from ..folds import Fold
@@ -87,6 +88,19 @@ class Method:
 
     def unmerge(self, tree: TensorTree) -> None:
         raise AdapterStateError(f"method {self.name!r} cannot be merged, so it cannot be unmerged")
+
+    # --- adapters this one works over (a fusion layer's members) --------------------------------------
+    depends_on: ClassVar[str | None] = None
+    """The config key listing attached adapters this method works over, in order (fusion: ``members``).
+
+    The handle resolves those names to attached adapters before :meth:`build`, refuses to remove one
+    while a dependent is attached, and saves them as the dependent's manifest dependencies (published
+    names). None: the method stands alone."""
+
+    @classmethod
+    def build(cls, config: MethodConfig, binding: Binding, dependencies: Sequence[tuple[str, Method]]) -> Method:
+        """The method object for validated ``config``; ``dependencies``: (local name, method) per ``depends_on``."""
+        return cls(config.effective(), binding)
 
 
 def activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -18,12 +18,14 @@ Tensors: ``layers.<i>.<location>.{query,key}.{weight,bias}``, ``layers.<i>.<loca
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch.nn import functional as F
 
 from ...errors import CompositionError, SchemaError, SchemaProblem
+from ...manifest.configs import MethodConfig
 from ..arch import Binding
 from ..sites import SiteKey, bn_key
 from ..tensors import TensorTree
@@ -35,11 +37,17 @@ class Fusion(Method):
     """A fusion layer over named bottleneck members (their methods are needed for the sites)."""
 
     name: ClassVar[str] = "fusion"
+    depends_on: ClassVar[str | None] = "members"
 
-    def __init__(self, config: dict[str, Any], binding: Binding, members: list[tuple[str, Method]]) -> None:
-        self.members = members
+    def __init__(self, config: dict[str, Any], binding: Binding, members: Sequence[tuple[str, Method]]) -> None:
+        self.members = list(members)
         super().__init__(config, binding)
         self.temperature = 50.0 if config.get("temperature") else 1.0
+
+    @classmethod
+    def build(cls, config: MethodConfig, binding: Binding, dependencies: Sequence[tuple[str, Method]]) -> Fusion:
+        """A fusion layer over its members' methods (the handle resolves ``members`` to attached adapters)."""
+        return cls(config.effective(), binding, dependencies)
 
     def validate(self) -> None:
         cfg = self.config
