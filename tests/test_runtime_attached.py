@@ -8,11 +8,8 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-import torch
-from runtime_helpers import hidden, inputs_for, tiny_model
-from tolerances import assert_close, model_terms
+from runtime_helpers import tiny_model
 
-from adapterhub.compose import Fuse
 from adapterhub.errors import AdapterStateError
 from adapterhub.manifest.configs import BottleneckConfig, FusionConfig, LoraConfig
 from adapterhub.runtime import AdapterModel
@@ -82,38 +79,6 @@ def test_view_cannot_be_changed():
     with pytest.raises(TypeError):
         ah.attached["x"] = ah.adapter("lo")  # type: ignore[index]
     assert list(ah.attached) == ["lo"] and not ah.merged
-
-
-def test_a_fusion_manifest_binds_the_member_published_under_its_name(tmp_path):
-    """A local adapter named like a member's published name must not shadow the member loaded from that
-    manifest: the manifest means the published one (and pins its version)."""
-    src = AdapterModel(tiny_model("bert"))
-    g = torch.Generator().manual_seed(0)
-    for name in ("sent", "topic"):
-        src.add(name, "bottleneck", variant="pfeiffer", activate=False)
-    src.add_fusion("mix", ["sent", "topic"], activate=False)
-    with torch.no_grad():
-        for name in ("sent", "topic", "mix"):
-            for _, p in src.container[name].named_parameters():
-                p.add_(torch.randn(p.shape, generator=g) * 0.2)
-    for local in ("sent", "topic"):
-        src.save(local, tmp_path / local, name=f"demo-{local}", version="1.0.0")
-    ref = AdapterModel(tiny_model("bert"))
-    for local in ("sent", "topic"):
-        ref.load(tmp_path / local, name=local, activate=False)
-    ref.load_package(src.package("mix"), name="mix", activate=False)
-    ref.save("mix", tmp_path / "mix", name="demo-mix", version="1.0.0")
-    inputs = inputs_for("bert")
-    src.activate(Fuse("sent", "topic", fusion="mix"))
-    want = hidden(src.model, inputs)
-
-    ah = AdapterModel(tiny_model("bert"))
-    ah.add("demo-sent", "bottleneck", variant="pfeiffer", seed=7, activate=False)  # same sites, other weights
-    ah.load(tmp_path / "sent", name="sent-v1", activate=False)  # published as demo-sent
-    ah.load(tmp_path / "topic", activate=False)
-    ah.load(tmp_path / "mix", name="mix")
-    assert ah.adapter("mix").depends_on == ("sent-v1", "demo-topic")
-    assert_close(hidden(ah.model, inputs), want, terms=model_terms(ah.model))
 
 
 # --- nobody reaches into the handle ------------------------------------------------------------------
