@@ -323,11 +323,7 @@ class AdapterModel:
 
     def _without(self, name: str) -> tuple[Any, ...]:
         """The active blocks minus every top-level item that uses adapter ``name``."""
-        keep = []
-        for b in self._active:
-            if name not in used_names(b):
-                keep.append(b)
-        return tuple(keep)
+        return tuple(b for b in self._active if name not in used_names(b))
 
     # --- training ---------------------------------------------------------------------------------
     def train_adapter(self, name: str) -> list[str]:
