@@ -14,8 +14,9 @@ directly inside the top-level Stack chain.
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Union
 
@@ -239,6 +240,53 @@ def top_chain(block: Block | None) -> list[Block]:
     if isinstance(block, Stack):
         return [x for c in block.children for x in top_chain(c)]
     return [block]
+
+
+def leaf_names(block: Block | None) -> list[str]:
+    """Every adapter name ``block`` runs, depth first, duplicates kept ([] for None)."""
+    if block is None:
+        return []
+    return [block] if isinstance(block, str) else list(block.leaves())
+
+
+def used_names(block: Block | None) -> list[str]:
+    """Adapter and fusion-layer names ``block`` uses, in first-appearance order, without duplicates.
+
+    A ``Fuse``'s fusion layer counts after its members: what a block depends on, as a manifest lists it.
+    """
+    out: list[str] = []
+
+    def walk(node: Block | None) -> None:
+        if node is None:
+            return
+        if isinstance(node, str):
+            out.append(node)
+            return
+        for child in node.children:
+            walk(child)
+        if isinstance(node, Fuse):
+            out.append(node.fusion)
+
+    walk(block)
+    return list(dict.fromkeys(out))
+
+
+def rename(block: Block | None, leaf: Callable[[str], Block], fusion: Callable[[str], str] | None = None) -> Block | None:
+    """The same tree with every adapter name ``n`` replaced by ``leaf(n)`` (a name or a block) and, with
+    ``fusion``, every ``Fuse``'s fusion layer ``f`` by ``fusion(f)``. Unchanged subtrees are kept as they are."""
+    if block is None:
+        return None
+    if isinstance(block, str):
+        return leaf(block)
+    kids = tuple(rename(c, leaf, fusion) for c in block.children)
+    layer = fusion(block.fusion) if fusion is not None and isinstance(block, Fuse) else None
+    if kids == block.children and layer in (None, getattr(block, "fusion", None)):
+        return block
+    out = copy.copy(block)
+    object.__setattr__(out, "children", kids)
+    if layer is not None:
+        object.__setattr__(out, "fusion", layer)
+    return out
 
 
 def summary(block: Block | None) -> str:

@@ -39,6 +39,24 @@ def validate_name(name: str) -> str:
     return name
 
 
+def manifest_name(name: str, *, short_prefix: str = "adapter") -> str:
+    """The published name for a local one (``My_Adapter.v2`` -> ``my-adapter-v2``): what saving writes.
+
+    Lower-cased, every run of other characters folded into one ``-``, cut to 64; a result shorter than
+    two characters gets ``short_prefix`` in front (``a`` -> ``adapter-a``).
+    """
+    norm = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", normalize_name(name))).strip("-")[:64]
+    return norm if len(norm) >= 2 else f"{short_prefix}-{norm}".strip("-")
+
+
+_REPO_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")
+
+
+def is_repo_id(name: str) -> bool:
+    """Whether ``name`` looks like a Hub model id (``bert-base-uncased``, ``org/model``), not a local path."""
+    return bool(_REPO_ID_RE.fullmatch(name))
+
+
 def parse_version(text: str) -> Version:
     """Parse a PEP 440 version, raising :class:`InvalidVersionError` with the offending text."""
     try:

@@ -24,6 +24,7 @@ from ..blocks import (
     to_json,
     validate,
 )
+from ..errors import AdapterStateError, CompositionError
 from .published import load_composition, save_composition
 
 if TYPE_CHECKING:
@@ -52,19 +53,17 @@ def __getattr__(name: str) -> Any:
 
 def fusion_regularization(ah: AdapterModel, name: str) -> Any:
     """The dynamic fusion config's loss term ``0.01 * sum_layers ||I - W_v||^2`` for fusion ``name``."""
-    entry = ah._entry(name)
+    entry = ah.entry(name)  # the live fusion layer: its loss term reads its tensors
     if entry.method.name != "fusion":
-        from ..errors import AdapterStateError
-
         raise AdapterStateError(f"{name!r} is a {entry.method.name} adapter, not a fusion layer")
     return entry.method.regularization(entry.tree)
 
 
 def entropy(logits: Any, mask: Any = None) -> Any:
     """Per-example mean prediction entropy (masked positions left out), as EMEA minimises it."""
-    from ..runtime.activation import entropy as _entropy
+    from ..runtime import activation  # deferred: adapterhub.compose stays torch-free
 
-    return _entropy(logits, mask)
+    return activation.entropy(logits, mask)
 
 
 def load_fusion(ah: AdapterModel, requirement: str, *, index: Any = None, activate: bool = True,
@@ -75,16 +74,14 @@ def load_fusion(ah: AdapterModel, requirement: str, *, index: Any = None, activa
     their published names. ``pull_options`` go to :func:`adapterhub.store.pull` (``cache_dir``,
     ``offline``, ``sources``...).
     """
-    from ..store import pull
+    from ..runtime.attached import find_attached  # deferred: adapterhub.compose stays torch-free
+    from ..store import pull  # deferred: the store imports requests
 
     pulled = pull(requirement, index=index, **pull_options)
     if pulled.manifest.adapter.method != "fusion":
-        from ..errors import CompositionError
-
         raise CompositionError(f"{requirement}: {pulled.name} is a {pulled.manifest.adapter.method} adapter, not a fusion")
-    attached = {e.origin[0] for e in ah._entries.values() if e.origin} | set(ah.adapters)
     for dep in pulled.dependencies:
-        if dep.name not in attached:
+        if find_attached(ah.attached, dep.name, published_first=True) is None:
             ah.load(dep.path, name=dep.name, activate=False)
     name = pulled.name if pulled.name not in ah.adapters else f"{pulled.name}-fusion"
     return ah.load(pulled.path, name=name, activate=activate)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import CompositionError, IncompatibleBaseError, WeightMismatchError
+from ..names import manifest_name
 from ..runtime.config import check_config
 from ..runtime.formats import read_adapter_dir, write_adapter_dir
 from ..runtime.methods import REGISTRY, method_names
@@ -115,7 +115,7 @@ def save_soup(pkg: SoupPackage, directory: str | Path, *, name: str | None = Non
     ``fields`` are ``write_adapter_dir``'s (version, description, license, authors, task); ``metrics``
     are manifest metric objects (``{"dataset", "split", "name", "value"}``).
     """
-    published = name or _manifest_name(pkg.name or "soup")
+    published = name or manifest_name(pkg.name or "soup", short_prefix="soup")
     extra: dict[str, Any] = {"x-soup": pkg.soup, **({"metrics": [dict(m) for m in metrics]} if metrics else {})}
     return write_adapter_dir(pkg, directory, name=published, extra=extra, **fields)
 
@@ -260,6 +260,3 @@ def _base(pkgs: list[AdapterPackage]) -> BaseFacts:
     return replace(pkgs[0].base, fingerprint=fp, id=ident, revision=rev)
 
 
-def _manifest_name(name: str) -> str:
-    norm = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", name.lower())).strip("-")[:64]
-    return norm if len(norm) >= 2 else f"soup-{norm}".strip("-")

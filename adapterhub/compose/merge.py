@@ -27,7 +27,6 @@ class Merge:
     def __init__(self, ah: AdapterModel, *names: str) -> None:
         if not names:
             raise AdapterStateError("Merge needs at least one adapter name")
-
         self.ah = ah
         self.names: tuple[str, ...] = ()
         for n in names:  # refuse activation-space methods before touching any weight

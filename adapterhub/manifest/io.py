@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from ..blocks import from_json, validate
+from ..blocks import from_json, used_names, validate
 from ..errors import CompositionError, SchemaError, SchemaProblem, UnsupportedSchemaVersionError
 from ..fileio import atomic_write_text
 from ..jsonio import dumps_canonical, dumps_pretty, load_strict, loads_strict
@@ -158,8 +158,7 @@ def _composition_problems(data: dict[str, Any], config: dict[str, Any], dep_name
         validate(block)
     except (CompositionError, TypeError, ValueError) as exc:
         return [SchemaProblem(where, f"not a valid composition: {exc}")]
-    used = [block] if isinstance(block, str) else [*block.leaves(), *_fusion_names(block)]
-    for used_name in dict.fromkeys(used):
+    for used_name in used_names(block):
         if used_name not in dep_names:
             problems.append(SchemaProblem(where, f"adapter {used_name!r} is used by the composition but not "
                                                  "listed in /dependencies (add it with the version it needs)"))
@@ -170,14 +169,6 @@ def _composition_problems(data: dict[str, Any], config: dict[str, Any], dep_name
     if "head" in data:
         problems.append(SchemaProblem("/head", "a composition has no head of its own: its members carry heads"))
     return problems
-
-
-def _fusion_names(block: Any) -> list[str]:
-    out = [block.fusion] if getattr(block, "fusion", None) else []
-    for child in getattr(block, "children", ()):
-        if child is not None and not isinstance(child, str):
-            out += _fusion_names(child)
-    return out
 
 
 def manifest_problems(data: Any, source: str = "<manifest>") -> list[SchemaProblem]:

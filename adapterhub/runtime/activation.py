@@ -12,10 +12,9 @@ fits its per-example mixing weights with a few gradient steps before the real fo
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch.utils.hooks import RemovableHandle
@@ -29,20 +28,20 @@ from ..blocks import (
     Route,
     Stack,
     as_block,
+    rename,
     summary,
     top_chain,
     validate,
 )
 from ..errors import CompositionError
+from .attached import Attachments
 from .head_routing import head_hooks
 from .kv_cache import find_cache
 from .merge_check import check_merged
 from .methods.bottleneck import Bottleneck, BottleneckSite
+from .methods.fusion import Fusion
 from .methods.lora import Lora
 from .sites import SiteFn, SiteKey, in_place_ok, install, site_layer
-
-if TYPE_CHECKING:
-    from .handle import AdapterModel
 
 REPLICATED_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds",
                      "decoder_input_ids", "decoder_attention_mask", "decoder_inputs_embeds", "labels",
@@ -72,7 +71,7 @@ class _EmeaState:
 class Compiler:
     """Turns one validated block tree into site functions for one handle."""
 
-    def __init__(self, handle: AdapterModel) -> None:
+    def __init__(self, handle: Attachments) -> None:
         self.handle = handle
         self.binding = handle.binding
         self.num_layers = len(self.binding.layers)
@@ -82,25 +81,16 @@ class Compiler:
     # --- leaves -----------------------------------------------------------------------------------
     def expand(self, block: Block | None) -> Block | None:
         """Names of fusion adapters stand for ``Fuse(*members, fusion=name)``."""
-        if isinstance(block, str):
-            entry = self.handle._entry(block)
-            if entry.method.name == "fusion":
-                return Fuse(*entry.config.members, fusion=block)
-            return block
-        if block is None:
-            return None
-        kids = tuple(self.expand(c) for c in block.children)
-        if kids == block.children:
-            return block
-        if isinstance(block, Route):
-            return Route(kids)
-        clone = copy.copy(block)
-        object.__setattr__(clone, "children", kids)
-        return clone
+
+        def leaf(name: str) -> Block:
+            entry = self.handle.entry(name)
+            return Fuse(*entry.depends_on, fusion=name) if isinstance(entry.method, Fusion) else name
+
+        return rename(block, leaf)
 
     def leaf_fns(self, name: str, where: str) -> dict[SiteKey, SiteFn]:
         if name not in self._leaf:
-            entry = self.handle._entry(name)
+            entry = self.handle.entry(name)
             if entry.merged:
                 raise CompositionError(f"adapter {name!r} is merged into the weights; it cannot be used inside {where}",
                                        hint="unmerge it first")
@@ -170,11 +160,11 @@ class Compiler:
         return fn
 
     def _fuse(self, node: Fuse, key: SiteKey) -> SiteFn | None:
-        entry = self.handle._entry(node.fusion)
-        if entry.method.name != "fusion":
+        entry = self.handle.entry(node.fusion)
+        if not isinstance(entry.method, Fusion):
             raise CompositionError(f"Fuse(fusion={node.fusion!r}): {node.fusion!r} is a {entry.method.name} adapter",
                                    hint="create a fusion layer with AdapterModel.add_fusion(name, members)")
-        members = entry.config.members
+        members = entry.depends_on
         if len(members) != len(node.children):
             raise CompositionError(f"fusion {node.fusion!r} was made for {len(members)} members {list(members)}, "
                                    f"the Fuse block has {len(node.children)}")
@@ -184,7 +174,7 @@ class Compiler:
                 raise CompositionError(f"Fuse member {i} ({child!r}) does not match fusion member {member!r}",
                                        hint=f"fusion {node.fusion!r} fuses {list(members)} in this order")
         for leaf in node.leaves():
-            method = self.handle._entry(leaf).method
+            method = self.handle.entry(leaf).method
             if not isinstance(method, Bottleneck):
                 raise CompositionError(f"Fuse member {leaf!r} is a {method.name} adapter",
                                        hint="Fuse is defined over bottleneck and compacter adapters (or Stacks of them)")
@@ -245,7 +235,7 @@ class Compiler:
         for entry, rows in groups.items():
             if not isinstance(entry, str):
                 return None
-            e = self.handle._entry(entry)
+            e = self.handle.entry(entry)
             if e.merged or not isinstance(e.method, Lora):
                 return None
             if key not in self.leaf_fns(entry, "Route"):
@@ -339,7 +329,7 @@ def _branches(fns: list[SiteFn | None]) -> SiteFn | None:
     return fn
 
 
-def activate(handle: AdapterModel, spec: Block | tuple[Block, ...]) -> Active:
+def activate(handle: Attachments, spec: Block | tuple[Block, ...]) -> Active:
     """Validate and compile ``spec`` and install its hooks; nothing is installed if anything is wrong."""
     if isinstance(spec, tuple) and not spec:
         return Active(None)
@@ -353,7 +343,7 @@ def activate(handle: AdapterModel, spec: Block | tuple[Block, ...]) -> Active:
     plan: list[tuple[str, Any]] = []
     for item in chain:
         if isinstance(item, str):
-            entry = handle._entry(item)
+            entry = handle.entry(item)
             if entry.merged:
                 continue
             if entry.method.site_fns(entry.tree) is None:
@@ -401,16 +391,7 @@ def _replicator(block: Block) -> Parallel | Ensemble | None:
     return None
 
 
-def _emea_nodes(block: Block | None) -> list[Mix]:
-    if block is None or isinstance(block, str):
-        return []
-    out = [block] if isinstance(block, Mix) and block.emea else []
-    for c in block.children:
-        out += _emea_nodes(c)
-    return out
-
-
-def _model_hooks(handle: AdapterModel, block: Block, active: Active) -> list[RemovableHandle]:
+def _model_hooks(handle: Attachments, block: Block, active: Active) -> list[RemovableHandle]:
     rep = _replicator(block)
     hooks: list[RemovableHandle] = []
     if active.emea and rep is not None:
@@ -502,7 +483,7 @@ def entropy(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return h.mean(-1)
 
 
-def _emea_hook(handle: AdapterModel, active: Active):
+def _emea_hook(handle: Attachments, active: Active):
     state = {"inner": False}
 
     def hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:

@@ -19,10 +19,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import AdapterStateError, IncompatibleBaseError, InvalidArgumentError
+from ..names import is_repo_id
 from .arch import bind
 from .config import check_config, stated_json
 from .fingerprint import base_fingerprint
-from .handle import AdapterModel, _is_repo_id
+from .handle import AdapterModel
 from .methods.bitdelta import BitDelta, pack_signs, unpack_signs
 from .methods.projection import weight_rows
 from .package import AdapterPackage, BaseFacts
@@ -59,7 +60,7 @@ def compress(base_model: nn.Module, finetuned_model: nn.Module, *, target_module
             tensors[f"{t.prefix}.mask"] = pack_signs(delta)
             tensors[f"{t.prefix}.scale"] = delta.abs().mean()
     name = getattr(getattr(base_model, "config", None), "_name_or_path", "") or ""
-    facts = BaseFacts.of(base_binding, base_fingerprint(base_model), name if _is_repo_id(name) else None)
+    facts = BaseFacts.of(base_binding, base_fingerprint(base_model), name if is_repo_id(name) else None)
     return AdapterPackage(method="bitdelta", config=stated_json(typed), tensors=tensors, base=facts)
 
 
@@ -79,7 +80,7 @@ def distill_scales(ah: AdapterModel, name: str, finetuned_model: nn.Module,
     frozen. Afterwards the adapter's config says ``scale_distilled: true``; requires_grad flags and train/eval
     modes of both models are restored. Loss ``i`` is measured before update ``i``.
     """
-    entry = ah._entry(name)
+    entry = ah.entry(name)
     if entry.method.name != "bitdelta":
         raise AdapterStateError(f"adapter {name!r} is a {entry.method.name} adapter, not bitdelta",
                                 hint="distill_scales fits the scales of a BitDelta adapter (made by compress)")

@@ -8,7 +8,7 @@ supplies the documented defaults. A manifest keeps the config as stated data
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import SchemaError, SchemaProblem
@@ -19,13 +19,16 @@ from .methods import REGISTRY
 from .methods.config import MethodConfig
 
 
-def check_config(method: str, config: dict[str, Any], supported: tuple[str, ...]) -> MethodConfig:
-    """Validate ``config`` for ``method`` against the schema and return the method's typed config."""
+def check_config(method: str, config: dict[str, Any], supported: tuple[str, ...],
+                 dependencies: Sequence[str] = ()) -> MethodConfig:
+    """Validate ``config`` for ``method`` against the schema and return the method's typed config.
+
+    ``dependencies``: the adapters the config names (a fusion layer's members), as a manifest lists them."""
     if method not in supported:
         known = method in load_schema(MANIFEST_SCHEMA)["$defs"]["adapter"]["properties"]["method"]["enum"]
         reason = "is not an adapter the runtime attaches" if known else "is not a known adapter method"
         raise SchemaError("<adapter>", [SchemaProblem("/adapter/method", f"{method!r} {reason} (runtime supports: {', '.join(supported)})")])
-    check_stated_config(method, jsonable(config))
+    check_stated_config(method, jsonable(config), dependencies=dependencies)
     return REGISTRY[method].config_type.from_stated(config)
 
 

@@ -8,12 +8,16 @@ patch) so ``model.parameters()``, optimizers and ``Trainer`` see them; hooks do 
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..blocks import leaf_names, summary, top_chain, used_names
 from ..errors import (
     AdapterStateError,
     IncompatibleBaseError,
@@ -22,31 +26,25 @@ from ..errors import (
     SchemaError,
     SchemaProblem,
 )
+from ..manifest.types import Manifest
+from ..names import is_repo_id, manifest_name
+from .activation import Active
+from .activation import activate as compile_and_install
 from .arch import Binding, bind
-from .config import check_config, config_problems, jsonable, probe_manifest, stated_json
+from .attached import AttachedAdapter, Entry, Published, resolve_members
+from .composition import composition_block
+from .config import check_config, stated_json
 from .fingerprint import CONTAINER, base_fingerprint
 from .folds import Fold
 from .formats import composition_manifest, detect_format, read_adapter_dir, write_adapter_dir
+from .head_routing import head_owner
 from .heads import check_head, head_info, head_parameters, load_head, saved_head
+from .merge_check import check_merged, check_unmerge_order
 from .methods import REGISTRY, Method, MethodConfig
 from .package import AdapterPackage, BaseFacts
 from .tensors import TensorTree, check_tensors
 
 _HANDLE_ATTR = "_adapterhub_handle"
-
-
-class _Entry:
-    """One attached adapter: its method object, typed config, tensors and (optional) head."""
-
-    def __init__(self, name: str, method: Method, config: MethodConfig, tree: TensorTree,
-                 head: dict[str, torch.Tensor] | None) -> None:
-        self.name = name
-        self.method = method
-        self.config = config
-        self.tree = tree
-        self.head = head or {}
-        self.merged = False
-        self.origin: tuple[str, str] | None = None  # (published name, version) when loaded from a manifest
 
 
 class AdapterModel:
@@ -56,9 +54,9 @@ class AdapterModel:
         self.model = model
         self.binding: Binding = bind(model)
         self._fingerprint: str | None = None
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, Entry] = {}
         self._active: tuple[Any, ...] = ()
-        self._composition: Any = None  # adapterhub.runtime.activation.Active
+        self._composition: Active | None = None
         self._head_owner: str | None = None  # the adapter whose head the model's head module holds
         self._merge_order: list[str] = []  # merged adapters, in the order their folds were applied
         self._base_head: dict[str, torch.Tensor] | None = None  # the model's own head, before any adapter's
@@ -91,13 +89,36 @@ class AdapterModel:
         """Adapters folded into the base weights, in the order they were merged."""
         return tuple(self._merge_order)
 
+    def adapter(self, name: str) -> AttachedAdapter:
+        """A read-only snapshot of attached adapter ``name``: method, typed config, published name and
+        version, whether it brought a head, whether it is merged, what it works over (see ``docs/runtime.md``)."""
+        return self.entry(name).view()
+
+    @property
+    def attached(self) -> Mapping[str, AttachedAdapter]:
+        """Every attached adapter by local name, in attach order (a read-only snapshot)."""
+        return MappingProxyType({n: e.view() for n, e in self._entries.items()})
+
+    def entry(self, name: str) -> Entry:
+        """The live record of attached adapter ``name`` (method object, tensors, head).
+
+        Runtime-internal: for code that runs or exports an adapter's tensors (the composition compiler,
+        head routing, the PEFT exporter). Read :meth:`adapter` instead; changing an entry bypasses
+        every check the handle makes.
+        """
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise AdapterStateError(f"no adapter named {name!r} is attached",
+                                    hint=f"attached: {sorted(self._entries) or 'none'}") from None
+
     def method_name(self, name: str) -> str:
         """The method of attached adapter ``name`` (``lora``, ``bottleneck``, ``fusion``...)."""
-        return self._entry(name).method.name
+        return self.entry(name).method.name
 
     def folds(self, name: str) -> dict[tuple, Fold]:
         """How merging adapter ``name`` rewrites each projection (see :mod:`adapterhub.runtime.folds`)."""
-        return self._entry(name).method.folds()
+        return self.entry(name).method.folds()
 
     @property
     def active(self) -> tuple[Any, ...]:
@@ -106,13 +127,13 @@ class AdapterModel:
 
     def base_facts(self) -> BaseFacts:
         name = getattr(getattr(self.model, "config", None), "_name_or_path", "") or ""
-        ident = name if _is_repo_id(name) else None
+        ident = name if is_repo_id(name) else None
         return BaseFacts.of(self.binding, self.fingerprint, ident)
 
     def num_parameters(self, name: str | None = None, trainable_only: bool = False) -> int:
         """Parameters of one adapter, or of the base model (``name=None``) without any adapter."""
         if name is not None:
-            entry = self._entry(name)
+            entry = self.entry(name)
             return entry.method.count_parameters(entry.tree, trainable_only)
         return sum(p.numel() for n, p in self.model.named_parameters()
                    if CONTAINER not in n and (p.requires_grad or not trainable_only))
@@ -128,7 +149,7 @@ class AdapterModel:
         ``activate=True`` makes it the only active adapter (as :meth:`load`); compose with :meth:`activate`.
         """
         self._check_new_name(name)
-        typed, impl = self._method(method, config)
+        typed, impl = self._build(method, config, "<adapter config>")
         generator = torch.Generator().manual_seed(seed)
         self._attach(name, impl, typed, impl.init(generator), None, activate)
 
@@ -140,33 +161,35 @@ class AdapterModel:
         """
         self.add(name, "fusion", seed=seed, activate=activate, members=list(members), **config)
 
-    def _method(self, method: str, config: dict[str, Any]) -> tuple[MethodConfig, Method]:
-        """Validated typed config and method object (fusion layers need their members attached)."""
-        if method != "fusion":
+    def _build(self, method: str, config: dict[str, Any], source: str,
+               manifest: Manifest | None = None) -> tuple[MethodConfig, Method]:
+        """Validated typed config and method object.
+
+        A method that works over other adapters (its ``depends_on`` config key, e.g. a fusion layer's
+        ``members``) gets them resolved to attached adapters first: names a user typed by local name
+        first, names from ``manifest`` by published name first and held to the versions it pins.
+        """
+        cls = REGISTRY.get(method)
+        key = cls.depends_on if cls is not None else None
+        if key is None:
             typed = check_config(method, config, tuple(REGISTRY))
-            return typed, REGISTRY[method](typed.effective(), self.binding)
-        from .methods.fusion import Fusion
-
-        members = config.get("members")
-        if not isinstance(members, list | tuple) or not all(isinstance(m, str) for m in members):
-            raise SchemaError("<fusion config>", [SchemaProblem("/adapter/config/members", "a list of adapter names")])
-        local = [self._member_name(m) for m in members]
-        typed = _check_fusion_config({**config, "members": [_manifest_name(m) for m in local]})
-        typed = type(typed)(**{**typed.stated(), "members": tuple(local)})
-        impl = Fusion(typed.effective(), self.binding, [(m, self._entry(m).method) for m in local])
-        return typed, impl
-
-    def _member_name(self, member: str) -> str:
-        """The attached adapter a fusion member name refers to (local name, published name, or its normalisation)."""
-        if member in self._entries:
-            return member
-        for n, e in self._entries.items():
-            if (e.origin and e.origin[0] == member) or _manifest_name(n) == member:
-                return n
-        raise SchemaError("<fusion config>", [SchemaProblem(
-            "/adapter/config/members", f"{member!r} is not an attached adapter (attached: "
-            f"{sorted(self._entries) or 'none'}); load the members first, or pull them with "
-            "adapterhub.compose.load_fusion")])
+            return typed, REGISTRY[method].build(typed, self.binding, ())
+        refs = config.get(key)
+        pointer = f"/adapter/config/{key}"
+        if not isinstance(refs, list | tuple) or not all(isinstance(m, str) for m in refs):
+            raise SchemaError(source, [SchemaProblem(pointer, "a list of adapter names")])
+        specs = {d.name: d.spec for d in manifest.dependencies or ()} if manifest is not None else {}
+        found, missing = resolve_members(refs, specs, self.attached, source=source, role=f"{method} member",
+                                         published_first=manifest is not None)
+        if missing:
+            raise SchemaError(source, [SchemaProblem(
+                pointer, f"{missing[0]!r} is not an attached adapter (attached: {sorted(self._entries) or 'none'}); "
+                "load it first, or pull it with the adapter that depends on it (adapterhub.compose.load_fusion)")])
+        local = [found[r] for r in refs]
+        published = [manifest_name(n) for n in local]
+        typed = check_config(method, {**config, key: published}, tuple(REGISTRY), dependencies=published)
+        typed = dataclasses.replace(typed, **{key: tuple(local)})
+        return typed, REGISTRY[method].build(typed, self.binding, [(n, self._entries[n].method) for n in local])
 
     def load(self, path: str | Path, *, name: str | None = None, force: bool = False,
              activate: bool = True) -> str:
@@ -181,9 +204,13 @@ class AdapterModel:
         activates its block on adapters already attached and returns the composition's name.
         """
         if detect_format(path) == "composition":  # a published composition: activates adapters already attached
-            from ..compose.published import activate_manifest
-
-            return activate_manifest(self, composition_manifest(path), str(path), activate=activate, force=force)
+            manifest = composition_manifest(path)
+            assert manifest is not None
+            self.check_base(BaseFacts.from_manifest(manifest.base_model), str(path), force=force)
+            block = composition_block(manifest, self.attached, str(path))
+            if activate:
+                self.activate(block)
+            return manifest.name
         pkg = read_adapter_dir(path, self.binding)
         return self.load_package(pkg, name=name, force=force, activate=activate)
 
@@ -193,28 +220,15 @@ class AdapterModel:
         name = name or pkg.name or "adapter"
         self._check_new_name(name)
         self.check_base(pkg.base, pkg.source, force=True)  # shape facts first: no flag can fix those
-        typed, impl = self._method(pkg.method, pkg.config)
-        if pkg.method == "fusion" and pkg.manifest is not None:
-            self._check_member_versions(pkg)
+        typed, impl = self._build(pkg.method, pkg.config, pkg.source, pkg.manifest)
         check_tensors(impl.shapes(), pkg.tensors, pkg.source, impl.dtypes())
         if pkg.head:
             check_head(self.model, pkg.head, pkg.source)
         # The fingerprint last: its error offers force=True, which is only honest once every shape fits.
         self.check_base(pkg.base, pkg.source, force=force)
-        self._attach(name, impl, typed, pkg.tensors, pkg.head, activate)
-        if pkg.manifest is not None:
-            self._entries[name].origin = (pkg.manifest.name, pkg.manifest.version)
+        published = Published(pkg.manifest.name, pkg.manifest.version) if pkg.manifest is not None else None
+        self._attach(name, impl, typed, pkg.tensors, pkg.head, activate, published)
         return name
-
-    def _check_member_versions(self, pkg: AdapterPackage) -> None:
-        from packaging.specifiers import SpecifierSet
-
-        for dep in pkg.manifest.dependencies or ():
-            local = self._member_name(dep.name)
-            origin = self._entries[local].origin
-            if dep.spec and origin and origin[0] == dep.name and origin[1] not in SpecifierSet(dep.spec):
-                raise AdapterStateError(f"{pkg.source}: fusion member {dep.name} must be {dep.spec}, "
-                                        f"attached {local!r} is {origin[1]}", hint="load the pinned member version")
 
     def check_base(self, base: BaseFacts, source: str, *, force: bool = False) -> None:
         """Raise :class:`IncompatibleBaseError` naming both sides when the adapter's base is not this model."""
@@ -237,7 +251,7 @@ class AdapterModel:
                                     hint="remove it first or load under another name")
 
     def _attach(self, name: str, impl: Method, typed: MethodConfig, tensors: dict[str, torch.Tensor],
-                head: dict[str, torch.Tensor] | None, activate: bool) -> None:
+                head: dict[str, torch.Tensor] | None, activate: bool, published: Published | None = None) -> None:
         """The only place that modifies the model when adding; everything was validated before."""
         ref = next(self.binding.backbone.parameters())
         owned = {}
@@ -246,7 +260,7 @@ class AdapterModel:
             owned[k] = t.clone() if t.data_ptr() == v.data_ptr() or not t.is_contiguous() else t
         tree = TensorTree(owned)
         tree.train(self.model.training)
-        entry = _Entry(name, impl, typed, tree, head)
+        entry = Entry(name, impl, typed, tree, head or {}, published=published)
         self.container[name] = tree
         self._entries[name] = entry
         if head and self._head_owner is None:  # the model's own head is live: keep it to restore later
@@ -262,11 +276,9 @@ class AdapterModel:
         fusion="f"))``, ``Mix``, ``Route``, ``Parallel``, ``Ensemble`` see ``docs/compose.md``. On any
         error the previous composition stays active.
         """
-        from .activation import activate as compile_and_install
-
         for b in blocks:
             if isinstance(b, str):
-                self._entry(b)
+                self.entry(b)
         previous = self._composition
         if previous is not None:
             previous.remove()
@@ -286,9 +298,6 @@ class AdapterModel:
         one must score with its head, not with the head loaded last. The outgoing head is first written
         back to its adapter, so what training did to it is kept (and saved by :meth:`package`).
         """
-        from ..blocks import top_chain
-        from .head_routing import head_owner
-
         block = self._composition.block if self._composition is not None else None
         owner = head_owner(self, top_chain(block)) if block is not None else None
         if owner is None or owner == self._head_owner:
@@ -313,12 +322,7 @@ class AdapterModel:
 
     def _without(self, name: str) -> tuple[Any, ...]:
         """The active blocks minus every top-level item that uses adapter ``name``."""
-        keep = []
-        for b in self._active:
-            uses = b == name if isinstance(b, str) else name in set(b.leaves()) or name in _fusions(b)
-            if not uses:
-                keep.append(b)
-        return tuple(keep)
+        return tuple(b for b in self._active if name not in used_names(b))
 
     # --- training ---------------------------------------------------------------------------------
     def train_adapter(self, name: str) -> list[str]:
@@ -326,7 +330,7 @@ class AdapterModel:
 
         Returns the names of the trainable parameters (as ``model.named_parameters()`` spells them).
         """
-        entry = self._entry(name)
+        entry = self.entry(name)
         if entry.merged:
             raise AdapterStateError(f"adapter {name!r} is merged", hint="unmerge it before training")
         for p in self.model.parameters():
@@ -342,15 +346,15 @@ class AdapterModel:
 
     # --- saving -----------------------------------------------------------------------------------
     def package(self, name: str) -> AdapterPackage:
-        entry = self._entry(name)
+        entry = self.entry(name)
         info = head_info(self.model)
         head = saved_head(self.model)
         if entry.head:  # the head it came with (an LM head too, e.g. PEFT's modules_to_save=["lm_head"])
             live = head_parameters(self.model) if name == self._head_owner else {}
             head = {k: live.get(k, v).detach().clone() for k, v in entry.head.items()}
         config = stated_json(entry.config)
-        if entry.method.name == "fusion":
-            config["members"] = [self.dependency(m)["name"] for m in entry.config.members]
+        if entry.method.depends_on:  # what it works over, by the names a manifest can resolve
+            config[entry.method.depends_on] = [self.dependency(m)["name"] for m in entry.depends_on]
         return AdapterPackage(
             method=entry.method.name, config=config, tensors=entry.tree.tensors(),
             base=self.base_facts(), head=head, head_type=info.type,
@@ -358,10 +362,10 @@ class AdapterModel:
 
     def dependency(self, name: str) -> dict[str, str]:
         """How a saved manifest refers to attached adapter ``name``: its published name, pinned if known."""
-        entry = self._entry(name)
-        if entry.origin:
-            return {"name": entry.origin[0], "spec": f"=={entry.origin[1]}", "role": "member"}
-        return {"name": _manifest_name(name), "role": "member"}
+        entry = self.entry(name)
+        if entry.published:
+            return {"name": entry.published.name, "spec": f"=={entry.published.version}", "role": "member"}
+        return {"name": manifest_name(name), "role": "member"}
 
     def save(self, name: str, directory: str | Path, /, **manifest_fields: Any) -> Path:
         """Write ``adapterhub.json`` + ``adapter.safetensors`` (+ ``head.safetensors``) to ``directory``.
@@ -370,10 +374,10 @@ class AdapterModel:
         ``license``, ``authors`` and ``task``.
         """
         pkg = self.package(name)
-        published = manifest_fields.pop("name", None) or _manifest_name(name)
+        published = manifest_fields.pop("name", None) or manifest_name(name)
         entry = self._entries[name]
-        if entry.method.name == "fusion" and "dependencies" not in manifest_fields:
-            manifest_fields["dependencies"] = [self.dependency(m) for m in entry.config.members]
+        if entry.depends_on and "dependencies" not in manifest_fields:
+            manifest_fields["dependencies"] = [self.dependency(m) for m in entry.depends_on]
         return write_adapter_dir(pkg, directory, name=published, **manifest_fields)
 
     # --- merging ----------------------------------------------------------------------------------
@@ -387,16 +391,13 @@ class AdapterModel:
         way that does not commute: IA3 then LoRA, DoRA next to anything) it raises
         :class:`MergeConflictError` and changes nothing.
         """
-        from ..blocks import summary
-        from .merge_check import check_merged, leaves
-
-        entry = self._entry(name)
+        entry = self.entry(name)
         if not entry.method.weight_space:
             entry.method.merge(entry.tree)  # raises the method's typed error
         if entry.merged:
             raise AdapterStateError(f"adapter {name!r} is already merged")
         block = self.composition
-        if block is not None and name not in leaves(block):
+        if block is not None and name not in leaf_names(block):
             raise MergeConflictError(
                 f"adapter {name!r} is not in the active composition {summary(block)}; merging it would add it "
                 "to what runs", hint=f"activate what should run first, ah.activate({name!r}) alone or a Stack "
@@ -420,9 +421,7 @@ class AdapterModel:
         Folds that do not commute come out in the reverse order they went in: otherwise
         :class:`MergeConflictError`, and nothing changes.
         """
-        from .merge_check import check_merged, check_unmerge_order
-
-        entry = self._entry(name)
+        entry = self.entry(name)
         if not entry.merged:
             raise AdapterStateError(f"adapter {name!r} is not merged")
         check_unmerge_order(self, name, self._merge_order)
@@ -436,10 +435,11 @@ class AdapterModel:
 
     def remove(self, name: str) -> None:
         """Detach and delete an adapter (unmerging it first, restoring the head it replaced)."""
-        entry = self._entry(name)
-        users = [n for n, e in self._entries.items() if e.method.name == "fusion" and name in e.config.members]
+        entry = self.entry(name)
+        users = [n for n, e in self._entries.items() if name in e.depends_on]
         if users:
-            raise AdapterStateError(f"fusion layer(s) {users} fuse adapter {name!r}", hint="remove them first")
+            raise AdapterStateError(f"adapter(s) {users} work over adapter {name!r} (" + ", ".join(
+                f"{n}: {self._entries[n].method.name}" for n in users) + ")", hint="remove them first")
         if entry.merged:
             self.unmerge(name)
         self.activate(*self._without(name))
@@ -450,13 +450,6 @@ class AdapterModel:
         del self._entries[name]
 
     # --- misc -------------------------------------------------------------------------------------
-    def _entry(self, name: str) -> _Entry:
-        try:
-            return self._entries[name]
-        except KeyError:
-            raise AdapterStateError(f"no adapter named {name!r} is attached",
-                                    hint=f"attached: {sorted(self._entries) or 'none'}") from None
-
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.model(*args, **kwargs)
 
@@ -468,38 +461,4 @@ def wrap(model: nn.Module) -> AdapterModel:
     """The handle of ``model`` (created on first use, then the same object every time)."""
     existing = getattr(model, _HANDLE_ATTR, None)
     return existing if isinstance(existing, AdapterModel) else AdapterModel(model)
-
-
-def _check_fusion_config(config: dict[str, Any]) -> MethodConfig:
-    """The schema check of a fusion config (its members count as the probe's dependencies)."""
-    probe = probe_manifest("fusion", jsonable(config))
-    probe["dependencies"] = [{"name": m} for m in dict.fromkeys(config["members"])]
-    problems = config_problems(probe, "<fusion config>")
-    if problems:
-        raise SchemaError("<fusion config>", problems)
-    return REGISTRY["fusion"].config_type.from_stated(config)
-
-
-def _fusions(block: Any) -> set[str]:
-    if isinstance(block, str) or block is None:
-        return set()
-    out = {block.fusion} if getattr(block, "fusion", None) else set()
-    for c in block.children:
-        out |= _fusions(c)
-    return out
-
-
-def _is_repo_id(name: str) -> bool:
-    import re
-
-    return bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?", name))
-
-
-def _manifest_name(name: str) -> str:
-    import re
-
-    from ..names import normalize_name
-
-    norm = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", normalize_name(name))).strip("-")[:64]
-    return norm if len(norm) >= 2 else f"adapter-{norm}".strip("-")
 

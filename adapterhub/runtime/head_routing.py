@@ -16,7 +16,7 @@ with one shared head; per-member heads are for using adapters that already have 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,22 +24,20 @@ from torch.utils.hooks import RemovableHandle
 
 from ..blocks import Block, Ensemble, Fuse, Parallel, Route
 from ..errors import CompositionError
+from .attached import Attachments
 from .heads import head_parameters
-
-if TYPE_CHECKING:
-    from .handle import AdapterModel
 
 HeadTensors = dict[str, torch.Tensor]
 
 
-def head_source(handle: AdapterModel, node: Block | None) -> str | None:
+def head_source(handle: Attachments, node: Block | None) -> str | None:
     """The adapter whose stored head ``node`` uses: the last one in it (depth first, in ``Stack``
     order) that brought a head; a ``Fuse`` uses its fusion adapter's. None: the model's current head."""
     if node is None:
         return None
     if isinstance(node, str):
-        return node if handle._entry(node).head else None
-    if isinstance(node, Fuse) and handle._entry(node.fusion).head:
+        return node if handle.entry(node).head else None
+    if isinstance(node, Fuse) and handle.entry(node.fusion).head:
         return node.fusion
     for child in reversed(node.children):
         found = head_source(handle, child)
@@ -48,13 +46,13 @@ def head_source(handle: AdapterModel, node: Block | None) -> str | None:
     return None
 
 
-def member_head(handle: AdapterModel, node: Block | None) -> HeadTensors | None:
+def member_head(handle: Attachments, node: Block | None) -> HeadTensors | None:
     """The stored head a member uses (None: the model's current head)."""
     name = head_source(handle, node)
-    return None if name is None else handle._entry(name).head
+    return None if name is None else handle.entry(name).head
 
 
-def head_owner(handle: AdapterModel, chain: Sequence[Block]) -> str | None:
+def head_owner(handle: Attachments, chain: Sequence[Block]) -> str | None:
     """Whose head the model's head module should hold for this composition (None: leave it).
 
     The last adapter of the top-level chain that brought a head; None when a split (``Parallel``,
@@ -112,7 +110,7 @@ def _take(value: Any, rows: torch.Tensor, total: int) -> Any:
     return value
 
 
-def head_hooks(handle: AdapterModel, chain: Sequence[Block]) -> list[RemovableHandle]:
+def head_hooks(handle: Attachments, chain: Sequence[Block]) -> list[RemovableHandle]:
     """Hooks that score each member's rows with its own head (none when every member shares one)."""
     at = next((i for i, b in enumerate(chain) if isinstance(b, Parallel | Ensemble | Route)), None)
     if at is None or any(member_head(handle, later) is not None for later in chain[at + 1:]):
@@ -152,7 +150,7 @@ def head_hooks(handle: AdapterModel, chain: Sequence[Block]) -> list[RemovableHa
     return hooks
 
 
-def _is_current(handle: AdapterModel, head: HeadTensors) -> bool:
+def _is_current(handle: Attachments, head: HeadTensors) -> bool:
     """Whether ``head`` equals the head now in the model (then no recomputation is needed)."""
     params = head_parameters(handle.model)
     return all(k in params and torch.equal(v.to(params[k].dtype), params[k].detach()) for k, v in head.items())

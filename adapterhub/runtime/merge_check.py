@@ -21,14 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..blocks import Block, summary, top_chain
+from ..blocks import Block, leaf_names, summary, top_chain
 from ..errors import MergeConflictError
+from .attached import Attachments
 from .folds import Fold, combined, commute, overlap
-
-if TYPE_CHECKING:
-    from .handle import AdapterModel
 
 DESCRIBE = {"add": "adds to the output", "scale": "scales the output", "scale_in": "scales the input",
             "other": "rescales output rows by the weight's norms"}
@@ -47,31 +45,25 @@ class _Op:
         return self.key[0] == "base"
 
 
-def leaves(block: Block | None) -> list[str]:
-    if block is None:
-        return []
-    return [block] if isinstance(block, str) else list(block.leaves())
-
-
-def check_merged(handle: AdapterModel, block: Block | None, merged: Sequence[str], *, doing: str,
+def check_merged(handle: Attachments, block: Block | None, merged: Sequence[str], *, doing: str,
                  hint: str) -> None:
     """Raise :class:`MergeConflictError` unless ``block`` with adapters ``merged`` (in merge order)
     folded into the weights computes what ``block`` computes unmerged. ``doing`` and ``hint`` word the error."""
     if not merged:  # nothing in the weights: every operation runs from hooks, in the composition's order
         return
     chain = top_chain(block)
-    used = set(leaves(block))
+    used = set(leaf_names(block))
     for name in merged:
         if name not in used:
             continue
         spots = [i for i, item in enumerate(chain) if item == name]
-        if len(spots) != 1 or leaves(block).count(name) != 1:
+        if len(spots) != 1 or leaf_names(block).count(name) != 1:
             where = "more than once" if len(spots) > 1 else "inside a block"
             raise MergeConflictError(
                 f"{doing}: the active composition {summary(block)} uses adapter {name!r} {where}; merged into the "
                 "weights it would act once, on every branch, row and member",
                 hint="keep it unmerged there, or activate a plain Stack that uses it once")
-    folds = {n: handle.folds(n) for n in set(merged) | used}
+    folds = {n: _folds(handle, n) for n in set(merged) | used}
     wanted: dict[Any, list[_Op]] = {}
     actual: dict[Any, list[_Op]] = {}
     position = {item: i for i, item in enumerate(chain) if isinstance(item, str)}
@@ -115,7 +107,7 @@ def _item_folds(item: Block, folds: dict[str, dict[tuple, Fold]]) -> dict[tuple,
     return out
 
 
-def _compare(handle: AdapterModel, module: Any, want: list[_Op], actual: list[_Op], doing: str, hint: str) -> None:
+def _compare(handle: Attachments, module: Any, want: list[_Op], actual: list[_Op], doing: str, hint: str) -> None:
     at = {op.key: i for i, op in enumerate(actual)}
     for i, first in enumerate(want):
         for second in want[i + 1:]:
@@ -136,13 +128,13 @@ def _compare(handle: AdapterModel, module: Any, want: list[_Op], actual: list[_O
                     "something else", hint=hint)
 
 
-def check_unmerge_order(handle: AdapterModel, name: str, merged: Sequence[str]) -> None:
+def check_unmerge_order(handle: Attachments, name: str, merged: Sequence[str]) -> None:
     """Unmerging ``name`` undoes its fold on the current weight: exact only if every adapter merged after
     it on a shared projection commutes with it."""
-    mine = handle.folds(name)
+    mine = _folds(handle, name)
     later = list(merged)[list(merged).index(name) + 1:]
     for other in later:
-        for site, fold in handle.folds(other).items():
+        for site, fold in _folds(handle, other).items():
             for my_site, my_fold in mine.items():
                 if my_site[1] is site[1] and not commute(my_fold, fold):
                     raise MergeConflictError(
@@ -152,14 +144,18 @@ def check_unmerge_order(handle: AdapterModel, name: str, merged: Sequence[str]) 
                         hint=f"unmerge {other!r} first: undo merges in reverse order")
 
 
-def _who(item: Block, handle: AdapterModel) -> str:
+def _who(item: Block, handle: Attachments) -> str:
     if isinstance(item, str):
-        return f"{handle.method_name(item)} adapter {item!r}"
+        return f"{handle.entry(item).method.name} adapter {item!r}"
     return summary(item)
 
 
-def _module_name(handle: AdapterModel, module: Any) -> str:
+def _module_name(handle: Attachments, module: Any) -> str:
     for name, m in handle.model.named_modules():
         if m is module:
             return name
     return type(module).__name__  # pragma: no cover - sites are modules of this model
+
+
+def _folds(handle: Attachments, name: str) -> dict[tuple, Fold]:
+    return handle.entry(name).method.folds()

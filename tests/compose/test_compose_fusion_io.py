@@ -41,6 +41,17 @@ def _publish(h: AdapterModel, out: Path) -> dict[str, Path]:
     return dirs
 
 
+def _publish_with_fusion(h: AdapterModel, out: Path) -> dict[str, Path]:
+    """Members published as demo-sent/demo-topic 1.2.0, and ``out/mix`` a fusion manifest pinning them."""
+    dirs = _publish(h, out)
+    pinned = AdapterModel(tiny_model("bert"))
+    for local, d in dirs.items():
+        pinned.load(d, name=local, activate=False)
+    pinned.load_package(h.package("mix"), name="mix", activate=False)
+    pinned.save("mix", out / "mix", name="demo-mix")
+    return dirs
+
+
 def test_saved_fusion_names_its_members_as_dependencies(tmp_path):
     h, inputs = _trained()
     h.activate(Fuse("sent", "topic", fusion="mix"))
@@ -79,18 +90,30 @@ def test_saved_fusion_names_its_members_as_dependencies(tmp_path):
 
 def test_member_version_pin_is_checked(tmp_path):
     h, _ = _trained()
-    src = _publish(h, tmp_path)
-    h2 = AdapterModel(tiny_model("bert"))
-    for local, d in src.items():
-        h2.load(d, name=local, activate=False)
-    h2.load_package(h.package("mix"), name="mix", activate=False)
-    h2.save("mix", tmp_path / "mix", name="demo-mix")
+    src = _publish_with_fusion(h, tmp_path)
     h3 = AdapterModel(tiny_model("bert"))
     h3.load(src["sent"], activate=False)
     h.save("topic", tmp_path / "topic2", name="demo-topic", version="2.0.0")
     h3.load(tmp_path / "topic2", activate=False)
     with pytest.raises(AdapterStateError, match="must be ==1.2.0"):
         h3.load(tmp_path / "mix")
+
+
+def test_a_fusion_manifest_binds_the_member_published_under_its_name(tmp_path):
+    """A local adapter named like a member's published name must not shadow the member loaded from that
+    manifest: the manifest means the published one (and pins its version)."""
+    h, inputs = _trained()
+    src = _publish_with_fusion(h, tmp_path)
+    h.activate(Fuse("sent", "topic", fusion="mix"))
+    want = hidden(h.model, inputs)
+
+    ah = AdapterModel(tiny_model("bert"))
+    ah.add("demo-sent", "bottleneck", variant="pfeiffer", seed=7, activate=False)  # same sites, other weights
+    ah.load(src["sent"], name="sent-v1", activate=False)  # published as demo-sent
+    ah.load(src["topic"], activate=False)
+    ah.load(tmp_path / "mix", name="mix")
+    assert ah.adapter("mix").depends_on == ("sent-v1", "demo-topic")
+    assert_close(hidden(ah.model, inputs), want, terms=model_terms(ah.model))
 
 
 def test_load_fusion_pulls_members_from_a_registry(tmp_path):

@@ -13,9 +13,9 @@ import torch
 from support.runtime_helpers import hidden, inputs_for, tiny_model
 from support.tolerances import assert_close, model_terms
 
+from adapterhub.blocks import used_names
 from adapterhub.cli import main
 from adapterhub.compose import Fuse, Mix, Route, Stack, from_json, load_composition, save_composition, to_json
-from adapterhub.compose.published import used_names
 from adapterhub.errors import AdapterStateError, CompositionError, IncompatibleBaseError, SchemaError
 from adapterhub.manifest import CompositionConfig, load_manifest, manifest_problems, parse_manifest
 from adapterhub.runtime import AdapterModel

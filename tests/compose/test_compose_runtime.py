@@ -197,8 +197,8 @@ def test_mix_is_the_weighted_sum_of_member_outputs_per_layer(bert):
     picked = _out(h, inputs, Mix("pf", "pf2", weights=[[1, 0], [0, 1]]))
     h.deactivate()
     # reference: layer 0 with pf only, layer 1 with pf2 only (hooks per layer from the adapters' own site functions)
-    fns = {**{k: f for k, f in h._entries["pf"].method.site_fns(h.container["pf"]).items() if k[1] == 0},
-           **{k: f for k, f in h._entries["pf2"].method.site_fns(h.container["pf2"]).items() if k[1] == 1}}
+    fns = {**{k: f for k, f in h.entry("pf").method.site_fns(h.container["pf"]).items() if k[1] == 0},
+           **{k: f for k, f in h.entry("pf2").method.site_fns(h.container["pf2"]).items() if k[1] == 1}}
     from adapterhub.runtime.sites import install
 
     handles = install(h.binding, {k: (lambda v, aux, f=f: f(v, aux, False)) for k, f in fns.items()})
@@ -237,7 +237,7 @@ def _token_model():
 
 def _reference_emea(h: AdapterModel, inputs, names, steps: int, lr: float):
     """Per example alone: logits w [1, L, N] from zeros, ``steps`` plain gradient steps on the masked mean entropy."""
-    fns = [h._entries[n].method.site_fns(h.container[n]) for n in names]
+    fns = [h.entry(n).method.site_fns(h.container[n]) for n in names]
     keys = sorted(fns[0])
     weights_out, logits_out = [], []
     h.deactivate()

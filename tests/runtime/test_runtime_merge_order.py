@@ -82,6 +82,7 @@ def test_merging_a_stack_member_keeps_the_output_or_refuses(pair, which, monkeyp
         # not spurious: folding it anyway (the old behaviour) changes the outputs
         monkeypatch.setattr(adapterhub.runtime.merge_check, "check_merged", lambda *a, **k: None)
         monkeypatch.setattr(adapterhub.runtime.activation, "check_merged", lambda *a, **k: None)
+        monkeypatch.setattr(adapterhub.runtime.handle, "check_merged", lambda *a, **k: None)
         h.merge(target)
         assert (hidden(h.model, inputs) - want).abs().max().item() > MOVES * _scale(want)
         return

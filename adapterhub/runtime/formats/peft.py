@@ -117,7 +117,7 @@ def _root(binding: Binding) -> torch.nn.Module:
 
 def export_peft(handle: Any, name: str, directory: str | Path) -> Path:
     """Write adapter ``name`` of ``handle`` as a PEFT directory (any method with a ``peft_type``)."""
-    entry = handle._entry(name)
+    entry = handle.entry(name)
     method = entry.method
     if method.peft_type is None:
         raise peft_unsupported("/peft_type", f"only {', '.join(m for m, c in REGISTRY.items() if c.peft_type)} "

@@ -201,6 +201,19 @@ class Method:
         """(method, stated config, our tensors) of an ``adapters``-library adapter of ``adapters_architecture``."""
         raise NotImplementedError
 
+    # --- adapters this one works over (a fusion layer's members) --------------------------------------
+    depends_on: ClassVar[str | None] = None
+    """The config key listing attached adapters this method works over, in order (fusion: ``members``).
+
+    The handle resolves those names to attached adapters before :meth:`build`, refuses to remove one
+    while a dependent is attached, and saves them as the dependent's manifest dependencies (published
+    names). None: the method stands alone."""
+
+    @classmethod
+    def build(cls, config: MethodConfig, binding: Binding, dependencies: Sequence[tuple[str, Method]]) -> Method:
+        """The method object for validated ``config``; ``dependencies``: (local name, method) per ``depends_on``."""
+        return cls(config.effective(), binding)
+
 
 def peft_unsupported(pointer: str, message: str) -> SchemaError:
     """The typed refusal of a PEFT config or tensor adapterhub cannot represent."""

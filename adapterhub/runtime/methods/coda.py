@@ -176,7 +176,7 @@ class Coda(Method):
 
 def routing(handle: Any, name: str) -> dict[int, Routing]:
     """The routing of every CoDA layer of attached adapter ``name`` in the last forward (by layer index)."""
-    entry = handle._entry(name)
+    entry = handle.entry(name)
     if entry.method.name != Coda.name:
         raise AdapterStateError(f"adapter {name!r} is a {entry.method.name} adapter, not coda")
     return dict(getattr(entry.method, "last_routing", {}))

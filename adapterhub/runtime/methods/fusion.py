@@ -18,6 +18,7 @@ Tensors: ``layers.<i>.<location>.{query,key}.{weight,bias}``, ``layers.<i>.<loca
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -66,11 +67,17 @@ class Fusion(Method):
 
     name: ClassVar[str] = "fusion"
     config_type: ClassVar[type[MethodConfig]] = FusionConfig
+    depends_on: ClassVar[str | None] = "members"
 
-    def __init__(self, config: dict[str, Any], binding: Binding, members: list[tuple[str, Method]]) -> None:
-        self.members = members
+    def __init__(self, config: dict[str, Any], binding: Binding, members: Sequence[tuple[str, Method]]) -> None:
+        self.members = list(members)
         super().__init__(config, binding)
         self.temperature = 50.0 if config.get("temperature") else 1.0
+
+    @classmethod
+    def build(cls, config: MethodConfig, binding: Binding, dependencies: Sequence[tuple[str, Method]]) -> Fusion:
+        """A fusion layer over its members' methods (the handle resolves ``members`` to attached adapters)."""
+        return cls(config.effective(), binding, dependencies)
 
     def validate(self) -> None:
         cfg = self.config
