@@ -12,6 +12,7 @@ import typing
 from functools import cache
 from typing import Any, Union
 
+from ..schema import MANIFEST_SCHEMA, load_schema
 from .configs import CompositionConfig, StatedConfig
 from .types import SOURCE_TYPES, Adapter, Manifest
 
@@ -41,10 +42,45 @@ def _convert(tp: Any, value: Any) -> Any:
     return value
 
 
+@cache
+def config_key_order(method: str) -> tuple[str, ...]:
+    """The order of ``method``'s config keys in the schema's ``config_<...>`` definition (the written order)."""
+    defs = load_schema(MANIFEST_SCHEMA)["$defs"]
+    for branch in defs["adapter"].get("allOf", ()):
+        if branch.get("if", {}).get("properties", {}).get("method", {}).get("const") == method:
+            ref = branch["then"]["properties"]["config"]["$ref"].removeprefix("#/$defs/")
+            return tuple(defs[ref].get("properties", ()))
+    return ()
+
+
+def canonical(method: str, config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with its keys in one order that depends only on its content: the schema's, then the rest
+    sorted, and nested objects sorted by key.
+
+    Manifests reach us in any key order (a user's file, an index that stores sorted JSON), but a published
+    manifest is checked byte for byte against its signature, so every writer must produce the same bytes
+    for the same content.
+    """
+    order = {k: i for i, k in enumerate(config_key_order(method))}
+    keys = sorted(config, key=lambda k: (order.get(k, len(order)), k))
+    return {k: _sorted_objects(config[k]) for k in keys}
+
+
+def _sorted_objects(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted_objects(value[k]) for k in sorted(value)}
+    if isinstance(value, list | tuple):
+        return [_sorted_objects(v) for v in value]
+    return value
+
+
 def from_json(cls: type, data: dict[str, Any]) -> Any:
     """Build dataclass ``cls`` from a schema-valid JSON object."""
     if cls is Adapter:
-        config = CompositionConfig(**data["config"]) if data["method"] == "composition" else StatedConfig(data["config"])
+        if data["method"] == "composition":
+            config = CompositionConfig(**data["config"])
+        else:
+            config = StatedConfig(canonical(data["method"], data["config"]))
         return Adapter(method=data["method"], config=config, dtype=data.get("dtype"))
     hints = _hints(cls)
     kwargs = {}

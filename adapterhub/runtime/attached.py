@@ -21,10 +21,10 @@ from packaging.specifiers import SpecifierSet
 from torch import nn
 
 from ..errors import AdapterStateError
-from ..manifest.configs import MethodConfig
 from ..names import manifest_name
 from .arch import Binding
 from .methods.base import Method
+from .methods.config import MethodConfig
 from .tensors import TensorTree
 
 

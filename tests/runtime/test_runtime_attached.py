@@ -11,9 +11,11 @@ from support.paths import REPO
 from support.runtime_helpers import tiny_model
 
 from adapterhub.errors import AdapterStateError
-from adapterhub.manifest.configs import BottleneckConfig, FusionConfig, LoraConfig
 from adapterhub.runtime import AdapterModel
 from adapterhub.runtime.attached import AttachedAdapter, Published
+from adapterhub.runtime.methods.bottleneck import BottleneckConfig
+from adapterhub.runtime.methods.fusion import FusionConfig
+from adapterhub.runtime.methods.lora import LoraConfig
 
 ROOT = REPO
 
