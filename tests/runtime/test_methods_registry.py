@@ -80,3 +80,18 @@ def test_a_stated_config_is_written_in_one_order_whatever_order_it_was_stated_in
         config.ln_after  # noqa: B018
     effective = typed_config(m.adapter).effective()
     assert effective["ln_after"] is False and effective["locations"] == ("ffn",)  # the method's preset
+
+
+def test_a_method_without_a_foreign_mapping_refuses_with_a_typed_error():
+    """The contract's foreign-format hooks default to a typed refusal, not a bare NotImplementedError."""
+    from adapterhub.errors import SchemaError
+    from adapterhub.runtime.methods import REGISTRY
+
+    bottleneck = REGISTRY["bottleneck"]
+    assert bottleneck.peft_type is None
+    with pytest.raises(SchemaError, match="no PEFT directories of method 'bottleneck'"):
+        bottleneck.from_peft({}, [])
+    coda = REGISTRY["coda"]
+    assert coda.adapters_architecture is None
+    with pytest.raises(SchemaError, match="no adapters-library directories of method 'coda'"):
+        coda.from_adapters({}, {}, {}, "x", None)

@@ -185,21 +185,22 @@ class Method:
     @classmethod
     def from_peft(cls, cfg: dict[str, Any], pieces: list[PeftPiece]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """(stated config without ``leave_out``, our tensors) from a PEFT config and its tensors."""
-        raise NotImplementedError
+        raise peft_unsupported("/peft_type", f"adapterhub reads no PEFT directories of method {cls.name!r}")
 
     def to_peft(self, tree: TensorTree, modules: dict[str, list[Any]]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """({``<module path>.<leaf>``: tensor}, method-specific ``adapter_config.json`` keys) for PEFT.
 
         ``modules`` maps each module path to this adapter's targets on it (several for a fused projection).
         """
-        raise NotImplementedError
+        raise peft_unsupported("/peft_type", f"adapterhub writes no PEFT directories of method {self.name!r}")
 
     # --- adapters-library directories ---------------------------------------------------------------
     @classmethod
     def from_adapters(cls, cfg: dict[str, Any], meta: dict[str, Any], tensors: dict[str, torch.Tensor], name: str,
                       binding: Binding) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
         """(method, stated config, our tensors) of an ``adapters``-library adapter of ``adapters_architecture``."""
-        raise NotImplementedError
+        raise SchemaError("adapter_config.json (adapters library)", [SchemaProblem(
+            "/config/architecture", f"adapterhub reads no adapters-library directories of method {cls.name!r}")])
 
     # --- adapters this one works over (a fusion layer's members) --------------------------------------
     depends_on: ClassVar[str | None] = None
