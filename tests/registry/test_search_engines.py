@@ -189,3 +189,10 @@ def test_base_matches_exact_then_compatible(tmp_path):
         got = search(idx, SearchQuery("", base_model="bert-base-uncased"), engine=engine, cache_root=tmp_path / "c")
         assert [(r["name"], r["base_match"]) for r in got] == [("b-uncased", "exact"), ("d-noshape", "exact"),
                                                                 ("a-cased", "compatible")], engine
+
+
+def test_registry_docs_search_example_runs():
+    from support.doc_examples import python_blocks
+
+    (block,) = [b for b in python_blocks("registry.md") if "SearchQuery" in b]
+    exec(compile(block, "docs/registry.md", "exec"), {})  # noqa: S102 - our own documentation
