@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .. import settings
 from ..fileio import create_temp_file
 from .layout import SEARCH_FILE
 from .scoring import SHAPE_FIELDS, SearchQuery, haystack, lowered, shape_of, summary_rows
@@ -81,8 +82,6 @@ def fts5_available() -> bool:
 
 def cache_dir_for(location: str, cache_root: Path | None = None) -> Path:
     """Where the databases (and the local summary's recorded identity) of one index location live."""
-    from .. import settings
-
     root = cache_root if cache_root is not None else settings.cache_dir()
     return root / "search" / hashlib.sha256(location.encode()).hexdigest()[:32]
 
