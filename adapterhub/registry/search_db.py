@@ -42,7 +42,7 @@ from .scoring import SHAPE_FIELDS, SearchQuery, haystack, lowered, shape_of, sum
 
 log = logging.getLogger(__name__)
 
-DB_FORMAT = 1
+DB_FORMAT = 2
 MIN_DATABASE_BYTES = 1 << 20
 """Below this (about 4,000 names) scanning the summary is as fast as opening a database: no cache is written."""
 RACY_NS = 2_000_000_000
@@ -63,7 +63,7 @@ CREATE INDEX rows_task_type ON rows(task_type_l);
 CREATE INDEX rows_dataset ON rows(dataset_l);
 CREATE INDEX rows_method ON rows(method_l);
 CREATE INDEX rows_variant ON rows(variant_l);
-CREATE INDEX rows_base ON rows(base_l);
+CREATE INDEX rows_base ON rows(base_l, name);
 CREATE INDEX rows_shape ON rows(model_type, hidden_size, num_hidden_layers);
 """
 
@@ -118,6 +118,7 @@ def build_database(data: bytes, where: str, sha256: str, directory: Path) -> Pat
             db.executemany("INSERT INTO fts(rowid, hay) VALUES (?, ?)", ((v[0], v[3].replace("\x00", " ")) for v in values))
             for statement in _INDEXES.split(";"):
                 db.execute(statement)
+            db.execute("ANALYZE")  # statistics, so the planner picks the filter's index or the name order well
             db.executemany("INSERT INTO meta VALUES (?, ?)", [("format", str(DB_FORMAT)), ("summary_sha256", sha256)])
             db.execute("COMMIT")
         target = database_path(directory, sha256)
@@ -154,8 +155,17 @@ def _fts_string(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def sql_for(query: SearchQuery, limit: int | None) -> tuple[str, dict[str, Any]]:
-    """The statement and its bound parameters (user text is only ever a parameter)."""
+_EXACT_BASE = "r.base_l = :base"
+_COMPATIBLE_BASE = ("r.base_l != :base AND (r.model_type, r.hidden_size, r.num_hidden_layers) IN "
+                    "(SELECT model_type, hidden_size, num_hidden_layers FROM rows WHERE base_l = :base "
+                    "AND model_type IS NOT NULL)")
+
+
+def sql_for(query: SearchQuery, limit: int | None, base_clause: str | None = None) -> tuple[str, dict[str, Any]]:
+    """One statement (``SELECT row, score``) and its bound parameters; user text is only ever a parameter.
+
+    With a base filter it is asked twice, ``base_clause`` = the exact and the compatible rows, each in
+    (score, name) order an index can give without sorting every match; :func:`query_database` merges them."""
     terms = query.terms()
     params: dict[str, Any] = {"limit": -1 if limit is None else limit}
     where: list[str] = []
@@ -174,28 +184,28 @@ def sql_for(query: SearchQuery, limit: int | None) -> tuple[str, dict[str, Any]]
     if query.method:
         params["method"] = query.method.lower()
         where.append(":method IN (r.method_l, r.variant_l)")
-    order = [f"({' + '.join(score)}) DESC"] if score else []
-    base_rank = "0"
-    if query.base_model:
-        params["base"] = query.base_model.lower()
-        where.append("(r.base_l = :base OR (r.model_type, r.hidden_size, r.num_hidden_layers) IN "
-                     "(SELECT model_type, hidden_size, num_hidden_layers FROM rows "
-                     "WHERE base_l = :base AND model_type IS NOT NULL))")
-        base_rank = "(r.base_l != :base)"
-        order.append(base_rank)
-    order += ["r.name", "r.id"]
-    sql = (f"SELECT r.row, {base_rank} FROM rows r WHERE {' AND '.join(where) or '1'} "
+    if base_clause is not None:
+        params["base"] = (query.base_model or "").lower()
+        where.append(base_clause)
+    score_sql = f"({' + '.join(score)})" if score else "1"
+    order = ([f"{score_sql} DESC"] if score else []) + ["r.name", "r.id"]
+    sql = (f"SELECT r.row, {score_sql}, r.name, r.id FROM rows r WHERE {' AND '.join(where) or '1'} "
            f"ORDER BY {', '.join(order)} LIMIT :limit")
     return sql, params
 
 
 def query_database(db: Any, query: SearchQuery, limit: int | None) -> list[dict[str, Any]]:
-    sql, params = sql_for(query, limit)
-    out = []
-    for text, base in db.execute(sql, params):
-        row = json.loads(text)
-        out.append({**row, "base_match": "compatible" if base else "exact"} if query.base_model else row)
-    return out
+    """Matching rows in :mod:`.scoring`'s order (score, exact before compatible base, name, summary order)."""
+    if not query.base_model:
+        sql, params = sql_for(query, limit)
+        return [json.loads(text) for text, *_ in db.execute(sql, params)]
+    found = []
+    for rank, clause in enumerate((_EXACT_BASE, _COMPATIBLE_BASE)):
+        sql, params = sql_for(query, limit, clause)
+        found += [((-score, rank, name, rid), text) for text, score, name, rid in db.execute(sql, params)]
+    found.sort(key=lambda t: t[0])
+    out = [{**json.loads(text), "base_match": "compatible" if key[1] else "exact"} for key, text in found]
+    return out if limit is None else out[:limit]
 
 
 def _identity(path: Path) -> list[int] | None:
