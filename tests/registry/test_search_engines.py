@@ -196,3 +196,26 @@ def test_registry_docs_search_example_runs():
 
     (block,) = [b for b in python_blocks("registry.md") if "SearchQuery" in b]
     exec(compile(block, "docs/registry.md", "exec"), {})  # noqa: S102 - our own documentation
+
+
+def test_trusted_index_names_its_database_by_the_signed_sha256(signed_repo):
+    """A trusted index's summary digest comes from the signed metadata (no read); a tampered summary is refused."""
+    import hashlib
+
+    from adapterhub.errors import IndexTrustError
+    from adapterhub.registry.trust import pin_root
+
+    root = signed_repo.root
+    pin_root(root, (root / "metadata" / "root.json").read_bytes())
+    cache = signed_repo.tmp / "search-cache"
+    idx = open_index(root)
+    directory = search_db.cache_dir_for(idx.location, cache)
+    summary = (root / "search-index.jsonl").read_bytes()
+    assert search_db.known_digest(idx, directory) == (hashlib.sha256(summary).hexdigest(), len(summary))
+    names = [r["name"] for r in search(idx, SearchQuery(""), None, engine="database", cache_root=cache)]
+    assert names and (directory / f"{hashlib.sha256(summary).hexdigest()}.sqlite").is_file()
+    (root / "search-index.jsonl").write_bytes(summary.replace(b"adapter", b"adaptor"))
+    # answers come from the signed summary's database (built from verified bytes), never from the tampered file
+    assert search(open_index(root), SearchQuery("adaptor"), engine="database", cache_root=cache) == []
+    with pytest.raises(IndexTrustError):  # with no database of the signed summary, the tampered bytes are read
+        search(open_index(root), SearchQuery("adaptor"), engine="database", cache_root=signed_repo.tmp / "fresh")
