@@ -42,7 +42,7 @@ from .scoring import SHAPE_FIELDS, SearchQuery, haystack, lowered, shape_of, sum
 
 log = logging.getLogger(__name__)
 
-DB_FORMAT = 2
+DB_FORMAT = 3
 MIN_DATABASE_BYTES = 1 << 20
 """Below this (about 4,000 names) scanning the summary is as fast as opening a database: no cache is written."""
 RACY_NS = 2_000_000_000
@@ -65,6 +65,9 @@ CREATE INDEX rows_method ON rows(method_l);
 CREATE INDEX rows_variant ON rows(variant_l);
 CREATE INDEX rows_base ON rows(base_l, name);
 CREATE INDEX rows_shape ON rows(model_type, hidden_size, num_hidden_layers);
+CREATE TABLE bases AS SELECT DISTINCT base_l, model_type, hidden_size, num_hidden_layers FROM rows
+    WHERE model_type IS NOT NULL;
+CREATE INDEX bases_base ON bases(base_l);
 """
 
 
@@ -157,8 +160,7 @@ def _fts_string(text: str) -> str:
 
 _EXACT_BASE = "r.base_l = :base"
 _COMPATIBLE_BASE = ("r.base_l != :base AND (r.model_type, r.hidden_size, r.num_hidden_layers) IN "
-                    "(SELECT model_type, hidden_size, num_hidden_layers FROM rows WHERE base_l = :base "
-                    "AND model_type IS NOT NULL)")
+                    "(SELECT model_type, hidden_size, num_hidden_layers FROM bases WHERE base_l = :base)")
 
 
 def sql_for(query: SearchQuery, limit: int | None, base_clause: str | None = None) -> tuple[str, dict[str, Any]]:
