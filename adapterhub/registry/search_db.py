@@ -159,17 +159,22 @@ def _fts_string(text: str) -> str:
 
 
 _EXACT_BASE = "r.base_l = :base"
-_COMPATIBLE_BASE = ("r.base_l != :base AND (r.model_type, r.hidden_size, r.num_hidden_layers) IN "
-                    "(SELECT model_type, hidden_size, num_hidden_layers FROM bases WHERE base_l = :base)")
+_OTHER_BASES = ("SELECT DISTINCT o.base_l FROM bases b JOIN bases o ON o.model_type = b.model_type "
+                "AND o.hidden_size = b.hidden_size AND o.num_hidden_layers = b.num_hidden_layers "
+                "WHERE b.base_l = :base AND o.base_l != :base ORDER BY o.base_l")
+"""The other base ids that share a shape with this one (from the small ``bases`` table)."""
+_SAME_SHAPE = ("(r.model_type, r.hidden_size, r.num_hidden_layers) IN "
+               "(SELECT model_type, hidden_size, num_hidden_layers FROM bases WHERE base_l = :base)")
 
 
-def sql_for(query: SearchQuery, limit: int | None, base_clause: str | None = None) -> tuple[str, dict[str, Any]]:
+def sql_for(query: SearchQuery, limit: int | None, base_clause: str | None = None,
+            extra: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
     """One statement (``SELECT row, score``) and its bound parameters; user text is only ever a parameter.
 
     With a base filter it is asked twice, ``base_clause`` = the exact and the compatible rows, each in
     (score, name) order an index can give without sorting every match; :func:`query_database` merges them."""
     terms = query.terms()
-    params: dict[str, Any] = {"limit": -1 if limit is None else limit}
+    params: dict[str, Any] = {"limit": -1 if limit is None else limit, **(extra or {})}
     where: list[str] = []
     trigrams = sorted({t[i:i + TRIGRAM] for t in terms if "\x00" not in t for i in range(len(t) - TRIGRAM + 1)})
     if trigrams:  # every trigram of every term, each its own single-token string: detail=none has no phrases
@@ -202,8 +207,13 @@ def query_database(db: Any, query: SearchQuery, limit: int | None) -> list[dict[
         sql, params = sql_for(query, limit)
         return [json.loads(text) for text, *_ in db.execute(sql, params)]
     found = []
-    for rank, clause in enumerate((_EXACT_BASE, _COMPATIBLE_BASE)):
-        sql, params = sql_for(query, limit, clause)
+    others = [b for (b,) in db.execute(_OTHER_BASES, {"base": query.base_model.lower()})]
+    # compatible rows are read by their base ids (the base index), never by walking every row
+    compatible = f"r.base_l IN ({', '.join(f':o{i}' for i in range(len(others)))}) AND {_SAME_SHAPE}"
+    for rank, clause, extra in ((0, _EXACT_BASE, {}), (1, compatible, {f"o{i}": b for i, b in enumerate(others)})):
+        if rank and not others:
+            break
+        sql, params = sql_for(query, limit, clause, extra)
         found += [((-score, rank, name, rid), text) for text, score, name, rid in db.execute(sql, params)]
     found.sort(key=lambda t: t[0])
     out = [{**json.loads(text), "base_match": "compatible" if key[1] else "exact"} for key, text in found]
