@@ -273,9 +273,8 @@ def known_digest(index: Any, directory: Path) -> tuple[str, int] | None:
 def database_search(index: Any, query: SearchQuery, limit: int | None, *, force: bool = False,
                     cache_root: Path | None = None) -> list[dict[str, Any]] | None:
     """Search through the cached database; None when the scan should answer instead (a small summary,
-    no FTS5, an unwritable cache, text SQLite cannot hold). ``force``: use a database whatever the size."""
-    import sqlite3
-
+    no FTS5, an unwritable cache, text SQLite cannot hold). ``force``: use a database whatever the size.
+    sqlite3 is imported only past the size check: a search of the bundled index does not load it."""
     directory = cache_dir_for(index.location, cache_root)
     known = known_digest(index, directory)
     if known is not None and known[1] < MIN_DATABASE_BYTES and not force:
@@ -291,6 +290,8 @@ def database_search(index: Any, query: SearchQuery, limit: int | None, *, force:
             return []
         if len(data) < MIN_DATABASE_BYTES and not force:
             return None
+        import sqlite3
+
         sha = hashlib.sha256(data).hexdigest()
         try:
             if summary is not None and before is not None and before == _identity(summary):
@@ -307,6 +308,8 @@ def database_search(index: Any, query: SearchQuery, limit: int | None, *, force:
             return None
         if db is None:
             return None
+    import sqlite3
+
     with contextlib.closing(db):
         try:
             return query_database(db, query, limit)

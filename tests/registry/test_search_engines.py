@@ -156,10 +156,16 @@ def test_recorded_digest_obeys_the_racy_rule(tmp_path):
     assert search_db.recorded_digest(directory, summary) == (record["sha256"], record["size"])
 
 
-def test_a_small_summary_writes_no_cache(tmp_path):
+def test_a_small_summary_writes_no_cache_and_loads_no_sqlite(tmp_path):
+    import subprocess
+    import sys
+
     root = write_index(tmp_path / "i", generated_rows(20))
     search(open_index(root), SearchQuery("sst2"), cache_root=tmp_path / "c")
     assert not (tmp_path / "c").exists()
+    code = ("import sys; from adapterhub.registry import SearchQuery, open_index, search; "
+            f"assert search(open_index({str(root)!r}), SearchQuery('sst2')); assert 'sqlite3' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "ADAPTERHUB_CACHE": str(tmp_path / "c")})
 
 
 def test_scan_prefilter_keeps_lines_that_spell_a_term_otherwise(tmp_path):
