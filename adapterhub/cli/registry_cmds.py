@@ -14,13 +14,18 @@ from .args import name_argument, names_argument
 @click.argument("query", nargs=-1)
 @click.option("--task", help="Filter by task name, task type or dataset (e.g. sst2, text-classification).")
 @click.option("--method", help="Filter by method or variant (e.g. lora, houlsby).")
-@click.option("--base", "base_model", help="Filter by base model id.")
+@click.option("--base", "base_model", metavar="ID",
+              help="Adapters for this base model id, then those for a compatible base (same model type, hidden "
+                   "size and layers).")
 @click.option("--limit", default=50, show_default=True, help="Maximum number of results (0 = all).")
 @index_option
 @json_option
 def search(query: tuple[str, ...], task: str | None, method: str | None, base_model: str | None, limit: int,
            index_location: str | None, as_json: bool) -> None:
-    """Search the index by free text, task, method and base model."""
+    """Search the index by free text, task, method and base model.
+
+    With --json: a JSON array of summary rows, best first (docs/registry.md#search lists the keys).
+    """
     from ..registry import SearchQuery, open_index
     from ..registry import search as run_search
 
@@ -29,8 +34,8 @@ def search(query: tuple[str, ...], task: str | None, method: str | None, base_mo
     if as_json:
         echo_json(rows)
         return
-    print_table([{**r, "method": r["variant"] or r["method"]} for r in rows],
-                ["name", "version", "method", "task", "base_model", "description"])
+    columns = ["name", "version", "method", "task", "base_model"] + (["base_match"] if base_model else []) + ["description"]
+    print_table([{**r, "method": r.get("variant") or r.get("method")} for r in rows], columns)
     if not rows and len(query) == 1:  # one word that finds nothing may be a mistyped name
         from ..registry.suggest import close_names, summary_names
 

@@ -211,6 +211,16 @@ class VerifiedBackend:
                                   hint=hint) from None
         return data
 
+    def signed_digest(self, relative: str) -> tuple[str, int] | None:
+        """The sha256 and length the signed metadata give ``relative`` (None if unlisted), without reading it:
+        what names the cached search database of a trusted index (:mod:`adapterhub.registry.search_db`)."""
+        updater = self._refresh()
+        with self.entry.lock(), translated(self._where(relative), self._fetcher):
+            info = updater.get_targetinfo(relative)
+        if info is None or "sha256" not in info.hashes:
+            return None
+        return info.hashes["sha256"], info.length
+
     def trusted_metadata(self, role: str) -> Any:
         """The verified ``Signed`` object of a top-level role (root, timestamp, snapshot, targets)."""
         from tuf.api.metadata import Metadata

@@ -36,6 +36,24 @@ def test_search_table_and_json(capsys, index_dir):
     assert code == 0 and json.loads(out)[0]["name"] == "sst2-houlsby"
 
 
+def test_search_base_matches_compatible_bases_and_json_says_which(capsys, index_dir):
+    """--base used to match the exact id only (failed before: other-base was not listed)."""
+    other = manifest_with("other-base", "1.0.0")
+    other["base_model"] = {**other["base_model"], "id": "someone/minilm-copy"}  # same bert, 384 hidden, 6 layers
+    add_release(index_dir, parse_manifest(other))
+    far = manifest_with("far-base", "1.0.0")
+    far["base_model"] = {**far["base_model"], "id": "bert-base-uncased", "hidden_size": 768, "num_hidden_layers": 12}
+    add_release(index_dir, parse_manifest(far))
+    base = VALID_MANIFEST["base_model"]["id"]
+    code, out, _ = run(capsys, "search", "--base", base, "--index", str(index_dir), "--json")
+    rows = json.loads(out)
+    assert code == 0 and [(r["name"], r["base_match"]) for r in rows] == [("sst2-houlsby", "exact"),
+                                                                         ("other-base", "compatible")]
+    assert rows[0]["model_type"] == "bert" and rows[0]["hidden_size"] == 384 and rows[0]["num_hidden_layers"] == 6
+    code, out, _ = run(capsys, "search", "--base", base, "--index", str(index_dir))
+    assert code == 0 and "BASE_MATCH" in out and "compatible" in out and "far-base" not in out
+
+
 def test_info(capsys, index_dir):
     code, out, _ = run(capsys, "info", "sst2-houlsby==1.0.0", "--index", str(index_dir))
     assert code == 0 and "sst2-houlsby 1.0.0" in out and "all-MiniLM-L6-v2" in out and "adapter.safetensors" in out
