@@ -76,3 +76,13 @@ def test_the_old_interop_path_still_works_and_warns():
     assert any(issubclass(w.category, DeprecationWarning) and "runtime.formats" in str(w.message) for w in caught)
     with pytest.raises(AttributeError):
         interop.no_such_name  # noqa: B018
+
+
+def test_detection_reads_only_the_marker_and_the_reader_validates(tmp_path):
+    """Telling formats apart must not parse and validate a manifest that its reader parses again."""
+    from adapterhub.errors import SchemaError
+
+    bad = _write(tmp_path / "bad", "adapterhub.json", {"adapter": {"method": "lora"}})  # far from schema-valid
+    assert detect_format(bad) == "adapterhub"
+    with pytest.raises(SchemaError):
+        read_adapter_dir(bad)

@@ -28,14 +28,18 @@ FOREIGN_CONFIG_FILE = "adapter_config.json"
 
 
 def detect_format(path: str | Path) -> Format:
-    """Which format the directory (or ``adapterhub.json`` file) at ``path`` holds, decided by marker file."""
+    """Which format the directory (or ``adapterhub.json`` file) at ``path`` holds, decided by marker file.
+
+    Only the marker is read (an ``adapterhub.json`` for its method, without schema validation): the
+    reader of the format validates everything, once.
+    """
     path = Path(path)
     if path.is_file() and path.name == MANIFEST_FILENAME:
-        return "composition" if load_manifest(path).adapter.method == "composition" else "adapterhub"
+        return _ours(path)
     if not path.is_dir():
         raise NotFoundError(f"{path}: not an adapter directory")
     if (path / MANIFEST_FILENAME).is_file():
-        return "composition" if load_manifest(path).adapter.method == "composition" else "adapterhub"
+        return _ours(path / MANIFEST_FILENAME)
     if (path / FUSION_CONFIG_FILE).is_file():
         return "adapters-fusion"
     config_path = path / FOREIGN_CONFIG_FILE
@@ -43,6 +47,14 @@ def detect_format(path: str | Path) -> Format:
         raise NotFoundError(f"{path}: no {MANIFEST_FILENAME} and no {FOREIGN_CONFIG_FILE}; not an adapter directory")
     config = load_strict(config_path)
     return "peft" if isinstance(config, dict) and "peft_type" in config else "adapters"
+
+
+def _ours(manifest_file: Path) -> Format:
+    """``composition`` when the manifest's ``adapter.method`` says so, else ``adapterhub`` (validated later)."""
+    data = load_strict(manifest_file)
+    adapter = data.get("adapter") if isinstance(data, dict) else None
+    method = adapter.get("method") if isinstance(adapter, dict) else None
+    return "composition" if method == "composition" else "adapterhub"
 
 
 def composition_manifest(path: str | Path) -> Manifest | None:
