@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import settings
-from ..errors import AuthenticationError, ConflictError, InvalidArgumentError, NotFoundError, PublishError
+from ..errors import (
+    AdapterHubError,
+    AuthenticationError,
+    ConflictError,
+    InvalidArgumentError,
+    NotFoundError,
+    PublishError,
+)
 from .hub import client_endpoint
 from .release import require_index
 
@@ -228,6 +235,18 @@ def checkout(writer: HubIndexWriter, commit: str, into: Path) -> Path:
     return into
 
 
+def _renamed(exc: AdapterHubError, root: Path, location: str) -> AdapterHubError:
+    """``exc`` (same type) with every mention of the temporary copy ``root`` replaced by ``location``."""
+    def fix(text: str | None) -> str | None:
+        return None if text is None else text.replace(str(root), location)
+
+    try:
+        renamed = type(exc)(fix(exc.message) or "", hint=fix(exc.hint))
+    except TypeError:  # an error type with another constructor: keep it as it is
+        return exc
+    return renamed
+
+
 def update_hub_index(to: str, change: Callable[[Path], T], *, endpoint: str | None = None,
                      token: str | bool | None = None, api: Any = None, message: Callable[[T], str],
                      dry_run: bool = False) -> tuple[T, IndexPushResult | None]:
@@ -238,7 +257,10 @@ def update_hub_index(to: str, change: Callable[[Path], T], *, endpoint: str | No
         head = writer.head(create=False)
         with tempfile.TemporaryDirectory(prefix="adapterhub-index-") as tmp:
             root = checkout(writer, head, Path(tmp) / "index")
-            value = change(root)
+            try:
+                value = change(root)
+            except AdapterHubError as exc:  # name the index the user gave, not the temporary copy
+                raise _renamed(exc, root, f"{writer.location}@{head}") from None
             if dry_run:
                 return value, None
             try:
