@@ -36,7 +36,10 @@ from ..errors import (
     NotFoundError,
     PublishError,
 )
-from .hub import client_endpoint
+from ..fileio import atomic_write_bytes
+from ..paths import safe_join
+from .hub import client_endpoint, publish_to_hub
+from .local import publish_local
 from .release import require_index
 
 T = TypeVar("T")
@@ -212,8 +215,6 @@ def push_index(directory: str | Path, to: str, *, endpoint: str | None = None, t
 
 def checkout(writer: HubIndexWriter, commit: str, into: Path) -> Path:
     """Copy the index at ``commit`` (all but ``mirror/``) into ``into``, through the index reader and its cache."""
-    from ..fileio import atomic_write_bytes
-    from ..paths import safe_join
     from ..registry.hub_index import HubIndexBackend  # deferred: CLI import cost (registry)
     from ..registry.layout import CONFIG_FILE  # deferred: CLI import cost (registry)
     from ..transport import TokenScope, Transport  # deferred: CLI import cost (socket, threading)
@@ -293,9 +294,6 @@ def publish_to_hub_index(directory: str | Path, index: str, *, repo_id: str | No
     the entry (:func:`~adapterhub.publish.publish_local` on the checked-out index). Either way the index
     changes in one commit pinned to the head it was read at, re-signed with ``keys`` when it is signed.
     """
-    from .hub import publish_to_hub
-    from .local import publish_local
-
     def change(root: Path) -> Any:
         if repo_id is None:
             return publish_local(directory, root, dry_run=dry_run, keys=keys)

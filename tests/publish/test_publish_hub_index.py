@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from support.doc_examples import python_blocks
 from support.index_signing_support import add
 from support.publish_support import ok, run, sample_adapter
 from support.server_fixtures import ADMIN_TOKEN, HubClient
@@ -176,3 +177,16 @@ def test_writing_needs_an_index_and_a_branch_free_location(env: HubClient, tmp_p
         update_hub_index(LOCATION, lambda root: None, message=lambda v: "x")
     bad = run("index", "push", init_index(tmp_path / "i", "x"), "--to", f"{LOCATION}@dev")
     assert isinstance(bad.exception, InvalidArgumentError) and "main branch" in str(bad.exception)
+
+
+def test_the_registry_doc_example_runs_against_the_hub(env: HubClient, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/registry.md "An index on the Hub": the Python block runs as written (HF_ENDPOINT is the test
+    server, HF_TOKEN its writer's token, as a reader would have them set)."""
+    monkeypatch.chdir(tmp_path)
+    sample_adapter(tmp_path / "my-adapter")
+    (block,) = [b for b in python_blocks("registry.md") if "publish_to_hub_index" in b]
+    namespace: dict = {}
+    exec(compile(block, "docs/registry.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    assert namespace["added"].push.commit == env.server.storage.resolve(RepoRef("dataset", "my-team", "adapters"),
+                                                                        "main").oid
