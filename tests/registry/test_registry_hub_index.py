@@ -152,3 +152,31 @@ def test_lockfile_pins_the_commit_and_locking_at_it_reproduces_the_lock(env: Hub
     assert build_lock(open_index(LOCATION), ["adapter-00"]).adapters[0].version == "1.1.0"
     again = build_lock(open_index(lock.index.location), ["adapter-00"])
     assert json.loads(again.dumps()) == json.loads(lock.dumps())
+
+
+def test_a_private_index_is_read_with_the_token_of_the_configured_endpoint(env: HubClient, index_dir: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    env.api.create_repo("team/registry", repo_type="dataset", private=True)
+    push_index(index_dir, LOCATION)
+    assert _versions(LOCATION) == ["1.0.0"]  # HF_TOKEN goes to HF_ENDPOINT, the endpoint the user configured
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setenv("ADAPTERHUB_CACHE", str(env.cache_dir.parent / "cache-2"))
+    with pytest.raises(NotFoundError, match="no token was sent"):
+        open_index(LOCATION)
+
+
+def test_cli_trust_and_verify_a_hub_index(env: HubClient, index_dir: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from adapterhub.cli import cli
+
+    sign_index(index_dir, generate_keyring(tmp_path / "keys"))
+    push_index(index_dir, LOCATION)
+    root = index_dir / "metadata" / "root.json"
+    trusted = CliRunner().invoke(cli, ["index", "trust", LOCATION, "--root", str(root)])
+    assert trusted.exit_code == 0, (trusted.output, trusted.exception)
+    assert f"pinned root of {LOCATION} " in trusted.output
+    verified = CliRunner().invoke(cli, ["index", "verify", LOCATION, "--json"])
+    assert verified.exit_code == 0, (verified.output, verified.exception)
+    report = json.loads(verified.output)
+    assert report["ok"] and report["index"] == LOCATION and "pinned" in report["root"] and report["targets"] >= 3
