@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 from support.doc_examples import python_blocks
+from support.hub_index_support import LOCATION, env, team_index  # noqa: F401 - env is a fixture
 from support.index_signing_support import add
 from support.publish_support import ok, run, sample_adapter
-from support.server_fixtures import ADMIN_TOKEN, HubClient
+from support.server_fixtures import HubClient
 
 from adapterhub.errors import ConflictError, InvalidArgumentError, NotFoundError, SigningKeyError
 from adapterhub.publish import publish_to_hub_index, push_index
@@ -24,27 +25,12 @@ from adapterhub.registry.signing import sign_index
 from adapterhub.registry.trust import pin_root
 from adapterhub.server import HubServer, RepoRef
 
-LOCATION = "hf:datasets/team/registry"
 REF = RepoRef("dataset", "team", "registry")
 
 
 @pytest.fixture
-def env(hub: HubClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HubClient:
-    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
-    monkeypatch.setenv("HF_TOKEN", ADMIN_TOKEN)
-    monkeypatch.setenv("ADAPTERHUB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("ADAPTERHUB_TRUST_DIR", str(tmp_path / "trust"))
-    for var in ("ADAPTERHUB_OFFLINE", "HF_HUB_OFFLINE", "ADAPTERHUB_INDEX", "ADAPTERHUB_REQUIRE_SIGNED_INDEX",
-                "ADAPTERHUB_INDEX_KEYS"):
-        monkeypatch.delenv(var, raising=False)
-    return hub
-
-
-@pytest.fixture
 def index_dir(tmp_path: Path) -> Path:
-    root = init_index(tmp_path / "index", "team")
-    add(root, "adapter-00", "1.0.0")
-    return root
+    return team_index(tmp_path, "adapter-00")
 
 
 def _history(server: HubServer) -> list[str]:

@@ -11,41 +11,25 @@ import os
 from pathlib import Path
 
 import pytest
+from support.hub_index_support import LOCATION, env, team_index  # noqa: F401 - env is a fixture
 from support.index_signing_support import add, tamper_entry
-from support.server_fixtures import ADMIN_TOKEN, HubClient
+from support.server_fixtures import HubClient
 
 from adapterhub.errors import IndexTrustError, InvalidNameError, NotFoundError, OfflineError
 from adapterhub.publish import push_index
-from adapterhub.registry import SearchQuery, init_index, open_index, resolve, search
+from adapterhub.registry import SearchQuery, open_index, resolve, search
 from adapterhub.registry.keys import generate_keyring
 from adapterhub.registry.lockfile import build_lock
 from adapterhub.registry.signing import sign_index
 from adapterhub.registry.trust import location_key, pin_root
 from adapterhub.server import HubServer, RepoRef
 
-LOCATION = "hf:datasets/team/registry"
 REF = RepoRef("dataset", "team", "registry")
 
 
 @pytest.fixture
-def env(hub: HubClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HubClient:
-    """adapterhub aimed at the test server (HF_ENDPOINT), its cache and trust store under tmp_path, a writer's
-    token in HF_TOKEN (reads of the public dataset repo need none)."""
-    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
-    monkeypatch.setenv("HF_TOKEN", ADMIN_TOKEN)
-    monkeypatch.setenv("ADAPTERHUB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("ADAPTERHUB_TRUST_DIR", str(tmp_path / "trust"))
-    for var in ("ADAPTERHUB_OFFLINE", "HF_HUB_OFFLINE", "ADAPTERHUB_INDEX", "ADAPTERHUB_REQUIRE_SIGNED_INDEX"):
-        monkeypatch.delenv(var, raising=False)
-    return hub
-
-
-@pytest.fixture
 def index_dir(tmp_path: Path) -> Path:
-    root = init_index(tmp_path / "index", "team")
-    add(root, "adapter-00", "1.0.0")
-    add(root, "adapter-01", "1.0.0")
-    return root
+    return team_index(tmp_path, "adapter-00", "adapter-01")
 
 
 def _versions(location: str, name: str = "adapter-00") -> list[str]:
