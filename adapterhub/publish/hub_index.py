@@ -38,6 +38,7 @@ from ..errors import (
 )
 from ..fileio import atomic_write_bytes
 from ..paths import safe_join
+from ..registry.layout import METADATA_DIR
 from .hub import client_endpoint, publish_to_hub
 from .local import publish_local
 from .release import require_index
@@ -46,6 +47,7 @@ T = TypeVar("T")
 ATTEMPTS = 3
 """How often :func:`update_hub_index` starts over when another writer committed first."""
 CHUNK = 1 << 20
+TIMESTAMP = f"{METADATA_DIR}/timestamp.json"
 
 
 @dataclass
@@ -202,6 +204,8 @@ def push_index(directory: str | Path, to: str, *, endpoint: str | None = None, t
     head = parent or writer.head(create=True)
     remote = writer.files(head)
     local = local_files(root)
+    if TIMESTAMP in remote and TIMESTAMP in local and not _unchanged(local[TIMESTAMP], remote[TIMESTAMP]):
+        _refuse_older(writer, head, root)
     uploaded = [p for p, path in local.items() if p not in remote or not _unchanged(path, remote[p])]
     deleted = sorted(p for p in remote if p not in local and not _protected(p))
     result = IndexPushResult(writer.location, writer.endpoint, head, None, uploaded, deleted)
@@ -211,6 +215,30 @@ def push_index(directory: str | Path, to: str, *, endpoint: str | None = None, t
     ops += [CommitOperationDelete(path_in_repo=p) for p in deleted]
     result.commit = writer.commit(ops, head, message or f"Update the index from {root.name or root}")
     return result
+
+
+def _signed_version(data: bytes | None, where: str) -> int:
+    from ..jsonio import loads_strict
+
+    doc = loads_strict(data or b"null", where)
+    version = doc.get("signed", {}).get("version") if isinstance(doc, dict) else None
+    if not isinstance(version, int):
+        raise PublishError(f"{where}: not signed timestamp metadata; nothing was committed")
+    return version
+
+
+def _refuse_older(writer: HubIndexWriter, head: str, root: Path) -> None:
+    """Refuse to replace a signed index by an older signed state (a stale copy would roll readers back)."""
+    from ..registry.hub_index import HubIndexBackend  # deferred: CLI import cost (registry)
+
+    remote = _signed_version(HubIndexBackend(writer.ref, head, writer.endpoint, settings.cache_dir() / "index",
+                                             token=writer.token).read(TIMESTAMP), f"{writer.location}@{head}/{TIMESTAMP}")
+    local = _signed_version((root / TIMESTAMP).read_bytes(), str(root / TIMESTAMP))
+    if local <= remote:
+        raise ConflictError(f"{writer.where} holds newer signed metadata (timestamp v{remote}) than {root} "
+                            f"(v{local}); pushing would roll its readers back; nothing was committed",
+                            hint="start from the index on the Hub (changes made since your copy would be lost), "
+                            "or publish with `adapterhub publish --index/--to " + writer.location + "`")
 
 
 def checkout(writer: HubIndexWriter, commit: str, into: Path) -> Path:

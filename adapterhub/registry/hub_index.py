@@ -25,6 +25,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from .. import settings
 from ..errors import (
@@ -129,7 +130,7 @@ def _resolve_online(ref: HubIndexRef, endpoint: str, options: FetchOptions | Non
 
     from ..transport import TokenScope  # deferred: CLI import cost (socket, threading)
 
-    url = f"{endpoint}/datasets/{ref.repo_id}/resolve/{ref.branch}/config.json"
+    url = f"{endpoint}/datasets/{ref.repo_id}/resolve/{quote(ref.branch, safe='')}/config.json"
     scope = TokenScope.configured()
     secret = scope.token_for(url, None)
     timeout = (options or FetchOptions.from_env()).read_timeout

@@ -7,6 +7,7 @@ and the CLI reading it (``search``, ``info``, ``pull`` with ``--index hf:dataset
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,23 @@ def test_the_registry_doc_example_runs_against_the_hub(env: HubClient, tmp_path:
     exec(compile(block, "docs/registry.md", "exec"), namespace)  # noqa: S102 - our own documentation
     assert namespace["added"].push.commit == env.server.storage.resolve(RepoRef("dataset", "my-team", "adapters"),
                                                                         "main").oid
+
+
+def test_push_refuses_a_stale_copy_of_a_signed_index(env: HubClient, index_dir: Path, hub_server: HubServer,
+                                                     tmp_path: Path) -> None:
+    keys = generate_keyring(tmp_path / "keys")
+    sign_index(index_dir, keys)
+    push_index(index_dir, LOCATION)
+    stale = tmp_path / "stale"
+    shutil.copytree(index_dir, stale)
+    add(index_dir, "adapter-01", "1.0.0")
+    sign_index(index_dir, keys)
+    newer = push_index(index_dir, LOCATION).commit
+    add(stale, "adapter-02", "1.0.0")
+    sign_index(stale, keys)  # same timestamp version as the Hub's, other content: it would replace adapter-01
+    with pytest.raises(ConflictError, match="holds newer signed metadata"):
+        push_index(stale, LOCATION)
+    assert _history(hub_server)[0] == newer
+    dry = json.loads(ok("publish", sample_adapter(tmp_path / "adapter"), "--to", LOCATION, "--keys", tmp_path / "keys",
+                        "--dry-run", "--json").output)
+    assert dry["dry_run"] and dry["index_commit"] is None and _history(hub_server)[0] == newer
