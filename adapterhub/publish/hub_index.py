@@ -37,6 +37,7 @@ from ..errors import (
     PublishError,
 )
 from ..fileio import atomic_write_bytes
+from ..jsonio import loads_strict
 from ..paths import safe_join
 from ..registry.layout import METADATA_DIR
 from .hub import client_endpoint, publish_to_hub
@@ -218,8 +219,6 @@ def push_index(directory: str | Path, to: str, *, endpoint: str | None = None, t
 
 
 def _signed_version(data: bytes | None, where: str) -> int:
-    from ..jsonio import loads_strict
-
     doc = loads_strict(data or b"null", where)
     version = doc.get("signed", {}).get("version") if isinstance(doc, dict) else None
     if not isinstance(version, int):
