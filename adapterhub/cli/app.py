@@ -29,9 +29,9 @@ def echo_json(data: Any) -> None:
 def index_option(func):
     """``--index``: which registry index to use (bundled by default)."""
     return click.option(
-        "--index", "index_location", envvar="ADAPTERHUB_INDEX", default=None, metavar="DIR|URL",
-        help="Registry index: a local directory or an http(s) base URL (default: the bundled index; "
-        "env ADAPTERHUB_INDEX).",
+        "--index", "index_location", envvar="ADAPTERHUB_INDEX", default=None, metavar="DIR|URL|hf:datasets/ORG/NAME",
+        help="Registry index: a local directory, an http(s) base URL or a Hub dataset repo "
+        "(hf:datasets/ORG/NAME[@REV]) (default: the bundled index; env ADAPTERHUB_INDEX).",
     )(func)
 
 

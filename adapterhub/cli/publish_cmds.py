@@ -168,31 +168,41 @@ def sign(directory: Path, key: Path | None, cert: Path | None, cert_chain: tuple
 @cli.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--repo", "repo_id", default=None, metavar="ORG/NAME", help="Hub repository to commit to.")
-@click.option("--to", "to", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Publish into a local directory registry instead (created if missing).")
+@click.option("--to", "to", default=None, metavar="PATH|hf:datasets/ORG/NAME",
+              help="Publish into a directory registry instead (created if missing; files in its mirror/), or into "
+                   "the index in a Hub dataset repo (files in its mirror/, entry and files in one commit).")
 @click.option("--endpoint", default=None, metavar="URL", help="Hub endpoint (default: HF_ENDPOINT or huggingface.co).")
 @click.option("--token", default=None, help="Hub token (default: the one huggingface_hub finds, e.g. HF_TOKEN).")
 @click.option("--private", is_flag=True, help="Create the repository as private.")
 @click.option("--create-pr", is_flag=True, help="Commit as a pull request instead of to main.")
 @click.option("--dry-run", is_flag=True, help="Check everything and show the plan; upload and write nothing.")
-@click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Registry index directory to add the entry to (default: print the entry).")
+@click.option("--index", "index_dir", default=None, metavar="DIR|hf:datasets/ORG/NAME",
+              help="Registry index to add the entry to: a directory, or a Hub dataset repo (one commit pinned to "
+                   "its head) (default: print the entry).")
 @click.option("--keys", "keys", type=click.Path(file_okay=False, path_type=Path), default=None,
               envvar="ADAPTERHUB_INDEX_KEYS",
               help="Keyring to re-sign the registry with (required when it is signed; see `index keygen`).")
 @json_option
-def publish(directory: Path, repo_id: str | None, to: Path | None, endpoint: str | None, token: str | None,
-            private: bool, create_pr: bool, dry_run: bool, index_dir: Path | None, keys: Path | None,
+def publish(directory: Path, repo_id: str | None, to: str | None, endpoint: str | None, token: str | None,
+            private: bool, create_pr: bool, dry_run: bool, index_dir: str | None, keys: Path | None,
             as_json: bool) -> None:
-    """Publish a packaged adapter: one Hub commit + an index entry, or into a local directory registry."""
+    """Publish a packaged adapter: one Hub commit + an index entry, or into a directory or Hub-hosted registry."""
     if (repo_id is None) == (to is None):
         raise click.UsageError("pass exactly one of --repo ORG/NAME or --to PATH")
+    if to is not None and index_dir is not None:
+        raise click.UsageError("--index goes with --repo; with --to the index is PATH itself")
+    hub_index = to if to is not None and to.startswith("hf:") else \
+        index_dir if index_dir is not None and index_dir.startswith("hf:") else None
+    for given, option in ((to, "--to"), (index_dir, "--index")):
+        if given is not None and given is not hub_index and Path(given).is_file():
+            raise click.BadParameter(f"{given!r} is a file, not a directory", param_hint=option)
+    if hub_index is not None:
+        _publish_hub_index(directory, hub_index, repo_id, endpoint, token, private, create_pr, dry_run, keys, as_json)
+        return
     if to is not None:
         from ..publish import publish_local
 
-        if index_dir is not None:
-            raise click.UsageError("--index goes with --repo; with --to the index is PATH itself")
-        local = publish_local(directory, to, dry_run=dry_run, keys=keys)
+        local = publish_local(directory, Path(to), dry_run=dry_run, keys=keys)
         if as_json:
             echo_json({"registry": str(local.root), "dry_run": local.dry_run, "copied": local.copied,
                        "already_published": local.already_published, "entry": local.entry})
@@ -210,7 +220,8 @@ def publish(directory: Path, repo_id: str | None, to: Path | None, endpoint: str
     from ..publish import publish_to_hub
 
     result = publish_to_hub(directory, repo_id, endpoint=endpoint, token=token, private=private,  # type: ignore[arg-type]
-                            create_pr=create_pr, dry_run=dry_run, index=index_dir, keys=keys)
+                            create_pr=create_pr, dry_run=dry_run, index=Path(index_dir) if index_dir else None,
+                            keys=keys)
     if as_json:
         echo_json({"repo_id": result.repo_id, "endpoint": result.endpoint, "commit": result.commit,
                    "dry_run": result.dry_run, "reused_commit": result.reused_commit, "pull_request": result.pull_request,
@@ -232,6 +243,35 @@ def publish(directory: Path, repo_id: str | None, to: Path | None, endpoint: str
 
         click.echo("index entry (to index it, run the same command with --index DIR: the commit is reused):")
         click.echo(dumps_canonical(result.entry))
+
+
+def _publish_hub_index(directory: Path, index: str, repo_id: str | None, endpoint: str | None, token: str | None,
+                       private: bool, create_pr: bool, dry_run: bool, keys: Path | None, as_json: bool) -> None:
+    """``publish --index hf:…`` (files to ``repo_id``) or ``publish --to hf:…`` (files in the index's mirror/)."""
+    from ..publish import publish_to_hub_index
+
+    result = publish_to_hub_index(directory, index, repo_id=repo_id, endpoint=endpoint, token=token,
+                                  private=private, create_pr=create_pr, dry_run=dry_run, keys=keys)
+    published, push = result.published, result.push
+    if as_json:
+        echo_json({"index": result.location, "repo_id": repo_id, "commit": getattr(published, "commit", None),
+                   "dry_run": dry_run, "index_commit": push.commit if push else None,
+                   "uploaded": push.uploaded if push else [], "entry": published.entry})
+        return
+    m = published.manifest
+    if dry_run:
+        click.echo(f"dry run: would publish {m.name} {m.version} into {result.location}"
+                   + (f" with its files in {repo_id}" if repo_id else " with its files in its mirror/"))
+        return
+    if repo_id is not None:
+        verb = "reused existing commit" if published.reused_commit else "committed"
+        click.echo(f"{verb} {published.commit} to {published.endpoint}/{repo_id}")
+    if push is None or push.commit is None:
+        click.echo(f"{m.name} {m.version} is already in {result.location} (identical); nothing to do")
+        return
+    click.echo(f"indexed {m.name} {m.version} in {result.location} (commit {push.commit}, "
+               f"{len(push.uploaded)} file(s) uploaded)")
+    click.echo(f"pull it with: adapterhub pull {m.name}=={m.version} --index {result.location}")
 
 
 __all__ = ["init", "package", "publish", "sign"]

@@ -166,6 +166,34 @@ def _resign(directory: Path, keyring) -> None:
                    f"snapshot v{report.versions['snapshot']}, targets v{report.versions['targets']}")
 
 
+@index_group.command("push")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--to", "to", required=True, metavar="hf:datasets/ORG/NAME",
+              help="The Hub dataset repo to hold the index (created if missing).")
+@click.option("--endpoint", default=None, metavar="URL", help="Hub endpoint (default: HF_ENDPOINT or huggingface.co).")
+@click.option("--token", default=None, help="Hub token (default: the one huggingface_hub finds, e.g. HF_TOKEN).")
+@json_option
+def index_push(directory: Path, to: str, endpoint: str | None, token: str | None, as_json: bool) -> None:
+    """Upload an index directory to a Hub dataset repo: changed files only, in one commit pinned to the head.
+
+    Refused, with nothing committed, when someone else committed to the repo meanwhile. Sign the
+    directory first (`index sign`) for readers who pin its root.
+    """
+    from ..publish.hub_index import push_index
+
+    result = push_index(directory, to, endpoint=endpoint, token=token)
+    if as_json:
+        echo_json({"location": result.location, "endpoint": result.endpoint, "parent": result.parent,
+                   "commit": result.commit, "uploaded": result.uploaded, "deleted": result.deleted})
+        return
+    if result.commit is None:
+        click.echo(f"{result.location} is up to date at {result.parent}")
+        return
+    click.echo(f"committed {result.commit} to {result.location} ({result.endpoint}): {len(result.uploaded)} "
+               f"file(s) uploaded, {len(result.deleted)} deleted")
+    click.echo(f"read it with: adapterhub search --index {result.location}")
+
+
 @index_group.command("add")
 @click.argument("manifest_path", metavar="MANIFEST", type=click.Path(exists=True, path_type=Path))
 @click.option("--index", "index_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -302,7 +330,7 @@ def index_rotate_keys(directory: Path, keys: Path, new_keys: Path, thresholds: t
 
 
 @index_group.command("verify")
-@click.argument("location", required=False, metavar="[DIR|URL]")
+@click.argument("location", required=False, metavar="[DIR|URL|hf:datasets/ORG/NAME]")
 @click.option("--root", "root_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Root metadata to trust (default: the pinned root, the package's pin for the bundled index, "
                    "else the index's own root, which checks consistency only).")
@@ -327,7 +355,7 @@ def index_verify(location: str | None, root_file: Path | None, as_json: bool) ->
 
 
 @index_group.command("trust")
-@click.argument("location", required=False, metavar="DIR|URL")
+@click.argument("location", required=False, metavar="DIR|URL|hf:datasets/ORG/NAME")
 @click.option("--root", "root_file", default=None, metavar="FILE|bundled",
               help="Root metadata to pin, as published by the index's operator ('bundled': the root pinned in this "
                    "package). Without it, the index's current root is trusted on first use.")

@@ -56,13 +56,20 @@ class HttpBackend:
     Fetches go through the shared transport (:mod:`adapterhub.transport`): retries with backoff on
     connection errors, 429 and 5xx, redirects only to http(s), a deadline and minimum rate, and the
     size cap enforced while the body streams. Every transfer failure is a typed ``DownloadError``.
+
+    ``immutable``: the base URL names content that never changes (a Hub commit), so a cached file is
+    used as it is, without a revalidating request. ``token``: as :meth:`Transport.fetch` takes it (None:
+    the user's stored token, sent only where the transport's token scope allows).
     """
 
     def __init__(self, base_url: str, cache_dir: Path | None, *, offline: bool = False,
-                 options: FetchOptions | None = None, transport: Transport | None = None) -> None:
+                 options: FetchOptions | None = None, transport: Transport | None = None,
+                 immutable: bool = False, token: str | bool | None = None) -> None:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.location = self.base_url
         self.offline = offline
+        self.immutable = immutable
+        self.token = token
         self.cache_dir = cache_dir / hashlib.sha256(self.base_url.encode()).hexdigest()[:32] if cache_dir else None
         self._transport = transport
         self._options = options
@@ -103,8 +110,17 @@ class HttpBackend:
             return None, None, False
         return body, meta.get("etag"), True
 
+    def forget(self, relative: str) -> None:
+        """Drop the cached copy of ``relative`` (a verifier refused it: the next read fetches it again)."""
+        for path in self._cached(relative) or ():
+            path.unlink(missing_ok=True)
+
     def read(self, relative: str, max_bytes: int = MAX_INDEX_FILE_BYTES) -> bytes | None:
         cached_body, etag, have_cache = self._load_cached(relative)
+        if have_cache and self.immutable:
+            if cached_body is not None and len(cached_body) > max_bytes:
+                raise IndexFileSizeError(f"{self.base_url}{relative}: larger than {max_bytes} bytes")
+            return cached_body
         if self.offline:
             if have_cache:
                 return cached_body
@@ -112,7 +128,8 @@ class HttpBackend:
         headers = {"If-None-Match": etag} if have_cache and etag else {}
         url = self.base_url + relative
         try:
-            got = self.transport.fetch(url, max_bytes=max_bytes, headers=headers, keep=(304, 404, 410, 451))
+            got = self.transport.fetch(url, max_bytes=max_bytes, headers=headers, token=self.token,
+                                       keep=(304, 404, 410, 451))
         except SizeLimitError:
             raise IndexFileSizeError(f"{url}: larger than {max_bytes} bytes") from None
         except DownloadError as exc:

@@ -17,6 +17,7 @@ from ..names import normalize_name, validate_name
 from ..schema import INDEX_CONFIG_SCHEMA, validate_document
 from .backends import HttpBackend, IndexBackend, LocalBackend
 from .entries import IndexEntry, parse_entry_file
+from .hub_index import hub_index_backend, is_hub_location
 from .layout import CONFIG_FILE, SEARCH_FILE, entry_path
 from .trust import authenticate
 
@@ -93,7 +94,8 @@ class Index:
 def open_index(location: str | Path | None = None, *, offline: bool | None = None,
                cache_dir: Path | None = None, validate_entries: bool = True, trust_dir: Path | None = None,
                options: FetchOptions | None = None) -> Index:
-    """Open an index: None = the bundled one, a directory path, or an http(s) base URL.
+    """Open an index: None = the bundled one, a directory path, an http(s) base URL, or a Hub dataset repo
+    (``hf:datasets/ORG/NAME[@REV]``, read at the commit its revision names now: :mod:`.hub_index`).
 
     An index whose root the user pinned (``adapterhub index trust``) is read through signature checks
     (:mod:`adapterhub.registry.trust`); the bundled index is package data, trusted like the code itself.
@@ -109,11 +111,13 @@ def open_index(location: str | Path | None = None, *, offline: bool | None = Non
 
 def index_backend(location: str | Path, *, offline: bool | None = None, cache_dir: Path | None = None,
                   options: FetchOptions | None = None) -> IndexBackend:
-    """The backend that fetches the files of a directory or http(s) index (no authentication)."""
+    """The backend that fetches the files of a directory, http(s) or Hub index (no authentication)."""
     text = str(location)
+    off = settings.offline() if offline is None else offline
     if text.startswith(("http://", "https://")):
-        off = settings.offline() if offline is None else offline
         return HttpBackend(text, (cache_dir or settings.cache_dir()) / "index", offline=off, options=options)
+    if is_hub_location(location):
+        return hub_index_backend(text, (cache_dir or settings.cache_dir()) / "index", offline=off, options=options)
     if text.startswith("file://"):
         text = text[len("file://"):]
     return LocalBackend(Path(text))

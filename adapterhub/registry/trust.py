@@ -24,6 +24,7 @@ from .. import resources, settings
 from ..errors import IndexTrustError, NotFoundError
 from ..fileio import atomic_write_bytes
 from ..jsonio import dumps_pretty, load_strict, loads_strict
+from .hub_index import is_hub_location, trust_key
 from .layout import METADATA_DIR
 from .trust_entry import TrustEntry
 
@@ -35,8 +36,11 @@ MAX_ROOT_BYTES = 512_000
 
 
 def location_key(location: str | Path) -> str:
-    """The canonical name of an index location: a base URL ending in '/' or an absolute directory."""
+    """The canonical name of an index location: a base URL ending in '/', ``hf:datasets/ORG/NAME`` (any
+    revision: trust is per repository) or an absolute directory."""
     text = str(location)
+    if is_hub_location(location):
+        return trust_key(text)
     if text.startswith(("http://", "https://")):
         return text if text.endswith("/") else text + "/"
     if text.startswith("file://"):

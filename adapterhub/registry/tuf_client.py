@@ -196,9 +196,12 @@ class VerifiedBackend:
             raise MetadataSizeError(f"{where}: the signed length {info.length} is over the cap of {max_bytes} bytes")
         hint = ("a tampering mirror or man in the middle; or the index changed while it was being published, "
                 "then a retry succeeds")
+        forget = getattr(self.inner, "forget", None)  # a refused copy is not kept (the HTTP backends' cache)
         try:
             data = self.inner.read(relative, max_bytes=info.length)
         except SizeLimitError:
+            if forget is not None:
+                forget(relative)
             raise IndexTrustError(f"{where}: does not match the signed index metadata (longer than its signed "
                                   f"length, {info.length} bytes)", hint=hint) from None
         if data is None:
@@ -207,6 +210,8 @@ class VerifiedBackend:
         try:
             info.verify_length_and_hashes(data)
         except tuf_errors.LengthOrHashMismatchError:
+            if forget is not None:
+                forget(relative)
             raise IndexTrustError(f"{where}: does not match the signed index metadata (length or sha256)",
                                   hint=hint) from None
         return data
