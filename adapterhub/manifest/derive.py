@@ -29,10 +29,10 @@ from typing import Any
 
 from ..errors import IntegrityError, NotFoundError, SchemaError, SchemaProblem
 from ..names import is_repo_id, manifest_name
-from .adapters_config import bottleneck_config
+from .adapters_config import bottleneck_config, flat_config, lora_config, prefix_config
 from .io import CURRENT_SCHEMA_VERSION, MANIFEST_FILENAME, SIGNATURE_FILENAME, parse_manifest
 from .peft_config import check_peft_config, peft_method, peft_scalars, peft_unsupported
-from .peft_targets import peft_placement
+from .peft_targets import library_lora_locations, peft_placement
 from .roles import CARD_FILE, guess_role
 from .types import FileEntry, Manifest
 
@@ -220,7 +220,7 @@ def _base_facts(config: Mapping[str, Any], base_id: str | None, revision: str | 
                  "(num_hidden_layers, num_layers, n_layer or n_layers)")])
     base: dict[str, Any] = {"id": base_id or "unknown", "model_type": model_type, "hidden_size": hidden,
                             "num_hidden_layers": layers}
-    if config.get("is_encoder_decoder"):
+    if config.get("is_encoder_decoder") or "num_decoder_layers" in config or "decoder_layers" in config:
         base["num_decoder_layers"] = _config_int(config, "num_decoder_layers", "decoder_layers") or layers
     if revision:
         base["revision"] = revision
@@ -257,11 +257,17 @@ def _from_library(meta: dict[str, Any], head_meta: Any, base: dict[str, Any], wh
         raise SchemaError(f"{where}: {FOREIGN_CONFIG}", [SchemaProblem(
             "/model_type", f"{stated_type!r}, but the base's config.json says {base['model_type']!r}")])
     arch = cfg.get("architecture") or "bottleneck"
-    if arch != "bottleneck":
-        raise SchemaError(f"{where}: {FOREIGN_CONFIG}", [SchemaProblem(
-            "/config/architecture", f"{arch!r} adapters of the adapters library cannot be derived yet "
-                                    "(bottleneck and Compacter can); convert the directory with `adapterhub init`")])
-    method, config = bottleneck_config(cfg, "version" in meta, f"{where}: {FOREIGN_CONFIG}")
+    source = f"{where}: {FOREIGN_CONFIG}"
+    if arch == "bottleneck":
+        method, config = bottleneck_config(cfg, "version" in meta, source)
+    elif arch == "lora":
+        method, config = lora_config(cfg, meta, library_lora_locations(base["model_type"]))
+    elif arch == "prefix_tuning":
+        method, config = "prefix_tuning", flat_config(prefix_config(cfg))
+    else:
+        raise SchemaError(source, [SchemaProblem("/config/architecture", f"{arch!r} adapters of the adapters "
+                                                 "library are not supported (bottleneck, Compacter, LoRA, IA3 and "
+                                                 "prefix tuning are)")])
     head = None
     if head_meta is not None:
         head_cfg = head_meta.get("config") if isinstance(head_meta, dict) else None
