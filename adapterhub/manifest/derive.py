@@ -40,8 +40,8 @@ FOREIGN_CONFIG = "adapter_config.json"
 FUSION_CONFIG = "adapter_fusion_config.json"
 HEAD_CONFIG = "head_config.json"
 REPO_FILES = (".gitattributes", CARD_FILE, SIGNATURE_FILENAME)
-"""Files a repo holds besides an ``adapterhub.json`` release's payload (its card, git's attributes, the
-signature) that the release's manifest does not list."""
+"""Files a repo may hold beside an ``adapterhub.json`` release's payload without its manifest listing them
+(git's attributes, the card, the signature); when the manifest lists one, it is checked like any file."""
 LAYOUT_WEIGHTS = {
     "peft": ("adapter_model.safetensors", "adapter_model.bin"),
     "adapters-library": ("adapter.safetensors", "pytorch_adapter.bin"),
@@ -189,8 +189,8 @@ def derive_manifest(config_files: Mapping[str, Any], files: Sequence[FileEntry],
 def _stated_manifest(data: Any, files: Sequence[FileEntry], where: str) -> Manifest:
     """The repo's own ``adapterhub.json``, once its files are exactly the ones the repo holds."""
     manifest = parse_manifest(data, f"{where}: {MANIFEST_FILENAME}")
-    listed = {f.path: f for f in files if f.path not in (MANIFEST_FILENAME, *REPO_FILES)}
     stated = {f.path: f for f in manifest.files}
+    listed = {f.path: f for f in files if f.path != MANIFEST_FILENAME and (f.path not in REPO_FILES or f.path in stated)}
     for path in sorted(set(stated) | set(listed)):
         mine, theirs = stated.get(path), listed.get(path)
         if mine is None:

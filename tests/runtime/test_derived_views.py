@@ -15,13 +15,15 @@ import json
 import pytest
 import torch
 from support.derive_support import base_config_of, derive_dir, make_view
-from support.runtime_helpers import hidden, inputs_for, tiny_config, tiny_model
+from support.runtime_helpers import ARCHS, hidden, inputs_for, tiny_config, tiny_model
 from support.tolerances import assert_close, model_terms
 
 from adapterhub.errors import IncompatibleBaseError, IntegrityError, SchemaError
 from adapterhub.manifest import manifest_to_dict, parse_manifest, write_manifest
+from adapterhub.manifest.peft_targets import library_lora_locations, projections
 from adapterhub.publish.scaffold import init_adapter
-from adapterhub.runtime import wrap
+from adapterhub.runtime import bind, wrap
+from adapterhub.runtime.module_paths import slot_index
 
 TARGETS = {  # PEFT module names: attention, ffn in, ffn out
     "bert": (["query", "value"], ["intermediate.dense"], ["output.dense"]),
@@ -216,3 +218,23 @@ def test_a_derived_view_written_again_reads_the_same(tmp_path):
     manifest = derive_dir(tmp_path / "repo", base_config_of(tiny_model("llama")))
     path = write_manifest(manifest, tmp_path / "adapterhub.json")
     assert parse_manifest(json.loads(path.read_text())) == manifest
+
+
+@pytest.mark.parametrize(("arch", "overrides"), [(a, {}) for a in ARCHS] + [("t5", {"feed_forward_proj": "gated-gelu"})])
+def test_the_torch_free_projection_table_is_the_architecture_tables(arch, overrides):
+    """Derivation places PEFT targets with ``manifest/peft_targets.py``; the runtime binds ``runtime/arch.py``.
+    Both must name the same module for the same (layer, target) on every family, and the library's LoRA
+    locations the same way."""
+    model = tiny_model(arch, **overrides)
+    binding = bind(model)
+    ours = {(path, ref.layer.index, slot.key.removeprefix("cross_"))
+            for path, ref in slot_index(binding).items() for slot in ref.slots}
+    config = base_config_of(model)
+    stacks = projections(config["model_type"], config)
+    counts = [binding.num_hidden_layers, binding.num_decoder_layers or 0]
+    table, offset = set(), 0
+    for stack, count in zip(stacks, counts, strict=False):
+        table |= {(f"{stack.path}.{i}.{path}", offset + i, key) for i in range(count) for key, path in stack.projections}
+        offset += count
+    assert table == ours
+    assert library_lora_locations(config["model_type"]) == dict(binding.family.library_lora_locations)
