@@ -153,3 +153,18 @@ def flat_config(config: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in config.items() if k not in ("bottleneck_size", "non_linearity")}
     out["flat"] = True
     return out
+
+
+FUSION_KEYS = ("key", "query", "value", "query_before_ln", "regularization", "residual_before", "temperature",
+               "value_before_softmax", "value_initialized")
+
+
+def fusion_config(cfg: dict[str, Any], members: list[str]) -> dict[str, Any]:
+    """Our fusion config for the library's fusion ``config`` over ``members`` (names as the manifest lists them)."""
+    config: dict[str, Any] = {"members": list(members)}
+    for k in FUSION_KEYS:
+        if k in cfg:
+            config[k] = bool(cfg[k])
+    if cfg.get("dropout_prob") is not None:
+        config["dropout_prob"] = float(cfg["dropout_prob"])
+    return config

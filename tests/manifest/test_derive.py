@@ -168,7 +168,7 @@ def test_missing_pieces_are_typed_and_say_what_to_do():
         derive(lora(), base={"model_type": "bert"})
     with pytest.raises(SchemaError, match="40-hex"):
         derive(lora(), origin=HubOrigin("o/r", "main"))
-    with pytest.raises(SchemaError, match="fusion"):
+    with pytest.raises(NotFoundError, match="no fusion weights"):
         derive_manifest({"adapter_fusion_config.json": {"adapter_names": ["a", "b"]}}, PEFT_FILES,
                         HubOrigin("o/r", COMMIT), BERT)
 
@@ -210,3 +210,27 @@ def test_deriving_imports_no_torch():
     code = ("import sys, adapterhub.manifest.derive; "
             "assert not {'torch', 'transformers'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_a_fusion_folder_depends_on_its_sibling_member_folders_at_the_same_commit():
+    meta = {"adapter_names": ["sst2", "mnli"], "config": {"key": True, "query": True, "value": False,
+                                                          "dropout_prob": 0.1, "temperature": False},
+            "model_type": "bert", "hidden_size": 64, "model_name": "org/base", "name": "sst2,mnli"}
+    files = [FileEntry("adapter_fusion_config.json", 10, SHA), FileEntry("model_adapter_fusion.safetensors", 10, SHA)]
+    m = derive_manifest({"adapter_fusion_config.json": meta}, files, HubOrigin("o/r", COMMIT, "runs/sst2,mnli"), BERT)
+    assert m.adapter.method == "fusion"
+    assert m.adapter.config.stated() == {"members": ("o-r-runs-sst2", "o-r-runs-mnli"), "key": True, "query": True,
+                                         "value": False, "temperature": False, "dropout_prob": 0.1}
+    assert [(d.name, d.spec, d.role) for d in m.dependencies] == [
+        ("o-r-runs-sst2", "==0+g1234567890ab", "member"), ("o-r-runs-mnli", "==0+g1234567890ab", "member")]
+    assert m.extensions["x-adapterhub-derived"]["members"] == {"o-r-runs-sst2": "runs/sst2", "o-r-runs-mnli": "runs/mnli"}
+    assert m.base_model.id == "org/base" and m.sources[0].subfolder == "runs/sst2,mnli"
+    member = derive_manifest({"adapter_config.json": {"config": {"mh_adapter": False, "output_adapter": True,
+                                                                 "reduction_factor": 16, "non_linearity": "relu"}}},
+                             [FileEntry("adapter_config.json", 1, SHA), FileEntry("adapter.safetensors", 1, SHA)],
+                             HubOrigin("o/r", COMMIT, "runs/sst2"), BERT)
+    assert (member.name, member.version) == ("o-r-runs-sst2", "0+g1234567890ab")  # what the fusion pins
+    with pytest.raises(SchemaError) as err:
+        derive_manifest({"adapter_fusion_config.json": {**meta, "adapter_names": []}}, files, HubOrigin("o/r", COMMIT),
+                        BERT)
+    assert problem(err) == "/adapter_names"

@@ -14,12 +14,15 @@ import json
 
 import pytest
 import torch
-from support.derive_support import base_config_of, derive_dir, make_view
+from support.derive_support import COMMIT, base_config_of, config_files, derive_dir, listing, make_view
+from support.paths import REFERENCE
 from support.runtime_helpers import ARCHS, hidden, inputs_for, tiny_config, tiny_model
 from support.tolerances import assert_close, model_terms
 
+from adapterhub.compose import Fuse
 from adapterhub.errors import IncompatibleBaseError, IntegrityError, SchemaError
 from adapterhub.manifest import manifest_to_dict, parse_manifest, write_manifest
+from adapterhub.manifest.derive import HubOrigin, derive_manifest
 from adapterhub.manifest.peft_targets import library_lora_locations, projections
 from adapterhub.publish.scaffold import init_adapter
 from adapterhub.runtime import bind, wrap
@@ -238,3 +241,31 @@ def test_the_torch_free_projection_table_is_the_architecture_tables(arch, overri
         offset += count
     assert table == ours
     assert library_lora_locations(config["model_type"]) == dict(binding.family.library_lora_locations)
+
+
+def test_a_derived_fusion_repo_loads_over_its_derived_member_folders(tmp_path):
+    """An ``adapters`` repo saved with its members beside the fusion folder (the committed reference fixture:
+    ``a/``, ``b/``, ``fusion/``): every folder is derived on its own, the fusion's members are the derived
+    names of its sibling folders at the same commit, and the three views compute what the library did."""
+    import transformers
+    from safetensors.torch import load_file
+
+    case = REFERENCE / "adapters" / "bert" / "fuse_seq_bn"
+    meta = json.loads((case / "case.json").read_text())
+    base_dir = REFERENCE / meta["base"]
+    base_config = json.loads((base_dir / "config.json").read_text())
+    model = getattr(transformers, meta["base_class"]).from_pretrained(str(base_dir), attn_implementation="eager").eval()
+    handle = wrap(model)
+    loaded = {}
+    for folder in ("a", "b", "fusion"):
+        manifest = derive_manifest(config_files(case / "safetensors" / folder), listing(case / "safetensors" / folder),
+                                   HubOrigin("someone/fused", COMMIT, folder), base_config)
+        loaded[folder] = handle.load(make_view(case / "safetensors" / folder, tmp_path / folder, manifest),
+                                     activate=False)
+    fusion = handle.attached[loaded["fusion"]]
+    assert fusion.config.members == (loaded["a"], loaded["b"]) == ("someone-fused-a", "someone-fused-b")
+    handle.activate(Fuse(loaded["a"], loaded["b"], fusion=loaded["fusion"]))
+    io = load_file(str(case / "io.safetensors"))
+    with torch.no_grad():
+        got = model(input_ids=io["input_ids"], attention_mask=io["attention_mask"]).last_hidden_state
+    assert_close(got, io["expected"], terms=model_terms(model), mask=io["attention_mask"].bool())
