@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from support.doc_examples import run_doc_examples
 from support.manifest_samples import VALID_MANIFEST
 from support.paths import REPO
 
@@ -234,3 +235,8 @@ def test_a_fusion_folder_depends_on_its_sibling_member_folders_at_the_same_commi
         derive_manifest({"adapter_fusion_config.json": {**meta, "adapter_names": []}}, files, HubOrigin("o/r", COMMIT),
                         BERT)
     assert problem(err) == "/adapter_names"
+
+
+def test_the_derived_manifests_docs_run():
+    namespace = run_doc_examples("manifest.md", section="Derived manifests (Hub repos without an `adapterhub.json`)")
+    assert namespace["m"].adapter.method == "lora"
