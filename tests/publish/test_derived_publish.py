@@ -47,3 +47,18 @@ def test_init_then_publish_keeps_the_derived_manifest_and_it_pulls_back(pulled_v
     wrap(direct).load(pulled_view)
     wrap(via_index).load(again.path)
     assert torch.equal(hidden(direct, inputs), hidden(via_index, inputs))  # the same bytes, the same code path
+
+
+def test_init_converts_a_gpt2_peft_lora_whose_slots_share_one_lora_a(tmp_path):
+    """Was a RuntimeError from safetensors ("Some tensors share memory"): PEFT's one ``lora_A`` of GPT-2's fused
+    ``c_attn`` became the q, k and v slots' tensors without a copy, and the converted directory could not be written."""
+    peft = pytest.importorskip("peft", reason="peft is not installed in this environment")
+    from support.runtime_helpers import tiny_config
+
+    cfg = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], fan_in_fan_out=True)
+    peft.get_peft_model(tiny_model("gpt2"), cfg).save_pretrained(tmp_path / "peft")
+    tiny_config("gpt2").save_pretrained(tmp_path / "base")
+    result = init_adapter(tmp_path / "peft", out=tmp_path / "ours", base=tmp_path / "base")
+    assert result.manifest.adapter.config["target_modules"] == ("q", "k", "v")
+    model = tiny_model("gpt2")
+    wrap(model).load(tmp_path / "ours")
