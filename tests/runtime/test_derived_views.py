@@ -21,7 +21,7 @@ from support.tolerances import assert_close, model_terms
 
 from adapterhub.compose import Fuse
 from adapterhub.errors import IncompatibleBaseError, IntegrityError, SchemaError
-from adapterhub.manifest import manifest_to_dict, parse_manifest, write_manifest
+from adapterhub.manifest import load_manifest, manifest_to_dict, parse_manifest, write_manifest
 from adapterhub.manifest.derive import HubOrigin, derive_manifest
 from adapterhub.manifest.peft_targets import library_lora_locations, projections
 from adapterhub.publish.scaffold import init_adapter
@@ -90,6 +90,23 @@ def _same_as_init(directory, manifest, arch, tmp_path) -> None:
     assert (manifest.head is None) == (converted.head is None)
 
 
+def _attach_and_compare(arch, manifest, ref, tmp_path, *, float64: bool = True) -> None:
+    """Lay ``manifest`` out as a view over ``tmp_path/repo``, attach it, compare with ``ref`` (fp32, then float64)
+    and with what ``adapterhub init`` converts the same directory into."""
+    view = make_view(tmp_path / "repo", tmp_path / "view", manifest)
+    inputs = inputs_for(arch)
+    model = tiny_model(arch)
+    assert wrap(model).load(view) == manifest.name
+    want = hidden(ref, inputs)
+    assert (want - hidden(tiny_model(arch), inputs)).abs().max() > 1e-3  # the adapter does something
+    _check(hidden(model, inputs), want, inputs, model)
+    if float64:
+        model64 = tiny_model(arch).double()
+        wrap(model64).load(view)
+        _check(hidden(model64, inputs), hidden(ref.double(), inputs), inputs, model)
+    _same_as_init(tmp_path / "repo", manifest, arch, tmp_path)
+
+
 @pytest.mark.parametrize("case", list(PEFT_CASES))
 def test_a_derived_peft_view_computes_what_peft_computes(case, tmp_path):
     peft = pytest.importorskip("peft", reason="peft is not installed in this environment")
@@ -99,18 +116,7 @@ def test_a_derived_peft_view_computes_what_peft_computes(case, tmp_path):
     assert manifest.adapter.method == kind and manifest.sources[0].type == "hf"
     if layers:
         assert list(manifest.adapter.config["leave_out"]) == [i for i in range(2) if i not in layers]
-    view = make_view(tmp_path / "repo", tmp_path / "view", manifest)
-    inputs = inputs_for(arch)
-    model = tiny_model(arch)
-    name = wrap(model).load(view)
-    assert name == manifest.name
-    want = hidden(ref, inputs)
-    assert (want - hidden(tiny_model(arch), inputs)).abs().max() > 1e-3  # the adapter does something
-    _check(hidden(model, inputs), want, inputs, model)
-    model64 = tiny_model(arch).double()
-    wrap(model64).load(view)
-    _check(hidden(model64, inputs), hidden(ref.double(), inputs), inputs, model)
-    _same_as_init(tmp_path / "repo", manifest, arch, tmp_path)
+    _attach_and_compare(arch, manifest, ref, tmp_path)
 
 
 def test_a_peft_head_is_derived_from_the_task_type_and_attaches(tmp_path):
@@ -158,6 +164,14 @@ def test_a_derived_view_on_another_base_fails_as_a_base_mismatch(tmp_path):
                      derive_dir(tmp_path / "repo", base_config_of(tiny_model("bert"))))
     with pytest.raises(IncompatibleBaseError, match="hidden_size=32"):
         wrap(tiny_model("bert", hidden_size=48, intermediate_size=40)).load(view)
+    model = tiny_model("bert")
+    doc = manifest_to_dict(load_manifest(view))
+    doc["base_model"]["fingerprint"] = "sha256:" + "0" * 64  # a fingerprint, once stated, is checked
+    stated = make_view(tmp_path / "repo", tmp_path / "stated", parse_manifest(doc))
+    with pytest.raises(IncompatibleBaseError, match="fingerprint"):
+        wrap(model).load(stated)
+    doc["base_model"]["fingerprint"] = wrap(model).fingerprint
+    assert wrap(model).load(make_view(tmp_path / "repo", tmp_path / "right", parse_manifest(doc)))
 
 
 @pytest.mark.parametrize(("key", "value"), [("layer_replication", [[0, 2]]), ("trainable_token_indices", [3]),
@@ -199,19 +213,10 @@ def test_a_derived_adapters_library_view_computes_what_the_library_computes(case
     ref.add_adapter("a", config=cfg)
     _randomize(ref, (".a.", "shared_parameters"))
     ref.eval().set_active_adapters("a")
-    inputs = inputs_for(arch)
-    want = hidden(body, inputs)
     ref.save_adapter(str(tmp_path / "repo"), "a", use_safetensors=config != "prefix")
-    manifest = derive_dir(tmp_path / "repo", base_config_of(tiny_model(arch)))
-    view = make_view(tmp_path / "repo", tmp_path / "view", manifest)
-    model = tiny_model(arch)
-    wrap(model).load(view)
-    _check(hidden(model, inputs), want, inputs, model)
-    if config != "prefix":  # the flat prefix form is stored in fp32: one rounding, no float64 proof
-        model64 = tiny_model(arch).double()
-        wrap(model64).load(view)
-        _check(hidden(model64, inputs), hidden(body.double(), inputs), inputs, model)
-    _same_as_init(tmp_path / "repo", manifest, arch, tmp_path)
+    # the flat prefix form is stored in fp32 (one rounding of each value): no float64 proof for it
+    _attach_and_compare(arch, derive_dir(tmp_path / "repo", base_config_of(tiny_model(arch))), body, tmp_path,
+                        float64=config != "prefix")
 
 
 def test_a_derived_view_written_again_reads_the_same(tmp_path):

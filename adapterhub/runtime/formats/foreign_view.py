@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import IncompatibleBaseError, IntegrityError, NotFoundError
-from ...fileio import sha256_file
 from ...jsonio import load_strict
 from ...manifest.derive import FOREIGN_CONFIG, FUSION_CONFIG
 from ...manifest.io import manifest_to_dict
@@ -25,6 +24,7 @@ from ...manifest.types import Manifest
 from ..arch import Binding
 from ..methods import REGISTRY
 from ..package import AdapterPackage, BaseFacts
+from .adapterhub_dir import verified_file
 
 Reader = Callable[[Path, dict[str, Any], Binding], AdapterPackage]
 SET_VALUED = ("target_modules", "feedforward_modules", "leave_out", "locations")
@@ -37,20 +37,6 @@ def foreign_config(manifest: Manifest) -> str | None:
     return next((name for name in (FUSION_CONFIG, FOREIGN_CONFIG) if name in listed), None)
 
 
-def verify_files(directory: Path, manifest: Manifest) -> None:
-    """Every listed file present with the manifest's size and sha256 (typed error naming the file)."""
-    for entry in manifest.files:
-        path = directory / entry.path
-        if not path.is_file():
-            raise NotFoundError(f"{path}: listed in the manifest but missing")
-        size = path.stat().st_size
-        if size != entry.size:
-            raise IntegrityError(f"{path}: {size} bytes, manifest says {entry.size}")
-        digest = sha256_file(path)
-        if digest != entry.sha256:
-            raise IntegrityError(f"{path}: sha256 {digest} does not match the manifest's {entry.sha256}")
-
-
 def read_foreign_view(directory: Path, manifest: Manifest, binding: Binding | None, readers: dict[str, Reader]
                       ) -> AdapterPackage:
     """The package of ``directory`` (``readers``: ``peft``/``adapters``/``adapters-fusion`` -> reader)."""
@@ -59,7 +45,8 @@ def read_foreign_view(directory: Path, manifest: Manifest, binding: Binding | No
     if binding is None:
         raise NotFoundError(f"{directory}: its weights are in a foreign layout, named by module path; reading "
                             "them needs the target model", hint="use AdapterModel.load")
-    verify_files(directory, manifest)
+    for entry in manifest.files:
+        verified_file(directory, entry)
     base = BaseFacts.from_manifest(manifest.base_model)
     mine = BaseFacts.of(binding)
     if mine.shape_differs(base):
