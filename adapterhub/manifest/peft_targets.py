@@ -20,6 +20,10 @@ from typing import Any
 from .peft_config import peft_unsupported
 
 NEUTRAL_ORDER = ("q", "k", "v", "o", "ffn_in", "ffn_gate", "ffn_out")
+TASK_PREFIXES = ("", "bert.", "roberta.", "distilbert.", "transformer.", "model.", "base_model.model.")
+"""Where a task model keeps its backbone (``BertFor*``: ``bert.``, ``XLMRobertaFor*``: ``roberta.``, Llama:
+``model.``, GPT-2: ``transformer.``; T5 has none): a regular-expression ``target_modules`` is matched against
+the module's full name, which starts with one of these."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,7 @@ def peft_placement(cfg: dict[str, Any], model_type: str, base_config: Mapping[st
     if keep is not None and not (isinstance(keep, list) and all(isinstance(i, int) for i in keep)):
         raise peft_unsupported("/layers_to_transform", f"{keep!r} is not a layer index or a list of them")
     stacks = projections(model_type, base_config)
-    prefixes = ("", f"{model_type.replace('-', '_')}.", "model.", "transformer.", "base_model.model.")
+    prefixes = TASK_PREFIXES
     per_layer: list[frozenset[str]] = []
     feedforward: set[str] = set()
     targets: set[str] = set()

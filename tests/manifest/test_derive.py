@@ -102,6 +102,16 @@ def test_fused_and_encoder_decoder_projections():
                                           "feedforward_modules": ("ffn_out",)}
 
 
+@pytest.mark.parametrize(("base", "pattern", "want"), [
+    ({"model_type": "llama", "hidden_size": 8, "num_hidden_layers": 2}, r"model\.layers\.\d+\.self_attn\.(q|v)_proj",
+     ("q", "v")),
+    ({"model_type": "xlm-roberta", "hidden_size": 8, "num_hidden_layers": 2}, r"roberta\..*\.(key|value)", ("k", "v")),
+    (GPT2, r"transformer\.h\.\d+\.mlp\.c_fc", ("ffn_in",)),
+])
+def test_a_regular_expression_matches_the_task_models_full_module_names(base, pattern, want):
+    assert derive(lora(target_modules=pattern), base=base).adapter.config["target_modules"] == want
+
+
 def test_dora_and_loha():
     assert derive(lora(use_dora=True)).adapter.method == "dora"
     loha = derive({"peft_type": "LOHA", "r": 4, "alpha": 2, "rank_dropout": 0.1, "target_modules": ["query"]})
