@@ -13,7 +13,7 @@ from typing import Any
 from ...errors import IntegrityError, NotFoundError
 from ...fileio import sha256_file, staged_directory
 from ...manifest.io import MANIFEST_FILENAME, load_manifest, manifest_to_dict, parse_manifest, write_manifest
-from ...manifest.types import Manifest
+from ...manifest.types import FileEntry, Manifest
 from ..heads import HEAD_FILE
 from ..package import ADAPTER_FILES, WEIGHTS_FILE, AdapterPackage, BaseFacts
 from ..safetensors_io import read_safetensors, write_safetensors
@@ -21,9 +21,11 @@ from ..safetensors_io import read_safetensors, write_safetensors
 
 def _verified(directory: Path, manifest: Manifest, role: str, default: str) -> Path | None:
     entries = [f for f in manifest.files if f.role == role] or [f for f in manifest.files if f.path == default]
-    if not entries:
-        return None
-    entry = entries[0]
+    return verified_file(directory, entries[0]) if entries else None
+
+
+def verified_file(directory: Path, entry: FileEntry) -> Path:
+    """``directory/entry.path`` once it exists with the manifest's size and sha256 (typed error naming it)."""
     path = directory / entry.path
     if not path.is_file():
         raise NotFoundError(f"{path}: listed in the manifest but missing")
@@ -36,8 +38,9 @@ def _verified(directory: Path, manifest: Manifest, role: str, default: str) -> P
     return path
 
 
-def read_ours(directory: Path) -> AdapterPackage:
-    manifest = load_manifest(directory)
+def read_ours(directory: Path, manifest: Manifest | None = None) -> AdapterPackage:
+    """Our layout: the manifest (``manifest``: already loaded from ``directory``) and our tensor names."""
+    manifest = manifest or load_manifest(directory)
     weights = _verified(directory, manifest, "weights", WEIGHTS_FILE)
     if weights is None:
         raise NotFoundError(f"{directory}: the manifest lists no weights file ({WEIGHTS_FILE})")
