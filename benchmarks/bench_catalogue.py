@@ -34,7 +34,8 @@ def run_once(args: list[str], checkout: Path | None) -> float:
         env["PYTHONPATH"] = str(checkout)
     try:
         start = time.perf_counter()
-        subprocess.run(args, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # cwd: a neutral directory (``python -m``/``-c`` put the cwd before PYTHONPATH on sys.path)
+        subprocess.run(args, check=True, env=env, cwd=cache, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return time.perf_counter() - start
     finally:
         shutil.rmtree(cache, ignore_errors=True)
@@ -46,7 +47,8 @@ from adapterhub.registry import SearchQuery, open_index, search
 times = []
 for _ in range(200):
     t = time.perf_counter(); search(open_index(), SearchQuery(sys.argv[1])); times.append(time.perf_counter() - t)
-print(statistics.median(times) * 1000)
+import adapterhub
+print(statistics.median(times) * 1000, adapterhub.__file__)
 """
 """Open the bundled index and search it, in one process: the part of the command the catalogue's size can change."""
 
@@ -56,8 +58,12 @@ def in_process_ms(checkout: Path, term: str) -> float:
     env["PYTHONPATH"] = str(checkout)
     with tempfile.TemporaryDirectory(prefix="bench-catalogue-") as cache:
         env["ADAPTERHUB_CACHE"] = cache
-        out = subprocess.run([sys.executable, "-c", IN_PROCESS, term], check=True, env=env, capture_output=True, text=True)
-    return round(float(out.stdout.strip()), 3)
+        out = subprocess.run([sys.executable, "-c", IN_PROCESS, term], check=True, env=env, cwd=cache,
+                             capture_output=True, text=True)
+    median, module = out.stdout.split()
+    if not Path(module).resolve().is_relative_to(checkout):
+        raise SystemExit(f"{checkout}: the process imported {module}, not this checkout")
+    return round(float(median), 3)
 
 
 def summary_facts(checkout: Path) -> dict[str, int]:
