@@ -167,7 +167,7 @@ def prefiltered(lines: list[bytes], needles: list[str]) -> list[bytes]:
     keep = _lines_holding(data.lower(), encoded[0], starts)
     for needle in encoded[1:]:
         keep = {i for i in keep if needle in lines[i].lower()}
-    for marker in _PREFILTER_KEEP:
+    for marker in _PREFILTER_KEEP if not data.isascii() else _PREFILTER_KEEP[:1]:  # İ and K are not ASCII
         keep |= _lines_holding(data, marker, starts)
     return [line if i in keep else b"" for i, line in enumerate(lines)]
 
