@@ -82,6 +82,7 @@ def main() -> None:
     sides = {"before": args.before.resolve(), "after": args.after.resolve()}
     times: dict[str, dict[str, list[float]]] = {side: {c: [] for c in COMMANDS} for side in sides}
     passes: list[float] = []
+    load_before = os.getloadavg()[0]
     for rnd in range(args.rounds):
         passes.append(run_once([sys.executable, "-c", "pass"], None))
         order = list(sides) if rnd % 2 == 0 else list(reversed(sides))
@@ -93,6 +94,7 @@ def main() -> None:
     result = {"command": f"python benchmarks/bench_catalogue.py --before OLD --after . --rounds {args.rounds}",
               "python": platform.python_version(), "machine": platform.machine(), "rounds": args.rounds,
               "python_c_pass_ms": ms(passes),
+              "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
               "index": {side: summary_facts(path) for side, path in sides.items()},
               "median_ms": {side: {c: ms(v) for c, v in t.items()} for side, t in times.items()},
               "in_process_search_ms": in_process}
@@ -102,7 +104,8 @@ def main() -> None:
              f"Command: `{result['command']}`",
              f"(Python {result['python']}, {result['machine']}; medians of {args.rounds} interleaved rounds, each a "
              "fresh process with an empty cache; `python -c pass`: "
-             f"{result['python_c_pass_ms']} ms)", "",
+             f"{result['python_c_pass_ms']} ms; 1-minute load average {result['load_average_1min'][0]} at the "
+             f"start, {result['load_average_1min'][1]} at the end, on 2 cores)", "",
              "| bundled index | names | search summary |", "| --- | --- | --- |"]
     for side in sides:
         facts = result["index"][side]

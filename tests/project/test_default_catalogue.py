@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 from support.paths import REPO
 
-from adapterhub.registry import open_index, resolve, resolve_closure
+from adapterhub.registry import (
+    SearchQuery,
+    YankedVersionWarning,
+    open_index,
+    resolve,
+    resolve_closure,
+    search,
+    set_yanked,
+)
 from adapterhub.registry.archived_urls import download_url
 from adapterhub.registry.entries import parse_entry_file
 from adapterhub.registry.writer import iter_entry_files
@@ -59,6 +68,20 @@ def test_samples_and_archived_entries_resolve_side_by_side_with_dependencies():
     closure = resolve_closure(index, ["bert-base-multilingual-cased-wikiann-ner-en-pfeiffer"])
     assert [r.name for r in closure] == ["bert-base-multilingual-cased-en-wiki-pfeiffer",
                                          "bert-base-multilingual-cased-wikiann-ner-en-pfeiffer"]
+
+
+def test_yanking_an_archived_version_works_as_for_any_release(tmp_path):
+    copy = tmp_path / "registry_index"
+    shutil.copytree(bundled_index_dir(), copy, ignore=shutil.ignore_patterns(".index.lock", "metadata", "mirror"))
+    name = "bert-base-multilingual-cased-ar-wiki-houlsby"  # archived versions "nd" (default) and "wd"
+    assert resolve(open_index(copy), name).manifest.version == "1+nd"
+    set_yanked(copy, name, "1+nd", "fabricated: wrong language")
+    index = open_index(copy)
+    assert resolve(index, name).manifest.version == "0+wd"
+    with pytest.warns(YankedVersionWarning):
+        assert resolve(index, f"{name}==1+nd").manifest.version == "1+nd"
+    (row,) = [r for r in search(index, SearchQuery(name)) if r["name"] == name]
+    assert row["versions"] == ["0+wd"]
 
 
 @pytest.mark.parametrize("page", ["registry.md", "samples.md"])
