@@ -440,23 +440,42 @@ def lock(requirements: tuple[str, ...], base_model: str | None, output: Path | N
 @index_group.command("import-adapterhub")
 @click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Index directory to create or extend.")
+@keys_option
 @json_option
-def index_import_adapterhub(source: Path, out: Path, as_json: bool) -> None:
+def index_import_adapterhub(source: Path, out: Path, keys: Path | None, as_json: bool) -> None:
     """Convert the archived AdapterHub index (its adapters/ YAML tree) into manifests and index entries.
 
+    Versions that could never be pulled (a web page instead of a file, no sha256 pin, an architecture
+    the runtime cannot represent, a name another adapter holds) are refused and counted by reason.
     A progress bar counts the files on a terminal (stderr); none with --json or when stderr is piped.
     """
     from ..progress import Progress
     from ..registry.archived import import_adapterhub_index
+    from ..registry.signing import signing_keyring
 
+    existed = (out / "config.json").exists()
+    keyring = signing_keyring(out, keys) if existed else None  # a signed index is not changed without keys
     with Progress(False if as_json else None, 0, "importing", unit="file") as bar:
         report = import_adapterhub_index(source, out, on_file=bar.report)
+    if not existed:
+        keyring = signing_keyring(out, keys)
     if as_json:
+        if keyring is not None:
+            from ..registry.signing import sign_index
+
+            sign_index(out, keyring)
         echo_json(report.to_json())
     else:
         click.echo(f"imported {report.entries} entries ({report.versions} versions) into {out}")
+        by_reason = report.refused_by_reason()
+        if by_reason:
+            click.echo(f"refused {len(report.refused)} version(s): "
+                       + ", ".join(f"{reason} {count}" for reason, count in by_reason.items()))
+        for refusal in report.refused:
+            click.echo(f"  refused: {refusal}")
         for note in report.notes:
             click.echo(f"  note: {note}")
+        _resign(out, keyring)
     if report.failures:
         for failure in report.failures:
             click.echo(f"failed: {failure}", err=True)

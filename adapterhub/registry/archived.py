@@ -13,7 +13,13 @@ Decisions, documented here because users will ask:
   "AdapterFusion", site names) become local versions: the entry's default ``1+<label>``, the others
   ``0+<label>``, so a bare name resolves to the archived default. The original label is kept.
 - Dependencies written ``<task>/<subtask>@<org>`` resolve to the entry of that org, task, subtask and
-  base model, preferring the Pfeiffer architecture (the archived index's own default rule).
+  base model, preferring the Pfeiffer architecture (the archived index's own default rule), among the
+  entries that are listed (a refused entry is never a dependency).
+- Nothing is listed that cannot be pulled: a version whose link is a web page is rewritten to the file
+  URL or refused (:mod:`.archived_urls`), one without a sha256 pin is refused, an entry whose
+  architecture our runtime cannot represent is refused, and a name already held by another adapter in
+  the target index (the bundled samples, say) is refused rather than merged into it. Every refusal is
+  in the report with its reason.
 """
 
 from __future__ import annotations
@@ -27,10 +33,13 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from ..errors import AdapterHubError
-from ..manifest import CURRENT_SCHEMA_VERSION, parse_manifest
+from ..errors import AdapterHubError, SchemaError
+from ..manifest import CURRENT_SCHEMA_VERSION, Manifest, parse_manifest
 from ..manifest.adapters_config import bottleneck_config
 from ..names import normalize_name
+from .archived_urls import Refused, download_url, sha256_pin
+from .entries import parse_entry_file
+from .layout import entry_path
 from .writer import add_releases, init_index, rebuild_search
 
 KNOWN_BASES: dict[str, tuple[int, int, int | None]] = {
@@ -65,15 +74,42 @@ MAPPED_FIELDS = {"type", "task", "subtask", "model_type", "model_name", "author"
                  "files", "description", "citation", "dependencies", "hidden_size", "prediction_head"}
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """One archived version (``version`` = its label) or whole entry (``version`` None) left out, and why."""
+
+    key: str
+    version: str | None
+    reason: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.key}{'' if self.version is None else ' ' + repr(self.version)}: {self.reason}: {self.detail}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "version": self.version, "reason": self.reason, "detail": self.detail}
+
+
 @dataclass
 class ImportReport:
+    """What an import listed (``entries``, ``versions``), refused (by reason) and could not read (``failures``)."""
+
     entries: int = 0
     versions: int = 0
     notes: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+
+    def refused_by_reason(self) -> dict[str, int]:
+        """Refused versions per reason (an entry refused as a whole counts each of its versions)."""
+        counts: dict[str, int] = {}
+        for r in self.refused:
+            counts[r.reason] = counts.get(r.reason, 0) + 1
+        return dict(sorted(counts.items()))
 
     def to_json(self) -> dict[str, Any]:
-        return {"entries": self.entries, "versions": self.versions, "notes": self.notes, "failures": self.failures}
+        return {"entries": self.entries, "versions": self.versions, "notes": self.notes, "failures": self.failures,
+                "refused": [r.to_json() for r in self.refused], "refused_by_reason": self.refused_by_reason()}
 
 
 def legacy_name(org: str, stem: str) -> str:
@@ -161,6 +197,13 @@ class _Legacy:
     path: Path
     data: dict[str, Any]
     name: str
+    files: list[dict[str, Any]] = field(default_factory=list)
+    """The versions that can be pulled (url rewritten to a file URL, sha256 lower-case), set by screening."""
+    adapter: tuple[str, dict[str, Any], dict[str, Any] | None] | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.org}/{self.stem}"
 
 
 def _pick_dependency(key: str, entry: _Legacy, by_name: dict[str, _Legacy], report: ImportReport) -> str | None:
@@ -228,10 +271,14 @@ def _manifests_for(entry: _Legacy, source: Path, by_name: dict[str, _Legacy], re
     default = str(d["default_version"])
     if default not in labels:
         raise AdapterHubError(f"default_version {default!r} is not one of its files' versions")
-    versions = map_versions(labels, default)
-    if default in versions and versions[default] != max(versions.values(), key=Version):
+    versions = map_versions(labels, default)  # over every label, so a refused version never renumbers the rest
+    listed = [versions[str(f["version"])] for f in entry.files]
+    highest = max(listed, key=Version)
+    if default not in {str(f["version"]) for f in entry.files}:
+        report.notes.append(f"{entry.key}: archived default {default!r} is refused; a bare name resolves to {highest}")
+    elif versions[default] != highest:
         report.notes.append(f"{entry.org}/{entry.stem}: archived default is {default!r} but the highest version "
-                            f"is {max(versions.values(), key=Version)}; a bare name resolves to the highest")
+                            f"is {highest}; a bare name resolves to the highest")
     if kind == "text_lang":
         task_obj = {"type": "language-modeling", "name": f"{task}/{subtask}"}
         lang = _language(task)
@@ -245,7 +292,7 @@ def _manifests_for(entry: _Legacy, source: Path, by_name: dict[str, _Legacy], re
     if dataset:
         task_obj["dataset"] = dataset
     cfg = d["config"]
-    method, config, architecture = _adapter_config(cfg, source, entry, report)
+    method, config, architecture = entry.adapter or _adapter_config(cfg, source, entry, report)
     description = " ".join(str(d.get("description") or "").split()) or (
         f"AdapterHub {'language' if kind == 'text_lang' else 'task'} adapter for {task}/{subtask} "
         f"on {model_name} ({cfg['using']} architecture), imported from the archived AdapterHub index.")
@@ -265,7 +312,7 @@ def _manifests_for(entry: _Legacy, source: Path, by_name: dict[str, _Legacy], re
                           "note": "config comes from the index YAML; the archive's adapter_config.json is "
                                   "authoritative after conversion"})
     out = []
-    for f in d["files"]:
+    for f in entry.files:
         label = str(f["version"])
         manifest: dict[str, Any] = {
             "schema_version": CURRENT_SCHEMA_VERSION,
@@ -299,19 +346,83 @@ def _manifests_for(entry: _Legacy, source: Path, by_name: dict[str, _Legacy], re
     return out
 
 
+def _refuse_entry(entry: _Legacy, reason: str, detail: str, report: ImportReport) -> None:
+    labels = [str(f.get("version")) for f in entry.data.get("files") or [] if isinstance(f, dict)] or [None]
+    report.refused.extend(Refusal(entry.key, label, reason, detail) for label in labels)
+
+
+def _held_by_another(out: Path, entry: _Legacy) -> str | None:
+    """The adapter already listed under ``entry.name`` in ``out`` when it is not this archived entry."""
+    path = out / entry_path(entry.name)
+    if not path.is_file():
+        return None
+    for e in parse_entry_file(path.read_bytes(), str(path), entry.name, validate=False):
+        legacy = e.raw_manifest.get("x-adapterhub-v1")
+        if not isinstance(legacy, dict) or legacy.get("key") != entry.key:
+            where = f"archived entry {legacy.get('key')}" if isinstance(legacy, dict) else "an adapter of its own"
+            return f"{entry.name} {e.version} ({where})"
+    return None
+
+
+def _screen(entry: _Legacy, source: Path, out: Path, report: ImportReport) -> bool:
+    """Keep the versions that can be pulled and convert the architecture; False when nothing is listed."""
+    held = _held_by_another(out, entry)
+    if held is not None:
+        _refuse_entry(entry, "name-collision", f"the name {entry.name!r} is already taken in {out} by {held}; "
+                      "an import never adds versions to another adapter's name", report)
+        return False
+    try:
+        entry.adapter = _adapter_config(entry.data["config"], source, entry, report)
+    except SchemaError as exc:  # an architecture file our runtime cannot represent (e.g. invertible adapters)
+        _refuse_entry(entry, "unsupported-architecture", str(exc), report)
+        return False
+    for f in entry.data["files"]:
+        label = str(f["version"])
+        try:
+            url, note = download_url(str(f["url"]))
+            pin = sha256_pin(f)
+        except Refused as exc:
+            report.refused.append(Refusal(entry.key, label, exc.reason, exc.detail))
+            continue
+        if note:
+            report.notes.append(f"{entry.key} {label!r}: {note}")
+        entry.files.append({**f, "url": url, "sha256": pin, **({"archived_url": f["url"]} if note else {})})
+    return bool(entry.files)
+
+
+def _convert_all(entries: dict[str, _Legacy], source: Path, report: ImportReport) -> dict[str, list[Manifest]]:
+    """Every listed entry's manifests. An entry that fails to convert is dropped and the rest converted
+    again, so no manifest keeps a dependency on it (failures are data errors: rare, and each costs a pass)."""
+    while True:
+        attempt = ImportReport()
+        converted: dict[str, list[Manifest]] = {}
+        for name, entry in entries.items():
+            try:
+                converted[name] = [parse_manifest(m, f"{entry.path}")
+                                   for m in _manifests_for(entry, source, entries, attempt)]
+            except (AdapterHubError, KeyError, TypeError, ValueError) as exc:
+                attempt.failures.append(f"{entry.key}: {exc}")
+        if not attempt.failures:
+            report.notes.extend(attempt.notes)
+            return converted
+        report.failures.extend(attempt.failures)
+        entries = {n: e for n, e in entries.items() if n in converted}
+
+
 def import_adapterhub_index(source: str | Path, out: str | Path, *,
                             on_file: Callable[[int, int], None] | None = None) -> ImportReport:
     """Convert every archived entry under ``source/adapters`` into releases of the index at ``out``.
 
     ``on_file(done, total)`` is called after each archived YAML file is read and again after each is
-    converted (``total`` counts both passes), for a progress bar.
+    converted (``total`` counts both passes), for a progress bar. Versions that cannot be pulled are
+    refused (``report.refused``, with reasons); entries that cannot be read are ``report.failures``.
     """
     source, out = Path(source), Path(out)
     report = ImportReport()
     files = sorted(p for p in (source / "adapters").glob("*/*") if p.suffix in (".yaml", ".yml"))
     if not files:
         raise AdapterHubError(f"{source}: no adapters/<org>/*.yaml files found")
-    entries: dict[str, _Legacy] = {}
+    read: dict[str, _Legacy] = {}
     total, done = 2 * len(files), 0
     for path in files:
         if on_file is not None:
@@ -323,25 +434,29 @@ def import_adapterhub_index(source: str | Path, out: str | Path, *,
         except AdapterHubError as exc:
             report.failures.append(str(exc))
             continue
-        name = legacy_name(org, stem)
-        if name in entries:
-            report.failures.append(f"{org}/{stem}: name {name!r} collides with {entries[name].org}/{entries[name].stem}")
+        entry = _Legacy(org, stem, path, data, legacy_name(org, stem))
+        if entry.name in read:
+            _refuse_entry(entry, "name-collision", f"the name {entry.name!r} is also the name of "
+                          f"{read[entry.name].key} in the same import", report)
             continue
         if len(normalize_name(stem if org == "ukp" else f"{org}-{stem}")) > 64:
-            report.notes.append(f"{org}/{stem}: name shortened to {name!r} (64-character limit)")
-        entries[name] = _Legacy(org, stem, path, data, name)
+            report.notes.append(f"{org}/{stem}: name shortened to {entry.name!r} (64-character limit)")
+        read[entry.name] = entry
     if not (out / "config.json").exists():
         init_index(out, "adapterhub-archive", "Imported from the archived AdapterHub index")
-    done = total - len(entries)  # files skipped above count as done
-    for entry in entries.values():
+    entries: dict[str, _Legacy] = {}
+    for name, entry in read.items():  # first every entry's fate, so no dependency names a refused entry
+        try:
+            if _screen(entry, source, out, report):
+                entries[name] = entry
+        except (AdapterHubError, KeyError, TypeError, ValueError) as exc:
+            report.failures.append(f"{entry.key}: {exc}")
+    converted = _convert_all(entries, source, report)
+    done = total - len(converted)  # files skipped above count as done
+    for manifests in converted.values():
         if on_file is not None:
             on_file(done, total)
             done += 1
-        try:
-            manifests = [parse_manifest(m, f"{entry.path}") for m in _manifests_for(entry, source, entries, report)]
-        except (AdapterHubError, KeyError, TypeError, ValueError) as exc:
-            report.failures.append(f"{entry.org}/{entry.stem}: {exc}")
-            continue
         add_releases(out, manifests, update_search=False)
         report.entries += 1
         report.versions += len(manifests)

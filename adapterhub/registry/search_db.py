@@ -284,6 +284,8 @@ def database_search(index: Any, query: SearchQuery, limit: int | None, *, force:
         root = getattr(index.backend, "root", None)
         summary = root / SEARCH_FILE if isinstance(root, Path) else None
         before = _identity(summary) if summary is not None else None
+        if before is not None and before[2] < MIN_DATABASE_BYTES and not force:
+            return None  # a small local summary is scanned: no need to read it here as well
         hashed_ns = time.time_ns()
         data = index.search_lines()
         if not data:

@@ -1,15 +1,21 @@
-"""The archived AdapterHub index (277 real entries, 486 versions) converts completely and validates."""
+"""The archived AdapterHub index (277 real entries, 486 versions) converts completely and validates, and the
+default catalogue (the bundled index) is exactly that conversion beside the samples."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from support.paths import SHARED
 
 from adapterhub.registry import SearchQuery, check_index, open_index, resolve, resolve_closure, search
 from adapterhub.registry.archived import import_adapterhub_index, legacy_name, map_versions
+from adapterhub.registry.layout import METADATA_DIR, MIRROR_DIR, SEARCH_FILE
+from adapterhub.resources import bundled_index_dir
 
 ARCHIVE = SHARED / "data" / "adapterhub-v2"
 needs_archive = pytest.mark.skipif(not ARCHIVE.is_dir(), reason=f"shared data not present at {ARCHIVE}")
+SAMPLE_RELEASES = {"sst2-houlsby": 1, "sst2-pfeiffer": 1, "sst2-lora": 1, "sst2-compacter": 2}
 
 
 def test_version_mapping():
@@ -25,22 +31,47 @@ def test_names():
     assert len(long) <= 64 and long.startswith("martiansideofthemoon-")
 
 
+def _catalogue_files(root: Path) -> dict[str, bytes]:
+    """The index files a catalogue rebuild writes (signed metadata, the mirror and locks aside)."""
+    skip = (METADATA_DIR, MIRROR_DIR)
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
+            if p.is_file() and p.relative_to(root).parts[0] not in skip and not p.name.startswith(".")}
+
+
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):
+    """The archived index imported into the bundled index's own adapters (the samples), as the default
+    catalogue is built (docs/registry.md#the-default-catalogue)."""
     if not ARCHIVE.is_dir():
         pytest.skip(f"shared data not present at {ARCHIVE}")
-    out = tmp_path_factory.mktemp("imported")
+    out = tmp_path_factory.mktemp("imported") / "registry_index"
+    out.mkdir()
+    for rel, data in _catalogue_files(bundled_index_dir()).items():
+        if rel == SEARCH_FILE or b'"x-adapterhub-v1"' in data:
+            continue  # archived entries (and the summary naming them) are what the import writes
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(data)
     return out, import_adapterhub_index(ARCHIVE, out)
 
 
 @needs_archive
 def test_every_entry_and_version_converts(imported):
     out, report = imported
-    assert report.failures == []
+    assert report.failures == [] and report.refused == []
     assert (report.entries, report.versions) == (277, 486)
     check = check_index(out)
     assert check.ok, check.problems[:5]
-    assert (check.names, check.versions) == (277, 486)
+    assert (check.names, check.versions) == (277 + len(SAMPLE_RELEASES), 486 + sum(SAMPLE_RELEASES.values()))
+
+
+@needs_archive
+def test_the_bundled_catalogue_is_exactly_this_import(imported):
+    """The default catalogue in registry_index/ regenerates byte for byte from ../shared (else: rebuild and
+    re-sign it, docs/registry.md#the-default-catalogue)."""
+    out, _ = imported
+    want, got = _catalogue_files(bundled_index_dir()), _catalogue_files(out)
+    assert sorted(got) == sorted(want)
+    assert [rel for rel in sorted(want) if got[rel] != want[rel]] == []
 
 
 @needs_archive
