@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -188,6 +188,24 @@ def list_files(repo: HubRepo, commit: str, subfolder: str | None = None, *,
     return sorted(files, key=lambda f: f.path)
 
 
+def file_info(repo: HubRepo, commit: str, path: str, *, scope: TokenScope | None = None) -> HubFile:
+    """One file of a commit with its hash (``paths-info``), without listing the whole repository."""
+    where = f"hf:{repo.repo_id}@{commit[:12]}"
+
+    def info(api: Any) -> list[Any]:
+        try:
+            return list(api.get_paths_info(repo.repo_id, [path], revision=commit, repo_type=repo.repo_type))
+        except (KeyError, TypeError) as exc:
+            raise IntegrityError(f"{where}: the paths-info entry of {path} has no {exc}; refusing a file that "
+                                 "cannot be checked") from None
+
+    found = [i for i in client_call(repo, f"{where}: {path}: paths-info", info, scope)
+             if type(i).__name__ != "RepoFolder" and i.path == path]
+    if not found:
+        raise NotFoundError(f"{where}: no file {path}")
+    return _hub_file(found[0], where)
+
+
 @dataclass
 class HubFileCheck:
     """Checks bytes against the Hub's hash while they arrive, and yields their sha256 for the manifest.
@@ -311,8 +329,3 @@ def classify_hub_error(exc: BaseException) -> str:
                 "ConnectError", "ReadError", "RemoteProtocolError", "TransportError", "OSError"}:
         return "transient"
     return "fatal"
-
-
-def describe(files: Sequence[HubFile]) -> str:
-    """``N files, B bytes`` for messages."""
-    return f"{len(files)} file(s), {sum(f.size for f in files)} bytes"

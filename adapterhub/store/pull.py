@@ -38,9 +38,10 @@ from ..errors import (
     UnsafeFileError,
 )
 from ..manifest import ArchiveSource, FileEntry, Manifest, manifest_digest
-from ..names import Requirement, dependency_requirement
+from ..names import Requirement, dependency_requirement, is_hub_reference, parse_hub_reference
 from ..transport import FetchOptions, TokenScope
 from .http import HttpFetcher
+from .hub_pull import plan_hub_pull
 from .layout import CacheLayout, new_owner
 from .plan import check_manifest_for_store, describe_sources, sources_for
 from .progress import Progress
@@ -411,7 +412,9 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
          options: FetchOptions | None = None, dependencies: bool = True, trust: Trust | None = None) -> PulledAdapter:
     """Pull an adapter (and, by default, its dependencies) into the cache and return verified paths.
 
-    ``requirement`` is ``"name"``, ``"name>=1,<2"``, ``"name==1.0.0"`` or a :class:`Manifest`.
+    ``requirement`` is ``"name"``, ``"name>=1,<2"``, ``"name==1.0.0"``, a Hub reference
+    ``"hf:ORG/REPO[@REV][:SUBFOLDER]"`` (verified by the Hub's own hashes, see :mod:`.hub_pull`) or a
+    :class:`Manifest`.
     ``index`` is an :class:`~adapterhub.registry.Index`, a directory or URL, or None for the default.
     ``offline`` (default: ``ADAPTERHUB_OFFLINE`` / ``HF_HUB_OFFLINE``) uses the cache only.
     ``sources`` replaces the manifest's own sources (tests, custom mirrors).
@@ -421,6 +424,12 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
     off = settings.offline() if offline is None else offline
     kwargs = dict(cache_dir=cache_dir, offline=off, sources=sources, endpoint=endpoint, token=token,
                   progress=progress, options=options, trust=trust or Trust.from_env())
+    if is_hub_reference(requirement):
+        plan = plan_hub_pull(parse_hub_reference(requirement), cache_dir=cache_dir, offline=off, endpoint=endpoint,
+                             token=token, options=options)
+        pulled = pull_manifest(plan.manifest, **{**kwargs, "sources": [plan.source]})  # type: ignore[arg-type]
+        plan.record()  # only now: a pull that failed leaves no view and no manifest
+        return pulled
     if isinstance(requirement, Manifest):
         needs_index = dependencies and bool(requirement.dependencies)
         idx = _open(index, off, options) if (index is not None or needs_index) else None
