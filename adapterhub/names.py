@@ -39,13 +39,13 @@ def validate_name(name: str) -> str:
     return name
 
 
-def manifest_name(name: str, *, short_prefix: str = "adapter") -> str:
+def manifest_name(name: str, *, short_prefix: str = "adapter", limit: int = 64) -> str:
     """The published name for a local one (``My_Adapter.v2`` -> ``my-adapter-v2``): what saving writes.
 
-    Lower-cased, every run of other characters folded into one ``-``, cut to 64; a result shorter than
-    two characters gets ``short_prefix`` in front (``a`` -> ``adapter-a``).
+    Lower-cased, every run of other characters folded into one ``-``, cut to ``limit``; a result shorter
+    than two characters gets ``short_prefix`` in front (``a`` -> ``adapter-a``).
     """
-    norm = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", normalize_name(name))).strip("-")[:64]
+    norm = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", normalize_name(name))).strip("-")[:limit].strip("-")
     return norm if len(norm) >= 2 else f"{short_prefix}-{norm}".strip("-")
 
 

@@ -7,24 +7,9 @@ from typing import Any
 
 from ..fileio import sha256_file
 from ..manifest import MANIFEST_FILENAME, SIGNATURE_FILENAME
+from ..manifest.roles import CARD_FILE, TOKENIZER_NAMES, guess_role
 
-CARD_FILE = "README.md"
-TOKENIZER_NAMES = ("tokenizer", "vocab", "merges", "special_tokens_map", "added_tokens", "spiece", "sentencepiece")
-
-
-def guess_role(path: str) -> str:
-    """The manifest ``role`` a file most likely plays, from its name."""
-    name = path.rsplit("/", 1)[-1].lower()
-    if path == CARD_FILE:
-        return "card"
-    if name.endswith((".safetensors", ".bin", ".pt", ".pth")):
-        return "head" if name.startswith("head") or "head" in name.split(".")[0].split("_") else "weights"
-    if name.startswith(TOKENIZER_NAMES):
-        return "tokenizer"
-    if name.endswith(".json"):
-        return "config"
-    return "other"
-
+__all__ = ["CARD_FILE", "TOKENIZER_NAMES", "file_entries", "guess_role", "payload_files"]
 
 def payload_files(directory: Path) -> list[str]:
     """Every regular file under ``directory`` except the manifest, its signature and dot-files, as sorted

@@ -21,6 +21,7 @@ from ..package import AdapterPackage
 from .adapterhub_dir import read_ours, write_adapter_dir
 from .adapters_fusion import FUSION_CONFIG_FILE, read_adapters_fusion_dir
 from .adapters_lib import read_adapters_dir
+from .foreign_view import foreign_config, read_foreign_view
 from .peft import export_peft, read_peft_dir
 
 Format = Literal["adapterhub", "composition", "adapters-fusion", "peft", "adapters"]
@@ -75,7 +76,12 @@ def read_adapter_dir(path: str | Path, binding: Any = None) -> AdapterPackage:
         raise NotFoundError(f"{directory}: a published composition has no weights",
                             hint="load it with AdapterModel.load, which activates it on attached adapters")
     if fmt == "adapterhub":
-        return read_ours(directory)
+        manifest = load_manifest(directory)
+        if foreign_config(manifest) is not None:  # a derived manifest over a PEFT / adapters-library payload
+            return read_foreign_view(directory, manifest, binding, {
+                "peft": read_peft_dir, "adapters": read_adapters_dir,
+                "adapters-fusion": lambda d, _cfg, b: read_adapters_fusion_dir(d, b)})
+        return read_ours(directory, manifest)
     if fmt == "adapters-fusion":
         return read_adapters_fusion_dir(directory, binding)
     config = load_strict(directory / FOREIGN_CONFIG_FILE)

@@ -36,8 +36,9 @@ def _verified(directory: Path, manifest: Manifest, role: str, default: str) -> P
     return path
 
 
-def read_ours(directory: Path) -> AdapterPackage:
-    manifest = load_manifest(directory)
+def read_ours(directory: Path, manifest: Manifest | None = None) -> AdapterPackage:
+    """Our layout: the manifest (``manifest``: already loaded from ``directory``) and our tensor names."""
+    manifest = manifest or load_manifest(directory)
     weights = _verified(directory, manifest, "weights", WEIGHTS_FILE)
     if weights is None:
         raise NotFoundError(f"{directory}: the manifest lists no weights file ({WEIGHTS_FILE})")

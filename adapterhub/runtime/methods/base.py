@@ -46,6 +46,7 @@ from torch.utils.hooks import RemovableHandle
 
 from ...errors import AdapterStateError, CompositionError, SchemaError, SchemaProblem
 from ...manifest.io import layer_index_problems
+from ...manifest.peft_config import check_peft_config, peft_unsupported
 from ..arch import Binding
 from ..folds import Fold
 from ..sites import SiteFn, SiteKey, first_tensor, in_place_ok, install, replace_output
@@ -181,6 +182,7 @@ class Method:
     @classmethod
     def check_peft_config(cls, cfg: dict[str, Any]) -> None:
         """Refuse (typed) PEFT options this method cannot represent, before any tensor is read."""
+        check_peft_config(cfg)
 
     @classmethod
     def from_peft(cls, cfg: dict[str, Any], pieces: list[PeftPiece]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -214,11 +216,6 @@ class Method:
     def build(cls, config: MethodConfig, binding: Binding, dependencies: Sequence[tuple[str, Method]]) -> Method:
         """The method object for validated ``config``; ``dependencies``: (local name, method) per ``depends_on``."""
         return cls(config.effective(), binding)
-
-
-def peft_unsupported(pointer: str, message: str) -> SchemaError:
-    """The typed refusal of a PEFT config or tensor adapterhub cannot represent."""
-    return SchemaError("adapter_config.json (PEFT)", [SchemaProblem(pointer, message)])
 
 
 def weight_space_methods() -> list[str]:

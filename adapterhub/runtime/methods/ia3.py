@@ -20,7 +20,7 @@ from ..folds import Fold
 from ..sites import SiteFn, SiteKey
 from ..tensors import TensorTree
 from .algebra import linear_combination
-from .base import Combined, Method, PeftPiece, in_place_ok, peft_unsupported
+from .base import Combined, Method, PeftPiece, in_place_ok
 from .config import MethodConfig
 from .projection import Target, by_module, resolve_targets, slice_starts
 
@@ -116,11 +116,6 @@ class IA3(Method):
         return out
 
     # --- PEFT: ia3_l is [out, 1] (output-scaled), or [1, in] for feedforward_modules (input-scaled)
-    @classmethod
-    def check_peft_config(cls, cfg: dict[str, Any]) -> None:
-        if isinstance(cfg.get("feedforward_modules"), str):
-            raise peft_unsupported("/feedforward_modules", "regular-expression feedforward_modules are not supported")
-
     @classmethod
     def from_peft(cls, cfg: dict[str, Any], pieces: list[PeftPiece]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         ff_suffixes = cfg.get("feedforward_modules") or []

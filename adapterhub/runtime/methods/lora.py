@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from ...errors import WeightMismatchError
 from ...manifest.adapters_config import unsupported
+from ...manifest.peft_config import peft_method, peft_scalars
 from ..arch import Binding
 from ..folds import Fold
 from ..module_paths import match_suffix, slot_index
@@ -172,15 +173,7 @@ class Lora(AdditiveMerge, Method):
     # --- PEFT: lora_A.weight [r, in] shared by a fused projection's slots, lora_B.weight [out, r] split by rows
     @classmethod
     def peft_claims(cls, cfg: dict[str, Any]) -> bool:
-        return cfg.get("peft_type") == "LORA" and bool(cfg.get("use_dora")) == (cls.name == "dora")
-
-    @classmethod
-    def check_peft_config(cls, cfg: dict[str, Any]) -> None:
-        for key in ("rank_pattern", "alpha_pattern"):
-            if cfg.get(key):
-                raise peft_unsupported(f"/{key}", f"per-module {key} is not supported")
-        if cfg.get("bias", "none") != "none" or cfg.get("lora_bias"):
-            raise peft_unsupported("/bias", "LoRA with trained biases is not supported")
+        return cfg.get("peft_type") == "LORA" and peft_method(cfg) == cls.name
 
     @classmethod
     def from_peft(cls, cfg: dict[str, Any], pieces: list[PeftPiece]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -196,13 +189,7 @@ class Lora(AdditiveMerge, Method):
                 tensors[f"{p.prefix}.magnitude"] = p.rows()
             else:
                 raise peft_unsupported("/lora_bias", "LoRA with trained biases is not supported")
-        config: dict[str, Any] = {"r": int(cfg["r"]), "alpha": float(cfg.get("lora_alpha", 8)),
-                                  "target_modules": list(targets)}
-        if cfg.get("use_rslora"):
-            config["use_rslora"] = True
-        if cfg.get("lora_dropout"):
-            config["dropout"] = float(cfg["lora_dropout"])
-        return config, tensors
+        return {**peft_scalars(cfg), "target_modules": list(targets)}, tensors
 
     def to_peft(self, tree: TensorTree, modules: dict[str, list[Target]]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """One PEFT module per projection; a fused projection's slots are stacked (``A`` rows concatenated,

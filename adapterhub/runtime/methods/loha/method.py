@@ -23,6 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from ....errors import CompositionError
+from ....manifest.peft_config import peft_scalars
 from ...arch import Binding
 from ...folds import Fold
 from ...sites import SiteFn, SiteKey
@@ -127,15 +128,11 @@ class Loha(AdditiveMerge, Method):
 
     # --- PEFT directories ---------------------------------------------------------------------------
     @classmethod
-    def check_peft_config(cls, cfg: dict[str, Any]) -> None:
-        peft.check_config(cfg)
-
-    @classmethod
     def from_peft(cls, cfg: dict[str, Any], pieces: list[PeftPiece]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         tensors = {f"{p.prefix}.{p.leaf}": peft.tensor_from_peft(p.leaf, p.value, p.module_path, p.parts)
                    for p in pieces}
         targets = list(dict.fromkeys(p.target for p in pieces))
-        return {**peft.config_from_peft(cfg), "target_modules": targets}, tensors
+        return {**peft_scalars(cfg), "target_modules": targets}, tensors
 
     def to_peft(self, tree: TensorTree, modules: dict[str, list[Any]]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         out: dict[str, torch.Tensor] = {}

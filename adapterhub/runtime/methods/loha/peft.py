@@ -25,21 +25,6 @@ CONV_LEAVES = ("hada_t1", "hada_t2")
 """PEFT's Tucker cores of LoHa on convolutions: read only to refuse them by name."""
 
 
-def check_config(cfg: dict[str, Any]) -> None:
-    for key in ("rank_pattern", "alpha_pattern"):
-        if cfg.get(key):
-            raise refuse(f"/{key}", f"per-module {key} is not supported (one r and alpha per adapter)")
-
-
-def config_from_peft(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Our stated config from PEFT's, without the targets (the tensor names say which projections)."""
-    config: dict[str, Any] = {"r": int(cfg.get("r", 8)), "alpha": float(cfg.get("alpha", 8))}
-    for key in ("rank_dropout", "module_dropout"):
-        if cfg.get(key):
-            config[key] = float(cfg[key])
-    return config
-
-
 def tensor_from_peft(leaf: str, value: torch.Tensor, module_path: str, parts: int) -> torch.Tensor:
     """Our tensor for one PEFT leaf (the same tensor); convolutions and fused projections are refused."""
     if leaf in CONV_LEAVES or value.dim() != 2:

@@ -1,0 +1,306 @@
+"""A manifest for an adapter repo on the Hub that has none: derived from what the repo itself says.
+
+``pull hf:ORG/REPO`` reaches PEFT and ``adapters``-library repos, which carry a foreign config
+(``adapter_config.json``) instead of an ``adapterhub.json``. :func:`derive_manifest` turns that config,
+the repo's file listing (every file with its sha256 and size, as the Hub states them) and where it came
+from (:class:`HubOrigin`: repo, pinned commit, subfolder, model-card data) into a regular manifest, so
+``info``, ``verify``, ``cache ls``, ``run``, ``lock`` and composition treat the adapter like any
+registry adapter. The payload stays in its foreign layout (the files are the repo's, byte for byte);
+the runtime recognises it by the foreign config the manifest lists and reads the tensors through the
+matching format reader, checking that they are what the manifest states.
+
+Derived, never guessed: method and config (:mod:`.peft_config`, :mod:`.peft_targets`,
+:mod:`.adapters_config`), base id and revision (the foreign config, else the card's ``base_model``),
+the base's shape facts (its ``config.json``, which the caller fetches: :func:`base_reference` says
+which), task and head (PEFT's ``task_type``, the card's ``pipeline_tag``, the library's head config),
+license (the card), files with roles, and the source pinned to the commit. Name and version are
+stable functions of the origin: ``<org>-<repo>[-<subfolder>]`` and ``0+g<first 12 hex of the commit>``
+(so two commits are two versions). A repo that already carries an ``adapterhub.json`` is described by
+it, unchanged, once its files match the listing. Torch-free, like the rest of the manifest layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import IntegrityError, NotFoundError, SchemaError, SchemaProblem
+from ..names import is_repo_id, manifest_name
+from .adapters_config import bottleneck_config
+from .io import CURRENT_SCHEMA_VERSION, MANIFEST_FILENAME, SIGNATURE_FILENAME, parse_manifest
+from .peft_config import check_peft_config, peft_method, peft_scalars, peft_unsupported
+from .peft_targets import peft_placement
+from .roles import CARD_FILE, guess_role
+from .types import FileEntry, Manifest
+
+FOREIGN_CONFIG = "adapter_config.json"
+FUSION_CONFIG = "adapter_fusion_config.json"
+HEAD_CONFIG = "head_config.json"
+REPO_FILES = (".gitattributes", CARD_FILE, SIGNATURE_FILENAME)
+"""Files a repo holds besides an ``adapterhub.json`` release's payload (its card, git's attributes, the
+signature) that the release's manifest does not list."""
+LAYOUT_WEIGHTS = {
+    "peft": ("adapter_model.safetensors", "adapter_model.bin"),
+    "adapters-library": ("adapter.safetensors", "pytorch_adapter.bin"),
+}
+LAYOUT_HEADS = ("head.safetensors", "model_head.safetensors", "pytorch_model_head.bin")
+PEFT_TASKS = {"SEQ_CLS": "text-classification", "TOKEN_CLS": "token-classification",
+              "QUESTION_ANS": "question-answering", "CAUSAL_LM": "text-generation",
+              "SEQ_2_SEQ_LM": "text-generation", "FEATURE_EXTRACTION": "feature-extraction"}
+PEFT_HEADS = {"SEQ_CLS": "classification", "TOKEN_CLS": "token-classification",
+              "QUESTION_ANS": "question-answering", "CAUSAL_LM": "lm", "SEQ_2_SEQ_LM": "lm"}
+PIPELINE_TASKS = {"text-classification": "text-classification", "token-classification": "token-classification",
+                  "question-answering": "question-answering", "multiple-choice": "multiple-choice",
+                  "summarization": "summarization", "translation": "translation",
+                  "text-generation": "text-generation", "text2text-generation": "text-generation",
+                  "fill-mask": "language-modeling", "feature-extraction": "feature-extraction",
+                  "sentence-similarity": "feature-extraction"}
+LIBRARY_HEADS = {"classification": "classification", "multilabel_classification": "multilabel-classification",
+                 "tagging": "token-classification", "question_answering": "question-answering",
+                 "multiple_choice": "multiple-choice", "causal_lm": "lm", "masked_lm": "lm", "seq2seq_lm": "lm"}
+HEAD_TASKS = {"classification": "text-classification", "multilabel-classification": "text-classification",
+              "token-classification": "token-classification", "question-answering": "question-answering",
+              "multiple-choice": "multiple-choice", "lm": "language-modeling"}
+LICENSE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*( (AND|OR|WITH) [A-Za-z0-9][A-Za-z0-9.+-]*)*")
+COMMIT_RE = re.compile(r"[0-9a-f]{40}")
+
+
+@dataclass(frozen=True)
+class HubOrigin:
+    """Where a derived manifest's files come from: a Hub repo at a pinned commit (and subfolder)."""
+
+    repo_id: str
+    commit: str
+    subfolder: str | None = None
+    endpoint: str | None = None
+    card_data: Mapping[str, Any] | None = None
+    """The repo's model-card metadata (``model_info().card_data``), when known."""
+
+    def __str__(self) -> str:
+        return f"hf:{self.repo_id}@{self.commit}" + (f":{self.subfolder}" if self.subfolder else "")
+
+
+def derived_name(origin: HubOrigin) -> str:
+    """``<org>-<repo>[-<subfolder>]`` as a registry name; one longer than 64 is cut and ends with a hash of
+    the whole, so two long repo names never share a derived name."""
+    text = origin.repo_id.replace("/", "-") + (f"-{origin.subfolder.replace('/', '-')}" if origin.subfolder else "")
+    full = manifest_name(text, limit=1 << 16)
+    if len(full) <= 64:
+        return full
+    digest = hashlib.sha256(f"{origin.repo_id}:{origin.subfolder or ''}".encode()).hexdigest()[:8]
+    return f"{manifest_name(text, limit=55)}-{digest}"
+
+
+def derived_version(origin: HubOrigin) -> str:
+    """``0+g<12 hex>``: a PEP 440 local version naming the commit (two commits, two versions)."""
+    return f"0+g{origin.commit[:12]}"
+
+
+def base_reference(config_files: Mapping[str, Any], origin: HubOrigin) -> tuple[str | None, str | None]:
+    """``(base id, base revision)`` the adapter states: what to fetch the base's ``config.json`` from.
+
+    The foreign config's ``base_model_name_or_path`` (PEFT) or ``model_name`` (``adapters``), else the
+    card's ``base_model``; the revision only when PEFT recorded a 40-hex commit.
+    """
+    cfg = config_files.get(FOREIGN_CONFIG)
+    if not isinstance(cfg, dict):
+        fusion = config_files.get(FUSION_CONFIG)
+        cfg = fusion if isinstance(fusion, dict) else {}
+    stated = cfg.get("base_model_name_or_path") or cfg.get("model_name")
+    base_id = stated if isinstance(stated, str) and is_repo_id(stated) else None
+    if base_id is None and origin.card_data:
+        card = origin.card_data.get("base_model")
+        card = card[0] if isinstance(card, list) and len(card) == 1 else card
+        base_id = card if isinstance(card, str) and is_repo_id(card) else None
+    revision = cfg.get("revision")
+    return base_id, revision if isinstance(revision, str) and COMMIT_RE.fullmatch(revision) else None
+
+
+def derive_manifest(config_files: Mapping[str, Any], files: Sequence[FileEntry], origin: HubOrigin,
+                    base_config: Mapping[str, Any] | None = None) -> Manifest:
+    """The manifest of the repo described by its parsed config files (paths relative to the subfolder),
+    every file it holds (``files``) and ``origin``; ``base_config`` is the base's parsed ``config.json``.
+
+    Raises :class:`SchemaError` (naming the key) for a config adapterhub cannot describe,
+    :class:`IntegrityError` when a stated ``adapterhub.json`` lists other files than the repo holds,
+    :class:`NotFoundError` when there is nothing to derive from or the base's config is needed.
+    """
+    where = str(origin)
+    if not COMMIT_RE.fullmatch(origin.commit):
+        raise SchemaError(where, [SchemaProblem("/revision", f"{origin.commit!r} is not a 40-hex commit; "
+                                                             "resolve the revision before deriving")])
+    if MANIFEST_FILENAME in config_files:
+        return _stated_manifest(config_files[MANIFEST_FILENAME], files, where)
+    if FUSION_CONFIG in config_files:
+        raise SchemaError(f"{where}: {FUSION_CONFIG}", [SchemaProblem(
+            "/", "an adapters-library fusion layer names its member adapters only by their local names; "
+                 "publish it with an adapterhub.json that lists the members as dependencies")])
+    if FOREIGN_CONFIG not in config_files:
+        raise NotFoundError(f"{where}: neither {MANIFEST_FILENAME} nor {FOREIGN_CONFIG}; not an adapter repo "
+                            "adapterhub can describe", hint="pass the subfolder that holds the adapter (hf:ORG/REPO:DIR)")
+    cfg = config_files[FOREIGN_CONFIG]
+    if not isinstance(cfg, dict):
+        raise SchemaError(f"{where}: {FOREIGN_CONFIG}", [SchemaProblem(
+            "/", f"adapter_config.json is a JSON {type(cfg).__name__}, not an object")])
+    layout = "peft" if "peft_type" in cfg else "adapters-library"
+    base_id, base_revision = base_reference(config_files, origin)
+    if base_config is None:
+        raise NotFoundError(f"{where}: deriving a manifest needs the base model's config.json "
+                            f"({base_id or 'base id unknown'}{'@' + base_revision if base_revision else ''}) for its "
+                            "shape facts", hint="fetch the base's config.json and pass it as base_config")
+    if not isinstance(base_config, Mapping):
+        raise SchemaError(f"{where}: base config.json", [SchemaProblem("/", "not a JSON object")])
+    base = _base_facts(base_config, base_id, base_revision, where)
+    if layout == "peft":
+        method, config, head_type = _from_peft(cfg, base, base_config)
+        task_type = PEFT_TASKS.get(str(cfg.get("task_type")))
+    else:
+        method, config, head_type = _from_library(cfg, config_files.get(HEAD_CONFIG), base, where)
+        task_type = None
+    names = {f.path for f in files}
+    weights = [w for w in LAYOUT_WEIGHTS[layout] if w in names]
+    if not weights:
+        raise NotFoundError(f"{where}: no weights file ({' or '.join(LAYOUT_WEIGHTS[layout])}) next to "
+                            f"{FOREIGN_CONFIG}")
+    if head_type is not None and layout == "adapters-library" and not names & set(LAYOUT_HEADS):
+        raise NotFoundError(f"{where}: {HEAD_CONFIG} names a head but no head weights are listed")
+    card = origin.card_data or {}
+    task = _task(card, task_type or HEAD_TASKS.get(head_type or ""), origin)
+    doc: dict[str, Any] = {
+        "schema_version": CURRENT_SCHEMA_VERSION, "name": derived_name(origin), "version": derived_version(origin),
+        "description": f"{method} adapter for {base['id']}, derived from the Hub repo {origin.repo_id} "
+                       f"at commit {origin.commit}" + (f" (folder {origin.subfolder})" if origin.subfolder else ""),
+        "license": _license(card.get("license")), "authors": [origin.repo_id.split("/")[0]],
+        "task": task, "base_model": base, "adapter": {"method": method, "config": config},
+        "files": [_entry(f, layout, weights[0]) for f in sorted(files, key=lambda f: f.path)],
+        "sources": [{"type": "hf", "repo_id": origin.repo_id, "revision": origin.commit,
+                     **({"subfolder": origin.subfolder} if origin.subfolder else {}),
+                     **({"endpoint": origin.endpoint} if origin.endpoint else {})}],
+        "x-adapterhub-derived": {"from": "hf", "layout": layout},
+    }
+    if head_type is not None:
+        doc["head"] = {"type": head_type}
+    return parse_manifest(doc, f"{where} (derived manifest)")
+
+
+def _stated_manifest(data: Any, files: Sequence[FileEntry], where: str) -> Manifest:
+    """The repo's own ``adapterhub.json``, once its files are exactly the ones the repo holds."""
+    manifest = parse_manifest(data, f"{where}: {MANIFEST_FILENAME}")
+    listed = {f.path: f for f in files if f.path not in (MANIFEST_FILENAME, *REPO_FILES)}
+    stated = {f.path: f for f in manifest.files}
+    for path in sorted(set(stated) | set(listed)):
+        mine, theirs = stated.get(path), listed.get(path)
+        if mine is None:
+            raise IntegrityError(f"{where}: {path} is in the repo but not in its {MANIFEST_FILENAME}",
+                                 hint="the manifest and the repo disagree; publish them together")
+        if theirs is None:
+            raise IntegrityError(f"{where}: {MANIFEST_FILENAME} lists {path}, which the repo does not hold")
+        if (mine.sha256, mine.size) != (theirs.sha256, theirs.size):
+            raise IntegrityError(f"{where}: {path} is {theirs.size} bytes with sha256 {theirs.sha256} in the repo, "
+                                 f"but {MANIFEST_FILENAME} says {mine.size} bytes with sha256 {mine.sha256}")
+    return manifest
+
+
+def _config_int(config: Mapping[str, Any], *names: str) -> int | None:
+    """The first of ``names`` the base's config.json states as an integer (transformers' aliases, in its order)."""
+    return next((config[n] for n in names if isinstance(config.get(n), int) and not isinstance(config[n], bool)),
+                None)
+
+
+def _base_facts(config: Mapping[str, Any], base_id: str | None, revision: str | None, where: str) -> dict[str, Any]:
+    model_type = config.get("model_type")
+    hidden = _config_int(config, "hidden_size", "d_model", "n_embd", "dim")
+    layers = _config_int(config, "num_hidden_layers", "num_layers", "n_layer", "n_layers")
+    if not isinstance(model_type, str) or hidden is None or layers is None:
+        raise SchemaError(f"{where}: base config.json", [SchemaProblem(
+            "/", "needs model_type, a hidden size (hidden_size, d_model, n_embd or dim) and a layer count "
+                 "(num_hidden_layers, num_layers, n_layer or n_layers)")])
+    base: dict[str, Any] = {"id": base_id or "unknown", "model_type": model_type, "hidden_size": hidden,
+                            "num_hidden_layers": layers}
+    if config.get("is_encoder_decoder"):
+        base["num_decoder_layers"] = _config_int(config, "num_decoder_layers", "decoder_layers") or layers
+    if revision:
+        base["revision"] = revision
+    return base
+
+
+def _from_peft(cfg: dict[str, Any], base: dict[str, Any], base_config: Mapping[str, Any]
+               ) -> tuple[str, dict[str, Any], str | None]:
+    method = peft_method(cfg)
+    check_peft_config(cfg)
+    counts = (base["num_hidden_layers"], *((base["num_decoder_layers"],) if base.get("num_decoder_layers") else ()))
+    targets, leave_out, feedforward = peft_placement(cfg, base["model_type"], base_config, counts)
+    config = {**peft_scalars(cfg), "target_modules": targets}
+    if method == "ia3":
+        config["feedforward_modules"] = feedforward
+    if leave_out:
+        config["leave_out"] = leave_out
+    head = None
+    if cfg.get("modules_to_save"):
+        head = PEFT_HEADS.get(str(cfg.get("task_type")))
+        if head is None:
+            raise peft_unsupported("/modules_to_save", f"modules {cfg['modules_to_save']!r} are saved whole, but "
+                                   f"task_type {cfg.get('task_type')!r} does not say which head they are")
+    return method, config, head
+
+
+def _from_library(meta: dict[str, Any], head_meta: Any, base: dict[str, Any], where: str
+                  ) -> tuple[str, dict[str, Any], str | None]:
+    cfg = meta.get("config")
+    if not isinstance(cfg, dict):
+        raise SchemaError(f"{where}: {FOREIGN_CONFIG}", [SchemaProblem("/config", "missing or not an object")])
+    stated_type = meta.get("model_type")
+    if isinstance(stated_type, str) and stated_type != base["model_type"]:
+        raise SchemaError(f"{where}: {FOREIGN_CONFIG}", [SchemaProblem(
+            "/model_type", f"{stated_type!r}, but the base's config.json says {base['model_type']!r}")])
+    arch = cfg.get("architecture") or "bottleneck"
+    if arch != "bottleneck":
+        raise SchemaError(f"{where}: {FOREIGN_CONFIG}", [SchemaProblem(
+            "/config/architecture", f"{arch!r} adapters of the adapters library cannot be derived yet "
+                                    "(bottleneck and Compacter can); convert the directory with `adapterhub init`")])
+    method, config = bottleneck_config(cfg, "version" in meta, f"{where}: {FOREIGN_CONFIG}")
+    head = None
+    if head_meta is not None:
+        head_cfg = head_meta.get("config") if isinstance(head_meta, dict) else None
+        kind = head_cfg.get("head_type") if isinstance(head_cfg, dict) else None
+        head = LIBRARY_HEADS.get(str(kind)) if kind else None
+        if head is None:
+            raise SchemaError(f"{where}: {HEAD_CONFIG}", [SchemaProblem(
+                "/config/head_type", f"head {kind!r} cannot be derived; convert the directory with `adapterhub init`")])
+    return method, config, head
+
+
+def _entry(f: FileEntry, layout: str, weights: str) -> dict[str, Any]:
+    name = f.path.rsplit("/", 1)[-1]
+    if f.path == weights:
+        role = "weights"
+    elif name in LAYOUT_HEADS:
+        role = "head"
+    else:
+        role = guess_role(f.path)
+        role = "other" if role in ("weights", "head") else role  # optimizer states, a second weights format
+    return {"path": f.path, "size": f.size, "sha256": f.sha256, "role": role}
+
+
+def _task(card: Mapping[str, Any], fallback: str | None, origin: HubOrigin) -> dict[str, Any]:
+    task_type = PIPELINE_TASKS.get(str(card.get("pipeline_tag"))) or fallback or "other"
+    task: dict[str, Any] = {"type": task_type, "name": origin.repo_id.split("/")[-1][:200]}
+    datasets = card.get("datasets")
+    if isinstance(datasets, list) and len(datasets) == 1 and isinstance(datasets[0], str) and datasets[0]:
+        task["dataset"] = datasets[0][:300]
+    language = card.get("language")
+    language = language[0] if isinstance(language, list) and len(language) == 1 else language
+    if isinstance(language, str) and re.fullmatch(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*", language):
+        task["language"] = language
+    return task
+
+
+def _license(value: Any) -> str:
+    """The card's license when it is an SPDX-like id (``other``/``unknown`` say nothing: NOASSERTION)."""
+    if isinstance(value, str) and value not in ("other", "unknown") and len(value) <= 200 \
+            and LICENSE_RE.fullmatch(value):
+        return value
+    return "NOASSERTION"

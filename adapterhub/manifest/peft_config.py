@@ -1,0 +1,86 @@
+"""PEFT's ``adapter_config.json`` as our method and stated config: the one home of its keys, torch-free.
+
+Two readers share it: the runtime's PEFT directory reader (:mod:`adapterhub.runtime.formats.peft`, which
+takes the targets from the tensor names) and derived manifests (:mod:`adapterhub.manifest.derive`,
+which take them from the config through :mod:`adapterhub.manifest.peft_targets`). Everything a PEFT
+config can say that changes what the adapter computes is either translated here or refused with a
+typed error naming the key; keys that only steer training are ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import SchemaError, SchemaProblem
+
+SOURCE = "adapter_config.json (PEFT)"
+PEFT_TYPES = {"LORA": "lora", "IA3": "ia3", "LOHA": "loha"}
+"""PEFT ``peft_type`` -> our method (``LORA`` with ``use_dora`` is ``dora``) for derived manifests; the
+runtime's reader also accepts the ``peft_type`` of any method registered later (``Method.peft_claims``)."""
+
+REFUSED_KEYS: dict[str, str] = {
+    "rank_pattern": "per-module rank_pattern is not supported (one r per adapter)",
+    "alpha_pattern": "per-module alpha_pattern is not supported (one alpha per adapter)",
+    "layer_replication": "layer_replication duplicates base layers, which adapterhub never changes",
+    "target_parameters": "LoRA on parameters (target_parameters) is not supported; adapterhub targets projections",
+    "trainable_token_indices": "trainable_token_indices trains embedding rows of the frozen base, which "
+                               "adapterhub never changes",
+    "alora_invocation_tokens": "activated LoRA (alora_invocation_tokens) is not supported",
+    "use_qalora": "QA-LoRA (use_qalora) is not supported",
+    "megatron_config": "Megatron parallel layers (megatron_config) are not supported",
+    "lora_bias": "LoRA with trained biases (lora_bias) is not supported",
+}
+"""Keys that change what a PEFT adapter computes (or where) beyond what adapterhub can place, by the
+message of their refusal; refused when set to anything but their off value (None, False, {} or [])."""
+
+
+def peft_unsupported(pointer: str, message: str) -> SchemaError:
+    """The typed refusal of a PEFT config value or tensor adapterhub cannot represent."""
+    return SchemaError(SOURCE, [SchemaProblem(pointer, message)])
+
+
+def peft_method(cfg: Any) -> str:
+    """Our method for a PEFT ``adapter_config.json`` (parsed); refused when PEFT's type has none."""
+    if not isinstance(cfg, dict):
+        raise peft_unsupported("/", f"adapter_config.json is a JSON {type(cfg).__name__}, not an object")
+    peft_type = cfg.get("peft_type")
+    method = PEFT_TYPES.get(peft_type) if isinstance(peft_type, str) else None
+    if method is None:
+        raise peft_unsupported("/peft_type", f"{peft_type!r} is not supported ({', '.join(PEFT_TYPES)} are; "
+                                             "DoRA is LORA with use_dora)")
+    return "dora" if method == "lora" and cfg.get("use_dora") else method
+
+
+def check_peft_config(cfg: dict[str, Any]) -> None:
+    """Refuse (typed, naming the key) what adapterhub cannot represent, before any tensor is read.
+
+    Keyed on ``peft_type`` (not on :func:`peft_method`), so a method registered in the runtime beyond
+    :data:`PEFT_TYPES` is checked too."""
+    for key, why in REFUSED_KEYS.items():
+        if cfg.get(key) not in (None, False, {}, []):
+            raise peft_unsupported(f"/{key}", why)
+    peft_type = cfg.get("peft_type")
+    if peft_type == "LORA" and cfg.get("bias", "none") != "none":
+        raise peft_unsupported("/bias", f"bias={cfg.get('bias')!r}: LoRA with trained biases is not supported")
+    if peft_type == "LORA" and (isinstance(cfg.get("r"), bool) or not isinstance(cfg.get("r"), int)):
+        raise peft_unsupported("/r", f"r={cfg.get('r')!r} is not an integer rank")
+    if peft_type == "IA3" and isinstance(cfg.get("feedforward_modules"), str):
+        raise peft_unsupported("/feedforward_modules", "regular-expression feedforward_modules are not supported")
+
+
+def peft_scalars(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The method's stated config keys other than targets and ``leave_out`` (which say *where*, not *what*)."""
+    method = peft_method(cfg)
+    config: dict[str, Any] = {}
+    if method in ("lora", "dora"):
+        config = {"r": int(cfg["r"]), "alpha": float(cfg.get("lora_alpha", 8))}
+        if cfg.get("use_rslora"):
+            config["use_rslora"] = True
+        if cfg.get("lora_dropout"):
+            config["dropout"] = float(cfg["lora_dropout"])
+    elif method == "loha":
+        config = {"r": int(cfg.get("r", 8)), "alpha": float(cfg.get("alpha", 8))}
+        for key in ("rank_dropout", "module_dropout"):
+            if cfg.get(key):
+                config[key] = float(cfg[key])
+    return config
