@@ -1,0 +1,113 @@
+"""``pull("hf:ORG/REPO[@REV][:SUBFOLDER]")`` with the real huggingface_hub client against our server: PEFT,
+``adapters``-library and adapterhub repos, verified by the hashes the server lists; tampering (a served byte,
+a listed hash, a file listed without a hash) is a typed error and publishes nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from support.paths import REFERENCE
+from support.store_support import put_repo
+
+from adapterhub.errors import IntegrityError, InvalidNameError, NotFoundError, OfflineError
+from adapterhub.manifest import load_manifest
+from adapterhub.store import list_cached, pull, verify
+
+BASE_ID = "adapterhub-fixtures/tiny-random-bert"
+PEFT_DIR = REFERENCE / "peft" / "bert" / "lora" / "saved"
+LIBRARY_DIR = REFERENCE / "adapters" / "bert" / "seq_bn" / "safetensors" / "ref"
+CARD = b"---\nlibrary_name: peft\nlicense: apache-2.0\nbase_model: adapterhub-fixtures/tiny-random-bert\n---\n# LoRA\n"
+
+
+def _files(directory: Path, prefix: str = "") -> dict[str, bytes]:
+    return {prefix + p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+@pytest.fixture
+def hub_repos(hub, cache):
+    """The base's config, a PEFT repo (card, .gitattributes), an adapters-library repo in a subfolder."""
+    if not PEFT_DIR.is_dir() or not LIBRARY_DIR.is_dir():
+        pytest.skip(f"reference fixtures missing under {REFERENCE}")
+    put_repo(hub.server, BASE_ID, {"config.json": (REFERENCE / "bases" / "bert" / "config.json").read_bytes()})
+    peft = put_repo(hub.server, "org/peft-lora", {**_files(PEFT_DIR), "README.md": CARD})
+    library = put_repo(hub.server, "org/library", _files(LIBRARY_DIR, "adapters/seq_bn/"))
+    return {"peft": peft, "library": library, "endpoint": hub.endpoint}
+
+
+def _cache_state(cache: Path) -> tuple[list[str], list[str]]:
+    views = sorted(str(p.relative_to(cache)) for p in (cache / "adapters").glob("*/*")) \
+        if (cache / "adapters").is_dir() else []
+    manifests = sorted(p.name for p in (cache / "hub").rglob("*.json")) if (cache / "hub").is_dir() else []
+    return views, manifests
+
+
+def test_peft_repo_by_branch_commit_and_warm(hub_repos, cache, hub):
+    pulled = pull("hf:org/peft-lora", endpoint=hub.endpoint)
+    m = pulled.manifest
+    assert m.adapter.method == "lora" and m.base_model.id == BASE_ID
+    assert m.version == f"0+g{hub_repos['peft'][:12]}"
+    assert (pulled.path / "adapter_model.safetensors").read_bytes() == (PEFT_DIR / "adapter_model.safetensors").read_bytes()
+    assert load_manifest(pulled.path).name == m.name
+    assert any(s.revision == hub_repos["peft"] for s in m.sources)
+    assert [c.name for c in list_cached()] == [m.name]
+    assert verify().ok
+    # Pinned to the commit: warm, no server needed.
+    hub.server.stop()
+    again = pull(f"hf:org/peft-lora@{hub_repos['peft']}", endpoint=hub.endpoint)
+    assert again.path == pulled.path and again.downloaded == 0
+    # A branch offline: the commit it last resolved to.
+    assert pull("hf:org/peft-lora", endpoint=hub.endpoint, offline=True).path == pulled.path
+    with pytest.raises(OfflineError, match="never resolved"):
+        pull("hf:org/peft-lora@other-branch", endpoint=hub.endpoint, offline=True)
+
+
+def test_library_repo_in_a_subfolder(hub_repos, cache, hub):
+    ref = f"hf:org/library@{hub_repos['library']}:adapters/seq_bn"
+    pulled = pull(ref, endpoint=hub.endpoint)
+    assert pulled.manifest.adapter.method == "bottleneck"
+    assert set(pulled.files) == {"adapter.safetensors", "adapter_config.json"}
+    assert pulled.name.startswith("org-library-adapters-seq-bn")
+    with pytest.raises(NotFoundError):
+        pull("hf:org/library:nowhere", endpoint=hub.endpoint)
+
+
+def test_adapterhub_repo_uses_its_own_manifest(hub_repos, cache, hub, tmp_path):
+    first = pull("hf:org/peft-lora", endpoint=hub.endpoint)
+    folder = tmp_path / "release"
+    shutil.copytree(first.path, folder, ignore=shutil.ignore_patterns(".adapterhub-view.json"))
+    doc = json.loads((folder / "adapterhub.json").read_text())
+    doc["name"], doc["version"] = "my-lora", "1.2.0"
+    doc["files"] = [f for f in doc["files"] if f["path"] != "README.md"]
+    (folder / "README.md").unlink()
+    (folder / "adapterhub.json").write_text(json.dumps(doc))
+    put_repo(hub.server, "org/released", _files(folder))
+    pulled = pull("hf:org/released@main", endpoint=hub.endpoint)
+    assert (pulled.name, pulled.version) == ("my-lora", "1.2.0")
+    assert {c.name for c in list_cached()} == {first.name, "my-lora"}
+
+
+@pytest.mark.parametrize("fault", ["flip_config", "flip_weights", "listed_config", "listed_weights", "unhashed"])
+def test_tampering_is_refused_and_nothing_is_published(hub_repos, cache, hub, fault_plan, fault):
+    target = "adapter_config.json" if fault.endswith("config") or fault == "unhashed" else "adapter_model.safetensors"
+    if fault.startswith("flip"):
+        fault_plan.flip_byte(path=target, times=None)
+    else:
+        fault_plan.tamper_listing(path=target, unhashed=fault == "unhashed")
+    with pytest.raises(IntegrityError) as info:
+        pull("hf:org/peft-lora", endpoint=hub.endpoint)
+    assert target in str(info.value)
+    assert _cache_state(cache) == ([], [])
+    fault_plan.clear()
+    assert pull("hf:org/peft-lora", endpoint=hub.endpoint).manifest.adapter.method == "lora"
+
+
+def test_references_that_do_not_parse_or_exist(hub_repos, cache, hub):
+    with pytest.raises(InvalidNameError):
+        pull("hf:org", endpoint=hub.endpoint)
+    with pytest.raises(NotFoundError):
+        pull("hf:org/peft-lora@no-such-branch", endpoint=hub.endpoint)
+    with pytest.raises(OfflineError):
+        pull("hf:org/peft-lora@" + "0" * 40, endpoint=hub.endpoint, offline=True)
