@@ -82,6 +82,8 @@ class PulledAdapter:
     hashed: int = 0
     """Files whose bytes this pull hashed. Less than ``len(files)`` only for a warm pull that
     trusted large files whose stat had not changed since they were verified."""
+    reference: str | None = None
+    """For a Hub repo: ``hf:ORG/REPO@<commit>[:SUBFOLDER]``, the commit its manifest was derived at."""
 
     @property
     def fully_hashed(self) -> bool:
@@ -98,7 +100,8 @@ class PulledAdapter:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "path": str(self.path),
                 "files": {k: str(v) for k, v in self.files.items()}, "downloaded_bytes": self.downloaded,
-                "hashed_files": self.hashed, "dependencies": [d.to_json() for d in self.dependencies]}
+                "hashed_files": self.hashed, "dependencies": [d.to_json() for d in self.dependencies],
+                **({"reference": self.reference} if self.reference else {})}
 
 
 def _record_files(files: Sequence[FileEntry]) -> tuple[FileEntry, ...]:
@@ -429,7 +432,7 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
                              token=token, options=options)
         pulled = pull_manifest(plan.manifest, **{**kwargs, "sources": [plan.source]})  # type: ignore[arg-type]
         plan.record()  # only now: a pull that failed leaves no view and no manifest
-        return pulled
+        return dataclasses.replace(pulled, reference=str(plan.ref.at(plan.commit)))
     if isinstance(requirement, Manifest):
         needs_index = dependencies and bool(requirement.dependencies)
         idx = _open(index, off, options) if (index is not None or needs_index) else None

@@ -9,32 +9,19 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support.paths import REFERENCE
+from support.hub_repos import BASE_ID, PEFT_DIR, put_fixture_repos
+from support.hub_repos import files_of as _files
 from support.store_support import put_repo
 
 from adapterhub.errors import IntegrityError, InvalidNameError, NotFoundError, OfflineError
 from adapterhub.manifest import load_manifest
 from adapterhub.store import list_cached, pull, verify
 
-BASE_ID = "adapterhub-fixtures/tiny-random-bert"
-PEFT_DIR = REFERENCE / "peft" / "bert" / "lora" / "saved"
-LIBRARY_DIR = REFERENCE / "adapters" / "bert" / "seq_bn" / "safetensors" / "ref"
-CARD = b"---\nlibrary_name: peft\nlicense: apache-2.0\nbase_model: adapterhub-fixtures/tiny-random-bert\n---\n# LoRA\n"
-
-
-def _files(directory: Path, prefix: str = "") -> dict[str, bytes]:
-    return {prefix + p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
-
 
 @pytest.fixture
 def hub_repos(hub, cache):
-    """The base's config, a PEFT repo (card, .gitattributes), an adapters-library repo in a subfolder."""
-    if not PEFT_DIR.is_dir() or not LIBRARY_DIR.is_dir():
-        pytest.skip(f"reference fixtures missing under {REFERENCE}")
-    put_repo(hub.server, BASE_ID, {"config.json": (REFERENCE / "bases" / "bert" / "config.json").read_bytes()})
-    peft = put_repo(hub.server, "org/peft-lora", {**_files(PEFT_DIR), "README.md": CARD})
-    library = put_repo(hub.server, "org/library", _files(LIBRARY_DIR, "adapters/seq_bn/"))
-    return {"peft": peft, "library": library, "endpoint": hub.endpoint}
+    repos = put_fixture_repos(hub.server)
+    return {"peft": repos.peft, "library": repos.library, "endpoint": repos.endpoint}
 
 
 def _cache_state(cache: Path) -> tuple[list[str], list[str]]:
