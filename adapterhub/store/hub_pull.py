@@ -20,6 +20,8 @@ Order of work, and why:
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from ..manifest import FileEntry, Manifest, manifest_to_dict, parse_manifest
 from ..manifest.derive import HubOrigin, base_reference, derive_manifest
 from ..names import HubReference
 from ..transport import FetchOptions, TokenScope
+from .convert import pickle_to_safetensors
 from .http import HttpFetcher
 from .hub_repo import (
     HubFile,
@@ -51,6 +54,12 @@ CONFIG_FILES = frozenset({"adapter_config.json", "head_config.json", "adapter_fu
                           "adapterhub.json"})
 """Small config files the derivation reads (paths relative to the subfolder)."""
 MAX_CONFIG = 4 << 20
+PICKLE_WEIGHTS = {"adapter_model.bin": "adapter_model.safetensors", "pytorch_adapter.bin": "adapter.safetensors",
+                  "pytorch_model_head.bin": "model_head.safetensors"}
+"""Pickle weight files of PEFT and ``adapters``-library repos, and the safetensors file each becomes: they
+are converted at pull time, after their bytes matched the Hub's hash, by the weights-only loader
+(:mod:`.convert`); the view holds only the safetensors file, so nothing is unpickled at runtime."""
+CONVERTED_KEY = "x-adapterhub-converted"
 
 
 @dataclass(frozen=True)
@@ -140,6 +149,8 @@ def plan_hub_pull(ref: HubReference, *, cache_dir: str | Path | None = None, off
             snapshot = resolve_revision(repo, ref.revision, scope=scope)
             commit = snapshot.commit
     manifest = records.manifest(ref.repo_id, commit, ref.subfolder)
+    if manifest is not None and not offline and converted_blobs_missing(manifest, layout):
+        manifest = None  # a converted file was collected: convert again from the repo's pickle
     if manifest is None:
         if offline:
             raise OfflineError(f"offline mode: {ref.at(commit)} is not in the cache",
@@ -170,6 +181,31 @@ def _store_blob(layout: CacheLayout, body: bytes, sha256: str, where: str) -> No
         writer.commit()
 
 
+def _convert(source: HubSource, file: HubFile, rel: str, layout: CacheLayout, where: str) -> tuple[FileEntry, str]:
+    """Fetch a pickle weights file (checked against the Hub's hash first), convert it with the weights-only
+    loader, and store the safetensors result; returns its entry and the pickle's sha256."""
+    label = f"{where}: {rel}"
+    if file.is_lfs:
+        sha256 = file.lfs_sha256 or ""
+        if not layout.blob(sha256).is_file():
+            with BlobWriter(layout, sha256, file.size, where=label) as writer:
+                source.stream(rel, file.size, writer)
+                writer.commit()
+        body = layout.blob(sha256).read_bytes()
+    else:
+        body, sha256 = _fetch_plain(source, file, rel, where)
+    data = pickle_to_safetensors(body, label)
+    out = hashlib.sha256(data).hexdigest()
+    _store_blob(layout, data, out, f"{where}: {PICKLE_WEIGHTS[rel]} (converted from {rel})")
+    return FileEntry(PICKLE_WEIGHTS[rel], len(data), out), sha256
+
+
+def converted_blobs_missing(manifest: Manifest, layout: CacheLayout) -> bool:
+    """Whether a file this pull made from a pickle is gone from the cache (the Hub cannot serve it: re-derive)."""
+    made = manifest.extensions.get(CONVERTED_KEY) or {}
+    return any(not layout.blob(f.sha256).is_file() for f in manifest.files if f.path in made)
+
+
 def _parse_config(body: bytes, where: str) -> Any:
     return loads_strict(body, where)
 
@@ -186,9 +222,17 @@ def _derive(ref: HubReference, repo: HubRepo, snapshot: RepoSnapshot, layout: Ca
                            fetcher=fetcher)
         entries: list[FileEntry] = []
         configs: dict[str, Any] = {}
+        converted: dict[str, dict[str, str]] = {}
+        names = {_relative(f.path, ref.subfolder) for f in files}
         for file in files:
             rel = _relative(file.path, ref.subfolder)
             wanted = rel in CONFIG_FILES and file.size <= MAX_CONFIG
+            if rel in PICKLE_WEIGHTS:
+                if PICKLE_WEIGHTS[rel] not in names:  # else the repo has safetensors too: the pickle is not needed
+                    entry, original = _convert(source, file, rel, layout, where)
+                    entries.append(entry)
+                    converted[entry.path] = {"from": rel, "sha256": original}
+                continue
             if file.is_lfs and not wanted:
                 entries.append(FileEntry(rel, file.size, file.lfs_sha256))  # type: ignore[arg-type]
                 continue
@@ -201,7 +245,10 @@ def _derive(ref: HubReference, repo: HubRepo, snapshot: RepoSnapshot, layout: Ca
         base_config = None
         if "adapterhub.json" not in configs:
             base_config = _base_config(configs, origin, endpoint, token, scope, fetcher)
-        return derive_manifest(configs, entries, origin, base_config)
+        manifest = derive_manifest(configs, entries, origin, base_config)
+        if converted:
+            manifest = dataclasses.replace(manifest, extensions={**manifest.extensions, CONVERTED_KEY: converted})
+        return manifest
     finally:
         fetcher.close()
 
