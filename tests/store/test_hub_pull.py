@@ -11,11 +11,20 @@ from pathlib import Path
 import pytest
 from support.hub_repos import BASE_ID, PEFT_DIR, put_fixture_repos
 from support.hub_repos import files_of as _files
+from support.server_fixtures import ADMIN_TOKEN
 from support.store_support import put_repo
 
-from adapterhub.errors import IntegrityError, InvalidNameError, NotFoundError, OfflineError
+from adapterhub.errors import (
+    AuthenticationError,
+    IntegrityError,
+    InvalidNameError,
+    NotFoundError,
+    OfflineError,
+)
 from adapterhub.manifest import load_manifest
 from adapterhub.store import list_cached, pull, verify
+from adapterhub.store.hub_repo import HubRepo, resolve_revision
+from adapterhub.transport import TokenScope
 
 
 @pytest.fixture
@@ -98,3 +107,17 @@ def test_references_that_do_not_parse_or_exist(hub_repos, cache, hub):
         pull("hf:org/peft-lora@no-such-branch", endpoint=hub.endpoint)
     with pytest.raises(OfflineError):
         pull("hf:org/peft-lora@" + "0" * 40, endpoint=hub.endpoint, offline=True)
+
+
+
+def test_a_private_repo_needs_the_token_and_gets_it_only_at_an_endpoint_the_user_configured(hub_repos, cache, hub):
+    hub.api.create_repo("org/private", private=True)
+    put_repo(hub.server, "org/private", _files(PEFT_DIR))
+    with pytest.raises(AuthenticationError):
+        pull("hf:org/private", endpoint=hub.endpoint, token=False)
+    assert _cache_state(cache) == ([], [])
+    # The same server under a name the user did not configure gets no token, so the repo stays hidden.
+    other = HubRepo("org/private", endpoint=hub.endpoint.replace("127.0.0.1", "localhost"), token=ADMIN_TOKEN)
+    with pytest.raises(AuthenticationError, match="no token was sent"):
+        resolve_revision(other, scope=TokenScope.configured([]))
+    assert pull("hf:org/private", endpoint=hub.endpoint, token=ADMIN_TOKEN).manifest.adapter.method == "lora"
