@@ -13,6 +13,8 @@ Order of work, and why:
 4. :func:`~adapterhub.manifest.derive.derive_manifest` describes the repo (or takes its own
    ``adapterhub.json``); the store pulls that manifest from the repo at the commit, every LFS byte
    checked against the Hub's sha256 by the writer.
+   Pickle weights are converted to safetensors here, after their bytes matched the Hub's sha256
+   (:data:`PICKLE_WEIGHTS`).
 5. Only after the view is published (:meth:`HubPlan.record`, called by :func:`~adapterhub.store.pull`)
    is the derived manifest recorded: a pull that failed anywhere
    leaves no view and no manifest (verified blobs may stay, as after any failed pull).

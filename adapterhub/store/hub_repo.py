@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from .. import settings
 from ..errors import (
+    AdapterHubError,
     AuthenticationError,
     DownloadError,
     IntegrityError,
@@ -116,6 +117,8 @@ def client_call(repo: HubRepo, description: str, call: Callable[[Any], T], scope
     api = repo.api(scope)
     try:
         return call(api)
+    except AdapterHubError:
+        raise
     except Exception as exc:  # the client's exception types differ between 0.x, 1.x and 2.x
         raise _hub_error(description, exc, token_sent=bool(api.token)) from None
 
@@ -178,11 +181,15 @@ def list_files(repo: HubRepo, commit: str, subfolder: str | None = None, *,
             return list(api.list_repo_tree(repo.repo_id, path_in_repo=subfolder or None, recursive=True,
                                            revision=commit, repo_type=repo.repo_type))
         except (KeyError, TypeError) as exc:  # the client could not parse an entry (no oid, no lfs sha256)
-            raise IntegrityError(f"{where}: the tree listing has a file entry without {exc} ; refusing a "
+            raise IntegrityError(f"{where}: the tree listing has a file entry without {exc}; refusing a "
                                  "file that cannot be checked") from None
 
     items = client_call(repo, f"{where}: listing files", listing, scope)
     files = [_hub_file(item, where) for item in items if type(item).__name__ != "RepoFolder"]
+    outside = [f.path for f in files if subfolder and not f.path.startswith(subfolder.rstrip("/") + "/")]
+    if outside:
+        raise IntegrityError(f"{where}: the listing of {subfolder!r} names files outside it ({outside[0]!r}); "
+                             "refusing a listing that does not describe the folder asked for")
     if not files:
         raise NotFoundError(f"{where}: no files under {subfolder or 'the repository root'!r}")
     return sorted(files, key=lambda f: f.path)

@@ -164,7 +164,8 @@ class HttpMirrorSource(HttpBackedSource):
 
 @dataclass
 class HubSource(HttpBackedSource):
-    """A Hub repo at a pinned commit, through huggingface_hub's metadata call and our own GET.
+    """A Hub repo at a pinned commit, through huggingface_hub's metadata call and our own GET (or, for a
+    file stored in Xet, the client's ``xet_get``: see :meth:`stream`).
 
     ``get_hf_file_metadata`` (the real client) resolves the file: it follows the Hub's relative
     redirects and tells us the commit, size, etag and where the bytes are. We check the commit is the

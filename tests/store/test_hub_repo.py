@@ -77,3 +77,29 @@ def test_memory_sink_streams_a_plain_file_through_the_client(toy):
     HubSource(repo.repo_id, commit, endpoint=repo.endpoint).stream(entry.path, entry.size, sink)
     body, sha = sink.finish()
     assert body == files["adapter_config.json"] and sha == hashlib.sha256(body).hexdigest()
+
+
+def _tree_route(server, commit: str, folder: str, items: list) -> None:
+    import json as _json
+
+    from support.http_faults import Reply
+
+    body = _json.dumps(items).encode()
+    for flags in ("recursive=True&expand=False", "recursive=true&expand=false"):  # requests / httpx spelling
+        server.route(f"/api/models/org/x/tree/{commit}/{folder}?{flags}",
+                     Reply(headers=[("Content-Type", "application/json")], body=body))
+
+
+@pytest.mark.parametrize("item, words", [
+    ({"type": "file", "path": "elsewhere/adapter_config.json", "size": 2, "oid": "a" * 40}, "outside"),
+    ({"type": "file", "path": "sub/a.json", "size": 2, "oid": None}, "neither"),
+    ({"type": "file", "path": "sub/a.json", "size": 2}, "without 'oid'"),
+    ({"type": "file", "path": "sub/w.safetensors", "size": 2, "oid": "a" * 40,
+      "lfs": {"oid": "not-a-digest", "size": 2, "sha256": "not-a-digest", "pointerSize": 9}}, "without a valid sha256"),
+])
+def test_a_listing_that_cannot_be_checked_is_refused(scripted, item, words):
+    """Listings our server never sends, from a scripted one: a file outside the folder asked for, no hash."""
+    commit = "c" * 40
+    _tree_route(scripted, commit, "sub", [item])
+    with pytest.raises(IntegrityError, match=words):
+        list_files(HubRepo("org/x", endpoint=scripted.origin, token=False), commit, "sub")
