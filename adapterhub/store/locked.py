@@ -17,7 +17,6 @@ from ..errors import IntegrityError
 from ..manifest import Manifest, manifest_digest
 from ..names import parse_hub_reference
 from ..transport import FetchOptions
-from .hub_pull import plan_hub_pull
 from .pull import PulledAdapter, index_location, pull_manifest
 from .trust import Trust
 
@@ -46,6 +45,8 @@ def pull_locked(lock: Any, *, index: Any = None, require_hashes: bool = False, o
                             trust=trust)
               for entry in check.entries]
     for locked in check.hub:
+        from .hub_pull import plan_hub_pull  # deferred: import cost of pulling a lock of registry names
+
         plan = plan_hub_pull(parse_hub_reference(locked.hub or ""), cache_dir=cache_dir, offline=off,
                              endpoint=endpoint, token=token, options=options)
         _check_locked(locked, plan.manifest)

@@ -41,7 +41,6 @@ from ..manifest import ArchiveSource, FileEntry, Manifest, manifest_digest
 from ..names import Requirement, dependency_requirement, is_hub_reference, parse_hub_reference
 from ..transport import FetchOptions, TokenScope
 from .http import HttpFetcher
-from .hub_pull import plan_hub_pull
 from .layout import CacheLayout, new_owner
 from .plan import check_manifest_for_store, describe_sources, sources_for
 from .progress import Progress
@@ -428,6 +427,8 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
     kwargs = dict(cache_dir=cache_dir, offline=off, sources=sources, endpoint=endpoint, token=token,
                   progress=progress, options=options, trust=trust or Trust.from_env())
     if is_hub_reference(requirement):
+        from .hub_pull import plan_hub_pull  # deferred: import cost of every pull of a registry name
+
         plan = plan_hub_pull(parse_hub_reference(requirement), cache_dir=cache_dir, offline=off, endpoint=endpoint,
                              token=token, options=options)
         pulled = pull_manifest(plan.manifest, **{**kwargs, "sources": [plan.source]})  # type: ignore[arg-type]
