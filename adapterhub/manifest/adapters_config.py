@@ -1,15 +1,18 @@
-"""The ``adapters`` library's bottleneck config (``BnConfig`` keys) as our bottleneck/Compacter config.
+"""The ``adapters`` library's configs (bottleneck ``BnConfig``, ``LoRAConfig``, ``PrefixTuningConfig``) as ours.
 
-Torch-free: the directory reader (:mod:`adapterhub.runtime.formats.adapters_lib`) and the archived-index
-importer (:mod:`adapterhub.registry.archived`, whose custom architectures are BnConfig dicts)
-share it. Keys with no equivalent in our runtime are refused with the key named, except where the
+Torch-free: the directory reader (:mod:`adapterhub.runtime.formats.adapters_lib` and the methods' ``from_adapters``),
+the archived-index importer (:mod:`adapterhub.registry.archived`, whose custom architectures are BnConfig
+dicts) and derived manifests (:mod:`adapterhub.manifest.derive`) share it. Keys with no equivalent in our runtime are refused with the key named, except where the
 library's own math makes them a no-op (``adapter_residual_before_ln`` only moves the residual add
 across ``ln_after``; without ``ln_after`` both orders are the same sum).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from packaging.version import InvalidVersion, Version
 
 from ..errors import SchemaError, SchemaProblem
 
@@ -75,3 +78,93 @@ def bottleneck_config(cfg: dict[str, Any], versioned: bool, where: str = "adapte
     if isinstance(rf, dict):
         config["reduction_factor"] = {str(k): v for k, v in rf.items()}
     return method, config
+
+
+def library_version(meta: dict[str, Any]) -> Version | None:
+    """The ``adapters`` version that saved a config (``None`` when unrecorded or unreadable)."""
+    raw = meta.get("version")
+    if not isinstance(raw, str):
+        return None
+    try:
+        return Version(raw.removeprefix("adapters."))
+    except InvalidVersion:
+        return None
+
+
+def lora_config(cfg: dict[str, Any], meta: dict[str, Any], locations: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
+    """``(method, config)`` for a ``LoRAConfig``: LoRA, or IA3 for ``composition_mode="scale"``.
+
+    ``locations``: the library's LoRA locations (``intermediate``, ``output``) -> our slot keys on the base's
+    family (``adapterhub.runtime.arch.Family.library_lora_locations``). Configs saved before adapters 1.1.0
+    with ``r != alpha`` get ``alpha := r`` (library PR #770)."""
+    if cfg.get("use_gating"):
+        raise unsupported("/config/use_gating", "gated LoRA is not supported")
+    if cfg.get("vera_d") is not None or cfg.get("vera_b") is not None:
+        raise unsupported("/config/vera_d", "VeRA is not supported")
+    if cfg.get("use_dora"):
+        raise unsupported("/config/use_dora", "the adapters library's DoRA differs from PEFT's (unscaled norm, "
+                                              "scaled bias); adapterhub implements PEFT's DoRA only")
+    scale_mode = cfg.get("composition_mode", "add") == "scale"
+    r, alpha = int(cfg.get("r", 8)), float(cfg.get("alpha", 8))
+    version = library_version(meta)
+    if not scale_mode and (version is None or version < Version("1.1.0")) and r != alpha:
+        alpha = float(r)
+    targets: list[str] = []
+    if cfg.get("selfattn_lora", True):
+        targets += [m for m in ("q", "k", "v") if m in (cfg.get("attn_matrices") or [])]
+    if cfg.get("intermediate_lora"):
+        targets.append(locations["intermediate"])
+    if cfg.get("output_lora"):
+        targets.append(locations["output"])
+    config: dict[str, Any]
+    if scale_mode:
+        method, config = "ia3", {"target_modules": targets, "feedforward_modules": []}
+    else:
+        method, config = "lora", {"r": r, "alpha": alpha, "target_modules": targets}
+        if cfg.get("dropout"):
+            config["dropout"] = cfg["dropout"]
+    leave_out = sorted(cfg.get("leave_out") or [])
+    if leave_out:
+        config["leave_out"] = leave_out
+    return method, config
+
+
+def prefix_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Our prefix-tuning config for a ``PrefixTuningConfig`` as the library trains it (reparametrized)."""
+    if cfg.get("use_gating"):
+        raise unsupported("/config/use_gating", "gated prefix tuning (UniPELT) is not supported")
+    out: dict[str, Any] = {"prefix_length": int(cfg.get("prefix_length", 30)),
+                           "bottleneck_size": int(cfg.get("bottleneck_size", 512)),
+                           "non_linearity": str(cfg.get("non_linearity") or "tanh").lower(),
+                           "flat": bool(cfg.get("flat", False))}
+    if cfg.get("dropout"):
+        out["dropout"] = float(cfg["dropout"])
+    for key in ("encoder_prefix", "cross_prefix"):
+        if key in cfg:
+            out[key] = bool(cfg[key])
+    if cfg.get("leave_out"):
+        out["leave_out"] = sorted(int(i) for i in cfg["leave_out"])
+    return out
+
+
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The stated config of prefix tuning's inference form (``bottleneck_size`` and ``non_linearity`` no longer
+    apply): what a library prefix adapter becomes once read."""
+    out = {k: v for k, v in config.items() if k not in ("bottleneck_size", "non_linearity")}
+    out["flat"] = True
+    return out
+
+
+FUSION_KEYS = ("key", "query", "value", "query_before_ln", "regularization", "residual_before", "temperature",
+               "value_before_softmax", "value_initialized")
+
+
+def fusion_config(cfg: dict[str, Any], members: list[str]) -> dict[str, Any]:
+    """Our fusion config for the library's fusion ``config`` over ``members`` (names as the manifest lists them)."""
+    config: dict[str, Any] = {"members": list(members)}
+    for k in FUSION_KEYS:
+        if k in cfg:
+            config[k] = bool(cfg[k])
+    if cfg.get("dropout_prob") is not None:
+        config["dropout_prob"] = float(cfg["dropout_prob"])
+    return config

@@ -29,10 +29,10 @@ from typing import Any
 
 from ..errors import IntegrityError, NotFoundError, SchemaError, SchemaProblem
 from ..names import is_repo_id, manifest_name
-from .adapters_config import bottleneck_config
+from .adapters_config import bottleneck_config, flat_config, fusion_config, lora_config, prefix_config
 from .io import CURRENT_SCHEMA_VERSION, MANIFEST_FILENAME, SIGNATURE_FILENAME, parse_manifest
 from .peft_config import check_peft_config, peft_method, peft_scalars, peft_unsupported
-from .peft_targets import peft_placement
+from .peft_targets import library_lora_locations, peft_placement
 from .roles import CARD_FILE, guess_role
 from .types import FileEntry, Manifest
 
@@ -40,13 +40,14 @@ FOREIGN_CONFIG = "adapter_config.json"
 FUSION_CONFIG = "adapter_fusion_config.json"
 HEAD_CONFIG = "head_config.json"
 REPO_FILES = (".gitattributes", CARD_FILE, SIGNATURE_FILENAME)
-"""Files a repo holds besides an ``adapterhub.json`` release's payload (its card, git's attributes, the
-signature) that the release's manifest does not list."""
+"""Files a repo may hold beside an ``adapterhub.json`` release's payload without its manifest listing them
+(git's attributes, the card, the signature); when the manifest lists one, it is checked like any file."""
 LAYOUT_WEIGHTS = {
     "peft": ("adapter_model.safetensors", "adapter_model.bin"),
     "adapters-library": ("adapter.safetensors", "pytorch_adapter.bin"),
 }
 LAYOUT_HEADS = ("head.safetensors", "model_head.safetensors", "pytorch_model_head.bin")
+FUSION_WEIGHTS = ("model_adapter_fusion.safetensors", "pytorch_model_adapter_fusion.bin")
 PEFT_TASKS = {"SEQ_CLS": "text-classification", "TOKEN_CLS": "token-classification",
               "QUESTION_ANS": "question-answering", "CAUSAL_LM": "text-generation",
               "SEQ_2_SEQ_LM": "text-generation", "FEATURE_EXTRACTION": "feature-extraction"}
@@ -135,9 +136,7 @@ def derive_manifest(config_files: Mapping[str, Any], files: Sequence[FileEntry],
     if MANIFEST_FILENAME in config_files:
         return _stated_manifest(config_files[MANIFEST_FILENAME], files, where)
     if FUSION_CONFIG in config_files:
-        raise SchemaError(f"{where}: {FUSION_CONFIG}", [SchemaProblem(
-            "/", "an adapters-library fusion layer names its member adapters only by their local names; "
-                 "publish it with an adapterhub.json that lists the members as dependencies")])
+        return _fusion_manifest(config_files[FUSION_CONFIG], files, origin, base_config)
     if FOREIGN_CONFIG not in config_files:
         raise NotFoundError(f"{where}: neither {MANIFEST_FILENAME} nor {FOREIGN_CONFIG}; not an adapter repo "
                             "adapterhub can describe", hint="pass the subfolder that holds the adapter (hf:ORG/REPO:DIR)")
@@ -147,13 +146,7 @@ def derive_manifest(config_files: Mapping[str, Any], files: Sequence[FileEntry],
             "/", f"adapter_config.json is a JSON {type(cfg).__name__}, not an object")])
     layout = "peft" if "peft_type" in cfg else "adapters-library"
     base_id, base_revision = base_reference(config_files, origin)
-    if base_config is None:
-        raise NotFoundError(f"{where}: deriving a manifest needs the base model's config.json "
-                            f"({base_id or 'base id unknown'}{'@' + base_revision if base_revision else ''}) for its "
-                            "shape facts", hint="fetch the base's config.json and pass it as base_config")
-    if not isinstance(base_config, Mapping):
-        raise SchemaError(f"{where}: base config.json", [SchemaProblem("/", "not a JSON object")])
-    base = _base_facts(base_config, base_id, base_revision, where)
+    base = _base_facts(_need_base(base_config, base_id, base_revision, where), base_id, base_revision, where)
     if layout == "peft":
         method, config, head_type = _from_peft(cfg, base, base_config)
         task_type = PEFT_TASKS.get(str(cfg.get("task_type")))
@@ -167,30 +160,83 @@ def derive_manifest(config_files: Mapping[str, Any], files: Sequence[FileEntry],
                             f"{FOREIGN_CONFIG}")
     if head_type is not None and layout == "adapters-library" and not names & set(LAYOUT_HEADS):
         raise NotFoundError(f"{where}: {HEAD_CONFIG} names a head but no head weights are listed")
-    card = origin.card_data or {}
-    task = _task(card, task_type or HEAD_TASKS.get(head_type or ""), origin)
-    doc: dict[str, Any] = {
-        "schema_version": CURRENT_SCHEMA_VERSION, "name": derived_name(origin), "version": derived_version(origin),
-        "description": f"{method} adapter for {base['id']}, derived from the Hub repo {origin.repo_id} "
-                       f"at commit {origin.commit}" + (f" (folder {origin.subfolder})" if origin.subfolder else ""),
-        "license": _license(card.get("license")), "authors": [origin.repo_id.split("/")[0]],
-        "task": task, "base_model": base, "adapter": {"method": method, "config": config},
-        "files": [_entry(f, layout, weights[0]) for f in sorted(files, key=lambda f: f.path)],
-        "sources": [{"type": "hf", "repo_id": origin.repo_id, "revision": origin.commit,
-                     **({"subfolder": origin.subfolder} if origin.subfolder else {}),
-                     **({"endpoint": origin.endpoint} if origin.endpoint else {})}],
-        "x-adapterhub-derived": {"from": "hf", "layout": layout},
-    }
+    task = _task(origin.card_data or {}, task_type or HEAD_TASKS.get(head_type or ""), origin)
+    doc = _document(origin, method, config, base, files, weights[0], task, layout)
     if head_type is not None:
         doc["head"] = {"type": head_type}
     return parse_manifest(doc, f"{where} (derived manifest)")
 
 
+def member_origin(origin: HubOrigin, member: str) -> HubOrigin:
+    """Where a fusion layer's member lives: the folder beside the fusion's named as the library names the
+    member (``save_all_adapters`` writes ``<dir>/<name>``, ``save_all_adapter_fusions`` ``<dir>/<a,b>``)."""
+    parent = origin.subfolder.rsplit("/", 1)[0] if origin.subfolder and "/" in origin.subfolder else None
+    return HubOrigin(origin.repo_id, origin.commit, f"{parent}/{member}" if parent else member, origin.endpoint)
+
+
+def _fusion_manifest(meta: Any, files: Sequence[FileEntry], origin: HubOrigin,
+                     base_config: Mapping[str, Any] | None) -> Manifest:
+    """An ``adapters``-library fusion layer; its members are the adapters in the sibling folders it names, at
+    the same commit (dependencies pinned to their derived versions)."""
+    where = f"{origin}: {FUSION_CONFIG}"
+    names = meta.get("adapter_names") if isinstance(meta, dict) else None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise SchemaError(where, [SchemaProblem("/adapter_names", "missing, empty or not a list of adapter names")])
+    cfg = meta.get("config") or {}
+    if not isinstance(cfg, dict):
+        raise SchemaError(where, [SchemaProblem("/config", "not an object")])
+    base_id, base_revision = base_reference({FUSION_CONFIG: meta}, origin)
+    base = _base_facts(_need_base(base_config, base_id, base_revision, str(origin)), base_id, base_revision, str(origin))
+    if isinstance(meta.get("model_type"), str) and meta["model_type"] != base["model_type"]:
+        raise SchemaError(where, [SchemaProblem(
+            "/model_type", f"{meta['model_type']!r}, but the base's config.json says {base['model_type']!r}")])
+    weights = [w for w in FUSION_WEIGHTS if w in {f.path for f in files}]
+    if not weights:
+        raise NotFoundError(f"{origin}: no fusion weights ({' or '.join(FUSION_WEIGHTS)}) next to {FUSION_CONFIG}")
+    members = {derived_name(member_origin(origin, n)): member_origin(origin, n).subfolder for n in names}
+    if len(members) != len(names):
+        raise SchemaError(where, [SchemaProblem("/adapter_names", f"{names} name one member twice")])
+    doc = _document(origin, "fusion", fusion_config(cfg, list(members)), base, files, weights[0],
+                    _task(origin.card_data or {}, None, origin), layout="adapters-library")
+    doc["dependencies"] = [{"name": m, "spec": f"=={derived_version(origin)}", "role": "member"} for m in members]
+    doc["x-adapterhub-derived"]["members"] = members
+    return parse_manifest(doc, f"{origin} (derived manifest)")
+
+
+def _need_base(base_config: Mapping[str, Any] | None, base_id: str | None, base_revision: str | None,
+               where: str) -> Mapping[str, Any]:
+    if base_config is None:
+        raise NotFoundError(f"{where}: deriving a manifest needs the base model's config.json "
+                            f"({base_id or 'base id unknown'}{'@' + base_revision if base_revision else ''}) for its "
+                            "shape facts", hint="fetch the base's config.json and pass it as base_config")
+    if not isinstance(base_config, Mapping):
+        raise SchemaError(f"{where}: base config.json", [SchemaProblem("/", "not a JSON object")])
+    return base_config
+
+
+def _document(origin: HubOrigin, method: str, config: dict[str, Any], base: dict[str, Any],
+              files: Sequence[FileEntry], weights: str, task: dict[str, Any], layout: str) -> dict[str, Any]:
+    """The derived manifest document (no head, no dependencies: the caller adds those)."""
+    card = origin.card_data or {}
+    return {
+        "schema_version": CURRENT_SCHEMA_VERSION, "name": derived_name(origin), "version": derived_version(origin),
+        "description": f"{method} adapter for {base['id']}, derived from the Hub repo {origin.repo_id} "
+                       f"at commit {origin.commit}" + (f" (folder {origin.subfolder})" if origin.subfolder else ""),
+        "license": _license(card.get("license")), "authors": [origin.repo_id.split("/")[0]],
+        "task": task, "base_model": base, "adapter": {"method": method, "config": config},
+        "files": [_entry(f, weights) for f in sorted(files, key=lambda f: f.path)],
+        "sources": [{"type": "hf", "repo_id": origin.repo_id, "revision": origin.commit,
+                     **({"subfolder": origin.subfolder} if origin.subfolder else {}),
+                     **({"endpoint": origin.endpoint} if origin.endpoint else {})}],
+        "x-adapterhub-derived": {"from": "hf", "layout": layout},
+    }
+
+
 def _stated_manifest(data: Any, files: Sequence[FileEntry], where: str) -> Manifest:
     """The repo's own ``adapterhub.json``, once its files are exactly the ones the repo holds."""
     manifest = parse_manifest(data, f"{where}: {MANIFEST_FILENAME}")
-    listed = {f.path: f for f in files if f.path not in (MANIFEST_FILENAME, *REPO_FILES)}
     stated = {f.path: f for f in manifest.files}
+    listed = {f.path: f for f in files if f.path != MANIFEST_FILENAME and (f.path not in REPO_FILES or f.path in stated)}
     for path in sorted(set(stated) | set(listed)):
         mine, theirs = stated.get(path), listed.get(path)
         if mine is None:
@@ -220,7 +266,7 @@ def _base_facts(config: Mapping[str, Any], base_id: str | None, revision: str | 
                  "(num_hidden_layers, num_layers, n_layer or n_layers)")])
     base: dict[str, Any] = {"id": base_id or "unknown", "model_type": model_type, "hidden_size": hidden,
                             "num_hidden_layers": layers}
-    if config.get("is_encoder_decoder"):
+    if config.get("is_encoder_decoder") or "num_decoder_layers" in config or "decoder_layers" in config:
         base["num_decoder_layers"] = _config_int(config, "num_decoder_layers", "decoder_layers") or layers
     if revision:
         base["revision"] = revision
@@ -257,11 +303,17 @@ def _from_library(meta: dict[str, Any], head_meta: Any, base: dict[str, Any], wh
         raise SchemaError(f"{where}: {FOREIGN_CONFIG}", [SchemaProblem(
             "/model_type", f"{stated_type!r}, but the base's config.json says {base['model_type']!r}")])
     arch = cfg.get("architecture") or "bottleneck"
-    if arch != "bottleneck":
-        raise SchemaError(f"{where}: {FOREIGN_CONFIG}", [SchemaProblem(
-            "/config/architecture", f"{arch!r} adapters of the adapters library cannot be derived yet "
-                                    "(bottleneck and Compacter can); convert the directory with `adapterhub init`")])
-    method, config = bottleneck_config(cfg, "version" in meta, f"{where}: {FOREIGN_CONFIG}")
+    source = f"{where}: {FOREIGN_CONFIG}"
+    if arch == "bottleneck":
+        method, config = bottleneck_config(cfg, "version" in meta, source)
+    elif arch == "lora":
+        method, config = lora_config(cfg, meta, library_lora_locations(base["model_type"]))
+    elif arch == "prefix_tuning":
+        method, config = "prefix_tuning", flat_config(prefix_config(cfg))
+    else:
+        raise SchemaError(source, [SchemaProblem("/config/architecture", f"{arch!r} adapters of the adapters "
+                                                 "library are not supported (bottleneck, Compacter, LoRA, IA3 and "
+                                                 "prefix tuning are)")])
     head = None
     if head_meta is not None:
         head_cfg = head_meta.get("config") if isinstance(head_meta, dict) else None
@@ -273,7 +325,7 @@ def _from_library(meta: dict[str, Any], head_meta: Any, base: dict[str, Any], wh
     return method, config, head
 
 
-def _entry(f: FileEntry, layout: str, weights: str) -> dict[str, Any]:
+def _entry(f: FileEntry, weights: str) -> dict[str, Any]:
     name = f.path.rsplit("/", 1)[-1]
     if f.path == weights:
         role = "weights"

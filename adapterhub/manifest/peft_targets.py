@@ -82,6 +82,14 @@ def projections(model_type: str, base_config: Mapping[str, Any]) -> tuple[Stack,
                            "mistral, qwen2, t5)")
 
 
+def library_lora_locations(model_type: str) -> dict[str, str]:
+    """The ``adapters`` library's LoRA locations -> our slot keys (it wraps Llama's ``down_proj`` as
+    ``intermediate`` and ``up_proj`` as ``output``), as ``Family.library_lora_locations`` states them."""
+    if model_type in ("llama", "mistral", "qwen2"):
+        return {"intermediate": "ffn_out", "output": "ffn_in"}
+    return {"intermediate": "ffn_in", "output": "ffn_out"}
+
+
 def _matcher(targets: Any, key: str) -> Any:
     """PEFT's module-name test for ``targets`` (list: equal or ``.``-suffix; string: full regex match)."""
     if isinstance(targets, str):

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from ...errors import NotFoundError
 from ...jsonio import load_strict
+from ...manifest.derive import FOREIGN_CONFIG as FOREIGN_CONFIG_FILE
 from ...manifest.io import MANIFEST_FILENAME, load_manifest
 from ...manifest.types import Manifest
 from ..package import AdapterPackage
@@ -25,7 +26,6 @@ from .foreign_view import foreign_config, read_foreign_view
 from .peft import export_peft, read_peft_dir
 
 Format = Literal["adapterhub", "composition", "adapters-fusion", "peft", "adapters"]
-FOREIGN_CONFIG_FILE = "adapter_config.json"
 
 
 def detect_format(path: str | Path) -> Format:

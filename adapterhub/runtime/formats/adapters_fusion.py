@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from ...errors import NotFoundError, SchemaError, SchemaProblem
 from ...jsonio import load_strict
+from ...manifest.adapters_config import fusion_config
+from ...manifest.derive import FUSION_CONFIG as FUSION_CONFIG_FILE
 from ..arch import Binding
 from ..module_paths import layer_index, match_suffix
 from ..package import AdapterPackage, BaseFacts
 from .weights import load_weights
-
-FUSION_CONFIG_FILE = "adapter_fusion_config.json"
 
 
 def read_adapters_fusion_dir(directory: Path, binding: Binding) -> AdapterPackage:
@@ -40,13 +39,7 @@ def read_adapters_fusion_dir(directory: Path, binding: Binding) -> AdapterPackag
         if loc is None:
             raise SchemaError(str(directory), [SchemaProblem("/", f"weight {key!r}: unknown fusion location")])
         out[f"layers.{layers[hit[0]].index}.{loc}.{leaf}"] = value
-    config: dict[str, Any] = {"members": members}
-    for k in ("key", "query", "value", "query_before_ln", "regularization", "residual_before", "temperature",
-              "value_before_softmax", "value_initialized"):
-        if k in cfg:
-            config[k] = bool(cfg[k])
-    if cfg.get("dropout_prob") is not None:
-        config["dropout_prob"] = float(cfg["dropout_prob"])
+    config = fusion_config(cfg, members)
     if not out:
         raise NotFoundError(f"{directory}: no fusion weights")
     base = BaseFacts(meta.get("model_type") or binding.model_type, int(meta.get("hidden_size") or binding.hidden_size),

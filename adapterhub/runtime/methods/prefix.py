@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from torch.utils.hooks import RemovableHandle
 
 from ...errors import SchemaError, SchemaProblem, UnsupportedArchitectureError, WeightMismatchError
-from ...manifest.adapters_config import unsupported
+from ...manifest.adapters_config import flat_config, prefix_config, unsupported
 from ...manifest.config_check import check_stated_config
 from ..arch import Binding, Layer, PrefixSite, get_submodule
 from ..prefix_attention import SUPPORTED_KERNELS, add_prefix, kernel_name, uses_attention_interface
@@ -280,13 +280,6 @@ class _ForwardState:
         return k, v
 
 
-def flat_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The stated config of the inference form (``bottleneck_size`` and ``non_linearity`` no longer apply)."""
-    out = {k: v for k, v in config.items() if k not in ("bottleneck_size", "non_linearity")}
-    out["flat"] = True
-    return out
-
-
 def eject(handle: Any, name: str) -> None:
     """Replace attached prefix-tuning adapter ``name`` by its flat inference form (outputs unchanged).
 
@@ -316,23 +309,6 @@ def eject(handle: Any, name: str) -> None:
 LIBRARY_LOCATIONS = {"self_prefix": "self", "self": "self", "encoder_prefix": "encoder", "cross_prefix": "cross"}
 MLP_LEAVES = {"wte.weight": "wte", "control_trans.0.weight": "down.weight", "control_trans.0.bias": "down.bias",
               "control_trans.2.weight": "up.weight", "control_trans.2.bias": "up.bias"}
-
-
-def _library_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    if cfg.get("use_gating"):
-        raise unsupported("/config/use_gating", "gated prefix tuning (UniPELT) is not supported")
-    out: dict[str, Any] = {"prefix_length": int(cfg.get("prefix_length", 30)),
-                           "bottleneck_size": int(cfg.get("bottleneck_size", 512)),
-                           "non_linearity": str(cfg.get("non_linearity") or "tanh").lower(),
-                           "flat": bool(cfg.get("flat", False))}
-    if cfg.get("dropout"):
-        out["dropout"] = float(cfg["dropout"])
-    for key in ("encoder_prefix", "cross_prefix"):
-        if key in cfg:
-            out[key] = bool(cfg[key])
-    if cfg.get("leave_out"):
-        out["leave_out"] = sorted(int(i) for i in cfg["leave_out"])
-    return out
 
 
 def _collect(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
@@ -374,7 +350,7 @@ def convert_library_prefix(cfg: dict[str, Any], tensors: dict[str, torch.Tensor]
     and ``cross_prefix``. We check that every alias of a tensor is identical, evaluate the MLP once and
     store the per-layer prefixes (``flat=true``), which the runtime prepends exactly as the library does.
     """
-    stated = _library_config(cfg)
+    stated = prefix_config(cfg)
     found = _collect(tensors, name)
 
     lib_flat = stated["flat"]
