@@ -3,7 +3,8 @@
 The runtime never downloads (``AdapterModel.load`` takes a directory); this helper sits above it and the
 store: it pulls the requirement (an index name, ``NAME==1.0``, or a Hub reference
 ``hf:ORG/REPO[@REV][:SUBFOLDER]``, verified by the Hub's own hashes) into the cache, then attaches the
-verified view to ``model``. A local directory is attached as it is.
+verified view to ``model`` (after its dependencies, e.g. a fusion layer's members). A local directory is
+attached as it is.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def load(model: Any, requirement: str | Path, *, name: str | None = None, activa
         handle.load(requirement, name=name, force=force, activate=activate)
         return handle
     pulled: PulledAdapter = pull(str(requirement), index=index, offline=offline, endpoint=endpoint, token=token,
-                                 progress=progress, dependencies=False)
+                                 progress=progress)
+    for dep in pulled.dependencies:  # a fusion layer's members, under the names its config uses
+        if dep.manifest.adapter.method != "composition" and dep.name not in handle.adapters:
+            handle.load(dep.path, name=dep.name, force=force, activate=False)
     handle.load(pulled.path, name=name or pulled.name, force=force, activate=activate)
     return handle

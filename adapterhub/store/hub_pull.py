@@ -57,7 +57,8 @@ CONFIG_FILES = frozenset({"adapter_config.json", "head_config.json", "adapter_fu
 """Small config files the derivation reads (paths relative to the subfolder)."""
 MAX_CONFIG = 4 << 20
 PICKLE_WEIGHTS = {"adapter_model.bin": "adapter_model.safetensors", "pytorch_adapter.bin": "adapter.safetensors",
-                  "pytorch_model_head.bin": "model_head.safetensors"}
+                  "pytorch_model_head.bin": "model_head.safetensors",
+                  "pytorch_model_adapter_fusion.bin": "model_adapter_fusion.safetensors"}
 """Pickle weight files of PEFT and ``adapters``-library repos, and the safetensors file each becomes: they
 are converted at pull time, after their bytes matched the Hub's hash, by the weights-only loader
 (:mod:`.convert`); the view holds only the safetensors file, so nothing is unpickled at runtime."""
@@ -161,6 +162,16 @@ def plan_hub_pull(ref: HubReference, *, cache_dir: str | Path | None = None, off
         manifest = _derive(ref, repo, snapshot, layout, scope, endpoint, token, options)
     source = HubSource(ref.repo_id, commit, subfolder=ref.subfolder, endpoint=endpoint, token=token)
     return HubPlan(ref, commit, manifest, source, records)
+
+
+def member_references(plan: HubPlan) -> list[HubReference]:
+    """The members of a derived ``adapters`` fusion layer: sibling folders of the repo at the same commit."""
+    derived = plan.manifest.extensions.get("x-adapterhub-derived")
+    members = derived.get("members") if isinstance(derived, dict) else None
+    if not isinstance(members, dict):
+        return []
+    return [HubReference(plan.ref.repo_id, plan.commit, folder) for folder in members.values()
+            if isinstance(folder, str)]
 
 
 def _relative(path: str, subfolder: str | None) -> str:

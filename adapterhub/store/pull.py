@@ -38,7 +38,7 @@ from ..errors import (
     UnsafeFileError,
 )
 from ..manifest import ArchiveSource, FileEntry, Manifest, manifest_digest
-from ..names import Requirement, dependency_requirement, is_hub_reference, parse_hub_reference
+from ..names import HubReference, Requirement, dependency_requirement, is_hub_reference, parse_hub_reference
 from ..transport import FetchOptions, TokenScope
 from .http import HttpFetcher
 from .layout import CacheLayout, new_owner
@@ -427,13 +427,7 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
     kwargs = dict(cache_dir=cache_dir, offline=off, sources=sources, endpoint=endpoint, token=token,
                   progress=progress, options=options, trust=trust or Trust.from_env())
     if is_hub_reference(requirement):
-        from .hub_pull import plan_hub_pull  # deferred: import cost of every pull of a registry name
-
-        plan = plan_hub_pull(parse_hub_reference(requirement), cache_dir=cache_dir, offline=off, endpoint=endpoint,
-                             token=token, options=options)
-        pulled = pull_manifest(plan.manifest, **{**kwargs, "sources": [plan.source]})  # type: ignore[arg-type]
-        plan.record()  # only now: a pull that failed leaves no view and no manifest
-        return dataclasses.replace(pulled, reference=str(plan.ref.at(plan.commit)))
+        return _pull_hub(parse_hub_reference(requirement), dependencies, kwargs)  # type: ignore[arg-type]
     if isinstance(requirement, Manifest):
         needs_index = dependencies and bool(requirement.dependencies)
         idx = _open(index, off, options) if (index is not None or needs_index) else None
@@ -458,6 +452,19 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
     closure = resolve_closure(idx, [requirement])
     pulled = [pull_manifest(r.manifest, index_config=idx.config, **kwargs) for r in closure]
     return _with_deps(pulled[-1], pulled[:-1])
+
+
+def _pull_hub(ref: HubReference, dependencies: bool, kwargs: dict[str, Any]) -> PulledAdapter:
+    """Pull a Hub reference (see :mod:`.hub_pull`) and, for an ``adapters`` fusion folder, its members: the
+    sibling folders at the same commit, pulled first."""
+    from .hub_pull import member_references, plan_hub_pull  # deferred: registry-name pulls skip its imports
+
+    plan = plan_hub_pull(ref, cache_dir=kwargs["cache_dir"], offline=kwargs["offline"], endpoint=kwargs["endpoint"],
+                         token=kwargs["token"], options=kwargs["options"])
+    deps = [_pull_hub(member, True, kwargs) for member in member_references(plan)] if dependencies else []
+    pulled = pull_manifest(plan.manifest, **{**kwargs, "sources": [plan.source]})
+    plan.record()  # only now: a pull that failed leaves no view and no manifest
+    return _with_deps(dataclasses.replace(pulled, reference=str(plan.ref.at(plan.commit))), deps)
 
 
 def _with_deps(root: PulledAdapter, deps: list[PulledAdapter]) -> PulledAdapter:

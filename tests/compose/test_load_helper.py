@@ -46,3 +46,17 @@ def test_load_is_exported_lazily():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env={"PYTHONPATH": str(REPO)})
     with pytest.raises(AttributeError):
         adapterhub.no_such_thing  # noqa: B018
+
+
+def test_load_a_fusion_folder_attaches_its_members_first(hub, cache):
+    from support.hub_repos import files_of
+    from support.paths import REFERENCE
+    from support.store_support import put_repo
+
+    put_fixture_repos(hub.server)
+    root = REFERENCE / "adapters" / "bert" / "fuse_seq_bn" / "safetensors"
+    put_repo(hub.server, "org/fused", {f"{d}/{n}": b for d in ("a", "b", "fusion") for n, b in files_of(root / d).items()})
+    model = _base()
+    handle = adapterhub.load(model, "hf:org/fused:fusion", endpoint=hub.endpoint)
+    assert set(handle.adapters) == {"org-fused-a", "org-fused-b", "org-fused-fusion"}
+    assert not torch.allclose(_out(model), _out(_base()))

@@ -76,8 +76,6 @@ def test_adapterhub_repo_uses_its_own_manifest(hub_repos, cache, hub, tmp_path):
     shutil.copytree(first.path, folder, ignore=shutil.ignore_patterns(".adapterhub-view.json"))
     doc = json.loads((folder / "adapterhub.json").read_text())
     doc["name"], doc["version"] = "my-lora", "1.2.0"
-    doc["files"] = [f for f in doc["files"] if f["path"] != "README.md"]
-    (folder / "README.md").unlink()
     (folder / "adapterhub.json").write_text(json.dumps(doc))
     put_repo(hub.server, "org/released", _files(folder))
     pulled = pull("hf:org/released@main", endpoint=hub.endpoint)
@@ -121,3 +119,20 @@ def test_a_private_repo_needs_the_token_and_gets_it_only_at_an_endpoint_the_user
     with pytest.raises(AuthenticationError, match="no token was sent"):
         resolve_revision(other, scope=TokenScope.configured([]))
     assert pull("hf:org/private", endpoint=hub.endpoint, token=ADMIN_TOKEN).manifest.adapter.method == "lora"
+
+
+@pytest.mark.parametrize("flavour", ["safetensors", "bin"])
+def test_an_adapters_fusion_folder_brings_its_members(hub_repos, cache, hub, flavour):
+    from support.paths import REFERENCE
+
+    root = REFERENCE / "adapters" / "bert" / "fuse_seq_bn" / flavour
+    files = {f"fused/{folder}/{name}": body for folder in ("a", "b", "fusion")
+             for name, body in _files(root / folder).items()}
+    commit = put_repo(hub.server, "org/fused", files)
+    pulled = pull("hf:org/fused:fused/fusion", endpoint=hub.endpoint)
+    assert pulled.manifest.adapter.method == "fusion"
+    assert sorted(d.name for d in pulled.dependencies) == ["org-fused-fused-a", "org-fused-fused-b"]
+    assert all(d.reference == f"hf:org/fused@{commit}:fused/{d.name[-1]}" for d in pulled.dependencies)
+    assert all(not p.endswith(".bin") for d in (pulled, *pulled.dependencies) for p in d.files)
+    alone = pull("hf:org/fused:fused/fusion", endpoint=hub.endpoint, dependencies=False)
+    assert alone.dependencies == () and alone.path == pulled.path
