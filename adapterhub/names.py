@@ -100,13 +100,66 @@ HUB_REPO_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z
 
 
 def hub_repo_id_hint(repo_id: str) -> str:
-    """What to do with a Hub repo id where an index name goes (pulling ``hf:ORG/REPO`` is not built yet)."""
-    repo = repo_id.split("@")[0]
-    return (f"names come from the registry index (`adapterhub search`); pulling a Hub repo directly is not "
-            f"supported yet. If {repo} was published with adapterhub, pull it by its index name with --index "
-            f"set to the registry that lists it; otherwise `hf download {repo} --local-dir DIR`, convert a PEFT "
-            f"or adapters-library directory with `adapterhub init DIR --base BASE`, and use the directory "
-            f"(`adapterhub run DIR ...`)")
+    """What to do with a bare Hub repo id where an index name goes: say ``hf:ORG/REPO``."""
+    repo, _, rev = repo_id.partition("@")
+    ref = f"hf:{repo}@{rev}" if rev else f"hf:{repo}"
+    return (f"names without a prefix come from the registry index (`adapterhub search`); to pull the Hub "
+            f"repository itself, verified by the Hub's hashes, write {ref} (e.g. `adapterhub pull {ref}`)")
+
+
+HUB_PREFIX = "hf:"
+_HUB_REF_RE = re.compile(r"(?P<repo>[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95})"
+                         r"(?:@(?P<rev>[^:@\s]+))?(?::(?P<sub>[^:@\s]+))?")
+_HUB_REF_FORM = "hf:ORG/REPO[@REVISION][:SUBFOLDER]"
+
+
+def is_hub_reference(text: object) -> bool:
+    """Whether ``text`` is written as a Hub reference (``hf:...``); it may still not parse."""
+    return isinstance(text, str) and text.strip().startswith(HUB_PREFIX)
+
+
+@dataclass(frozen=True)
+class HubReference:
+    """A parsed ``hf:ORG/REPO[@REVISION][:SUBFOLDER]``: a Hub model repo, a branch/tag/commit, a folder."""
+
+    repo_id: str
+    revision: str | None = None
+    subfolder: str | None = None
+
+    def __str__(self) -> str:
+        rev = f"@{self.revision}" if self.revision else ""
+        sub = f":{self.subfolder}" if self.subfolder else ""
+        return f"{HUB_PREFIX}{self.repo_id}{rev}{sub}"
+
+    def at(self, commit: str) -> HubReference:
+        """The same reference pinned to ``commit``."""
+        return HubReference(self.repo_id, commit, self.subfolder)
+
+
+def parse_hub_reference(text: str) -> HubReference:
+    """Parse ``hf:ORG/REPO[@REVISION][:SUBFOLDER]``; :class:`InvalidNameError` says what is wrong.
+
+    The subfolder is a relative path inside the repo (no ``..``, no absolute path, ``/`` separators).
+    """
+    body = text.strip()[len(HUB_PREFIX):] if is_hub_reference(text) else None
+    if body is not None and body.startswith(("datasets/", "spaces/")):
+        raise InvalidNameError(f"{text.strip()!r}: only model repositories hold adapters to pull",
+                               hint="an index stored in a dataset repo is given with --index")
+    match = _HUB_REF_RE.fullmatch(body or "")
+    if match is None:
+        raise InvalidNameError(f"cannot parse Hub reference {text!r}: expected {_HUB_REF_FORM}, e.g. "
+                               "hf:org/repo, hf:org/repo@v1.0 or hf:org/repo@main:adapters/sst2")
+    sub = match["sub"]
+    if sub is not None:
+        parts = sub.strip("/").split("/")
+        if sub.startswith("/") or "\\" in sub or any(p in ("", ".", "..") for p in parts):
+            raise InvalidNameError(f"{text.strip()!r}: the subfolder {sub!r} must be a relative path inside the "
+                                   "repository (no '..', no empty parts)")
+        sub = "/".join(parts)
+    rev = match["rev"]
+    if rev is not None and (".." in rev or rev.endswith((".", "/", ".lock")) or rev.startswith("/")):
+        raise InvalidNameError(f"{text.strip()!r}: {rev!r} is not a valid git revision")
+    return HubReference(match["repo"], rev, sub)
 
 
 _REQ_RE = re.compile(r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:@\s*(?P<at>\S+)|(?P<spec>[<>=!~].*))?\s*$")
@@ -125,6 +178,9 @@ def parse_requirement(text: str) -> Requirement:
     """
     match = _REQ_RE.match(text or "")
     if not match:
+        if is_hub_reference(text):
+            raise InvalidNameError(f"{text.strip()!r} is a Hub reference, not an index requirement: pull it with "
+                                   "`adapterhub pull` / adapterhub.store.pull, which take both")
         if isinstance(text, str) and HUB_REPO_ID_RE.fullmatch(text.strip()):
             raise InvalidNameError(f"{text.strip()!r} is a Hugging Face Hub repository id, not an adapter name "
                                    "from the index", hint=hub_repo_id_hint(text.strip()))

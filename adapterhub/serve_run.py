@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import AdapterHubError, IncompatibleBaseError, NotFoundError, SchemaError, SchemaProblem
 from .manifest import MANIFEST_FILENAME, Manifest, load_manifest
-from .names import HUB_REPO_ID_RE, hub_repo_id_hint
+from .names import HUB_REPO_ID_RE, hub_repo_id_hint, is_hub_reference
 from .progress import quiet_hf_loading
 from .store import pull
 from .store.base_locator import check_shape_facts, locate_base
@@ -163,6 +163,9 @@ def _adapter_dir(name_or_dir: str, *, index: Any, offline: bool | None,
                                 hint=f"convert a PEFT or adapters-library directory first: `adapterhub init {path} "
                                      "--base BASE`")
         return path, load_manifest(path)
+    if is_hub_reference(name_or_dir):  # hf:ORG/REPO[@REV][:SUBFOLDER], verified by the Hub's hashes
+        pulled = pull(name_or_dir, offline=offline, dependencies=False, token=token)
+        return pulled.path, pulled.manifest
     if "/" in name_or_dir or "\\" in name_or_dir:
         hub_id = HUB_REPO_ID_RE.fullmatch(name_or_dir) is not None and not name_or_dir.startswith(".")
         raise NotFoundError(f"{name_or_dir}: no such adapter directory" + (

@@ -50,8 +50,14 @@ def search(query: tuple[str, ...], task: str | None, method: str | None, base_mo
 @index_option
 @json_option
 def info(requirement: str, base_model: str | None, index_location: str | None, as_json: bool) -> None:
-    """Show a release: manifest summary, versions, files, base model (NAME, NAME==1.0, NAME>=1,<2, NAME@1.0)."""
+    """Show a release: manifest summary, versions, files, base model (NAME, NAME==1.0, NAME>=1,<2, NAME@1.0,
+    or hf:ORG/REPO[@REV][:SUBFOLDER]: the manifest derived when it was pulled, pulling it first if needed)."""
     from ..manifest import manifest_to_dict
+    from ..names import is_hub_reference
+
+    if is_hub_reference(requirement):
+        _hub_info(requirement, as_json)
+        return
     from ..registry import open_index, resolve
 
     index = open_index(index_location)
@@ -62,6 +68,26 @@ def info(requirement: str, base_model: str | None, index_location: str | None, a
         echo_json({"manifest": manifest_to_dict(m), "manifest_sha256": resolved.entry.manifest_sha256,
                    "versions": versions, "index": index.location})
         return
+    _print_manifest(m, versions)
+
+
+def _hub_info(requirement: str, as_json: bool) -> None:
+    """``info hf:...``: the derived manifest the cache recorded, else the one a (verified) pull derives."""
+    from ..manifest import manifest_digest, manifest_to_dict
+    from ..names import parse_hub_reference
+    from ..store import pull
+    from ..store.hub_pull import cached_hub_manifest
+
+    ref = parse_hub_reference(requirement)
+    m = cached_hub_manifest(ref) or pull(requirement, dependencies=False).manifest
+    if as_json:
+        echo_json({"manifest": manifest_to_dict(m), "manifest_sha256": manifest_digest(m), "reference": str(ref),
+                   "versions": [{"version": m.version, "yanked": False}], "index": None})
+        return
+    _print_manifest(m, [{"version": m.version, "yanked": False}])
+
+
+def _print_manifest(m, versions: list[dict]) -> None:
     b = m.base_model
     click.echo(f"{m.name} {m.version}  ({m.license})")
     click.echo(f"  {' '.join(m.description.split())}")
@@ -423,11 +449,20 @@ def _root_to_pin(location: str, root_file: str | None) -> bytes:
               help="Write the lock to this file (default: standard output).")
 @index_option
 def lock(requirements: tuple[str, ...], base_model: str | None, output: Path | None, index_location: str | None) -> None:
-    """Resolve NAME... with dependencies and print a lockfile (versions, manifest and file hashes)."""
+    """Resolve NAME... with dependencies and print a lockfile (versions, manifest and file hashes); an
+    hf:ORG/REPO[@REV][:SUBFOLDER] requirement is pulled (verified) and locked at its commit."""
+    from ..names import is_hub_reference
     from ..registry import open_index
-    from ..registry.lockfile import build_lock
+    from ..registry.lockfile import build_lock, hub_locked
 
-    text = build_lock(open_index(index_location), list(requirements), base_model=base_model).dumps()
+    hub = []
+    for req in (r for r in requirements if is_hub_reference(r)):
+        from ..store import pull
+
+        pulled = pull(req, dependencies=False)
+        hub.append((req, hub_locked(pulled.manifest, pulled.reference or req)))
+    names = [r for r in requirements if not is_hub_reference(r)]
+    text = build_lock(open_index(index_location), names, base_model=base_model, hub=hub).dumps()
     if output is None:
         click.echo(text, nl=False)
         return

@@ -30,6 +30,22 @@ if TYPE_CHECKING:
     from ..store.trust import Trust
 
 
+def _cached_name(name: str | None) -> str | None:
+    """The adapter name a ``verify``/``cache ls`` argument means: itself, or for ``hf:ORG/REPO[@REV][:DIR]``
+    the name of the manifest derived when it was pulled."""
+    from ..names import is_hub_reference, parse_hub_reference
+
+    if name is None or not is_hub_reference(name):
+        return name
+    from ..errors import NotFoundError
+    from ..store.hub_pull import cached_hub_manifest
+
+    found = cached_hub_manifest(parse_hub_reference(name))
+    if found is None:
+        raise NotFoundError(f"nothing cached for {name}", hint=f"`adapterhub pull {name}` fetches and verifies it")
+    return found.name
+
+
 def _size(n: int) -> str:
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -74,7 +90,8 @@ def trust_options(func):
 def pull(requirement: str | None, index_location: str | None, offline: bool, no_deps: bool, endpoint: str | None,
          token: str | None, quiet: bool, trust_keys: tuple[Path, ...], trust_cert_chains: tuple[Path, ...],
          trust_index_signers: bool, lock_file: Path | None, require_hashes: bool, as_json: bool) -> None:
-    """Download, verify and cache an adapter (NAME, NAME==1.0, NAME>=1,<2); print where it is."""
+    """Download, verify and cache an adapter (NAME, NAME==1.0, NAME>=1,<2, or hf:ORG/REPO[@REV][:SUBFOLDER] for a
+    Hub repo, verified by the Hub's own hashes); print where it is."""
     from ..store.trust import Trust
 
     trust = Trust.from_files(trust_keys, trust_cert_chains, index_signers=trust_index_signers)
@@ -138,6 +155,7 @@ def verify(name: str | None, as_json: bool) -> None:
     from ..errors import IntegrityError
     from ..store import verify as run_verify
 
+    name = _cached_name(name)
     report = run_verify(name)
     if name is not None and report.views == 0:
         from ..errors import NotFoundError
@@ -192,6 +210,7 @@ def cache_ls(name: str | None, as_json: bool) -> None:
     from .. import settings
     from ..store import blob_usage, list_cached
 
+    name = _cached_name(name)
     items = list_cached(name)
     if name is not None and not items and not as_json:
         click.echo(_not_cached(name))

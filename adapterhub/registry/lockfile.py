@@ -12,6 +12,7 @@ hashes, every dependency must itself be locked, and names outside the lock are r
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from .. import resources
 from ..errors import IntegrityError, NotFoundError, RollbackError, SchemaError
 from ..jsonio import dumps_pretty, loads_strict
+from ..manifest import Manifest, manifest_digest
 from ..names import dependency_requirement, normalize_name
 from ..schema import LOCKFILE_SCHEMA, validate_document
 from .backends import LocalBackend
@@ -47,6 +49,9 @@ class LockedAdapter:
     manifest_sha256: str | None = None
     files: tuple[LockedFile, ...] | None = None
     required_by: tuple[str, ...] = ()
+    hub: str | None = None
+    """``hf:ORG/REPO@<commit>[:SUBFOLDER]`` for an adapter pulled from a Hub repo (its manifest is derived
+    from the repo at that commit, not read from an index)."""
 
     @property
     def hashed(self) -> bool:
@@ -82,6 +87,7 @@ class Lockfile:
              **({"manifest_sha256": a.manifest_sha256} if a.manifest_sha256 else {}),
              **({"files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in a.files]}
                 if a.files is not None else {}),
+             **({"hub": a.hub} if a.hub else {}),
              "required_by": list(a.required_by)}
             for a in self.adapters]
         return out
@@ -102,14 +108,33 @@ def _files_of(entry: IndexEntry) -> tuple[LockedFile, ...]:
     return tuple(LockedFile(f.path, f.size, f.sha256) for f in entry.manifest.files)
 
 
-def build_lock(index: Index, requirements: list[str], *, base_model: str | None = None) -> Lockfile:
-    """Resolve ``requirements`` (dependencies first) and pin every release by version and hashes."""
-    resolved = resolve_closure(index, list(requirements), base_model=base_model)
+def hub_locked(manifest: Manifest, reference: str) -> LockedAdapter:
+    """The lock entry of an adapter pulled from a Hub repo: ``reference`` names the commit."""
+    return LockedAdapter(manifest.name, manifest.version, manifest_digest(manifest),
+                         tuple(LockedFile(f.path, f.size, f.sha256) for f in manifest.files), hub=reference)
+
+
+def build_lock(index: Index, requirements: list[str], *, base_model: str | None = None,
+               hub: Sequence[tuple[str, LockedAdapter]] = ()) -> Lockfile:
+    """Resolve ``requirements`` (dependencies first) and pin every release by version and hashes.
+
+    ``hub``: ``(requirement as given, entry from`` :func:`hub_locked` ``)`` for ``hf:`` requirements, which
+    the caller pulled (their manifests are derived from the repos, not resolved in ``index``).
+    """
+    resolved = resolve_closure(index, list(requirements), base_model=base_model) if requirements else []
     state = index.trusted_state()
     adapters = tuple(LockedAdapter(r.name, r.version, r.entry.manifest_sha256, _files_of(r.entry), r.required_by)
                      for r in resolved)
-    return Lockfile(adapters, LockedIndex(index_label(index), index.config.get("name"),
-                                          state.to_json() if state is not None else None), tuple(requirements))
+    taken = {a.name for a in adapters}
+    for _, locked in hub:
+        if locked.name in taken:
+            raise IntegrityError(f"{locked.name} would be locked twice ({locked.hub} and the index)",
+                                 hint="lock one of them")
+        taken.add(locked.name)
+    return Lockfile(adapters + tuple(a for _, a in hub),
+                    LockedIndex(index_label(index), index.config.get("name"),
+                                state.to_json() if state is not None else None),
+                    tuple(requirements) + tuple(r for r, _ in hub))
 
 
 def parse_lock(data: bytes, where: str) -> Lockfile:
@@ -129,7 +154,7 @@ def parse_lock(data: bytes, where: str) -> Lockfile:
         seen.add(name)
         files = tuple(LockedFile(f["path"], f["size"], f["sha256"]) for f in a["files"]) if "files" in a else None
         adapters.append(LockedAdapter(name, a["version"], a.get("manifest_sha256"), files,
-                                      tuple(a.get("required_by", ()))))
+                                      tuple(a.get("required_by", ())), a.get("hub")))
     idx = doc.get("index")
     index = LockedIndex(idx["location"], idx.get("name"), idx.get("metadata")) if idx else None
     return Lockfile(tuple(adapters), index, tuple(doc.get("requirements", ())), doc["lock_version"])
@@ -151,6 +176,8 @@ class LockCheck:
     """The index entries a lock selects, in lock order (dependencies first)."""
 
     entries: list[IndexEntry] = field(default_factory=list)
+    hub: list[LockedAdapter] = field(default_factory=list)
+    """Selected adapters locked from Hub repos (checked by the store against their derived manifests)."""
 
 
 def _selected(lock: Lockfile, only: list[str]) -> list[LockedAdapter]:
@@ -197,6 +224,9 @@ def check_lock(lock: Lockfile, index: Index, *, require_hashes: bool = False, on
         if require_hashes and not locked.hashed:
             raise IntegrityError(f"{where}: --require-hashes, but the lock pins no manifest sha256 and file hashes",
                                  hint="regenerate the lock with `adapterhub lock`")
+        if locked.hub is not None:
+            check.hub.append(locked)
+            continue
         entry = index.entry(locked.name, locked.version)
         if locked.manifest_sha256 and entry.manifest_sha256 != locked.manifest_sha256:
             raise IntegrityError(f"{where}: the index now lists manifest sha256 {entry.manifest_sha256}, the lock pins "

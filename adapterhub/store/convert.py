@@ -18,10 +18,15 @@ MIN_TORCH = (2, 6)
 
 
 def pickle_to_safetensors(data: bytes, where: str) -> bytes:
-    """safetensors bytes holding the tensors of a ``torch.save``'d state dict."""
+    """safetensors bytes holding the tensors of a ``torch.save``'d state dict, the same bytes for the same input.
+
+    Byte-stable so a conversion repeated later (after ``cache gc``, or by another machine) yields the blob a
+    manifest or lockfile pinned: safetensors writes the metadata mapping in hash-map order, so it holds a
+    single key (where the tensors came from is recorded by whoever converts, in the manifest).
+    """
     from safetensors.torch import save as save_bytes
 
-    return save_bytes(pickle_tensors(data, where), metadata={"format": "pt", "converted_from": "pickle"})
+    return save_bytes(pickle_tensors(data, where), metadata={"format": "pt"})
 
 
 def pickle_tensors(data: bytes, where: str) -> dict:

@@ -7,11 +7,15 @@ those same hashes while downloading. So the lock, not the index, decides what is
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import settings
+from ..errors import IntegrityError
+from ..manifest import Manifest, manifest_digest
+from ..names import parse_hub_reference
 from ..transport import FetchOptions
 from .pull import PulledAdapter, index_location, pull_manifest
 from .trust import Trust
@@ -36,7 +40,31 @@ def pull_locked(lock: Any, *, index: Any = None, require_hashes: bool = False, o
     idx = index if isinstance(index, Index) else open_index(index, offline=off)
     check = check_lock(lock, idx, require_hashes=require_hashes, only=list(only))
     where = index_location(idx)
-    return [pull_manifest(entry.manifest, cache_dir=cache_dir, offline=off, index_config=idx.config, endpoint=endpoint,
-                          token=token, progress=progress, options=options, index_location=where,
-                          trust=trust)
-            for entry in check.entries]
+    pulled = [pull_manifest(entry.manifest, cache_dir=cache_dir, offline=off, index_config=idx.config,
+                            endpoint=endpoint, token=token, progress=progress, options=options, index_location=where,
+                            trust=trust)
+              for entry in check.entries]
+    for locked in check.hub:
+        from .hub_pull import plan_hub_pull  # deferred: import cost of pulling a lock of registry names
+
+        plan = plan_hub_pull(parse_hub_reference(locked.hub or ""), cache_dir=cache_dir, offline=off,
+                             endpoint=endpoint, token=token, options=options)
+        _check_locked(locked, plan.manifest)
+        one = pull_manifest(plan.manifest, cache_dir=cache_dir, offline=off, endpoint=endpoint, token=token,
+                            progress=progress, options=options, sources=[plan.source], trust=trust)
+        plan.record()
+        pulled.append(dataclasses.replace(one, reference=locked.hub))
+    return pulled
+
+
+def _check_locked(locked: Any, manifest: Manifest) -> None:
+    """The manifest derived from the repo at the locked commit must be the locked one, file for file."""
+    where = f"{locked.name} {locked.version} ({locked.hub})"
+    if (manifest.name, manifest.version) != (locked.name, locked.version) or (
+            locked.manifest_sha256 and manifest_digest(manifest) != locked.manifest_sha256):
+        raise IntegrityError(f"{where}: the manifest derived from the repo ({manifest.name} {manifest.version}, "
+                             f"sha256 {manifest_digest(manifest)}) is not the locked one ({locked.manifest_sha256})",
+                             hint="the derivation changed (a newer adapterhub?); re-lock after checking why")
+    files = sorted((f.path, f.size, f.sha256) for f in manifest.files)
+    if locked.files is not None and files != sorted((f.path, f.size, f.sha256) for f in locked.files):
+        raise IntegrityError(f"{where}: the repo's files (paths, sizes, sha256) differ from the locked ones")

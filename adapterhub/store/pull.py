@@ -38,7 +38,7 @@ from ..errors import (
     UnsafeFileError,
 )
 from ..manifest import ArchiveSource, FileEntry, Manifest, manifest_digest
-from ..names import Requirement, dependency_requirement
+from ..names import HubReference, Requirement, dependency_requirement, is_hub_reference, parse_hub_reference
 from ..transport import FetchOptions, TokenScope
 from .http import HttpFetcher
 from .layout import CacheLayout, new_owner
@@ -81,6 +81,8 @@ class PulledAdapter:
     hashed: int = 0
     """Files whose bytes this pull hashed. Less than ``len(files)`` only for a warm pull that
     trusted large files whose stat had not changed since they were verified."""
+    reference: str | None = None
+    """For a Hub repo: ``hf:ORG/REPO@<commit>[:SUBFOLDER]``, the commit its manifest was derived at."""
 
     @property
     def fully_hashed(self) -> bool:
@@ -97,7 +99,8 @@ class PulledAdapter:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "path": str(self.path),
                 "files": {k: str(v) for k, v in self.files.items()}, "downloaded_bytes": self.downloaded,
-                "hashed_files": self.hashed, "dependencies": [d.to_json() for d in self.dependencies]}
+                "hashed_files": self.hashed, "dependencies": [d.to_json() for d in self.dependencies],
+                **({"reference": self.reference} if self.reference else {})}
 
 
 def _record_files(files: Sequence[FileEntry]) -> tuple[FileEntry, ...]:
@@ -411,7 +414,9 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
          options: FetchOptions | None = None, dependencies: bool = True, trust: Trust | None = None) -> PulledAdapter:
     """Pull an adapter (and, by default, its dependencies) into the cache and return verified paths.
 
-    ``requirement`` is ``"name"``, ``"name>=1,<2"``, ``"name==1.0.0"`` or a :class:`Manifest`.
+    ``requirement`` is ``"name"``, ``"name>=1,<2"``, ``"name==1.0.0"``, a Hub reference
+    ``"hf:ORG/REPO[@REV][:SUBFOLDER]"`` (verified by the Hub's own hashes, see :mod:`.hub_pull`) or a
+    :class:`Manifest`.
     ``index`` is an :class:`~adapterhub.registry.Index`, a directory or URL, or None for the default.
     ``offline`` (default: ``ADAPTERHUB_OFFLINE`` / ``HF_HUB_OFFLINE``) uses the cache only.
     ``sources`` replaces the manifest's own sources (tests, custom mirrors).
@@ -421,6 +426,8 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
     off = settings.offline() if offline is None else offline
     kwargs = dict(cache_dir=cache_dir, offline=off, sources=sources, endpoint=endpoint, token=token,
                   progress=progress, options=options, trust=trust or Trust.from_env())
+    if is_hub_reference(requirement):
+        return _pull_hub(parse_hub_reference(requirement), dependencies, kwargs)  # type: ignore[arg-type]
     if isinstance(requirement, Manifest):
         needs_index = dependencies and bool(requirement.dependencies)
         idx = _open(index, off, options) if (index is not None or needs_index) else None
@@ -445,6 +452,19 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
     closure = resolve_closure(idx, [requirement])
     pulled = [pull_manifest(r.manifest, index_config=idx.config, **kwargs) for r in closure]
     return _with_deps(pulled[-1], pulled[:-1])
+
+
+def _pull_hub(ref: HubReference, dependencies: bool, kwargs: dict[str, Any]) -> PulledAdapter:
+    """Pull a Hub reference (see :mod:`.hub_pull`) and, for an ``adapters`` fusion folder, its members: the
+    sibling folders at the same commit, pulled first."""
+    from .hub_pull import member_references, plan_hub_pull  # deferred: registry-name pulls skip its imports
+
+    plan = plan_hub_pull(ref, cache_dir=kwargs["cache_dir"], offline=kwargs["offline"], endpoint=kwargs["endpoint"],
+                         token=kwargs["token"], options=kwargs["options"])
+    deps = [_pull_hub(member, True, kwargs) for member in member_references(plan)] if dependencies else []
+    pulled = pull_manifest(plan.manifest, **{**kwargs, "sources": [plan.source]})
+    plan.record()  # only now: a pull that failed leaves no view and no manifest
+    return _with_deps(dataclasses.replace(pulled, reference=str(plan.ref.at(plan.commit))), deps)
 
 
 def _with_deps(root: PulledAdapter, deps: list[PulledAdapter]) -> PulledAdapter:

@@ -23,6 +23,7 @@ from ..manifest import FileEntry
 from ..paths import safe_join
 from ..transport import Deadline
 from .http import HttpFetcher
+from .hub_repo import auth_problem, classify_hub_error, first_line, names_of
 from .writer import BlobWriter
 
 LOCAL_CHUNK = 1 << 20
@@ -163,7 +164,8 @@ class HttpMirrorSource(HttpBackedSource):
 
 @dataclass
 class HubSource(HttpBackedSource):
-    """A Hub repo at a pinned commit, through huggingface_hub's metadata call and our own GET.
+    """A Hub repo at a pinned commit, through huggingface_hub's metadata call and our own GET (or, for a
+    file stored in Xet, the client's ``xet_get``: see :meth:`stream`).
 
     ``get_hf_file_metadata`` (the real client) resolves the file: it follows the Hub's relative
     redirects and tells us the commit, size, etag and where the bytes are. We check the commit is the
@@ -187,11 +189,20 @@ class HubSource(HttpBackedSource):
         return f"hf:{self.repo_id}@{self.revision[:12]} ({self.endpoint or settings.hub_endpoint()})"
 
     def fetch(self, entry: FileEntry, writer: BlobWriter) -> None:
+        self.stream(entry.path, entry.size, writer)
+
+    def stream(self, path: str, size: int, writer: Sink) -> None:
+        """Stream the file at ``path`` (under the subfolder) of size ``size`` into ``writer``.
+
+        Files the Hub stores in Xet go through the client's ``xet_get`` (the only way to read Xet
+        storage), into a scratch file next to the writer's, then through the writer, which checks them;
+        every other file streams straight from the resolve URL into the writer.
+        """
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
         from huggingface_hub.utils import build_hf_headers
 
         endpoint = (self.endpoint or settings.hub_endpoint()).rstrip("/")
-        url = hf_hub_url(self.repo_id, entry.path, subfolder=self.subfolder, repo_type=self.repo_type,
+        url = hf_hub_url(self.repo_id, path, subfolder=self.subfolder, repo_type=self.repo_type,
                          revision=self.revision, endpoint=endpoint)
         if not url.startswith(endpoint + "/"):
             # hf_hub_url only swaps the endpoint into URLs built on constants.ENDPOINT (read at import).
@@ -207,16 +218,16 @@ class HubSource(HttpBackedSource):
                 return get_hf_file_metadata(url, token=secret or False, endpoint=endpoint,
                                             timeout=max(0.001, min(fetcher.options.read_timeout, deadline.remaining())))
             except Exception as exc:  # the client's exception types differ between 0.x and 1.x+
-                kind = _classify_hub_error(exc)
-                what = f"{self.description}: {entry.path}: metadata request failed: {type(exc).__name__}: " \
-                       f"{_first_line(exc)}{withheld}"
+                kind = classify_hub_error(exc)
+                what = f"{self.description}: {path}: metadata request failed: {type(exc).__name__}: " \
+                       f"{first_line(exc)}{withheld}"
                 if kind == "auth":  # the Hub answers 401 for a private repo (or a missing one) without a token
-                    raise AuthenticationError(f"{self.description}: {entry.path}: {_auth_problem(exc)} "
+                    raise AuthenticationError(f"{self.description}: {path}: {auth_problem(exc)} "
                                               f"({type(exc).__name__}){withheld}", hint=None) from None
-                if kind == "missing" and not secret and _names(exc) & {"RepositoryNotFoundError"}:
+                if kind == "missing" and not secret and names_of(exc) & {"RepositoryNotFoundError"}:
                     # A private repository looks missing to a caller without a token, as on the Hub; the
                     # manifest pins this repository at a commit, so say how to give one.
-                    raise AuthenticationError(f"{self.description}: {entry.path}: repository not found, or private "
+                    raise AuthenticationError(f"{self.description}: {path}: repository not found, or private "
                                               f"and no token was sent{withheld}") from None
                 if kind == "missing":
                     raise NotFoundError(what) from None
@@ -224,48 +235,44 @@ class HubSource(HttpBackedSource):
 
         meta = fetcher.transport.call(head)
         if meta.commit_hash != self.revision:
-            raise IntegrityError(f"{self.description}: {entry.path}: server answered for commit "
+            raise IntegrityError(f"{self.description}: {path}: server answered for commit "
                                  f"{meta.commit_hash}, not the pinned {self.revision}")
-        if meta.size is not None and meta.size != entry.size:
-            raise IntegrityError(f"{self.description}: {entry.path} is {meta.size} bytes on the server, "
-                                 f"the manifest says {entry.size}")
+        if meta.size is not None and meta.size != size:
+            raise IntegrityError(f"{self.description}: {path} is {meta.size} bytes on the server, "
+                                 f"the manifest says {size}")
+        xet = getattr(meta, "xet_file_data", None)
+        if xet is not None:
+            _xet_into(xet, writer, build_hf_headers(token=secret or False, library_name="adapterhub"), path)
+            return
         headers = build_hf_headers(token=False, library_name="adapterhub")  # the transport adds the token
         fetcher.download(meta.location or url, writer, headers=headers, token=self.token)
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:300]
+class Sink(Protocol):
+    """What a download streams into: a :class:`BlobWriter`, or a checked buffer (store/hub_repo.py)."""
+
+    offset: int
+
+    def write(self, data: bytes | memoryview) -> None: ...
+
+    def reset(self) -> None: ...
 
 
-def _auth_problem(exc: BaseException) -> str:
-    if getattr(getattr(exc, "response", None), "status_code", None) == 403:
-        return "HTTP 403, the token has no access to this repository (gated or restricted)"
-    return "HTTP 401, the repository is private (or does not exist) and no valid token was sent"
+def _xet_into(xet_file_data, writer: Sink, headers: dict, path: str) -> None:
+    """Download a Xet-stored file with the client's ``xet_get`` into a scratch file, then feed it to
+    ``writer`` (which checks every byte). ``xet_get`` writes only to a path, so the bytes pass through
+    the disk twice; Xet itself checks each chunk against its content hash on the way in.
+    """
+    import tempfile
 
+    from huggingface_hub.file_download import xet_get  # public in the module, not re-exported
 
-def _names(exc: BaseException) -> set[str]:
-    """The class names of ``exc``'s type and bases (the client's exception types differ between versions)."""
-    return {cls.__name__ for cls in type(exc).__mro__}
-
-
-def _classify_hub_error(exc: BaseException) -> str:
-    """``auth`` (401/403), ``missing`` (try another source), ``transient`` (retry) or ``fatal``."""
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if status in (401, 403):
-        return "auth"
-    names = _names(exc)
-    if names & {"EntryNotFoundError", "RepositoryNotFoundError", "RevisionNotFoundError",
-                "RemoteEntryNotFoundError", "GatedRepoError", "DisabledRepoError"}:
-        return "missing"
-    if "OfflineModeIsEnabled" in names:
-        return "fatal"
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None)
-    if isinstance(status, int):
-        if status == 404:
-            return "missing"
-        return "transient" if status == 429 or status >= 500 else "fatal"
-    if names & {"ConnectionError", "Timeout", "ConnectTimeout", "ReadTimeout", "TimeoutException",
-                "ConnectError", "ReadError", "RemoteProtocolError", "TransportError", "OSError"}:
-        return "transient"
-    return "fatal"
+    writer.reset()
+    with tempfile.TemporaryDirectory(prefix="adapterhub-xet-") as scratch:
+        target = Path(scratch) / "file"
+        try:
+            xet_get(incomplete_path=target, xet_file_data=xet_file_data, headers=headers,
+                    displayed_filename=path)
+        except Exception as exc:  # hf_xet's errors are its own types
+            raise DownloadError(f"{path}: Xet download failed: {type(exc).__name__}: {first_line(exc)}") from None
+        _copy_into(target, writer)  # type: ignore[arg-type]

@@ -132,9 +132,9 @@ def test_the_checks_as_functions(tmp_path, monkeypatch):
 def test_a_hub_repo_id_is_explained(capsys, index_dir):
     code, _, err = run(capsys, "pull", "org/repo", "--index", index_dir)
     assert code == 1 and "Hugging Face Hub repository id" in err and "cannot parse" not in err
-    assert "hf download org/repo" in err and "adapterhub init" in err and "--index" in err
+    assert "adapterhub pull hf:org/repo" in err
     code, _, err = run(capsys, "run", "org/repo", "hello", "--index", index_dir)
-    assert code == 1 and "Hub repository id" in err and "hf download org/repo" in err
+    assert code == 1 and "Hub repository id" in err and "hf:org/repo" in err
     with pytest.raises(InvalidNameError, match="Hub repository id"):
         resolve(open_index(index_dir), "some-org/some-repo@main")
 

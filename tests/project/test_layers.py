@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("registry", frozenset({"registry"})),
     ("store", frozenset({"store"})),
     ("runtime", frozenset({"runtime", "interop"})),
-    ("compose", frozenset({"compose"})),
+    ("compose", frozenset({"compose", "loading"})),
     ("publish", frozenset({"publish"})),
     ("serve", frozenset({"server", "serve_run"})),
     ("cli", frozenset({"cli", "__main__"})),
