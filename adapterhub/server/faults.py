@@ -48,6 +48,9 @@ class FaultKind(enum.Enum):
     """Wait ``seconds`` before sending anything."""
     STALL_MID = "stall_mid"
     """Send ``fraction`` of the body, wait ``seconds``, send the rest."""
+    CORRUPT = "corrupt"
+    """Send the body with the byte at ``fraction`` of it inverted: right length and headers, wrong content
+    (a tampering mirror or proxy; only a content hash catches it)."""
 
 
 @dataclass
@@ -102,6 +105,13 @@ class Fault:
                 Pause(self.seconds),
                 FileSlice(file.blob, start + cut, sent - cut),
             ]
+        elif kind is FaultKind.CORRUPT and sent:
+            at = min(cut, sent - 1)
+            with open(file.blob, "rb") as fh:
+                fh.seek(start + at)
+                flipped = bytes([fh.read(1)[0] ^ 0xFF])
+            response.body = [FileSlice(file.blob, start, at), Literal(flipped),
+                             FileSlice(file.blob, start + at + 1, sent - at - 1)]
         elif kind is FaultKind.EXTRA_BYTES:
             response.body = [*response.body, Literal(b"\xa5" * self.extra)]
             response.set_header("Content-Length", str(sent + self.extra))
@@ -184,6 +194,12 @@ class FaultPlan:
         path: str | None = None,
     ) -> Fault:
         return self._rule(FaultKind.TRUNCATE, times, ("GET",), fraction=fraction, repo_id=repo_id, path=path)
+
+    def corrupt(
+        self, fraction: float = 0.5, *, times: int | None = 1, repo_id: str | None = None, path: str | None = None
+    ) -> Fault:
+        """Invert the byte at ``fraction`` of the body ``times`` times (same length, wrong content)."""
+        return self._rule(FaultKind.CORRUPT, times, ("GET",), fraction=fraction, repo_id=repo_id, path=path)
 
     def stall(
         self,
