@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import settings
-from ..errors import IntegrityError, NotFoundError, OfflineError, UnsafeFileError
+from ..errors import DownloadError, IntegrityError, NotFoundError, OfflineError, UnsafeFileError
 from ..fileio import HASH_CHUNK
 from ..jsonio import load_strict
 from ..progress import hub_download_bars
@@ -208,10 +208,11 @@ def obtain_base(repo_id: str | None, revision: str | None = None, *, explicit: s
                  f"--offline), pass --base PATH, or set {env_var_for(repo_id)}")
     try:
         fetched = fetch_base(repo_id, revision, endpoint=endpoint, token=token, progress=progress)
-    except NotFoundError as exc:
-        raise NotFoundError(f"base model {named} is not on this machine (looked at {where_looked(repo_id)}), "
-                            f"and fetching it failed: {exc.message}",
-                            hint=f"pass --base PATH or set {env_var_for(repo_id)}") from None
+    except (NotFoundError, DownloadError) as exc:  # the Hub answers 401 for a missing repo too
+        first = exc.hint or ("" if isinstance(exc, NotFoundError) else "check the network and HF_ENDPOINT")
+        local = f"pass --base PATH or set {env_var_for(repo_id)}"
+        raise type(exc)(f"base model {named} is not on this machine (looked at {where_looked(repo_id)}), and "
+                        f"fetching it failed: {exc.message}", hint=f"{first}; or {local}" if first else local) from None
     if fetched.unpinned_warning:
         warnings.warn(fetched.unpinned_warning, UnpinnedBaseWarning, stacklevel=2)
     return fetched.location, fetched
