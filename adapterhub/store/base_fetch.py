@@ -136,7 +136,8 @@ def _check_file(path: Path, file: HubFile, snapshot: Path, where: str) -> None:
         if is_safetensors_path(file.path):
             check_safetensors(path)
     except (IntegrityError, UnsafeFileError) as exc:
-        discard_file(snapshot, file.path)
+        mark_unverified(snapshot, f"{file.path} failed its check: {exc.message}")  # again: a concurrent fetch
+        discard_file(snapshot, file.path)                                         # may have confirmed it
         raise type(exc)(f"base model {where}: {exc.message}; the file was removed from the Hugging Face cache",
                         hint="nothing of this base is used; try again, and if it fails again the server (or "
                              "something between) changes the bytes") from None

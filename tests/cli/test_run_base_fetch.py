@@ -37,11 +37,13 @@ TEXTS = ["a good movie", "the film is awful"]
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Base A (the adapter's), base B (same shapes, other weights), the adapter trained on A."""
+    """Base A (the adapter's), base B (same shapes, other weights), a base of other shapes, the adapter
+    trained on A."""
     root = tmp_path_factory.mktemp("served")
     vocab = write_vocab(root / "vocab.txt")
     base_a = save_tiny_bert(root / "base-a", vocab, seed=0)
     return {"base_a": base_a, "base_b": save_tiny_bert(root / "base-b", vocab, seed=1),
+            "hidden_48": save_tiny_bert(root / "hidden-48", vocab, seed=0, hidden_size=48),
             "adapter": train_tiny_adapter(base_a, root / "adapter", REPO_ID)}
 
 
@@ -107,6 +109,16 @@ def test_a_fetched_base_with_another_fingerprint_is_refused_and_not_used_later(m
     code, out, err = _cli(capsys, "run", str(world["adapter"]), "good", "--force")
     assert code == 0 and "warning" in err and out.splitlines()[1].split()[0] in LABELS
     assert find_local_base(REPO_ID, revision=commit_b) is None  # --force runs once; it does not bless the base
+
+
+def test_a_fetched_base_of_other_shapes_is_refused_before_loading_and_skipped_later(made, world, hub, monkeypatch,
+                                                                                    capsys):
+    commit = serve_base(hub, monkeypatch, REPO_ID, model_dir_files(made["hidden_48"]))
+    pin_base(world["adapter"], REPO_ID, commit)
+    code, out, err = _cli(capsys, "run", str(world["adapter"]), "good")
+    assert code == 1 and out == "" and "hidden_size=48" in err and "--force cannot help" in err
+    snapshot = world["snapshot"].parent / commit
+    assert "hidden_size=48" in unverified_reason(snapshot) and find_local_base(REPO_ID, revision=commit) is None
 
 
 def test_a_revision_less_manifest_fetches_main_and_warns_naming_the_commit(world, capsys):
