@@ -36,7 +36,7 @@ from .base_locator import (
     require_base_id,
     where_looked,
 )
-from .hf_cache import discard_file, mark_unverified, mark_verified, record_ref, snapshot_dir
+from .hf_cache import discard_file, is_ref_name, mark_unverified, mark_verified, record_ref, snapshot_dir
 from .hub_repo import HubFile, HubRepo, client_call, commit_of, list_files, resolve_revision
 from .safetensors_check import check_safetensors, is_safetensors_path
 
@@ -52,7 +52,7 @@ DEFAULT_BRANCH = "main"
 
 
 class UnpinnedBaseWarning(UserWarning):
-    """The manifest pins no base revision, so the default branch's current commit was fetched."""
+    """The base revision was not a pinned commit (none, or a branch), so the branch's current commit was fetched."""
 
 
 @dataclass(frozen=True)
@@ -71,21 +71,24 @@ class FetchedBase:
 
     @property
     def pinned(self) -> bool:
-        return self.requested is not None
+        """Whether the manifest pinned the commit (not a branch, not nothing)."""
+        return commit_of(self.requested) is not None
 
     @property
     def unpinned_warning(self) -> str | None:
-        """What to tell the user when the manifest pins no revision (None when it does)."""
+        """What to tell the user when the base revision was not a pinned commit (None when it was)."""
         if self.pinned:
             return None
-        return (f"the adapter's manifest pins no revision of its base {self.repo_id}; fetched commit "
-                f"{self.commit} (the current {DEFAULT_BRANCH}), which may differ from the one it was trained on")
+        what = (f"the adapter's manifest pins no revision of its base {self.repo_id}" if self.requested is None
+                else f"base {self.repo_id} revision {self.requested!r} is a branch or tag, not a commit")
+        return (f"{what}; fetched commit {self.commit} (the current {self.requested or DEFAULT_BRANCH}), which may "
+                "differ from the one the adapter was trained on")
 
     def confirm(self) -> None:
         """The weights matched the fingerprint (or the manifest has none): the snapshot may be used from now
-        on, offline too; a revision-less manifest finds it through the branch it came from."""
-        if not self.pinned:
-            record_ref(self.location.path, DEFAULT_BRANCH)
+        on, offline too; a lookup by the branch it came from finds it as well."""
+        if not self.pinned and is_ref_name(self.requested or DEFAULT_BRANCH):
+            record_ref(self.location.path, self.requested or DEFAULT_BRANCH)
         mark_verified(self.location.path)
 
     def reject(self, reason: str) -> None:

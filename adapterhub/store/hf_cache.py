@@ -56,10 +56,15 @@ def mark_verified(snapshot: Path) -> None:
         _marker(snapshot).unlink()
 
 
+def is_ref_name(ref: str) -> bool:
+    """A branch or tag name :func:`record_ref` writes (one path segment, no dot first)."""
+    return bool(_REF_RE.fullmatch(ref)) and not ref.startswith(".")
+
+
 def record_ref(snapshot: Path, ref: str) -> None:
     """Point branch ``ref`` at this snapshot's commit, as the client does after downloading a branch, so a
     lookup by branch (a manifest without a pinned revision) finds it offline afterwards."""
-    if not _REF_RE.fullmatch(ref) or ref.startswith("."):
+    if not is_ref_name(ref):
         raise InvalidArgumentError(f"not a branch name the cache can record: {ref!r}")
     atomic_write_text(snapshot.parent.parent / "refs" / ref, snapshot.name)
 

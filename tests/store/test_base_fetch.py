@@ -133,6 +133,15 @@ def test_a_revision_less_base_uses_main_warns_with_the_commit_and_is_found_by_br
     assert again.path == location.path and refetched is None and "@main" in again.how
 
 
+def test_a_branch_revision_is_resolved_warned_about_and_recorded(served, hub, monkeypatch, tmp_path):
+    commit, hf_cache = served
+    with pytest.warns(UnpinnedBaseWarning, match=f"'main' is a branch or tag, not a commit; fetched commit {commit}"):
+        _, fetched = obtain_base(REPO_ID, "main")
+    fetched.confirm()
+    assert (hf_cache / "models--org--tiny-base" / "refs" / "main").read_text() == commit
+    assert fetch_base(REPO_ID, commit).unpinned_warning is None
+
+
 def test_offline_uses_only_local_files_and_says_what_to_do(served, hub, monkeypatch):
     commit, hf_cache = served
     hub.server.stop()  # a request would fail with a connection error, not OfflineError
