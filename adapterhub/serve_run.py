@@ -189,6 +189,19 @@ def _fingerprint_mismatch(manifest: Manifest, location: BaseLocation, fingerprin
         f"base at {location.path} (found via {location.how}) has fingerprint {fingerprint}", hint=hint)
 
 
+def _check_shapes(manifest: Manifest, location: BaseLocation, fetched: FetchedBase | None) -> None:
+    """The base's shape facts against the manifest's, before any weight is loaded; a fetched base that
+    does not fit is kept out of later lookups."""
+    bm = manifest.base_model
+    try:
+        check_shape_facts(location, bm.model_type, bm.hidden_size, bm.num_hidden_layers,
+                          f"{manifest.name} {manifest.version}")
+    except IncompatibleBaseError as exc:
+        if fetched is not None:
+            fetched.reject(exc.message)
+        raise
+
+
 def _judge_fetched(fetched: FetchedBase | None, manifest: Manifest, fingerprint: str) -> None:
     """Confirm a base this call fetched when its weights are the manifest's (or it pins none); else keep
     it out of later lookups, saying why."""
@@ -223,13 +236,7 @@ def prepare(name_or_dir: str, *, base: str | Path | None = None, force: bool = F
     bm = manifest.base_model
     location, fetched = obtain_base(bm.id, bm.revision, explicit=base, offline=offline, endpoint=endpoint,
                                     token=token, progress=progress)
-    try:
-        check_shape_facts(location, bm.model_type, bm.hidden_size, bm.num_hidden_layers,
-                          f"{manifest.name} {manifest.version}")
-    except IncompatibleBaseError as exc:
-        if fetched is not None:
-            fetched.reject(exc.message)
-        raise
+    _check_shapes(manifest, location, fetched)
     model, tokenizer = load_classifier(location.path, head.num_labels)
 
     from .runtime import wrap  # deferred: CLI import cost (torch)
@@ -274,12 +281,7 @@ def pull_base(manifest: Manifest, *, offline: bool | None = None, endpoint: str 
                                     progress=progress)
     if fetched is None:
         return BaseReport(location, None, None)
-    try:
-        check_shape_facts(location, bm.model_type, bm.hidden_size, bm.num_hidden_layers,
-                          f"{manifest.name} {manifest.version}")
-    except IncompatibleBaseError as exc:
-        fetched.reject(exc.message)
-        raise
+    _check_shapes(manifest, location, fetched)
     head = manifest.head
     if head is not None and head.type == "classification" and head.num_labels:
         model = load_classifier(location.path, head.num_labels)[0]

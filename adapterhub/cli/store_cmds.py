@@ -27,6 +27,8 @@ def _not_cached(requirement: str) -> str:
     return f"nothing cached matches {requirement} ({hint})"
 
 if TYPE_CHECKING:
+    from ..manifest import Manifest
+    from ..serve_run import BaseReport
     from ..store.trust import Trust
 
 
@@ -113,7 +115,7 @@ def pull(requirement: str | None, index_location: str | None, offline: bool, no_
             click.echo(f"base {result.manifest.base_model.id}  {base.location.path}  ({_base_how(base)})")
 
 
-def _pull_base(manifest, offline: bool, endpoint: str | None, token: str | None, quiet: bool):
+def _pull_base(manifest: Manifest, offline: bool, endpoint: str | None, token: str | None, quiet: bool) -> BaseReport:
     """The base of a pulled adapter (``--with-base``); a revision-less manifest's warning goes to stderr."""
     import warnings
 
@@ -129,7 +131,8 @@ def _pull_base(manifest, offline: bool, endpoint: str | None, token: str | None,
     return base
 
 
-def _base_how(base) -> str:
+def _base_how(base: BaseReport) -> str:
+    """What ``--with-base`` did and checked, truthfully (as :func:`_how` for the adapter)."""
     if base.fetched is None:
         return f"found via {base.location.how}; `adapterhub run` checks its fingerprint when it loads it"
     size = f"downloaded {_size(base.fetched.downloaded)}" if base.fetched.downloaded else "cached"

@@ -153,6 +153,25 @@ def test_pull_with_base_fetches_checks_and_says_where(world, capsys, tmp_path):
     assert code == 0 and out.splitlines()[1] == str(world["snapshot"])
 
 
+def test_pull_with_base_checks_the_fingerprint_of_an_adapter_without_a_head(made, world, capsys, tmp_path):
+    """No classification head: the base is loaded as its checkpoint's own architecture, as `init` loads it."""
+    from transformers import AutoModel
+
+    from adapterhub.manifest import load_manifest
+    from adapterhub.runtime import wrap
+
+    ah = wrap(AutoModel.from_pretrained(made["base_a"]))
+    ah.add("tiny-lora", "lora", r=2, alpha=4)
+    ah.save("tiny-lora", tmp_path / "lora", version="1.0.0", license="apache-2.0")
+    lora = pin_base(tmp_path / "lora", REPO_ID, world["commit"])
+    assert load_manifest(lora).head is None
+    index = str(index_with(tmp_path / "index", lora))
+    code, out, err = _cli(capsys, "pull", "tiny-lora", "--index", index, "--with-base", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["base"]["fingerprint_checked"], err
+    assert doc["base"]["fingerprint"] == load_manifest(lora).base_model.fingerprint
+
+
 def test_pull_with_base_refuses_a_base_of_another_fingerprint(made, world, hub, monkeypatch, capsys, tmp_path):
     commit_b = serve_base(hub, monkeypatch, REPO_ID, model_dir_files(made["base_b"]))
     pin_base(world["adapter"], REPO_ID, commit_b)
