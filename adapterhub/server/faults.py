@@ -48,9 +48,13 @@ class FaultKind(enum.Enum):
     """Wait ``seconds`` before sending anything."""
     STALL_MID = "stall_mid"
     """Send ``fraction`` of the body, wait ``seconds``, send the rest."""
-    CORRUPT = "corrupt"
-    """Send the body with the byte at ``fraction`` of it inverted: right length and headers, wrong content
-    (a tampering mirror or proxy; only a content hash catches it)."""
+    FLIP_BYTE = "flip_byte"
+    """Send the file with the byte at ``fraction`` of it changed (same length: only a hash check sees it)."""
+    LISTED_HASH = "listed_hash"
+    """In tree / paths-info / repo-info listings (method ``LIST``): list a wrong hash for the file (its
+    LFS sha256 when it is LFS, else its git blob sha1)."""
+    UNHASHED = "unhashed"
+    """In listings (method ``LIST``): list the file with neither an ``lfs`` block nor an ``oid``."""
 
 
 @dataclass
@@ -105,7 +109,7 @@ class Fault:
                 Pause(self.seconds),
                 FileSlice(file.blob, start + cut, sent - cut),
             ]
-        elif kind is FaultKind.CORRUPT and sent:
+        elif kind is FaultKind.FLIP_BYTE and sent:
             at = min(cut, sent - 1)
             with open(file.blob, "rb") as fh:
                 fh.seek(start + at)
@@ -195,11 +199,19 @@ class FaultPlan:
     ) -> Fault:
         return self._rule(FaultKind.TRUNCATE, times, ("GET",), fraction=fraction, repo_id=repo_id, path=path)
 
-    def corrupt(
+    def flip_byte(
         self, fraction: float = 0.5, *, times: int | None = 1, repo_id: str | None = None, path: str | None = None
     ) -> Fault:
-        """Invert the byte at ``fraction`` of the body ``times`` times (same length, wrong content)."""
-        return self._rule(FaultKind.CORRUPT, times, ("GET",), fraction=fraction, repo_id=repo_id, path=path)
+        """Serve the file with one byte changed (at ``fraction`` of it), same length and headers."""
+        return self._rule(FaultKind.FLIP_BYTE, times, ("GET",), fraction=fraction, repo_id=repo_id, path=path)
+
+    def tamper_listing(
+        self, *, unhashed: bool = False, times: int | None = None, repo_id: str | None = None, path: str | None = None
+    ) -> Fault:
+        """List a wrong hash for matching files in tree / paths-info / repo info (or, ``unhashed``, no
+        hash at all); every listing by default (``times=None``), as a lying server would."""
+        kind = FaultKind.UNHASHED if unhashed else FaultKind.LISTED_HASH
+        return self._rule(kind, times, ("LIST",), repo_id=repo_id, path=path)
 
     def stall(
         self,

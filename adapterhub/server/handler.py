@@ -17,7 +17,7 @@ from typing import IO
 
 from adapterhub._version import __version__
 
-from . import download, info, routes, upload
+from . import download, info, model_list, routes, upload
 from .context import BodyReader, RequestContext, ServerState
 from .errors import BadRequest, HubApiError, LengthRequired, PayloadTooLarge
 from .httpd import HubHTTPServer
@@ -35,6 +35,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "refs": info.refs,
     "commits": info.commits,
     "whoami": info.whoami,
+    "list_repos": model_list.list_repos,
     "create_repo": upload.create_repo,
     "validate_yaml": upload.validate_yaml,
     "preupload": upload.preupload,

@@ -1,9 +1,9 @@
-"""Read-only JSON endpoints: repo info, tree listing, paths-info, refs, commit history, whoami.
+"""Read-only JSON endpoints: repo info, tree listing, paths-info, refs, commit history, whoami, model list.
 
-Every file is described with an ``lfs`` block (sha256, size) even though uploads arrive inline:
-content addressing is this server's identity for a file, and clients (``verify_repo_checksums``,
-adapterhub's own manifests) check sha256 when it is offered. ``oid``/``blobId`` stay the git blob
-sha1, which is what the client compares to skip unchanged files on upload.
+Files are listed as the Hub lists them: an LFS file (by the commit's ``.gitattributes`` or its size,
+see :mod:`.repo_card`) with an ``lfs`` block carrying its sha256, a plain git file with only its git blob
+sha1 ``oid``, which is all a client can check it against. Repo info carries ``cardData`` (the README's
+front matter), ``library_name`` and ``tags`` from it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from urllib.parse import parse_qs, quote
 
 from .context import RequestContext
 from .errors import BadRequest, EntryNotFound
+from .faults import FaultKind, FaultPlan
 from .names import RepoRef, check_path
+from .repo_card import LfsRule, card_data, card_fields, lfs_rule
 from .responses import Response, json_response
 from .routes import Route
 from .storage import Commit, FileEntry
@@ -36,8 +38,39 @@ def lfs_info(entry: FileEntry) -> dict[str, object]:
     }
 
 
-def file_item(path: str, entry: FileEntry) -> dict[str, object]:
-    return {"type": "file", "oid": entry.git_oid, "size": entry.size, "path": path, "lfs": lfs_info(entry)}
+class Lister:
+    """Describes the files of one commit of one repo (LFS or plain; listing faults applied)."""
+
+    def __init__(self, ctx: RequestContext, repo: RepoRef, files: Mapping[str, FileEntry]) -> None:
+        self.rule: LfsRule = lfs_rule(ctx.storage, files)
+        self.plan: FaultPlan | None = ctx.config.fault_plan
+        self.repo_id = repo.repo_id
+
+    def hashes(self, path: str, entry: FileEntry) -> tuple[str | None, dict[str, object] | None]:
+        """The ``oid`` and ``lfs`` block to list for the file (both None: listed without a hash)."""
+        lfs = lfs_info(entry) if self.rule.is_lfs(path, entry) else None
+        oid: str | None = entry.git_oid
+        fault = self.plan.take("LIST", self.repo_id, path) if self.plan is not None else None
+        if fault is not None and fault.kind is FaultKind.UNHASHED:
+            return None, None
+        if fault is not None and fault.kind is FaultKind.LISTED_HASH:
+            if lfs is not None:
+                lfs = {**lfs, "oid": _wrong(entry.sha256), "sha256": _wrong(entry.sha256)}
+            else:
+                oid = _wrong(entry.git_oid)
+        return oid, lfs
+
+    def file_item(self, path: str, entry: FileEntry) -> dict[str, object]:
+        oid, lfs = self.hashes(path, entry)
+        item: dict[str, object] = {"type": "file", "oid": oid, "size": entry.size, "path": path}
+        if lfs is not None:
+            item["lfs"] = lfs
+        return item
+
+
+def _wrong(hex_digest: str) -> str:
+    """Another digest of the same length (the last digit changed)."""
+    return hex_digest[:-1] + ("0" if hex_digest[-1] != "0" else "1")
 
 
 def folder_item(path: str, files: Mapping[str, FileEntry]) -> dict[str, object]:
@@ -48,11 +81,19 @@ def folder_item(path: str, files: Mapping[str, FileEntry]) -> dict[str, object]:
     return {"type": "directory", "oid": digest.hexdigest(), "size": 0, "path": path}
 
 
-def repo_info_payload(repo: RepoRef, meta: Mapping[str, object], commit: Commit) -> dict[str, object]:
-    siblings = [
-        {"rfilename": path, "size": entry.size, "blobId": entry.git_oid, "lfs": lfs_info(entry)}
-        for path, entry in commit.files.items()
-    ]
+def _sibling(lister: Lister, path: str, entry: FileEntry) -> dict[str, object]:
+    oid, lfs = lister.hashes(path, entry)
+    item: dict[str, object] = {"rfilename": path, "size": entry.size, "blobId": oid}
+    if lfs is not None:
+        item["lfs"] = lfs
+    return item
+
+
+def repo_info_payload(ctx: RequestContext, repo: RepoRef, meta: Mapping[str, object],
+                      commit: Commit) -> dict[str, object]:
+    lister = Lister(ctx, repo, commit.files)
+    siblings = [_sibling(lister, path, entry) for path, entry in commit.files.items()]
+    card = card_data(ctx.storage, commit)
     payload: dict[str, object] = {
         "_id": hashlib.sha1(f"{repo}".encode(), usedforsecurity=False).hexdigest()[:24],
         "id": repo.repo_id,
@@ -65,10 +106,12 @@ def repo_info_payload(repo: RepoRef, meta: Mapping[str, object], commit: Commit)
         "gated": False,
         "downloads": 0,
         "likes": 0,
-        "tags": [],
         "siblings": siblings,
         "usedStorage": sum(entry.size for entry in commit.files.values()),
     }
+    payload.update(card_fields(card))
+    if card is not None:
+        payload["cardData"] = card
     if repo.repo_type == "model":
         payload["modelId"] = repo.repo_id
     return payload
@@ -78,10 +121,11 @@ def repo_info(ctx: RequestContext, route: Route) -> Response:
     assert route.repo is not None
     meta = ctx.storage.repo_meta(route.repo)
     commit = ctx.storage.resolve(route.repo, route.revision or "main")
-    return json_response(repo_info_payload(route.repo, meta, commit))
+    return json_response(repo_info_payload(ctx, route.repo, meta, commit))
 
 
-def tree_items(files: Mapping[str, FileEntry], prefix: str, recursive: bool) -> list[dict[str, object]]:
+def tree_items(lister: Lister, files: Mapping[str, FileEntry], prefix: str,
+               recursive: bool) -> list[dict[str, object]]:
     """Entries under ``prefix`` ("" is the root): direct children, or everything if ``recursive``."""
     base = f"{prefix}/" if prefix else ""
     folders: set[str] = set()
@@ -94,7 +138,7 @@ def tree_items(files: Mapping[str, FileEntry], prefix: str, recursive: bool) -> 
         for i in range(1, min(depth, len(parts) - 1) + 1):
             folders.add(base + "/".join(parts[:i]))
         if recursive or len(parts) == 1:
-            items.append(file_item(path, entry))
+            items.append(lister.file_item(path, entry))
     items.extend(folder_item(folder, files) for folder in folders)
     items.sort(key=lambda item: (item["type"] != "directory", str(item["path"])))
     return items
@@ -110,7 +154,7 @@ def tree(ctx: RequestContext, route: Route) -> Response:
             headers={"X-Repo-Commit": commit.oid},
         )
     recursive = ctx.query_flag("recursive")
-    items = tree_items(commit.files, prefix, recursive)
+    items = tree_items(Lister(ctx, route.repo, commit.files), commit.files, prefix, recursive)
     try:
         start = int(ctx.query_value("cursor") or 0)
     except ValueError:
@@ -145,13 +189,14 @@ def paths_info(ctx: RequestContext, route: Route) -> Response:
     if isinstance(paths, str):
         paths = [paths]
     commit = ctx.storage.resolve(route.repo, route.revision)
-    return json_response(list(_path_items(commit.files, (check_path(str(p)) for p in paths))))
+    lister = Lister(ctx, route.repo, commit.files)
+    return json_response(list(_path_items(lister, commit.files, (check_path(str(p)) for p in paths))))
 
 
-def _path_items(files: Mapping[str, FileEntry], paths: Iterable[str]) -> Iterable[dict[str, object]]:
+def _path_items(lister: Lister, files: Mapping[str, FileEntry], paths: Iterable[str]) -> Iterable[dict[str, object]]:
     for path in paths:
         if path in files:
-            yield file_item(path, files[path])
+            yield lister.file_item(path, files[path])
         elif any(p.startswith(path + "/") for p in files):
             yield folder_item(path, files)
 

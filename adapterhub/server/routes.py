@@ -90,6 +90,9 @@ def _match_api(method: str, seg: list[str], raw_path: str) -> Route:
     if seg == ["whoami-v2"]:
         _require(method, {"GET"})
         return Route("whoami", access="user")
+    if len(seg) in (1, 2) and seg[0] in ("models", "datasets") and seg[1:] in ([], [""]):
+        _require(method, {"GET"})
+        return Route("list_repos", path=repo_type_from_plural(seg[0]), access="open")
     if len(seg) < 3:
         raise NotFound(f"no such endpoint: {raw_path[:200]}")
     repo_type = repo_type_from_plural(seg[0])

@@ -182,7 +182,7 @@ def test_pull_with_base_refuses_a_base_of_another_fingerprint(made, world, hub, 
 
 
 def test_a_tampered_weight_byte_stops_run_and_leaves_nothing_usable(world, hub, capsys):
-    hub.server.fault_plan.corrupt(path="model.safetensors")
+    hub.server.fault_plan.flip_byte(path="model.safetensors")
     code, out, err = _cli(capsys, "run", str(world["adapter"]), "good")
     assert code != 0 and out == "" and "model.safetensors" in err and "sha256" in err
     assert not (world["snapshot"] / "model.safetensors").exists()

@@ -24,6 +24,7 @@ from adapterhub.errors import (
 from adapterhub.store.base_fetch import UnpinnedBaseWarning, fetch_base, obtain_base
 from adapterhub.store.base_locator import find_local_base, locate_base
 from adapterhub.store.hf_cache import unverified_reason
+from adapterhub.store.hub_repo import HubRepo, list_files
 
 pytestmark = pytest.mark.network_local
 
@@ -60,7 +61,8 @@ def test_fetch_lands_in_the_hf_cache_checked_and_is_found_offline_once_confirmed
 
 def test_a_tampered_byte_is_refused_and_nothing_of_it_stays_usable(served, hub, monkeypatch):
     commit, hf_cache = served
-    hub.server.fault_plan.corrupt(path="model.safetensors")
+    assert {f.path: f for f in list_files(HubRepo(REPO_ID), commit)}["model.safetensors"].is_lfs
+    hub.server.fault_plan.flip_byte(path="model.safetensors")
     with pytest.raises(IntegrityError, match="model.safetensors.*sha256.*removed from the Hugging Face cache"):
         fetch_base(REPO_ID, commit)
     snapshot = hf_cache / "models--org--tiny-base" / "snapshots" / commit
@@ -74,9 +76,25 @@ def test_a_tampered_byte_is_refused_and_nothing_of_it_stays_usable(served, hub, 
 
 
 def test_a_tampered_small_file_is_refused_too(served, hub):
+    """A small file is listed with its git blob sha1 only (not LFS): that hash is checked too."""
     commit, _ = served
-    hub.server.fault_plan.corrupt(path="config.json", fraction=0.0)
+    assert not {f.path: f for f in list_files(HubRepo(REPO_ID), commit)}["config.json"].is_lfs
+    hub.server.fault_plan.flip_byte(path="config.json", fraction=0.0)
     with pytest.raises(IntegrityError, match="config.json"):
+        fetch_base(REPO_ID, commit)
+
+
+@pytest.mark.parametrize("target", ["model.safetensors", "vocab.txt"])
+def test_a_listing_that_lies_about_a_hash_or_gives_none_is_refused(served, hub, target):
+    commit, hf_cache = served
+    hub.server.fault_plan.tamper_listing(path=target)
+    with pytest.raises(IntegrityError, match=target):
+        fetch_base(REPO_ID, commit)
+    snapshot = hf_cache / "models--org--tiny-base" / "snapshots" / commit
+    assert not (snapshot / target).exists() and find_local_base(REPO_ID, revision=commit) is None
+    hub.server.fault_plan.clear()
+    hub.server.fault_plan.tamper_listing(path=target, unhashed=True)
+    with pytest.raises(IntegrityError, match="cannot be checked"):
         fetch_base(REPO_ID, commit)
 
 
