@@ -76,10 +76,10 @@ def trust_options(func):
               help="Also make sure the adapter's base model is on this machine: found locally, or fetched from the "
                    "Hub at the manifest's revision, checked, and its fingerprint compared; print where it is.")
 @json_option
-def pull(requirement: str | None, index_location: str | None, offline: bool, no_deps: bool, endpoint: str | None,
+def pull(requirement: str | None, with_base: bool, index_location: str | None, offline: bool, no_deps: bool,
+         endpoint: str | None,
          token: str | None, quiet: bool, trust_keys: tuple[Path, ...], trust_cert_chains: tuple[Path, ...],
-         trust_index_signers: bool, lock_file: Path | None, require_hashes: bool, with_base: bool,
-         as_json: bool) -> None:
+         trust_index_signers: bool, lock_file: Path | None, require_hashes: bool, as_json: bool) -> None:
     """Download, verify and cache an adapter (NAME, NAME==1.0, NAME>=1,<2); print where it is."""
     from ..store.trust import Trust
 
