@@ -189,3 +189,26 @@ def test_a_tampered_weight_byte_stops_run_and_leaves_nothing_usable(world, hub, 
     assert find_local_base(REPO_ID, revision=world["commit"]) is None
     code, _, err = _cli(capsys, "run", str(world["adapter"]), "good")  # served honestly again: fetched anew
     assert code == 0, err
+
+
+@pytest.mark.slow  # two new processes importing transformers (~10 s); CI runs it
+def test_a_terminal_sees_the_clients_download_bars_and_json_output_stays_clean(world, tmp_path):
+    """As a user runs it: a new process whose huggingface_hub reads HF_ENDPOINT at import."""
+    import os
+    import sys
+
+    from support.paths import REPO
+    from support.tty_support import run_with_tty_stderr
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "ADAPTERHUB_", "HUGGING"))}
+    env.update(HF_ENDPOINT=os.environ["HF_ENDPOINT"], HF_HUB_CACHE=str(world["hf_cache"]), HOME=str(tmp_path),
+               ADAPTERHUB_CACHE=str(tmp_path / "ah-cache"), ADAPTERHUB_BASES=str(tmp_path / "no-bases.json"),
+               HF_HUB_DISABLE_TELEMETRY="1",
+               PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    cmd = [sys.executable, "-m", "adapterhub", "run", str(world["adapter"]), "good"]
+    code, out, shown = run_with_tty_stderr([*cmd, "--json"], env=env)
+    assert code == 0 and json.loads(out)["text"] == "good" and shown.strip() == "", shown
+    shutil.rmtree(world["hf_cache"])  # fetch again, this time drawing on the terminal
+    code, out, shown = run_with_tty_stderr(cmd, env=env)
+    assert code == 0 and out.startswith("LABEL"), shown
+    assert "model.safetensors" in shown and "100%" in shown, shown
