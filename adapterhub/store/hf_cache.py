@@ -29,9 +29,9 @@ def hf_cache_root() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
-def snapshot_dir(repo_id: str, commit: str, cache_dir: Path | None = None) -> Path:
+def snapshot_dir(repo_id: str, commit: str) -> Path:
     """Where the client puts the files of model ``repo_id`` at ``commit``."""
-    return (cache_dir or hf_cache_root()) / ("models--" + repo_id.replace("/", "--")) / "snapshots" / commit
+    return hf_cache_root() / ("models--" + repo_id.replace("/", "--")) / "snapshots" / commit
 
 
 def _marker(snapshot: Path) -> Path:
@@ -52,13 +52,14 @@ def mark_unverified(snapshot: Path, reason: str) -> None:
 
 
 def mark_verified(snapshot: Path) -> None:
+    """Lift the mark: every check passed, lookups may use the snapshot."""
     with contextlib.suppress(FileNotFoundError):
         _marker(snapshot).unlink()
 
 
 def is_ref_name(ref: str) -> bool:
-    """A branch or tag name :func:`record_ref` writes (one path segment, no dot first)."""
-    return bool(_REF_RE.fullmatch(ref)) and not ref.startswith(".")
+    """A branch or tag name :func:`record_ref` writes (one path segment, starting with a letter or digit)."""
+    return bool(_REF_RE.fullmatch(ref))
 
 
 def record_ref(snapshot: Path, ref: str) -> None:
