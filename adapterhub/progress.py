@@ -96,3 +96,25 @@ def quiet_hf_loading() -> Iterator[None]:
             hub_utils.disable_progress_bars()
         else:
             hub_utils.enable_progress_bars()
+
+
+@contextlib.contextmanager
+def hub_download_bars(enabled: bool | None) -> Iterator[None]:
+    """huggingface_hub's own download bars on (``enabled``; None: only when stderr is a terminal) or off
+    for the duration, then as they were: a download the client does for us (a base model) shows the
+    client's bars on a terminal, and nothing in piped or ``--json`` output."""
+    from huggingface_hub import utils as hub_utils
+
+    show = sys.stderr.isatty() if enabled is None else enabled
+    was_off = hub_utils.are_progress_bars_disabled()
+    if show:
+        hub_utils.enable_progress_bars()
+    else:
+        hub_utils.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_off:
+            hub_utils.disable_progress_bars()
+        else:
+            hub_utils.enable_progress_bars()

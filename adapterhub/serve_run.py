@@ -19,7 +19,8 @@ from .manifest import MANIFEST_FILENAME, Manifest, load_manifest
 from .names import HUB_REPO_ID_RE, hub_repo_id_hint, is_hub_reference
 from .progress import quiet_hf_loading
 from .store import pull
-from .store.base_locator import check_shape_facts, locate_base
+from .store.base_fetch import FetchedBase, obtain_base
+from .store.base_locator import BaseLocation, check_shape_facts
 
 DEFAULT_BATCH_SIZE = 32
 MAX_LENGTH = 512  # BERT-family position limit; longer inputs are truncated
@@ -147,6 +148,8 @@ class Runner:
     base: Any  # BaseLocation
     fingerprint: str
     fingerprint_checked: bool
+    base_fetch: FetchedBase | None = None
+    """How the base was fetched from the Hub by this call (None: it was found on this machine)."""
 
     def classify(self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE,
                  on_batch: Callable[[int], None] | None = None) -> list[Prediction]:
@@ -177,14 +180,56 @@ def _adapter_dir(name_or_dir: str, *, index: Any, offline: bool | None,
     return pulled.path, pulled.manifest
 
 
+FORCE_HINT = ("use the exact base weights the adapter was trained on (same revision and dtype), "
+              "or --force to run anyway (every shape fits; the outputs may be off)")
+
+
+def _fingerprint_mismatch(manifest: Manifest, location: BaseLocation, fingerprint: str,
+                          hint: str = FORCE_HINT) -> IncompatibleBaseError:
+    bm = manifest.base_model
+    return IncompatibleBaseError(
+        f"{manifest.name} {manifest.version} was trained on {bm.id} with fingerprint {bm.fingerprint}, but the "
+        f"base at {location.path} (found via {location.how}) has fingerprint {fingerprint}", hint=hint)
+
+
+def _check_shapes(manifest: Manifest, location: BaseLocation, fetched: FetchedBase | None) -> None:
+    """The base's shape facts against the manifest's, before any weight is loaded; a fetched base that
+    does not fit is kept out of later lookups."""
+    bm = manifest.base_model
+    try:
+        check_shape_facts(location, bm.model_type, bm.hidden_size, bm.num_hidden_layers,
+                          f"{manifest.name} {manifest.version}")
+    except IncompatibleBaseError as exc:
+        if fetched is not None:
+            fetched.reject(exc.message)
+        raise
+
+
+def _judge_fetched(fetched: FetchedBase | None, manifest: Manifest, fingerprint: str) -> None:
+    """Confirm a base this call fetched when its weights are the manifest's (or it pins none); else keep
+    it out of later lookups, saying why."""
+    if fetched is None:
+        return
+    expected = manifest.base_model.fingerprint
+    if not expected or expected == fingerprint:
+        fetched.confirm()
+    else:
+        fetched.reject(f"fingerprint {fingerprint} differs from {expected}, which "
+                       f"{manifest.name} {manifest.version} was trained on")
+
+
 def prepare(name_or_dir: str, *, base: str | Path | None = None, force: bool = False, index: Any = None,
-            offline: bool | None = None, token: str | bool | None = None) -> Runner:
-    """Resolve and pull (or open) the adapter, locate its base, check it, attach.
+            offline: bool | None = None, token: str | bool | None = None, endpoint: str | None = None,
+            progress: bool | None = None) -> Runner:
+    """Resolve and pull (or open) the adapter, find its base (fetching it when it is nowhere on this
+    machine, unless offline or ``base`` is given), check it, attach.
 
     Checks go from what no flag can fix to what ``force`` may skip, so an error offers ``--force`` only
     when it would work: the base's shape facts (its config.json, before any weight is loaded), then every
     tensor and head shape (attaching, which checks them all), and last the fingerprint. A mismatch is an
-    :class:`~adapterhub.errors.IncompatibleBaseError` naming both sides.
+    :class:`~adapterhub.errors.IncompatibleBaseError` naming both sides. A fetched base is used by later
+    calls only once its fingerprint matched (see :mod:`adapterhub.store.base_fetch`); ``endpoint`` and
+    ``progress`` are for that fetch.
     """
     directory, manifest = _adapter_dir(name_or_dir, index=index, offline=offline, token=token)
     head = manifest.head
@@ -192,21 +237,67 @@ def prepare(name_or_dir: str, *, base: str | Path | None = None, force: bool = F
         raise SchemaError(str(directory), [SchemaProblem(
             "/head", f"`run` needs a classification head; this adapter has {head.type if head else 'none'}")])
     bm = manifest.base_model
-    location = locate_base(bm.id, revision=bm.revision, explicit=base)
-    check_shape_facts(location, bm.model_type, bm.hidden_size, bm.num_hidden_layers,
-                      f"{manifest.name} {manifest.version}")
+    location, fetched = obtain_base(bm.id, bm.revision, explicit=base, offline=offline, endpoint=endpoint,
+                                    token=token, progress=progress)
+    _check_shapes(manifest, location, fetched)
     model, tokenizer = load_classifier(location.path, head.num_labels)
 
     from .runtime import wrap  # deferred: CLI import cost (torch)
 
     handle = wrap(model)
     fingerprint = handle.fingerprint  # of the bare base
+    _judge_fetched(fetched, manifest, fingerprint)
     handle.load(directory, name="adapter", force=True)  # shapes of every tensor and the head; not the fingerprint
     if bm.fingerprint and bm.fingerprint != fingerprint and not force:
-        raise IncompatibleBaseError(
-            f"{manifest.name} {manifest.version} was trained on {bm.id} with fingerprint {bm.fingerprint}, but the "
-            f"base at {location.path} (found via {location.how}) has fingerprint {fingerprint}",
-            hint="use the exact base weights the adapter was trained on (same revision and dtype), "
-                 "or --force to run anyway (every shape fits; the outputs may be off)")
+        raise _fingerprint_mismatch(manifest, location, fingerprint)
     return Runner(model, tokenizer, label_names(manifest, head.num_labels), manifest.name, manifest.version,
-                  directory, location, fingerprint, bm.fingerprint == fingerprint)
+                  directory, location, fingerprint, bm.fingerprint == fingerprint, fetched)
+
+
+@dataclass(frozen=True)
+class BaseReport:
+    """Where an adapter's base is, and whether this call fetched it and checked its weights."""
+
+    location: BaseLocation
+    fetched: FetchedBase | None
+    fingerprint: str | None
+    """The fetched weights' fingerprint (None: found locally, not loaded; ``run`` checks it when it loads)."""
+    fingerprint_checked: bool = False
+    """The fetched weights matched the manifest's fingerprint (False: not fetched, or the manifest has none)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.location.path), "how": self.location.how, "fingerprint": self.fingerprint,
+                "fingerprint_checked": self.fingerprint_checked,
+                "commit": self.fetched.commit if self.fetched else None,
+                "downloaded_bytes": self.fetched.downloaded if self.fetched else 0}
+
+
+def pull_base(manifest: Manifest, *, offline: bool | None = None, endpoint: str | None = None,
+              token: str | bool | None = None, progress: bool | None = None) -> BaseReport:
+    """``adapterhub pull --with-base``: find the adapter's base, or fetch it and check its fingerprint.
+
+    The weights are loaded as ``run`` loads them for an adapter with a classification head (the
+    fingerprint covers the backbone of that model), else as the checkpoint's own architecture.
+    """
+    bm = manifest.base_model
+    location, fetched = obtain_base(bm.id, bm.revision, offline=offline, endpoint=endpoint, token=token,
+                                    progress=progress)
+    if fetched is None:
+        return BaseReport(location, None, None)
+    _check_shapes(manifest, location, fetched)
+    head = manifest.head
+    if head is not None and head.type == "classification" and head.num_labels:
+        model = load_classifier(location.path, head.num_labels)[0]
+    else:
+        from .publish.base import load_base  # deferred: CLI import cost (torch)
+
+        model = load_base(location.path).model
+    from .runtime import base_fingerprint  # deferred: CLI import cost (torch)
+
+    fingerprint = base_fingerprint(model)
+    _judge_fetched(fetched, manifest, fingerprint)
+    if bm.fingerprint and bm.fingerprint != fingerprint:
+        raise _fingerprint_mismatch(manifest, location, fingerprint, hint=(
+            "the base at the manifest's revision is not the one the adapter was trained on, so later lookups "
+            "skip it; ask the adapter's publisher, or `adapterhub run --force` to run on it anyway"))
+    return BaseReport(location, fetched, fingerprint, bool(bm.fingerprint))

@@ -39,7 +39,8 @@ def _inputs(texts: tuple[str, ...], file: str | None) -> list[str]:
               help="Read inputs from FILE, one per line ('-' = stdin); a TEXT of '-' also reads stdin.")
 @click.option("--base", default=None, metavar="PATH",
               help="Base model directory (default: $ADAPTERHUB_BASE_<ID>, bases.json, the Hugging Face cache, "
-                   "or a package that ships the base).")
+                   "or a package that ships the base; else it is fetched from the Hub at the manifest's revision "
+                   "and checked, unless --offline).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--force", is_flag=True,
               help="Run even if the base's fingerprint differs from the manifest's (its shapes must still fit).")
@@ -55,7 +56,10 @@ def run(adapter: str, texts: tuple[str, ...], file: str | None, base: str | None
 
     A progress bar counts the texts on a terminal (stderr); none with --json or when stderr is piped.
     """
+    import warnings
+
     from ..errors import AdapterHubError
+    from ..store.base_fetch import UnpinnedBaseWarning
 
     inputs = _inputs(texts, file)
     if not inputs:
@@ -63,8 +67,12 @@ def run(adapter: str, texts: tuple[str, ...], file: str | None, base: str | None
     from ..progress import Progress
     from ..serve_run import prepare
 
-    runner = prepare(adapter, base=base, force=force, index=index_location, offline=True if offline else None,
-                     token=token)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnpinnedBaseWarning)  # said below, as a one-line warning
+        runner = prepare(adapter, base=base, force=force, index=index_location, offline=True if offline else None,
+                         token=token, progress=False if as_json else None)
+    if runner.base_fetch is not None and runner.base_fetch.unpinned_warning:
+        click.echo(f"warning: {runner.base_fetch.unpinned_warning}", err=True)
     if not runner.fingerprint_checked:
         click.echo(f"warning: the base at {runner.base.path} was not checked against a fingerprint "
                    f"({'--force' if force else 'the manifest has none'})", err=True)

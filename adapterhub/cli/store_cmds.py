@@ -27,6 +27,8 @@ def _not_cached(requirement: str) -> str:
     return f"nothing cached matches {requirement} ({hint})"
 
 if TYPE_CHECKING:
+    from ..manifest import Manifest
+    from ..serve_run import BaseReport
     from ..store.trust import Trust
 
 
@@ -86,8 +88,12 @@ def trust_options(func):
                    "locked name.")
 @click.option("--require-hashes", is_flag=True,
               help="With -r: every adapter must carry locked hashes and every dependency must be locked.")
+@click.option("--with-base", is_flag=True,
+              help="Also make sure the adapter's base model is on this machine: found locally, or fetched from the "
+                   "Hub at the manifest's revision, checked, and its fingerprint compared; print where it is.")
 @json_option
-def pull(requirement: str | None, index_location: str | None, offline: bool, no_deps: bool, endpoint: str | None,
+def pull(requirement: str | None, with_base: bool, index_location: str | None, offline: bool, no_deps: bool,
+         endpoint: str | None,
          token: str | None, quiet: bool, trust_keys: tuple[Path, ...], trust_cert_chains: tuple[Path, ...],
          trust_index_signers: bool, lock_file: Path | None, require_hashes: bool, as_json: bool) -> None:
     """Download, verify and cache an adapter (NAME, NAME==1.0, NAME>=1,<2, or hf:ORG/REPO[@REV][:SUBFOLDER] for a
@@ -95,6 +101,8 @@ def pull(requirement: str | None, index_location: str | None, offline: bool, no_
     from ..store.trust import Trust
 
     trust = Trust.from_files(trust_keys, trust_cert_chains, index_signers=trust_index_signers)
+    if lock_file is not None and with_base:
+        raise click.UsageError("--with-base works on one REQUIREMENT, not with -r LOCKFILE")
     if lock_file is not None:
         _pull_locked(lock_file, requirement, require_hashes, index_location, offline, endpoint, token, quiet, as_json,
                      trust)
@@ -108,15 +116,45 @@ def pull(requirement: str | None, index_location: str | None, offline: bool, no_
     result = run_pull(requirement, index=index_location, offline=True if offline else None,
                       endpoint=endpoint, token=token, progress=False if (quiet or as_json) else None,
                       dependencies=not no_deps, trust=trust)
+    base = _pull_base(result.manifest, offline, endpoint, token, quiet or as_json) if with_base else None
     if as_json:
-        echo_json(result.to_json())
+        echo_json({**result.to_json(), **({"base": base.to_json()} if base else {})})
     elif quiet:
         click.echo(str(result.path))
+        if base is not None:
+            click.echo(str(base.location.path))
     else:
         for dep in result.dependencies:
             click.echo(f"{dep.name} {dep.version}  {dep.path}  (dependency)")
         signed = ", signature verified" if trust.signers or trust.index_signers else ""
         click.echo(f"{result.name} {result.version}  {result.path}  ({_how(result)}{signed})")
+        if base is not None:
+            click.echo(f"base {result.manifest.base_model.id}  {base.location.path}  ({_base_how(base)})")
+
+
+def _pull_base(manifest: Manifest, offline: bool, endpoint: str | None, token: str | None, quiet: bool) -> BaseReport:
+    """The base of a pulled adapter (``--with-base``); a revision-less manifest's warning goes to stderr."""
+    import warnings
+
+    from ..serve_run import pull_base
+    from ..store.base_fetch import UnpinnedBaseWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnpinnedBaseWarning)  # said below, as a one-line warning
+        base = pull_base(manifest, offline=True if offline else None, endpoint=endpoint, token=token,
+                         progress=False if quiet else None)
+    if base.fetched is not None and base.fetched.unpinned_warning:
+        click.echo(f"warning: {base.fetched.unpinned_warning}", err=True)
+    return base
+
+
+def _base_how(base: BaseReport) -> str:
+    """What ``--with-base`` did and checked, truthfully (as :func:`_how` for the adapter)."""
+    if base.fetched is None:
+        return f"found via {base.location.how}; `adapterhub run` checks its fingerprint when it loads it"
+    size = f"downloaded {_size(base.fetched.downloaded)}" if base.fetched.downloaded else "cached"
+    checked = "fingerprint checked" if base.fingerprint_checked else "no fingerprint in the manifest to check"
+    return f"{size} at {base.fetched.commit[:12]}, verified, {checked}"
 
 
 def _how(result) -> str:

