@@ -95,7 +95,7 @@ def lora_config(cfg: dict[str, Any], meta: dict[str, Any], locations: Mapping[st
     """``(method, config)`` for a ``LoRAConfig``: LoRA, or IA3 for ``composition_mode="scale"``.
 
     ``locations``: the library's LoRA locations (``intermediate``, ``output``) -> our slot keys on the base's
-    family (``adapterhub.runtime.arch.Family.library_lora_locations``). Configs saved before adapters 1.1.0
+    family (``adapterhub.families.Family.library_lora_locations``). Configs saved before adapters 1.1.0
     with ``r != alpha`` get ``alpha := r`` (library PR #770)."""
     if cfg.get("use_gating"):
         raise unsupported("/config/use_gating", "gated LoRA is not supported")

@@ -32,7 +32,7 @@ from ..names import is_repo_id, manifest_name
 from .adapters_config import bottleneck_config, flat_config, fusion_config, lora_config, prefix_config
 from .io import CURRENT_SCHEMA_VERSION, MANIFEST_FILENAME, SIGNATURE_FILENAME, parse_manifest
 from .peft_config import check_peft_config, peft_method, peft_scalars, peft_unsupported
-from .peft_targets import library_lora_locations, peft_placement
+from .peft_targets import family_of, peft_placement
 from .roles import CARD_FILE, guess_role
 from .types import FileEntry, Manifest
 
@@ -307,7 +307,7 @@ def _from_library(meta: dict[str, Any], head_meta: Any, base: dict[str, Any], wh
     if arch == "bottleneck":
         method, config = bottleneck_config(cfg, "version" in meta, source)
     elif arch == "lora":
-        method, config = lora_config(cfg, meta, library_lora_locations(base["model_type"]))
+        method, config = lora_config(cfg, meta, family_of(base["model_type"], source, "/model_type").library_lora_locations)
     elif arch == "prefix_tuning":
         method, config = "prefix_tuning", flat_config(prefix_config(cfg))
     else:

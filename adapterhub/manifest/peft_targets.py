@@ -4,109 +4,69 @@ PEFT picks modules by name: a list ``target_modules`` matches a module whose pat
 ends with ``.<entry>``, a string is a regular expression the whole path must match, and
 ``layers_to_transform`` keeps only the layers with those indices (counted per stack). Applying the same
 rules to each family's projection paths gives our architecture-neutral targets and ``leave_out``, as
-the runtime's PEFT reader gets them from the tensor names. :data:`PROJECTIONS` lists those paths per
-model type; a test holds it to the runtime's architecture table (``adapterhub.runtime.arch``), which
-stays the one place that binds them to a model. What cannot be placed (a module that is no projection
-of ours, a target set that differs between layers) is refused with the key named.
+the runtime's PEFT reader gets them from the tensor names. The paths come from the architecture table
+(:mod:`adapterhub.families`), the same entries the runtime binds to a model, read with the base's
+``config.json`` for what varies within a family (T5's gated feed-forward). What cannot be placed (a module
+that is no projection of ours, a target set that differs between layers) is refused with the key named.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .peft_config import peft_unsupported
+from ..errors import SchemaError, SchemaProblem
+from ..families import Family, Shape, find_family, supported_model_types
+from .peft_config import SOURCE, peft_unsupported
 
 NEUTRAL_ORDER = ("q", "k", "v", "o", "ffn_in", "ffn_gate", "ffn_out")
-TASK_PREFIXES = ("", "bert.", "roberta.", "distilbert.", "transformer.", "model.", "base_model.model.")
-"""Where a task model keeps its backbone (``BertFor*``: ``bert.``, ``XLMRobertaFor*``: ``roberta.``, Llama:
-``model.``, GPT-2: ``transformer.``; T5 has none): a regular-expression ``target_modules`` is matched against
-the module's full name, which starts with one of these."""
+WRAPPER_PREFIXES = ("", "base_model.model.")
+"""Module-name prefixes of any model (a bare backbone; a PEFT-wrapped model). A regular-expression
+``target_modules`` is matched against the module's full name, which starts with one of these or with one of
+the family's ``task_prefixes`` (where a task model keeps its backbone)."""
 
 
 @dataclass(frozen=True)
 class Stack:
-    """One stack of layers: its path (relative to the backbone) and each layer's projections."""
+    """One stack of layers: its path (relative to the backbone), layer count, the global index of its first
+    layer, and each layer's projections ``(neutral key, module path relative to the layer)``."""
 
     path: str
+    count: int
+    offset: int
     projections: tuple[tuple[str, str], ...]
-    """``(neutral key, module path relative to the layer)``; a fused projection appears once per key."""
 
 
-def _bert() -> tuple[Stack, ...]:
-    return (Stack("encoder.layer", (("q", "attention.self.query"), ("k", "attention.self.key"),
-                                    ("v", "attention.self.value"), ("o", "attention.output.dense"),
-                                    ("ffn_in", "intermediate.dense"), ("ffn_out", "output.dense"))),)
+def family_of(model_type: str, source: str = SOURCE, pointer: str = "/base_model_name_or_path") -> Family:
+    """The table entry of the base's ``model_type``; a :class:`SchemaError` at ``source``/``pointer`` when there
+    is none (the placement of targets is a family fact)."""
+    fam = find_family(model_type)
+    if fam is None:
+        raise SchemaError(source, [SchemaProblem(pointer, f"the base's model_type {model_type!r} has no entry in "
+                                                 "adapterhub's architecture table "
+                                                 f"({', '.join(supported_model_types())})")])
+    return fam
 
 
-def _distilbert() -> tuple[Stack, ...]:
-    return (Stack("transformer.layer", (("q", "attention.q_lin"), ("k", "attention.k_lin"), ("v", "attention.v_lin"),
-                                        ("o", "attention.out_lin"), ("ffn_in", "ffn.lin1"), ("ffn_out", "ffn.lin2"))),)
-
-
-def _gpt2() -> tuple[Stack, ...]:
-    return (Stack("h", (("q", "attn.c_attn"), ("k", "attn.c_attn"), ("v", "attn.c_attn"), ("o", "attn.c_proj"),
-                        ("ffn_in", "mlp.c_fc"), ("ffn_out", "mlp.c_proj"))),)
-
-
-def _llama() -> tuple[Stack, ...]:
-    return (Stack("layers", (("q", "self_attn.q_proj"), ("k", "self_attn.k_proj"), ("v", "self_attn.v_proj"),
-                             ("o", "self_attn.o_proj"), ("ffn_gate", "mlp.gate_proj"), ("ffn_in", "mlp.up_proj"),
-                             ("ffn_out", "mlp.down_proj"))),)
-
-
-def _t5(gated: bool) -> tuple[Stack, ...]:
-    def stack(path: str, decoder: bool) -> Stack:
-        f = 2 if decoder else 1
-        attn = [(k, f"layer.0.SelfAttention.{k}") for k in ("q", "k", "v", "o")]
-        if decoder:
-            attn += [(k, f"layer.1.EncDecAttention.{k}") for k in ("q", "k", "v", "o")]
-        ffn = ([("ffn_gate", f"layer.{f}.DenseReluDense.wi_0"), ("ffn_in", f"layer.{f}.DenseReluDense.wi_1")]
-               if gated else [("ffn_in", f"layer.{f}.DenseReluDense.wi")])
-        return Stack(path, (*attn, *ffn, ("ffn_out", f"layer.{f}.DenseReluDense.wo")))
-    return (stack("encoder.block", False), stack("decoder.block", True))
-
-
-def projections(model_type: str, base_config: Mapping[str, Any]) -> tuple[Stack, ...]:
-    """The stacks of ``model_type`` (the base's ``config.json`` decides variants such as T5's gated FFN)."""
-    if model_type in ("bert", "roberta", "xlm-roberta"):
-        return _bert()
-    if model_type == "distilbert":
-        return _distilbert()
-    if model_type == "gpt2":
-        return _gpt2()
-    if model_type in ("llama", "mistral", "qwen2"):
-        return _llama()
-    if model_type == "t5":
-        return _t5(str(base_config.get("feed_forward_proj") or "relu").startswith("gated-"))
-    raise peft_unsupported("/base_model_name_or_path", f"the base's model_type {model_type!r} has no entry in "
-                           "adapterhub's architecture table (bert, roberta, xlm-roberta, distilbert, gpt2, llama, "
-                           "mistral, qwen2, t5)")
-
-
-def library_lora_locations(model_type: str) -> dict[str, str]:
-    """The ``adapters`` library's LoRA locations -> our slot keys (it wraps Llama's ``down_proj`` as
-    ``intermediate`` and ``up_proj`` as ``output``), as ``Family.library_lora_locations`` states them."""
-    if model_type in ("llama", "mistral", "qwen2"):
-        return {"intermediate": "ffn_out", "output": "ffn_in"}
-    return {"intermediate": "ffn_in", "output": "ffn_out"}
-
-
-def _matcher(targets: Any, key: str) -> Any:
-    """PEFT's module-name test for ``targets`` (list: equal or ``.``-suffix; string: full regex match)."""
-    if isinstance(targets, str):
-        try:
-            pattern = re.compile(targets)
-        except re.error as exc:
-            raise peft_unsupported(f"/{key}", f"{targets!r} is not a regular expression: {exc}") from None
-        return lambda path, prefixes: any(pattern.fullmatch(p + path) for p in prefixes)
-    if isinstance(targets, list) and all(isinstance(t, str) for t in targets):
-        names = list(targets)
-        return lambda path, prefixes: any(path == t or path.endswith("." + t) or t.endswith("." + path)
-                                          for t in names)
-    raise peft_unsupported(f"/{key}", f"{targets!r} is neither a list of module names nor a regular expression")
+def layouts(fam: Family, base_config: Mapping[str, Any], layer_counts: tuple[int, ...]) -> list[tuple[Stack, ...]]:
+    """Every layout a model of ``fam`` with this ``config.json`` may have: one per choice among the family's
+    alternative stack paths and the traits its config does not tell (the installed transformers decides those)."""
+    encoder = [s for s in fam.stacks if not fam.is_decoder_stack(s)]
+    decoder = [s for s in fam.stacks if fam.is_decoder_stack(s)]
+    roles = [(paths, is_decoder, count) for (paths, is_decoder), count
+             in zip([r for r in ((encoder, False), (decoder, True)) if r[0]], layer_counts, strict=False)]
+    out: list[tuple[Stack, ...]] = []
+    for traits in fam.trait_sets(base_config):
+        for choice in itertools.product(*(paths for paths, _, _ in roles)):
+            stacks, offset = [], 0
+            for path, (_, is_decoder, count) in zip(choice, roles, strict=True):
+                stacks.append(Stack(path, count, offset, fam.projections(Shape(is_decoder, traits))))
+                offset += count
+            out.append(tuple(stacks))
+    return out
 
 
 def peft_placement(cfg: dict[str, Any], model_type: str, base_config: Mapping[str, Any],
@@ -114,7 +74,8 @@ def peft_placement(cfg: dict[str, Any], model_type: str, base_config: Mapping[st
     """``(target_modules, leave_out, feedforward_modules)`` in our terms for a PEFT config.
 
     ``layer_counts``: layers per stack (encoder, then decoder for an encoder-decoder base); layer indices
-    are global, as everywhere in adapterhub.
+    are global, as everywhere in adapterhub. Where the family's layout depends on the transformers version,
+    the config must place the same way on every layout it names modules of.
     """
     raw = cfg.get("target_modules")
     if raw in (None, [], "") or raw == "all-linear":
@@ -124,6 +85,26 @@ def peft_placement(cfg: dict[str, Any], model_type: str, base_config: Mapping[st
     if cfg.get("exclude_modules") not in (None, [], ""):
         raise peft_unsupported("/exclude_modules", "exclude_modules is not supported when deriving a manifest: "
                                "state the targets in target_modules")
+    fam = family_of(model_type)
+    placed: list[tuple[list[str], list[int], list[str]]] = []
+    first_error: SchemaError | None = None
+    for layout in layouts(fam, base_config, layer_counts):
+        try:
+            placed.append(_place(cfg, raw, layout, fam, model_type))
+        except SchemaError as exc:
+            first_error = first_error or exc
+    if not placed:
+        assert first_error is not None  # a family has at least one stack, so at least one layout
+        raise first_error
+    if any(p != placed[0] for p in placed):
+        raise peft_unsupported("/target_modules", f"{raw!r} names projections of more than one {model_type} layout "
+                               "(transformers versions name them differently) and places differently on each")
+    return placed[0]
+
+
+def _place(cfg: dict[str, Any], raw: Any, stacks: tuple[Stack, ...], fam: Family, model_type: str
+           ) -> tuple[list[str], list[int], list[str]]:
+    """The placement on one layout (see :func:`peft_placement`)."""
     match = _matcher(raw, "target_modules")
     ff_raw = cfg.get("feedforward_modules") or []
     ff_match = _matcher(ff_raw, "feedforward_modules") if ff_raw else None
@@ -131,13 +112,12 @@ def peft_placement(cfg: dict[str, Any], model_type: str, base_config: Mapping[st
     keep = [keep] if isinstance(keep, int) else keep
     if keep is not None and not (isinstance(keep, list) and all(isinstance(i, int) for i in keep)):
         raise peft_unsupported("/layers_to_transform", f"{keep!r} is not a layer index or a list of them")
-    stacks = projections(model_type, base_config)
-    prefixes = TASK_PREFIXES
+    prefixes = (*WRAPPER_PREFIXES, *fam.task_prefixes)
     per_layer: list[frozenset[str]] = []
     feedforward: set[str] = set()
     targets: set[str] = set()
-    for stack, count in zip(stacks, layer_counts, strict=False):
-        for i in range(count):
+    for stack in stacks:
+        for i in range(stack.count):
             hit: dict[str, bool] = {}
             for key, path in stack.projections:
                 full = f"{stack.path}.{i}.{path}"
@@ -153,7 +133,8 @@ def peft_placement(cfg: dict[str, Any], model_type: str, base_config: Mapping[st
             targets |= keys
     if not targets:
         raise peft_unsupported("/target_modules", f"{raw!r} matches none of the projections adapterhub can target "
-                               f"on a {model_type} model ({', '.join(sorted({p for s in stacks for _, p in s.projections}))})")
+                               f"on a {model_type} model ("
+                               f"{', '.join(sorted({p for s in stacks for _, p in s.projections}))})")
     _check_names(raw, stacks, model_type)
     covered = [keys for keys in per_layer if keys]
     if any(keys != covered[0] for keys in covered):
@@ -162,6 +143,21 @@ def peft_placement(cfg: dict[str, Any], model_type: str, base_config: Mapping[st
     leave_out = [i for i, keys in enumerate(per_layer) if not keys]
     order = [k for k in NEUTRAL_ORDER if k in targets]
     return order, leave_out, [k for k in order if k in feedforward]
+
+
+def _matcher(targets: Any, key: str) -> Any:
+    """PEFT's module-name test for ``targets`` (list: equal or ``.``-suffix; string: full regex match)."""
+    if isinstance(targets, str):
+        try:
+            pattern = re.compile(targets)
+        except re.error as exc:
+            raise peft_unsupported(f"/{key}", f"{targets!r} is not a regular expression: {exc}") from None
+        return lambda path, prefixes: any(pattern.fullmatch(p + path) for p in prefixes)
+    if isinstance(targets, list) and all(isinstance(t, str) for t in targets):
+        names = list(targets)
+        return lambda path, prefixes: any(path == t or path.endswith("." + t) or t.endswith("." + path)
+                                          for t in names)
+    raise peft_unsupported(f"/{key}", f"{targets!r} is neither a list of module names nor a regular expression")
 
 
 def _check_names(raw: Any, stacks: tuple[Stack, ...], model_type: str) -> None:

@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 from support.paths import REFERENCE
 from support.tolerances import assert_close, model_terms
 
+from adapterhub import families
 from adapterhub.compose import Fuse, Parallel
 from adapterhub.errors import WeightMismatchError
 from adapterhub.runtime import AdapterModel, arch
@@ -190,8 +191,8 @@ FAMILY_FACT_CASES = ("adapters/t5/seq_bn", "adapters/bert/fuse_seq_bn", "adapter
 def test_family_facts_travel_with_the_table_entry_not_its_name(case: str, monkeypatch):
     """Every family fact is a field of its ``Family`` entry: with every entry renamed, the same directories
     load to the same outputs (code that tested a family's name would fall back to another layout)."""
-    renamed = tuple(dataclasses.replace(f, name=f"{f.name}-renamed") for f in arch.FAMILIES)
-    monkeypatch.setattr(arch, "FAMILIES", renamed)
+    renamed = tuple(dataclasses.replace(f, name=f"{f.name}-renamed") for f in families.FAMILIES)
+    monkeypatch.setattr(families, "FAMILIES", renamed)
     case_dir = ROOT / case
     meta = json.loads((case_dir / "case.json").read_text())
     model = _load_base(meta)

@@ -1,4 +1,4 @@
-"""The architecture table is the one home of family facts (``adapterhub/runtime/arch.py``).
+"""The architecture table is the one home of family facts (``adapterhub/families.py``).
 
 Code elsewhere reads a fact from the bound ``Family`` entry; it never branches on a family's name or a
 model type, so adding a family is adding one entry. A family's name may still appear in messages.
@@ -15,10 +15,11 @@ import pytest
 from support.paths import REFERENCE
 
 import adapterhub
+from adapterhub import families
 from adapterhub.runtime import arch
 
 PACKAGE = Path(adapterhub.__file__).parent
-TABLE = PACKAGE / "runtime" / "arch.py"
+TABLE = PACKAGE / "families.py"
 FAMILY_NAMES = {"fam", "family"}
 
 
@@ -65,7 +66,7 @@ def test_no_module_outside_the_table_tests_a_family():
     found = [f"{path.relative_to(PACKAGE.parent)}:{line}: {why}"
              for path in sorted(PACKAGE.rglob("*.py")) if path != TABLE
              for line, why in family_tests(path.read_text(encoding="utf-8"))]
-    assert not found, "family facts belong in runtime/arch.py's Family entries:\n" + "\n".join(found)
+    assert not found, "family facts belong in families.py's Family entries:\n" + "\n".join(found)
 
 
 def test_library_lora_locations_come_from_the_family_entry(tmp_path, monkeypatch):
@@ -85,8 +86,8 @@ def test_library_lora_locations_come_from_the_family_entry(tmp_path, monkeypatch
     tensors = {k: v for k, v in load_file(str(src / "adapter.safetensors")).items() if ".up_proj." not in k}
     (tmp_path / "adapter_config.json").write_text(json.dumps(meta))
     save_file(tensors, str(tmp_path / "adapter.safetensors"))
-    monkeypatch.setattr(arch, "FAMILIES", tuple(dataclasses.replace(f, name=f"{f.name}-renamed")
-                                                 for f in arch.FAMILIES))
+    monkeypatch.setattr(families, "FAMILIES", tuple(dataclasses.replace(f, name=f"{f.name}-renamed")
+                                                     for f in families.FAMILIES))
     model = AutoModel.from_pretrained(str(REFERENCE / "bases" / "llama"))
     pkg = read_adapters_dir(tmp_path, meta, arch.bind(model))
     assert pkg.config["target_modules"] == ["q", "k", "v", "ffn_out"]
@@ -101,8 +102,8 @@ def test_prefix_stack_rule_comes_from_the_family_entry(monkeypatch):
     from adapterhub.errors import SchemaError
     from adapterhub.runtime import wrap
 
-    monkeypatch.setattr(arch, "FAMILIES", tuple(dataclasses.replace(f, name=f"{f.name}-renamed")
-                                                 for f in arch.FAMILIES))
+    monkeypatch.setattr(families, "FAMILIES", tuple(dataclasses.replace(f, name=f"{f.name}-renamed")
+                                                     for f in families.FAMILIES))
     h = wrap(tiny_model("t5"))
     with pytest.raises(SchemaError, match="t5-renamed shares one relative position bias per stack"):
         h.add("p", "prefix_tuning", prefix_length=2, bottleneck_size=8, leave_out=[0])

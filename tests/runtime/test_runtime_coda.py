@@ -10,6 +10,7 @@ from support.runtime_helpers import cache_keyword, hidden, output_cache, tiny_mo
 from support.tolerances import assert_close, model_terms
 from torch.nn import functional as F
 
+from adapterhub import families as arch_table
 from adapterhub.errors import (
     AdapterStateError,
     CompositionError,
@@ -18,7 +19,6 @@ from adapterhub.errors import (
     UnsupportedArchitectureError,
 )
 from adapterhub.manifest import load_manifest
-from adapterhub.runtime import arch as arch_table
 from adapterhub.runtime import wrap
 from adapterhub.runtime.kv_cache import CACHE_KEYWORDS, cached_length
 from adapterhub.runtime.methods.coda import routing

@@ -67,7 +67,7 @@ def plan(binding: Binding, config: dict[str, Any]) -> list[Target]:
     counts: dict[str, int] = {}
     out: list[Target] = []
     for layer in binding.iter_layers(tuple(config.get("leave_out") or ())):
-        for site in binding.family.prefix(layer.module, layer.decoder):
+        for site in binding.family.prefix(layer.shape):
             if site.group in skip_groups:
                 continue
             out.append(Target(layer, site, counts.get(site.group, 0)))
