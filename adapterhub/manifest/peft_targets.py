@@ -86,16 +86,23 @@ def peft_placement(cfg: dict[str, Any], model_type: str, base_config: Mapping[st
         raise peft_unsupported("/exclude_modules", "exclude_modules is not supported when deriving a manifest: "
                                "state the targets in target_modules")
     fam = family_of(model_type)
+    candidates = layouts(fam, base_config, layer_counts)
     placed: list[tuple[list[str], list[int], list[str]]] = []
     first_error: SchemaError | None = None
-    for layout in layouts(fam, base_config, layer_counts):
+    for layout in candidates:
         try:
-            placed.append(_place(cfg, raw, layout, fam, model_type))
-        except SchemaError as exc:
+            found = _place(cfg, raw, layout, fam, model_type)
+        except SchemaError as exc:  # this layout's names match, but not in a way adapterhub can place
             first_error = first_error or exc
+        else:
+            if found is not None:
+                placed.append(found)
     if not placed:
-        assert first_error is not None  # a family has at least one stack, so at least one layout
-        raise first_error
+        if first_error is not None:
+            raise first_error
+        names = sorted({p for layout in candidates for s in layout for _, p in s.projections})
+        raise peft_unsupported("/target_modules", f"{raw!r} matches none of the projections adapterhub can target "
+                               f"on a {model_type} model ({', '.join(names)})")
     if any(p != placed[0] for p in placed):
         raise peft_unsupported("/target_modules", f"{raw!r} names projections of more than one {model_type} layout "
                                "(transformers versions name them differently) and places differently on each")
@@ -103,8 +110,9 @@ def peft_placement(cfg: dict[str, Any], model_type: str, base_config: Mapping[st
 
 
 def _place(cfg: dict[str, Any], raw: Any, stacks: tuple[Stack, ...], fam: Family, model_type: str
-           ) -> tuple[list[str], list[int], list[str]]:
-    """The placement on one layout (see :func:`peft_placement`)."""
+           ) -> tuple[list[str], list[int], list[str]] | None:
+    """The placement on one layout (see :func:`peft_placement`); None when the targets match none of its
+    projections."""
     match = _matcher(raw, "target_modules")
     ff_raw = cfg.get("feedforward_modules") or []
     ff_match = _matcher(ff_raw, "feedforward_modules") if ff_raw else None
@@ -132,9 +140,7 @@ def _place(cfg: dict[str, Any], raw: Any, stacks: tuple[Stack, ...], fam: Family
             per_layer.append(keys)
             targets |= keys
     if not targets:
-        raise peft_unsupported("/target_modules", f"{raw!r} matches none of the projections adapterhub can target "
-                               f"on a {model_type} model ("
-                               f"{', '.join(sorted({p for s in stacks for _, p in s.projections}))})")
+        return None
     _check_names(raw, stacks, model_type)
     covered = [keys for keys in per_layer if keys]
     if any(keys != covered[0] for keys in covered):

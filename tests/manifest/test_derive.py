@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import subprocess
 import sys
+from types import MappingProxyType, SimpleNamespace
 
 import pytest
 from support.doc_examples import run_doc_examples
 from support.manifest_samples import VALID_MANIFEST
 from support.paths import REPO
 
+from adapterhub import families
 from adapterhub.errors import IntegrityError, NotFoundError, SchemaError
+from adapterhub.families import Family, Shape, Slot, Trait
 from adapterhub.manifest import FileEntry, manifest_to_dict, parse_manifest
 from adapterhub.manifest.derive import (
     HubOrigin,
@@ -147,6 +151,45 @@ def test_an_unsupported_family_and_a_partial_fused_or_cross_target_are_refused()
         derive(lora(), base={"model_type": "bloom", "hidden_size": 8, "n_layer": 2})
     with pytest.raises(SchemaError, match="only some of the 'q' projections"):
         derive(lora(target_modules=["SelfAttention.q"]), base=T5)  # the decoder's cross-attention q is left out
+
+
+def _toy_slots(shape):
+    attn = "attn.q_proj" if shape.has("v5_names") else "attn.query"
+    return {"q": (Slot("q", attn),), "ffn_in": (Slot("ffn_in", "mlp.up"),)}
+
+
+TOY = Family("toy", ("toy",), ("blocks", "model.blocks"), lambda shape: {}, _toy_slots,
+             traits=(Trait("v5_names", "attn.q_proj"),), task_prefixes=("toy.",),
+             library_lora_locations=MappingProxyType({"intermediate": "ffn_in", "output": "ffn_in"}))
+
+
+def test_a_family_added_to_the_table_is_derived_from_that_entry_alone(monkeypatch):
+    """Derivation reads the one family table: an entry added there (with a layout the installed transformers
+    version decides, and alternative stack paths) is derivable with no other change; either layout's names place."""
+    base = {"model_type": "toy", "hidden_size": 8, "num_hidden_layers": 3}
+    with pytest.raises(SchemaError, match="'toy' has no entry"):
+        derive(lora(target_modules=["up"]), base=base)
+    monkeypatch.setattr(families, "FAMILIES", (*families.FAMILIES, TOY))
+    assert derive(lora(target_modules=["query", "up"]), base=base).adapter.config["target_modules"] == ("q", "ffn_in")
+    assert derive(lora(target_modules=["q_proj"]), base=base).adapter.config["target_modules"] == ("q",)
+    regex = derive(lora(target_modules=r"toy\.model\.blocks\.[12]\.attn\.q_proj"), base=base)
+    assert regex.adapter.config.stated()["leave_out"] == (0,)
+    with pytest.raises(SchemaError, match="'wo' is not a projection"):
+        derive(lora(target_modules=["q_proj", "wo"]), base=base)
+    library = derive({"config": {"architecture": "lora", "r": 4, "alpha": 4, "attn_matrices": [], "output_lora": True},
+                      "model_type": "toy", "version": "adapters.1.3.0", "name": "a"},
+                     base=base, files=[FileEntry("adapter_config.json", 10, SHA), FileEntry("adapter.safetensors", 10, SHA)])
+    assert library.adapter.config["target_modules"] == ("ffn_in",)
+
+
+def test_a_trait_is_read_off_a_layer_by_attribute_path_and_off_a_config_by_its_rule():
+    gated = Trait("gated", "layer.-1.ff.wi_1", lambda config: config.get("gated", False))
+    layer = SimpleNamespace(layer=[SimpleNamespace(), SimpleNamespace(ff=SimpleNamespace(wi_1=object()))])
+    assert gated.holds_on(layer) and not gated.holds_on(SimpleNamespace(layer=[]))
+    assert not Trait("pre_ln", "do_layer_norm_before").holds_on(SimpleNamespace(do_layer_norm_before=False))
+    fam = dataclasses.replace(TOY, traits=(gated, TOY.traits[0]))
+    assert fam.trait_sets({"gated": True}) == (frozenset({"gated"}), frozenset({"gated", "v5_names"}))
+    assert fam.shape_of(layer, decoder=True) == Shape(True, frozenset({"gated"}))
 
 
 def test_the_library_layout_is_derived_and_its_unsupported_kinds_refused():

@@ -16,16 +16,16 @@ import pytest
 import torch
 from support.derive_support import COMMIT, base_config_of, config_files, derive_dir, listing, make_view
 from support.paths import REFERENCE
-from support.runtime_helpers import ARCHS, hidden, inputs_for, tiny_config, tiny_model
+from support.runtime_helpers import hidden, inputs_for, tiny_config, tiny_model
 from support.tolerances import assert_close, model_terms
 
 from adapterhub.compose import Fuse
 from adapterhub.errors import IncompatibleBaseError, IntegrityError, SchemaError
+from adapterhub.families import SUPPORTED_MODEL_TYPES
 from adapterhub.manifest import load_manifest, manifest_to_dict, parse_manifest, write_manifest
 from adapterhub.manifest.derive import HubOrigin, derive_manifest
-from adapterhub.manifest.peft_targets import library_lora_locations, projections
 from adapterhub.publish.scaffold import init_adapter
-from adapterhub.runtime import bind, wrap
+from adapterhub.runtime import bind, read_adapter_dir, wrap
 from adapterhub.runtime.module_paths import slot_index
 
 TARGETS = {  # PEFT module names: attention, ffn in, ffn out
@@ -228,24 +228,36 @@ def test_a_derived_view_written_again_reads_the_same(tmp_path):
     assert parse_manifest(json.loads(path.read_text())) == manifest
 
 
-@pytest.mark.parametrize(("arch", "overrides"), [(a, {}) for a in ARCHS] + [("t5", {"feed_forward_proj": "gated-gelu"})])
-def test_the_torch_free_projection_table_is_the_architecture_tables(arch, overrides):
-    """Derivation places PEFT targets with ``manifest/peft_targets.py``; the runtime binds ``runtime/arch.py``.
-    Both must name the same module for the same (layer, target) on every family, and the library's LoRA
-    locations the same way."""
-    model = tiny_model(arch, **overrides)
+FAMILY_CASES = [(t, {}) for t in SUPPORTED_MODEL_TYPES] + [("t5", {"feed_forward_proj": "gated-gelu"})]
+
+
+@pytest.mark.parametrize(("model_type", "overrides"), FAMILY_CASES,
+                         ids=[t + ("-" + "-".join(map(str, o.values())) if o else "") for t, o in FAMILY_CASES])
+@pytest.mark.parametrize("layers", ["all", "second"])
+def test_every_family_is_derived_as_the_runtime_reads_the_saved_tensors(model_type, overrides, layers, tmp_path):
+    """Derivation places PEFT targets from the base's ``config.json`` and the family table alone (no torch); the
+    runtime reads the saved tensors' names against the same table bound to the real module. For every model type
+    in the table, a PEFT LoRA on every projection (of every layer, or of each stack's second layer only: global
+    layer numbering) is derived to the targets and ``leave_out`` the runtime's PEFT reader finds."""
+    peft = pytest.importorskip("peft", reason="peft is not installed in this environment")
+    model = tiny_model(model_type, **overrides)
     binding = bind(model)
-    ours = {(path, ref.layer.index, slot.key.removeprefix("cross_"))
-            for path, ref in slot_index(binding).items() for slot in ref.slots}
-    config = base_config_of(model)
-    stacks = projections(config["model_type"], config)
-    counts = [binding.num_hidden_layers, binding.num_decoder_layers or 0]
-    table, offset = set(), 0
-    for stack, count in zip(stacks, counts, strict=False):
-        table |= {(f"{stack.path}.{i}.{path}", offset + i, key) for i in range(count) for key, path in stack.projections}
-        offset += count
-    assert table == ours
-    assert library_lora_locations(config["model_type"]) == dict(binding.family.library_lora_locations)
+    fam = binding.family
+    assert f"{model.base_model_prefix}." in fam.task_prefixes
+    stack_of = {layer.index: layer.index - (binding.num_hidden_layers if layer.decoder else 0)
+                for layer in binding.layers}
+    paths = sorted(p for p, ref in slot_index(binding).items() if layers == "all" or stack_of[ref.layer.index] == 1)
+    cfg = peft.LoraConfig(r=2, lora_alpha=4, target_modules=paths, fan_in_fan_out=fam.conv1d)
+    peft.get_peft_model(model, cfg).save_pretrained(tmp_path / "repo")
+    manifest = derive_dir(tmp_path / "repo", base_config_of(tiny_model(model_type, **overrides)))
+    read = read_adapter_dir(tmp_path / "repo", binding)
+    derived = manifest.adapter.config
+    assert set(derived["target_modules"]) == set(read.config["target_modules"])
+    assert set(derived.stated().get("leave_out", ())) == set(read.config.get("leave_out") or ())
+    if layers == "all":
+        assert set(derived["target_modules"]) == {k for layer in binding.layers for k in layer.slots}
+    else:
+        assert set(derived["leave_out"]) == {i for i, local in stack_of.items() if local != 1}
 
 
 def test_a_derived_fusion_repo_loads_over_its_derived_member_folders(tmp_path):
