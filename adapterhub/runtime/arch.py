@@ -23,7 +23,7 @@ from types import MappingProxyType
 
 from torch import nn
 
-from ..errors import UnsupportedArchitectureError
+from ..errors import ConflictError, InvalidArgumentError, NotFoundError, UnsupportedArchitectureError
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,13 @@ class Family:
     routing does not cover.
     ``shared_position_bias`` is the attention module (relative to a layer) whose relative position
     bias, computed in each stack's first layer, every layer of that stack reuses (T5).
+    ``stacks`` lists the layer containers in layer-numbering order; alternatives for different
+    transformers versions may be listed side by side (only those present on a model are bound).
+    ``decoder_stacks`` are those among them whose layers are decoder layers of an encoder-decoder
+    model: they are numbered after the encoder's, and their count is the config's decoder layers.
+    ``refuses`` maps a method name to why it cannot be placed on this family: attaching it raises
+    :class:`UnsupportedArchitectureError` with that reason. ``notes`` maps a method name to a
+    remark for the families x methods table in ``docs/runtime.md`` (a version-dependent limit).
     """
 
     name: str
@@ -104,6 +111,18 @@ class Family:
     token_routing: bool = False
     decoder_flags: tuple[str, ...] = ()
     shared_position_bias: str | None = None
+    decoder_stacks: tuple[str, ...] = ()
+    refuses: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    notes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+
+    def refusal(self, method: str) -> UnsupportedArchitectureError | None:
+        """The typed error for attaching ``method`` here, or None when the family places it."""
+        reason = self.refuses.get(method)
+        if reason is None:
+            return None
+        return UnsupportedArchitectureError(
+            f"{method} cannot be placed on {self.name} models ({', '.join(self.model_types)}): {reason}",
+            hint="see the families x methods table in docs/runtime.md for what this family supports")
 
 
 def _bert_sites(layer: nn.Module, decoder: bool) -> dict[str, Site]:
@@ -200,8 +219,133 @@ def _t5_prefix(layer: nn.Module, decoder: bool) -> tuple[PrefixSite, ...]:
                        "layer.1.EncDecAttention.v"))
 
 
+def _proj_slots(attn: str, names: tuple[str, str, str, str], ffn: tuple[str, ...],
+                cross: str | None = None) -> dict[str, tuple[Slot, ...]]:
+    """Slots of a layer with separate q/k/v/o projections under ``attn`` (and ``cross`` for the decoder's
+    cross-attention, as ``cross_*``) and FFN projections ``(ffn_in, ffn_out)`` or ``(ffn_gate, ffn_in, ffn_out)``."""
+    out: dict[str, tuple[Slot, ...]] = {}
+    for key, name in zip(("q", "k", "v", "o"), names, strict=True):
+        slots = [Slot(key, f"{attn}.{name}")]
+        if cross:
+            slots.append(Slot(f"cross_{key}", f"{cross}.{name}"))
+        out[key] = tuple(slots)
+    for key, path in zip(("ffn_gate", "ffn_in", "ffn_out")[3 - len(ffn):], ffn, strict=True):
+        out[key] = (Slot(key, path),)
+    return out
+
+
+def _deberta_slots(layer: nn.Module, decoder: bool) -> dict[str, tuple[Slot, ...]]:
+    out = _bert_slots(layer, decoder)
+    if hasattr(layer.attention.self, "in_proj"):  # DeBERTa v1: q/k/v fused per head, interleaved: no slices
+        for key in ("q", "k", "v"):
+            del out[key]
+    else:
+        out.update({k: (Slot(k, f"attention.self.{n}_proj"),) for k, n in (("q", "query"), ("k", "key"),
+                                                                           ("v", "value"))})
+    return out
+
+
+def _bart_sites(layer: nn.Module, decoder: bool) -> dict[str, Site]:
+    """Post-LN BART: ``LN(x + h)``; ``x`` is the self-attention's and ``fc1``'s input."""
+    return {"attention": Site("self_attn", "self_attn", 0, "hidden_states", "self_attn_layer_norm"),
+            "ffn": Site("fc2", "fc1", 0, None, "final_layer_norm")}
+
+
+def _mbart_sites(layer: nn.Module, decoder: bool) -> dict[str, Site]:
+    """Pre-LN mBART: ``x + h``; ``x`` is the input of the LayerNorm in front of each sublayer."""
+    return {"attention": Site("self_attn", "self_attn_layer_norm"), "ffn": Site("fc2", "final_layer_norm")}
+
+
+def _bart_slots(layer: nn.Module, decoder: bool) -> dict[str, tuple[Slot, ...]]:
+    return _proj_slots("self_attn", ("q_proj", "k_proj", "v_proj", "out_proj"), ("fc1", "fc2"),
+                       "encoder_attn" if decoder else None)
+
+
+def _bart_prefix(layer: nn.Module, decoder: bool) -> tuple[PrefixSite, ...]:
+    if not decoder:
+        return (PrefixSite("encoder", "self", "self_attn"),)
+    return (PrefixSite("self", "self", "self_attn", causal=True), PrefixSite("cross", "cross", "encoder_attn"))
+
+
+def _opt_sites(layer: nn.Module, decoder: bool) -> dict[str, Site]:
+    if getattr(layer, "do_layer_norm_before", True):
+        return _mbart_sites(layer, decoder)
+    return _bart_sites(layer, decoder)
+
+
+def _opt_slots(layer: nn.Module, decoder: bool) -> dict[str, tuple[Slot, ...]]:
+    return _proj_slots("self_attn", ("q_proj", "k_proj", "v_proj", "out_proj"), ("fc1", "fc2"))
+
+
+def _parallel_sites(norm: str, attn: str) -> Callable[[nn.Module, bool], dict[str, Site]]:
+    """GPT-J/Phi: attention and MLP both read ``norm(x)`` and the layer returns ``x + attn + mlp``."""
+    return lambda layer, decoder: {"attention": Site(attn, norm), "ffn": Site("mlp", norm)}
+
+
+def _gptj_slots(layer: nn.Module, decoder: bool) -> dict[str, tuple[Slot, ...]]:
+    return _proj_slots("attn", ("q_proj", "k_proj", "v_proj", "out_proj"), ("mlp.fc_in", "mlp.fc_out"))
+
+
+def _phi_slots(layer: nn.Module, decoder: bool) -> dict[str, tuple[Slot, ...]]:
+    return _proj_slots("self_attn", ("q_proj", "k_proj", "v_proj", "dense"), ("mlp.fc1", "mlp.fc2"))
+
+
+def _gemma2_sites(layer: nn.Module, decoder: bool) -> dict[str, Site]:
+    """Gemma 2/3 normalise each sublayer's output (``post_*_layernorm``) before the residual add."""
+    return {"attention": Site("post_attention_layernorm", "input_layernorm"),
+            "ffn": Site("post_feedforward_layernorm", "pre_feedforward_layernorm")}
+
+
+def _modernbert_sites(layer: nn.Module, decoder: bool) -> dict[str, Site]:
+    return {"attention": Site("attn", "attn_norm"), "ffn": Site("mlp", "mlp_norm")}
+
+
+def _modernbert_slots(layer: nn.Module, decoder: bool) -> dict[str, tuple[Slot, ...]]:
+    # Wqkv's rows are q, k, v (each heads x head_dim); Wi's are the FFN input, then its gate
+    return {"q": (Slot("q", "attn.Wqkv", 0, 3),), "k": (Slot("k", "attn.Wqkv", 1, 3),),
+            "v": (Slot("v", "attn.Wqkv", 2, 3),), "o": (Slot("o", "attn.Wo"),),
+            "ffn_in": (Slot("ffn_in", "mlp.Wi", 0, 2),), "ffn_gate": (Slot("ffn_gate", "mlp.Wi", 1, 2),),
+            "ffn_out": (Slot("ffn_out", "mlp.Wo"),)}
+
+
+def _vit_sites(layer: nn.Module, decoder: bool) -> dict[str, Site]:
+    if hasattr(layer, "mlp"):  # transformers 5.x: attention, then mlp, one shared dropout module
+        return {"attention": Site("attention", "layernorm_before"), "ffn": Site("mlp", "layernorm_after")}
+    # 4.x: ViTOutput adds the residual (its second argument) itself
+    return {"attention": Site("attention", "layernorm_before"),
+            "ffn": Site("output.dropout", "output", 1, "input_tensor")}
+
+
+def _vit_slots(layer: nn.Module, decoder: bool) -> dict[str, tuple[Slot, ...]]:
+    if hasattr(layer, "mlp"):
+        return _proj_slots("attention", ("q_proj", "k_proj", "v_proj", "o_proj"), ("mlp.fc1", "mlp.fc2"))
+    return {"q": (Slot("q", "attention.attention.query"),), "k": (Slot("k", "attention.attention.key"),),
+            "v": (Slot("v", "attention.attention.value"),), "o": (Slot("o", "attention.output.dense"),),
+            "ffn_in": (Slot("ffn_in", "intermediate.dense"),), "ffn_out": (Slot("ffn_out", "output.dense"),)}
+
+
+def _vit_prefix(layer: nn.Module, decoder: bool) -> tuple[PrefixSite, ...]:
+    return (PrefixSite("self", "self", "attention" if hasattr(layer, "mlp") else "attention.attention"),)
+
+
+def _clip_sites(layer: nn.Module, decoder: bool) -> dict[str, Site]:
+    return {"attention": Site("self_attn", "layer_norm1"), "ffn": Site("mlp", "layer_norm2")}
+
+
+def _clip_slots(layer: nn.Module, decoder: bool) -> dict[str, tuple[Slot, ...]]:
+    return _proj_slots("self_attn", ("q_proj", "k_proj", "v_proj", "out_proj"), ("mlp.fc1", "mlp.fc2"))
+
+
+def _self_prefix(attention: str, *, causal: bool) -> Callable[[nn.Module, bool], tuple[PrefixSite, ...]]:
+    site = (PrefixSite("self", "self", attention, causal=causal),)
+    return lambda layer, decoder: site
+
+
+INLINE_ATTENTION_NOTE = "transformers 5.x only: in 4.57 the attention is computed inline (refused there)"
+
+
 FAMILIES: tuple[Family, ...] = (
-    Family("bert", ("bert", "roberta", "xlm-roberta"), ("encoder.layer",), _bert_sites, _bert_slots,
+    Family("bert", ("bert", "roberta", "xlm-roberta", "electra", "camembert"), ("encoder.layer",), _bert_sites, _bert_slots,
            lambda layer, dec: ("attention.self",),
            prefix=lambda layer, dec: (PrefixSite("self", "self", "attention.self", "attention.self.key",
                                                  "attention.self.value"),),
@@ -220,22 +364,103 @@ FAMILIES: tuple[Family, ...] = (
            # the library wraps down_proj as "intermediate" and up_proj as "output"
            library_lora_locations=MappingProxyType({"intermediate": "ffn_out", "output": "ffn_in"}),
            causal=True, token_routing=True),
-    Family("t5", ("t5",), ("encoder.block", "decoder.block"), _t5_sites, _t5_slots,
+    Family("t5", ("t5", "mt5"), ("encoder.block", "decoder.block"), _t5_sites, _t5_slots,
            lambda layer, dec: ("layer.0.SelfAttention",), prefix=_t5_prefix,
            library_bottleneck_sites=MappingProxyType({"layer.0.adapters": "attention", "layer.1.adapters": "ffn",
                                                       "layer.2.adapters": "ffn"}),
-           shared_position_bias="layer.0.SelfAttention"),
+           shared_position_bias="layer.0.SelfAttention", decoder_stacks=("decoder.block",)),
+    Family("deberta", ("deberta", "deberta-v2"), ("encoder.layer",), _bert_sites, _deberta_slots,
+           library_bottleneck_sites=MappingProxyType({"attention.output.adapters": "attention",
+                                                      "output.adapters": "ffn"}),
+           refuses=MappingProxyType({"prefix_tuning": (
+               "disentangled attention scores every key by its relative position to the query; prefix keys "
+               "have no position, and adapterhub does not re-implement that attention")}),
+           notes=MappingProxyType({"lora": "deberta (v1) fuses q/k/v per head: only o, ffn_in, ffn_out"})),
+    Family("bart", ("bart",), ("encoder.layers", "decoder.layers"), _bart_sites, _bart_slots, prefix=_bart_prefix,
+           decoder_stacks=("decoder.layers",)),
+    Family("mbart", ("mbart",), ("encoder.layers", "decoder.layers"), _mbart_sites, _bart_slots,
+           prefix=_bart_prefix, decoder_stacks=("decoder.layers",)),
+    Family("opt", ("opt",), ("decoder.layers",), _opt_sites, _opt_slots, prefix=_self_prefix("self_attn", causal=True),
+           causal=True),
+    Family("gptj", ("gptj",), ("h",), _parallel_sites("ln_1", "attn"), _gptj_slots,
+           prefix=_self_prefix("attn", causal=True), causal=True,
+           notes=MappingProxyType({"prefix_tuning": INLINE_ATTENTION_NOTE})),
+    Family("phi", ("phi",), ("layers",), _parallel_sites("input_layernorm", "self_attn"), _phi_slots,
+           prefix=_self_prefix("self_attn", causal=True), causal=True),
+    *(Family(name, (name,), ("layers",), _llama_sites, _llama_slots, prefix=_self_prefix("self_attn", causal=True),
+             causal=True) for name in ("qwen3", "gemma", "olmo", "granite")),
+    Family("gemma2", ("gemma2", "gemma3_text"), ("layers",), _gemma2_sites, _llama_slots,
+           prefix=_self_prefix("self_attn", causal=True), causal=True),
+    Family("modernbert", ("modernbert",), ("layers",), _modernbert_sites, _modernbert_slots,
+           prefix=_self_prefix("attn", causal=False),
+           notes=MappingProxyType({"prefix_tuning": INLINE_ATTENTION_NOTE})),
+    Family("vit", ("vit",), ("encoder.layer", "layers"), _vit_sites, _vit_slots, prefix=_vit_prefix,
+           library_bottleneck_sites=MappingProxyType({"attention_adapters.adapters": "attention",
+                                                      "output.output_adapters.adapters": "ffn"})),
+    Family("clip-text", ("clip_text_model",), ("text_model.encoder.layers", "encoder.layers"), _clip_sites,
+           _clip_slots, prefix=_self_prefix("self_attn", causal=True)),
+    Family("clip-vision", ("clip_vision_model",), ("vision_model.encoder.layers", "encoder.layers"), _clip_sites,
+           _clip_slots, prefix=_self_prefix("self_attn", causal=False)),
 )
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(t for f in FAMILIES for t in f.model_types)
+"""The model types of the built-in families (families registered at run time: :func:`supported_model_types`)."""
+
+_REGISTERED: list[Family] = []
+
+
+def families() -> tuple[Family, ...]:
+    """Every family the runtime binds: those registered with :func:`register_family`, then the built-in ones."""
+    return (*_REGISTERED, *FAMILIES)
+
+
+def supported_model_types() -> tuple[str, ...]:
+    return tuple(t for f in families() for t in f.model_types)
+
+
+def register_family(family: Family) -> Family:
+    """Make ``family`` known to :func:`bind` from user code, without editing the package.
+
+    Its model types must not already be bound by another family (built-in or registered): a model type
+    has one placement. Registering the same entry again is a no-op; :func:`unregister_family` undoes it.
+    """
+    if not isinstance(family, Family):
+        raise InvalidArgumentError(f"register_family takes an adapterhub.runtime.arch.Family, not "
+                                   f"{type(family).__name__}")
+    if not family.model_types or not family.stacks:
+        raise InvalidArgumentError(f"family {family.name!r} needs at least one model_type and one layer stack")
+    if any(f is family for f in _REGISTERED):
+        return family
+    taken = {t: f.name for f in families() for t in f.model_types}
+    clash = sorted(t for t in family.model_types if t in taken)
+    if clash:
+        raise ConflictError(f"model type(s) {clash} already belong to family {taken[clash[0]]!r}",
+                            hint="unregister_family(name) first to replace a registered family; built-in "
+                                 "families cannot be replaced")
+    bad = sorted(s for s in family.decoder_stacks if s not in family.stacks)
+    if bad:
+        raise InvalidArgumentError(f"family {family.name!r}: decoder_stacks {bad} are not among its stacks")
+    _REGISTERED.append(family)
+    return family
+
+
+def unregister_family(name: str) -> None:
+    """Remove the registered family ``name`` (built-in families stay)."""
+    for f in _REGISTERED:
+        if f.name == name:
+            _REGISTERED.remove(f)
+            return
+    raise NotFoundError(f"no registered family named {name!r}",
+                        hint="registered: " + (", ".join(f.name for f in _REGISTERED) or "none"))
 
 
 def family_for(model_type: str) -> Family:
-    for fam in FAMILIES:
+    for fam in families():
         if model_type in fam.model_types:
             return fam
     raise UnsupportedArchitectureError(
         f"model_type {model_type!r} has no entry in the adapterhub architecture table",
-        hint="supported: " + ", ".join(SUPPORTED_MODEL_TYPES))
+        hint="supported: " + ", ".join(supported_model_types()) + "; register your own with "
+             "adapterhub.runtime.register_family (docs/runtime.md, 'Your own family')")
 
 
 def get_submodule(root: nn.Module, path: str) -> nn.Module:
@@ -305,7 +530,7 @@ def bind(model: nn.Module) -> Binding:
     if not isinstance(model_type, str):
         raise UnsupportedArchitectureError(
             f"{type(model).__name__} has no config.model_type; adapterhub attaches to transformers models",
-            hint="supported: " + ", ".join(SUPPORTED_MODEL_TYPES))
+            hint="supported: " + ", ".join(supported_model_types()))
     fam = family_for(model_type)
     backbone = getattr(model, "base_model", model)
     layers: list[Layer] = []
@@ -314,7 +539,7 @@ def bind(model: nn.Module) -> Binding:
             container = backbone.get_submodule(stack)
         except AttributeError:
             continue
-        decoder = stack.startswith("decoder")
+        decoder = stack in fam.decoder_stacks
         for module in container:  # type: ignore[attr-defined]
             layers.append(Layer(len(layers), module, decoder, fam.sites(module, decoder),
                                 fam.slots(module, decoder)))
@@ -323,7 +548,7 @@ def bind(model: nn.Module) -> Binding:
     hidden = _config_int(config, "hidden_size", "d_model", "n_embd", "dim")
     n_layers = _config_int(config, "num_hidden_layers", "num_layers", "n_layer", "n_layers")
     n_decoder = (_config_int(config, "num_decoder_layers", "decoder_layers")
-                 if any(s.startswith("decoder") for s in fam.stacks) else None)
+                 if any(layer.decoder for layer in layers) else None)
     return Binding(fam, model_type, hidden, n_layers, backbone, layers, conv1d=fam.conv1d, root=model,
                    num_decoder_layers=n_decoder)
 
