@@ -384,7 +384,13 @@ FAMILIES: tuple[Family, ...] = (
            causal=True),
     Family("gptj", ("gptj",), ("h",), _parallel_sites("ln_1", "attn"), _gptj_slots,
            prefix=_self_prefix("attn", causal=True), causal=True,
-           notes=MappingProxyType({"prefix_tuning": INLINE_ATTENTION_NOTE})),
+           # the library chains GPT-J's FFN adapter on the attention adapter's output (its residual is
+           # x + attention'), ours reads the layer input at both sites: its bottleneck directories are refused
+           library_bottleneck_sites=MappingProxyType({}),
+           notes=MappingProxyType({"prefix_tuning": INLINE_ATTENTION_NOTE,
+                                   "bottleneck": "both sites read the layer input x (attention and MLP run in "
+                                                 "parallel); adapters-library GPT-J bottleneck directories, whose FFN "
+                                                 "adapter reads x + attention output, are refused"})),
     Family("phi", ("phi",), ("layers",), _parallel_sites("input_layernorm", "self_attn"), _phi_slots,
            prefix=_self_prefix("self_attn", causal=True), causal=True),
     *(Family(name, (name,), ("layers",), _llama_sites, _llama_slots, prefix=_self_prefix("self_attn", causal=True),

@@ -244,3 +244,17 @@ def test_adapters_library_parity(mt, config, tmp_path):
 def test_case_configs_build_on_this_transformers():
     for mt in MODEL_TYPES:
         assert case_config(mt).model_type == mt
+
+
+def test_library_gptj_bottleneck_is_refused_not_misread(tmp_path):
+    """The library's GPT-J FFN adapter reads ``x + attention`` as its residual, ours ``x``: loading one would
+    give other outputs, so it is refused with a typed error."""
+    adapters = pytest.importorskip("adapters", reason="the adapters library is not installed in this environment")
+    ref = case_model("gptj")
+    adapters.init(ref)
+    ref.add_adapter("a", config="seq_bn")
+    ref.save_adapter(str(tmp_path / "a"), "a", use_safetensors=True)
+    h = wrap(case_model("gptj"))
+    with pytest.raises(SchemaError, match="unknown adapter location 'output_adapters.adapters'"):
+        h.load(tmp_path / "a")
+    assert h.adapters == ()
