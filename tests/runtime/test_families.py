@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from support.family_cases import CASES, case_config, case_inputs, case_model, valid_positions
+from support.family_cases import CASES, case_config, case_inputs, case_model, peft_config, valid_positions
 from support.tolerances import assert_close, model_terms
 
 from adapterhub.errors import SchemaError, UnsupportedArchitectureError
@@ -103,24 +103,11 @@ def test_sites_read_the_sublayer_and_its_residual(mt):
         assert_close(out, want.reshape(out.shape), what=f"{mt} layer {layer.index}: ")
 
 
-def _peft_targets(mt: str, keys: tuple[str, ...]) -> list[str]:
-    binding = bind(case_model(mt))
-    return sorted({slot.path for layer in binding.layers for key in keys if key in layer.slots
-                   for slot in layer.slots[key]})
-
-
 @pytest.mark.parametrize("mt", MODEL_TYPES)
 @pytest.mark.parametrize("kind", ["lora", "dora", "ia3"])
 def test_peft_parity(mt, kind, tmp_path):
     peft = pytest.importorskip("peft", reason="peft is not installed in this environment")
-    conv1d = bind(case_model(mt)).conv1d
-    fan = {"fan_in_fan_out": True} if conv1d else {}
-    if kind == "ia3":
-        ffn_out = _peft_targets(mt, ("ffn_out",))
-        cfg = peft.IA3Config(target_modules=_peft_targets(mt, ("k", "v")) + ffn_out, feedforward_modules=ffn_out, **fan)
-    else:
-        cfg = peft.LoraConfig(r=4, lora_alpha=8, target_modules=_peft_targets(mt, ("q", "v", "ffn_in")),
-                              use_dora=kind == "dora", **fan)
+    cfg = peft_config(peft, case_model(mt), kind)
     inputs = _inputs(mt)
     ref = peft.get_peft_model(case_model(mt), cfg)
     _randomize(ref, ("lora_", "ia3_l"))

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from support.runtime_helpers import inputs_for
+
 ENC = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, vocab_size=99)
 DEC = dict(ENC, num_key_value_heads=2, pad_token_id=0, bos_token_id=1, eos_token_id=2)
 SEQ2SEQ = dict(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
@@ -94,17 +96,27 @@ def case_model(model_type: str, *, attn_implementation: str | None = None) -> to
 
 def case_inputs(model_type: str, batch: int = 2, seq: int = 7) -> dict[str, torch.Tensor]:
     """Inputs with a padded row (the last two positions of the last row) for text; pixels for images."""
-    g = torch.Generator().manual_seed(1)
     kind = CASES[model_type].inputs
     if kind == "image":
-        return {"pixel_values": torch.randn(batch, 3, 8, 8, generator=g)}
-    ids = torch.randint(3, 99, (batch, seq), generator=g)
-    mask = torch.ones(batch, seq, dtype=torch.long)
-    mask[-1, -2:] = 0
-    out = {"input_ids": ids, "attention_mask": mask}
-    if kind == "seq2seq":
-        out["decoder_input_ids"] = torch.randint(3, 99, (batch, 5), generator=g)
-    return out
+        return {"pixel_values": torch.randn(batch, 3, 8, 8, generator=torch.Generator().manual_seed(1))}
+    return inputs_for("t5" if kind == "seq2seq" else model_type, batch, seq)  # t5: with decoder inputs
+
+
+def peft_config(peft, model: torch.nn.Module, kind: str, r: int = 4):
+    """PEFT's config for ``kind`` (lora, dora, ia3) on the projections our table names: LoRA/DoRA on q, v,
+    ffn_in; IA3 on k, v and ffn_out (scaled on its input, as a feed-forward module)."""
+    from adapterhub.runtime import bind
+
+    binding = bind(model)
+
+    def paths(*keys: str) -> list[str]:
+        return sorted({s.path for layer in binding.layers for k in keys if k in layer.slots for s in layer.slots[k]})
+
+    fan = {"fan_in_fan_out": True} if binding.conv1d else {}
+    if kind == "ia3":
+        return peft.IA3Config(target_modules=paths("k", "v", "ffn_out"), feedforward_modules=paths("ffn_out"), **fan)
+    return peft.LoraConfig(r=r, lora_alpha=2 * r, target_modules=paths("q", "v", "ffn_in"), use_dora=kind == "dora",
+                           **fan)
 
 
 def valid_positions(model_type: str, inputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
