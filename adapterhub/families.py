@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from .errors import UnsupportedArchitectureError
+from .errors import ConflictError, InvalidArgumentError, NotFoundError, UnsupportedArchitectureError
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,13 @@ class Family:
     bias, computed in each stack's first layer, every layer of that stack reuses (T5).
     ``task_prefixes`` are where transformers' task models of the family keep the backbone (their
     ``base_model_prefix``, with the dot): a PEFT regular expression is matched against full module names.
+    ``stacks`` lists the layer containers in layer-numbering order; alternatives for different
+    transformers versions may be listed side by side (only those present on a model are bound).
+    ``decoder_stacks`` are those among them whose layers are decoder layers of an encoder-decoder
+    model: they are numbered after the encoder's, and their count is the config's decoder layers.
+    ``refuses`` maps a method name to why it cannot be placed on this family: attaching it raises
+    :class:`UnsupportedArchitectureError` with that reason. ``notes`` maps a method name to a
+    remark for the families x methods table in ``docs/runtime.md`` (a version-dependent limit).
     """
 
     name: str
@@ -155,12 +162,24 @@ class Family:
     token_routing: bool = False
     decoder_flags: tuple[str, ...] = ()
     shared_position_bias: str | None = None
+    decoder_stacks: tuple[str, ...] = ()
+    refuses: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    notes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     traits: tuple[Trait, ...] = ()
     task_prefixes: tuple[str, ...] = ()
 
+    def refusal(self, method: str) -> UnsupportedArchitectureError | None:
+        """The typed error for attaching ``method`` here, or None when the family places it."""
+        reason = self.refuses.get(method)
+        if reason is None:
+            return None
+        return UnsupportedArchitectureError(
+            f"{method} cannot be placed on {self.name} models ({', '.join(self.model_types)}): {reason}",
+            hint="see the families x methods table in docs/runtime.md for what this family supports")
+
     def is_decoder_stack(self, stack: str) -> bool:
         """Whether ``stack``'s layers are the decoder layers of an encoder-decoder model."""
-        return stack.startswith("decoder")
+        return stack in self.decoder_stacks
 
     def shape_of(self, layer: object, decoder: bool) -> Shape:
         """The shape of one layer module of a bound model (its traits read off the module)."""
@@ -279,15 +298,149 @@ def _t5_gated(config: Mapping[str, Any]) -> bool:
     return str(config.get("feed_forward_proj") or "relu").startswith("gated-")
 
 
+
+def _proj_slots(attn: str, names: tuple[str, str, str, str], ffn: tuple[str, ...],
+                cross: str | None = None) -> dict[str, tuple[Slot, ...]]:
+    """Slots of a layer with separate q/k/v/o projections under ``attn`` (and ``cross`` for the decoder's
+    cross-attention, as ``cross_*``) and FFN projections ``(ffn_in, ffn_out)`` or ``(ffn_gate, ffn_in, ffn_out)``."""
+    out: dict[str, tuple[Slot, ...]] = {}
+    for key, name in zip(("q", "k", "v", "o"), names, strict=True):
+        slots = [Slot(key, f"{attn}.{name}")]
+        if cross:
+            slots.append(Slot(f"cross_{key}", f"{cross}.{name}"))
+        out[key] = tuple(slots)
+    for key, path in zip(("ffn_gate", "ffn_in", "ffn_out")[3 - len(ffn):], ffn, strict=True):
+        out[key] = (Slot(key, path),)
+    return out
+
+
+def _deberta_slots(shape: Shape) -> dict[str, tuple[Slot, ...]]:
+    out = _bert_slots(shape)
+    if shape.has("fused_qkv"):  # DeBERTa v1: q/k/v fused per head, interleaved: no slices
+        for key in ("q", "k", "v"):
+            del out[key]
+    else:
+        out.update({k: (Slot(k, f"attention.self.{n}_proj"),) for k, n in (("q", "query"), ("k", "key"),
+                                                                           ("v", "value"))})
+    return out
+
+
+def _deberta_v1(config: Mapping[str, Any]) -> bool:
+    """DeBERTa v1 (``deberta``) fuses q/k/v in ``in_proj``; DeBERTa v2/v3 (``deberta-v2``) keeps them apart."""
+    return config.get("model_type") == "deberta"
+
+
+def _bart_sites(shape: Shape) -> dict[str, Site]:
+    """Post-LN BART: ``LN(x + h)``; ``x`` is the self-attention's and ``fc1``'s input."""
+    return {"attention": Site("self_attn", "self_attn", 0, "hidden_states", "self_attn_layer_norm"),
+            "ffn": Site("fc2", "fc1", 0, None, "final_layer_norm")}
+
+
+def _mbart_sites(shape: Shape) -> dict[str, Site]:
+    """Pre-LN mBART: ``x + h``; ``x`` is the input of the LayerNorm in front of each sublayer."""
+    return {"attention": Site("self_attn", "self_attn_layer_norm"), "ffn": Site("fc2", "final_layer_norm")}
+
+
+def _bart_slots(shape: Shape) -> dict[str, tuple[Slot, ...]]:
+    return _proj_slots("self_attn", ("q_proj", "k_proj", "v_proj", "out_proj"), ("fc1", "fc2"),
+                       "encoder_attn" if shape.decoder else None)
+
+
+def _bart_prefix(shape: Shape) -> tuple[PrefixSite, ...]:
+    if not shape.decoder:
+        return (PrefixSite("encoder", "self", "self_attn"),)
+    return (PrefixSite("self", "self", "self_attn", causal=True), PrefixSite("cross", "cross", "encoder_attn"))
+
+
+def _opt_sites(shape: Shape) -> dict[str, Site]:
+    return _mbart_sites(shape) if shape.has("pre_ln") else _bart_sites(shape)
+
+
+def _opt_slots(shape: Shape) -> dict[str, tuple[Slot, ...]]:
+    return _proj_slots("self_attn", ("q_proj", "k_proj", "v_proj", "out_proj"), ("fc1", "fc2"))
+
+
+def _opt_pre_ln(config: Mapping[str, Any]) -> bool:
+    """OPT normalises before each sublayer unless ``do_layer_norm_before`` is false (OPT-350m)."""
+    return config.get("do_layer_norm_before", True) is not False
+
+
+def _parallel_sites(norm: str, attn: str) -> Callable[[Shape], dict[str, Site]]:
+    """GPT-J/Phi: attention and MLP both read ``norm(x)`` and the layer returns ``x + attn + mlp``."""
+    return lambda shape: {"attention": Site(attn, norm), "ffn": Site("mlp", norm)}
+
+
+def _gptj_slots(shape: Shape) -> dict[str, tuple[Slot, ...]]:
+    return _proj_slots("attn", ("q_proj", "k_proj", "v_proj", "out_proj"), ("mlp.fc_in", "mlp.fc_out"))
+
+
+def _phi_slots(shape: Shape) -> dict[str, tuple[Slot, ...]]:
+    return _proj_slots("self_attn", ("q_proj", "k_proj", "v_proj", "dense"), ("mlp.fc1", "mlp.fc2"))
+
+
+def _gemma2_sites(shape: Shape) -> dict[str, Site]:
+    """Gemma 2/3 normalise each sublayer's output (``post_*_layernorm``) before the residual add."""
+    return {"attention": Site("post_attention_layernorm", "input_layernorm"),
+            "ffn": Site("post_feedforward_layernorm", "pre_feedforward_layernorm")}
+
+
+def _modernbert_sites(shape: Shape) -> dict[str, Site]:
+    return {"attention": Site("attn", "attn_norm"), "ffn": Site("mlp", "mlp_norm")}
+
+
+def _modernbert_slots(shape: Shape) -> dict[str, tuple[Slot, ...]]:
+    # Wqkv's rows are q, k, v (each heads x head_dim); Wi's are the FFN input, then its gate
+    return {"q": (Slot("q", "attn.Wqkv", 0, 3),), "k": (Slot("k", "attn.Wqkv", 1, 3),),
+            "v": (Slot("v", "attn.Wqkv", 2, 3),), "o": (Slot("o", "attn.Wo"),),
+            "ffn_in": (Slot("ffn_in", "mlp.Wi", 0, 2),), "ffn_gate": (Slot("ffn_gate", "mlp.Wi", 1, 2),),
+            "ffn_out": (Slot("ffn_out", "mlp.Wo"),)}
+
+
+def _vit_sites(shape: Shape) -> dict[str, Site]:
+    if shape.has("mlp_layout"):  # transformers 5.x: attention, then mlp, one shared dropout module
+        return {"attention": Site("attention", "layernorm_before"), "ffn": Site("mlp", "layernorm_after")}
+    # 4.x: ViTOutput adds the residual (its second argument) itself
+    return {"attention": Site("attention", "layernorm_before"),
+            "ffn": Site("output.dropout", "output", 1, "input_tensor")}
+
+
+def _vit_slots(shape: Shape) -> dict[str, tuple[Slot, ...]]:
+    if shape.has("mlp_layout"):
+        return _proj_slots("attention", ("q_proj", "k_proj", "v_proj", "o_proj"), ("mlp.fc1", "mlp.fc2"))
+    return {"q": (Slot("q", "attention.attention.query"),), "k": (Slot("k", "attention.attention.key"),),
+            "v": (Slot("v", "attention.attention.value"),), "o": (Slot("o", "attention.output.dense"),),
+            "ffn_in": (Slot("ffn_in", "intermediate.dense"),), "ffn_out": (Slot("ffn_out", "output.dense"),)}
+
+
+def _vit_prefix(shape: Shape) -> tuple[PrefixSite, ...]:
+    return (PrefixSite("self", "self", "attention" if shape.has("mlp_layout") else "attention.attention"),)
+
+
+def _clip_sites(shape: Shape) -> dict[str, Site]:
+    return {"attention": Site("self_attn", "layer_norm1"), "ffn": Site("mlp", "layer_norm2")}
+
+
+def _clip_slots(shape: Shape) -> dict[str, tuple[Slot, ...]]:
+    return _proj_slots("self_attn", ("q_proj", "k_proj", "v_proj", "out_proj"), ("mlp.fc1", "mlp.fc2"))
+
+
+def _self_prefix(attention: str, *, causal: bool) -> Callable[[Shape], tuple[PrefixSite, ...]]:
+    site = (PrefixSite("self", "self", attention, causal=causal),)
+    return lambda shape: site
+
+
+INLINE_ATTENTION_NOTE = "transformers 5.x only: in 4.57 the attention is computed inline (refused there)"
+
+
 FAMILIES: tuple[Family, ...] = (
-    Family("bert", ("bert", "roberta", "xlm-roberta"), ("encoder.layer",), _bert_sites, _bert_slots,
-           lambda shape: ("attention.self",),
+    Family("bert", ("bert", "roberta", "xlm-roberta", "electra", "camembert"), ("encoder.layer",), _bert_sites,
+           _bert_slots, lambda shape: ("attention.self",),
            prefix=lambda shape: (PrefixSite("self", "self", "attention.self", "attention.self.key",
                                             "attention.self.value"),),
            library_bottleneck_sites=MappingProxyType({"attention.output.adapters": "attention",
                                                       "output.adapters": "ffn"}),
            token_routing=True, decoder_flags=("is_decoder", "add_cross_attention"),
-           task_prefixes=("bert.", "roberta.")),
+           task_prefixes=("bert.", "roberta.", "electra.")),
     Family("distilbert", ("distilbert",), ("transformer.layer",), _distilbert_sites, _distilbert_slots,
            lambda shape: ("attention",),
            prefix=lambda shape: (PrefixSite("self", "self", "attention", "attention.k_lin", "attention.v_lin",
@@ -302,25 +455,110 @@ FAMILIES: tuple[Family, ...] = (
            # the library wraps down_proj as "intermediate" and up_proj as "output"
            library_lora_locations=MappingProxyType({"intermediate": "ffn_out", "output": "ffn_in"}),
            causal=True, token_routing=True, task_prefixes=("model.",)),
-    Family("t5", ("t5",), ("encoder.block", "decoder.block"), _t5_sites, _t5_slots,
+    Family("t5", ("t5", "mt5"), ("encoder.block", "decoder.block"), _t5_sites, _t5_slots,
            lambda shape: ("layer.0.SelfAttention",), prefix=_t5_prefix,
            library_bottleneck_sites=MappingProxyType({"layer.0.adapters": "attention", "layer.1.adapters": "ffn",
                                                       "layer.2.adapters": "ffn"}),
-           shared_position_bias="layer.0.SelfAttention",
+           shared_position_bias="layer.0.SelfAttention", decoder_stacks=("decoder.block",),
            traits=(Trait("gated_ffn", "layer.-1.DenseReluDense.wi_1", _t5_gated),),
            task_prefixes=("transformer.",)),
+    Family("deberta", ("deberta", "deberta-v2"), ("encoder.layer",), _bert_sites, _deberta_slots,
+           library_bottleneck_sites=MappingProxyType({"attention.output.adapters": "attention",
+                                                      "output.adapters": "ffn"}),
+           refuses=MappingProxyType({"prefix_tuning": (
+               "disentangled attention scores every key by its relative position to the query; prefix keys "
+               "have no position, and adapterhub does not re-implement that attention")}),
+           notes=MappingProxyType({"lora": "deberta (v1) fuses q/k/v per head: only o, ffn_in, ffn_out"}),
+           traits=(Trait("fused_qkv", "attention.self.in_proj", _deberta_v1),), task_prefixes=("deberta.",)),
+    Family("bart", ("bart",), ("encoder.layers", "decoder.layers"), _bart_sites, _bart_slots, prefix=_bart_prefix,
+           decoder_stacks=("decoder.layers",), task_prefixes=("model.",)),
+    Family("mbart", ("mbart",), ("encoder.layers", "decoder.layers"), _mbart_sites, _bart_slots,
+           prefix=_bart_prefix, decoder_stacks=("decoder.layers",), task_prefixes=("model.",)),
+    Family("opt", ("opt",), ("decoder.layers",), _opt_sites, _opt_slots, prefix=_self_prefix("self_attn", causal=True),
+           causal=True, traits=(Trait("pre_ln", "do_layer_norm_before", _opt_pre_ln),), task_prefixes=("model.",)),
+    Family("gptj", ("gptj",), ("h",), _parallel_sites("ln_1", "attn"), _gptj_slots,
+           prefix=_self_prefix("attn", causal=True), causal=True,
+           # the library chains GPT-J's FFN adapter on the attention adapter's output (its residual is
+           # x + attention'), ours reads the layer input at both sites: its bottleneck directories are refused
+           library_bottleneck_sites=MappingProxyType({}),
+           notes=MappingProxyType({"prefix_tuning": INLINE_ATTENTION_NOTE,
+                                   "bottleneck": "both sites read the layer input x (attention and MLP run in "
+                                                 "parallel); adapters-library GPT-J bottleneck directories, whose FFN "
+                                                 "adapter reads x + attention output, are refused"}),
+           task_prefixes=("transformer.",)),
+    Family("phi", ("phi",), ("layers",), _parallel_sites("input_layernorm", "self_attn"), _phi_slots,
+           prefix=_self_prefix("self_attn", causal=True), causal=True, task_prefixes=("model.",)),
+    *(Family(name, (name,), ("layers",), _llama_sites, _llama_slots, prefix=_self_prefix("self_attn", causal=True),
+             causal=True, task_prefixes=("model.",)) for name in ("qwen3", "gemma", "olmo", "granite")),
+    Family("gemma2", ("gemma2", "gemma3_text"), ("layers",), _gemma2_sites, _llama_slots,
+           prefix=_self_prefix("self_attn", causal=True), causal=True, task_prefixes=("model.",)),
+    Family("modernbert", ("modernbert",), ("layers",), _modernbert_sites, _modernbert_slots,
+           prefix=_self_prefix("attn", causal=False),
+           notes=MappingProxyType({"prefix_tuning": INLINE_ATTENTION_NOTE}), task_prefixes=("model.",)),
+    Family("vit", ("vit",), ("encoder.layer", "layers"), _vit_sites, _vit_slots, prefix=_vit_prefix,
+           library_bottleneck_sites=MappingProxyType({"attention_adapters.adapters": "attention",
+                                                      "output.output_adapters.adapters": "ffn"}),
+           # transformers 5.x lays ViT out as attention + mlp; only the installed version tells
+           traits=(Trait("mlp_layout", "mlp"),), task_prefixes=("vit.",)),
+    Family("clip-text", ("clip_text_model",), ("text_model.encoder.layers", "encoder.layers"), _clip_sites,
+           _clip_slots, prefix=_self_prefix("self_attn", causal=True), task_prefixes=("clip.",)),
+    Family("clip-vision", ("clip_vision_model",), ("vision_model.encoder.layers", "encoder.layers"), _clip_sites,
+           _clip_slots, prefix=_self_prefix("self_attn", causal=False), task_prefixes=("clip.",)),
 )
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(t for f in FAMILIES for t in f.model_types)
+"""The model types of the built-in families (families registered at run time: :func:`supported_model_types`)."""
+
+_REGISTERED: list[Family] = []
 
 
-def find_family(model_type: str) -> Family | None:
-    """The family whose entry lists ``model_type``, or None."""
-    return next((fam for fam in FAMILIES if model_type in fam.model_types), None)
+def families() -> tuple[Family, ...]:
+    """Every family in the table: those registered with :func:`register_family`, then the built-in ones."""
+    return (*_REGISTERED, *FAMILIES)
 
 
 def supported_model_types() -> tuple[str, ...]:
-    """The model types of every family in the table (read at call time)."""
-    return tuple(t for f in FAMILIES for t in f.model_types)
+    return tuple(t for f in families() for t in f.model_types)
+
+
+def register_family(family: Family) -> Family:
+    """Make ``family`` known to the runtime's ``bind`` and to manifest derivation, without editing the package.
+
+    Its model types must not already be bound by another family (built-in or registered): a model type
+    has one placement. Registering the same entry again is a no-op; :func:`unregister_family` undoes it.
+    """
+    if not isinstance(family, Family):
+        raise InvalidArgumentError(f"register_family takes an adapterhub.runtime.arch.Family, not "
+                                   f"{type(family).__name__}")
+    if not family.model_types or not family.stacks:
+        raise InvalidArgumentError(f"family {family.name!r} needs at least one model_type and one layer stack")
+    if any(f is family for f in _REGISTERED):
+        return family
+    taken = {t: f.name for f in families() for t in f.model_types}
+    clash = sorted(t for t in family.model_types if t in taken)
+    if clash:
+        raise ConflictError(f"model type(s) {clash} already belong to family {taken[clash[0]]!r}",
+                            hint="unregister_family(name) first to replace a registered family; built-in "
+                                 "families cannot be replaced")
+    bad = sorted(s for s in family.decoder_stacks if s not in family.stacks)
+    if bad:
+        raise InvalidArgumentError(f"family {family.name!r}: decoder_stacks {bad} are not among its stacks")
+    _REGISTERED.append(family)
+    return family
+
+
+def unregister_family(name: str) -> None:
+    """Remove the registered family ``name`` (built-in families stay)."""
+    for f in _REGISTERED:
+        if f.name == name:
+            _REGISTERED.remove(f)
+            return
+    raise NotFoundError(f"no registered family named {name!r}",
+                        hint="registered: " + (", ".join(f.name for f in _REGISTERED) or "none"))
+
+
+def find_family(model_type: str) -> Family | None:
+    """The family whose entry lists ``model_type`` (registered or built-in), or None."""
+    return next((fam for fam in families() if model_type in fam.model_types), None)
 
 
 def family_for(model_type: str) -> Family:
@@ -329,5 +567,6 @@ def family_for(model_type: str) -> Family:
     if fam is None:
         raise UnsupportedArchitectureError(
             f"model_type {model_type!r} has no entry in the adapterhub architecture table",
-            hint="supported: " + ", ".join(supported_model_types()))
+            hint="supported: " + ", ".join(supported_model_types()) + "; register your own with "
+                 "adapterhub.runtime.register_family (docs/runtime.md, 'Your own family')")
     return fam

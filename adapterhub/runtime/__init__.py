@@ -4,7 +4,16 @@ See ``docs/runtime.md``. ``import adapterhub`` stays torch-free; only ``adapterh
 ``adapterhub.runtime.formats``) import torch.
 """
 
-from .arch import SUPPORTED_MODEL_TYPES, bind
+from .arch import (
+    SUPPORTED_MODEL_TYPES,
+    Family,
+    PrefixSite,
+    Site,
+    Slot,
+    bind,
+    register_family,
+    unregister_family,
+)
 from .fingerprint import base_fingerprint
 from .formats import export_peft, read_adapter_dir, write_adapter_dir
 from .handle import AdapterModel, wrap
@@ -12,6 +21,7 @@ from .methods import REGISTRY
 from .package import AdapterPackage, BaseFacts
 
 __all__ = [
-    "SUPPORTED_MODEL_TYPES", "AdapterModel", "AdapterPackage", "BaseFacts", "REGISTRY", "base_fingerprint",
+    "SUPPORTED_MODEL_TYPES", "AdapterModel", "Family", "PrefixSite", "Site", "Slot", "register_family",
+    "unregister_family", "AdapterPackage", "BaseFacts", "REGISTRY", "base_fingerprint",
     "bind", "export_peft", "read_adapter_dir", "wrap", "write_adapter_dir",
 ]

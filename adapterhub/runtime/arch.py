@@ -24,13 +24,16 @@ from ..families import (
     Site,
     Slot,
     Trait,
+    families,
     family_for,
+    register_family,
     supported_model_types,
+    unregister_family,
 )
 
 __all__ = ["FAMILIES", "LIBRARY_BOTTLENECK_SITES", "LIBRARY_LORA_LOCATIONS", "SUPPORTED_MODEL_TYPES", "Binding",
-           "Family", "Layer", "PrefixSite", "Shape", "Site", "Slot", "Trait", "bind", "family_for", "get_submodule",
-           "supported_model_types"]
+           "Family", "Layer", "PrefixSite", "Shape", "Site", "Slot", "Trait", "bind", "families", "family_for",
+           "get_submodule", "register_family", "supported_model_types", "unregister_family"]
 
 
 def get_submodule(root: nn.Module, path: str) -> nn.Module:
@@ -119,7 +122,7 @@ def bind(model: nn.Module) -> Binding:
     hidden = _config_int(config, "hidden_size", "d_model", "n_embd", "dim")
     n_layers = _config_int(config, "num_hidden_layers", "num_layers", "n_layer", "n_layers")
     n_decoder = (_config_int(config, "num_decoder_layers", "decoder_layers")
-                 if any(fam.is_decoder_stack(s) for s in fam.stacks) else None)
+                 if any(layer.decoder for layer in layers) else None)
     return Binding(fam, model_type, hidden, n_layers, backbone, layers, conv1d=fam.conv1d, root=model,
                    num_decoder_layers=n_decoder)
 

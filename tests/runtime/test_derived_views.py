@@ -15,6 +15,7 @@ import json
 import pytest
 import torch
 from support.derive_support import COMMIT, base_config_of, config_files, derive_dir, listing, make_view
+from support.family_cases import case_config
 from support.paths import REFERENCE
 from support.runtime_helpers import hidden, inputs_for, tiny_config, tiny_model
 from support.tolerances import assert_close, model_terms
@@ -240,16 +241,19 @@ def test_every_family_is_derived_as_the_runtime_reads_the_saved_tensors(model_ty
     in the table, a PEFT LoRA on every projection (of every layer, or of each stack's second layer only: global
     layer numbering) is derived to the targets and ``leave_out`` the runtime's PEFT reader finds."""
     peft = pytest.importorskip("peft", reason="peft is not installed in this environment")
-    model = tiny_model(model_type, **overrides)
+    from transformers import AutoModel
+
+    torch.manual_seed(0)
+    model = AutoModel.from_config(case_config(model_type, **overrides)).eval()
     binding = bind(model)
     fam = binding.family
-    assert f"{model.base_model_prefix}." in fam.task_prefixes
+    assert not model.base_model_prefix or f"{model.base_model_prefix}." in fam.task_prefixes
     stack_of = {layer.index: layer.index - (binding.num_hidden_layers if layer.decoder else 0)
                 for layer in binding.layers}
     paths = sorted(p for p, ref in slot_index(binding).items() if layers == "all" or stack_of[ref.layer.index] == 1)
     cfg = peft.LoraConfig(r=2, lora_alpha=4, target_modules=paths, fan_in_fan_out=fam.conv1d)
     peft.get_peft_model(model, cfg).save_pretrained(tmp_path / "repo")
-    manifest = derive_dir(tmp_path / "repo", base_config_of(tiny_model(model_type, **overrides)))
+    manifest = derive_dir(tmp_path / "repo", base_config_of(model))
     read = read_adapter_dir(tmp_path / "repo", binding)
     derived = manifest.adapter.config
     assert set(derived["target_modules"]) == set(read.config["target_modules"])

@@ -134,13 +134,13 @@ def test_duplicate_name_and_bad_names(saved):
 
 
 def test_unsupported_architecture_names_supported_ones():
-    from transformers import AutoModel, ElectraConfig
+    from transformers import AutoModel, BloomConfig
 
-    model = AutoModel.from_config(ElectraConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                                                intermediate_size=37, embedding_size=32))
+    model = AutoModel.from_config(BloomConfig(hidden_size=32, n_layer=1, n_head=4, vocab_size=99))
     with pytest.raises(UnsupportedArchitectureError) as info:
         wrap(model)
     assert "bert" in str(info.value) and "gpt2" in str(info.value) and "t5" in str(info.value)
+    assert "register_family" in info.value.hint
     assert not hasattr(model, "adapterhub_adapters")
 
 

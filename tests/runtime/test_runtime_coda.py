@@ -385,7 +385,7 @@ def test_a_cache_filled_without_coda_is_refused():
 
 
 def test_refusals():
-    with pytest.raises(UnsupportedArchitectureError, match="bert, roberta, xlm-roberta, llama, mistral, qwen2"):
+    with pytest.raises(UnsupportedArchitectureError, match="bert, roberta, xlm-roberta, electra, camembert, llama, mistral, qwen2"):
         wrap(tiny_model("gpt2")).add("c", "coda")
     with pytest.raises(UnsupportedArchitectureError, match="is_decoder"):
         wrap(tiny_model("bert", is_decoder=True)).add("c", "coda")

@@ -111,6 +111,9 @@ class Method:
     adapters_architecture: ClassVar[str | None] = None
 
     def __init__(self, config: dict[str, Any], binding: Binding) -> None:
+        refused = binding.family.refusal(self.name)
+        if refused is not None:
+            raise refused
         self.config = config
         self.binding = binding
         check_layer_indices(config, binding)
