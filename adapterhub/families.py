@@ -12,7 +12,7 @@ The table lives below every other layer and needs no torch: the runtime binds it
 (``adapterhub.runtime.arch.bind``), and deriving a manifest from a Hub repo's PEFT config places the
 targets from the same entries with only the base's ``config.json`` (``adapterhub.manifest.peft_targets``).
 So a family's layout is a function of a :class:`Shape` (decoder layer or not, and the family's
-:class:`Trait` s), which the runtime reads off a layer module and derivation reads off a config.
+:class:`Trait` entries), which the runtime reads off a layer module and derivation reads off a config.
 
 A bottleneck :class:`Site` is one sublayer (attention or feed-forward) of a layer: ``output`` is the
 module whose output ``h`` is the sublayer result before the residual add, ``residual`` names the
