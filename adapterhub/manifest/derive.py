@@ -259,11 +259,12 @@ def _config_int(config: Mapping[str, Any], *names: str) -> int | None:
 def _base_facts(config: Mapping[str, Any], base_id: str | None, revision: str | None, where: str) -> dict[str, Any]:
     model_type = config.get("model_type")
     hidden = _config_int(config, "hidden_size", "d_model", "n_embd", "dim")
-    layers = _config_int(config, "num_hidden_layers", "num_layers", "n_layer", "n_layers")
+    # encoder_layers: BART-style configs saved by transformers 5 state no num_hidden_layers (an alias there)
+    layers = _config_int(config, "num_hidden_layers", "num_layers", "n_layer", "n_layers", "encoder_layers")
     if not isinstance(model_type, str) or hidden is None or layers is None:
         raise SchemaError(f"{where}: base config.json", [SchemaProblem(
             "/", "needs model_type, a hidden size (hidden_size, d_model, n_embd or dim) and a layer count "
-                 "(num_hidden_layers, num_layers, n_layer or n_layers)")])
+                 "(num_hidden_layers, num_layers, n_layer, n_layers or encoder_layers)")])
     base: dict[str, Any] = {"id": base_id or "unknown", "model_type": model_type, "hidden_size": hidden,
                             "num_hidden_layers": layers}
     if config.get("is_encoder_decoder") or "num_decoder_layers" in config or "decoder_layers" in config:

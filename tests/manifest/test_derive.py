@@ -192,6 +192,15 @@ def test_a_trait_is_read_off_a_layer_by_attribute_path_and_off_a_config_by_its_r
     assert fam.shape_of(layer, decoder=True) == Shape(True, frozenset({"gated"}))
 
 
+def test_an_encoder_decoder_config_without_num_hidden_layers_counts_its_encoder_layers():
+    """transformers 5 saves BART/mBART configs with encoder_layers/decoder_layers only (num_hidden_layers is an
+    alias there): refused before ("needs ... a layer count")."""
+    bart = {"model_type": "bart", "d_model": 32, "encoder_layers": 3, "decoder_layers": 2, "is_encoder_decoder": True}
+    m = derive(lora(target_modules=["q_proj", "v_proj"], layers_to_transform=[0]), base=bart)
+    assert (m.base_model.num_hidden_layers, m.base_model.num_decoder_layers) == (3, 2)
+    assert m.adapter.config.stated()["leave_out"] == (1, 2, 4)
+
+
 def test_the_library_layout_is_derived_and_its_unsupported_kinds_refused():
     files = [FileEntry("adapter_config.json", 10, SHA), FileEntry("adapter.safetensors", 10, SHA)]
     meta = {"config": {"architecture": "lora", "r": 4, "alpha": 4, "attn_matrices": ["q", "v"], "output_lora": True},
