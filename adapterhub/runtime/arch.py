@@ -336,6 +336,28 @@ def _clip_slots(layer: nn.Module, decoder: bool) -> dict[str, tuple[Slot, ...]]:
     return _proj_slots("self_attn", ("q_proj", "k_proj", "v_proj", "out_proj"), ("mlp.fc1", "mlp.fc2"))
 
 
+def _phi3_slots(layer: nn.Module, decoder: bool) -> dict[str, tuple[Slot, ...]]:
+    # gate_up_proj's rows are the gate, then the FFN input; qkv_proj's are q, k, v, equal thirds only without
+    # grouped-query attention (k and v are narrower otherwise, and are then not offered as slices)
+    out = {"o": (Slot("o", "self_attn.o_proj"),), "ffn_gate": (Slot("ffn_gate", "mlp.gate_up_proj", 0, 2),),
+           "ffn_in": (Slot("ffn_in", "mlp.gate_up_proj", 1, 2),), "ffn_out": (Slot("ffn_out", "mlp.down_proj"),)}
+    if getattr(layer.self_attn, "num_key_value_groups", 1) == 1:
+        out.update({k: (Slot(k, "self_attn.qkv_proj", i, 3),) for i, k in enumerate(("q", "k", "v"))})
+    return out
+
+
+def _gpt_neox_sites(layer: nn.Module, decoder: bool) -> dict[str, Site]:
+    """Parallel residual (the default): ``x + attn(ln1(x)) + mlp(ln2(x))``; sequential: the MLP's residual is
+    ``x + attn``, the input of ``post_attention_layernorm`` either way."""
+    return {"attention": Site("attention", "input_layernorm"), "ffn": Site("mlp", "post_attention_layernorm")}
+
+
+def _gpt_neox_slots(layer: nn.Module, decoder: bool) -> dict[str, tuple[Slot, ...]]:
+    # query_key_value is interleaved per head ([q_h, k_h, v_h] for each head): no q/k/v slices
+    return {"o": (Slot("o", "attention.dense"),), "ffn_in": (Slot("ffn_in", "mlp.dense_h_to_4h"),),
+            "ffn_out": (Slot("ffn_out", "mlp.dense_4h_to_h"),)}
+
+
 def _self_prefix(attention: str, *, causal: bool) -> Callable[[nn.Module, bool], tuple[PrefixSite, ...]]:
     site = (PrefixSite("self", "self", attention, causal=causal),)
     return lambda layer, decoder: site
@@ -393,6 +415,12 @@ FAMILIES: tuple[Family, ...] = (
                                                  "adapter reads x + attention output, are refused"})),
     Family("phi", ("phi",), ("layers",), _parallel_sites("input_layernorm", "self_attn"), _phi_slots,
            prefix=_self_prefix("self_attn", causal=True), causal=True),
+    Family("phi3", ("phi3",), ("layers",), _llama_sites, _phi3_slots, prefix=_self_prefix("self_attn", causal=True),
+           causal=True, notes=MappingProxyType({"lora": "q, k, v only without grouped-query attention (qkv_proj "
+                                                        "is split in equal thirds)"})),
+    Family("gpt_neox", ("gpt_neox",), ("layers",), _gpt_neox_sites, _gpt_neox_slots,
+           prefix=_self_prefix("attention", causal=True), causal=True,
+           notes=MappingProxyType({"lora": "query_key_value is interleaved per head: o, ffn_in, ffn_out only"})),
     *(Family(name, (name,), ("layers",), _llama_sites, _llama_slots, prefix=_self_prefix("self_attn", causal=True),
              causal=True) for name in ("qwen3", "gemma", "olmo", "granite")),
     Family("gemma2", ("gemma2", "gemma3_text"), ("layers",), _gemma2_sites, _llama_slots,
