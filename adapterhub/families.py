@@ -88,6 +88,8 @@ class Trait:
     name: str
     attribute: str
     config: Callable[[Mapping[str, Any]], bool] | None = None
+    equals: object = None
+    """When set, the trait holds when the attribute equals it (a count, say) instead."""
 
     def holds_on(self, layer: object) -> bool:
         value: Any = layer
@@ -101,7 +103,7 @@ class Trait:
                 value = getattr(value, part, None)
             if value is None:
                 return False
-        return value is not False
+        return value is not False if self.equals is None else value == self.equals
 
 
 @dataclass(frozen=True)
@@ -424,6 +426,33 @@ def _clip_slots(shape: Shape) -> dict[str, tuple[Slot, ...]]:
     return _proj_slots("self_attn", ("q_proj", "k_proj", "v_proj", "out_proj"), ("mlp.fc1", "mlp.fc2"))
 
 
+def _phi3_slots(shape: Shape) -> dict[str, tuple[Slot, ...]]:
+    # gate_up_proj's rows are the gate, then the FFN input; qkv_proj's are q, k, v, equal thirds only without
+    # grouped-query attention (k and v are narrower otherwise, and are then not offered as slices)
+    out = {"o": (Slot("o", "self_attn.o_proj"),), "ffn_gate": (Slot("ffn_gate", "mlp.gate_up_proj", 0, 2),),
+           "ffn_in": (Slot("ffn_in", "mlp.gate_up_proj", 1, 2),), "ffn_out": (Slot("ffn_out", "mlp.down_proj"),)}
+    if shape.has("qkv_thirds"):
+        out.update({k: (Slot(k, "self_attn.qkv_proj", i, 3),) for i, k in enumerate(("q", "k", "v"))})
+    return out
+
+
+def _no_grouped_query(config: Mapping[str, Any]) -> bool:
+    """As many key/value heads as query heads (unset: the same), so a fused qkv splits in equal thirds."""
+    return config.get("num_key_value_heads") in (None, config.get("num_attention_heads"))
+
+
+def _gpt_neox_sites(shape: Shape) -> dict[str, Site]:
+    """Parallel residual (the default): ``x + attn(ln1(x)) + mlp(ln2(x))``; sequential: the MLP's residual is
+    ``x + attn``, the input of ``post_attention_layernorm`` either way."""
+    return {"attention": Site("attention", "input_layernorm"), "ffn": Site("mlp", "post_attention_layernorm")}
+
+
+def _gpt_neox_slots(shape: Shape) -> dict[str, tuple[Slot, ...]]:
+    # query_key_value is interleaved per head ([q_h, k_h, v_h] for each head): no q/k/v slices
+    return {"o": (Slot("o", "attention.dense"),), "ffn_in": (Slot("ffn_in", "mlp.dense_h_to_4h"),),
+            "ffn_out": (Slot("ffn_out", "mlp.dense_4h_to_h"),)}
+
+
 def _self_prefix(attention: str, *, causal: bool) -> Callable[[Shape], tuple[PrefixSite, ...]]:
     site = (PrefixSite("self", "self", attention, causal=causal),)
     return lambda shape: site
@@ -488,6 +517,15 @@ FAMILIES: tuple[Family, ...] = (
            task_prefixes=("transformer.",)),
     Family("phi", ("phi",), ("layers",), _parallel_sites("input_layernorm", "self_attn"), _phi_slots,
            prefix=_self_prefix("self_attn", causal=True), causal=True, task_prefixes=("model.",)),
+    Family("phi3", ("phi3",), ("layers",), _llama_sites, _phi3_slots, prefix=_self_prefix("self_attn", causal=True),
+           causal=True, notes=MappingProxyType({"lora": "q, k, v only without grouped-query attention (qkv_proj "
+                                                        "is split in equal thirds)"}),
+           traits=(Trait("qkv_thirds", "self_attn.num_key_value_groups", _no_grouped_query, equals=1),),
+           task_prefixes=("model.",)),
+    Family("gpt_neox", ("gpt_neox",), ("layers",), _gpt_neox_sites, _gpt_neox_slots,
+           prefix=_self_prefix("attention", causal=True), causal=True,
+           notes=MappingProxyType({"lora": "query_key_value is interleaved per head: o, ffn_in, ffn_out only"}),
+           task_prefixes=("gpt_neox.",)),
     *(Family(name, (name,), ("layers",), _llama_sites, _llama_slots, prefix=_self_prefix("self_attn", causal=True),
              causal=True, task_prefixes=("model.",)) for name in ("qwen3", "gemma", "olmo", "granite")),
     Family("gemma2", ("gemma2", "gemma3_text"), ("layers",), _gemma2_sites, _llama_slots,

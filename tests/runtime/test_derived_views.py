@@ -229,7 +229,8 @@ def test_a_derived_view_written_again_reads_the_same(tmp_path):
     assert parse_manifest(json.loads(path.read_text())) == manifest
 
 
-FAMILY_CASES = [(t, {}) for t in SUPPORTED_MODEL_TYPES] + [("t5", {"feed_forward_proj": "gated-gelu"})]
+FAMILY_CASES = [(t, {}) for t in SUPPORTED_MODEL_TYPES] + [("t5", {"feed_forward_proj": "gated-gelu"}),
+                                                             ("phi3", {"num_key_value_heads": 2})]
 
 
 @pytest.mark.parametrize(("model_type", "overrides"), FAMILY_CASES,

@@ -175,6 +175,12 @@ def test_refusal_names_the_family_and_the_reason():
     v1 = wrap(case_model("deberta"))
     with pytest.raises(SchemaError, match="'q' does not exist in deberta models"):
         v1.add("l", "lora", r=2, alpha=2, target_modules=["q"])
+    from transformers import AutoModel
+
+    gqa = wrap(AutoModel.from_config(case_config("phi3", num_key_value_heads=2)))
+    with pytest.raises(SchemaError, match="'k' does not exist in phi3 models"):
+        gqa.add("l", "lora", r=2, alpha=2, target_modules=["k"])
+    gqa.add("l", "lora", r=2, alpha=2, target_modules=["o", "ffn_gate", "ffn_in"])
 
 
 @pytest.mark.parametrize("mt", [m for m in MODEL_TYPES if CASES[m].inputs == "seq2seq"])

@@ -58,6 +58,8 @@ CASES: dict[str, Case] = {
     "gptj": Case(dict(n_embd=32, n_layer=2, n_head=4, n_inner=37, vocab_size=99, rotary_dim=4, bos_token_id=1,
                       eos_token_id=2), library=("lora",)),
     "phi": Case(DEC),
+    "phi3": Case(dict(DEC, num_key_value_heads=4)),  # no GQA: q, k, v are thirds of qkv_proj
+    "gpt_neox": Case(dict(ENC, rotary_pct=0.5, pad_token_id=0, bos_token_id=1, eos_token_id=2)),
     "qwen3": Case(dict(DEC, head_dim=8)),
     "gemma": Case(dict(DEC, head_dim=8)),
     "olmo": Case(DEC),
