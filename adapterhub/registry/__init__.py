@@ -1,17 +1,16 @@
 """The registry index: format, name rules, resolution (specs, yanking, dependencies), search.
 
-Each public name loads its module on first use (``__getattr__``): resolving a name for a warm
-``adapterhub pull`` needs the index reader and the resolver, not the checker, the writer (filelock) or
-search, and any ``adapterhub.registry.X`` import runs this file first. ``search`` is bound eagerly: it
-is named like its module, and importing a submodule sets the package attribute of that name to the
-module, which would hide a lazily bound function.
+Public names load their module on first use (:mod:`adapterhub.lazy`): resolving a name for a warm
+``adapterhub pull`` needs the index reader and the resolver, not the checker or the writer (filelock),
+and any ``adapterhub.registry.X`` import runs this file first. ``search`` is named like its module, so it
+is imported eagerly.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..lazy import lazy_exports
 from .search import SearchQuery, search
 
 if TYPE_CHECKING:
@@ -39,15 +38,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Load the module that defines ``name`` on first use (see the module docstring for why)."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

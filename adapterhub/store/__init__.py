@@ -1,18 +1,17 @@
 """The store: sources, the content-addressed cache, verification (see docs/pull-and-cache.md).
 
 Import cost matters here (a warm ``adapterhub pull`` must finish in about 0.15 s), so most public
-names load their module on first use (``__getattr__``): importing ``adapterhub.store.trust`` does not
-drag in the cache listing, the lockfile puller or the HTTP sources. The three functions named like
-their module (``pull``, ``gc``, ``verify``) are bound here eagerly: importing a submodule sets the
-package attribute of that name to the module, which would hide a lazily bound function.
+names load their module on first use (:mod:`adapterhub.lazy`): importing ``adapterhub.store.trust`` does
+not drag in the cache listing, the lockfile puller or the HTTP sources. ``pull``, ``gc`` and ``verify``
+are named like their modules, so they are imported eagerly (see :mod:`adapterhub.lazy`).
 ``requests``, ``huggingface_hub`` and ``torch`` are imported inside the functions that download or convert.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..lazy import lazy_exports
 from .gc import GcReport, gc
 from .pull import PulledAdapter, pull, pull_manifest
 from .verify import VerifyReport, verify
@@ -44,15 +43,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Load the module that defines ``name`` on first use (see the module docstring for why)."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
