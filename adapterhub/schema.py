@@ -130,7 +130,7 @@ def remember_valid(key: str) -> None:
     folder = memo_dir() / key[:2]
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(folder / key, os.O_CREAT | os.O_WRONLY, 0o444))  # empty: nothing to tear
+        os.close(os.open(folder / key, os.O_CREAT | os.O_WRONLY, 0o666))  # empty: nothing to tear; umask modes
     except OSError:
         pass
 
