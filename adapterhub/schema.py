@@ -115,9 +115,13 @@ def memo_key(document: bytes, schema_filename: str) -> str:
     return h.hexdigest()
 
 
+MEMO_DIRNAME = "validated"
+"""The memo's directory under the cache root (``cache gc`` empties it: only speed depends on it)."""
+
+
 def memo_dir() -> Path:
     """Where successful validations are remembered (one empty file per key)."""
-    return settings.cache_dir() / "validated"
+    return settings.cache_dir() / MEMO_DIRNAME
 
 
 def known_valid(key: str) -> bool:

@@ -22,6 +22,7 @@ from adapterhub import schema
 from adapterhub.errors import SchemaError
 from adapterhub.registry import add_release, entry_path, init_index, open_index, resolve
 from adapterhub.resources import bundled_index_dir
+from adapterhub.store import gc
 
 HEAVY = ("jsonschema", "referencing", "requests", "urllib3", "huggingface_hub", "torch", "transformers", "filelock")
 PROBE = ("import sys; from adapterhub.cli import main; rc = main(sys.argv[1:]); "
@@ -43,6 +44,15 @@ def test_warm_pull_of_a_registry_name_imports_no_validator_http_or_hub_client(ca
     assert "sst2-houlsby" in first
     again = _cli_pull(cache, "sst2-houlsby")
     assert "HEAVY []" in again, again
+
+
+def test_cache_gc_empties_the_memo_and_the_next_pull_validates_again(cache):
+    _cli_pull(cache, "sst2-houlsby")
+    assert any((cache / "validated").rglob("*"))
+    gc()
+    assert not (cache / "validated").exists()
+    assert "'jsonschema'" in _cli_pull(cache, "sst2-houlsby")  # validated in full again
+    assert "HEAVY []" in _cli_pull(cache, "sst2-houlsby")
 
 
 def test_warm_pull_from_a_directory_index_imports_no_validator(cache, tmp_path):
