@@ -171,21 +171,24 @@ def _composition_problems(data: dict[str, Any], config: dict[str, Any], dep_name
     return problems
 
 
-def manifest_problems(data: Any, source: str = "<manifest>") -> list[SchemaProblem]:
-    """All problems of a parsed manifest document (empty list = valid)."""
+def manifest_problems(data: Any, source: str = "<manifest>", *, memo: bool = False) -> list[SchemaProblem]:
+    """All problems of a parsed manifest document (empty list = valid); ``memo``: see adapterhub/schema.py."""
     minor = _check_version_field(data, source)
     if isinstance(data, dict) and minor > KNOWN_MINOR:
         known = _known_top_level()
         data = {k: v for k, v in data.items() if k in known or k.startswith("x-")}
-    problems = validate_document(data, MANIFEST_SCHEMA)
+    problems = validate_document(data, MANIFEST_SCHEMA, memo=memo)
     if isinstance(data, dict):
         problems += _semantic_problems(data)
     return problems
 
 
-def parse_manifest(data: Any, source: str = "<manifest>") -> Manifest:
-    """Validate a parsed JSON document and return the typed :class:`Manifest`."""
-    problems = manifest_problems(data, source)
+def parse_manifest(data: Any, source: str = "<manifest>", *, memo: bool = False) -> Manifest:
+    """Validate a parsed JSON document and return the typed :class:`Manifest`.
+
+    ``memo``: skip jsonschema when this exact document passed it before in this cache (adapterhub/schema.py).
+    """
+    problems = manifest_problems(data, source, memo=memo)
     if problems:
         raise SchemaError(source, problems)
     return manifest_from_json(data, _known_top_level())

@@ -1,12 +1,34 @@
-"""The registry index: format, name rules, resolution (specs, yanking, dependencies), search."""
+"""The registry index: format, name rules, resolution (specs, yanking, dependencies), search.
 
-from .check import CheckReport, check_index
-from .entries import IndexEntry, entry_for
-from .index import Index, open_index
-from .layout import entry_path
-from .resolver import Resolved, YankedVersionWarning, resolve, resolve_closure
+Public names load their module on first use (:mod:`adapterhub.lazy`): resolving a name for a warm
+``adapterhub pull`` needs the index reader and the resolver, not the checker or the writer (filelock),
+and any ``adapterhub.registry.X`` import runs this file first. ``search`` is named like its module, so it
+is imported eagerly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
 from .search import SearchQuery, search
-from .writer import add_release, add_releases, init_index, rebuild_search, set_yanked
+
+if TYPE_CHECKING:
+    from .check import CheckReport, check_index
+    from .entries import IndexEntry, entry_for
+    from .index import Index, open_index
+    from .layout import entry_path
+    from .resolver import Resolved, YankedVersionWarning, resolve, resolve_closure
+    from .writer import add_release, add_releases, init_index, rebuild_search, set_yanked
+
+_EXPORTS = {
+    **dict.fromkeys(("CheckReport", "check_index"), ".check"),
+    **dict.fromkeys(("IndexEntry", "entry_for"), ".entries"),
+    **dict.fromkeys(("Index", "open_index"), ".index"),
+    "entry_path": ".layout",
+    **dict.fromkeys(("Resolved", "YankedVersionWarning", "resolve", "resolve_closure"), ".resolver"),
+    **dict.fromkeys(("add_release", "add_releases", "init_index", "rebuild_search", "set_yanked"), ".writer"),
+}
 
 __all__ = [
     "CheckReport", "check_index", "IndexEntry", "entry_for", "Index", "open_index", "entry_path", "Resolved",
@@ -14,3 +36,6 @@ __all__ = [
     "init_index",
     "rebuild_search", "set_yanked",
 ]
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -13,7 +13,7 @@ from packaging.version import Version
 from ..errors import IndexFormatError, SchemaError
 from ..jsonio import dumps_canonical, iter_json_lines
 from ..manifest import Manifest, manifest_to_dict, parse_manifest
-from ..schema import INDEX_ENTRY_SCHEMA, validate_document
+from ..schema import INDEX_ENTRY_SCHEMA, known_valid, memo_key, remember_valid, validate_document
 
 log = logging.getLogger(__name__)
 ENTRY_FORMAT = 1
@@ -29,6 +29,8 @@ class IndexEntry:
     manifest_sha256: str
     raw_manifest: dict[str, Any]
     source: str
+    memo: bool = field(default=False, compare=False)
+    """Use the validation memo for the manifest (entries read by an :class:`Index`; see schema.py)."""
 
     @cached_property
     def parsed_version(self) -> Version:
@@ -37,7 +39,7 @@ class IndexEntry:
     @cached_property
     def manifest(self) -> Manifest:
         """The typed manifest (validated lazily: resolving a name touches only the versions it needs)."""
-        return parse_manifest(self.raw_manifest, f"{self.source} ({self.name} {self.version})")
+        return parse_manifest(self.raw_manifest, f"{self.source} ({self.name} {self.version})", memo=self.memo)
 
     @property
     def is_yanked(self) -> bool:
@@ -57,7 +59,7 @@ def entry_for(manifest: Manifest, yanked: bool | str = False, source: str = "<ne
     return IndexEntry(manifest.name, manifest.version, yanked, manifest_sha256(raw), raw, source)
 
 
-def parse_entry_line(obj: Any, where: str, *, validate: bool = True) -> IndexEntry | None:
+def parse_entry_line(obj: Any, where: str, *, validate: bool = True, memo: bool = False) -> IndexEntry | None:
     """Turn one parsed line into an entry; ``None`` for an entry format this client does not know."""
     if not isinstance(obj, dict):
         raise IndexFormatError(f"{where}: an index line must be a JSON object")
@@ -71,7 +73,8 @@ def parse_entry_line(obj: Any, where: str, *, validate: bool = True) -> IndexEnt
         problems = validate_document(obj, INDEX_ENTRY_SCHEMA)
         if problems:
             raise SchemaError(where, problems)
-    entry = IndexEntry(obj["name"], obj["version"], obj["yanked"], obj["manifest_sha256"], obj["manifest"], where)
+    entry = IndexEntry(obj["name"], obj["version"], obj["yanked"], obj["manifest_sha256"], obj["manifest"], where,
+                       memo)
     if entry.raw_manifest.get("name") != entry.name or entry.raw_manifest.get("version") != entry.version:
         raise IndexFormatError(f"{where}: line says {entry.name} {entry.version} but its manifest says "
                                f"{entry.raw_manifest.get('name')} {entry.raw_manifest.get('version')}")
@@ -80,12 +83,18 @@ def parse_entry_line(obj: Any, where: str, *, validate: bool = True) -> IndexEnt
     return entry
 
 
-def parse_entry_file(data: bytes, source: str, expected_name: str, *, validate: bool = True) -> list[IndexEntry]:
-    """All known-format entries of one name's file, checking each belongs to ``expected_name``."""
+def parse_entry_file(data: bytes, source: str, expected_name: str, *, validate: bool = True,
+                     memo: bool = False) -> list[IndexEntry]:
+    """All known-format entries of one name's file, checking each belongs to ``expected_name``.
+
+    ``memo``: skip the schema validation of lines when these exact bytes passed it before (schema.py).
+    """
+    key = memo_key(data, f"entry-file:{INDEX_ENTRY_SCHEMA}") if validate and memo else None
+    schema_check = validate and not (key is not None and known_valid(key))
     entries: list[IndexEntry] = []
     seen: set[Version] = set()
     for number, obj in iter_json_lines(data, source):
-        entry = parse_entry_line(obj, f"{source}:{number}", validate=validate)
+        entry = parse_entry_line(obj, f"{source}:{number}", validate=schema_check, memo=memo)
         if entry is None:
             continue
         if entry.name != expected_name:
@@ -98,4 +107,6 @@ def parse_entry_file(data: bytes, source: str, expected_name: str, *, validate: 
             raise IndexFormatError(f"{source}:{number}: version {entry.version} listed twice")
         seen.add(version)
         entries.append(entry)
+    if key is not None and schema_check:
+        remember_valid(key)
     return entries

@@ -52,7 +52,7 @@ class Index:
             raise UnsupportedSchemaVersionError(
                 f"{where}: index format {fmt} is not supported (this adapterhub reads {SUPPORTED_INDEX_MAJOR}.x)",
                 hint="upgrade adapterhub")
-        problems = validate_document(config, INDEX_CONFIG_SCHEMA)
+        problems = validate_document(config, INDEX_CONFIG_SCHEMA, memo=True)
         if problems:
             raise SchemaError(where, problems)
         return config
@@ -64,7 +64,8 @@ class Index:
             rel = entry_path(key)
             data = self.backend.read(rel)
             where = f"{self.location.rstrip('/')}/{rel}"
-            found = [] if data is None else parse_entry_file(data, where, key, validate=self.validate_entries)
+            found = [] if data is None else parse_entry_file(data, where, key, validate=self.validate_entries,
+                                                            memo=True)
             self._entries[key] = sorted(found, key=lambda e: e.parsed_version)
         return self._entries[key]
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from filelock import FileLock
+from typing import TYPE_CHECKING, Any
 
 from .layout import METADATA_DIR
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 LOCK_TIMEOUT = 120
 """Seconds to wait for another process's update of the same index's trusted metadata."""
@@ -39,6 +40,8 @@ class TrustEntry:
 
     def lock(self) -> FileLock:
         """Held around every change of ``metadata/`` (python-tuf's updater is not safe across processes)."""
+        from filelock import FileLock  # importing filelock costs ~20 ms; only a signed index's refresh locks
+
         return FileLock(str(self.directory / ".lock"), timeout=LOCK_TIMEOUT)
 
     def to_json(self) -> dict[str, Any]:

@@ -11,7 +11,9 @@ Protocol (pulls take no lock; correctness must not depend on one):
   2. computes the referenced set (view records + live leases), renames every other blob aside
      (``.<hex>~<owner>.gc``; an atomic step, so a pull either finds the blob or does not);
   3. computes the referenced set *again*, renames back any blob that became referenced meanwhile,
-     and deletes the rest.
+     and deletes the rest;
+  4. empties the schema-validation memo (``validated/``, :mod:`adapterhub.schema`), so it holds only
+     what was read since the last gc: a missing marker only means one more validation.
 
 A pull that raced step 2 finds its blob missing when linking, and simply fetches it again; a pull
 that leased a blob before step 3 keeps it. Blobs are never deleted while a live lease names them.
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..jsonio import loads_strict
+from ..schema import MEMO_DIRNAME
 from .layout import (
     EMPTY_DIR_GRACE_SECONDS,
     STALE_AFTER_SECONDS,
@@ -169,6 +172,7 @@ def gc(*, cache_dir: str | Path | None = None, max_age: float = STALE_AFTER_SECO
                     _remove(Path(e.path))
                 elif stem is None and now - e.stat().st_mtime > 3600:
                     _remove(Path(e.path))  # an interrupted atomic write
+        _remove(layout.root / MEMO_DIRNAME)
     return report
 
 

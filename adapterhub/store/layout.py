@@ -11,6 +11,7 @@ Layout under :func:`adapterhub.settings.cache_dir` (``LAYOUT_VERSION`` 1)::
     leases/<owner>.json                      blobs a running pull needs; gc keeps them
     derived/<archive-sha256>.json            manifest of files converted from a legacy archive
     tmp/<what>~<owner>/                      scratch space (archive extraction)
+    validated/<ab>/<key>                     schema validations that passed (adapterhub/schema.py)
     index/                                   the HTTP index cache (registry)
 
 Views live under ``adapters/`` rather than at the top level so that no adapter name (``blobs`` is a
