@@ -85,12 +85,16 @@ class HubRecords:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
-        return parse_manifest(loads_strict(data, str(path)), str(path))
+        return parse_manifest(loads_strict(data, str(path)), str(path), memo=True)
 
     def save_manifest(self, repo_id: str, commit: str, subfolder: str | None, manifest: Manifest) -> None:
         path = self.manifest_path(repo_id, commit, subfolder)
+        document = manifest_to_dict(manifest)
+        # Validated (and remembered in the schema memo) before it is written: the warm pull's read of this
+        # file then skips jsonschema, and an invalid manifest never reaches the cache.
+        parse_manifest(document, str(path), memo=True)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, dumps_pretty(manifest_to_dict(manifest)))
+        atomic_write_text(path, dumps_pretty(document))
 
     def _refs_path(self, repo_id: str) -> Path:
         return self._repo_dir(repo_id) / "refs.json"

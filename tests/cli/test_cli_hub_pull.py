@@ -35,7 +35,7 @@ def test_pull_json_then_warm_by_commit_without_server_or_heavy_imports(repos, ca
     assert doc["downloaded_bytes"] > 0
     hub.server.stop()
     probe = ("import sys; from adapterhub.cli import main; rc = main(sys.argv[1:]); "
-             "bad = [m for m in ('torch', 'transformers', 'huggingface_hub', 'requests') if m in sys.modules]; "
+             "bad = [m for m in ('torch', 'transformers', 'huggingface_hub', 'requests', 'jsonschema') if m in sys.modules]; "
              "print('IMPORTED', bad, rc)")
     proc = subprocess.run([sys.executable, "-c", probe, "pull", f"hf:org/peft-lora@{repos.peft}", "-q"],
                           capture_output=True, text=True, env={**os.environ}, timeout=120)
