@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, constants, file_download
 from support.http_faults import ScriptedServer
 from support.index_signing_support import NAMES, IndexServer, SignedRepo, add
 from support.server_fixtures import ADMIN, ADMIN_TOKEN, HubClient, point_client_at
@@ -26,6 +26,22 @@ from adapterhub.registry import init_index
 from adapterhub.registry.keys import generate_keyring
 from adapterhub.registry.signing import sign_index
 from adapterhub.server import FaultPlan, HubServer
+
+_CLIENT_URL_STATE = ((constants, "ENDPOINT"), (constants, "HUGGINGFACE_CO_URL_TEMPLATE"),
+                     (file_download, "HUGGINGFACE_CO_URL_TEMPLATE"))
+
+
+@pytest.fixture(autouse=True)
+def client_url_state_unchanged() -> Iterator[None]:
+    """A test that leaves the Hub client's URL constants changed fails, and they are put back: a leaked
+    ``constants.ENDPOINT`` silently redirects every later test's downloads (a CI run found one)."""
+    before = [getattr(module, name, None) for module, name in _CLIENT_URL_STATE]
+    yield
+    after = [getattr(module, name, None) for module, name in _CLIENT_URL_STATE]
+    for (module, name), value in zip(_CLIENT_URL_STATE, before, strict=True):
+        if value is not None:
+            setattr(module, name, value)
+    assert after == before, f"this test left huggingface_hub's URL constants changed: {before} -> {after}"
 
 
 @pytest.fixture

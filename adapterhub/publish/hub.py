@@ -20,8 +20,6 @@ Order, and why:
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from ..errors import AdapterHubError, AuthenticationError, ConflictError, Publis
 from ..jsonio import MAX_JSON_BYTES, dumps_pretty, loads_strict
 from ..manifest import MANIFEST_FILENAME, SIGNATURE_FILENAME, HfSource, Manifest, manifest_to_dict
 from ..settings import PUBLIC_HUB
+from ..store.hub_repo import client_routed_to
 from .release import check_version_free, load_release, require_index, with_sources
 from .sign import with_signature
 
@@ -49,30 +48,6 @@ class HubPublishResult:
     pull_request: str | None = None
     reused_commit: bool = False
     dry_run: bool = False
-
-
-def _hub_major() -> int:
-    import huggingface_hub
-
-    return int(huggingface_hub.__version__.split(".")[0])
-
-
-@contextlib.contextmanager
-def client_endpoint(endpoint: str) -> Iterator[None]:
-    """huggingface_hub 0.x parses commit URLs against ``constants.ENDPOINT`` (read from ``HF_ENDPOINT`` at
-    import), whatever ``HfApi(endpoint=)`` says; point it at ``endpoint`` for the duration of the calls.
-    Process-wide while it lasts: do not publish to two endpoints from two threads at once on hub 0.x."""
-    from huggingface_hub import constants
-
-    if _hub_major() >= 1 or constants.ENDPOINT.rstrip("/") == endpoint:
-        yield
-        return
-    old = constants.ENDPOINT
-    constants.ENDPOINT = endpoint
-    try:
-        yield
-    finally:
-        constants.ENDPOINT = old
 
 
 def _status(exc: BaseException) -> int | None:
@@ -188,7 +163,7 @@ def publish_to_hub(directory: str | Path, repo_id: str, *, endpoint: str | None 
 
     check_token_destination(ep, token)  # a token never crosses a network in clear text
     api = api or HfApi(endpoint=ep, token=token)
-    with client_endpoint(ep):
+    with client_routed_to(ep):
         try:
             api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model", token=token)
             head = api.repo_info(repo_id, revision="main", token=token).sha

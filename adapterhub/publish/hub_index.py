@@ -40,7 +40,8 @@ from ..fileio import atomic_write_bytes
 from ..jsonio import loads_strict
 from ..paths import safe_join
 from ..registry.layout import METADATA_DIR
-from .hub import client_endpoint, publish_to_hub
+from ..store.hub_repo import client_routed_to
+from .hub import publish_to_hub
 from .local import publish_local
 from .release import require_index
 
@@ -157,7 +158,7 @@ class HubIndexWriter:
 
     def head(self, *, create: bool) -> str:
         """The commit ``main`` points at (creating the dataset repo first when ``create``)."""
-        with client_endpoint(self.endpoint):
+        with client_routed_to(self.endpoint):
             try:
                 if create:
                     self.api.create_repo(self.ref.repo_id, repo_type="dataset", exist_ok=True, token=self.token)
@@ -167,7 +168,7 @@ class HubIndexWriter:
 
     def files(self, commit: str) -> dict[str, Any]:
         """Every file at ``commit`` -> its tree item (path, size, hashes)."""
-        with client_endpoint(self.endpoint):
+        with client_routed_to(self.endpoint):
             try:
                 items = self.api.list_repo_tree(self.ref.repo_id, recursive=True, revision=commit,
                                                 repo_type="dataset", token=self.token)
@@ -176,7 +177,7 @@ class HubIndexWriter:
                 raise _failure(self.where, exc, "nothing was committed") from None
 
     def commit(self, operations: list[Any], parent: str, message: str) -> str:
-        with client_endpoint(self.endpoint):
+        with client_routed_to(self.endpoint):
             try:
                 info = self.api.create_commit(self.ref.repo_id, operations, commit_message=message,
                                               commit_description="Written with adapterhub: the whole index change "

@@ -37,7 +37,7 @@ from .base_locator import (
     where_looked,
 )
 from .hf_cache import discard_file, is_ref_name, mark_unverified, mark_verified, record_ref, snapshot_dir
-from .hub_repo import HubFile, HubRepo, client_call, commit_of, list_files, resolve_revision
+from .hub_repo import HubFile, HubRepo, client_call, client_routed_to, commit_of, list_files, resolve_revision
 from .safetensors_check import check_safetensors, is_safetensors_path
 
 CONFIG = "config.json"
@@ -177,7 +177,7 @@ def fetch_base(repo_id: str, revision: str | None = None, *, endpoint: str | Non
             downloaded += 0 if cached else listing[name].size
             _check_file(path, listing[name], snapshot, where)
 
-    with hub_download_bars(progress):
+    with hub_download_bars(progress), client_routed_to(repo.base_url):
         get(wanted)
         if SAFE_INDEX in wanted:
             shards = _shards(snapshot / SAFE_INDEX, listing, where)

@@ -12,9 +12,11 @@ allows it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -39,6 +41,62 @@ MAX_GIT_BLOB = 64 << 20
 are buffered in memory, because their sha256 (the cache key) is known only after they arrived."""
 
 T = TypeVar("T")
+
+
+_TEMPLATE_TAIL = "/{repo_id}/resolve/{revision}/{filename}"
+_ROUTING = threading.Condition()
+_routing: dict[str, Any] = {"endpoint": None, "users": 0}
+
+
+def _client_url_state() -> list[tuple[Any, str, str]]:
+    """The client's module attributes that put an endpoint into URLs: ``constants.ENDPOINT`` (0.x parses
+    repo URLs against it; every version swaps ``endpoint=`` only into URLs that start with it) and the
+    resolve-URL template (0.x's ``file_download`` holds its own copy, taken at import)."""
+    from huggingface_hub import constants, file_download
+
+    state = [(constants, "ENDPOINT", ""), (constants, "HUGGINGFACE_CO_URL_TEMPLATE", _TEMPLATE_TAIL)]
+    if isinstance(getattr(file_download, "HUGGINGFACE_CO_URL_TEMPLATE", None), str):
+        state.append((file_download, "HUGGINGFACE_CO_URL_TEMPLATE", _TEMPLATE_TAIL))
+    return state
+
+
+@contextlib.contextmanager
+def client_routed_to(endpoint: str) -> Iterator[None]:
+    """Every URL ``huggingface_hub`` builds inside this block starts with ``endpoint``.
+
+    The client reads ``HF_ENDPOINT`` once, at import, into module constants; ``endpoint=`` arguments are
+    swapped into URLs only while those constants agree with each other. Code that changes
+    ``constants.ENDPOINT`` later (0.x needs it changed to publish anywhere but the default Hub) silently
+    sends downloads, and the token, to huggingface.co. This block points every such constant at
+    ``endpoint`` and restores them after; blocks for different endpoints take turns (process-wide state).
+    """
+    from huggingface_hub import hf_hub_url
+
+    endpoint = endpoint.rstrip("/")
+    wanted = [(module, name, endpoint + tail) for module, name, tail in _client_url_state()]
+    with _ROUTING:
+        while _routing["users"] and _routing["endpoint"] != endpoint:
+            _ROUTING.wait()
+        if not _routing["users"]:
+            saved = [(module, name, getattr(module, name)) for module, name, _ in wanted]
+            for module, name, value in wanted:
+                setattr(module, name, value)
+            _routing.update(endpoint=endpoint, saved=saved)
+        _routing["users"] += 1
+    try:
+        probe = hf_hub_url("org/repo", "file", revision="main", endpoint=endpoint)
+        if not probe.startswith(endpoint + "/"):
+            raise DownloadError(f"huggingface_hub builds URLs on {probe.split('/org/repo/')[0]}, not on {endpoint}; "
+                                "nothing was sent", hint="set HF_ENDPOINT before starting Python")
+        yield
+    finally:
+        with _ROUTING:
+            _routing["users"] -= 1
+            if not _routing["users"]:
+                for module, name, value in _routing.pop("saved"):
+                    setattr(module, name, value)
+                _routing["endpoint"] = None
+                _ROUTING.notify_all()
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ def server_section() -> str:
 def test_server_section_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "token"))
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "stored_tokens"))
-    monkeypatch.setattr(constants, "ENDPOINT", constants.ENDPOINT)  # the example sets it; restored afterwards
     for name in ("HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
     (block,) = re.findall(r"```python\n(.*?)```", server_section(), re.S)
