@@ -115,7 +115,7 @@ def run(ctx: click.Context, adapter: str, texts: tuple[str, ...], file: str | No
     """
     import warnings
 
-    from ..errors import AdapterHubError
+    from ..errors import AdapterHubError, InvalidArgumentError
     from ..store.base_fetch import UnpinnedBaseWarning
 
     if context_file is not None:
@@ -136,8 +136,8 @@ def run(ctx: click.Context, adapter: str, texts: tuple[str, ...], file: str | No
                          token=token, progress=False if as_json else None)
     for option, field in FIELD_OPTIONS.items():
         if (pair if option == "pair" else context) and field not in runner.task.fields:
-            raise click.UsageError(f"--{option} does not apply to {runner.adapter}: it has a {runner.head_type} head "
-                                   f"(inputs with {', '.join(runner.task.fields)})")
+            raise InvalidArgumentError(f"--{option} does not apply to {runner.adapter}: it has a {runner.head_type} "
+                                       f"head (inputs with {', '.join(runner.task.fields)})")
     if runner.base_fetch is not None and runner.base_fetch.unpinned_warning:
         click.echo(f"warning: {runner.base_fetch.unpinned_warning}", err=True)
     if not runner.fingerprint_checked:
