@@ -29,7 +29,7 @@ from .store import pull
 from .store.base_fetch import FetchedBase, obtain_base
 from .store.base_locator import BaseLocation, check_shape_facts
 from .tasks.classify import DEFAULT_BATCH_SIZE, MAX_LENGTH, Prediction, TextInput, classify
-from .tasks.dispatch import task_for, task_kind
+from .tasks.dispatch import check_served, task_for, task_kind
 from .tasks.loading import is_encoder_decoder, load_task_model
 from .tasks.types import Task, TaskResult, TaskSpec, check_options
 
@@ -237,8 +237,7 @@ def prepare(name_or_dir: str, *, base: str | Path | None = None, force: bool = F
     directory, manifest = _adapter_dir(name_or_dir, index=index, offline=offline, token=token)
     head_type = runnable_head_type(manifest, str(directory))
     num_labels = manifest.head.num_labels if manifest.head else None
-    if head_type != "lm":  # refuse a head no task serves before fetching anything
-        task_for(task_kind(head_type), str(directory))
+    check_served(head_type, str(directory))  # refuse a head no task serves before fetching anything
     bm = manifest.base_model
     location, fetched = obtain_base(bm.id, bm.revision, explicit=base, offline=offline, endpoint=endpoint,
                                     token=token, progress=progress)

@@ -72,6 +72,8 @@ def _add_field(records: list[Any], option: str, values: tuple[str, ...], n_texts
 @click.option("--context", "context", multiple=True, metavar="TEXT",
               help="Question answering: the passage each TEXT (a question) is answered from; once for every "
                    "question, or once per TEXT.")
+@click.option("--choice", "choices", multiple=True, metavar="TEXT",
+              help="Multiple choice: a candidate for every input (repeat: at least two).")
 @click.option("--context-file", default=None, metavar="FILE",
               help="Question answering: read the passage from FILE (whole file).")
 @click.option("--base", default=None, metavar="PATH",
@@ -101,7 +103,8 @@ def _add_field(records: list[Any], option: str, values: tuple[str, ...], n_texts
 @index_option
 @click.pass_context
 def run(ctx: click.Context, adapter: str, texts: tuple[str, ...], file: str | None, fmt: str | None,
-        pair: tuple[str, ...], context: tuple[str, ...], context_file: str | None, base: str | None,
+        pair: tuple[str, ...], context: tuple[str, ...], choices: tuple[str, ...], context_file: str | None,
+        base: str | None,
         batch_size: int, force: bool, offline: bool, token: str | None, as_json: bool,
         index_location: str | None, **task_options: Any) -> None:
     """Run adapter NAME_OR_DIR's head on TEXT... (or records of --file / stdin) on its base model.
@@ -111,6 +114,7 @@ def run(ctx: click.Context, adapter: str, texts: tuple[str, ...], file: str | No
       classification, multilabel-classification, regression   TEXT (--pair for text pairs)
       token-classification                                      TEXT -> token labels and entities
       question-answering                                        TEXT is the question; --context
+      multiple-choice                                           TEXT; --choice (repeated)
     A progress bar counts the inputs on a terminal (stderr); none with --json or when stderr is piped.
     """
     import warnings
@@ -123,6 +127,9 @@ def run(ctx: click.Context, adapter: str, texts: tuple[str, ...], file: str | No
             context += (fh.read(),)
     records = _add_field(_add_field(_inputs(texts, file, fmt), "pair", pair, len(texts)), "context", context,
                          len(texts))
+    if choices:
+        records = [{"text": r, "choices": list(choices)} if isinstance(r, str) else {"choices": list(choices), **r}
+                   for r in records]
     if not records:
         raise click.UsageError("no input: give TEXT arguments, --file FILE, or '-' for stdin")
     options = {k: v for k, v in task_options.items()
@@ -134,8 +141,9 @@ def run(ctx: click.Context, adapter: str, texts: tuple[str, ...], file: str | No
         warnings.simplefilter("ignore", UnpinnedBaseWarning)  # said below, as a one-line warning
         runner = prepare(adapter, base=base, force=force, index=index_location, offline=True if offline else None,
                          token=token, progress=False if as_json else None)
-    for option, field in FIELD_OPTIONS.items():
-        if (pair if option == "pair" else context) and field not in runner.task.fields:
+    for option, field, given in (("pair", "text_pair", pair), ("context", "context", context),
+                                 ("choice", "choices", choices)):
+        if given and field not in runner.task.fields:
             raise InvalidArgumentError(f"--{option} does not apply to {runner.adapter}: it has a {runner.head_type} "
                                        f"head (inputs with {', '.join(runner.task.fields)})")
     if runner.base_fetch is not None and runner.base_fetch.unpinned_warning:

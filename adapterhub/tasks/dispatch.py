@@ -9,7 +9,7 @@ A kind is served once its module's ``TASK`` (or ``TASKS``) is listed in :data:`T
 from __future__ import annotations
 
 from ..errors import SchemaError, SchemaProblem
-from . import classify, qa, tokens
+from . import choice, classify, qa, tokens
 from .types import Task
 
 HEAD_KINDS: dict[str, str] = {
@@ -22,7 +22,7 @@ HEAD_KINDS: dict[str, str] = {
 }
 """Manifest head type -> task kind (``lm`` is decided by :func:`task_kind`)."""
 
-TASKS: dict[str, Task] = {t.kind: t for t in (classify.TASK, tokens.TASK, qa.TASK)}
+TASKS: dict[str, Task] = {t.kind: t for t in (classify.TASK, tokens.TASK, qa.TASK, choice.TASK)}
 """Task kind -> its task; a module adds itself here."""
 
 
@@ -42,3 +42,15 @@ def task_for(kind: str, where: str = "adapter") -> Task:
         raise SchemaError(where, [SchemaProblem("/head/type", f"`run` has no {kind!r} task yet; it runs "
                                                 f"{', '.join(sorted(t for task in TASKS.values() for t in task.head_types))} heads")])
     return TASKS[kind]
+
+
+def kinds_for(head_type: str) -> tuple[str, ...]:
+    """Every task kind a head type may run as (``lm``: both, until the base config decides)."""
+    return ("causal", "seq2seq") if head_type == "lm" else (task_kind(head_type),)
+
+
+def check_served(head_type: str, where: str = "adapter") -> None:
+    """Refuse a head type no registered task can run, before anything is fetched or loaded."""
+    kinds = kinds_for(head_type)
+    if not any(k in TASKS for k in kinds):
+        task_for(kinds[0], where)

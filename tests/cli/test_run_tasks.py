@@ -32,7 +32,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = save_tiny_base(root / "base")
     out = {"base": base}
     for head, labels in (("classification", NLI), ("regression", None), ("multilabel-classification", TOPICS),
-                         ("token-classification", TOKEN_LABELS), ("question-answering", None)):
+                         ("token-classification", TOKEN_LABELS), ("question-answering", None),
+                         ("multiple-choice", None)):
         out[head] = make_task_adapter(base, root / head, head, labels)
     return out
 
@@ -226,6 +227,32 @@ def test_qa_defaults_use_the_base_limit_and_context_file(world, capsys, tmp_path
     assert (row["start"], row["end"]) == (start, end) and row["score"] == pytest.approx(score, rel=1e-4)
 
 
+# --- multiple choice --------------------------------------------------------------------------------
+
+def test_multiple_choice_softmax_over_candidates(world, capsys, tmp_path):
+    prompt, choices = "alice lives in", ["paris", "the old river", "a good movie"]
+    tok = _tokenizer(world)
+    model = reference_model("AutoModelForMultipleChoice", world["base"], world["multiple-choice"])
+    enc = tok([prompt] * 3, choices, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = torch.softmax(model(**{k: v[None] for k, v in enc.items()}).logits[0], -1)
+    assert float(expected.max() - expected.min()) > 1e-3  # the head tells the candidates apart
+    code, out, err = _run(capsys, world["multiple-choice"], prompt, *(a for c in choices for a in ("--choice", c)),
+                          "--base", world["base"], "--json")
+    assert code == 0, err
+    (row,) = _json_rows(out)
+    assert row["probabilities"] == pytest.approx(expected.tolist(), abs=1e-5)
+    assert row["answer"] == choices[int(expected.argmax())] == choices[row["choice"]]
+
+    mixed = tmp_path / "mc.jsonl"  # different candidate counts in one batch
+    mixed.write_text(json.dumps({"text": prompt, "choices": choices}) + "\n"
+                     + json.dumps({"text": "bob works in", "choices": ["london", "berlin"]}) + "\n")
+    code, out, err = _run(capsys, world["multiple-choice"], "--file", mixed, "--base", world["base"], "--json")
+    assert code == 0, err
+    first, second = _json_rows(out)
+    assert first["probabilities"] == row["probabilities"] and len(second["probabilities"]) == 2
+
+
 # --- bad input --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("adapter", "args", "message"), [
@@ -237,6 +264,9 @@ def test_qa_defaults_use_the_base_limit_and_context_file(world, capsys, tmp_path
     ("classification", ["alice", "--threshold", "0.2"], "multilabel"),
     ("token-classification", ["alice", "--pair", "bob"], "--pair does not apply"),
     ("token-classification", ["alice", "--aggregation", "first", "--doc-stride", "3"], "doc_stride"),
+    ("multiple-choice", ["alice", "--choice", "bob"], "at least two"),
+    ("multiple-choice", ["alice"], "has no choices"),
+    ("classification", ["alice", "--choice", "bob", "--choice", "paris"], "--choice does not apply"),
 ])
 def test_bad_input_is_a_typed_error_exit_1(world, capsys, adapter, args, message):
     code, out, err = _run(capsys, world[adapter], *args, "--base", world["base"])
@@ -255,18 +285,15 @@ def test_mixed_pairs_and_missing_fields_are_refused(world, tmp_path, capsys):
     assert code == 1 and "non-empty 'context'" in err
 
 
-def test_a_head_no_task_serves_is_refused_before_any_fetch(world, tmp_path):
-    from adapterhub.manifest.io import load_manifest, manifest_to_dict, parse_manifest, write_manifest
+def test_a_head_no_task_serves_is_refused_before_any_fetch(world, tmp_path, monkeypatch, capsys):
+    from adapterhub.tasks import dispatch
 
-    adapter = tmp_path / "choice"
-    adapter.mkdir()
-    for f in world["classification"].iterdir():
-        (adapter / f.name).write_bytes(f.read_bytes())
-    doc = manifest_to_dict(load_manifest(adapter))
-    doc["head"]["type"] = "multiple-choice"
-    write_manifest(parse_manifest(doc, "adapterhub.json"), adapter / "adapterhub.json")
-    with pytest.raises(SchemaError, match="no 'choice' task"):
-        prepare(str(adapter), base=tmp_path / "no-base-here", offline=True)
+    monkeypatch.delitem(dispatch.TASKS, "choice")
+    with pytest.raises(SchemaError, match="no 'choice' task") as info:  # no base is looked for: none is given
+        prepare(str(world["multiple-choice"]), base=tmp_path / "no-base-here", offline=True)
+    assert "question-answering" in str(info.value)  # names what can run
+    code, out, err = _run(capsys, world["multiple-choice"], "alice", "--choice", "a", "--choice", "b")
+    assert code == 1 and "no 'choice' task" in err and out == ""
 
 
 def test_run_help_and_usage_errors_import_no_torch():
