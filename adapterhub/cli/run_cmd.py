@@ -107,15 +107,16 @@ def run(ctx: click.Context, adapter: str, texts: tuple[str, ...], file: str | No
         base: str | None,
         batch_size: int, force: bool, offline: bool, token: str | None, as_json: bool,
         index_location: str | None, **task_options: Any) -> None:
-    """Run adapter NAME_OR_DIR's head on TEXT... (or records of --file / stdin) on its base model.
+    """Run adapter NAME_OR_DIR's head on TEXT... (or records of --file / stdin) on its base model; the head
+    type in its manifest picks the task (docs/run.md).
+
+    A progress bar counts the inputs on a terminal (stderr); none with --json or when stderr is piped.
 
     \b
-    The head type in the adapter's manifest decides the task:
-      classification, multilabel-classification, regression   TEXT (--pair for text pairs)
-      token-classification                                      TEXT -> token labels and entities
-      question-answering                                        TEXT is the question; --context
-      multiple-choice                                           TEXT; --choice (repeated)
-    A progress bar counts the inputs on a terminal (stderr); none with --json or when stderr is piped.
+    classification, multilabel-classification, regression   TEXT (--pair for text pairs)
+    token-classification                                      TEXT: token labels and entities
+    question-answering                                        TEXT is the question; --context
+    multiple-choice                                           TEXT; --choice (repeated)
     """
     import warnings
 
