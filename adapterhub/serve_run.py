@@ -14,73 +14,53 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import AdapterHubError, IncompatibleBaseError, NotFoundError, SchemaError, SchemaProblem
+from .errors import (
+    AdapterHubError,
+    IncompatibleBaseError,
+    InvalidArgumentError,
+    NotFoundError,
+    SchemaError,
+    SchemaProblem,
+)
+from .jsonio import load_strict
 from .manifest import MANIFEST_FILENAME, Manifest, load_manifest
 from .names import HUB_REPO_ID_RE, hub_repo_id_hint, is_hub_reference
-from .progress import quiet_hf_loading
 from .store import pull
 from .store.base_fetch import FetchedBase, obtain_base
 from .store.base_locator import BaseLocation, check_shape_facts
+from .tasks.classify import DEFAULT_BATCH_SIZE, MAX_LENGTH, Prediction, TextInput, classify
+from .tasks.dispatch import check_served, task_for, task_kind
+from .tasks.loading import is_encoder_decoder, load_task_model
+from .tasks.types import Task, TaskResult, TaskSpec, check_options
 
-DEFAULT_BATCH_SIZE = 32
-MAX_LENGTH = 512  # BERT-family position limit; longer inputs are truncated
+__all__ = ["DEFAULT_BATCH_SIZE", "MAX_LENGTH", "BaseReport", "Prediction", "Runner", "TextInput", "accuracy",
+           "classify", "iter_lines", "label_names", "load_classifier", "prepare", "pull_base", "read_tsv"]
 
-
-@dataclass(frozen=True)
-class Prediction:
-    """One input's result: the label with the highest probability, and every label's probability."""
-
-    text: str
-    label: str
-    label_id: int
-    probability: float
-    probabilities: dict[str, float]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "label": self.label, "label_id": self.label_id,
-                "probability": round(self.probability, 6),
-                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()}}
+GENERATION_TASKS = frozenset({"language-modeling", "text-generation", "summarization", "translation"})
+"""Manifest task types whose adapters without a head run as language models (head type ``lm``)."""
 
 
-def label_names(manifest: Manifest | None, num_labels: int) -> list[str]:
-    """Label names from the manifest (head labels, else task labels), else ``LABEL_<i>``."""
-    for labels in (manifest and manifest.head and manifest.head.labels, manifest and manifest.task.labels):
+def label_names(manifest: Manifest | None, num_labels: int, directory: str | Path | None = None) -> list[str]:
+    """Label names from the manifest (head labels, else task labels), else the adapter's
+    ``head_config.json`` (``adapters``-library ``label2id``), else ``LABEL_<i>``."""
+    for labels in (manifest and manifest.head and manifest.head.labels, manifest and manifest.task.labels,
+                   head_config_labels(directory) if directory is not None else None):
         if labels and len(labels) == num_labels:
             return list(labels)
     return [f"LABEL_{i}" for i in range(num_labels)]
 
 
-def classify(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence[str], *,
-             batch_size: int = DEFAULT_BATCH_SIZE, max_length: int = MAX_LENGTH,
-             on_batch: Callable[[int], None] | None = None) -> list[Prediction]:
-    """Softmax predictions of a sequence-classification model, in input order.
-
-    Batches are taken in input order and padded to their longest member (dynamic padding), so the
-    same texts and batch size always give the same numbers. ``on_batch(n)`` is called after each batch
-    of ``n`` texts (a progress bar).
-    """
-    import torch
-
-    if batch_size < 1:
-        raise AdapterHubError(f"batch size must be at least 1, got {batch_size}")
-    out: list[Prediction] = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                chunk = list(texts[start:start + batch_size])
-                enc = tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-                logits = model(**enc).logits.float()
-                probs = torch.softmax(logits, dim=-1)
-                for text, row in zip(chunk, probs.tolist(), strict=True):
-                    best = max(range(len(row)), key=row.__getitem__)
-                    out.append(Prediction(text, labels[best], best, row[best], dict(zip(labels, row, strict=True))))
-                if on_batch is not None:
-                    on_batch(len(chunk))
-    finally:
-        model.train(was_training)
-    return out
+def head_config_labels(directory: str | Path) -> list[str] | None:
+    """Label names of an ``adapters``-library ``head_config.json`` (its ``label2id``), None without them."""
+    path = Path(directory) / "head_config.json"
+    if not path.is_file():
+        return None
+    doc = load_strict(path)
+    label2id = doc.get("label2id") or (doc.get("config") or {}).get("label2id") if isinstance(doc, dict) else None
+    if not isinstance(label2id, dict) or not all(isinstance(v, int) for v in label2id.values()):
+        return None
+    by_id = {v: str(k) for k, v in label2id.items()}
+    return [by_id[i] for i in range(len(by_id))] if sorted(by_id) == list(range(len(by_id))) else None
 
 
 def accuracy(predictions: Sequence[Prediction], gold: Sequence[int]) -> float:
@@ -91,23 +71,9 @@ def accuracy(predictions: Sequence[Prediction], gold: Sequence[int]) -> float:
 
 
 def load_classifier(base_dir: str | Path, num_labels: int, *, dtype: Any = None) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` of a local base directory, as a sequence classifier with ``num_labels``.
-
-    The base's own task head (if any) is ignored on purpose: the adapter brings its head. Only local
-    files are read, and transformers' own progress bars stay off (they would land in piped output).
-    """
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    with quiet_hf_loading():  # "newly initialized classifier" is expected: the adapter brings it
-        tokenizer = AutoTokenizer.from_pretrained(str(base_dir), local_files_only=True)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            str(base_dir), num_labels=num_labels, local_files_only=True,
-            **({"dtype": dtype} if dtype is not None else {}))
-    model.eval()
-    if dtype is None and next(model.parameters()).dtype != torch.float32:
-        model = model.float()
-    return model, tokenizer
+    """``(model, tokenizer)`` of a local base directory, as a sequence classifier with ``num_labels``
+    (see :func:`adapterhub.tasks.loading.load_task_model`)."""
+    return load_task_model(base_dir, "classification", num_labels, dtype=dtype)
 
 
 def read_tsv(path: str | Path) -> tuple[list[str], list[int]]:
@@ -137,7 +103,7 @@ def iter_lines(stream: Iterable[str]) -> list[str]:
 
 @dataclass
 class Runner:
-    """A base model with one adapter attached, ready to classify texts."""
+    """A base model with one adapter attached, ready to run its head on inputs (:meth:`run`)."""
 
     model: Any
     tokenizer: Any
@@ -150,10 +116,47 @@ class Runner:
     fingerprint_checked: bool
     base_fetch: FetchedBase | None = None
     """How the base was fetched from the Hub by this call (None: it was found on this machine)."""
+    head_type: str = "classification"
+    """The manifest's head type (``lm`` for a language-model adapter without a head of its own)."""
+    kind: str = "classify"
+    """The task kind running it (see :mod:`adapterhub.tasks.dispatch`)."""
+    max_length: int | None = None
+    """The base's longest input in tokens (None: no limit known)."""
 
-    def classify(self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE,
+    @property
+    def task(self) -> Task:
+        return task_for(self.kind, str(self.adapter_dir))
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The CLI table's columns for this adapter's results."""
+        return self.task.columns(self.head_type)
+
+    def run(self, inputs: Sequence[Any], *, batch_size: int | None = None,
+            on_batch: Callable[[int], None] | None = None, **options: Any) -> list[TaskResult]:
+        """Run the head on ``inputs`` (strings, or mappings with the task's fields: ``text``/``text_pair``,
+        ``question``/``context``), in input order; each result has ``to_json()``.
+
+        ``options`` are the task's (``threshold`` for multilabel heads, ``aggregation`` for token
+        classification, ``doc_stride``/``max_answer_length``/``max_length`` for question answering); an
+        input or option the task cannot use raises :class:`~adapterhub.errors.InvalidArgumentError`
+        before anything runs.
+        """
+        task = self.task
+        check_options(task, options)
+        items = [task.coerce(x) for x in inputs]
+        spec = TaskSpec(self.head_type, tuple(self.labels), self.adapter, self.max_length)
+        return task.run(self.model, self.tokenizer, items, spec, on_batch=on_batch,
+                        **({"batch_size": batch_size} if batch_size is not None else {}), **options)
+
+    def classify(self, texts: Sequence[str | TextInput], *, batch_size: int = DEFAULT_BATCH_SIZE,
                  on_batch: Callable[[int], None] | None = None) -> list[Prediction]:
-        return classify(self.model, self.tokenizer, texts, self.labels, batch_size=batch_size, on_batch=on_batch)
+        """Softmax predictions of a classification head (:meth:`run` serves every head type)."""
+        if self.head_type != "classification":
+            raise InvalidArgumentError(f"{self.adapter} has a {self.head_type} head; classify() needs a "
+                                       "classification head", hint="use Runner.run(), which serves every head type")
+        return classify(self.model, self.tokenizer, texts, self.labels, batch_size=batch_size, on_batch=on_batch,
+                        max_length=min(MAX_LENGTH, self.max_length or MAX_LENGTH))
 
 
 def _adapter_dir(name_or_dir: str, *, index: Any, offline: bool | None,
@@ -232,15 +235,16 @@ def prepare(name_or_dir: str, *, base: str | Path | None = None, force: bool = F
     ``progress`` are for that fetch.
     """
     directory, manifest = _adapter_dir(name_or_dir, index=index, offline=offline, token=token)
-    head = manifest.head
-    if head is None or head.type != "classification" or not head.num_labels:
-        raise SchemaError(str(directory), [SchemaProblem(
-            "/head", f"`run` needs a classification head; this adapter has {head.type if head else 'none'}")])
+    head_type = runnable_head_type(manifest, str(directory))
+    num_labels = manifest.head.num_labels if manifest.head else None
+    check_served(head_type, str(directory))  # refuse a head no task serves before fetching anything
     bm = manifest.base_model
     location, fetched = obtain_base(bm.id, bm.revision, explicit=base, offline=offline, endpoint=endpoint,
                                     token=token, progress=progress)
     _check_shapes(manifest, location, fetched)
-    model, tokenizer = load_classifier(location.path, head.num_labels)
+    kind = task_kind(head_type, is_encoder_decoder=head_type == "lm" and is_encoder_decoder(location.path))
+    task_for(kind, str(directory))
+    model, tokenizer = load_task_model(location.path, head_type, num_labels)
 
     from .runtime import wrap  # deferred: CLI import cost (torch)
 
@@ -250,8 +254,30 @@ def prepare(name_or_dir: str, *, base: str | Path | None = None, force: bool = F
     handle.load(directory, name="adapter", force=True)  # shapes of every tensor and the head; not the fingerprint
     if bm.fingerprint and bm.fingerprint != fingerprint and not force:
         raise _fingerprint_mismatch(manifest, location, fingerprint)
-    return Runner(model, tokenizer, label_names(manifest, head.num_labels), manifest.name, manifest.version,
-                  directory, location, fingerprint, bm.fingerprint == fingerprint, fetched)
+    labels = label_names(manifest, num_labels, directory) if num_labels and head_type != "regression" else []
+    return Runner(model, tokenizer, labels, manifest.name, manifest.version, directory, location, fingerprint,
+                  bm.fingerprint == fingerprint, fetched, head_type, kind, input_limit(model, tokenizer))
+
+
+def runnable_head_type(manifest: Manifest, where: str) -> str:
+    """The head type ``run`` loads the base for: the manifest's head, else ``lm`` for a generation task
+    (a language-model adapter uses the base's own LM head); a labelled head must state its label count."""
+    head = manifest.head
+    if head is None:
+        if manifest.task.type in GENERATION_TASKS:
+            return "lm"
+        raise SchemaError(where, [SchemaProblem("/head", f"`run` needs a head to run; {manifest.name} has none "
+                                                f"(task type {manifest.task.type})")])
+    if head.type in ("classification", "multilabel-classification", "token-classification") and not head.num_labels:
+        raise SchemaError(where, [SchemaProblem("/head/num_labels", f"a {head.type} head needs num_labels")])
+    return head.type
+
+
+def input_limit(model: Any, tokenizer: Any) -> int | None:
+    """The longest input the base takes: its position table, or the tokenizer's stated limit if smaller."""
+    limits = [n for n in (getattr(model.config, "max_position_embeddings", None),
+                          getattr(tokenizer, "model_max_length", None)) if isinstance(n, int) and 0 < n < 10**6]
+    return min(limits) if limits else None
 
 
 @dataclass(frozen=True)
@@ -276,7 +302,7 @@ def pull_base(manifest: Manifest, *, offline: bool | None = None, endpoint: str 
               token: str | bool | None = None, progress: bool | None = None) -> BaseReport:
     """``adapterhub pull --with-base``: find the adapter's base, or fetch it and check its fingerprint.
 
-    The weights are loaded as ``run`` loads them for an adapter with a classification head (the
+    The weights are loaded as ``run`` loads them: as the task model of the adapter's head (the
     fingerprint covers the backbone of that model), else as the checkpoint's own architecture.
     """
     bm = manifest.base_model
@@ -286,8 +312,9 @@ def pull_base(manifest: Manifest, *, offline: bool | None = None, endpoint: str 
         return BaseReport(location, None, None)
     _check_shapes(manifest, location, fetched)
     head = manifest.head
-    if head is not None and head.type == "classification" and head.num_labels:
-        model = load_classifier(location.path, head.num_labels)[0]
+    if head is not None and (head.num_labels or head.type not in ("classification", "multilabel-classification",
+                                                                   "token-classification")):
+        model = load_task_model(location.path, head.type, head.num_labels)[0]
     else:
         from .publish.base import load_base  # deferred: CLI import cost (torch)
 

@@ -1,34 +1,60 @@
-"""``adapterhub run``: classify texts with an adapter (pulled if needed) on its base model.
+"""``adapterhub run``: run an adapter's head (pulled if needed) on its base model over inputs.
 
-Thin: read the inputs, call :mod:`adapterhub.serve_run`, print a table or JSON lines. torch and
-transformers are imported only when the command runs.
+Thin: read the input records, call :mod:`adapterhub.serve_run`, print a table or JSON lines. The
+runner's task kind (from the manifest's head type) decides what the inputs mean and how results look.
+torch and transformers are imported only when the command runs.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
 from .app import cli, index_option, print_table
 from .args import name_argument, text_argument
 
+FIELD_OPTIONS = {"pair": "text_pair", "context": "context"}
+"""Options that add a field to input records -> the field (the task must read it)."""
 
-def _inputs(texts: tuple[str, ...], file: str | None) -> list[str]:
-    from ..serve_run import iter_lines
 
-    out: list[str] = []
-    for t in texts:
-        if t == "-":
-            out += iter_lines(sys.stdin)
-        else:
-            out.append(t)
+def _file_records(file: str | None, fmt: str | None) -> list[Any]:
+    from ..tasks.inputs import format_of, read_records
+
+    if file is None:
+        return []
     if file == "-":
-        out += iter_lines(sys.stdin)
-    elif file is not None:
-        with open(file, encoding="utf-8") as fh:
-            out += iter_lines(fh)
+        return read_records(sys.stdin, fmt or "lines", "stdin")
+    with open(file, encoding="utf-8") as fh:
+        return read_records(fh, format_of(file, fmt), file)
+
+
+def _inputs(texts: tuple[str, ...], file: str | None, fmt: str | None = None) -> list[Any]:
+    """Records of TEXT arguments ('-' reads stdin), then of --file, in order."""
+    from ..tasks.inputs import read_records
+
+    out: list[Any] = []
+    for t in texts:
+        out += read_records(sys.stdin, fmt or "lines", "stdin") if t == "-" else [t]
+    return out + _file_records(file, fmt)
+
+
+def _add_field(records: list[Any], option: str, values: tuple[str, ...], n_texts: int) -> list[Any]:
+    """One value: added to every record that lacks the field; several: one per TEXT argument, in order."""
+    field = FIELD_OPTIONS[option]
+    if not values:
+        return records
+    if len(values) > 1 and len(values) != n_texts:
+        raise click.UsageError(f"{len(values)} --{option} values for {n_texts} TEXT arguments: give one "
+                               f"(for every input) or one per TEXT")
+    out = []
+    for i, record in enumerate(records):
+        rec = {"text": record} if isinstance(record, str) else dict(record)
+        if rec.get(field) is None:
+            rec[field] = values[0] if len(values) == 1 else values[i] if i < n_texts else None
+        out.append(rec if rec[field] is not None else record)
     return out
 
 
@@ -36,12 +62,37 @@ def _inputs(texts: tuple[str, ...], file: str | None) -> list[str]:
 @click.argument("adapter", metavar="NAME_OR_DIR", callback=name_argument("run", "NAME_OR_DIR", dirs_ok=True))
 @click.argument("texts", nargs=-1, metavar="TEXT...", callback=text_argument())
 @click.option("--file", "-f", "file", default=None, metavar="FILE",
-              help="Read inputs from FILE, one per line ('-' = stdin); a TEXT of '-' also reads stdin.")
+              help="Read inputs from FILE ('-' = stdin): one text per line, a .tsv with a header row naming the "
+                   "fields, or .jsonl objects (see --format); a TEXT of '-' also reads stdin.")
+@click.option("--format", "fmt", type=click.Choice(["lines", "tsv", "jsonl"]), default=None,
+              help="Format of --file and stdin (default: from FILE's suffix; lines for stdin).")
+@click.option("--pair", "pair", multiple=True, metavar="TEXT",
+              help="Second text of a pair-classification input (NLI hypothesis); once for every input, or once "
+                   "per TEXT.")
+@click.option("--context", "context", multiple=True, metavar="TEXT",
+              help="Question answering: the passage each TEXT (a question) is answered from; once for every "
+                   "question, or once per TEXT.")
+@click.option("--choice", "choices", multiple=True, metavar="TEXT",
+              help="Multiple choice: a candidate for every input (repeat: at least two).")
+@click.option("--context-file", default=None, metavar="FILE",
+              help="Question answering: read the passage from FILE (whole file).")
 @click.option("--base", default=None, metavar="PATH",
               help="Base model directory (default: $ADAPTERHUB_BASE_<ID>, bases.json, the Hugging Face cache, "
                    "or a package that ships the base; else it is fetched from the Hub at the manifest's revision "
                    "and checked, unless --offline).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="Multilabel heads: report every label whose probability reaches this (default 0.5).")
+@click.option("--aggregation", type=click.Choice(["simple", "first"]), default=None,
+              help="Token classification: group sub-token labels into entities ('simple', default), or label each "
+                   "word by its first sub-token first ('first').")
+@click.option("--doc-stride", type=click.IntRange(min=0), default=None,
+              help="Question answering: tokens shared by neighbouring windows of a long context "
+                   "(default: min(128, max length / 4)).")
+@click.option("--max-answer-length", type=click.IntRange(min=1), default=None,
+              help="Question answering: longest answer in tokens (default 30).")
+@click.option("--max-length", type=click.IntRange(min=8), default=None,
+              help="Question answering: window length in tokens (default: min(384, the base's limit)).")
 @click.option("--force", is_flag=True,
               help="Run even if the base's fingerprint differs from the manifest's (its shapes must still fit).")
 @click.option("--offline", is_flag=True, default=False,
@@ -50,20 +101,40 @@ def _inputs(texts: tuple[str, ...], file: str | None) -> list[str]:
               "huggingface_hub finds, e.g. HF_TOKEN or `hf auth login`).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input (JSON Lines); no progress bar.")
 @index_option
-def run(adapter: str, texts: tuple[str, ...], file: str | None, base: str | None, batch_size: int, force: bool,
-        offline: bool, token: str | None, as_json: bool, index_location: str | None) -> None:
-    """Classify TEXT... (or lines of --file / stdin) with adapter NAME_OR_DIR on its base model.
+@click.pass_context
+def run(ctx: click.Context, adapter: str, texts: tuple[str, ...], file: str | None, fmt: str | None,
+        pair: tuple[str, ...], context: tuple[str, ...], choices: tuple[str, ...], context_file: str | None,
+        base: str | None,
+        batch_size: int, force: bool, offline: bool, token: str | None, as_json: bool,
+        index_location: str | None, **task_options: Any) -> None:
+    """Run adapter NAME_OR_DIR's head on TEXT... (or records of --file / stdin) on its base model; the head
+    type in its manifest picks the task (docs/run.md).
 
-    A progress bar counts the texts on a terminal (stderr); none with --json or when stderr is piped.
+    A progress bar counts the inputs on a terminal (stderr); none with --json or when stderr is piped.
+
+    \b
+    classification, multilabel-classification, regression   TEXT (--pair for text pairs)
+    token-classification                                      TEXT: token labels and entities
+    question-answering                                        TEXT is the question; --context
+    multiple-choice                                           TEXT; --choice (repeated)
     """
     import warnings
 
-    from ..errors import AdapterHubError
+    from ..errors import AdapterHubError, InvalidArgumentError
     from ..store.base_fetch import UnpinnedBaseWarning
 
-    inputs = _inputs(texts, file)
-    if not inputs:
+    if context_file is not None:
+        with open(context_file, encoding="utf-8") as fh:
+            context += (fh.read(),)
+    records = _add_field(_add_field(_inputs(texts, file, fmt), "pair", pair, len(texts)), "context", context,
+                         len(texts))
+    if choices:
+        records = [{"text": r, "choices": list(choices)} if isinstance(r, str) else {"choices": list(choices), **r}
+                   for r in records]
+    if not records:
         raise click.UsageError("no input: give TEXT arguments, --file FILE, or '-' for stdin")
+    options = {k: v for k, v in task_options.items()
+               if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
     from ..progress import Progress
     from ..serve_run import prepare
 
@@ -71,20 +142,26 @@ def run(adapter: str, texts: tuple[str, ...], file: str | None, base: str | None
         warnings.simplefilter("ignore", UnpinnedBaseWarning)  # said below, as a one-line warning
         runner = prepare(adapter, base=base, force=force, index=index_location, offline=True if offline else None,
                          token=token, progress=False if as_json else None)
+    for option, field, given in (("pair", "text_pair", pair), ("context", "context", context),
+                                 ("choice", "choices", choices)):
+        if given and field not in runner.task.fields:
+            raise InvalidArgumentError(f"--{option} does not apply to {runner.adapter}: it has a {runner.head_type} "
+                                       f"head (inputs with {', '.join(runner.task.fields)})")
     if runner.base_fetch is not None and runner.base_fetch.unpinned_warning:
         click.echo(f"warning: {runner.base_fetch.unpinned_warning}", err=True)
     if not runner.fingerprint_checked:
         click.echo(f"warning: the base at {runner.base.path} was not checked against a fingerprint "
                    f"({'--force' if force else 'the manifest has none'})", err=True)
     try:
-        with Progress(False if as_json else None, len(inputs), f"{runner.adapter}", unit="text") as bar:
-            predictions = runner.classify(inputs, batch_size=batch_size, on_batch=bar.callback)
+        with Progress(False if as_json else None, len(records), f"{runner.adapter}", unit="text") as bar:
+            results = runner.run(records, batch_size=batch_size, on_batch=bar.callback, **options)
+    except AdapterHubError:
+        raise
     except (ValueError, RuntimeError) as exc:  # tokenizer/model failures on odd input
         raise AdapterHubError(f"inference failed: {exc}") from exc
     if as_json:
-        for p in predictions:
-            click.echo(json.dumps({"adapter": runner.adapter, "version": runner.version, **p.to_json()},
+        for r in results:
+            click.echo(json.dumps({"adapter": runner.adapter, "version": runner.version, **r.to_json()},
                                   ensure_ascii=False))
         return
-    print_table([{"label": p.label, "probability": f"{p.probability:.4f}", "text": p.text} for p in predictions],
-                ["label", "probability", "text"])
+    print_table([row for r in results for row in r.table_rows()], list(runner.columns))

@@ -51,6 +51,8 @@ def head_info(model: nn.Module) -> HeadInfo:
         return HeadInfo("token-classification", n)
     if cls.endswith("ForQuestionAnswering"):
         return HeadInfo("question-answering", None)
+    if cls.endswith("ForMultipleChoice"):
+        return HeadInfo("multiple-choice", None)
     if cls.endswith(("LMHeadModel", "ForCausalLM", "ForMaskedLM", "ForConditionalGeneration")):
         return HeadInfo("lm", None)
     return HeadInfo(None, None)

@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("runtime", frozenset({"runtime", "interop"})),
     ("compose", frozenset({"compose", "loading"})),
     ("publish", frozenset({"publish"})),
-    ("serve", frozenset({"server", "serve_run"})),
+    ("serve", frozenset({"server", "serve_run", "tasks"})),
     ("cli", frozenset({"cli", "__main__"})),
 )
 """Bottom to top. ``interop`` is the deprecated alias of ``runtime.formats`` (it only forwards)."""

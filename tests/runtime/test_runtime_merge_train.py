@@ -128,3 +128,21 @@ def test_head_saved_and_loaded_with_adapter(tmp_path):
         assert_close(fresh(**inputs).logits, want, terms=model_terms(fresh))
     h2.remove("cls")
     assert_same_state(fresh, before)
+
+
+@pytest.mark.parametrize(("cls_name", "head_type"), [("AutoModelForMultipleChoice", "multiple-choice"),
+                                                     ("AutoModelForQuestionAnswering", "question-answering"),
+                                                     ("AutoModelForTokenClassification", "token-classification")])
+def test_every_task_head_is_saved_with_its_type(tmp_path, cls_name, head_type):
+    """A head of each task model class travels with the adapter (multiple choice was dropped: no head type)."""
+    import transformers
+
+    from adapterhub.manifest import load_manifest
+
+    model = tiny_model("bert", cls=getattr(transformers, cls_name))
+    h = wrap(model)
+    h.add("t", "bottleneck", variant="pfeiffer", init_weights="bert")
+    h.save("t", tmp_path / "t")
+    m = load_manifest(tmp_path / "t")
+    assert m.head is not None and m.head.type == head_type
+    assert "head.safetensors" in {f.path for f in m.files}
