@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from ..blocks import from_json, used_names, validate
-from ..errors import CompositionError, InvalidNameError, SchemaError, SchemaProblem, UnsupportedSchemaVersionError
+from ..errors import (
+    CompositionError,
+    InvalidNameError,
+    SchemaError,
+    SchemaProblem,
+    UnsupportedSchemaVersionError,
+)
 from ..fileio import atomic_write_text
 from ..jsonio import dumps_canonical, dumps_pretty, load_strict, loads_strict
 from ..names import normalize_name, pinned_hub_reference
