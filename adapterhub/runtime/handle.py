@@ -26,8 +26,7 @@ from ..errors import (
     SchemaError,
     SchemaProblem,
 )
-from ..manifest import manifest_digest
-from ..manifest.derive import derived_reference
+from ..manifest.derive import dependency_digest, derived_reference
 from ..manifest.types import Manifest
 from ..names import is_repo_id, manifest_name
 from .activation import Active
@@ -466,7 +465,7 @@ class AdapterModel:
 def _published(manifest: Manifest) -> Published:
     """What an adapter loaded from ``manifest`` remembers of it (a Hub-derived one: its reference and digest)."""
     hub = derived_reference(manifest)
-    return Published(manifest.name, manifest.version, hub, manifest_digest(manifest) if hub else None)
+    return Published(manifest.name, manifest.version, hub, dependency_digest(manifest) if hub else None)
 
 
 def wrap(model: nn.Module) -> AdapterModel:

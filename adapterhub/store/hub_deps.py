@@ -2,7 +2,7 @@
 
 A composition published to an index (or carried by a Hub repo as its ``adapterhub.json``) may name adapters
 that live only in Hub repos, each pinned to a commit and optionally to the sha256 of the manifest that repo
-yields (:func:`~adapterhub.manifest.manifest_digest`). :func:`adapterhub.store.pull` pulls them by
+yields (:func:`~adapterhub.manifest.derive.dependency_digest`). :func:`adapterhub.store.pull` pulls them by
 reference like ``pull hf:...`` does; this module holds what it checks on the way:
 
 * :class:`HubChain`: the chain of references being pulled, so a repo whose manifest (through its own Hub
@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import DependencyCycleError, DependencyLimitError, IntegrityError
-from ..manifest import Dependency, Manifest, manifest_digest
+from ..manifest import Dependency, Manifest
+from ..manifest.derive import dependency_digest
 from ..names import HubReference
 
 MAX_HUB_DEPTH = 64
@@ -64,7 +65,7 @@ def check_dependency_manifest(dep: Dependency, manifest: Manifest, requirer: str
         raise IntegrityError(f"{who} as {dep.name!r}, but that repo yields the adapter {manifest.name!r}",
                              hint="the composition's dependency names the wrong adapter; its publisher must fix it")
     if dep.manifest_sha256 is not None:
-        got = manifest_digest(manifest)
+        got = dependency_digest(manifest)
         if got != dep.manifest_sha256:
             raise IntegrityError(f"{who}: its manifest has sha256 {got}, the composition pins {dep.manifest_sha256}",
                                  hint="this is not what the publisher composed (a different adapterhub derives it "
