@@ -56,7 +56,8 @@ class LockedAdapter:
 
     @property
     def hashed(self) -> bool:
-        return bool(self.manifest_sha256) and bool(self.files)
+        """Whether the lock pins this adapter's manifest and files (a composition may have no files)."""
+        return bool(self.manifest_sha256) and self.files is not None
 
 
 @dataclass(frozen=True)

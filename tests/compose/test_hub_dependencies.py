@@ -6,7 +6,6 @@ its commit and manifest sha256), published to an index, pulled, locked, re-pulle
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +18,6 @@ import adapterhub
 from adapterhub.cli import main
 from adapterhub.compose import Fuse, Stack, load_composition, save_composition
 from adapterhub.errors import InvalidNameError
-from adapterhub.manifest import load_manifest
 from adapterhub.runtime import wrap
 from adapterhub.store import list_cached, pull, pull_locked
 
@@ -123,7 +121,7 @@ def test_a_member_named_by_branch_is_refused_with_the_pinned_form(hub, cache, tm
     model = _base()
     handle = adapterhub.load(model, f"hf:org/peft-lora@{commits.peft}", endpoint=hub.endpoint)
     name = handle.adapters[0]
-    with pytest.raises(InvalidNameError, match=f"pin it: hf:org/peft-lora@<40-hex commit>"):
+    with pytest.raises(InvalidNameError, match="pin it: hf:org/peft-lora@<40-hex commit>"):
         save_composition(handle, Stack(name), tmp_path / "c", name="c1", members={name: "hf:org/peft-lora@main"})
     assert not (tmp_path / "c").exists()
     # A reference given explicitly at the commit is written as given (another repo: no sha256 carried over).
