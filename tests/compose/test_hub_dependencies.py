@@ -17,11 +17,12 @@ from support.tolerances import assert_close, model_terms
 import adapterhub
 from adapterhub.cli import main
 from adapterhub.compose import Fuse, Stack, load_composition, save_composition
-from adapterhub.errors import InvalidNameError
+from adapterhub.errors import IntegrityError, InvalidNameError
+from adapterhub.manifest import load_manifest, manifest_to_dict
+from adapterhub.manifest.derive import dependency_digest
+from adapterhub.publish import init_adapter
 from adapterhub.runtime import wrap
 from adapterhub.store import list_cached, pull, pull_locked
-
-COMMIT = "[0-9a-f]{40}"
 
 
 def _base():
@@ -124,7 +125,33 @@ def test_a_member_named_by_branch_is_refused_with_the_pinned_form(hub, cache, tm
     with pytest.raises(InvalidNameError, match="pin it: hf:org/peft-lora@<40-hex commit>"):
         save_composition(handle, Stack(name), tmp_path / "c", name="c1", members={name: "hf:org/peft-lora@main"})
     assert not (tmp_path / "c").exists()
-    # A reference given explicitly at the commit is written as given (another repo: no sha256 carried over).
+    # A reference given explicitly at the commit is written as given (the same repo: its sha256 is kept).
     path = save_composition(handle, Stack(name), tmp_path / "c", name="c1", members={name: f"hf:org/peft-lora@{commits.peft}"})
     dep = json.loads(path.read_text())["dependencies"][0]
     assert dep["hub"] == f"hf:org/peft-lora@{commits.peft}" and "manifest_sha256" in dep
+
+
+def test_init_pins_hub_members_named_by_branch(hub, cache, tmp_path, monkeypatch):
+    commits = put_fixture_repos(hub.server)
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    lora = pull(f"hf:org/peft-lora@{commits.peft}")
+    folder = tmp_path / "comp"
+    folder.mkdir()
+    doc = {"schema_version": "1.0", "name": "by-branch", "version": "1.0.0", "description": "a stack",
+           "license": "NOASSERTION", "authors": ["me"], "task": {"type": "other", "name": "x"},
+           "base_model": manifest_to_dict(lora.manifest)["base_model"],
+           "adapter": {"method": "composition", "config": {"composition": {"type": "Stack", "children": [lora.name]}}},
+           "files": [], "dependencies": [{"name": lora.name, "hub": "hf:org/peft-lora", "role": "member"}]}
+    (folder / "adapterhub.json").write_text(json.dumps(doc))
+    assert main(["validate", str(folder)]) != 0  # unpinned: refused as it is
+    assert main(["init", str(folder), "-y"]) == 0
+    written = load_manifest(folder)
+    assert written.schema_version == "1.1"
+    assert written.dependencies[0].hub == f"hf:org/peft-lora@{commits.peft}"
+    assert written.dependencies[0].manifest_sha256 == dependency_digest(lora.manifest)
+    assert main(["validate", str(folder)]) == 0
+    # a member whose repo yields another adapter than the name the block uses
+    doc["dependencies"][0]["hub"] = f"hf:org/library@{commits.library}:adapters/seq_bn"
+    (folder / "adapterhub.json").write_text(json.dumps(doc))
+    with pytest.raises(IntegrityError, match="yields the adapter 'org-library-adapters-seq-bn"):
+        init_adapter(folder)

@@ -188,3 +188,15 @@ def test_index_check_reports_an_unpinned_hub_dependency_in_an_entry(members, hub
     entry.write_text(entry.read_text().replace(members[0]["hub"], "hf:org/peft-lora@main"))
     report = check_index(registry)
     assert any("/dependencies/0/hub" in p and "pinned to a commit" in p for p in report.problems), report.problems
+
+
+def test_a_composition_held_by_a_hub_repo_pulls_its_hub_members(members, hub, cache):
+    from support.store_support import put_repo
+
+    commit = put_repo(hub.server, "org/stack", {"adapterhub.json": json.dumps(_composition(members)).encode()})
+    got = pull(f"hf:org/stack@{commit}", endpoint=hub.endpoint)
+    assert got.name == "hub-comp" and got.reference == f"hf:org/stack@{commit}"
+    assert [d.reference for d in got.dependencies] == [m["hub"] for m in members]
+    hub.server.stop()
+    again = pull(f"hf:org/stack@{commit}", endpoint=hub.endpoint, offline=True)
+    assert [d.path for d in again.dependencies] == [d.path for d in got.dependencies]
