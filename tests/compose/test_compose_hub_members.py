@@ -17,7 +17,7 @@ from support.tolerances import assert_close, model_terms
 import adapterhub
 from adapterhub.cli import main
 from adapterhub.compose import Fuse, Stack, load_composition, save_composition
-from adapterhub.errors import IntegrityError, InvalidNameError
+from adapterhub.errors import AdapterStateError, IntegrityError, InvalidNameError
 from adapterhub.manifest import load_manifest, manifest_to_dict
 from adapterhub.manifest.derive import dependency_digest
 from adapterhub.publish import init_adapter
@@ -155,3 +155,26 @@ def test_init_pins_hub_members_named_by_branch(hub, cache, tmp_path, monkeypatch
     (folder / "adapterhub.json").write_text(json.dumps(doc))
     with pytest.raises(IntegrityError, match="yields the adapter 'org-library-adapters-seq-bn"):
         init_adapter(folder)
+
+
+def test_a_member_attached_at_another_commit_is_refused_and_load_pulls_the_pinned_one(hub, cache, tmp_path):
+    commits = put_fixture_repos(hub.server)
+    first = f"hf:org/peft-lora@{commits.peft}"
+    model = _base()
+    handle = adapterhub.load(model, first, endpoint=hub.endpoint)
+    name = handle.adapters[0]
+    comp = save_composition(handle, Stack(name), tmp_path / "comp", name="lora-only", version="1.0.0").parent
+    want = _out(model).double()
+    # A later commit of the same repo: same derived name, other bytes' origin.
+    newer = put_repo(hub.server, "org/peft-lora", {"NOTES.md": b"a later commit\n"})
+    other = _base()
+    adapterhub.load(other, f"hf:org/peft-lora@{newer}", endpoint=hub.endpoint, activate=False)
+    with pytest.raises(AdapterStateError, match=f"must be {first}"):
+        wrap(other).load(comp)
+    # adapterhub.load of the published composition pulls its pinned member and activates it.
+    registry = tmp_path / "registry"
+    assert main(["publish", str(comp), "--to", str(registry)]) == 0
+    fresh = _base()
+    loaded = adapterhub.load(fresh, "lora-only", index=registry, endpoint=hub.endpoint)
+    assert loaded.composition == Stack(name)
+    assert_close(_out(fresh).double(), want, terms=model_terms(fresh))
