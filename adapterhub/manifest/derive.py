@@ -21,7 +21,6 @@ it, unchanged, once its files match the listing. Torch-free, like the rest of th
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -31,7 +30,7 @@ from typing import Any
 from ..errors import IntegrityError, NotFoundError, SchemaError, SchemaProblem
 from ..names import HubReference, is_repo_id, manifest_name
 from .adapters_config import bottleneck_config, flat_config, fusion_config, lora_config, prefix_config
-from .io import CURRENT_SCHEMA_VERSION, MANIFEST_FILENAME, SIGNATURE_FILENAME, manifest_digest, parse_manifest
+from .io import CURRENT_SCHEMA_VERSION, MANIFEST_FILENAME, SIGNATURE_FILENAME, parse_manifest
 from .peft_config import check_peft_config, peft_method, peft_scalars, peft_unsupported
 from .peft_targets import family_of, peft_placement
 from .roles import CARD_FILE, guess_role
@@ -178,15 +177,6 @@ def derived_reference(manifest: Manifest) -> str | None:
     if source is None:
         return None
     return str(HubReference(source.repo_id, source.revision, source.subfolder))
-
-
-def dependency_digest(manifest: Manifest) -> str:
-    """The sha256 a Hub dependency pins (``manifest_sha256``): :func:`manifest_digest` of the manifest with its Hub
-    sources' ``endpoint`` left out. A derived manifest records the endpoint it was pulled through; the publisher and
-    a user may reach the same commit through different mirrors, and that does not change what the adapter is."""
-    sources = tuple(dataclasses.replace(s, endpoint=None) if isinstance(s, HfSource) else s
-                    for s in manifest.sources or ())
-    return manifest_digest(dataclasses.replace(manifest, sources=sources or manifest.sources))
 
 
 def member_origin(origin: HubOrigin, member: str) -> HubOrigin:

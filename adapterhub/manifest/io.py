@@ -7,6 +7,7 @@ indices within the base model), collecting every problem before raising one :cla
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from ..names import normalize_name, pinned_hub_reference
 from ..paths import case_collisions, path_problem
 from ..schema import MANIFEST_SCHEMA, load_schema, validate_document
 from .convert import manifest_from_json, to_json
-from .types import Manifest
+from .types import HfSource, Manifest
 
 MANIFEST_FILENAME = "adapterhub.json"
 SIGNATURE_FILENAME = "model.sig"
@@ -252,6 +253,15 @@ def manifest_to_dict(manifest: Manifest) -> dict[str, Any]:
 def manifest_digest(manifest: Manifest) -> str:
     """sha256 of the canonical JSON form: the identity of the exact manifest content."""
     return hashlib.sha256(dumps_canonical(manifest_to_dict(manifest)).encode()).hexdigest()
+
+
+def dependency_digest(manifest: Manifest) -> str:
+    """The sha256 a Hub dependency pins (``manifest_sha256``): :func:`manifest_digest` of the manifest with its Hub
+    sources' ``endpoint`` left out. A derived manifest records the endpoint it was pulled through; the publisher and
+    a user may reach the same commit through different mirrors, and that does not change what the adapter is."""
+    sources = tuple(dataclasses.replace(s, endpoint=None) if isinstance(s, HfSource) else s
+                    for s in manifest.sources or ())
+    return manifest_digest(dataclasses.replace(manifest, sources=sources or manifest.sources))
 
 
 def write_manifest(manifest: Manifest, path: str | Path) -> Path:

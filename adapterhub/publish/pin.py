@@ -14,8 +14,7 @@ import copy
 from typing import Any
 
 from ..errors import IntegrityError
-from ..manifest import CURRENT_SCHEMA_VERSION, schema_version_for
-from ..manifest.derive import dependency_digest
+from ..manifest import CURRENT_SCHEMA_VERSION, dependency_digest, schema_version_for
 from ..names import COMMIT_PATTERN, parse_hub_reference
 
 

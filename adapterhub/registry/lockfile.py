@@ -20,8 +20,7 @@ from typing import Any
 from .. import resources
 from ..errors import IntegrityError, NotFoundError, RollbackError, SchemaError
 from ..jsonio import dumps_pretty, loads_strict
-from ..manifest import Manifest
-from ..manifest.derive import dependency_digest
+from ..manifest import Manifest, dependency_digest
 from ..names import dependency_requirement, normalize_name
 from ..schema import LOCKFILE_SCHEMA, validate_document
 from .backends import LocalBackend
@@ -113,7 +112,7 @@ def _files_of(entry: IndexEntry) -> tuple[LockedFile, ...]:
 def hub_locked(manifest: Manifest, reference: str, required_by: tuple[str, ...] = ()) -> LockedAdapter:
     """The lock entry of an adapter pulled from a Hub repo: ``reference`` names the commit; ``required_by``
     the releases that pulled it in (empty: asked for). Its manifest sha256 leaves out the endpoint the
-    manifest was derived through (:func:`~adapterhub.manifest.derive.dependency_digest`): a lock made through
+    manifest was derived through (:func:`~adapterhub.manifest.dependency_digest`): a lock made through
     one mirror installs through another."""
     return LockedAdapter(manifest.name, manifest.version, dependency_digest(manifest),
                          tuple(LockedFile(f.path, f.size, f.sha256) for f in manifest.files), required_by,

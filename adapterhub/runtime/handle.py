@@ -26,7 +26,8 @@ from ..errors import (
     SchemaError,
     SchemaProblem,
 )
-from ..manifest.derive import dependency_digest, derived_reference
+from ..manifest import dependency_digest
+from ..manifest.derive import derived_reference
 from ..manifest.types import Manifest
 from ..names import is_repo_id, manifest_name
 from .activation import Active

@@ -2,7 +2,7 @@
 
 A composition published to an index (or carried by a Hub repo as its ``adapterhub.json``) may name adapters
 that live only in Hub repos, each pinned to a commit and optionally to the sha256 of the manifest that repo
-yields (:func:`~adapterhub.manifest.derive.dependency_digest`). :func:`adapterhub.store.pull` pulls them by
+yields (:func:`~adapterhub.manifest.dependency_digest`). :func:`adapterhub.store.pull` pulls them by
 reference like ``pull hf:...`` does; this module holds what it checks on the way:
 
 * :class:`HubChain`: the chain of references being pulled, so a repo whose manifest (through its own Hub
@@ -19,8 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import DependencyCycleError, DependencyLimitError, IntegrityError
-from ..manifest import Dependency, Manifest
-from ..manifest.derive import dependency_digest
+from ..manifest import Dependency, Manifest, dependency_digest
 from ..names import HubReference
 
 MAX_HUB_DEPTH = 64

@@ -14,8 +14,7 @@ from typing import Any
 
 from .. import settings
 from ..errors import IntegrityError
-from ..manifest import Manifest, manifest_digest
-from ..manifest.derive import dependency_digest
+from ..manifest import Manifest, dependency_digest, manifest_digest
 from ..names import parse_hub_reference
 from ..transport import FetchOptions
 from .hub_deps import HubChain, check_dependency_manifest

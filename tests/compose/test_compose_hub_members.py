@@ -18,8 +18,7 @@ import adapterhub
 from adapterhub.cli import main
 from adapterhub.compose import Fuse, Stack, load_composition, save_composition
 from adapterhub.errors import AdapterStateError, IntegrityError, InvalidNameError
-from adapterhub.manifest import load_manifest, manifest_to_dict
-from adapterhub.manifest.derive import dependency_digest
+from adapterhub.manifest import dependency_digest, load_manifest, manifest_to_dict
 from adapterhub.publish import init_adapter
 from adapterhub.runtime import wrap
 from adapterhub.store import list_cached, pull, pull_locked

@@ -22,8 +22,7 @@ from adapterhub.errors import (
     OfflineError,
     SchemaError,
 )
-from adapterhub.manifest import manifest_problems, parse_manifest
-from adapterhub.manifest.derive import dependency_digest
+from adapterhub.manifest import dependency_digest, manifest_problems, parse_manifest
 from adapterhub.names import parse_hub_reference
 from adapterhub.registry import open_index
 from adapterhub.registry.lockfile import Lockfile, build_lock, parse_lock
