@@ -473,8 +473,14 @@ def pull_hub_dependencies(manifest: Manifest, kwargs: dict[str, Any], chain: Hub
     ``seen`` maps the references this pull already brought to their result (shared across one pull);
     each returned adapter is one not seen before, so the list is flat and without repeats.
     """
+    return _pull_references(list(hub_dependencies(manifest)), kwargs, chain, seen)
+
+
+def _pull_references(wanted: Sequence[tuple[Dependency | None, HubReference]], kwargs: dict[str, Any],
+                     chain: HubChain, seen: dict[str, PulledAdapter]) -> list[PulledAdapter]:
+    """Pull each ``(dependency that named it or None, reference)`` not seen yet; flat, dependencies first."""
     out: list[PulledAdapter] = []
-    for dep, ref in hub_dependencies(manifest):
+    for dep, ref in wanted:
         if str(ref) in seen:
             chain.enter(ref)  # a reference seen before may still close a cycle through this chain
             continue
@@ -503,11 +509,8 @@ def _pull_hub(ref: HubReference, dependencies: bool, kwargs: dict[str, Any], *, 
         check_dependency_manifest(expect, plan.manifest, chain.requirer)
     deps: list[PulledAdapter] = []
     if dependencies:
-        for member in member_references(plan):
-            if str(member) not in seen:
-                got = _pull_hub(member, True, kwargs, chain=here, seen=seen)
-                deps += [*got.dependencies, got]
-        deps += pull_hub_dependencies(plan.manifest, kwargs, here, seen)
+        wanted = [(None, member) for member in member_references(plan)] + list(hub_dependencies(plan.manifest))
+        deps = _pull_references(wanted, kwargs, here, seen)
     pulled = pull_manifest(plan.manifest, **{**kwargs, "sources": [plan.source]})
     plan.record()  # only now: a pull that failed leaves no view and no manifest
     result = _with_deps(dataclasses.replace(pulled, reference=str(plan.ref.at(plan.commit))), deps)
