@@ -162,6 +162,26 @@ def parse_hub_reference(text: str) -> HubReference:
     return HubReference(match["repo"], rev, sub)
 
 
+COMMIT_PATTERN = re.compile(r"[0-9a-f]{40}")
+"""A full git commit id: what a published Hub reference must name (a branch or tag moves)."""
+
+
+def pinned_hub_reference(text: str) -> HubReference:
+    """Parse a Hub reference that must name a 40-hex commit (a manifest's ``hub`` dependency).
+
+    :class:`InvalidNameError` for a bad reference, and for a branch, tag or short commit (a composition that
+    named one would pull other bytes tomorrow), with the form to write instead.
+    """
+    ref = parse_hub_reference(text)
+    if ref.revision is None or not COMMIT_PATTERN.fullmatch(ref.revision):
+        at = f"at {ref.revision!r}, a branch, tag or short commit" if ref.revision else "without a revision"
+        raise InvalidNameError(f"{text.strip()!r} names the repository {at}: a published dependency must be pinned "
+                               "to a full commit", hint=f"pin it: hf:{ref.repo_id}@<40-hex commit>"
+                               + (f":{ref.subfolder}" if ref.subfolder else "")
+                               + " (`adapterhub pull` prints the commit it resolved)")
+    return ref
+
+
 _REQ_RE = re.compile(r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:@\s*(?P<at>\S+)|(?P<spec>[<>=!~].*))?\s*$")
 
 

@@ -112,7 +112,9 @@ def _print_manifest(m, versions: list[dict]) -> None:
     for met in m.metrics or ():
         click.echo(f"  metric:     {met.name} = {met.value} on {met.dataset} {met.split}")
     for dep in m.dependencies or ():
-        click.echo(f"  depends on: {dep.name}{dep.spec or ''}")
+        pinned = f" (manifest sha256:{dep.manifest_sha256[:16]}…)" if dep.manifest_sha256 else ""
+        click.echo(f"  depends on: {dep.name} = {dep.hub}{pinned}" if dep.hub else
+                   f"  depends on: {dep.name}{dep.spec or ''}")
 
 
 @cli.command()
@@ -450,19 +452,27 @@ def _root_to_pin(location: str, root_file: str | None) -> bytes:
 @index_option
 def lock(requirements: tuple[str, ...], base_model: str | None, output: Path | None, index_location: str | None) -> None:
     """Resolve NAME... with dependencies and print a lockfile (versions, manifest and file hashes); an
-    hf:ORG/REPO[@REV][:SUBFOLDER] requirement is pulled (verified) and locked at its commit."""
+    hf:ORG/REPO[@REV][:SUBFOLDER] requirement, and every Hub adapter a resolved composition depends on, is
+    pulled (verified) and locked at its commit."""
     from ..names import is_hub_reference
-    from ..registry import open_index
+    from ..registry import open_index, resolve_closure
     from ..registry.lockfile import build_lock, hub_locked
 
-    hub = []
+    hub, hub_deps = [], []
     for req in (r for r in requirements if is_hub_reference(r)):
         from ..store import pull
 
-        pulled = pull(req, dependencies=False)
+        pulled = pull(req)
         hub.append((req, hub_locked(pulled.manifest, pulled.reference or req)))
+        hub_deps += [hub_locked(d.manifest, d.reference, (pulled.name,)) for d in pulled.dependencies if d.reference]
     names = [r for r in requirements if not is_hub_reference(r)]
-    text = build_lock(open_index(index_location), names, base_model=base_model, hub=hub).dumps()
+    index = open_index(index_location)
+    closure = resolve_closure(index, list(names), base_model=base_model) if names else []
+    if any(d.hub for r in closure for d in r.manifest.dependencies or ()):
+        from ..store.locked import hub_dependency_locks
+
+        hub_deps += hub_dependency_locks(closure)
+    text = build_lock(index, names, base_model=base_model, hub=hub, hub_dependencies=hub_deps).dumps()
     if output is None:
         click.echo(text, nl=False)
         return

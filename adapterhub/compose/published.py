@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from ..blocks import Block, as_block, rename, summary, to_json, used_names, validate
 from ..errors import CompositionError
 from ..fileio import staged_directory
-from ..manifest import MANIFEST_FILENAME, parse_manifest, write_manifest
+from ..manifest import MANIFEST_FILENAME, parse_manifest, schema_version_for, write_manifest
+from ..names import is_hub_reference, pinned_hub_reference
 
 if TYPE_CHECKING:
     from ..runtime.handle import AdapterModel
@@ -31,7 +32,10 @@ def save_composition(ah: AdapterModel, block: Block, directory: str | Path, *, n
     Names in ``block`` are local names; the manifest uses their published names (as ``ah.save``
     writes fusion members) and lists each as a dependency, pinned ``==version`` when the adapter was
     loaded from a manifest. ``members`` overrides a dependency's specifier by local name (e.g.
-    ``{"lang": ">=1,<2"}``). No files are written besides the manifest; returns its path.
+    ``{"lang": ">=1,<2"}``), or names it in a Hub repo (``{"lang": "hf:org/lang@<40-hex commit>"}``).
+    An adapter loaded from a Hub repo (``adapterhub.load(model, "hf:...")``, a pulled ``hf:`` view) is
+    listed by its reference pinned to the commit and its manifest sha256 (format 1.1), since no index has it.
+    No files are written besides the manifest; returns its path.
     """
     from ..runtime.package import ADAPTER_FILES  # deferred: adapterhub.compose stays torch-free
 
@@ -42,7 +46,7 @@ def save_composition(ah: AdapterModel, block: Block, directory: str | Path, *, n
     for local in used_names(block):
         dep = dict(ah.dependency(local))  # raises AdapterStateError for an adapter that is not attached
         if members and local in members:
-            dep["spec"] = members[local]
+            dep = _member_dependency(dep, members[local])
         published[local] = dep["name"]
         deps.append(dep)
     unknown = sorted(set(members or ()) - set(published))
@@ -56,7 +60,7 @@ def save_composition(ah: AdapterModel, block: Block, directory: str | Path, *, n
         seen[pub] = local
     public = rename(block, published.__getitem__, published.__getitem__)
     doc = {
-        "schema_version": "1.0", "name": name, "version": version,
+        "schema_version": schema_version_for(deps), "name": name, "version": version,
         "description": description or f"composition {name}: {summary(public)}",
         "license": license, "authors": list(authors), "task": task or {"type": "other", "name": name},
         "base_model": ah.base_facts().to_json(),
@@ -68,6 +72,17 @@ def save_composition(ah: AdapterModel, block: Block, directory: str | Path, *, n
     with staged_directory(out, owned=(MANIFEST_FILENAME, *ADAPTER_FILES)) as stage:  # no stale weights stay
         write_manifest(manifest, stage / MANIFEST_FILENAME)
     return out / MANIFEST_FILENAME
+
+
+def _member_dependency(dep: dict[str, str], given: str) -> dict[str, str]:
+    """The dependency ``dep`` with the caller's choice: a version spec, or a Hub reference pinned to a commit
+    (:class:`InvalidNameError` for a branch or tag). The manifest sha256 stays only if it is the same repo."""
+    kept = {k: v for k, v in dep.items() if k not in ("spec", "hub", "manifest_sha256")}
+    if not is_hub_reference(given):
+        return {**kept, "spec": given}
+    ref = str(pinned_hub_reference(given))
+    same = dep.get("hub") == ref and "manifest_sha256" in dep
+    return {**kept, "hub": ref, **({"manifest_sha256": dep["manifest_sha256"]} if same else {})}
 
 
 def load_composition(ah: AdapterModel, requirement: str, *, index: Any = None, activate: bool = True,

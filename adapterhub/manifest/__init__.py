@@ -6,12 +6,14 @@ from .io import (
     MANIFEST_FILENAME,
     SIGNATURE_FILENAME,
     atomic_write_text,
+    dependency_digest,
     load_manifest,
     loads_manifest,
     manifest_digest,
     manifest_problems,
     manifest_to_dict,
     parse_manifest,
+    schema_version_for,
     write_manifest,
 )
 from .types import (
@@ -32,8 +34,9 @@ from .types import (
 
 __all__ = [
     "AdapterConfig", "CompositionConfig", "StatedConfig",
-    "CURRENT_SCHEMA_VERSION", "MANIFEST_FILENAME", "SIGNATURE_FILENAME", "atomic_write_text", "load_manifest",
-    "loads_manifest", "manifest_digest", "manifest_problems", "manifest_to_dict", "parse_manifest", "write_manifest",
+    "CURRENT_SCHEMA_VERSION", "MANIFEST_FILENAME", "SIGNATURE_FILENAME", "atomic_write_text", "dependency_digest", "load_manifest",
+    "loads_manifest", "manifest_digest", "manifest_problems", "manifest_to_dict", "parse_manifest", "schema_version_for",
+    "write_manifest",
     "Adapter", "ArchiveSource", "BaseModel", "BundledSource", "Dependency", "FileEntry", "Head", "HfSource",
     "HttpsSource", "Manifest", "Metric", "Source", "Task",
 ]

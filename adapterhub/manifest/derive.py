@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import IntegrityError, NotFoundError, SchemaError, SchemaProblem
-from ..names import is_repo_id, manifest_name
+from ..names import HubReference, is_repo_id, manifest_name
 from .adapters_config import bottleneck_config, flat_config, fusion_config, lora_config, prefix_config
 from .io import CURRENT_SCHEMA_VERSION, MANIFEST_FILENAME, SIGNATURE_FILENAME, parse_manifest
 from .peft_config import check_peft_config, peft_method, peft_scalars, peft_unsupported
 from .peft_targets import family_of, peft_placement
 from .roles import CARD_FILE, guess_role
-from .types import FileEntry, Manifest
+from .types import FileEntry, HfSource, Manifest
 
 FOREIGN_CONFIG = "adapter_config.json"
 FUSION_CONFIG = "adapter_fusion_config.json"
@@ -165,6 +165,18 @@ def derive_manifest(config_files: Mapping[str, Any], files: Sequence[FileEntry],
     if head_type is not None:
         doc["head"] = {"type": head_type}
     return parse_manifest(doc, f"{where} (derived manifest)")
+
+
+def derived_reference(manifest: Manifest) -> str | None:
+    """``hf:ORG/REPO@<commit>[:SUBFOLDER]`` of a manifest derived from a Hub repo, None for any other: how a
+    composition over it names it (a derived manifest is in no index, so only the reference finds it again)."""
+    derived = manifest.extensions.get("x-adapterhub-derived")
+    if not isinstance(derived, dict) or derived.get("from") != "hf":
+        return None
+    source = next((s for s in manifest.sources or () if isinstance(s, HfSource)), None)
+    if source is None:
+        return None
+    return str(HubReference(source.repo_id, source.revision, source.subfolder))
 
 
 def member_origin(origin: HubOrigin, member: str) -> HubOrigin:

@@ -7,26 +7,43 @@ indices within the base model), collecting every problem before raising one :cla
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Any
 
 from ..blocks import from_json, used_names, validate
-from ..errors import CompositionError, SchemaError, SchemaProblem, UnsupportedSchemaVersionError
+from ..errors import (
+    CompositionError,
+    InvalidNameError,
+    SchemaError,
+    SchemaProblem,
+    UnsupportedSchemaVersionError,
+)
 from ..fileio import atomic_write_text
 from ..jsonio import dumps_canonical, dumps_pretty, load_strict, loads_strict
-from ..names import normalize_name
+from ..names import normalize_name, pinned_hub_reference
 from ..paths import case_collisions, path_problem
 from ..schema import MANIFEST_SCHEMA, load_schema, validate_document
 from .convert import manifest_from_json, to_json
-from .types import Manifest
+from .types import HfSource, Manifest
 
 MANIFEST_FILENAME = "adapterhub.json"
 SIGNATURE_FILENAME = "model.sig"
 """The OpenSSF Model Signing signature of an adapter directory (OMS's own default name); never a payload file."""
 SUPPORTED_MAJOR = 1
-KNOWN_MINOR = 0
-CURRENT_SCHEMA_VERSION = f"{SUPPORTED_MAJOR}.{KNOWN_MINOR}"
+KNOWN_MINOR = 1
+"""1.1 added dependencies on Hub repos (``dependencies[].hub``); everything else is 1.0."""
+CURRENT_SCHEMA_VERSION = f"{SUPPORTED_MAJOR}.0"
+"""What writers put on a manifest that uses nothing newer: the lowest version that describes it, so older
+readers keep reading what they can (:func:`schema_version_for`)."""
+HUB_DEPENDENCY_SCHEMA_VERSION = f"{SUPPORTED_MAJOR}.1"
+
+
+def schema_version_for(dependencies: Any) -> str:
+    """The format a manifest with these (JSON) dependencies declares: 1.1 when one names a Hub repo."""
+    uses_hub = any(isinstance(d, dict) and "hub" in d for d in dependencies or ())
+    return HUB_DEPENDENCY_SCHEMA_VERSION if uses_hub else CURRENT_SCHEMA_VERSION
 
 
 def _known_top_level() -> set[str]:
@@ -53,7 +70,24 @@ def _check_version_field(data: Any, source: str) -> int:
     return 0
 
 
-def _semantic_problems(data: dict[str, Any]) -> list[SchemaProblem]:
+def _hub_dependency_problems(dep: dict[str, Any], i: int, minor: int) -> list[SchemaProblem]:
+    """A ``hub`` dependency: a parseable reference pinned to a commit, in a manifest of format 1.1 or later."""
+    problems = []
+    try:
+        pinned_hub_reference(dep["hub"])
+    except InvalidNameError as exc:
+        problems.append(SchemaProblem(f"/dependencies/{i}/hub", str(exc)))
+    if "spec" in dep:
+        problems.append(SchemaProblem(f"/dependencies/{i}/spec", "a Hub dependency takes no version spec: its "
+                                                                 "commit pins it (drop 'spec')"))
+    if minor < 1:
+        problems.append(SchemaProblem("/schema_version", f"dependency {dep.get('name')!r} names a Hub repo, which "
+                                                         f"format 1.0 cannot express: declare "
+                                                         f"{HUB_DEPENDENCY_SCHEMA_VERSION!r}"))
+    return problems
+
+
+def _semantic_problems(data: dict[str, Any], minor: int = KNOWN_MINOR) -> list[SchemaProblem]:
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
     from packaging.version import InvalidVersion, Version
 
@@ -88,6 +122,7 @@ def _semantic_problems(data: dict[str, Any]) -> list[SchemaProblem]:
             problems.append(SchemaProblem("/files", f"paths {first!r} and {second!r} differ only in case"))
     deps = data.get("dependencies")
     dep_names: list[str] = []
+    hubs: list[str] = []
     if isinstance(deps, list):
         for i, dep in enumerate(deps):
             if not isinstance(dep, dict):
@@ -96,6 +131,9 @@ def _semantic_problems(data: dict[str, Any]) -> list[SchemaProblem]:
                 dep_names.append(dep["name"])
                 if dep["name"] == name:
                     problems.append(SchemaProblem(f"/dependencies/{i}/name", "an adapter cannot depend on itself"))
+            if isinstance(dep.get("hub"), str):
+                problems += _hub_dependency_problems(dep, i, minor)
+                hubs.append(dep["hub"].strip())
             spec = dep.get("spec")
             if isinstance(spec, str):
                 try:
@@ -104,6 +142,8 @@ def _semantic_problems(data: dict[str, Any]) -> list[SchemaProblem]:
                     problems.append(SchemaProblem(f"/dependencies/{i}/spec", f"{spec!r} is not a PEP 440 specifier"))
         for dup in sorted({n for n in dep_names if dep_names.count(n) > 1}):
             problems.append(SchemaProblem("/dependencies", f"{dup!r} is listed twice"))
+        for dup in sorted({h for h in hubs if hubs.count(h) > 1}):
+            problems.append(SchemaProblem("/dependencies", f"the Hub adapter {dup} is listed twice"))
     adapter = data.get("adapter")
     config = adapter.get("config") if isinstance(adapter, dict) else None
     if isinstance(adapter, dict) and adapter.get("method") == "fusion" and isinstance(config, dict):
@@ -179,7 +219,7 @@ def manifest_problems(data: Any, source: str = "<manifest>", *, memo: bool = Fal
         data = {k: v for k, v in data.items() if k in known or k.startswith("x-")}
     problems = validate_document(data, MANIFEST_SCHEMA, memo=memo)
     if isinstance(data, dict):
-        problems += _semantic_problems(data)
+        problems += _semantic_problems(data, minor)
     return problems
 
 
@@ -213,6 +253,15 @@ def manifest_to_dict(manifest: Manifest) -> dict[str, Any]:
 def manifest_digest(manifest: Manifest) -> str:
     """sha256 of the canonical JSON form: the identity of the exact manifest content."""
     return hashlib.sha256(dumps_canonical(manifest_to_dict(manifest)).encode()).hexdigest()
+
+
+def dependency_digest(manifest: Manifest) -> str:
+    """The sha256 a Hub dependency pins (``manifest_sha256``): :func:`manifest_digest` of the manifest with its Hub
+    sources' ``endpoint`` left out. A derived manifest records the endpoint it was pulled through; the publisher and
+    a user may reach the same commit through different mirrors, and that does not change what the adapter is."""
+    sources = tuple(dataclasses.replace(s, endpoint=None) if isinstance(s, HfSource) else s
+                    for s in manifest.sources or ())
+    return manifest_digest(dataclasses.replace(manifest, sources=sources or manifest.sources))
 
 
 def write_manifest(manifest: Manifest, path: str | Path) -> Path:

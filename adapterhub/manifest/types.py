@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..names import HubReference, pinned_hub_reference
 from .configs import AdapterConfig
 
 
@@ -71,8 +72,17 @@ class FileEntry:
 class Dependency:
     name: str
     spec: str | None = None
+    hub: str | None = None
+    """``hf:ORG/REPO@<commit>[:SUBFOLDER]``: the adapter comes from that Hub repo, not from the index (format 1.1)."""
+    manifest_sha256: str | None = None
+    """For a ``hub`` dependency: the sha256 (``manifest_digest``) its manifest must have."""
     role: str | None = None
     description: str | None = None
+
+    @property
+    def reference(self) -> HubReference | None:
+        """The pinned Hub reference of a ``hub`` dependency; None for a registry release."""
+        return None if self.hub is None else pinned_hub_reference(self.hub)
 
 
 @dataclass(frozen=True)

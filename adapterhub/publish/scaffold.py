@@ -31,6 +31,7 @@ from ..manifest import (
 from ..names import normalize_name
 from .base import load_base
 from .files import file_entries, payload_files
+from .pin import pin_hub_dependencies
 
 Check = Callable[[str], "str | None"]
 """``check(answer) -> problem``: what is wrong with an answer for one field (``None``: nothing)."""
@@ -185,9 +186,10 @@ def _check_base_against(doc: dict[str, Any], base: Any, source: str) -> None:
 
 
 def _init_ours(directory: Path, base_path: str | Path | None, fields: _Fields) -> InitResult:
-    manifest = load_manifest(directory)
+    path = directory / MANIFEST_FILENAME
+    raw, notes = pin_hub_dependencies(load_strict(path), str(path))  # hf: members: pinned to their commits
+    manifest = parse_manifest(raw, str(path))
     doc = manifest_to_dict(manifest)
-    notes: list[str] = []
     if base_path is not None:
         base = load_base(base_path)
         _check_base_against(doc, base, str(directory / MANIFEST_FILENAME))

@@ -20,7 +20,7 @@ from typing import Any
 from .. import resources
 from ..errors import IntegrityError, NotFoundError, RollbackError, SchemaError
 from ..jsonio import dumps_pretty, loads_strict
-from ..manifest import Manifest, manifest_digest
+from ..manifest import Manifest, dependency_digest
 from ..names import dependency_requirement, normalize_name
 from ..schema import LOCKFILE_SCHEMA, validate_document
 from .backends import LocalBackend
@@ -55,7 +55,8 @@ class LockedAdapter:
 
     @property
     def hashed(self) -> bool:
-        return bool(self.manifest_sha256) and bool(self.files)
+        """Whether the lock pins this adapter's manifest and files (a composition may have no files)."""
+        return bool(self.manifest_sha256) and self.files is not None
 
 
 @dataclass(frozen=True)
@@ -108,30 +109,41 @@ def _files_of(entry: IndexEntry) -> tuple[LockedFile, ...]:
     return tuple(LockedFile(f.path, f.size, f.sha256) for f in entry.manifest.files)
 
 
-def hub_locked(manifest: Manifest, reference: str) -> LockedAdapter:
-    """The lock entry of an adapter pulled from a Hub repo: ``reference`` names the commit."""
-    return LockedAdapter(manifest.name, manifest.version, manifest_digest(manifest),
-                         tuple(LockedFile(f.path, f.size, f.sha256) for f in manifest.files), hub=reference)
+def hub_locked(manifest: Manifest, reference: str, required_by: tuple[str, ...] = ()) -> LockedAdapter:
+    """The lock entry of an adapter pulled from a Hub repo: ``reference`` names the commit; ``required_by``
+    the releases that pulled it in (empty: asked for). Its manifest sha256 leaves out the endpoint the
+    manifest was derived through (:func:`~adapterhub.manifest.dependency_digest`): a lock made through
+    one mirror installs through another."""
+    return LockedAdapter(manifest.name, manifest.version, dependency_digest(manifest),
+                         tuple(LockedFile(f.path, f.size, f.sha256) for f in manifest.files), required_by,
+                         hub=reference)
 
 
 def build_lock(index: Index, requirements: list[str], *, base_model: str | None = None,
-               hub: Sequence[tuple[str, LockedAdapter]] = ()) -> Lockfile:
+               hub: Sequence[tuple[str, LockedAdapter]] = (),
+               hub_dependencies: Sequence[LockedAdapter] = ()) -> Lockfile:
     """Resolve ``requirements`` (dependencies first) and pin every release by version and hashes.
 
     ``hub``: ``(requirement as given, entry from`` :func:`hub_locked` ``)`` for ``hf:`` requirements, which
     the caller pulled (their manifests are derived from the repos, not resolved in ``index``).
+    ``hub_dependencies``: entries (with ``required_by``) for the Hub adapters the resolved releases depend on
+    (manifest format 1.1), which the caller pulled; they come first, before the releases that need them.
+    A Hub adapter both asked for and depended on is locked once.
     """
     resolved = resolve_closure(index, list(requirements), base_model=base_model) if requirements else []
     state = index.trusted_state()
     adapters = tuple(LockedAdapter(r.name, r.version, r.entry.manifest_sha256, _files_of(r.entry), r.required_by)
                      for r in resolved)
+    by_ref: dict[str, LockedAdapter] = {}
+    for locked in [*hub_dependencies, *(a for _, a in hub)]:
+        by_ref.setdefault(locked.hub or "", locked)
     taken = {a.name for a in adapters}
-    for _, locked in hub:
+    for locked in by_ref.values():
         if locked.name in taken:
             raise IntegrityError(f"{locked.name} would be locked twice ({locked.hub} and the index)",
                                  hint="lock one of them")
         taken.add(locked.name)
-    return Lockfile(adapters + tuple(a for _, a in hub),
+    return Lockfile(tuple(by_ref.values()) + adapters,
                     LockedIndex(index_label(index), index.config.get("name"),
                                 state.to_json() if state is not None else None),
                     tuple(requirements) + tuple(r for r, _ in hub))
@@ -219,6 +231,7 @@ def check_lock(lock: Lockfile, index: Index, *, require_hashes: bool = False, on
                             hint="the index was rolled back; use a mirror that is up to date")
     selected = _selected(lock, list(only or ()))
     locked_names = {a.name: a for a in lock.adapters}
+    locked_refs = {a.hub for a in lock.adapters if a.hub}
     for locked in selected:
         where = f"{locked.name} {locked.version}"
         if require_hashes and not locked.hashed:
@@ -237,6 +250,11 @@ def check_lock(lock: Lockfile, index: Index, *, require_hashes: bool = False, on
             raise IntegrityError(f"{where}: the index's files (paths, sizes, sha256) differ from the locked ones",
                                  hint="the release changed after it was locked")
         for dep in entry.manifest.dependencies or ():
+            if dep.hub is not None:  # a Hub adapter: locked by its reference (the store checks its manifest)
+                if dep.hub not in locked_refs:
+                    raise NotFoundError(f"{where} depends on {dep.hub}, which is not in the lock; a lock installs "
+                                        "nothing else", hint="re-lock: `adapterhub lock` includes Hub dependencies")
+                continue
             have = locked_names.get(normalize_name(dep.name))
             if have is None:
                 raise NotFoundError(f"{where} depends on {dep.name}, which is not in the lock; a lock installs "

@@ -116,8 +116,13 @@ def resolve(index: Index, requirement: str | Requirement, *, base_model: str | N
 
 
 def _dependencies(resolved: Resolved) -> Iterator[Requirement]:
-    """The requirements a release declares, parsed like a user's (``==X`` is an exact pin)."""
+    """The index requirements a release declares, parsed like a user's (``==X`` is an exact pin).
+
+    A dependency on a Hub repo (``hub``, format 1.1) is no index release: the store pulls it by its pinned
+    reference (:mod:`adapterhub.store.hub_deps`), so the walk leaves it out."""
     for dep in resolved.entry.raw_manifest.get("dependencies") or []:
+        if isinstance(dep, dict) and "hub" in dep:
+            continue
         name, spec = (dep.get("name"), dep.get("spec") or "") if isinstance(dep, dict) else (None, None)
         if not isinstance(name, str) or not isinstance(spec, str):
             raise IndexFormatError(f"{resolved.entry.source}: dependency {dep!r} of {resolved.name} "

@@ -29,10 +29,13 @@ from .tensors import TensorTree
 
 
 class Published(NamedTuple):
-    """The manifest an attached adapter was loaded from: its published name and version."""
+    """The manifest an attached adapter was loaded from: its published name and version (and, for one derived
+    from a Hub repo, its pinned reference and manifest sha256: what a composition over it must name)."""
 
     name: str
     version: str
+    hub: str | None = None
+    manifest_sha256: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """A published composition (a manifest of method ``composition``) read onto the adapters attached now.
 
-The manifest's block names adapters by their published names, each one a dependency (maybe pinned).
+The manifest's block names adapters by their published names, each one a dependency (maybe pinned: a
+version spec, or for a Hub dependency the commit, held against the reference an adapter derived from a Hub
+repo was loaded from).
 Activating it attaches nothing: every adapter it uses must already be attached, at a version its pin
 allows; the block is then renamed to the local names and activated by the handle. Pulling what is
 missing is :func:`adapterhub.compose.load_composition`'s job, a layer above.
@@ -26,6 +28,11 @@ def composition_block(manifest: Manifest, attached: Mapping[str, AttachedAdapter
             f"{source}: composition {manifest.id} uses adapters that are not attached: {', '.join(missing)}",
             hint="load them first (ah.load(dir)), or pull everything with "
                  f"adapterhub.compose.load_composition(ah, '{manifest.name}=={manifest.version}', index=...)")
+    for dep in manifest.dependencies or ():
+        pub = attached[names[dep.name]].published if dep.hub and dep.name in names else None
+        if pub is not None and pub.hub is not None and pub.hub != dep.hub:
+            raise AdapterStateError(f"{source}: composition member {dep.name} must be {dep.hub}, attached "
+                                    f"{names[dep.name]!r} is {pub.hub}", hint="load the pinned commit of the member")
     out = rename(block, names.__getitem__, names.__getitem__)
     assert out is not None
     return out

@@ -26,6 +26,8 @@ from ..errors import (
     SchemaError,
     SchemaProblem,
 )
+from ..manifest import dependency_digest
+from ..manifest.derive import derived_reference
 from ..manifest.types import Manifest
 from ..names import is_repo_id, manifest_name
 from .activation import Active
@@ -226,7 +228,7 @@ class AdapterModel:
             check_head(self.model, pkg.head, pkg.source)
         # The fingerprint last: its error offers force=True, which is only honest once every shape fits.
         self.check_base(pkg.base, pkg.source, force=force)
-        published = Published(pkg.manifest.name, pkg.manifest.version) if pkg.manifest is not None else None
+        published = _published(pkg.manifest) if pkg.manifest is not None else None
         self._attach(name, impl, typed, pkg.tensors, pkg.head, activate, published)
         return name
 
@@ -363,8 +365,12 @@ class AdapterModel:
     def dependency(self, name: str) -> dict[str, str]:
         """How a saved manifest refers to attached adapter ``name``: its published name, pinned if known."""
         entry = self.entry(name)
-        if entry.published:
-            return {"name": entry.published.name, "spec": f"=={entry.published.version}", "role": "member"}
+        pub = entry.published
+        if pub and pub.hub:  # derived from a Hub repo: in no index, found again by its pinned reference
+            return {"name": pub.name, "hub": pub.hub, **({"manifest_sha256": pub.manifest_sha256}
+                                                          if pub.manifest_sha256 else {}), "role": "member"}
+        if pub:
+            return {"name": pub.name, "spec": f"=={pub.version}", "role": "member"}
         return {"name": manifest_name(name), "role": "member"}
 
     def save(self, name: str, directory: str | Path, /, **manifest_fields: Any) -> Path:
@@ -455,6 +461,12 @@ class AdapterModel:
 
     def __repr__(self) -> str:
         return f"AdapterModel({type(self.model).__name__}, adapters={list(self._entries)}, active={list(self._active)})"
+
+
+def _published(manifest: Manifest) -> Published:
+    """What an adapter loaded from ``manifest`` remembers of it (a Hub-derived one: its reference and digest)."""
+    hub = derived_reference(manifest)
+    return Published(manifest.name, manifest.version, hub, dependency_digest(manifest) if hub else None)
 
 
 def wrap(model: nn.Module) -> AdapterModel:

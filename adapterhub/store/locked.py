@@ -14,10 +14,11 @@ from typing import Any
 
 from .. import settings
 from ..errors import IntegrityError
-from ..manifest import Manifest, manifest_digest
+from ..manifest import Manifest, dependency_digest, manifest_digest
 from ..names import parse_hub_reference
 from ..transport import FetchOptions
-from .pull import PulledAdapter, index_location, pull_manifest
+from .hub_deps import HubChain, check_dependency_manifest
+from .pull import PulledAdapter, index_location, pull_hub_dependencies, pull_manifest
 from .trust import Trust
 
 
@@ -40,30 +41,62 @@ def pull_locked(lock: Any, *, index: Any = None, require_hashes: bool = False, o
     idx = index if isinstance(index, Index) else open_index(index, offline=off)
     check = check_lock(lock, idx, require_hashes=require_hashes, only=list(only))
     where = index_location(idx)
-    pulled = [pull_manifest(entry.manifest, cache_dir=cache_dir, offline=off, index_config=idx.config,
-                            endpoint=endpoint, token=token, progress=progress, options=options, index_location=where,
-                            trust=trust)
-              for entry in check.entries]
-    for locked in check.hub:
+    pulled: list[PulledAdapter] = []
+    for locked in check.hub:  # first: Hub adapters are what locked compositions depend on
         from .hub_pull import plan_hub_pull  # deferred: import cost of pulling a lock of registry names
 
         plan = plan_hub_pull(parse_hub_reference(locked.hub or ""), cache_dir=cache_dir, offline=off,
                              endpoint=endpoint, token=token, options=options)
         _check_locked(locked, plan.manifest)
+        _check_pinned_by(plan.manifest, locked.hub or "", check.entries)
         one = pull_manifest(plan.manifest, cache_dir=cache_dir, offline=off, endpoint=endpoint, token=token,
                             progress=progress, options=options, sources=[plan.source], trust=trust)
         plan.record()
         pulled.append(dataclasses.replace(one, reference=locked.hub))
+    pulled += [pull_manifest(entry.manifest, cache_dir=cache_dir, offline=off, index_config=idx.config,
+                             endpoint=endpoint, token=token, progress=progress, options=options, index_location=where,
+                             trust=trust)
+               for entry in check.entries]
     return pulled
+
+
+def _check_pinned_by(manifest: Manifest, reference: str, entries: Sequence[Any]) -> None:
+    """A locked Hub adapter must also be what every locked composition naming it pinned (name, manifest sha256)."""
+    for entry in entries:
+        for dep in entry.manifest.dependencies or ():
+            if dep.hub == reference:
+                check_dependency_manifest(dep, manifest, entry.manifest.id)
+
+
+def hub_dependency_locks(closure: Sequence[Any], *, cache_dir: str | Path | None = None, offline: bool | None = None,
+                         endpoint: str | None = None, token: str | bool | None = None,
+                         options: FetchOptions | None = None, trust: Trust | None = None) -> list[Any]:
+    """Lock entries for the Hub adapters the resolved releases ``closure`` depend on (manifest format 1.1).
+
+    Each is pulled (verified, checked against the composition's pins) since its manifest is derived from the
+    repo; ``required_by`` names the release that pulled it in. Dependencies come first, each once.
+    """
+    from ..registry.lockfile import hub_locked  # deferred: CLI import cost (registry)
+
+    kwargs = dict(cache_dir=cache_dir, offline=settings.offline() if offline is None else offline, sources=None,
+                  endpoint=endpoint, token=token, progress=False, options=options, trust=trust or Trust.from_env())
+    seen: dict[str, PulledAdapter] = {}
+    out = []
+    for r in closure:
+        chain = HubChain((*r.required_by, r.manifest.id))
+        for dep in pull_hub_dependencies(r.manifest, kwargs, chain, seen):
+            out.append(hub_locked(dep.manifest, dep.reference or "", (*r.required_by, r.name)))
+    return out
 
 
 def _check_locked(locked: Any, manifest: Manifest) -> None:
     """The manifest derived from the repo at the locked commit must be the locked one, file for file."""
     where = f"{locked.name} {locked.version} ({locked.hub})"
+    digests = {dependency_digest(manifest), manifest_digest(manifest)}  # the latter: locks written before 1.1
     if (manifest.name, manifest.version) != (locked.name, locked.version) or (
-            locked.manifest_sha256 and manifest_digest(manifest) != locked.manifest_sha256):
+            locked.manifest_sha256 and locked.manifest_sha256 not in digests):
         raise IntegrityError(f"{where}: the manifest derived from the repo ({manifest.name} {manifest.version}, "
-                             f"sha256 {manifest_digest(manifest)}) is not the locked one ({locked.manifest_sha256})",
+                             f"sha256 {dependency_digest(manifest)}) is not the locked one ({locked.manifest_sha256})",
                              hint="the derivation changed (a newer adapterhub?); re-lock after checking why")
     files = sorted((f.path, f.size, f.sha256) for f in manifest.files)
     if locked.files is not None and files != sorted((f.path, f.size, f.sha256) for f in locked.files):

@@ -37,10 +37,11 @@ from ..errors import (
     SizeLimitError,
     UnsafeFileError,
 )
-from ..manifest import ArchiveSource, FileEntry, Manifest, manifest_digest
+from ..manifest import ArchiveSource, Dependency, FileEntry, Manifest, manifest_digest
 from ..names import HubReference, Requirement, dependency_requirement, is_hub_reference, parse_hub_reference
 from ..transport import FetchOptions, TokenScope
 from .http import HttpFetcher
+from .hub_deps import HubChain, check_dependency_manifest, hub_dependencies
 from .layout import CacheLayout, new_owner
 from .plan import check_manifest_for_store, describe_sources, sources_for
 from .progress import Progress
@@ -427,9 +428,10 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
     kwargs = dict(cache_dir=cache_dir, offline=off, sources=sources, endpoint=endpoint, token=token,
                   progress=progress, options=options, trust=trust or Trust.from_env())
     if is_hub_reference(requirement):
-        return _pull_hub(parse_hub_reference(requirement), dependencies, kwargs)  # type: ignore[arg-type]
+        return _pull_hub(parse_hub_reference(requirement), dependencies, kwargs)
     if isinstance(requirement, Manifest):
-        needs_index = dependencies and bool(requirement.dependencies)
+        registry_deps = [d for d in requirement.dependencies or () if d.hub is None]
+        needs_index = dependencies and bool(registry_deps)
         idx = _open(index, off, options) if (index is not None or needs_index) else None
         deps: list[PulledAdapter] = []
         if idx is not None:
@@ -437,9 +439,10 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
         if needs_index and idx is not None:
             from ..registry import resolve_closure  # deferred: CLI import cost (registry)
 
-            reqs: list[str | Requirement] = [dependency_requirement(d.name, d.spec)
-                                             for d in requirement.dependencies or ()]
-            deps = [pull_manifest(r.manifest, index_config=idx.config, **kwargs) for r in resolve_closure(idx, reqs)]
+            reqs: list[str | Requirement] = [dependency_requirement(d.name, d.spec) for d in registry_deps]
+            deps = _pull_closure(resolve_closure(idx, reqs), idx, kwargs)
+        if dependencies:
+            deps += pull_hub_dependencies(requirement, kwargs, HubChain((requirement.id,)), {})
         root = pull_manifest(requirement, index_config=idx.config if idx else None, **kwargs)
         return _with_deps(root, deps)
 
@@ -449,22 +452,70 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
     kwargs["index_location"] = index_location(idx)
     if not dependencies:
         return pull_manifest(resolve(idx, requirement).manifest, index_config=idx.config, **kwargs)
-    closure = resolve_closure(idx, [requirement])
-    pulled = [pull_manifest(r.manifest, index_config=idx.config, **kwargs) for r in closure]
+    pulled = _pull_closure(resolve_closure(idx, [requirement]), idx, kwargs)
     return _with_deps(pulled[-1], pulled[:-1])
 
 
-def _pull_hub(ref: HubReference, dependencies: bool, kwargs: dict[str, Any]) -> PulledAdapter:
-    """Pull a Hub reference (see :mod:`.hub_pull`) and, for an ``adapters`` fusion folder, its members: the
-    sibling folders at the same commit, pulled first."""
+def _pull_closure(closure: Sequence[Any], idx: Any, kwargs: dict[str, Any]) -> list[PulledAdapter]:
+    """Pull resolved index releases in order, each after the Hub adapters it depends on (format 1.1)."""
+    pulled: list[PulledAdapter] = []
+    seen: dict[str, PulledAdapter] = {}
+    for r in closure:
+        pulled += pull_hub_dependencies(r.manifest, kwargs, HubChain((*r.required_by, r.manifest.id)), seen)
+        pulled.append(pull_manifest(r.manifest, index_config=idx.config, **kwargs))
+    return pulled
+
+
+def pull_hub_dependencies(manifest: Manifest, kwargs: dict[str, Any], chain: HubChain,
+                          seen: dict[str, PulledAdapter]) -> list[PulledAdapter]:
+    """Pull the Hub adapters ``manifest`` depends on (and theirs), dependencies first, each once per pull.
+
+    ``seen`` maps the references this pull already brought to their result (shared across one pull);
+    each returned adapter is one not seen before, so the list is flat and without repeats.
+    """
+    return _pull_references(list(hub_dependencies(manifest)), kwargs, chain, seen)
+
+
+def _pull_references(wanted: Sequence[tuple[Dependency | None, HubReference]], kwargs: dict[str, Any],
+                     chain: HubChain, seen: dict[str, PulledAdapter]) -> list[PulledAdapter]:
+    """Pull each ``(dependency that named it or None, reference)`` not seen yet; flat, dependencies first."""
+    out: list[PulledAdapter] = []
+    for dep, ref in wanted:
+        if str(ref) in seen:
+            chain.enter(ref)  # a reference seen before may still close a cycle through this chain
+            continue
+        pulled = _pull_hub(ref, True, kwargs, chain=chain, expect=dep, seen=seen)
+        out += [*pulled.dependencies, pulled]
+    return out
+
+
+def _pull_hub(ref: HubReference, dependencies: bool, kwargs: dict[str, Any], *, chain: HubChain = HubChain(),
+              expect: Dependency | None = None, seen: dict[str, PulledAdapter] | None = None) -> PulledAdapter:
+    """Pull a Hub reference (see :mod:`.hub_pull`) after what it needs: for an ``adapters`` fusion folder its
+    members (the sibling folders at the same commit), for a composition its Hub dependencies.
+
+    ``expect``: the dependency that named ``ref`` (its manifest is checked before anything is published).
+    ``seen``: what this pull brought already (by reference); the result's dependencies are the adapters pulled
+    for it that were not, flat, dependencies first.
+    """
     from .hub_pull import member_references, plan_hub_pull  # deferred: registry-name pulls skip its imports
 
+    here = chain.enter(ref)
+    seen = {} if seen is None else seen
+    kwargs = {k: v for k, v in kwargs.items() if k != "index_location"}  # a Hub repo, whatever index listed it
     plan = plan_hub_pull(ref, cache_dir=kwargs["cache_dir"], offline=kwargs["offline"], endpoint=kwargs["endpoint"],
                          token=kwargs["token"], options=kwargs["options"])
-    deps = [_pull_hub(member, True, kwargs) for member in member_references(plan)] if dependencies else []
+    if expect is not None:
+        check_dependency_manifest(expect, plan.manifest, chain.requirer)
+    deps: list[PulledAdapter] = []
+    if dependencies:
+        wanted = [(None, member) for member in member_references(plan)] + list(hub_dependencies(plan.manifest))
+        deps = _pull_references(wanted, kwargs, here, seen)
     pulled = pull_manifest(plan.manifest, **{**kwargs, "sources": [plan.source]})
     plan.record()  # only now: a pull that failed leaves no view and no manifest
-    return _with_deps(dataclasses.replace(pulled, reference=str(plan.ref.at(plan.commit))), deps)
+    result = _with_deps(dataclasses.replace(pulled, reference=str(plan.ref.at(plan.commit))), deps)
+    seen[str(ref)] = result
+    return result
 
 
 def _with_deps(root: PulledAdapter, deps: list[PulledAdapter]) -> PulledAdapter:

@@ -12,7 +12,14 @@ from typing import Any
 
 from ...errors import IntegrityError, NotFoundError
 from ...fileio import sha256_file, staged_directory
-from ...manifest.io import MANIFEST_FILENAME, load_manifest, manifest_to_dict, parse_manifest, write_manifest
+from ...manifest.io import (
+    MANIFEST_FILENAME,
+    load_manifest,
+    manifest_to_dict,
+    parse_manifest,
+    schema_version_for,
+    write_manifest,
+)
 from ...manifest.types import FileEntry, Manifest
 from ..heads import HEAD_FILE
 from ..package import ADAPTER_FILES, WEIGHTS_FILE, AdapterPackage, BaseFacts
@@ -92,7 +99,7 @@ def _manifest_doc(pkg: AdapterPackage, name: str, version: str, description: str
     if len(dtypes) == 1 and next(iter(dtypes)) in ("float32", "float16", "bfloat16"):
         adapter["dtype"] = next(iter(dtypes))
     doc: dict[str, Any] = {
-        "schema_version": "1.0", "name": name, "version": version,
+        "schema_version": schema_version_for(dependencies), "name": name, "version": version,
         "description": description or f"{pkg.method} adapter {name} for {base['id']}",
         "license": license, "authors": list(authors),
         "task": task or {"type": _task_type(pkg.head_type), "name": name},
