@@ -5,8 +5,8 @@ Decoding is transformers' ``generate`` with settings built here: greedy unless `
 parameters left unset take the base's ``generation_config.json`` values; the KV cache is on unless an
 attached prefix sits on an attention that cannot continue a cache (T5 in transformers 4.x); a seed
 forks the random state, so the same inputs, batch size and seed give the same text without touching the
-caller's generator. Decoder-only prompts are left-padded to batch them. A causal base whose tokenizer has
-a chat template gets each prompt as a user message (``chat=None``, the default; ``False`` turns it off).
+caller's generator. Decoder-only prompts are left-padded to batch them (encoder inputs right-padded).
+A causal base whose tokenizer has a chat template gets each prompt as a user message (``chat=None``, the default; ``False`` turns it off).
 Nothing here imports torch at module level.
 """
 
@@ -205,7 +205,7 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str | Prompt], settin
             for chunk in batches(range(len(items)), batch_size):
                 start = chunk[0]
                 ids = encoded[start:start + len(chunk)]
-                input_ids, mask = left_padded(ids, pad_id, device)
+                input_ids, mask = padded(ids, pad_id, device, left=not encoder_decoder)
                 streamer = None if stream is None else TokenStreamer(
                     lambda t: tokenizer.decode(t, skip_special_tokens=True), stream, len(ids), stops, start)
                 output = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config,
@@ -233,14 +233,20 @@ def check_lengths(encoded: Sequence[Sequence[int]], settings: Settings, limit: i
                                        hint="shorten the input" + ("" if encoder_decoder else " or lower --max-new-tokens"))
 
 
-def left_padded(rows: Sequence[Sequence[int]], pad_id: int, device: Any) -> tuple[Any, Any]:
-    """``(input_ids, attention_mask)`` with every row padded on the left to the longest (decoder-only
-    models continue from the last position, so padding must come first; seq2seq encoders mask it anyway)."""
+def padded(rows: Sequence[Sequence[int]], pad_id: int, device: Any, *, left: bool) -> tuple[Any, Any]:
+    """``(input_ids, attention_mask)`` with every row padded to the longest: on the left for decoder-only
+    models (they continue from the last position), on the right for encoders (BART's positions are absolute,
+    so a left pad would shift every token)."""
     import torch
 
     width = max(len(r) for r in rows)
-    ids = torch.tensor([[pad_id] * (width - len(r)) + list(r) for r in rows], dtype=torch.long, device=device)
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long, device=device)
+
+    def pad(row: Sequence[int], fill: Sequence[int], gap: int) -> list[int]:
+        extra = [gap] * (width - len(row))
+        return [*extra, *fill] if left else [*fill, *extra]
+
+    ids = torch.tensor([pad(r, r, pad_id) for r in rows], dtype=torch.long, device=device)
+    mask = torch.tensor([pad(r, [1] * len(r), 0) for r in rows], dtype=torch.long, device=device)
     return ids, mask
 
 

@@ -105,5 +105,5 @@ def reference_lm(base_dir: Path, adapter: Path | None, dtype=None):
     if dtype is not None:
         model = model.to(dtype)
     if adapter is not None:
-        wrap(model).load(adapter)
+        wrap(model).load(adapter, force=dtype is not None)  # the fingerprint is of the float32 weights
     return model, transformers.AutoTokenizer.from_pretrained(base_dir)
