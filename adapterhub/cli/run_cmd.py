@@ -198,7 +198,7 @@ def run(ctx: click.Context, adapter: str, texts: tuple[str, ...], file: str | No
 
 def stdout_is_terminal() -> bool:
     """Whether standard output is a terminal (generated text is then streamed)."""
-    return click.get_text_stream("stdout").isatty()
+    return sys.stdout.isatty()
 
 
 def _header(prompt: str, n: int, total: int) -> str:
