@@ -153,6 +153,9 @@ def run(ctx: click.Context, adapter: str, texts: tuple[str, ...], file: str | No
         raise click.UsageError("no input: give TEXT arguments, --file FILE, or '-' for stdin")
     options = {k: v for k, v in task_options.items()
                if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
+    from ..tasks.generate import check_generation_options
+
+    check_generation_options(options)  # bad decoding settings fail before any model is fetched or loaded
     from ..progress import Progress
     from ..serve_run import prepare
 

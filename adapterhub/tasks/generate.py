@@ -287,6 +287,12 @@ def settings_of(options: Mapping[str, Any]) -> tuple[Settings, Callable[[int, st
     return settings, stream
 
 
+def check_generation_options(options: Mapping[str, Any]) -> None:
+    """Check the decoding settings among ``options`` (others are left to their task), so that a bad one is
+    refused before any model is loaded."""
+    settings_of({k: v for k, v in options.items() if k in OPTIONS})[0].check()
+
+
 def run(model: Any, tokenizer: Any, inputs: Sequence[Prompt], spec: TaskSpec, *,
         batch_size: int = DEFAULT_BATCH_SIZE, on_batch: Callable[[int], None] | None = None,
         **options: Any) -> list[Generation]:

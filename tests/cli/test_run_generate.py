@@ -112,6 +112,12 @@ def test_run_bad_generation_settings_exit_1(world, capsys, extra, message):
     assert code == 1 and out == "" and message in err
 
 
+def test_bad_generation_settings_fail_before_the_base_is_looked_for(world, capsys, tmp_path):
+    code, _, err = _run(capsys, world["causal"], "the cat", "--base", tmp_path / "no-such-base", "--sample",
+                        "--temperature", -1)
+    assert code == 1 and "temperature must be greater than 0" in err and "no-such-base" not in err
+
+
 def test_generation_options_on_a_classifier_exit_1(world, capsys):
     code, _, err = _run(capsys, world["classifier"], "good movie", "--base", world["bert"], "--max-new-tokens", 4)
     assert code == 1 and "max_new_tokens" in err
