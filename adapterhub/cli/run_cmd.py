@@ -114,8 +114,9 @@ def _add_field(records: list[Any], option: str, values: tuple[str, ...], n_texts
               help="Use the cache and local files only (also ADAPTERHUB_OFFLINE=1 or HF_HUB_OFFLINE=1).")
 @click.option("--token", default=None, help="Hub token for an adapter in a private repo (default: the one "
               "huggingface_hub finds, e.g. HF_TOKEN or `hf auth login`).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per input (JSON Lines); no progress bar, except while a language model "
-              "generates (on a terminal's stderr).")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per input (JSON Lines); no progress bar, except while a language model "
+                   "generates (on a terminal's stderr).")
 @index_option
 @click.pass_context
 def run(ctx: click.Context, adapter: str, texts: tuple[str, ...], file: str | None, fmt: str | None,
@@ -123,18 +124,20 @@ def run(ctx: click.Context, adapter: str, texts: tuple[str, ...], file: str | No
         base: str | None,
         batch_size: int, force: bool, offline: bool, token: str | None, as_json: bool,
         index_location: str | None, **task_options: Any) -> None:
-    """Run adapter NAME_OR_DIR's head on TEXT... (or records of --file / stdin) on its base model.
+    """Run adapter NAME_OR_DIR's head on TEXT... (or records of --file / stdin) on its base model; the head
+    type in its manifest picks the task (docs/run.md).
+
+    A progress bar counts the inputs on a terminal (stderr); none when stderr is piped, nor with --json
+    (except while a language model generates).
 
     \b
-    The head type in the adapter's manifest decides the task:
-      classification, multilabel-classification, regression   TEXT (--pair for text pairs)
-      token-classification                                      TEXT -> token labels and entities
-      question-answering                                        TEXT is the question; --context
-      multiple-choice                                           TEXT; --choice (repeated)
-      lm (language model: causal or seq2seq)                    TEXT is the prompt -> generated text
-    A progress bar counts the inputs on a terminal (stderr); none with --json or when stderr is piped.
-    Generated text is streamed as it is produced when stdout is a terminal (one input at a time, no
-    progress bar); with --json or piped output each input's text is printed once it is complete.
+    classification, multilabel-classification, regression   TEXT (--pair for text pairs)
+    token-classification                                      TEXT: token labels and entities
+    question-answering                                        TEXT is the question; --context
+    multiple-choice                                           TEXT; --choice (repeated)
+    lm (language model: causal or seq2seq)                    TEXT is the prompt: generated text
+    A language model's text is streamed as it is produced when stdout is a terminal (one input at a
+    time, no progress bar; docs/generate.md).
     """
     import warnings
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import InvalidArgumentError
 from .classify import DEFAULT_BATCH_SIZE, MAX_LENGTH
-from .types import Task, TaskSpec, batches, record_text
+from .types import Task, TaskSpec, batches, fixed_columns, inference, record_text
 
 
 @dataclass(frozen=True)
@@ -66,28 +66,18 @@ def choose(model: Any, tokenizer: Any, inputs: Sequence[ChoiceInput], spec: Task
 
     max_length = min(MAX_LENGTH, spec.max_length or MAX_LENGTH)
     out: list[ChoicePrediction] = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for chunk in batches(inputs, batch_size):
-                groups = [chunk] if len({len(i.choices) for i in chunk}) == 1 else [[i] for i in chunk]
-                for group in groups:
-                    n = len(group[0].choices)
-                    enc = tokenizer([i.text for i in group for _ in i.choices], [c for i in group for c in i.choices],
-                                    padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-                    logits = model(**{k: v.view(len(group), n, -1) for k, v in enc.items()}).logits.float()
-                    for item, row in zip(group, torch.softmax(logits, dim=-1).tolist(), strict=True):
-                        out.append(ChoicePrediction(item.text, item.choices, max(range(n), key=row.__getitem__), row))
-                if on_batch is not None:
-                    on_batch(len(chunk))
-    finally:
-        model.train(was_training)
+    with inference(model):
+        for chunk in batches(inputs, batch_size, on_batch):
+            groups = [chunk] if len({len(i.choices) for i in chunk}) == 1 else [[i] for i in chunk]
+            for group in groups:
+                n = len(group[0].choices)
+                enc = tokenizer([i.text for i in group for _ in i.choices], [c for i in group for c in i.choices],
+                                padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+                logits = model(**{k: v.view(len(group), n, -1) for k, v in enc.items()}).logits.float()
+                for item, row in zip(group, torch.softmax(logits, dim=-1).tolist(), strict=True):
+                    out.append(ChoicePrediction(item.text, item.choices, max(range(n), key=row.__getitem__), row))
     return out
 
 
-def columns(head_type: str) -> tuple[str, ...]:
-    return ("answer", "probability", "text")
-
-
-TASK = Task("choice", frozenset({"multiple-choice"}), choose, coerce_choice, columns, frozenset(), ("text", "choices"))
+TASK = Task("choice", frozenset({"multiple-choice"}), choose, coerce_choice,
+            fixed_columns("answer", "probability", "text"), frozenset(), ("text", "choices"))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidArgumentError
-from .types import Task, TaskSpec, batches, record_text
+from .types import Task, TaskSpec, batches, inference, record_text
 
 DEFAULT_BATCH_SIZE = 32
 MAX_LENGTH = 512  # BERT-family position limit; longer inputs are truncated
@@ -113,26 +113,16 @@ def shown(text: str, pair: str | None) -> str:
 def logits_of(model: Any, tokenizer: Any, items: Sequence[TextInput], *, batch_size: int, max_length: int,
               on_batch: Callable[[int], None] | None) -> list[tuple[Sequence[TextInput], Any]]:
     """Float32 logits of each batch, in input order (model in eval mode, restored afterwards)."""
-    import torch
-
     pairs = {item.text_pair is None for item in items}
     if len(pairs) > 1:
         raise InvalidArgumentError("some inputs have a text_pair and some do not; a head reads one or the other")
     out = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for chunk in batches(items, batch_size):
-                texts = [i.text for i in chunk]
-                second = None if chunk[0].text_pair is None else [i.text_pair for i in chunk]
-                enc = tokenizer(texts, second, padding=True, truncation=True, max_length=max_length,
-                                return_tensors="pt")
-                out.append((chunk, model(**enc).logits.float()))
-                if on_batch is not None:
-                    on_batch(len(chunk))
-    finally:
-        model.train(was_training)
+    with inference(model):
+        for chunk in batches(items, batch_size, on_batch):
+            texts = [i.text for i in chunk]
+            second = None if chunk[0].text_pair is None else [i.text_pair for i in chunk]
+            enc = tokenizer(texts, second, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            out.append((chunk, model(**enc).logits.float()))
     return out
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import InvalidArgumentError
 from .textstream import TokenStreamer
-from .types import Task, TaskSpec, batches, record_text
+from .types import Task, TaskSpec, batches, fixed_columns, inference, record_text
 
 DEFAULT_MAX_NEW_TOKENS = 64
 DEFAULT_BATCH_SIZE = 8
@@ -181,7 +181,6 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str | Prompt], settin
     it becomes final (see :mod:`.textstream`); with ``batch_size > 1`` the pieces of a batch's inputs
     interleave. ``on_batch(n)`` is called after each batch of ``n`` inputs.
     """
-    import torch
 
     settings = (settings or Settings()).check()
     if not callable(getattr(model, "generate", None)) or not model.can_generate():
@@ -198,25 +197,18 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str | Prompt], settin
     use_cache = continues_cache(model)
     device = next(model.parameters()).device
     out: list[Generation] = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), seeded(settings.seed, device):
-            for chunk in batches(range(len(items)), batch_size):
-                start = chunk[0]
-                ids = encoded[start:start + len(chunk)]
-                input_ids, mask = padded(ids, pad_id, device, left=not encoder_decoder)
-                streamer = None if stream is None else TokenStreamer(
-                    lambda t: tokenizer.decode(t, skip_special_tokens=True), stream, len(ids), stops, start)
-                output = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config,
-                                        use_cache=use_cache, streamer=streamer)
-                new = output[:, 1:] if encoder_decoder else output[:, input_ids.shape[1]:]
-                for item, prompt, row in zip(items[start:start + len(chunk)], ids, new.tolist(), strict=True):
-                    out.append(result(tokenizer, item.text, len(prompt), row, stops, chat))
-                if on_batch is not None:
-                    on_batch(len(ids))
-    finally:
-        model.train(was_training)
+    with inference(model), seeded(settings.seed, device):
+        for chunk in batches(range(len(items)), batch_size, on_batch):
+            start = chunk[0]
+            ids = encoded[start:start + len(chunk)]
+            input_ids, mask = padded(ids, pad_id, device, left=not encoder_decoder)
+            streamer = None if stream is None else TokenStreamer(
+                lambda t: tokenizer.decode(t, skip_special_tokens=True), stream, len(ids), stops, start)
+            output = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config,
+                                    use_cache=use_cache, streamer=streamer)
+            new = output[:, 1:] if encoder_decoder else output[:, input_ids.shape[1]:]
+            for item, prompt, row in zip(items[start:start + len(chunk)], ids, new.tolist(), strict=True):
+                out.append(result(tokenizer, item.text, len(prompt), row, stops, chat))
     return out
 
 
@@ -305,10 +297,7 @@ def run(model: Any, tokenizer: Any, inputs: Sequence[Prompt], spec: TaskSpec, *,
                     on_batch=on_batch, stream=stream)
 
 
-def columns(head_type: str) -> tuple[str, ...]:
-    return ("text", "finish", "prompt")
-
-
-TASKS = (Task("causal", frozenset({"lm"}), run, coerce_prompt, columns, OPTIONS, PROMPT_FIELDS),
-         Task("seq2seq", frozenset({"lm"}), run, coerce_prompt, columns, OPTIONS, PROMPT_FIELDS))
+COLUMNS = fixed_columns("text", "finish", "prompt")
+TASKS = (Task("causal", frozenset({"lm"}), run, coerce_prompt, COLUMNS, OPTIONS, PROMPT_FIELDS),
+         Task("seq2seq", frozenset({"lm"}), run, coerce_prompt, COLUMNS, OPTIONS, PROMPT_FIELDS))
 """Both generation kinds; :mod:`.dispatch` lists them."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidArgumentError
-from .types import Task, TaskSpec, batches, record_text
+from .types import Task, TaskSpec, batches, fixed_columns, inference, record_text
 
 MAX_SEQ_LENGTH = 384
 DEFAULT_DOC_STRIDE = 128
@@ -76,6 +76,17 @@ def best_span(start_probs: Any, end_probs: Any, max_answer_length: int) -> tuple
     return float(scores.flatten()[flat]), flat // n, flat % n
 
 
+def check_window(tokenizer: Any, question: str, max_length: int, stride: int) -> None:
+    """Each window holds the question, the special tokens and more context tokens than the stride (the
+    tokenizer would otherwise abort the process-wide, with an exception no ``except Exception`` catches)."""
+    used = len(tokenizer(question.lstrip(), add_special_tokens=False)["input_ids"])
+    room = max_length - used - tokenizer.num_special_tokens_to_add(pair=True)
+    if room <= stride:
+        raise InvalidArgumentError(
+            f"question {question!r} ({used} tokens) leaves {max(room, 0)} context tokens in a window of {max_length}, "
+            f"not more than the stride {stride}", hint="shorten the question, or lower --doc-stride / raise --max-length")
+
+
 def answer(model: Any, tokenizer: Any, inputs: Sequence[QAInput], spec: TaskSpec, *,
            batch_size: int = DEFAULT_BATCH_SIZE, on_batch: Callable[[int], None] | None = None,
            doc_stride: int | None = None, max_answer_length: int = DEFAULT_MAX_ANSWER_LENGTH,
@@ -94,55 +105,41 @@ def answer(model: Any, tokenizer: Any, inputs: Sequence[QAInput], spec: TaskSpec
     if stride < 0 or max_answer_length < 1:
         raise InvalidArgumentError(f"doc_stride must be >= 0 and max_answer_length >= 1, got {stride}, "
                                    f"{max_answer_length}")
+    for item in inputs:
+        check_window(tokenizer, item.question, max_length, stride)
     question_first = getattr(tokenizer, "padding_side", "right") == "right"
     context_id = 1 if question_first else 0
     out: list[Answer] = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for chunk in batches(inputs, batch_size):
-                questions = [i.question.lstrip() for i in chunk]  # leading blanks only waste the window
-                contexts = [i.context for i in chunk]
-                first, second = (questions, contexts) if question_first else (contexts, questions)
-                try:
-                    enc = tokenizer(first, second, truncation="only_second" if question_first else "only_first",
-                                    max_length=max_length, stride=stride, return_overflowing_tokens=True,
-                                    return_offsets_mapping=True, padding=True, return_tensors="pt")
-                except Exception as exc:  # the tokenizers library raises its own exception types here
-                    raise InvalidArgumentError(
-                        f"cannot split the context into windows of {max_length} tokens with stride {stride}: {exc}",
-                        hint="shorten the question, or lower --doc-stride / raise --max-length") from exc
-                sample = enc.pop("overflow_to_sample_mapping").tolist()
-                offsets = enc.pop("offset_mapping").tolist()
-                logits = model(**enc)
-                starts, ends = logits.start_logits.float(), logits.end_logits.float()
-                best: list[tuple[float, int, int] | None] = [None] * len(chunk)
-                for row, n in enumerate(sample):
-                    in_context = torch.tensor([s == context_id for s in enc.sequence_ids(row)])
-                    if not bool(in_context.any()):
-                        continue
-                    p_start = torch.softmax(starts[row].masked_fill(~in_context, float("-inf")), dim=-1)
-                    p_end = torch.softmax(ends[row].masked_fill(~in_context, float("-inf")), dim=-1)
-                    score, i, j = best_span(p_start, p_end, max_answer_length)
-                    if best[n] is None or score > best[n][0]:  # type: ignore[index]
-                        best[n] = (score, offsets[row][i][0], offsets[row][j][1])
-                for item, found in zip(chunk, best, strict=True):
-                    if found is None:
-                        raise InvalidArgumentError(f"question {item.question!r}: no window holds any of the context",
-                                                   hint="shorten the question or raise --max-length")
-                    score, start, end = found
-                    out.append(Answer(item.question, item.context[start:end], score, start, end))
-                if on_batch is not None:
-                    on_batch(len(chunk))
-    finally:
-        model.train(was_training)
+    with inference(model):
+        for chunk in batches(inputs, batch_size, on_batch):
+            questions = [i.question.lstrip() for i in chunk]  # leading blanks only waste the window
+            contexts = [i.context for i in chunk]
+            first, second = (questions, contexts) if question_first else (contexts, questions)
+            enc = tokenizer(first, second, truncation="only_second" if question_first else "only_first",
+                            max_length=max_length, stride=stride, return_overflowing_tokens=True,
+                            return_offsets_mapping=True, padding=True, return_tensors="pt")
+            sample = enc.pop("overflow_to_sample_mapping").tolist()
+            offsets = enc.pop("offset_mapping").tolist()
+            logits = model(**enc)
+            starts, ends = logits.start_logits.float(), logits.end_logits.float()
+            best: list[tuple[float, int, int] | None] = [None] * len(chunk)
+            for row, n in enumerate(sample):
+                in_context = torch.tensor([s == context_id for s in enc.sequence_ids(row)])
+                if not bool(in_context.any()):
+                    continue
+                p_start = torch.softmax(starts[row].masked_fill(~in_context, float("-inf")), dim=-1)
+                p_end = torch.softmax(ends[row].masked_fill(~in_context, float("-inf")), dim=-1)
+                score, i, j = best_span(p_start, p_end, max_answer_length)
+                if best[n] is None or score > best[n][0]:  # type: ignore[index]
+                    best[n] = (score, offsets[row][i][0], offsets[row][j][1])
+            for item, found in zip(chunk, best, strict=True):
+                if found is None:
+                    raise InvalidArgumentError(f"question {item.question!r}: no window holds any of the context",
+                                               hint="shorten the question or raise --max-length")
+                score, start, end = found
+                out.append(Answer(item.question, item.context[start:end], score, start, end))
     return out
 
 
-def columns(head_type: str) -> tuple[str, ...]:
-    return ("answer", "score", "span", "question")
-
-
-TASK = Task("qa", frozenset({"question-answering"}), answer, coerce_qa, columns,
+TASK = Task("qa", frozenset({"question-answering"}), answer, coerce_qa, fixed_columns("answer", "score", "span", "question"),
             frozenset({"doc_stride", "max_answer_length", "max_length"}), ("question", "context"))

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import InvalidArgumentError
 from .classify import DEFAULT_BATCH_SIZE, MAX_LENGTH, TextInput, coerce_text
-from .types import Task, TaskSpec, batches
+from .types import Task, TaskSpec, batches, fixed_columns, inference
 
 AGGREGATIONS = ("simple", "first")
 OUTSIDE = "O"
@@ -132,45 +132,35 @@ def label_tokens(model: Any, tokenizer: Any, inputs: Sequence[TextInput], spec: 
                                    f"offsets); {type(tokenizer).__name__} is not one")
     max_length = min(MAX_LENGTH, spec.max_length or MAX_LENGTH)
     out: list[TokenPrediction] = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for chunk in batches(inputs, batch_size):
-                texts = [i.text for i in chunk]
-                enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, stride=0,
-                                return_overflowing_tokens=True, return_offsets_mapping=True,
-                                return_special_tokens_mask=True, return_tensors="pt")
-                sample = enc.pop("overflow_to_sample_mapping").tolist()
-                offsets = enc.pop("offset_mapping").tolist()
-                special = enc.pop("special_tokens_mask").tolist()
-                probs = torch.softmax(model(**enc).logits.float(), dim=-1)
-                best = probs.max(dim=-1)
-                pieces: list[list[TokenLabel]] = [[] for _ in chunk]
-                words: list[list[int]] = [[] for _ in chunk]
-                for row, n in enumerate(sample):
-                    ids = enc.word_ids(row)
-                    tokens = enc.tokens(row)
-                    for k, (start, end) in enumerate(offsets[row]):
-                        if special[row][k] or ids[k] is None or not enc["attention_mask"][row][k]:
-                            continue
-                        label_id = int(best.indices[row, k])
-                        pieces[n].append(TokenLabel(tokens[k], spec.labels[label_id], float(best.values[row, k]),
-                                                    start, end))
-                        words[n].append(ids[k])
-                for item, mine, ids in zip(chunk, pieces, words, strict=True):
-                    grouped = first_subtoken_words(item.text, mine, ids) if aggregation == "first" else mine
-                    out.append(TokenPrediction(item.text, mine, group(item.text, grouped)))
-                if on_batch is not None:
-                    on_batch(len(chunk))
-    finally:
-        model.train(was_training)
+    with inference(model):
+        for chunk in batches(inputs, batch_size, on_batch):
+            texts = [i.text for i in chunk]
+            enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, stride=0,
+                            return_overflowing_tokens=True, return_offsets_mapping=True,
+                            return_special_tokens_mask=True, return_tensors="pt")
+            sample = enc.pop("overflow_to_sample_mapping").tolist()
+            offsets = enc.pop("offset_mapping").tolist()
+            special = enc.pop("special_tokens_mask").tolist()
+            probs = torch.softmax(model(**enc).logits.float(), dim=-1)
+            best = probs.max(dim=-1)
+            pieces: list[list[TokenLabel]] = [[] for _ in chunk]
+            words: list[list[int]] = [[] for _ in chunk]
+            for row, n in enumerate(sample):
+                ids = enc.word_ids(row)
+                tokens = enc.tokens(row)
+                for k, (start, end) in enumerate(offsets[row]):
+                    if special[row][k] or ids[k] is None or not enc["attention_mask"][row][k]:
+                        continue
+                    label_id = int(best.indices[row, k])
+                    pieces[n].append(TokenLabel(tokens[k], spec.labels[label_id], float(best.values[row, k]),
+                                                start, end))
+                    words[n].append(ids[k])
+            for item, mine, ids in zip(chunk, pieces, words, strict=True):
+                grouped = first_subtoken_words(item.text, mine, ids) if aggregation == "first" else mine
+                out.append(TokenPrediction(item.text, mine, group(item.text, grouped)))
     return out
 
 
-def columns(head_type: str) -> tuple[str, ...]:
-    return ("entity", "score", "span", "word", "text")
-
-
-TASK = Task("tokens", frozenset({"token-classification"}), label_tokens, coerce_single, columns,
+TASK = Task("tokens", frozenset({"token-classification"}), label_tokens, coerce_single,
+            fixed_columns("entity", "score", "span", "word", "text"),
             frozenset({"aggregation"}), ("text",))

@@ -8,7 +8,8 @@ dataclasses with ``to_json()`` (one JSON Lines object) and ``table_rows()`` (the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -80,8 +81,35 @@ def check_options(task: Task, options: Mapping[str, Any]) -> None:
                                    f"(head types {', '.join(sorted(task.head_types))}); its options: {uses}")
 
 
-def batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    """``items`` in consecutive chunks of ``size`` (input order kept)."""
+def batches(items: Sequence[Any], size: int, on_batch: Callable[[int], None] | None = None) -> Iterator[Sequence[Any]]:
+    """``items`` in consecutive chunks of ``size`` (input order kept); ``on_batch(n)`` after each chunk of ``n``."""
     if size < 1:
         raise InvalidArgumentError(f"batch size must be at least 1, got {size}")
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return chunks(items, size, on_batch)
+
+
+def chunks(items: Sequence[Any], size: int, on_batch: Callable[[int], None] | None) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        chunk = items[start:start + size]
+        yield chunk
+        if on_batch is not None:
+            on_batch(len(chunk))
+
+
+@contextmanager
+def inference(model: Any) -> Iterator[None]:
+    """The model in eval mode under ``torch.inference_mode()``; its training flag restored afterwards."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def fixed_columns(*names: str) -> Callable[[str], tuple[str, ...]]:
+    """:attr:`Task.columns` of a task whose table looks the same for every head type."""
+    return lambda head_type: names

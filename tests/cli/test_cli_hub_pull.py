@@ -76,4 +76,4 @@ def test_lock_pins_the_commit_and_pull_r_installs_it(repos, capsys, tmp_path, hu
 
 def test_run_takes_a_reference(repos, capsys):
     code, _, err = run(capsys, "run", "hf:org/peft-lora", "hello")
-    assert code != 0 and "classification head" in err  # pulled and read; this LoRA has no head
+    assert code != 0 and "needs a head" in err  # pulled and read; this LoRA has no head (and no generation task)

@@ -172,6 +172,24 @@ def test_pull_with_base_checks_the_fingerprint_of_an_adapter_without_a_head(made
     assert doc["base"]["fingerprint"] == load_manifest(lora).base_model.fingerprint
 
 
+def test_pull_with_base_loads_the_heads_task_model_so_the_fingerprint_is_runs(made, world, capsys, tmp_path):
+    """A question-answering adapter: its backbone has no pooler, so the base is fingerprinted as that task
+    model (as `run` loads it), not as the checkpoint's own architecture (which would refuse the right base)."""
+    from support.task_support import make_task_adapter
+
+    from adapterhub.manifest import load_manifest
+
+    qa = pin_base(make_task_adapter(made["base_a"], tmp_path / "qa", "question-answering", None), REPO_ID,
+                  world["commit"])
+    index = str(index_with(tmp_path / "index", qa))
+    code, out, err = _cli(capsys, "pull", "tiny-task", "--index", index, "--with-base", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["base"]["fingerprint_checked"], err
+    assert doc["base"]["fingerprint"] == load_manifest(qa).base_model.fingerprint
+    code, out, err = _cli(capsys, "run", "tiny-task", "--index", index, "good", "--context", "a good movie", "--json")
+    assert code == 0 and json.loads(out)["answer"], err
+
+
 def test_pull_with_base_refuses_a_base_of_another_fingerprint(made, world, hub, monkeypatch, capsys, tmp_path):
     commit_b = serve_base(hub, monkeypatch, REPO_ID, model_dir_files(made["base_b"]))
     pin_base(world["adapter"], REPO_ID, commit_b)

@@ -152,6 +152,25 @@ def test_token_labels_and_offsets_match_a_direct_forward(world):
     assert subwords >= 3  # the word-level path has sub-tokens to fold
 
 
+def test_a_text_longer_than_the_base_limit_is_labelled_to_its_end(world):
+    text = " ".join(["alice lives in paris and bob works in london ."] * 12)  # 120 tokens; 64 positions
+    tok = _tokenizer(world)
+    model = reference_model("AutoModelForTokenClassification", world["base"], world["token-classification"],
+                            num_labels=len(TOKEN_LABELS))
+    enc = tok(text, truncation=True, max_length=64, stride=0, return_overflowing_tokens=True,
+              return_offsets_mapping=True, padding=True, return_tensors="pt")
+    enc.pop("overflow_to_sample_mapping")
+    offsets = enc.pop("offset_mapping").tolist()
+    with torch.no_grad():
+        probs = torch.softmax(model(**enc).logits, -1)
+    want = [(start, end, TOKEN_LABELS[int(probs[w, k].argmax())]) for w in range(len(offsets))
+            for k, (start, end) in enumerate(offsets[w]) if enc.sequence_ids(w)[k] == 0]
+    assert len(offsets) >= 2 and want[-1][1] == len(text)  # the last window reaches the end of the text
+    (result,) = prepare(str(world["token-classification"]), base=world["base"]).run([text])
+    assert [(t.start, t.end, t.label) for t in result.tokens] == want
+    assert len(result.tokens) == len(tok(text, add_special_tokens=False)["input_ids"])
+
+
 @pytest.mark.parametrize("aggregation", ["simple", "first"])
 def test_entities_match_the_transformers_pipeline(world, capsys, aggregation):
     expected = _pipeline_entities(world, aggregation)
@@ -260,6 +279,9 @@ def test_multiple_choice_softmax_over_candidates(world, capsys, tmp_path):
     ("question-answering", [QUESTION], "has no context"),
     ("question-answering", [QUESTION, "--context", ""], "non-empty 'context'"),
     ("question-answering", [QUESTION, "--context", CONTEXT, "--threshold", "0.3"], "threshold"),
+    ("question-answering", ["alice " * 40, "--context", CONTEXT, "--max-length", "32"], "shorten the question"),
+    ("question-answering", [QUESTION, "--context", CONTEXT, "--max-length", "32", "--doc-stride", "26"],
+     "not more than the stride 26"),
     ("classification", ["alice", "--context", CONTEXT], "--context does not apply"),
     ("classification", ["alice", "--threshold", "0.2"], "multilabel"),
     ("token-classification", ["alice", "--pair", "bob"], "--pair does not apply"),
