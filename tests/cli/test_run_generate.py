@@ -121,3 +121,21 @@ def test_bad_generation_settings_fail_before_the_base_is_looked_for(world, capsy
 def test_generation_options_on_a_classifier_exit_1(world, capsys):
     code, _, err = _run(capsys, world["classifier"], "good movie", "--base", world["bert"], "--max-new-tokens", 4)
     assert code == 1 and "max_new_tokens" in err
+
+
+def test_generation_with_json_counts_inputs_on_a_terminal(world, tmp_path):
+    """Generation is slow: with --json (stdout piped) the bar still counts the inputs on a terminal's stderr."""
+    import os
+    import sys
+
+    from support.paths import REPO
+    from support.tty_support import run_with_tty_stderr
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("the cat\na dog\ncafé\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    code, out, shown = run_with_tty_stderr([sys.executable, "-m", "adapterhub", "run", str(world["causal"]), "--file",
+                                            str(prompts), "--base", str(world["llama"]), "--max-new-tokens", "3",
+                                            "--batch-size", "1", "--json"], env=env)
+    assert code == 0 and len(out.splitlines()) == 3
+    assert "3/3" in shown and "text" in shown, shown
