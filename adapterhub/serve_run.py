@@ -30,12 +30,15 @@ from .store.base_fetch import FetchedBase, obtain_base
 from .store.base_locator import BaseLocation, check_shape_facts
 from .tasks.classify import DEFAULT_BATCH_SIZE, MAX_LENGTH, Prediction, TextInput, classify
 from .tasks.dispatch import check_served, task_for, task_kind
+from .tasks.generate import Generation
 from .tasks.loading import is_encoder_decoder, load_task_model
 from .tasks.types import Task, TaskResult, TaskSpec, check_options
 
-__all__ = ["DEFAULT_BATCH_SIZE", "MAX_LENGTH", "BaseReport", "Prediction", "Runner", "TextInput", "accuracy",
+__all__ = ["DEFAULT_BATCH_SIZE", "MAX_LENGTH", "BaseReport", "Generation", "Prediction", "Runner", "TextInput", "accuracy",
            "classify", "iter_lines", "label_names", "load_classifier", "prepare", "pull_base", "read_tsv"]
 
+GENERATION_KINDS = frozenset({"causal", "seq2seq"})
+"""Task kinds that generate text (:meth:`Runner.generate`)."""
 GENERATION_TASKS = frozenset({"language-modeling", "text-generation", "summarization", "translation"})
 """Manifest task types whose adapters without a head run as language models (head type ``lm``)."""
 
@@ -135,10 +138,11 @@ class Runner:
     def run(self, inputs: Sequence[Any], *, batch_size: int | None = None,
             on_batch: Callable[[int], None] | None = None, **options: Any) -> list[TaskResult]:
         """Run the head on ``inputs`` (strings, or mappings with the task's fields: ``text``/``text_pair``,
-        ``question``/``context``), in input order; each result has ``to_json()``.
+        ``question``/``context``, ``prompt`` for language models), in input order; each result has ``to_json()``.
 
         ``options`` are the task's (``threshold`` for multilabel heads, ``aggregation`` for token
-        classification, ``doc_stride``/``max_answer_length``/``max_length`` for question answering); an
+        classification, ``doc_stride``/``max_answer_length``/``max_length`` for question answering,
+        :class:`~adapterhub.tasks.generate.Settings` fields and ``stream`` for language models); an
         input or option the task cannot use raises :class:`~adapterhub.errors.InvalidArgumentError`
         before anything runs.
         """
@@ -148,6 +152,17 @@ class Runner:
         spec = TaskSpec(self.head_type, tuple(self.labels), self.adapter, self.max_length)
         return task.run(self.model, self.tokenizer, items, spec, on_batch=on_batch,
                         **({"batch_size": batch_size} if batch_size is not None else {}), **options)
+
+    def generate(self, prompts: Sequence[str], *, batch_size: int | None = None,
+                 on_batch: Callable[[int], None] | None = None,
+                 stream: Callable[[int, str], None] | None = None, **settings: Any) -> list[Generation]:
+        """Generated text for each prompt (a language-model adapter: head type ``lm``); ``settings`` are
+        :class:`~adapterhub.tasks.generate.Settings` fields, ``stream(index, piece)`` gets text as it is final."""
+        if self.kind not in GENERATION_KINDS:
+            raise InvalidArgumentError(f"{self.adapter} has a {self.head_type} head; only language-model adapters "
+                                       "(head type lm) generate text", hint="use Runner.run() for this adapter")
+        return self.run(prompts, batch_size=batch_size, on_batch=on_batch,
+                        **({"stream": stream} if stream is not None else {}), **settings)
 
     def classify(self, texts: Sequence[str | TextInput], *, batch_size: int = DEFAULT_BATCH_SIZE,
                  on_batch: Callable[[int], None] | None = None) -> list[Prediction]:

@@ -93,13 +93,30 @@ def _add_field(records: list[Any], option: str, values: tuple[str, ...], n_texts
               help="Question answering: longest answer in tokens (default 30).")
 @click.option("--max-length", type=click.IntRange(min=8), default=None,
               help="Question answering: window length in tokens (default: min(384, the base's limit)).")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=None,
+              help="Language-model adapters: most tokens to generate per input (default 64).")
+@click.option("--sample", "do_sample", is_flag=True, default=False,
+              help="Language-model adapters: sample the next token (default: greedy, the most likely one).")
+@click.option("--temperature", type=float, default=None,
+              help="With --sample: divide the logits by this (> 0; default: the base's generation config).")
+@click.option("--top-p", type=float, default=None,
+              help="With --sample: sample from the most likely tokens whose probabilities sum to this (0 < p <= 1).")
+@click.option("--top-k", type=click.IntRange(min=0), default=None,
+              help="With --sample: sample from the K most likely tokens (0: no limit).")
+@click.option("--seed", type=int, default=None,
+              help="With --sample: seed the sampler (same inputs, batch size and seed give the same text).")
+@click.option("--chat/--no-chat", "chat", default=None,
+              help="Causal language models: format each input as a user message with the tokenizer's chat "
+                   "template (default: when the tokenizer has one).")
 @click.option("--force", is_flag=True,
               help="Run even if the base's fingerprint differs from the manifest's (its shapes must still fit).")
 @click.option("--offline", is_flag=True, default=False,
               help="Use the cache and local files only (also ADAPTERHUB_OFFLINE=1 or HF_HUB_OFFLINE=1).")
 @click.option("--token", default=None, help="Hub token for an adapter in a private repo (default: the one "
               "huggingface_hub finds, e.g. HF_TOKEN or `hf auth login`).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per input (JSON Lines); no progress bar.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per input (JSON Lines); no progress bar, except while a language model "
+                   "generates (on a terminal's stderr).")
 @index_option
 @click.pass_context
 def run(ctx: click.Context, adapter: str, texts: tuple[str, ...], file: str | None, fmt: str | None,
@@ -110,13 +127,17 @@ def run(ctx: click.Context, adapter: str, texts: tuple[str, ...], file: str | No
     """Run adapter NAME_OR_DIR's head on TEXT... (or records of --file / stdin) on its base model; the head
     type in its manifest picks the task (docs/run.md).
 
-    A progress bar counts the inputs on a terminal (stderr); none with --json or when stderr is piped.
+    A progress bar counts the inputs on a terminal (stderr); none when stderr is piped, nor with --json
+    (except while a language model generates).
 
     \b
     classification, multilabel-classification, regression   TEXT (--pair for text pairs)
     token-classification                                      TEXT: token labels and entities
     question-answering                                        TEXT is the question; --context
     multiple-choice                                           TEXT; --choice (repeated)
+    lm (language model: causal or seq2seq)                    TEXT is the prompt: generated text
+    A language model's text is streamed as it is produced when stdout is a terminal (one input at a
+    time, no progress bar; docs/generate.md).
     """
     import warnings
 
@@ -135,6 +156,9 @@ def run(ctx: click.Context, adapter: str, texts: tuple[str, ...], file: str | No
         raise click.UsageError("no input: give TEXT arguments, --file FILE, or '-' for stdin")
     options = {k: v for k, v in task_options.items()
                if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
+    from ..tasks.generate import check_generation_options
+
+    check_generation_options(options)  # bad decoding settings fail before any model is fetched or loaded
     from ..progress import Progress
     from ..serve_run import prepare
 
@@ -152,16 +176,68 @@ def run(ctx: click.Context, adapter: str, texts: tuple[str, ...], file: str | No
     if not runner.fingerprint_checked:
         click.echo(f"warning: the base at {runner.base.path} was not checked against a fingerprint "
                    f"({'--force' if force else 'the manifest has none'})", err=True)
+    generates = "stream" in runner.task.options
+    streaming = generates and not as_json and stdout_is_terminal()
     try:
-        with Progress(False if as_json else None, len(records), f"{runner.adapter}", unit="text") as bar:
-            results = runner.run(records, batch_size=batch_size, on_batch=bar.callback, **options)
+        if streaming:
+            results = _stream_generations(runner, records, options)
+        else:
+            show_bar = None if generates else False if as_json else None  # generation: slow, count it always
+            with Progress(show_bar, len(records), f"{runner.adapter}", unit="text") as bar:
+                results = runner.run(records, batch_size=batch_size, on_batch=bar.callback, **options)
     except AdapterHubError:
         raise
     except (ValueError, RuntimeError) as exc:  # tokenizer/model failures on odd input
         raise AdapterHubError(f"inference failed: {exc}") from exc
+    if streaming:
+        return
+    if generates and not as_json:
+        _print_generations(results)
+        return
     if as_json:
         for r in results:
             click.echo(json.dumps({"adapter": runner.adapter, "version": runner.version, **r.to_json()},
                                   ensure_ascii=False))
         return
     print_table([row for r in results for row in r.table_rows()], list(runner.columns))
+
+
+def stdout_is_terminal() -> bool:
+    """Whether standard output is a terminal (generated text is then streamed)."""
+    return sys.stdout.isatty()
+
+
+def _header(prompt: str, n: int, total: int) -> str:
+    first = prompt.splitlines()[0] if prompt.strip() else prompt
+    return f"[{n}/{total}] {first}"
+
+
+def _print_generations(results: list[Any]) -> None:
+    """Each input's generated text; with several inputs, each after a ``[n/N] prompt`` line."""
+    for n, r in enumerate(results, start=1):
+        if len(results) > 1:
+            click.secho(_header(r.prompt, n, len(results)), dim=True)
+        click.echo(r.text)
+
+
+def _stream_generations(runner: Any, records: list[Any], options: dict[str, Any]) -> list[Any]:
+    """Generate one input at a time, writing its text to stdout as it becomes final."""
+    prompts = [runner.task.coerce(r).text for r in records]
+    done = [0]
+
+    def piece(index: int, text: str) -> None:
+        click.echo(text, nl=False)
+        sys.stdout.flush()
+
+    def header(index: int) -> None:
+        if len(prompts) > 1:
+            click.secho(_header(prompts[index], index + 1, len(prompts)), dim=True)
+
+    def finished(n: int) -> None:
+        click.echo()
+        done[0] += n
+        if done[0] < len(prompts):
+            header(done[0])
+
+    header(0)
+    return runner.run(records, batch_size=1, on_batch=finished, stream=piece, **options)

@@ -311,3 +311,13 @@ def add_prefix(module: nn.Module, provider: Provider, *, causal: bool, k_module:
     token = object()
     ctl.entries.append((token, provider))
     return _Undo(module, token)  # type: ignore[return-value]
+
+
+def continues_cache(model: nn.Module) -> bool:
+    """False when a prefix is active on an attention of ``model`` that is computed inline (BERT, DistilBERT,
+    T5 in transformers 4.x): it refuses to continue a filled KV cache, so ``generate`` must run without one."""
+    for module in model.modules():
+        ctl = _CONTROLLERS.get(module)
+        if ctl is not None and ctl.entries and not ctl.interface:
+            return False
+    return True

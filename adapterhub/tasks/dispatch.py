@@ -9,7 +9,7 @@ A kind is served once its module's ``TASK`` (or ``TASKS``) is listed in :data:`T
 from __future__ import annotations
 
 from ..errors import SchemaError, SchemaProblem
-from . import choice, classify, qa, tokens
+from . import choice, classify, generate, qa, tokens
 from .types import Task
 
 HEAD_KINDS: dict[str, str] = {
@@ -22,7 +22,7 @@ HEAD_KINDS: dict[str, str] = {
 }
 """Manifest head type -> task kind (``lm`` is decided by :func:`task_kind`)."""
 
-TASKS: dict[str, Task] = {t.kind: t for t in (classify.TASK, tokens.TASK, qa.TASK, choice.TASK)}
+TASKS: dict[str, Task] = {t.kind: t for t in (classify.TASK, tokens.TASK, qa.TASK, choice.TASK, *generate.TASKS)}
 """Task kind -> its task; a module adds itself here."""
 
 
