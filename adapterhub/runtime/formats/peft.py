@@ -73,7 +73,9 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
         module_path = path[: -len(leaf) - 1]
         hit = match_suffix(module_path, slots)
         if hit is None or hit[1]:
-            raise peft_unsupported("/target_modules", f"{module_path!r} is not a projection adapterhub can target")
+            raise peft_unsupported("/target_modules", f"{module_path!r} is not a projection adapterhub can target "
+                                   f"(PEFT adapted it for target_modules={cfg.get('target_modules')!r}); the adapter "
+                                   "changes a module outside the attention and feed-forward projections")
         ref = slots[hit[0]]
         seen_layers.add(ref.layer.index)
         pieces += [PeftPiece(leaf, value, module_path, f"layers.{ref.layer.index}.{slot.key}",
