@@ -18,6 +18,21 @@ PEFT_TYPES = {"LORA": "lora", "IA3": "ia3", "LOHA": "loha"}
 """PEFT ``peft_type`` -> our method (``LORA`` with ``use_dora`` is ``dora``) for derived manifests; the
 runtime's reader also accepts the ``peft_type`` of any method registered later (``Method.peft_claims``)."""
 
+PROMPT_LEARNING = ("PREFIX_TUNING", "PROMPT_TUNING", "P_TUNING", "MULTITASK_PROMPT_TUNING", "CPT")
+PROMPT_LEARNING_WHY = (
+    "PEFT's prompt learning feeds its virtual tokens to the model as past keys/values (or input embeddings), so the "
+    "model numbers the real tokens from the prefix length on (their position ids shift); adapterhub's prefix "
+    "tuning (the adapters library's) prepends keys and values without shifting positions, so the outputs would "
+    "differ: convert the adapter with the adapters library or train it with adapterhub")
+
+
+def peft_type_refusal(peft_type: Any, supported: str) -> str:
+    """Why a PEFT ``peft_type`` cannot be read (``supported``: the types that can, for the message)."""
+    if peft_type in PROMPT_LEARNING:
+        return f"{peft_type!r} is not supported: {PROMPT_LEARNING_WHY}"
+    return f"{peft_type!r} is not supported ({supported} are; DoRA is LORA with use_dora)"
+
+
 REFUSED_KEYS: dict[str, str] = {
     "rank_pattern": "per-module rank_pattern is not supported (one r per adapter)",
     "alpha_pattern": "per-module alpha_pattern is not supported (one alpha per adapter)",
@@ -46,8 +61,7 @@ def peft_method(cfg: Any) -> str:
     peft_type = cfg.get("peft_type")
     method = PEFT_TYPES.get(peft_type) if isinstance(peft_type, str) else None
     if method is None:
-        raise peft_unsupported("/peft_type", f"{peft_type!r} is not supported ({', '.join(PEFT_TYPES)} are; "
-                                             "DoRA is LORA with use_dora)")
+        raise peft_unsupported("/peft_type", peft_type_refusal(peft_type, ", ".join(PEFT_TYPES)))
     return "dora" if method == "lora" and cfg.get("use_dora") else method
 
 

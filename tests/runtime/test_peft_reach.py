@@ -167,3 +167,19 @@ def test_the_table_knows_every_linear_of_a_backbone_that_is_no_projection(model_
     linears = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear | Conv1D)}
     assert {re.sub(r"\.\d+\.", ".N.", n) for n in linears - slots} == \
         set(binding.family.other_linears(base_config_of(model)))
+
+
+@pytest.mark.parametrize("arch", ["llama", "bert"])
+def test_a_peft_prefix_tuning_directory_is_refused_naming_why(arch, tmp_path):
+    """PEFT's prefix tuning hands its prefix to the model as past keys/values, so the model numbers the real tokens
+    from the prefix length on; ours prepends keys/values with positions unchanged: the outputs differ, so both the
+    runtime and derivation refuse it at /peft_type (before: a bare 'is not supported')."""
+    task = "CAUSAL_LM" if arch == "llama" else "FEATURE_EXTRACTION"
+    model = _model(arch, "CAUSAL_LM" if arch == "llama" else None)
+    cfg = peft.PrefixTuningConfig(task_type=task, num_virtual_tokens=3, prefix_projection=arch == "bert")
+    peft.get_peft_model(model, cfg).save_pretrained(tmp_path / "repo")
+    for attempt in (lambda: wrap(_model(arch, None)).load(tmp_path / "repo"),
+                    lambda: derive_dir(tmp_path / "repo", base_config_of(model))):
+        with pytest.raises(SchemaError, match="/peft_type") as err:
+            attempt()
+        assert "'PREFIX_TUNING' is not supported" in str(err.value) and "position ids shift" in str(err.value)
