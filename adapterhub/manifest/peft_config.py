@@ -9,6 +9,8 @@ typed error naming the key; keys that only steer training are ignored.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from typing import Any
 
 from ..errors import SchemaError, SchemaProblem
@@ -34,8 +36,6 @@ def peft_type_refusal(peft_type: Any, supported: str) -> str:
 
 
 REFUSED_KEYS: dict[str, str] = {
-    "rank_pattern": "per-module rank_pattern is not supported (one r per adapter)",
-    "alpha_pattern": "per-module alpha_pattern is not supported (one alpha per adapter)",
     "layer_replication": "layer_replication duplicates base layers, which adapterhub never changes",
     "target_parameters": "LoRA on parameters (target_parameters) is not supported; adapterhub targets projections",
     "trainable_token_indices": "trainable_token_indices trains embedding rows of the frozen base, which "
@@ -74,6 +74,10 @@ def check_peft_config(cfg: dict[str, Any]) -> None:
         if cfg.get(key) not in (None, False, {}, []):
             raise peft_unsupported(f"/{key}", why)
     peft_type = cfg.get("peft_type")
+    for key in PATTERN_KEYS:
+        if cfg.get(key) not in (None, {}) and (peft_type != "LORA" or not isinstance(cfg[key], dict)):
+            raise peft_unsupported(f"/{key}", f"{key} is read for LORA as an object of module patterns only "
+                                   f"(peft_type {peft_type!r}, {type(cfg[key]).__name__})")
     if peft_type == "LORA" and cfg.get("bias", "none") != "none":
         raise peft_unsupported("/bias", f"bias={cfg.get('bias')!r}: LoRA with trained biases is not supported")
     if peft_type == "LORA" and (isinstance(cfg.get("r"), bool) or not isinstance(cfg.get("r"), int)):
@@ -98,3 +102,46 @@ def peft_scalars(cfg: dict[str, Any]) -> dict[str, Any]:
             if cfg.get(key):
                 config[key] = float(cfg[key])
     return config
+
+
+PATTERN_KEYS = ("rank_pattern", "alpha_pattern")
+
+
+def pattern_value(cfg: dict[str, Any], key: str, module: str, default: Any) -> Any:
+    r"""PEFT's per-module value: the first pattern ``P`` of ``cfg[key]`` (in order) for which ``(.*\.)?(P)$`` matches
+    the module's name (relative to the model PEFT wrapped), else ``default``."""
+    for pattern, value in (cfg.get(key) or {}).items():
+        try:
+            hit = re.match(rf"(.*\.)?({pattern})$", module)
+        except re.error as exc:
+            raise peft_unsupported(f"/{key}", f"{pattern!r} is not a regular expression: {exc}") from None
+        if hit:
+            return value
+    return default
+
+
+def module_scalars(cfg: dict[str, Any], module: str) -> tuple[int, float]:
+    """``(r, lora_alpha)`` PEFT gives the LoRA on ``module`` (``rank_pattern``/``alpha_pattern`` over the defaults)."""
+    r = pattern_value(cfg, "rank_pattern", module, cfg.get("r"))
+    alpha = pattern_value(cfg, "alpha_pattern", module, cfg.get("lora_alpha", 8))
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise peft_unsupported("/rank_pattern", f"{module}: r={r!r} is not a positive integer rank")
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float):
+        raise peft_unsupported("/alpha_pattern", f"{module}: lora_alpha={alpha!r} is not a number")
+    return r, float(alpha)
+
+
+def lora_ranks(cfg: dict[str, Any], scalars: Collection[tuple[int, float]]) -> tuple[dict[str, Any], bool]:
+    """Our ``r``/``alpha`` for a PEFT LoRA whose placed modules have these ``(r, alpha)``, and whether each module's
+    own scale must be folded into its ``lora_B`` (with its factors zero-padded to the largest rank).
+
+    One pair (patterns or not) is stated as it is. Several cannot be one adapter-wide ``r`` and ``alpha``: then
+    ``r`` is the largest rank and ``alpha = r`` (scale 1; the caller turns rsLoRA off), each module's ``B`` carries its own
+    ``alpha_m / r_m`` (or ``/ sqrt(r_m)``) and its factors are padded with zero rank components, which add nothing:
+    the same update ``s_m B_m A_m``, rounded once more."""
+    pairs = set(scalars)
+    if len(pairs) <= 1:
+        r, alpha = next(iter(pairs)) if pairs else (cfg.get("r"), float(cfg.get("lora_alpha", 8)))
+        return {"r": r, "alpha": alpha}, False
+    top = max(r for r, _ in pairs)
+    return {"r": top, "alpha": float(top)}, True

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import SchemaError, SchemaProblem
 from ..families import Family, Shape, find_family, supported_model_types
-from .peft_config import SOURCE, peft_unsupported
+from .peft_config import PATTERN_KEYS, SOURCE, module_scalars, peft_unsupported
 
 NEUTRAL_ORDER = ("q", "k", "v", "o", "ffn_in", "ffn_gate", "ffn_out")
 ALL_LINEAR = "all-linear"
@@ -76,9 +76,13 @@ def layouts(fam: Family, base_config: Mapping[str, Any], layer_counts: tuple[int
     return out
 
 
+Placement = tuple[list[str], list[int], list[str], frozenset[tuple[int, float]]]
+
+
 def peft_placement(cfg: dict[str, Any], model_type: str, base_config: Mapping[str, Any],
-                   layer_counts: tuple[int, ...]) -> tuple[list[str], list[int], list[str]]:
-    """``(target_modules, leave_out, feedforward_modules)`` in our terms for a PEFT config.
+                   layer_counts: tuple[int, ...]) -> Placement:
+    """``(target_modules, leave_out, feedforward_modules, (r, alpha) of the placed modules)`` in our terms for a PEFT
+    config; the last is empty unless ``rank_pattern``/``alpha_pattern`` state per-module values.
 
     ``layer_counts``: layers per stack (encoder, then decoder for an encoder-decoder base); layer indices
     are global, as everywhere in adapterhub. Where the family's layout depends on the transformers version,
@@ -91,7 +95,7 @@ def peft_placement(cfg: dict[str, Any], model_type: str, base_config: Mapping[st
     if is_all_linear(raw):
         check_all_linear(cfg)
     candidates = layouts(fam, base_config, layer_counts)
-    placed: list[tuple[list[str], list[int], list[str]]] = []
+    placed: list[Placement] = []
     first_error: SchemaError | None = None
     for layout in candidates:
         try:
@@ -114,7 +118,7 @@ def peft_placement(cfg: dict[str, Any], model_type: str, base_config: Mapping[st
 
 
 def _place(cfg: dict[str, Any], raw: Any, stacks: tuple[Stack, ...], fam: Family, model_type: str,
-           others: tuple[str, ...]) -> tuple[list[str], list[int], list[str]] | None:
+           others: tuple[str, ...]) -> Placement | None:
     """The placement on one layout (see :func:`peft_placement`); None when the targets match none of its
     projections. ``others``: the backbone's Linear modules that are no projection (refused when targeted)."""
     match = (lambda path, prefixes: True) if is_all_linear(raw) else _matcher(raw, "target_modules")
@@ -134,6 +138,7 @@ def _place(cfg: dict[str, Any], raw: Any, stacks: tuple[Stack, ...], fam: Family
     per_layer: list[frozenset[str]] = []
     feedforward: set[str] = set()
     targets: set[str] = set()
+    scalars: set[tuple[int, float]] = set()
     for stack in stacks:
         for i in range(stack.count):
             hit: dict[str, bool] = {}
@@ -147,6 +152,8 @@ def _place(cfg: dict[str, Any], raw: Any, stacks: tuple[Stack, ...], fam: Family
                                            "all of a layer's projections of that kind")
                 if matched and ff_match is not None and ff_match(full, prefixes):
                     feedforward.add(key)
+                if matched and any(cfg.get(k) for k in PATTERN_KEYS):
+                    scalars.add(_scalars(cfg, full, ("", *fam.task_prefixes)))
             keys = frozenset(k for k, m in hit.items() if m)
             per_layer.append(keys)
             targets |= keys
@@ -166,7 +173,18 @@ def _place(cfg: dict[str, Any], raw: Any, stacks: tuple[Stack, ...], fam: Family
                                "adapterhub places one set of targets on every layer it adapts")
     leave_out = [i for i, keys in enumerate(per_layer) if not keys]
     order = [k for k in NEUTRAL_ORDER if k in targets]
-    return order, leave_out, [k for k in order if k in feedforward]
+    return order, leave_out, [k for k in order if k in feedforward], frozenset(scalars)
+
+
+def _scalars(cfg: dict[str, Any], path: str, prefixes: tuple[str, ...]) -> tuple[int, float]:
+    """The module's ``(r, alpha)`` under the config's patterns, which must not depend on the model class (the
+    prefix of the backbone in the module names PEFT matched them against)."""
+    found = {module_scalars(cfg, prefix + path) for prefix in prefixes}
+    if len(found) > 1:
+        raise peft_unsupported("/rank_pattern", f"rank_pattern/alpha_pattern give {path} different values "
+                               f"({sorted(found)}) depending on the model class it was trained on, which the "
+                               "config does not say")
+    return found.pop()
 
 
 def is_all_linear(targets: Any) -> bool:

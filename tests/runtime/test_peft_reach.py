@@ -46,6 +46,17 @@ CASES = {  # id: (arch, task_type, config keys, literal: rewrite target_modules 
     "t5-exclude-regex": ("t5", None, {"target_modules": ["q", "v", "wi"], "exclude_modules": r".*decoder.*"}, False),
     "bert-exclude-list": ("bert", None, {"target_modules": ["query", "value", "dense"],
                                          "exclude_modules": ["output.dense", "pooler.dense"]}, False),
+    "llama-rank-alpha-pattern": ("llama", None, {"target_modules": ["q_proj", "v_proj", "down_proj"],
+                                                 "rank_pattern": {"q_proj": 2, r"layers\.1\.mlp\.down_proj": 6},
+                                                 "alpha_pattern": {"v_proj": 3}}, False),
+    "llama-rslora-pattern": ("llama", "CAUSAL_LM", {"target_modules": "all-linear", "use_rslora": True,
+                                                    "rank_pattern": {"o_proj": 8}}, True),
+    "llama-dora-pattern": ("llama", None, {"target_modules": ["q_proj", "v_proj"], "use_dora": True,
+                                           "rank_pattern": {"v_proj": 2}, "alpha_pattern": {"q_proj": 5}}, False),
+    "gpt2-fused-pattern": ("gpt2", None, {"target_modules": ["c_attn", "c_fc"], "fan_in_fan_out": True,
+                                          "rank_pattern": {"c_attn": 6}}, False),
+    "bert-one-pattern-rank": ("bert", None, {"target_modules": ["query", "value"], "rank_pattern": {".*": 3},
+                                             "alpha_pattern": {"query|value": 6}}, False),
 }
 
 
@@ -60,7 +71,8 @@ def _randomize(model) -> None:
     with torch.no_grad():
         for n, p in model.named_parameters():
             if "lora_" in n:
-                p.copy_(0.3 * torch.randn(p.shape, generator=g))
+                p.copy_((1 + 0.3 * torch.randn(p.shape, generator=g)) if "magnitude" in n
+                        else 0.3 * torch.randn(p.shape, generator=g))
 
 
 def _save(arch: str, task: str | None, keys: dict, literal: bool, path, **extra) -> None:
@@ -183,3 +195,15 @@ def test_a_peft_prefix_tuning_directory_is_refused_naming_why(arch, tmp_path):
         with pytest.raises(SchemaError, match="/peft_type") as err:
             attempt()
         assert "'PREFIX_TUNING' is not supported" in str(err.value) and "position ids shift" in str(err.value)
+
+
+def test_per_module_ranks_are_stated_as_one_rank_with_each_module_scale_in_its_b(tmp_path):
+    """Several (r, alpha) pairs become r = the largest, alpha = r; one pair is stated as PEFT gave it."""
+    arch, task, keys, literal = CASES["llama-rank-alpha-pattern"]
+    _save(arch, task, keys, literal, tmp_path / "repo")
+    config = derive_dir(tmp_path / "repo", base_config_of(tiny_model("llama"))).adapter.config
+    assert (config["r"], config["alpha"]) == (6, 6.0)
+    arch, task, keys, literal = CASES["bert-one-pattern-rank"]
+    _save(arch, task, keys, literal, tmp_path / "one")
+    config = derive_dir(tmp_path / "one", base_config_of(tiny_model("bert"))).adapter.config
+    assert (config["r"], config["alpha"]) == (3, 6.0)
