@@ -207,3 +207,23 @@ def test_per_module_ranks_are_stated_as_one_rank_with_each_module_scale_in_its_b
     _save(arch, task, keys, literal, tmp_path / "one")
     config = derive_dir(tmp_path / "one", base_config_of(tiny_model("bert"))).adapter.config
     assert (config["r"], config["alpha"]) == (3, 6.0)
+
+
+def test_a_fused_lora_exported_to_peft_loads_back(tmp_path):
+    """export_peft writes a GPT-2 q+v LoRA as one c_attn LoRA of rank 2r (rank_pattern, alpha_pattern); reading that
+    directory back was refused at /rank_pattern before, and now gives the adapter's outputs (float64: to rounding)."""
+    from adapterhub.runtime.formats.peft import export_peft
+
+    inputs = inputs_for("gpt2")
+    model = tiny_model("gpt2").double()
+    h = wrap(model)
+    h.add("l", "lora", r=2, alpha=6, init_weights="bert", target_modules=["q", "v", "ffn_in"])
+    with torch.no_grad():
+        want = model(**inputs).last_hidden_state
+    export_peft(h, "l", tmp_path / "export")
+    assert json.loads((tmp_path / "export" / "adapter_config.json").read_text())["rank_pattern"]
+    again = tiny_model("gpt2").double()
+    wrap(again).load(tmp_path / "export")
+    with torch.no_grad():
+        assert_close(again(**inputs).last_hidden_state, want, terms=model_terms(again),
+                     mask=inputs["attention_mask"].bool())
