@@ -78,6 +78,12 @@ def check_peft_config(cfg: dict[str, Any]) -> None:
         if cfg.get(key) not in (None, {}) and (peft_type != "LORA" or not isinstance(cfg[key], dict)):
             raise peft_unsupported(f"/{key}", f"{key} is read for LORA as an object of module patterns only "
                                    f"(peft_type {peft_type!r}, {type(cfg[key]).__name__})")
+    if peft_type == "LORA" and base_changing_init(cfg.get("init_lora_weights")):
+        raise peft_unsupported("/init_lora_weights", f"init_lora_weights={cfg['init_lora_weights']!r} subtracts the "
+                               "initial update from the base weights, so the adapter computes what it was trained to "
+                               "only on that residual base (PEFT redoes it when loading), never on the base as "
+                               "published; convert it to a plain LoRA with PEFT (save_pretrained with "
+                               "path_initial_model_for_weight_conversion)")
     if peft_type == "LORA" and cfg.get("bias", "none") != "none":
         raise peft_unsupported("/bias", f"bias={cfg.get('bias')!r}: LoRA with trained biases is not supported")
     if peft_type == "LORA" and (isinstance(cfg.get("r"), bool) or not isinstance(cfg.get("r"), int)):
@@ -145,3 +151,14 @@ def lora_ranks(cfg: dict[str, Any], scalars: Collection[tuple[int, float]]) -> t
         return {"r": r, "alpha": alpha}, False
     top = max(r for r, _ in pairs)
     return {"r": top, "alpha": float(top)}, True
+
+
+BASE_CHANGING_INITS = ("pissa", "corda", "olora", "loftq", "lora_ga")
+"""``init_lora_weights`` values (``pissa_niter_<n>`` and ``corda`` variants by prefix) whose initialisation rewrites the
+base layer's weight; the others (``True``, ``False``, ``gaussian``, ``eva``, ``orthogonal``, ``mica``) only set the
+starting factors, which a saved adapter's tensors replace."""
+
+
+def base_changing_init(value: Any) -> bool:
+    """Whether PEFT's ``init_lora_weights=value`` changes the base weights (so loading redoes it)."""
+    return isinstance(value, str) and value.lower().startswith(BASE_CHANGING_INITS)

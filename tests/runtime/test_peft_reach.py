@@ -227,3 +227,28 @@ def test_a_fused_lora_exported_to_peft_loads_back(tmp_path):
     with torch.no_grad():
         assert_close(again(**inputs).last_hidden_state, want, terms=model_terms(again),
                      mask=inputs["attention_mask"].bool())
+
+
+@pytest.mark.parametrize("init", ["olora", "pissa"])
+def test_an_adapter_trained_on_a_residual_base_is_refused(init, tmp_path):
+    """PiSSA/OLoRA (and CorDA, LoftQ, LoRA-GA) subtract their initial update from the base weights, and PEFT redoes
+    that when it loads the adapter: on the published base our W + s B A is not what PEFT computes (read silently
+    before)."""
+    ref = peft.get_peft_model(tiny_model("llama"), peft.LoraConfig(r=2, target_modules=["q_proj"],
+                                                                   init_lora_weights=init))
+    ref.save_pretrained(tmp_path / "repo")
+    import shutil
+
+    shutil.copytree(tmp_path / "repo", tmp_path / "plain")  # the same tensors, read as a plain LoRA on the base
+    config = json.loads((tmp_path / "plain" / "adapter_config.json").read_text())
+    (tmp_path / "plain" / "adapter_config.json").write_text(json.dumps({**config, "init_lora_weights": True}))
+    inputs = inputs_for("llama")
+    with torch.no_grad():
+        residual = peft.PeftModel.from_pretrained(tiny_model("llama"), tmp_path / "repo")(**inputs).last_hidden_state
+        plain = peft.PeftModel.from_pretrained(tiny_model("llama"), tmp_path / "plain")(**inputs).last_hidden_state
+    assert (residual - plain).abs().max() > 1e-3  # PEFT changes the base again when it loads the adapter
+    for attempt in (lambda: wrap(tiny_model("llama")).load(tmp_path / "repo"),
+                    lambda: derive_dir(tmp_path / "repo", base_config_of(tiny_model("llama")))):
+        with pytest.raises(SchemaError, match="/init_lora_weights") as err:
+            attempt()
+        assert "residual base" in str(err.value)
