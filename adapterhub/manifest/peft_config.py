@@ -4,7 +4,9 @@ Two readers share it: the runtime's PEFT directory reader (:mod:`adapterhub.runt
 takes the targets from the tensor names) and derived manifests (:mod:`adapterhub.manifest.derive`,
 which take them from the config through :mod:`adapterhub.manifest.peft_targets`). Everything a PEFT
 config can say that changes what the adapter computes is either translated here or refused with a
-typed error naming the key; keys that only steer training are ignored.
+typed error naming the key; keys that only steer training are ignored. Per-module ranks and alphas
+(``rank_pattern``/``alpha_pattern``) are looked up as PEFT does (:func:`module_scalars`) and stated as one
+``r``/``alpha`` (:func:`lora_ranks`); the table of every field is in ``docs/manifest.md``, "PEFT config fields".
 """
 
 from __future__ import annotations
