@@ -141,6 +141,7 @@ class Family:
     bias, computed in each stack's first layer, every layer of that stack reuses (T5).
     ``task_prefixes`` are where transformers' task models of the family keep the backbone (their
     ``base_model_prefix``, with the dot): a PEFT regular expression is matched against full module names.
+    ``other_linears`` names the backbone's Linear/Conv1D modules that no slot covers (PEFT's ``all-linear``).
     ``stacks`` lists the layer containers in layer-numbering order; alternatives for different
     transformers versions may be listed side by side (only those present on a model are bound).
     ``decoder_stacks`` are those among them whose layers are decoder layers of an encoder-decoder
@@ -169,6 +170,10 @@ class Family:
     notes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     traits: tuple[Trait, ...] = ()
     task_prefixes: tuple[str, ...] = ()
+    other_linears: Callable[[Mapping[str, Any]], tuple[str, ...]] = field(default=lambda config: (), hash=False)
+    """Linear/Conv1D modules of the backbone that are no projection slot, for a base's ``config.json`` (paths
+    relative to the backbone, a layer's index written ``N``). PEFT's ``target_modules="all-linear"`` adapts
+    every Linear/Conv1D, these too, so a PEFT config saying so cannot be placed where this is not empty."""
 
     def refusal(self, method: str) -> UnsupportedArchitectureError | None:
         """The typed error for attaching ``method`` here, or None when the family places it."""
@@ -458,6 +463,21 @@ def _self_prefix(attention: str, *, causal: bool) -> Callable[[Shape], tuple[Pre
     return lambda shape: site
 
 
+def _bert_linears(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """BERT-likes pool the first token through ``pooler.dense``; ELECTRA has no pooler but projects embeddings
+    narrower than the hidden size (``embeddings_project``)."""
+    if config.get("model_type") != "electra":
+        return ("pooler.dense",)
+    return ("embeddings_project",) if config.get("embedding_size", config.get("hidden_size")) != \
+        config.get("hidden_size") else ()
+
+
+def _opt_linears(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """OPT projects word embeddings narrower than the hidden size in and out (opt-350m)."""
+    width = config.get("word_embed_proj_dim")
+    return ("decoder.project_in", "decoder.project_out") if width not in (None, config.get("hidden_size")) else ()
+
+
 INLINE_ATTENTION_NOTE = "transformers 5.x only: in 4.57 the attention is computed inline (refused there)"
 
 
@@ -469,7 +489,7 @@ FAMILIES: tuple[Family, ...] = (
            library_bottleneck_sites=MappingProxyType({"attention.output.adapters": "attention",
                                                       "output.adapters": "ffn"}),
            token_routing=True, decoder_flags=("is_decoder", "add_cross_attention"),
-           task_prefixes=("bert.", "roberta.", "electra.")),
+           task_prefixes=("bert.", "roberta.", "electra."), other_linears=_bert_linears),
     Family("distilbert", ("distilbert",), ("transformer.layer",), _distilbert_sites, _distilbert_slots,
            lambda shape: ("attention",),
            prefix=lambda shape: (PrefixSite("self", "self", "attention", "attention.k_lin", "attention.v_lin",
@@ -498,13 +518,15 @@ FAMILIES: tuple[Family, ...] = (
                "disentangled attention scores every key by its relative position to the query; prefix keys "
                "have no position, and adapterhub does not re-implement that attention")}),
            notes=MappingProxyType({"lora": "deberta (v1) fuses q/k/v per head: only o, ffn_in, ffn_out"}),
-           traits=(Trait("fused_qkv", "attention.self.in_proj", _deberta_v1),), task_prefixes=("deberta.",)),
+           traits=(Trait("fused_qkv", "attention.self.in_proj", _deberta_v1),), task_prefixes=("deberta.",),
+           other_linears=lambda config: ("encoder.layer.N.attention.self.in_proj",) if _deberta_v1(config) else ()),
     Family("bart", ("bart",), ("encoder.layers", "decoder.layers"), _bart_sites, _bart_slots, prefix=_bart_prefix,
            decoder_stacks=("decoder.layers",), task_prefixes=("model.",)),
     Family("mbart", ("mbart",), ("encoder.layers", "decoder.layers"), _mbart_sites, _bart_slots,
            prefix=_bart_prefix, decoder_stacks=("decoder.layers",), task_prefixes=("model.",)),
     Family("opt", ("opt",), ("decoder.layers",), _opt_sites, _opt_slots, prefix=_self_prefix("self_attn", causal=True),
-           causal=True, traits=(Trait("pre_ln", "do_layer_norm_before", _opt_pre_ln),), task_prefixes=("model.",)),
+           causal=True, traits=(Trait("pre_ln", "do_layer_norm_before", _opt_pre_ln),), task_prefixes=("model.",),
+           other_linears=_opt_linears),
     Family("gptj", ("gptj",), ("h",), _parallel_sites("ln_1", "attn"), _gptj_slots,
            prefix=_self_prefix("attn", causal=True), causal=True,
            # the library chains GPT-J's FFN adapter on the attention adapter's output (its residual is
@@ -525,7 +547,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("gpt_neox", ("gpt_neox",), ("layers",), _gpt_neox_sites, _gpt_neox_slots,
            prefix=_self_prefix("attention", causal=True), causal=True,
            notes=MappingProxyType({"lora": "query_key_value is interleaved per head: o, ffn_in, ffn_out only"}),
-           task_prefixes=("gpt_neox.",)),
+           task_prefixes=("gpt_neox.",), other_linears=lambda config: ("layers.N.attention.query_key_value",)),
     *(Family(name, (name,), ("layers",), _llama_sites, _llama_slots, prefix=_self_prefix("self_attn", causal=True),
              causal=True, task_prefixes=("model.",)) for name in ("qwen3", "gemma", "olmo", "granite")),
     Family("gemma2", ("gemma2", "gemma3_text"), ("layers",), _gemma2_sites, _llama_slots,
@@ -537,7 +559,7 @@ FAMILIES: tuple[Family, ...] = (
            library_bottleneck_sites=MappingProxyType({"attention_adapters.adapters": "attention",
                                                       "output.output_adapters.adapters": "ffn"}),
            # transformers 5.x lays ViT out as attention + mlp; only the installed version tells
-           traits=(Trait("mlp_layout", "mlp"),), task_prefixes=("vit.",)),
+           traits=(Trait("mlp_layout", "mlp"),), task_prefixes=("vit.",), other_linears=lambda config: ("pooler.dense",)),
     Family("clip-text", ("clip_text_model",), ("text_model.encoder.layers", "encoder.layers"), _clip_sites,
            _clip_slots, prefix=_self_prefix("self_attn", causal=True), task_prefixes=("clip.",)),
     Family("clip-vision", ("clip_vision_model",), ("vision_model.encoder.layers", "encoder.layers"), _clip_sites,

@@ -31,7 +31,7 @@ from ..errors import IntegrityError, NotFoundError, SchemaError, SchemaProblem
 from ..names import HubReference, is_repo_id, manifest_name
 from .adapters_config import bottleneck_config, flat_config, fusion_config, lora_config, prefix_config
 from .io import CURRENT_SCHEMA_VERSION, MANIFEST_FILENAME, SIGNATURE_FILENAME, parse_manifest
-from .peft_config import check_peft_config, peft_method, peft_scalars, peft_unsupported
+from .peft_config import check_peft_config, lora_ranks, peft_method, peft_scalars, peft_unsupported
 from .peft_targets import family_of, peft_placement
 from .roles import CARD_FILE, guess_role
 from .types import FileEntry, HfSource, Manifest
@@ -291,8 +291,13 @@ def _from_peft(cfg: dict[str, Any], base: dict[str, Any], base_config: Mapping[s
     method = peft_method(cfg)
     check_peft_config(cfg)
     counts = (base["num_hidden_layers"], *((base["num_decoder_layers"],) if base.get("num_decoder_layers") else ()))
-    targets, leave_out, feedforward = peft_placement(cfg, base["model_type"], base_config, counts)
+    targets, leave_out, feedforward, scalars = peft_placement(cfg, base["model_type"], base_config, counts)
     config = {**peft_scalars(cfg), "target_modules": targets}
+    if scalars:
+        ranks, folded = lora_ranks(cfg, scalars)
+        config.update(ranks)
+        if folded:
+            config.pop("use_rslora", None)
     if method == "ia3":
         config["feedforward_modules"] = feedforward
     if leave_out:

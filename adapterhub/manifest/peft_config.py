@@ -4,11 +4,15 @@ Two readers share it: the runtime's PEFT directory reader (:mod:`adapterhub.runt
 takes the targets from the tensor names) and derived manifests (:mod:`adapterhub.manifest.derive`,
 which take them from the config through :mod:`adapterhub.manifest.peft_targets`). Everything a PEFT
 config can say that changes what the adapter computes is either translated here or refused with a
-typed error naming the key; keys that only steer training are ignored.
+typed error naming the key; keys that only steer training are ignored. Per-module ranks and alphas
+(``rank_pattern``/``alpha_pattern``) are looked up as PEFT does (:func:`module_scalars`) and stated as one
+``r``/``alpha`` (:func:`lora_ranks`); the table of every field is in ``docs/manifest.md``, "PEFT config fields".
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from typing import Any
 
 from ..errors import SchemaError, SchemaProblem
@@ -18,9 +22,22 @@ PEFT_TYPES = {"LORA": "lora", "IA3": "ia3", "LOHA": "loha"}
 """PEFT ``peft_type`` -> our method (``LORA`` with ``use_dora`` is ``dora``) for derived manifests; the
 runtime's reader also accepts the ``peft_type`` of any method registered later (``Method.peft_claims``)."""
 
+PROMPT_LEARNING = ("PREFIX_TUNING", "PROMPT_TUNING", "P_TUNING", "MULTITASK_PROMPT_TUNING", "CPT")
+PROMPT_LEARNING_WHY = (
+    "PEFT's prompt learning feeds its virtual tokens to the model as past keys/values (or input embeddings), so the "
+    "model numbers the real tokens from the prefix length on (their position ids shift); adapterhub's prefix "
+    "tuning (the adapters library's) prepends keys and values without shifting positions, so the outputs would "
+    "differ: convert the adapter with the adapters library or train it with adapterhub")
+
+
+def peft_type_refusal(peft_type: Any, supported: str) -> str:
+    """Why a PEFT ``peft_type`` cannot be read (``supported``: the types that can, for the message)."""
+    if peft_type in PROMPT_LEARNING:
+        return f"{peft_type!r} is not supported: {PROMPT_LEARNING_WHY}"
+    return f"{peft_type!r} is not supported ({supported} are; DoRA is LORA with use_dora)"
+
+
 REFUSED_KEYS: dict[str, str] = {
-    "rank_pattern": "per-module rank_pattern is not supported (one r per adapter)",
-    "alpha_pattern": "per-module alpha_pattern is not supported (one alpha per adapter)",
     "layer_replication": "layer_replication duplicates base layers, which adapterhub never changes",
     "target_parameters": "LoRA on parameters (target_parameters) is not supported; adapterhub targets projections",
     "trainable_token_indices": "trainable_token_indices trains embedding rows of the frozen base, which "
@@ -46,8 +63,7 @@ def peft_method(cfg: Any) -> str:
     peft_type = cfg.get("peft_type")
     method = PEFT_TYPES.get(peft_type) if isinstance(peft_type, str) else None
     if method is None:
-        raise peft_unsupported("/peft_type", f"{peft_type!r} is not supported ({', '.join(PEFT_TYPES)} are; "
-                                             "DoRA is LORA with use_dora)")
+        raise peft_unsupported("/peft_type", peft_type_refusal(peft_type, ", ".join(PEFT_TYPES)))
     return "dora" if method == "lora" and cfg.get("use_dora") else method
 
 
@@ -60,6 +76,16 @@ def check_peft_config(cfg: dict[str, Any]) -> None:
         if cfg.get(key) not in (None, False, {}, []):
             raise peft_unsupported(f"/{key}", why)
     peft_type = cfg.get("peft_type")
+    for key in PATTERN_KEYS:
+        if cfg.get(key) not in (None, {}) and (peft_type != "LORA" or not isinstance(cfg[key], dict)):
+            raise peft_unsupported(f"/{key}", f"{key} is read for LORA as an object of module patterns only "
+                                   f"(peft_type {peft_type!r}, {type(cfg[key]).__name__})")
+    if peft_type == "LORA" and base_changing_init(cfg.get("init_lora_weights")):
+        raise peft_unsupported("/init_lora_weights", f"init_lora_weights={cfg['init_lora_weights']!r} subtracts the "
+                               "initial update from the base weights, so the adapter computes what it was trained to "
+                               "only on that residual base (PEFT redoes it when loading), never on the base as "
+                               "published; convert it to a plain LoRA with PEFT (save_pretrained with "
+                               "path_initial_model_for_weight_conversion)")
     if peft_type == "LORA" and cfg.get("bias", "none") != "none":
         raise peft_unsupported("/bias", f"bias={cfg.get('bias')!r}: LoRA with trained biases is not supported")
     if peft_type == "LORA" and (isinstance(cfg.get("r"), bool) or not isinstance(cfg.get("r"), int)):
@@ -84,3 +110,57 @@ def peft_scalars(cfg: dict[str, Any]) -> dict[str, Any]:
             if cfg.get(key):
                 config[key] = float(cfg[key])
     return config
+
+
+PATTERN_KEYS = ("rank_pattern", "alpha_pattern")
+
+
+def pattern_value(cfg: dict[str, Any], key: str, module: str, default: Any) -> Any:
+    r"""PEFT's per-module value: the first pattern ``P`` of ``cfg[key]`` (in order) for which ``(.*\.)?(P)$`` matches
+    the module's name (relative to the model PEFT wrapped), else ``default``."""
+    for pattern, value in (cfg.get(key) or {}).items():
+        try:
+            hit = re.match(rf"(.*\.)?({pattern})$", module)
+        except re.error as exc:
+            raise peft_unsupported(f"/{key}", f"{pattern!r} is not a regular expression: {exc}") from None
+        if hit:
+            return value
+    return default
+
+
+def module_scalars(cfg: dict[str, Any], module: str) -> tuple[int, float]:
+    """``(r, lora_alpha)`` PEFT gives the LoRA on ``module`` (``rank_pattern``/``alpha_pattern`` over the defaults)."""
+    r = pattern_value(cfg, "rank_pattern", module, cfg.get("r"))
+    alpha = pattern_value(cfg, "alpha_pattern", module, cfg.get("lora_alpha", 8))
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise peft_unsupported("/rank_pattern", f"{module}: r={r!r} is not a positive integer rank")
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float):
+        raise peft_unsupported("/alpha_pattern", f"{module}: lora_alpha={alpha!r} is not a number")
+    return r, float(alpha)
+
+
+def lora_ranks(cfg: dict[str, Any], scalars: Collection[tuple[int, float]]) -> tuple[dict[str, Any], bool]:
+    """Our ``r``/``alpha`` for a PEFT LoRA whose placed modules have these ``(r, alpha)``, and whether each module's
+    own scale must be folded into its ``lora_B`` (with its factors zero-padded to the largest rank).
+
+    One pair (patterns or not) is stated as it is. Several cannot be one adapter-wide ``r`` and ``alpha``: then
+    ``r`` is the largest rank and ``alpha = r`` (scale 1; the caller turns rsLoRA off), each module's ``B`` carries its own
+    ``alpha_m / r_m`` (or ``/ sqrt(r_m)``) and its factors are padded with zero rank components, which add nothing:
+    the same update ``s_m B_m A_m``, rounded once more."""
+    pairs = set(scalars)
+    if len(pairs) <= 1:
+        r, alpha = next(iter(pairs)) if pairs else (cfg.get("r"), float(cfg.get("lora_alpha", 8)))
+        return {"r": r, "alpha": alpha}, False
+    top = max(r for r, _ in pairs)
+    return {"r": top, "alpha": float(top)}, True
+
+
+BASE_CHANGING_INITS = ("pissa", "corda", "olora", "loftq", "lora_ga")
+"""``init_lora_weights`` values (``pissa_niter_<n>`` and ``corda`` variants by prefix) whose initialisation rewrites the
+base layer's weight; the others (``True``, ``False``, ``gaussian``, ``eva``, ``orthogonal``, ``mica``) only set the
+starting factors, which a saved adapter's tensors replace."""
+
+
+def base_changing_init(value: Any) -> bool:
+    """Whether PEFT's ``init_lora_weights=value`` changes the base weights (so loading redoes it)."""
+    return isinstance(value, str) and value.lower().startswith(BASE_CHANGING_INITS)

@@ -2,7 +2,9 @@
 
 PEFT picks modules by name: a list ``target_modules`` matches a module whose path equals an entry or
 ends with ``.<entry>``, a string is a regular expression the whole path must match, and
-``layers_to_transform`` keeps only the layers with those indices (counted per stack). Applying the same
+``layers_to_transform`` keeps only the layers with those indices (counted per stack), ``exclude_modules``
+(a list or a regular expression, the same tests) drops modules, and ``"all-linear"`` is every Linear/Conv1D
+of the model but its output embedding (the LM head) and, for ``SEQ_CLS``, the classifier. Applying the same
 rules to each family's projection paths gives our architecture-neutral targets and ``leave_out``, as
 the runtime's PEFT reader gets them from the tensor names. The paths come from the architecture table
 (:mod:`adapterhub.families`), the same entries the runtime binds to a model, read with the base's
@@ -20,9 +22,14 @@ from typing import Any
 
 from ..errors import SchemaError, SchemaProblem
 from ..families import Family, Shape, find_family, supported_model_types
-from .peft_config import SOURCE, peft_unsupported
+from .peft_config import PATTERN_KEYS, SOURCE, module_scalars, peft_unsupported
 
 NEUTRAL_ORDER = ("q", "k", "v", "o", "ffn_in", "ffn_gate", "ffn_out")
+ALL_LINEAR = "all-linear"
+ALL_LINEAR_TASKS = (None, "FEATURE_EXTRACTION", "CAUSAL_LM", "SEQ_2_SEQ_LM")
+"""``task_type`` values whose model, under PEFT's ``all-linear``, has no Linear beyond the backbone's but the output
+embedding PEFT leaves out: a bare backbone or a language model. A classification, tagging or QA head is a
+Linear (or several) PEFT adapts too (for ``SEQ_CLS`` it leaves out only a head named ``classifier``/``score``)."""
 WRAPPER_PREFIXES = ("", "base_model.model.")
 """Module-name prefixes of any model (a bare backbone; a PEFT-wrapped model). A regular-expression
 ``target_modules`` is matched against the module's full name, which starts with one of these or with one of
@@ -69,29 +76,30 @@ def layouts(fam: Family, base_config: Mapping[str, Any], layer_counts: tuple[int
     return out
 
 
+Placement = tuple[list[str], list[int], list[str], frozenset[tuple[int, float]]]
+
+
 def peft_placement(cfg: dict[str, Any], model_type: str, base_config: Mapping[str, Any],
-                   layer_counts: tuple[int, ...]) -> tuple[list[str], list[int], list[str]]:
-    """``(target_modules, leave_out, feedforward_modules)`` in our terms for a PEFT config.
+                   layer_counts: tuple[int, ...]) -> Placement:
+    """``(target_modules, leave_out, feedforward_modules, (r, alpha) of the placed modules)`` in our terms for a PEFT
+    config; the last is empty unless ``rank_pattern``/``alpha_pattern`` state per-module values.
 
     ``layer_counts``: layers per stack (encoder, then decoder for an encoder-decoder base); layer indices
     are global, as everywhere in adapterhub. Where the family's layout depends on the transformers version,
     the config must place the same way on every layout it names modules of.
     """
     raw = cfg.get("target_modules")
-    if raw in (None, [], "") or raw == "all-linear":
-        raise peft_unsupported("/target_modules", f"target_modules={raw!r}: the targets cannot be told from the "
-                               "config (PEFT resolves this against the model); save the adapter with explicit "
-                               "target_modules")
-    if cfg.get("exclude_modules") not in (None, [], ""):
-        raise peft_unsupported("/exclude_modules", "exclude_modules is not supported when deriving a manifest: "
-                               "state the targets in target_modules")
+    if raw in (None, [], ""):
+        raise peft_unsupported("/target_modules", f"target_modules={raw!r}: the config names no modules to adapt")
     fam = family_of(model_type)
+    if is_all_linear(raw):
+        check_all_linear(cfg)
     candidates = layouts(fam, base_config, layer_counts)
-    placed: list[tuple[list[str], list[int], list[str]]] = []
+    placed: list[Placement] = []
     first_error: SchemaError | None = None
     for layout in candidates:
         try:
-            found = _place(cfg, raw, layout, fam, model_type)
+            found = _place(cfg, raw, layout, fam, model_type, fam.other_linears(base_config))
         except SchemaError as exc:  # this layout's names match, but not in a way adapterhub can place
             first_error = first_error or exc
         else:
@@ -109,38 +117,55 @@ def peft_placement(cfg: dict[str, Any], model_type: str, base_config: Mapping[st
     return placed[0]
 
 
-def _place(cfg: dict[str, Any], raw: Any, stacks: tuple[Stack, ...], fam: Family, model_type: str
-           ) -> tuple[list[str], list[int], list[str]] | None:
+def _place(cfg: dict[str, Any], raw: Any, stacks: tuple[Stack, ...], fam: Family, model_type: str,
+           others: tuple[str, ...]) -> Placement | None:
     """The placement on one layout (see :func:`peft_placement`); None when the targets match none of its
-    projections."""
-    match = _matcher(raw, "target_modules")
+    projections. ``others``: the backbone's Linear modules that are no projection (refused when targeted)."""
+    match = (lambda path, prefixes: True) if is_all_linear(raw) else _matcher(raw, "target_modules")
+    exclude_raw = cfg.get("exclude_modules")
+    exclude = _matcher(exclude_raw, "exclude_modules") if exclude_raw not in (None, [], "") else None
     ff_raw = cfg.get("feedforward_modules") or []
     ff_match = _matcher(ff_raw, "feedforward_modules") if ff_raw else None
     keep = cfg.get("layers_to_transform")
     keep = [keep] if isinstance(keep, int) else keep
     if keep is not None and not (isinstance(keep, list) and all(isinstance(i, int) for i in keep)):
         raise peft_unsupported("/layers_to_transform", f"{keep!r} is not a layer index or a list of them")
+    if keep is not None and isinstance(raw, str):
+        raise peft_unsupported("/layers_to_transform", f"layers_to_transform with target_modules={raw!r}: PEFT refuses "
+                               "layers_to_transform when target_modules is a string (a regular expression or "
+                               "all-linear), so this config loads nowhere")
     prefixes = (*WRAPPER_PREFIXES, *fam.task_prefixes)
     per_layer: list[frozenset[str]] = []
     feedforward: set[str] = set()
     targets: set[str] = set()
+    scalars: set[tuple[int, float]] = set()
     for stack in stacks:
         for i in range(stack.count):
             hit: dict[str, bool] = {}
             for key, path in stack.projections:
                 full = f"{stack.path}.{i}.{path}"
-                matched = bool(match(full, prefixes)) and (keep is None or i in keep)
+                matched = bool(match(full, prefixes)) and (keep is None or i in keep) and not (
+                    exclude is not None and exclude(full, prefixes))
                 if hit.setdefault(key, matched) != matched:
                     raise peft_unsupported("/target_modules", f"{raw!r} targets only some of the {key!r} "
                                            f"projections of layer {stack.path}.{i}; adapterhub places a target on "
                                            "all of a layer's projections of that kind")
                 if matched and ff_match is not None and ff_match(full, prefixes):
                     feedforward.add(key)
+                if matched and any(cfg.get(k) for k in PATTERN_KEYS):
+                    scalars.add(_scalars(cfg, full, ("", *fam.task_prefixes)))
             keys = frozenset(k for k, m in hit.items() if m)
             per_layer.append(keys)
             targets |= keys
     if not targets:
         return None
+    hit_others = [p for p in others if match(p.replace(".N.", ".0."), prefixes)
+                  and not (exclude is not None and exclude(p.replace(".N.", ".0."), prefixes))]
+    if hit_others:
+        raise peft_unsupported("/target_modules", f"target_modules={raw!r} also adapts {', '.join(hit_others)} of a "
+                               f"{model_type} model (PEFT adapts every module it matches), which adapterhub cannot "
+                               "place: no attention or feed-forward projection; name the projections (or exclude "
+                               "those modules with exclude_modules)")
     _check_names(raw, stacks, model_type)
     covered = [keys for keys in per_layer if keys]
     if any(keys != covered[0] for keys in covered):
@@ -148,7 +173,34 @@ def _place(cfg: dict[str, Any], raw: Any, stacks: tuple[Stack, ...], fam: Family
                                "adapterhub places one set of targets on every layer it adapts")
     leave_out = [i for i, keys in enumerate(per_layer) if not keys]
     order = [k for k in NEUTRAL_ORDER if k in targets]
-    return order, leave_out, [k for k in order if k in feedforward]
+    return order, leave_out, [k for k in order if k in feedforward], frozenset(scalars)
+
+
+def _scalars(cfg: dict[str, Any], path: str, prefixes: tuple[str, ...]) -> tuple[int, float]:
+    """The module's ``(r, alpha)`` under the config's patterns, which must not depend on the model class (the
+    prefix of the backbone in the module names PEFT matched them against)."""
+    found = {module_scalars(cfg, prefix + path) for prefix in prefixes}
+    if len(found) > 1:
+        raise peft_unsupported("/rank_pattern", f"rank_pattern/alpha_pattern give {path} different values "
+                               f"({sorted(found)}) depending on the model class it was trained on, which the "
+                               "config does not say")
+    return found.pop()
+
+
+def is_all_linear(targets: Any) -> bool:
+    """PEFT's shorthand for every Linear/Conv1D (compared case-insensitively, as PEFT does)."""
+    return isinstance(targets, str) and targets.lower() == ALL_LINEAR
+
+
+def check_all_linear(cfg: dict[str, Any]) -> None:
+    """Refuse ``all-linear`` for a classification, tagging or QA model, whose head PEFT adapts too (the backbone's
+    own Linear modules beyond our projections, BERT's pooler, are refused as for any target that matches them)."""
+    task = cfg.get("task_type")
+    if task not in ALL_LINEAR_TASKS:
+        raise peft_unsupported("/target_modules", f"target_modules='all-linear' with task_type {task!r}: PEFT also "
+                               "adapts the task head's Linear layers (all but a single classifier/score), which "
+                               "adapterhub cannot place and which the config does not name; save the adapter with "
+                               "explicit target_modules")
 
 
 def _matcher(targets: Any, key: str) -> Any:

@@ -83,7 +83,7 @@ def test_name_and_version_are_stable_and_two_commits_are_two_versions():
 
 
 @pytest.mark.parametrize(("targets", "extra", "want", "leave_out"), [
-    (["dense"], {}, ("o", "ffn_in", "ffn_out"), None),
+    (["dense"], {"exclude_modules": ["pooler.dense"]}, ("o", "ffn_in", "ffn_out"), None),
     (r".*\.(query|value)", {}, ("q", "v"), None),
     (r".*encoder\.layer\.[23]\.attention\.self\.(query|key)", {}, ("q", "k"), (0, 1)),
     (["query"], {"layers_to_transform": 1}, ("q",), (0, 2, 3)),
@@ -116,6 +116,24 @@ def test_a_regular_expression_matches_the_task_models_full_module_names(base, pa
     assert derive(lora(target_modules=pattern), base=base).adapter.config["target_modules"] == want
 
 
+LLAMA = {"model_type": "llama", "hidden_size": 8, "num_hidden_layers": 3}
+
+
+@pytest.mark.parametrize(("cfg", "want", "leave_out"), [
+    (lora(target_modules="all-linear"), ("q", "k", "v", "o", "ffn_in", "ffn_gate", "ffn_out"), ()),
+    (lora(target_modules="All-Linear", task_type="CAUSAL_LM", exclude_modules=["o_proj", "mlp.up_proj"]),
+     ("q", "k", "v", "ffn_gate", "ffn_out"), ()),
+    (lora(target_modules=["q_proj", "v_proj"], exclude_modules=r".*layers\.[02]\..*"), ("q", "v"), (0, 2)),
+    (lora(target_modules=["q_proj", "v_proj"], exclude_modules=["v_proj"]), ("q",), ()),
+])
+def test_all_linear_and_exclude_modules_place_as_peft_resolves_them(cfg, want, leave_out):
+    """PEFT resolves ``all-linear`` (every Linear but the LM head) and ``exclude_modules`` (list: equal or suffix;
+    string: full regular-expression match) against the model; on a family whose backbone has no other Linear the
+    placement is told by config.json alone."""
+    config = derive(cfg, base=LLAMA).adapter.config
+    assert config["target_modules"] == want and tuple(config.stated().get("leave_out", ())) == leave_out
+
+
 def test_dora_and_loha():
     assert derive(lora(use_dora=True)).adapter.method == "dora"
     loha = derive({"peft_type": "LOHA", "r": 4, "alpha": 2, "rank_dropout": 0.1, "target_modules": ["query"]})
@@ -126,17 +144,23 @@ def test_dora_and_loha():
 @pytest.mark.parametrize(("cfg", "pointer", "words"), [
     (lora(peft_type="LOKR"), "/peft_type", "'LOKR' is not supported"),
     (["not", "an", "object"], "/", "not an object"),
-    (lora(rank_pattern={"query": 16}), "/rank_pattern", "rank_pattern"),
-    (lora(alpha_pattern={"query": 16}), "/alpha_pattern", "alpha_pattern"),
+    (lora(rank_pattern={"query": 0}), "/rank_pattern", "not a positive integer rank"),
+    (lora(alpha_pattern={"query": "x"}), "/alpha_pattern", "not a number"),
+    (lora(rank_pattern={"(unclosed": 2}), "/rank_pattern", "not a regular expression"),
+    (lora(rank_pattern={r"bert\.encoder\.layer\.0\.attention\.self\.query": 2}), "/rank_pattern", "model class"),
+    ({"peft_type": "LOHA", "r": 4, "target_modules": ["query"], "rank_pattern": {"query": 2}}, "/rank_pattern",
+     "for LORA"),
     (lora(layer_replication=[[0, 2]]), "/layer_replication", "duplicates base layers"),
     (lora(bias="all"), "/bias", "bias='all'"),
     (lora(target_modules=["word_embeddings", "query"]), "/target_modules", "'word_embeddings'"),
-    (lora(target_modules="all-linear"), "/target_modules", "all-linear"),
+    (lora(target_modules="all-linear"), "/target_modules", "also adapts pooler.dense"),
+    (lora(target_modules="all-linear", task_type="TOKEN_CLS"), "/target_modules", "task head"),
     (lora(target_modules=None), "/target_modules", "None"),
     (lora(target_modules="(unclosed"), "/target_modules", "not a regular expression"),
     (lora(target_modules=["encoder.layer.0.attention.self.query", "encoder.layer.1.attention.self.value"]),
      "/target_modules", "different projections in different layers"),
-    (lora(exclude_modules=["query"]), "/exclude_modules", "exclude_modules"),
+    (lora(exclude_modules=["query", "value"]), "/target_modules", "matches none"),
+    (lora(exclude_modules="(unclosed"), "/exclude_modules", "not a regular expression"),
     (lora(modules_to_save=["classifier"]), "/modules_to_save", "task_type None"),
     ({"peft_type": "IA3", "target_modules": ["query"], "feedforward_modules": ".*"}, "/feedforward_modules", "regular"),
 ])

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from ...fileio import staged_directory
+from ...manifest.peft_config import peft_type_refusal
 from ..arch import Binding
 from ..heads import split_head
 from ..methods import REGISTRY, Method
@@ -50,8 +51,8 @@ def peft_method(cfg: dict[str, Any]) -> type[Method]:
     """The registered method whose PEFT form this ``adapter_config.json`` is (refused when none claims it)."""
     claims = [m for m in REGISTRY.values() if m.peft_claims(cfg)]
     if not claims:
-        raise peft_unsupported("/peft_type", f"{cfg.get('peft_type')!r} is not supported "
-                           f"({', '.join(m for m, c in REGISTRY.items() if c.peft_type)} are)")
+        raise peft_unsupported("/peft_type", peft_type_refusal(
+            cfg.get("peft_type"), ", ".join(c.peft_type for c in REGISTRY.values() if c.peft_type)))
     return claims[0]
 
 
@@ -73,7 +74,9 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
         module_path = path[: -len(leaf) - 1]
         hit = match_suffix(module_path, slots)
         if hit is None or hit[1]:
-            raise peft_unsupported("/target_modules", f"{module_path!r} is not a projection adapterhub can target")
+            raise peft_unsupported("/target_modules", f"{module_path!r} is not a projection adapterhub can target "
+                                   f"(PEFT adapted it for target_modules={cfg.get('target_modules')!r}); the adapter "
+                                   "changes a module outside the attention and feed-forward projections")
         ref = slots[hit[0]]
         seen_layers.add(ref.layer.index)
         pieces += [PeftPiece(leaf, value, module_path, f"layers.{ref.layer.index}.{slot.key}",

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from ...errors import WeightMismatchError
 from ...manifest.adapters_config import lora_config, unsupported
-from ...manifest.peft_config import peft_method, peft_scalars
+from ...manifest.peft_config import PATTERN_KEYS, lora_ranks, module_scalars, peft_method, peft_scalars
 from ..arch import Binding
 from ..folds import Fold
 from ..module_paths import match_suffix, slot_index
@@ -176,19 +176,31 @@ class Lora(AdditiveMerge, Method):
 
     @classmethod
     def from_peft(cls, cfg: dict[str, Any], pieces: list[PeftPiece]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """Per-module ranks and alphas (``rank_pattern``/``alpha_pattern``) that differ are folded into one
+        adapter-wide ``r`` (see :func:`~adapterhub.manifest.peft_config.lora_ranks`): each module's ``B`` carries
+        its own scale and both factors are zero-padded to the largest rank."""
+        scalars = {p.module_path: module_scalars(cfg, p.module_path) for p in pieces}
+        ranks, fold = lora_ranks(cfg, set(scalars.values()) if any(cfg.get(k) for k in PATTERN_KEYS) else ())
+        config = {**peft_scalars(cfg), **ranks}
+        if fold:
+            config.pop("use_rslora", None)
+        top = int(ranks["r"])
         tensors: dict[str, torch.Tensor] = {}
         targets: dict[str, None] = {}
         for p in pieces:
             targets[p.target] = None
+            r, alpha = scalars[p.module_path]
             if p.leaf == "lora_A.weight":
-                tensors[f"{p.prefix}.lora_A"] = p.value
+                tensors[f"{p.prefix}.lora_A"] = _pad(p.value.double(), top, 0) if fold else p.value
             elif p.leaf == "lora_B.weight":
-                tensors[f"{p.prefix}.lora_B"] = p.rows()
+                scale = alpha / LoraConfig.rank_divisor(r, bool(cfg.get("use_rslora")))
+                # in float64, so the product is rounded only where the model's dtype needs it (exact in a float64 model)
+                tensors[f"{p.prefix}.lora_B"] = _pad(p.rows().double() * scale, top, 1) if fold else p.rows()
             elif p.leaf == "lora_magnitude_vector":
                 tensors[f"{p.prefix}.magnitude"] = p.rows()
             else:
                 raise peft_unsupported("/lora_bias", "LoRA with trained biases is not supported")
-        return {**peft_scalars(cfg), "target_modules": list(targets)}, tensors
+        return {**config, "target_modules": list(targets)}, tensors
 
     def to_peft(self, tree: TensorTree, modules: dict[str, list[Target]]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """One PEFT module per projection; a fused projection's slots are stacked (``A`` rows concatenated,
@@ -280,6 +292,16 @@ class Lora(AdditiveMerge, Method):
             tensors[f"{prefix}.lora_A"], tensors[f"{prefix}.lora_B"] = a, b
         overall = math.sqrt(tail_sum / total_sum) if total_sum > 0 else 0.0
         return combined_lora(pkgs, tensors, rank or r_cat, rank, errors, overall)
+
+
+def _pad(factor: torch.Tensor, rank: int, dim: int) -> torch.Tensor:
+    """``factor`` with zero rank components appended along ``dim`` up to ``rank`` (they add nothing to ``B A``)."""
+    missing = rank - factor.shape[dim]
+    if missing <= 0:
+        return factor
+    shape = list(factor.shape)
+    shape[dim] = missing
+    return torch.cat([factor, factor.new_zeros(shape)], dim=dim)
 
 
 def combined_lora(pkgs: Sequence[AdapterPackage], tensors: dict[str, torch.Tensor], r: int, rank: int | None,

@@ -1,0 +1,45 @@
+"""``pull("hf:ORG/REPO")`` of a PEFT repo whose config says ``target_modules="all-linear"``, with the real
+huggingface_hub client against our server: the manifest is derived from the repo's config and the base's
+``config.json`` (fetched from its repo on the same endpoint), and the pulled view loads with PEFT's outputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from support.runtime_helpers import inputs_for, tiny_model
+from support.store_support import put_repo
+from support.tolerances import assert_close, model_terms
+
+from adapterhub.runtime import wrap
+from adapterhub.store import pull
+
+BASE = "org/tiny-llama"
+
+
+def test_an_all_linear_peft_repo_pulls_and_loads_with_peft_outputs(hub, cache, tmp_path):
+    peft = pytest.importorskip("peft", reason="peft is not installed in this environment")
+    ref = peft.get_peft_model(tiny_model("llama"), peft.LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for n, p in ref.named_parameters():
+            if "lora_" in n:
+                p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    ref.save_pretrained(tmp_path / "saved")
+    config = json.loads((tmp_path / "saved" / "adapter_config.json").read_text())
+    config.update(target_modules="all-linear", base_model_name_or_path=BASE)  # as a config written by hand
+    (tmp_path / "saved" / "adapter_config.json").write_text(json.dumps(config))
+    put_repo(hub.server, BASE, {"config.json": tiny_model("llama").config.to_json_string().encode()})
+    put_repo(hub.server, "org/llama-all-linear", {p.name: p.read_bytes() for p in (tmp_path / "saved").iterdir()})
+
+    pulled = pull("hf:org/llama-all-linear", endpoint=hub.endpoint)
+    assert set(pulled.manifest.adapter.config["target_modules"]) == {"q", "k", "v", "o", "ffn_in", "ffn_gate",
+                                                                     "ffn_out"}
+    model = tiny_model("llama")
+    wrap(model).load(pulled.path)
+    inputs = inputs_for("llama")
+    want = peft.PeftModel.from_pretrained(tiny_model("llama"), tmp_path / "saved").eval()
+    with torch.no_grad():
+        assert_close(model(**inputs).last_hidden_state, want(**inputs).last_hidden_state, terms=model_terms(model),
+                     mask=inputs["attention_mask"].bool())
