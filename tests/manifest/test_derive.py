@@ -98,7 +98,7 @@ def test_peft_targets_are_placed_as_peft_matches_module_names(targets, extra, wa
 
 def test_fused_and_encoder_decoder_projections():
     gpt2 = derive(lora(target_modules=["c_attn", "c_fc"]), base=GPT2)
-    assert gpt2.adapter.config["target_modules"] == ("q", "k", "v", "ffn_in")
+    assert gpt2.adapter.config["target_modules"] == ("qkv", "ffn_in")  # PEFT adapts the fused c_attn whole
     t5 = derive({"peft_type": "IA3", "target_modules": ["k", "v", "wo", "wi_0"], "feedforward_modules": ["wo"]},
                 base=T5)
     assert t5.adapter.method == "ia3" and t5.base_model.num_decoder_layers == 3
