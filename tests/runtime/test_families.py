@@ -332,3 +332,27 @@ def test_a_fused_projection_is_targeted_whole_or_by_slices_not_both(mt):
     h.add("whole", "lora", r=2, alpha=2, target_modules=["qkv"])
     h.add("slice", "lora", r=2, alpha=2, target_modules=["q"])
     assert h.adapters == ("whole", "slice")
+
+
+@pytest.mark.parametrize(("mt", "overrides"), [("gpt_neox", {}), ("phi3", {"num_key_value_heads": 2}), ("gpt2", {})],
+                         ids=["gpt_neox", "phi3-gqa", "gpt2"])
+@pytest.mark.parametrize("method", ["lora", "dora"])
+def test_whole_fused_adapters_export_to_peft(mt, overrides, method, tmp_path):
+    """Our adapter on a whole fused projection exports as one PEFT module of the same rank, which PEFT loads
+    and computes as we do."""
+    peft = pytest.importorskip("peft", reason="peft is not installed in this environment")
+    from adapterhub.runtime.formats.peft import export_peft
+
+    model = _fused_model(mt, overrides)
+    h = wrap(model)
+    targets = [k for k in FUSED_KEYS if k in h.binding.layers[0].slots]
+    h.add("a", method, r=2, alpha=4, target_modules=targets)
+    _randomize(model, ("adapterhub_adapters.a.",))
+    inputs = _inputs(mt)
+    ours = _out(model, inputs)
+    export_peft(h, "a", tmp_path / "peft")
+    config = peft.PeftConfig.from_pretrained(tmp_path / "peft")
+    assert config.rank_pattern == {} and config.use_dora == (method == "dora")
+    ref = peft.PeftModel.from_pretrained(_fused_model(mt, overrides), tmp_path / "peft").eval()
+    assert (ours - _out(_fused_model(mt, overrides), inputs)).abs().max() > 1e-3
+    _check(mt, _out(ref, inputs), ours, inputs, model)
