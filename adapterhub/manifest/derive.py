@@ -263,7 +263,8 @@ def _base_facts(config: Mapping[str, Any], base_id: str | None, revision: str | 
     if not isinstance(model_type, str) or hidden is None or layers is None:
         raise SchemaError(f"{where}: base config.json", [SchemaProblem(
             "/", "needs model_type, a hidden size (hidden_size, d_model, n_embd or dim) and a layer count "
-                 "(num_hidden_layers, num_layers, n_layer, n_layers or encoder_layers)")])
+                 "(num_hidden_layers, num_layers, n_layer, n_layers or encoder_layers); a model of several towers "
+                 "states them per tower (CLIP: text_config, vision_config)")])
     base: dict[str, Any] = {"id": base_id or "unknown", "model_type": model_type, "hidden_size": hidden,
                             "num_hidden_layers": layers}
     if config.get("is_encoder_decoder") or "num_decoder_layers" in config or "decoder_layers" in config:
