@@ -653,9 +653,10 @@ def register_family(family: Family) -> Family:
         raise ConflictError(f"model type(s) {clash} already belong to family {taken[clash[0]]!r}",
                             hint="unregister_family(name) first to replace a registered family; built-in "
                                  "families cannot be replaced")
-    bad = sorted(s for s in family.decoder_stacks if s not in family.stacks)
-    if bad:
-        raise InvalidArgumentError(f"family {family.name!r}: decoder_stacks {bad} are not among its stacks")
+    for field_name, named in (("decoder_stacks", family.decoder_stacks), ("towers", tuple(family.towers))):
+        bad = sorted(s for s in named if s not in family.stacks)
+        if bad:
+            raise InvalidArgumentError(f"family {family.name!r}: {field_name} {bad} are not among its stacks")
     _REGISTERED.append(family)
     return family
 
