@@ -45,12 +45,21 @@ class Site:
 
 @dataclass(frozen=True)
 class Slot:
-    """One projection targeted by LoRA/DoRA/IA3: a Linear/Conv1D and, for fused QKV, its output slice."""
+    """One projection targeted by LoRA/DoRA/IA3: a Linear/Conv1D and, for fused QKV, its output slice.
+
+    A fused projection is also offered whole, under one of :data:`FUSED_KEYS` (``parts == 1``): that is what a
+    PEFT adapter on the fused module adapts, and the only form of a fused module whose q/k/v rows are not
+    contiguous (GPT-NeoX interleaves them per head) or not equal thirds (grouped-query attention).
+    """
 
     key: str
     path: str
     part: int | None = None
     parts: int = 1
+
+
+FUSED_KEYS: tuple[str, ...] = ("qkv", "ffn_gate_in")
+"""Neutral keys of whole fused projections: q, k and v in one module; the FFN's gate and input in one module."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +132,12 @@ LIBRARY_BOTTLENECK_SITES: Mapping[str, str] = MappingProxyType(
 has no layout of its own (the library's mixin layers)."""
 LIBRARY_LORA_LOCATIONS: Mapping[str, str] = MappingProxyType({"intermediate": "ffn_in", "output": "ffn_out"})
 """The library's LoRA locations -> our slot keys, where a family does not wrap them differently."""
+LIBRARY_PREFIX_LOCATIONS: Mapping[str, str] = MappingProxyType(
+    {"self_prefix": "self", "self": "self", "encoder_prefix": "encoder", "cross_prefix": "cross"})
+"""The library's prefix-tuning location keys -> our :class:`PrefixSite` groups (DistilBERT says ``self``)."""
+HIDDEN_SIZE_KEYS = ("hidden_size", "d_model", "n_embd", "dim")
+LAYER_COUNT_KEYS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")
+"""transformers' aliases of a config's hidden size and layer count, in its order."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +161,11 @@ class Family:
     transformers versions may be listed side by side (only those present on a model are bound).
     ``decoder_stacks`` are those among them whose layers are decoder layers of an encoder-decoder
     model: they are numbered after the encoder's, and their count is the config's decoder layers.
+    ``towers`` maps each stack of a model with several towers (CLIP's text and vision encoders) to the key of
+    the model config holding that tower's own config (``text_config``): each tower has its own layer count and
+    width, and its layers are numbered after the previous tower's, in ``stacks`` order (the ``adapters`` library's
+    numbering). ``library_prefix_locations`` translates the library's prefix-tuning location keys into this
+    family's :class:`PrefixSite` groups (for CLIP the library prefixes them with the tower's model type).
     ``refuses`` maps a method name to why it cannot be placed on this family: attaching it raises
     :class:`UnsupportedArchitectureError` with that reason. ``notes`` maps a method name to a
     remark for the families x methods table in ``docs/runtime.md`` (a version-dependent limit).
@@ -174,6 +194,24 @@ class Family:
     """Linear/Conv1D modules of the backbone that are no projection slot, for a base's ``config.json`` (paths
     relative to the backbone, a layer's index written ``N``). PEFT's ``target_modules="all-linear"`` adapts
     every Linear/Conv1D, these too, so a PEFT config saying so cannot be placed where this is not empty."""
+    towers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    library_prefix_locations: Mapping[str, str] = field(default_factory=lambda: LIBRARY_PREFIX_LOCATIONS,
+                                                        hash=False)
+
+    def tower_config(self, config: Any, stack: str) -> Any:
+        """The config of ``stack``'s tower (an attribute or a ``config.json`` key of the model config), or the
+        model config itself for a family of one tower."""
+        key = self.towers.get(stack)
+        if key is None:
+            return config
+        return config.get(key) if isinstance(config, Mapping) else getattr(config, key, None)
+
+    def tower_counts(self, config: Mapping[str, Any]) -> tuple[int, ...] | None:
+        """Each tower's layer count from a ``config.json`` (None when a tower states none, or for one tower)."""
+        if not self.towers:
+            return None
+        counts = [config_int(self.tower_config(config, stack) or {}, *LAYER_COUNT_KEYS) for stack in self.stacks]
+        return None if any(c is None for c in counts) else tuple(c for c in counts if c is not None)
 
     def refusal(self, method: str) -> UnsupportedArchitectureError | None:
         """The typed error for attaching ``method`` here, or None when the family places it."""
@@ -201,9 +239,21 @@ class Family:
                      for flags in itertools.product((False, True), repeat=len(open_traits)))
 
     def projections(self, shape: Shape) -> tuple[tuple[str, str], ...]:
-        """``(neutral key, module path relative to the layer)`` of every projection a layer of ``shape``
-        offers; a fused projection appears once per key, a decoder's cross-attention under the plain key."""
-        return tuple((key, slot.path) for key, slots in self.slots(shape).items() for slot in slots)
+        """``(neutral key, module path relative to the layer)`` of every module a layer of ``shape`` offers as a
+        whole, as PEFT adapts modules: a fused projection under its whole key (not its slices), a decoder's
+        cross-attention under the plain key."""
+        slots = [(key, slot) for key, group in self.slots(shape).items() for slot in group]
+        whole = {slot.path for _, slot in slots if slot.parts == 1}
+        return tuple((key, slot.path) for key, slot in slots if slot.parts == 1 or slot.path not in whole)
+
+
+def config_int(config: Any, *names: str) -> int | None:
+    """The first of ``names`` a config (a transformers config or a ``config.json`` mapping) states as an integer."""
+    for name in names:
+        value = config.get(name) if isinstance(config, Mapping) else getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 def _bert_sites(shape: Shape) -> dict[str, Site]:
@@ -244,7 +294,8 @@ def _gpt2_sites(shape: Shape) -> dict[str, Site]:
 def _gpt2_slots(shape: Shape) -> dict[str, tuple[Slot, ...]]:
     return {
         "q": (Slot("q", "attn.c_attn", 0, 3),), "k": (Slot("k", "attn.c_attn", 1, 3),),
-        "v": (Slot("v", "attn.c_attn", 2, 3),), "o": (Slot("o", "attn.c_proj"),),
+        "v": (Slot("v", "attn.c_attn", 2, 3),), "qkv": (Slot("qkv", "attn.c_attn"),),
+        "o": (Slot("o", "attn.c_proj"),),
         "ffn_in": (Slot("ffn_in", "mlp.c_fc"),), "ffn_out": (Slot("ffn_out", "mlp.c_proj"),),
     }
 
@@ -323,9 +374,10 @@ def _proj_slots(attn: str, names: tuple[str, str, str, str], ffn: tuple[str, ...
 
 def _deberta_slots(shape: Shape) -> dict[str, tuple[Slot, ...]]:
     out = _bert_slots(shape)
-    if shape.has("fused_qkv"):  # DeBERTa v1: q/k/v fused per head, interleaved: no slices
+    if shape.has("fused_qkv"):  # DeBERTa v1: q/k/v fused per head, interleaved: no slices, only the whole
         for key in ("q", "k", "v"):
             del out[key]
+        out["qkv"] = (Slot("qkv", "attention.self.in_proj"),)
     else:
         out.update({k: (Slot(k, f"attention.self.{n}_proj"),) for k, n in (("q", "query"), ("k", "key"),
                                                                            ("v", "value"))})
@@ -398,8 +450,9 @@ def _modernbert_sites(shape: Shape) -> dict[str, Site]:
 def _modernbert_slots(shape: Shape) -> dict[str, tuple[Slot, ...]]:
     # Wqkv's rows are q, k, v (each heads x head_dim); Wi's are the FFN input, then its gate
     return {"q": (Slot("q", "attn.Wqkv", 0, 3),), "k": (Slot("k", "attn.Wqkv", 1, 3),),
-            "v": (Slot("v", "attn.Wqkv", 2, 3),), "o": (Slot("o", "attn.Wo"),),
+            "v": (Slot("v", "attn.Wqkv", 2, 3),), "qkv": (Slot("qkv", "attn.Wqkv"),), "o": (Slot("o", "attn.Wo"),),
             "ffn_in": (Slot("ffn_in", "mlp.Wi", 0, 2),), "ffn_gate": (Slot("ffn_gate", "mlp.Wi", 1, 2),),
+            "ffn_gate_in": (Slot("ffn_gate_in", "mlp.Wi"),),
             "ffn_out": (Slot("ffn_out", "mlp.Wo"),)}
 
 
@@ -431,11 +484,20 @@ def _clip_slots(shape: Shape) -> dict[str, tuple[Slot, ...]]:
     return _proj_slots("self_attn", ("q_proj", "k_proj", "v_proj", "out_proj"), ("mlp.fc1", "mlp.fc2"))
 
 
+def _clip_towers_prefix(shape: Shape) -> tuple[PrefixSite, ...]:
+    """CLIPModel: the text tower's causal self-attention and the vision tower's, one prefix MLP each."""
+    if shape.has("vision_tower"):
+        return (PrefixSite("vision", "self", "self_attn"),)
+    return (PrefixSite("text", "self", "self_attn", causal=True),)
+
+
 def _phi3_slots(shape: Shape) -> dict[str, tuple[Slot, ...]]:
     # gate_up_proj's rows are the gate, then the FFN input; qkv_proj's are q, k, v, equal thirds only without
-    # grouped-query attention (k and v are narrower otherwise, and are then not offered as slices)
-    out = {"o": (Slot("o", "self_attn.o_proj"),), "ffn_gate": (Slot("ffn_gate", "mlp.gate_up_proj", 0, 2),),
-           "ffn_in": (Slot("ffn_in", "mlp.gate_up_proj", 1, 2),), "ffn_out": (Slot("ffn_out", "mlp.down_proj"),)}
+    # grouped-query attention (k and v are narrower otherwise, and are then not offered as slices); both whole
+    out = {"qkv": (Slot("qkv", "self_attn.qkv_proj"),), "o": (Slot("o", "self_attn.o_proj"),),
+           "ffn_gate": (Slot("ffn_gate", "mlp.gate_up_proj", 0, 2),),
+           "ffn_in": (Slot("ffn_in", "mlp.gate_up_proj", 1, 2),), "ffn_out": (Slot("ffn_out", "mlp.down_proj"),),
+           "ffn_gate_in": (Slot("ffn_gate_in", "mlp.gate_up_proj"),)}
     if shape.has("qkv_thirds"):
         out.update({k: (Slot(k, "self_attn.qkv_proj", i, 3),) for i, k in enumerate(("q", "k", "v"))})
     return out
@@ -453,8 +515,9 @@ def _gpt_neox_sites(shape: Shape) -> dict[str, Site]:
 
 
 def _gpt_neox_slots(shape: Shape) -> dict[str, tuple[Slot, ...]]:
-    # query_key_value is interleaved per head ([q_h, k_h, v_h] for each head): no q/k/v slices
-    return {"o": (Slot("o", "attention.dense"),), "ffn_in": (Slot("ffn_in", "mlp.dense_h_to_4h"),),
+    # query_key_value is interleaved per head ([q_h, k_h, v_h] for each head): no q/k/v slices, only the whole
+    return {"qkv": (Slot("qkv", "attention.query_key_value"),), "o": (Slot("o", "attention.dense"),),
+            "ffn_in": (Slot("ffn_in", "mlp.dense_h_to_4h"),),
             "ffn_out": (Slot("ffn_out", "mlp.dense_4h_to_h"),)}
 
 
@@ -517,9 +580,9 @@ FAMILIES: tuple[Family, ...] = (
            refuses=MappingProxyType({"prefix_tuning": (
                "disentangled attention scores every key by its relative position to the query; prefix keys "
                "have no position, and adapterhub does not re-implement that attention")}),
-           notes=MappingProxyType({"lora": "deberta (v1) fuses q/k/v per head: only o, ffn_in, ffn_out"}),
-           traits=(Trait("fused_qkv", "attention.self.in_proj", _deberta_v1),), task_prefixes=("deberta.",),
-           other_linears=lambda config: ("encoder.layer.N.attention.self.in_proj",) if _deberta_v1(config) else ()),
+           notes=MappingProxyType({"lora": "deberta (v1) fuses q/k/v per head: in_proj whole (`qkv`), no "
+                                                "q/k/v slices"}),
+           traits=(Trait("fused_qkv", "attention.self.in_proj", _deberta_v1),), task_prefixes=("deberta.",)),
     Family("bart", ("bart",), ("encoder.layers", "decoder.layers"), _bart_sites, _bart_slots, prefix=_bart_prefix,
            decoder_stacks=("decoder.layers",), task_prefixes=("model.",)),
     Family("mbart", ("mbart",), ("encoder.layers", "decoder.layers"), _mbart_sites, _bart_slots,
@@ -540,14 +603,15 @@ FAMILIES: tuple[Family, ...] = (
     Family("phi", ("phi",), ("layers",), _parallel_sites("input_layernorm", "self_attn"), _phi_slots,
            prefix=_self_prefix("self_attn", causal=True), causal=True, task_prefixes=("model.",)),
     Family("phi3", ("phi3",), ("layers",), _llama_sites, _phi3_slots, prefix=_self_prefix("self_attn", causal=True),
-           causal=True, notes=MappingProxyType({"lora": "q, k, v only without grouped-query attention (qkv_proj "
-                                                        "is split in equal thirds)"}),
+           causal=True, notes=MappingProxyType({"lora": "qkv_proj whole (`qkv`); q, k, v slices only without "
+                                                        "grouped-query attention (equal thirds)"}),
            traits=(Trait("qkv_thirds", "self_attn.num_key_value_groups", _no_grouped_query, equals=1),),
            task_prefixes=("model.",)),
     Family("gpt_neox", ("gpt_neox",), ("layers",), _gpt_neox_sites, _gpt_neox_slots,
            prefix=_self_prefix("attention", causal=True), causal=True,
-           notes=MappingProxyType({"lora": "query_key_value is interleaved per head: o, ffn_in, ffn_out only"}),
-           task_prefixes=("gpt_neox.",), other_linears=lambda config: ("layers.N.attention.query_key_value",)),
+           notes=MappingProxyType({"lora": "query_key_value is interleaved per head: whole (`qkv`), no "
+                                                "q/k/v slices"}),
+           task_prefixes=("gpt_neox.",)),
     *(Family(name, (name,), ("layers",), _llama_sites, _llama_slots, prefix=_self_prefix("self_attn", causal=True),
              causal=True, task_prefixes=("model.",)) for name in ("qwen3", "gemma", "olmo", "granite")),
     Family("gemma2", ("gemma2", "gemma3_text"), ("layers",), _gemma2_sites, _llama_slots,
@@ -560,10 +624,21 @@ FAMILIES: tuple[Family, ...] = (
                                                       "output.output_adapters.adapters": "ffn"}),
            # transformers 5.x lays ViT out as attention + mlp; only the installed version tells
            traits=(Trait("mlp_layout", "mlp"),), task_prefixes=("vit.",), other_linears=lambda config: ("pooler.dense",)),
+    # the library keys a CLIP tower's prefix location by the tower's model type ("<model_type>_self_prefix")
     Family("clip-text", ("clip_text_model",), ("text_model.encoder.layers", "encoder.layers"), _clip_sites,
-           _clip_slots, prefix=_self_prefix("self_attn", causal=True), task_prefixes=("clip.",)),
+           _clip_slots, prefix=_self_prefix("self_attn", causal=True), task_prefixes=("clip.",),
+           library_prefix_locations=MappingProxyType({"clip_text_model_self_prefix": "self"})),
     Family("clip-vision", ("clip_vision_model",), ("vision_model.encoder.layers", "encoder.layers"), _clip_sites,
-           _clip_slots, prefix=_self_prefix("self_attn", causal=False), task_prefixes=("clip.",)),
+           _clip_slots, prefix=_self_prefix("self_attn", causal=False), task_prefixes=("clip.",),
+           library_prefix_locations=MappingProxyType({"clip_vision_model_self_prefix": "self"})),
+    Family("clip", ("clip",), ("text_model.encoder.layers", "vision_model.encoder.layers"), _clip_sites,
+           _clip_slots, prefix=_clip_towers_prefix, task_prefixes=("clip.",),
+           towers=MappingProxyType({"text_model.encoder.layers": "text_config",
+                                    "vision_model.encoder.layers": "vision_config"}),
+           library_prefix_locations=MappingProxyType({"clip_text_model_self_prefix": "text",
+                                                      "clip_vision_model_self_prefix": "vision"}),
+           # the vision tower's attention config states an image size (told by the stack, not by config.json)
+           traits=(Trait("vision_tower", "self_attn.config.image_size"),)),
 )
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(t for f in FAMILIES for t in f.model_types)
 """The model types of the built-in families (families registered at run time: :func:`supported_model_types`)."""
@@ -599,9 +674,10 @@ def register_family(family: Family) -> Family:
         raise ConflictError(f"model type(s) {clash} already belong to family {taken[clash[0]]!r}",
                             hint="unregister_family(name) first to replace a registered family; built-in "
                                  "families cannot be replaced")
-    bad = sorted(s for s in family.decoder_stacks if s not in family.stacks)
-    if bad:
-        raise InvalidArgumentError(f"family {family.name!r}: decoder_stacks {bad} are not among its stacks")
+    for field_name, named in (("decoder_stacks", family.decoder_stacks), ("towers", tuple(family.towers))):
+        bad = sorted(s for s in named if s not in family.stacks)
+        if bad:
+            raise InvalidArgumentError(f"family {family.name!r}: {field_name} {bad} are not among its stacks")
     _REGISTERED.append(family)
     return family
 

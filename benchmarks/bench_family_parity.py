@@ -24,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support.family_cases import CASES, case_inputs, peft_config, valid_positions  # noqa: E402
+from support.family_cases import CASES, case_inputs, case_output, peft_config, valid_positions  # noqa: E402
 from support.tolerances import max_diff, model_terms, tolerance  # noqa: E402
 
 from adapterhub.runtime import wrap  # noqa: E402
@@ -35,7 +35,9 @@ LAYERS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers", "encoder_lay
 
 
 def scaled(config: dict, factor: int) -> dict:
-    return {k: v * factor if k in HIDDEN + LAYERS else v for k, v in config.items()}
+    """``config`` with hidden sizes and layer counts times ``factor`` (each tower's too: CLIP)."""
+    return {k: scaled(v, factor) if isinstance(v, dict) else v * factor if k in HIDDEN + LAYERS else v
+            for k, v in config.items()}
 
 
 def build(mt: str, factor: int):
@@ -51,7 +53,7 @@ def outputs(model, inputs, dtype):
     torch.set_default_dtype(dtype)
     try:
         with torch.no_grad():
-            return model.to(dtype)(**x).last_hidden_state
+            return case_output(model.to(dtype)(**x), x)
     finally:
         torch.set_default_dtype(before)
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import IntegrityError, NotFoundError, SchemaError, SchemaProblem
+from ..families import HIDDEN_SIZE_KEYS, LAYER_COUNT_KEYS, config_int, find_family
 from ..names import HubReference, is_repo_id, manifest_name
 from .adapters_config import bottleneck_config, flat_config, fusion_config, lora_config, prefix_config
 from .io import CURRENT_SCHEMA_VERSION, MANIFEST_FILENAME, SIGNATURE_FILENAME, parse_manifest
@@ -262,25 +263,24 @@ def _stated_manifest(data: Any, files: Sequence[FileEntry], where: str) -> Manif
     return manifest
 
 
-def _config_int(config: Mapping[str, Any], *names: str) -> int | None:
-    """The first of ``names`` the base's config.json states as an integer (transformers' aliases, in its order)."""
-    return next((config[n] for n in names if isinstance(config.get(n), int) and not isinstance(config[n], bool)),
-                None)
-
-
 def _base_facts(config: Mapping[str, Any], base_id: str | None, revision: str | None, where: str) -> dict[str, Any]:
     model_type = config.get("model_type")
-    hidden = _config_int(config, "hidden_size", "d_model", "n_embd", "dim")
+    hidden = config_int(config, *HIDDEN_SIZE_KEYS)
     # encoder_layers: BART-style configs saved by transformers 5 state no num_hidden_layers (an alias there)
-    layers = _config_int(config, "num_hidden_layers", "num_layers", "n_layer", "n_layers", "encoder_layers")
+    layers = config_int(config, *LAYER_COUNT_KEYS, "encoder_layers")
+    fam = find_family(model_type) if isinstance(model_type, str) else None
+    towers = fam.tower_counts(config) if fam is not None else None
+    if fam is not None and towers is not None:  # CLIP: the first tower's width, every tower's layers
+        hidden, layers = config_int(fam.tower_config(config, fam.stacks[0]), *HIDDEN_SIZE_KEYS), sum(towers)
     if not isinstance(model_type, str) or hidden is None or layers is None:
         raise SchemaError(f"{where}: base config.json", [SchemaProblem(
             "/", "needs model_type, a hidden size (hidden_size, d_model, n_embd or dim) and a layer count "
-                 "(num_hidden_layers, num_layers, n_layer, n_layers or encoder_layers)")])
+                 "(num_hidden_layers, num_layers, n_layer, n_layers or encoder_layers); a model of several towers "
+                 "states them per tower (CLIP: text_config, vision_config)")])
     base: dict[str, Any] = {"id": base_id or "unknown", "model_type": model_type, "hidden_size": hidden,
                             "num_hidden_layers": layers}
     if config.get("is_encoder_decoder") or "num_decoder_layers" in config or "decoder_layers" in config:
-        base["num_decoder_layers"] = _config_int(config, "num_decoder_layers", "decoder_layers") or layers
+        base["num_decoder_layers"] = config_int(config, "num_decoder_layers", "decoder_layers") or layers
     if revision:
         base["revision"] = revision
     return base
@@ -290,7 +290,8 @@ def _from_peft(cfg: dict[str, Any], base: dict[str, Any], base_config: Mapping[s
                ) -> tuple[str, dict[str, Any], str | None]:
     method = peft_method(cfg)
     check_peft_config(cfg)
-    counts = (base["num_hidden_layers"], *((base["num_decoder_layers"],) if base.get("num_decoder_layers") else ()))
+    counts = family_of(base["model_type"]).tower_counts(base_config) or (
+        base["num_hidden_layers"], *((base["num_decoder_layers"],) if base.get("num_decoder_layers") else ()))
     targets, leave_out, feedforward, scalars = peft_placement(cfg, base["model_type"], base_config, counts)
     config = {**peft_scalars(cfg), "target_modules": targets}
     if scalars:

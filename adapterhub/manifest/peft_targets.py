@@ -24,7 +24,7 @@ from ..errors import SchemaError, SchemaProblem
 from ..families import Family, Shape, find_family, supported_model_types
 from .peft_config import PATTERN_KEYS, SOURCE, module_scalars, peft_unsupported
 
-NEUTRAL_ORDER = ("q", "k", "v", "o", "ffn_in", "ffn_gate", "ffn_out")
+NEUTRAL_ORDER = ("q", "k", "v", "qkv", "o", "ffn_in", "ffn_gate", "ffn_gate_in", "ffn_out")
 ALL_LINEAR = "all-linear"
 ALL_LINEAR_TASKS = (None, "FEATURE_EXTRACTION", "CAUSAL_LM", "SEQ_2_SEQ_LM")
 """``task_type`` values whose model, under PEFT's ``all-linear``, has no Linear beyond the backbone's but the output
@@ -65,6 +65,8 @@ def layouts(fam: Family, base_config: Mapping[str, Any], layer_counts: tuple[int
     decoder = [s for s in fam.stacks if fam.is_decoder_stack(s)]
     roles = [(paths, is_decoder, count) for (paths, is_decoder), count
              in zip([r for r in ((encoder, False), (decoder, True)) if r[0]], layer_counts, strict=False)]
+    if fam.towers:  # several towers (CLIP): each stack is a role of its own, with its own layer count
+        roles = [([path], False, count) for path, count in zip(fam.stacks, layer_counts, strict=True)]
     out: list[tuple[Stack, ...]] = []
     for traits in fam.trait_sets(base_config):
         for choice in itertools.product(*(paths for paths, _, _ in roles)):

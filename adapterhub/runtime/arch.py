@@ -15,6 +15,8 @@ from torch import nn
 from ..errors import UnsupportedArchitectureError
 from ..families import (
     FAMILIES,
+    HIDDEN_SIZE_KEYS,
+    LAYER_COUNT_KEYS,
     LIBRARY_BOTTLENECK_SITES,
     LIBRARY_LORA_LOCATIONS,
     SUPPORTED_MODEL_TYPES,
@@ -24,6 +26,7 @@ from ..families import (
     Site,
     Slot,
     Trait,
+    config_int,
     families,
     family_for,
     register_family,
@@ -51,6 +54,10 @@ class Layer:
     sites: dict[str, Site]
     slots: dict[str, tuple[Slot, ...]]
     shape: Shape
+    width: int = 0
+    """The hidden size of this layer's stack (CLIP's towers differ; one value for every other family)."""
+    config: object = None
+    """The config of this layer's stack: its tower's (CLIP), else the model's."""
 
     def sub(self, path: str) -> nn.Module:
         return get_submodule(self.module, path)
@@ -90,11 +97,10 @@ class Binding:
 
 
 def _config_int(config: object, *names: str) -> int:
-    for name in names:
-        value = getattr(config, name, None)
-        if isinstance(value, int):
-            return value
-    raise UnsupportedArchitectureError(f"model config has none of {names}")
+    value = config_int(config, *names)
+    if value is None:
+        raise UnsupportedArchitectureError(f"model config has none of {names}")
+    return value
 
 
 def bind(model: nn.Module) -> Binding:
@@ -108,19 +114,24 @@ def bind(model: nn.Module) -> Binding:
     fam = family_for(model_type)
     backbone = getattr(model, "base_model", model)
     layers: list[Layer] = []
+    n_layers = 0
     for stack in fam.stacks:
         try:
             container = backbone.get_submodule(stack)
         except AttributeError:
             continue
         decoder = fam.is_decoder_stack(stack)
+        tower = fam.tower_config(config, stack)
+        width = _config_int(tower, *HIDDEN_SIZE_KEYS)
         for module in container:  # type: ignore[attr-defined]
             shape = fam.shape_of(module, decoder)
-            layers.append(Layer(len(layers), module, decoder, fam.sites(shape), fam.slots(shape), shape))
+            layers.append(Layer(len(layers), module, decoder, fam.sites(shape), fam.slots(shape), shape, width, tower))
+        if fam.towers:  # a model of several towers: its layers are all of theirs
+            n_layers += _config_int(tower, *LAYER_COUNT_KEYS)
     if not layers:
         raise UnsupportedArchitectureError(f"{type(model).__name__}: no transformer layers found at {fam.stacks}")
-    hidden = _config_int(config, "hidden_size", "d_model", "n_embd", "dim")
-    n_layers = _config_int(config, "num_hidden_layers", "num_layers", "n_layer", "n_layers")
+    hidden = layers[0].width  # the first tower's for a model of several towers
+    n_layers = n_layers or _config_int(config, *LAYER_COUNT_KEYS)
     n_decoder = (_config_int(config, "num_decoder_layers", "decoder_layers")
                  if any(layer.decoder for layer in layers) else None)
     return Binding(fam, model_type, hidden, n_layers, backbone, layers, conv1d=fam.conv1d, root=model,

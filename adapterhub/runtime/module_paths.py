@@ -38,6 +38,13 @@ def slot_index(binding: Binding) -> dict[str, SlotRef]:
     return {p: SlotRef(layers[p], tuple(sorted(s, key=lambda s: s.part or 0))) for p, s in out.items()}
 
 
+def module_slots(slots: tuple[Slot, ...]) -> tuple[Slot, ...]:
+    """The slots a tool that adapts a module as a whole (PEFT) lands on: the module's whole slot when the
+    family offers one (a fused projection's ``qkv``), else its slices (or its one plain slot)."""
+    whole = tuple(s for s in slots if s.parts == 1)
+    return whole[:1] or slots
+
+
 def layer_index(binding: Binding) -> dict[str, Layer]:
     """``{"encoder.layer.0": layer}`` for every layer."""
     rel = _relative_paths(binding)

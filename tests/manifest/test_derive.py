@@ -98,12 +98,29 @@ def test_peft_targets_are_placed_as_peft_matches_module_names(targets, extra, wa
 
 def test_fused_and_encoder_decoder_projections():
     gpt2 = derive(lora(target_modules=["c_attn", "c_fc"]), base=GPT2)
-    assert gpt2.adapter.config["target_modules"] == ("q", "k", "v", "ffn_in")
+    assert gpt2.adapter.config["target_modules"] == ("qkv", "ffn_in")  # PEFT adapts the fused c_attn whole
     t5 = derive({"peft_type": "IA3", "target_modules": ["k", "v", "wo", "wi_0"], "feedforward_modules": ["wo"]},
                 base=T5)
     assert t5.adapter.method == "ia3" and t5.base_model.num_decoder_layers == 3
     assert t5.adapter.config.stated() == {"target_modules": ("k", "v", "ffn_gate", "ffn_out"),
                                           "feedforward_modules": ("ffn_out",)}
+
+
+CLIP = {"model_type": "clip", "projection_dim": 16, "text_config": {"hidden_size": 32, "num_hidden_layers": 2},
+        "vision_config": {"hidden_size": 48, "num_hidden_layers": 3}}
+
+
+def test_two_tower_clip_numbers_text_then_vision_layers():
+    """CLIPModel's config.json states each tower's size in text_config/vision_config: the base has both towers'
+    layers (text 0-1, vision 2-4) and the text width; PEFT's layers_to_transform counts per tower."""
+    m = derive(lora(target_modules=["q_proj", "v_proj"], layers_to_transform=[1]), base=CLIP)
+    assert (m.base_model.num_hidden_layers, m.base_model.hidden_size) == (5, 32)
+    assert m.adapter.config["target_modules"] == ("q", "v")
+    assert m.adapter.config.stated()["leave_out"] == (0, 2, 4)
+    vision = derive(lora(target_modules=r"vision_model\.encoder\.layers\.\d+\.self_attn\.q_proj"), base=CLIP)
+    assert vision.adapter.config.stated()["leave_out"] == (0, 1)
+    with pytest.raises(SchemaError):  # no tower sizes: nothing to number the layers by
+        derive(lora(target_modules=["q_proj"]), base={"model_type": "clip", "projection_dim": 16})
 
 
 @pytest.mark.parametrize(("base", "pattern", "want"), [

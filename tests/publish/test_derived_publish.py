@@ -59,6 +59,6 @@ def test_init_converts_a_gpt2_peft_lora_whose_slots_share_one_lora_a(tmp_path):
     peft.get_peft_model(tiny_model("gpt2"), cfg).save_pretrained(tmp_path / "peft")
     tiny_config("gpt2").save_pretrained(tmp_path / "base")
     result = init_adapter(tmp_path / "peft", out=tmp_path / "ours", base=tmp_path / "base")
-    assert result.manifest.adapter.config["target_modules"] == ("q", "k", "v")
+    assert result.manifest.adapter.config["target_modules"] == ("qkv",)  # PEFT adapts c_attn whole
     model = tiny_model("gpt2")
     wrap(model).load(tmp_path / "ours")

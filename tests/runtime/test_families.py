@@ -11,10 +11,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from support.family_cases import CASES, case_config, case_inputs, case_model, peft_config, valid_positions
+from support.family_cases import (
+    CASES,
+    case_config,
+    case_inputs,
+    case_model,
+    case_output,
+    peft_config,
+    valid_positions,
+)
 from support.tolerances import assert_close, model_terms
 
 from adapterhub.errors import SchemaError, UnsupportedArchitectureError
+from adapterhub.families import FUSED_KEYS, Shape, family_for
 from adapterhub.runtime import SUPPORTED_MODEL_TYPES, bind, wrap
 from adapterhub.runtime.sites import install
 
@@ -23,7 +32,7 @@ MODEL_TYPES = list(CASES)
 
 def _out(model, inputs) -> torch.Tensor:
     with torch.no_grad():
-        return model(**inputs).last_hidden_state
+        return case_output(model(**inputs), inputs)
 
 
 def _out64(model, mt: str) -> torch.Tensor:
@@ -251,3 +260,99 @@ def test_library_gptj_bottleneck_is_refused_not_misread(tmp_path):
     with pytest.raises(SchemaError, match="unknown adapter location 'output_adapters.adapters'"):
         h.load(tmp_path / "a")
     assert h.adapters == ()
+
+
+def _fused_cases() -> list[tuple[str, dict]]:
+    """Every model type whose layers offer a fused projection whole (``qkv``, ``ffn_gate_in``), read off the
+    family table with the case's config; Phi-3 again with grouped-query attention (k, v narrower than q)."""
+    out = []
+    for mt in MODEL_TYPES:
+        fam = family_for(mt)
+        traits = fam.trait_sets({**CASES[mt].config, "model_type": mt})[-1]
+        if any(key in FUSED_KEYS for key in fam.slots(Shape(False, traits))):
+            out.append((mt, {}))
+    return [*out, ("phi3", {"num_key_value_heads": 2})]
+
+
+FUSED_CASES = _fused_cases()
+
+
+def _fused_model(mt: str, overrides: dict) -> torch.nn.Module:
+    if not overrides:
+        return case_model(mt)
+    from transformers import AutoModel
+
+    torch.manual_seed(0)
+    return AutoModel.from_config(case_config(mt, **overrides)).eval()
+
+
+@pytest.mark.parametrize(("mt", "overrides"), FUSED_CASES,
+                         ids=[m + "".join(f"-{k}{v}" for k, v in o.items()) for m, o in FUSED_CASES])
+@pytest.mark.parametrize("kind", ["lora", "dora", "ia3"])
+def test_peft_on_whole_fused_projections(mt, overrides, kind, tmp_path):
+    """PEFT adapts a fused projection (GPT-2 ``c_attn``, Phi-3 ``qkv_proj``/``gate_up_proj`` with or without
+    grouped-query attention, GPT-NeoX's per-head interleaved ``query_key_value``, ModernBERT ``Wqkv``/``Wi``,
+    DeBERTa ``in_proj``) as one module: it lands on the whole-module slot and computes what PEFT computes (DoRA's
+    norm, IA3's output and input scaling over the whole fused weight), fp32 within tolerance, float64 to
+    rounding."""
+    peft = pytest.importorskip("peft", reason="peft is not installed in this environment")
+    binding = bind(_fused_model(mt, overrides))
+    fused = {key: sorted({s.path for layer in binding.layers for s in layer.slots.get(key, ())}) for key in FUSED_KEYS}
+    paths = fused["qkv"] + fused["ffn_gate_in"]
+    fan = {"fan_in_fan_out": True} if binding.conv1d else {}
+    if kind == "ia3":  # qkv scaled on its input (a feed-forward module to PEFT), ffn_gate_in on its output
+        cfg = peft.IA3Config(target_modules=paths, feedforward_modules=fused["qkv"], **fan)
+    else:
+        cfg = peft.LoraConfig(r=4, lora_alpha=8, target_modules=paths, use_dora=kind == "dora", **fan)
+    inputs = _inputs(mt)
+    ref = peft.get_peft_model(_fused_model(mt, overrides), cfg)
+    _randomize(ref, ("lora_", "ia3_l"))
+    ref.eval()
+    want = _out(ref, inputs)
+    ref.save_pretrained(tmp_path / "peft")
+    base = _fused_model(mt, overrides)
+    assert (want - _out(base, inputs)).abs().max() > 1e-3  # the adapter has an effect
+    h = wrap(base)
+    h.load(tmp_path / "peft", name="a")
+    assert set(h.package("a").config["target_modules"]) == {k for k in FUSED_KEYS if fused[k]}
+    _check(mt, _out(base, inputs), want, inputs, base)
+    ours64 = _fused_model(mt, overrides).double()
+    wrap(ours64).load(tmp_path / "peft", force=True)
+    _check(mt, _out64(ours64, mt), _out64(ref, mt), inputs, base)
+
+
+@pytest.mark.parametrize("mt", ["gpt2", "modernbert"])
+def test_a_fused_projection_is_targeted_whole_or_by_slices_not_both(mt):
+    """``qkv`` and ``q`` on one adapter would adapt the same rows twice: a schema error naming both, nothing
+    attached; either alone attaches."""
+    h = wrap(case_model(mt))
+    with pytest.raises(SchemaError, match=r"\['q', 'qkv'\] all adapt"):
+        h.add("both", "lora", r=2, alpha=2, target_modules=["q", "qkv"])
+    assert h.adapters == ()
+    h.add("whole", "lora", r=2, alpha=2, target_modules=["qkv"])
+    h.add("slice", "lora", r=2, alpha=2, target_modules=["q"])
+    assert h.adapters == ("whole", "slice")
+
+
+@pytest.mark.parametrize(("mt", "overrides"), [("gpt_neox", {}), ("phi3", {"num_key_value_heads": 2}), ("gpt2", {})],
+                         ids=["gpt_neox", "phi3-gqa", "gpt2"])
+@pytest.mark.parametrize("method", ["lora", "dora"])
+def test_whole_fused_adapters_export_to_peft(mt, overrides, method, tmp_path):
+    """Our adapter on a whole fused projection exports as one PEFT module of the same rank, which PEFT loads
+    and computes as we do."""
+    peft = pytest.importorskip("peft", reason="peft is not installed in this environment")
+    from adapterhub.runtime.formats.peft import export_peft
+
+    model = _fused_model(mt, overrides)
+    h = wrap(model)
+    targets = [k for k in FUSED_KEYS if k in h.binding.layers[0].slots]
+    h.add("a", method, r=2, alpha=4, target_modules=targets)
+    _randomize(model, ("adapterhub_adapters.a.",))
+    inputs = _inputs(mt)
+    ours = _out(model, inputs)
+    export_peft(h, "a", tmp_path / "peft")
+    config = peft.PeftConfig.from_pretrained(tmp_path / "peft")
+    assert config.rank_pattern == {} and config.use_dora == (method == "dora")
+    ref = peft.PeftModel.from_pretrained(_fused_model(mt, overrides), tmp_path / "peft").eval()
+    assert (ours - _out(_fused_model(mt, overrides), inputs)).abs().max() > 1e-3
+    _check(mt, _out(ref, inputs), ours, inputs, model)

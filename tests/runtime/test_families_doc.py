@@ -101,6 +101,9 @@ def test_registration_refuses_a_taken_model_type_and_bad_entries(starcoder2_fami
     with pytest.raises(InvalidArgumentError, match="decoder_stacks"):
         register_family(dataclasses.replace(starcoder2_family, name="x", model_types=("x",),
                                             decoder_stacks=("decoder.layers",)))
+    with pytest.raises(InvalidArgumentError, match="towers"):
+        register_family(dataclasses.replace(starcoder2_family, name="x", model_types=("x",),
+                                            towers={"vision.layers": "vision_config"}))
     with pytest.raises(InvalidArgumentError):
         register_family("starcoder2")  # type: ignore[arg-type]
     with pytest.raises(NotFoundError):

@@ -23,7 +23,8 @@ T5 = dict(d_model=32, d_kv=8, d_ff=37, num_layers=2, num_decoder_layers=2, num_h
           relative_attention_num_buckets=8, vocab_size=99, decoder_start_token_id=0)
 IMAGE = dict(ENC, image_size=8, patch_size=4)
 LIBRARY_BN = ("seq_bn", "double_seq_bn", "par_bn", "compacter", "lora")
-CLIP_LIBRARY = ("seq_bn", "double_seq_bn", "par_bn", "lora")
+CLIP_LIBRARY = ("seq_bn", "double_seq_bn", "par_bn", "lora", "prefix")
+CLIP_TEXT = dict(ENC, bos_token_id=1, eos_token_id=2, pad_token_id=0)
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Case:
     """A model type's tiny config, its input kind and what the ``adapters`` library 1.3.0 places on it."""
 
     config: dict
-    inputs: str = "text"  # text | seq2seq | image
+    inputs: str = "text"  # text | seq2seq | image | text+image (CLIP's two towers)
     library: tuple[str, ...] = ()
     kwargs: dict = field(default_factory=dict)
 
@@ -69,10 +70,14 @@ CASES: dict[str, Case] = {
     "modernbert": Case(dict(ENC, global_attn_every_n_layers=2, pad_token_id=0, bos_token_id=1, eos_token_id=2,
                             cls_token_id=1, sep_token_id=2)),
     "vit": Case(IMAGE, "image", library=(*LIBRARY_BN, "prefix")),
-    # CLIP towers: the library has no flex-head model to save Compacter's shared rule from, and names its prefix
-    # locations "<model_type>_self_prefix" (not read yet)
-    "clip_text_model": Case(dict(ENC, bos_token_id=1, eos_token_id=2, pad_token_id=0), library=CLIP_LIBRARY),
+    # CLIP: the library has no flex-head model to save Compacter's shared rule from; it names its prefix locations
+    # "<tower model_type>_self_prefix"
+    "clip_text_model": Case(CLIP_TEXT, library=CLIP_LIBRARY),
     "clip_vision_model": Case(IMAGE, "image", library=CLIP_LIBRARY),
+    # two towers of different widths and depths (text 32 x 2 layers, then vision 48 x 3: layers 0-1 and 2-4)
+    "clip": Case(dict(text_config=CLIP_TEXT, projection_dim=16,
+                      vision_config=dict(IMAGE, hidden_size=48, num_hidden_layers=3, intermediate_size=41)),
+                 "text+image", library=CLIP_LIBRARY),
 }
 
 _BUILT: dict[tuple[str, str | None], torch.nn.Module] = {}
@@ -99,9 +104,22 @@ def case_model(model_type: str, *, attn_implementation: str | None = None) -> to
 def case_inputs(model_type: str, batch: int = 2, seq: int = 7) -> dict[str, torch.Tensor]:
     """Inputs with a padded row (the last two positions of the last row) for text; pixels for images."""
     kind = CASES[model_type].inputs
+    pixels = {"pixel_values": torch.randn(batch, 3, 8, 8, generator=torch.Generator().manual_seed(1))}
     if kind == "image":
-        return {"pixel_values": torch.randn(batch, 3, 8, 8, generator=torch.Generator().manual_seed(1))}
+        return pixels
+    if kind == "text+image":
+        return {**inputs_for("clip_text_model", batch, seq), **pixels}
     return inputs_for("t5" if kind == "seq2seq" else model_type, batch, seq)  # t5: with decoder inputs
+
+
+def case_output(out: object, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The hidden states a case compares: ``last_hidden_state``; for CLIP's two towers both towers' (flattened
+    per example, padded text positions zeroed: they carry no meaning)."""
+    hidden = getattr(out, "last_hidden_state", None)
+    if hidden is not None:
+        return hidden
+    text = out.text_model_output.last_hidden_state * inputs["attention_mask"][..., None].to(torch.get_default_dtype())
+    return torch.cat([text.flatten(1), out.vision_model_output.last_hidden_state.flatten(1)], dim=1)
 
 
 def peft_config(peft, model: torch.nn.Module, kind: str, r: int = 4):

@@ -38,8 +38,11 @@ def eps(*tensors_or_dtypes: torch.Tensor | torch.dtype) -> float:
 
 def model_terms(model_or_config: Any) -> int:
     """Summed products behind one output element of a transformer: per layer, the hidden-size and FFN
-    contractions (T5 counts its encoder and decoder layers)."""
+    contractions (T5 counts its encoder and decoder layers; a CLIP model its larger tower)."""
     c = getattr(model_or_config, "config", model_or_config)
+    towers = [getattr(c, key) for key in ("text_config", "vision_config") if hasattr(c, key)]
+    if towers and getattr(c, "hidden_size", None) is None:  # CLIP's two towers: the deeper sum counts
+        return max(model_terms(t) for t in towers)
 
     def first(*names: str) -> int | None:
         for n in names:

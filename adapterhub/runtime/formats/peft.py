@@ -9,8 +9,10 @@ the staged write. Today LoRA, DoRA and IA3 have a PEFT form.
 
 PEFT stores ``base_model.model.<module path>.lora_A.weight`` (``[r, in]``), ``lora_B.weight``
 (``[out, r]``), ``lora_magnitude_vector`` (DoRA, ``[out]``) and ``ia3_l`` (``[out, 1]``, or
-``[1, in]`` for feed-forward modules). A LoRA on GPT-2's fused ``c_attn`` becomes our q/k/v slots
-sharing one ``A`` (exact: the q, k and v rows of ``B A`` are the rows of each slot). Export writes
+``[1, in]`` for feed-forward modules). PEFT adapts a fused projection (GPT-2's ``c_attn``, Phi-3's
+``qkv_proj`` and ``gate_up_proj``, GPT-NeoX's ``query_key_value``) as one module, so it lands on the
+family's whole-module slot (``qkv``, ``ffn_gate_in``); a family that offers only slices of a module gets
+one piece per slice, sharing ``A`` (exact: the rows of ``B A`` are the rows of each slice). Export writes
 one PEFT module per projection (q/k/v slots of a fused projection are stacked back: ``A`` rows
 concatenated, ``B`` block-diagonal, so a q+v LoRA of rank r exports with rank 2r on ``c_attn``
 via ``rank_pattern``). Modules saved whole (``modules_to_save``) become the adapter's head.
@@ -30,7 +32,7 @@ from ..arch import Binding
 from ..heads import split_head
 from ..methods import REGISTRY, Method
 from ..methods.base import PeftPiece, peft_unsupported
-from ..module_paths import match_suffix, slot_index
+from ..module_paths import match_suffix, module_slots, slot_index
 from ..package import AdapterPackage, BaseFacts
 from ..safetensors_io import write_safetensors
 from .weights import load_weights
@@ -79,8 +81,9 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
                                    "changes a module outside the attention and feed-forward projections")
         ref = slots[hit[0]]
         seen_layers.add(ref.layer.index)
+        placed = module_slots(ref.slots)
         pieces += [PeftPiece(leaf, value, module_path, f"layers.{ref.layer.index}.{slot.key}",
-                             slot.key.removeprefix("cross_"), j, len(ref.slots)) for j, slot in enumerate(ref.slots)]
+                             slot.key.removeprefix("cross_"), j, len(placed)) for j, slot in enumerate(placed)]
     config, tensors = method.from_peft(cfg, pieces)
     head = _head(whole, _root(binding), cfg)
     leave_out = sorted(layer.index for layer in binding.layers if layer.index not in seen_layers)

@@ -106,7 +106,7 @@ class Bottleneck(Method):
 
     def bottleneck_size(self, layer_index: int) -> int:
         rf = reduction_factor_for_layer(self.config["reduction_factor"], layer_index)
-        return max(1, int(self.binding.hidden_size // rf))
+        return max(1, int(self.binding.layers[layer_index].width // rf))
 
     def validate(self) -> None:
         if self.config.get("original_ln_after") is False:
@@ -124,9 +124,9 @@ class Bottleneck(Method):
         return {}
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        hidden = self.binding.hidden_size
         out = dict(self.shared_shapes())
         for layer, _loc, prefix in self.placements():
+            hidden = layer.width  # CLIP's towers differ in width
             d = self.bottleneck_size(layer.index)
             out.update(self.projection_shapes(f"{prefix}.down", hidden, d))
             out.update(self.projection_shapes(f"{prefix}.up", d, hidden))
@@ -193,7 +193,7 @@ class Bottleneck(Method):
             if cfg.get("ln_after") else None
         gate = (tree.get(f"{prefix}.gate.weight"), tree.get(f"{prefix}.gate.bias")) if cfg.get("use_gating") else None
         dropout = float(cfg.get("dropout") or 0.0)
-        hidden = self.binding.hidden_size
+        hidden = layer.width
 
         def f(a: torch.Tensor) -> torch.Tensor:
             wd, bd = self.linear_weights(tree, f"{prefix}.down")

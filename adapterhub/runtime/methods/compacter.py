@@ -84,9 +84,9 @@ class Compacter(Bottleneck):
         n = int(cfg["phm_dim"])
         for layer, _loc, _prefix in self.placements():
             d = self.bottleneck_size(layer.index)
-            if d % n or self.binding.hidden_size % n:
+            if d % n or layer.width % n:
                 raise SchemaError("<adapter config>", [SchemaProblem(
-                    "/adapter/config/phm_dim", f"phm_dim {n} must divide hidden size {self.binding.hidden_size} "
+                    "/adapter/config/phm_dim", f"phm_dim {n} must divide hidden size {layer.width} "
                     f"and bottleneck size {d} (layer {layer.index})")])
 
     def shared_shapes(self) -> dict[str, tuple[int, ...]]:

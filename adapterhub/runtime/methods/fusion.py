@@ -101,9 +101,9 @@ class Fusion(Method):
         return f"layers.{key[1]}.{key[2]}"
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        hidden = self.binding.hidden_size
         out: dict[str, tuple[int, ...]] = {}
         for key in self.sites:
+            hidden = self.binding.layers[key[1]].width  # CLIP's towers differ in width
             p = self.prefix(key)
             for part in ("query", "key"):
                 if self.config.get(part):

@@ -256,7 +256,9 @@ class Lora(AdditiveMerge, Method):
             if hit is None:
                 raise unsupported("/", f"weight {key!r}: {module_path!r} is not a projection this runtime knows")
             ref = slots[hit[0]]
-            group = [s for s in ref.slots if s.parts == 1 or s.key in enabled]
+            # the library's merged q/k/v layer (GPT-2's c_attn) holds its enabled slices, never the whole module
+            sliced = [s for s in ref.slots if s.parts > 1]
+            group = [s for s in sliced if s.key in enabled] if sliced else list(ref.slots)
             for j, slot in enumerate(group):
                 prefix = f"layers.{ref.layer.index}.{slot.key}"
                 if scale_mode:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -51,13 +52,28 @@ class Target:
         return f"layers.{self.layer.index}.{self.site.key}"
 
 
-def head_geometry(binding: Binding) -> tuple[int, int]:
-    """(key/value heads, head dim) as the library derives them (``num_key_value_heads``, ``d_kv``)."""
-    config = getattr(binding.root, "config", None)
+@dataclass(frozen=True)
+class Geometry:
+    """One location group's sizes: key/value heads, head dim and the hidden size its MLP reads (a CLIP
+    model's towers differ; every layer of any other family has the same)."""
+
+    kv_heads: int
+    head_dim: int
+    hidden: int
+
+    @property
+    def width(self) -> int:
+        return self.kv_heads * self.head_dim
+
+
+def head_geometry(layer: Layer) -> Geometry:
+    """A layer's prefix sizes as the library derives them from its (tower's) config (``num_key_value_heads``,
+    ``d_kv``)."""
+    config = layer.config
     heads = int(config.num_attention_heads)
     kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
-    head_dim = getattr(config, "d_kv", None) or binding.hidden_size // heads
-    return kv_heads, int(head_dim)
+    head_dim = getattr(config, "d_kv", None) or layer.width // heads
+    return Geometry(kv_heads, int(head_dim), layer.width)
 
 
 def plan(binding: Binding, config: dict[str, Any]) -> list[Target]:
@@ -109,10 +125,10 @@ class PrefixTuning(Method):
 
     def validate(self) -> None:
         fam = self.binding.family
-        self.kv_heads, self.head_dim = head_geometry(self.binding)
         self.p = int(self.config["prefix_length"])
         self.flat = bool(self.config.get("flat"))
         self.targets = plan(self.binding, self.config)
+        self.geometry = {t.site.group: head_geometry(t.layer) for t in self.targets}
         if not self.targets:
             raise SchemaError("<adapter config>", [SchemaProblem(
                 "/adapter/config", "prefix tuning selects no attention module (leave_out and the location flags "
@@ -137,10 +153,6 @@ class PrefixTuning(Method):
                     f"{type(attn).__name__} computes attention inline and has no known key/value projections")
 
     # --- tensors ----------------------------------------------------------------------------------
-    @property
-    def width(self) -> int:
-        return self.kv_heads * self.head_dim
-
     def groups(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for t in self.targets:
@@ -149,13 +161,15 @@ class PrefixTuning(Method):
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         if self.flat:
-            return {f"{t.name}.{leaf}": (self.p, self.width) for t in self.targets for leaf in ("prefix_k", "prefix_v")}
-        b, h = int(self.config["bottleneck_size"]), self.binding.hidden_size
+            return {f"{t.name}.{leaf}": (self.p, self.geometry[t.site.group].width) for t in self.targets
+                    for leaf in ("prefix_k", "prefix_v")}
+        b = int(self.config["bottleneck_size"])
         out: dict[str, tuple[int, ...]] = {}
         for group, n in self.groups().items():
+            h, width = self.geometry[group].hidden, self.geometry[group].width
             out.update({f"reparam.{group}.wte": (self.p, h), f"reparam.{group}.down.weight": (b, h),
-                        f"reparam.{group}.down.bias": (b,), f"reparam.{group}.up.weight": (n * 2 * self.width, b),
-                        f"reparam.{group}.up.bias": (n * 2 * self.width,)})
+                        f"reparam.{group}.down.bias": (b,), f"reparam.{group}.up.weight": (n * 2 * width, b),
+                        f"reparam.{group}.up.bias": (n * 2 * width,)})
         return out
 
     def init(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -195,7 +209,7 @@ class PrefixTuning(Method):
         g = f"reparam.{group}"
         y = mlp_prefix(get(f"{g}.wte"), get(f"{g}.down.weight"), get(f"{g}.down.bias"), get(f"{g}.up.weight"),
                        get(f"{g}.up.bias"), str(self.config.get("non_linearity") or "tanh"))
-        return y.view(self.p, -1, self.width)
+        return y.view(self.p, -1, self.geometry[group].width)
 
     # --- forward ----------------------------------------------------------------------------------
     def attach(self, tree: TensorTree) -> list[RemovableHandle]:
@@ -271,9 +285,10 @@ class _ForwardState:
         else:
             chunk = self._group(target.site.group)
             k, v = chunk[:, 2 * target.position], chunk[:, 2 * target.position + 1]
-        shape = (batch, m.p, m.kv_heads, m.head_dim)
-        k = k.reshape(1, m.p, m.kv_heads, m.head_dim).expand(shape).transpose(1, 2)
-        v = v.reshape(1, m.p, m.kv_heads, m.head_dim).expand(shape).transpose(1, 2)
+        geo = m.geometry[target.site.group]
+        shape = (batch, m.p, geo.kv_heads, geo.head_dim)
+        k = k.reshape(1, m.p, geo.kv_heads, geo.head_dim).expand(shape).transpose(1, 2)
+        v = v.reshape(1, m.p, geo.kv_heads, geo.head_dim).expand(shape).transpose(1, 2)
         p = float(m.config.get("dropout") or 0.0)
         if p > 0 and self.tree.training:
             k, v = F.dropout(k, p, True), F.dropout(v, p, True)
@@ -306,12 +321,11 @@ def eject(handle: Any, name: str) -> None:
 
 
 # --- the adapters library ---------------------------------------------------------------------------
-LIBRARY_LOCATIONS = {"self_prefix": "self", "self": "self", "encoder_prefix": "encoder", "cross_prefix": "cross"}
 MLP_LEAVES = {"wte.weight": "wte", "control_trans.0.weight": "down.weight", "control_trans.0.bias": "down.bias",
               "control_trans.2.weight": "up.weight", "control_trans.2.bias": "up.bias"}
 
 
-def _collect(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+def _collect(tensors: dict[str, torch.Tensor], name: str, locations: Mapping[str, str]) -> dict[str, torch.Tensor]:
     """``{"reparam.self.wte": t, ...}`` (or ``flat.<group>``) with every alias checked equal."""
     pattern = re.compile(rf"(?:^|\.)prefix_tunings\.{re.escape(name)}\.([A-Za-z_]+)\.(.+)$")
     out: dict[str, torch.Tensor] = {}
@@ -320,9 +334,10 @@ def _collect(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Ten
         if m is None:
             raise unsupported("/", f"weight {key!r} does not belong to prefix-tuning adapter {name!r}")
         loc, leaf = m.groups()
-        group = LIBRARY_LOCATIONS.get(loc)
+        group = locations.get(loc)
         if group is None:
-            raise unsupported("/", f"weight {key!r}: unknown prefix location {loc!r}")
+            raise unsupported("/", f"weight {key!r}: unknown prefix location {loc!r} (this model's: "
+                                   f"{', '.join(sorted(locations))})")
         if leaf == "control_trans":
             ours = f"flat.{group}"
         elif leaf in MLP_LEAVES:
@@ -351,17 +366,18 @@ def convert_library_prefix(cfg: dict[str, Any], tensors: dict[str, torch.Tensor]
     store the per-layer prefixes (``flat=true``), which the runtime prepends exactly as the library does.
     """
     stated = prefix_config(cfg)
-    found = _collect(tensors, name)
+    found = _collect(tensors, name, binding.family.library_prefix_locations)
 
     lib_flat = stated["flat"]
     reparam = {**stated, "flat": False}
     check_stated_config(PrefixTuning.name, reparam)
     method = PrefixTuning(PrefixTuningConfig.from_stated(reparam).effective(), binding)
-    p, width = method.p, method.width
+    p = method.p
     groups = method.groups()
     out: dict[str, torch.Tensor] = {}
     outputs: dict[str, torch.Tensor] = {}
     for group, n in groups.items():
+        width = method.geometry[group].width
         if lib_flat:
             vec = found.pop(f"flat.{group}", None)
             if vec is None:

@@ -53,7 +53,20 @@ def resolve_targets(binding: Binding, names: tuple[str, ...], leave_out: tuple[i
             for slot in layer.slots[name]:
                 fin, fout = binding.slot_shape(layer, slot)
                 out.append(Target(layer, slot, layer.sub(slot.path), f"layers.{layer.index}.{slot.key}", fin, fout))
+    check_whole_or_slices(out)
     return out
+
+
+def check_whole_or_slices(targets: list[Target]) -> None:
+    """Refuse a fused projection targeted both whole (``qkv``) and by a slice (``q``): the rows would be adapted
+    twice by one adapter, which no PEFT or ``adapters`` config expresses."""
+    for module_targets in by_module(targets).values():
+        keys = sorted({t.slot.key for t in module_targets})
+        if len(keys) > 1 and any(t.slot.parts == 1 for t in module_targets):
+            raise SchemaError("<adapter config>", [SchemaProblem(
+                "/adapter/config/target_modules",
+                f"{keys} all adapt {module_targets[0].slot.path!r}: target the fused projection whole "
+                "or by its slices, not both")])
 
 
 def by_module(targets: list[Target]) -> dict[nn.Module, list[Target]]:
