@@ -13,7 +13,7 @@ medians), CPU, ``torch.set_num_threads(1)``:
   base, PEFT's LoRA unmerged, ours unmerged (the same weights) and ours merged (``merge``). Lines: ours unmerged
   tokens/s >= 0.95 x PEFT's; ours merged >= 0.99 x the base. The generated tokens of PEFT and ours must agree.
 
-Needs ``peft``. Results: ``benchmarks/results/families.{json,md}`` (``--out`` to change), with the load average
+Needs ``peft``. Results: ``benchmarks/results/families.{json,md}`` (``--out``, ``--name`` to change), with the load average
 before and after (the machine is shared: rerun when it is high).
 
     python benchmarks/bench_families.py [--rounds 15] [--only llama,bert] [--methods lora,dora,ia3]
@@ -182,7 +182,7 @@ def shown_command() -> str:
     return " ".join(["python", "benchmarks/bench_families.py", *sys.argv[1:]])
 
 
-def write(out: Path, result: dict) -> str:
+def write(out: Path, name: str, result: dict) -> str:
     meta = result["meta"]
     lines = ["# Speed on every family, side by side with PEFT", "", f"Command: `{meta['command']}`", "",
              f"Versions: python {meta['python']}, torch {meta['torch']}, transformers {meta['transformers']}, "
@@ -216,8 +216,8 @@ def write(out: Path, result: dict) -> str:
         lines.append("")
     text = "\n".join(lines)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "families.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / "families.md").write_text(text)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / f"{name}.md").write_text(text)
     return text
 
 
@@ -234,6 +234,7 @@ def main() -> int:
     parser.add_argument("--skip-attach", action="store_true")
     parser.add_argument("--skip-generate", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--name", default="families", help="results file stem (families_v5 for transformers 5.x)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     import peft
@@ -253,7 +254,7 @@ def main() -> int:
             "load_after": [round(x, 2) for x in os.getloadavg()],
             "generate": {"hidden": args.hidden, "layers": args.layers, "vocab": args.vocab,
                          "new_tokens": args.new_tokens, "prompt": 16, "batch": 1}}
-    print(write(Path(args.out), {"meta": meta, "attach": attach_rows, "generate": gen_rows}))
+    print(write(Path(args.out), args.name, {"meta": meta, "attach": attach_rows, "generate": gen_rows}))
     return 0
 
 
