@@ -40,6 +40,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from bench_family_parity import randomize  # noqa: E402
 from support.family_cases import CASES, case_model, peft_config  # noqa: E402
 
 from adapterhub.runtime import wrap  # noqa: E402
@@ -76,19 +77,9 @@ def medians(times: dict[str, dict[str, list[float]]], clock: str) -> dict[str, f
     return {k: statistics.median(v[clock]) for k, v in times.items()}
 
 
-def randomize(model: torch.nn.Module) -> None:
-    """Non-zero adapter weights (PEFT initialises B to zero): a parity of nothing proves nothing."""
-    g = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "lora_" in n or "ia3_l" in n:
-                noise = torch.randn(p.shape, generator=g)
-                p.copy_(1 + 0.1 * noise if "ia3_l" in n else 0.1 * noise)
-
-
 def save_peft(peft, base: torch.nn.Module, kind: str, directory: Path, r: int = 8) -> Path:
     ref = peft.get_peft_model(copy.deepcopy(base), peft_config(peft, base, kind, r))
-    randomize(ref)
+    randomize(ref, 0.1)
     ref.eval().save_pretrained(str(directory))
     return directory
 
