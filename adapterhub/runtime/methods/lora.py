@@ -117,10 +117,11 @@ class Lora(AdditiveMerge, Method):
 
     def _site_fn(self, tree: TensorTree, targets: list[Target]) -> SiteFn:
         p = float(self.config.get("dropout") or 0.0)
-        fast = type(self).contribution is Lora.contribution and len(targets) == 1 and targets[0].slot.parts == 1
+        plain = type(self).contribution is Lora.contribution  # DoRA overrides it: the generic path below
+        whole = len(targets) == 1 and targets[0].slot.parts == 1
         s = self.scaling
-        t0 = targets[0]
-        a_name, b_name = f"{t0.prefix}.lora_A", f"{t0.prefix}.lora_B"
+        # tensor names resolved once per activation, not per call: a decode step calls this once per projection
+        factors = [(f"{t.prefix}.lora_A", f"{t.prefix}.lora_B", t.rows) for t in targets]
         names = [n for t in targets for n in self.target_shapes(t)]
 
         def fn(y: torch.Tensor, x: torch.Tensor, inplace: bool) -> torch.Tensor:
@@ -128,19 +129,24 @@ class Lora(AdditiveMerge, Method):
             if p and tree.training:
                 xs = F.dropout(xs, p, True)
             ys = y.reshape(-1, y.shape[-1])
-            inplace = inplace and y.is_contiguous() and in_place_ok(y, *(tree.get(n) for n in names))
-            if fast:
-                a, b = tree.get(a_name), tree.get(b_name)
-                if inplace:
-                    ys.addmm_(F.linear(xs, a), b.t(), alpha=s)
-                    return y
-                return torch.addmm(ys, F.linear(xs, a), b.t(), alpha=s).view_as(y)
+            # the factors' requires_grad only matters while autograd records (never during inference)
+            inplace = inplace and y.is_contiguous() and (
+                not torch.is_grad_enabled() or in_place_ok(y, *(tree.get(n) for n in names)))
+            if plain:  # y[rows] += s * (x A^T) B^T as one addmm per slot (a fused QKV has up to three)
+                if whole and not inplace:
+                    a_name, b_name, _ = factors[0]
+                    return torch.addmm(ys, F.linear(xs, tree.get(a_name)), tree.get(b_name).t(), alpha=s).view_as(y)
+                out = ys if inplace else ys.clone()
+                for a_name, b_name, rows in factors:
+                    (out if whole else out[:, rows]).addmm_(F.linear(xs, tree.get(a_name)), tree.get(b_name).t(),
+                                                            alpha=s)
+                return y if inplace else out.view_as(y)
             if inplace:
                 for t in targets:
                     ys[:, t.rows] += self.contribution(tree, t, xs, ys[:, t.rows])
                 return y
             pieces = {t.rows.start: self.contribution(tree, t, xs, ys[:, t.rows]) for t in targets}
-            if len(targets) == 1 and targets[0].slot.parts == 1:
+            if whole:
                 return (ys + pieces[0]).view_as(y)
             width = targets[0].fout
             full = [pieces.get(i, ys.new_zeros(ys.shape[0], width)) for i in range(0, ys.shape[1], width)]
