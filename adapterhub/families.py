@@ -633,6 +633,7 @@ FAMILIES: tuple[Family, ...] = (
            library_prefix_locations=MappingProxyType({"clip_vision_model_self_prefix": "self"})),
     Family("clip", ("clip",), ("text_model.encoder.layers", "vision_model.encoder.layers"), _clip_sites,
            _clip_slots, prefix=_clip_towers_prefix, task_prefixes=("clip.",),
+           other_linears=lambda config: ("text_projection", "visual_projection"),
            towers=MappingProxyType({"text_model.encoder.layers": "text_config",
                                     "vision_model.encoder.layers": "vision_config"}),
            library_prefix_locations=MappingProxyType({"clip_text_model_self_prefix": "text",
