@@ -54,7 +54,7 @@ def peft_method(cfg: dict[str, Any]) -> type[Method]:
     claims = [m for m in REGISTRY.values() if m.peft_claims(cfg)]
     if not claims:
         raise peft_unsupported("/peft_type", peft_type_refusal(
-            cfg.get("peft_type"), ", ".join(c.peft_type for c in REGISTRY.values() if c.peft_type)))
+            cfg.get("peft_type"), ", ".join(m for m, c in REGISTRY.items() if c.peft_type)))
     return claims[0]
 
 
