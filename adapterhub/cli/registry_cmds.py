@@ -76,7 +76,7 @@ def _hub_info(requirement: str, as_json: bool) -> None:
     from ..manifest import manifest_digest, manifest_to_dict
     from ..names import parse_hub_reference
     from ..store import pull
-    from ..store.hub_pull import cached_hub_manifest
+    from ..store.hub_records import cached_hub_manifest
 
     ref = parse_hub_reference(requirement)
     m = cached_hub_manifest(ref) or pull(requirement, dependencies=False).manifest

@@ -35,7 +35,6 @@ from ..manifest import Manifest
 from ..names import Requirement, dependency_requirement, parse_requirement
 from .entries import IndexEntry
 from .index import Index
-from .suggest import did_you_mean
 
 MAX_DEPENDENCY_DEPTH = 64
 """Longest requirer chain (a composition of compositions of ... adapters) the resolver follows."""
@@ -87,7 +86,7 @@ def resolve(index: Index, requirement: str | Requirement, *, base_model: str | N
     entries = index.entries(req.name)
     if not entries:
         raise NotFoundError(f"{who}no adapter named {req.name!r} in the index at {index.location}",
-                            hint=did_you_mean(index, req.name))
+                            hint=_suggestion(index, req.name))
     on_base = [e for e in entries if _base_matches(e, base_model)]
     if not on_base:
         bases = sorted({e.raw_manifest.get("base_model", {}).get("id", "?") for e in entries})
@@ -111,7 +110,7 @@ def resolve(index: Index, requirement: str | Requirement, *, base_model: str | N
                 if required_by else f"pin one exactly, e.g. {req.name}=={matching[-1].version}")
         raise YankedError(f"{who or f'{req}: '}only yanked versions match: {listed}", hint=hint)
     available = ", ".join(e.version + (" [yanked]" if e.is_yanked else "") for e in on_base)
-    raise NotFoundError(f"{who}no version of {req.name} matches {str(req.specifier) or 'any'} "
+    raise NotFoundError(f"{who}no version of {req.name} matches {req.spec or 'any'} "
                         f"(available: {available})")
 
 
@@ -145,7 +144,7 @@ def resolve_closure(index: Index, requirements: list[str | Requirement], *,
             have = chosen[req.name]
             if not req.allows(have.entry.parsed_version):
                 raise ConflictError(
-                    f"{req.name}: {path[-1] if path else 'you'} needs {req.specifier or 'any'}, but "
+                    f"{req.name}: {path[-1] if path else 'you'} needs {req.spec or 'any'}, but "
                     f"{' -> '.join(have.required_by) or 'you'} selected {have.version}")
             return None
         if len(path) >= MAX_DEPENDENCY_DEPTH:
@@ -176,3 +175,9 @@ def resolve_closure(index: Index, requirements: list[str | Requirement], *,
             if child is not None:
                 stack.append((child, _dependencies(child)))
     return order
+
+
+def _suggestion(index: Index, name: str) -> str:
+    from .suggest import did_you_mean  # deferred: only a name that is not found needs the matcher
+
+    return did_you_mean(index, name)

@@ -111,7 +111,7 @@ light = sorted(m for m in ("adapterhub.store.cache", "adapterhub.store.locked", 
 import types
 import adapterhub.registry as registry
 import adapterhub.store as store
-import adapterhub.store.gc, adapterhub.store.pull, adapterhub.store.verify, adapterhub.registry.search
+import adapterhub.store.cache_gc, adapterhub.store.pull, adapterhub.store.cache_verify, adapterhub.registry.searching
 modules = [f"{p.__name__}.{n}" for p in (store, registry) for n in p.__all__
            if isinstance(getattr(p, n), types.ModuleType)]
 print("LIGHT", light, "MODULES", modules)
