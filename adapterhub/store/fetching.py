@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +57,8 @@ class BlobFetch:
     pull checked), how many bytes were fetched (``downloaded``), and the one transport (closed by
     :meth:`close`)."""
 
-    def __init__(self, requested: Manifest, layout: CacheLayout, owner: str, *, sources: list[Source] | None,
+    def __init__(self, requested: Manifest, layout: CacheLayout, owner: str, *,
+                 sources: list[Source] | Callable[[], Sequence[Source]] | None,
                  index_config: dict[str, Any] | None, endpoint: str | None, token: str | bool | None,
                  progress: bool | None, options: FetchOptions | None,
                  index_location: Path | str | None = None) -> None:
@@ -101,8 +102,9 @@ class BlobFetch:
                 self.found = sources_for(self.requested, index_config=self.index_config, endpoint=self.endpoint,
                                          token=self.token, fetcher=self.fetcher, index_location=self.index_location)
             else:  # caller-built HTTP sources use this pull's options unless they brought a fetcher
+                given = self.given() if callable(self.given) else self.given
                 self.found = [s.with_fetcher(self.fetcher) if isinstance(s, HttpBackedSource) else s
-                              for s in self.given]
+                              for s in given]
         return self.found
 
     def progress(self, missing: Sequence[FileEntry]) -> Progress:

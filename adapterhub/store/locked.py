@@ -50,7 +50,7 @@ def pull_locked(lock: Any, *, index: Any = None, require_hashes: bool = False, o
         _check_locked(locked, plan.manifest)
         _check_pinned_by(plan.manifest, locked.hub or "", check.entries)
         one = pull_manifest(plan.manifest, cache_dir=cache_dir, offline=off, endpoint=endpoint, token=token,
-                            progress=progress, options=options, sources=[plan.source], trust=trust)
+                            progress=progress, options=options, sources=lambda plan=plan: [plan.source], trust=trust)
         plan.record()
         pulled.append(dataclasses.replace(one, reference=locked.hub))
     pulled += [pull_manifest(entry.manifest, cache_dir=cache_dir, offline=off, index_config=idx.config,

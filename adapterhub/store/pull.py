@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,7 +97,8 @@ def _result(view: Path, manifest: Manifest, record: ViewRecord, downloaded: int,
 class _Puller:
     """The state of one pull of one manifest (see module docstring)."""
 
-    def __init__(self, manifest: Manifest, layout: CacheLayout, *, offline: bool, sources: list[Source] | None,
+    def __init__(self, manifest: Manifest, layout: CacheLayout, *, offline: bool,
+                 sources: list[Source] | Callable[[], Sequence[Source]] | None,
                  index_config: dict[str, Any] | None, endpoint: str | None, token: str | bool | None,
                  progress: bool | None, options: FetchOptions | None, index_location: Path | str | None = None,
                  signers: Sequence[TrustedSigner] = ()) -> None:
@@ -211,18 +212,22 @@ class _Puller:
 
 
 def pull_manifest(manifest: Manifest, *, cache_dir: str | Path | None = None, offline: bool | None = None,
-                  sources: Sequence[Source] | None = None, index_config: dict[str, Any] | None = None,
+                  sources: Sequence[Source] | Callable[[], Sequence[Source]] | None = None,
+                  index_config: dict[str, Any] | None = None,
                   endpoint: str | None = None, token: str | bool | None = None, progress: bool | None = False,
                   options: FetchOptions | None = None, index_location: Path | str | None = None,
                   trust: Trust | None = None) -> PulledAdapter:
     """Pull exactly this manifest (no dependencies); ``index_location``: the index that listed it.
 
-    ``trust`` (default: :meth:`Trust.from_env`) names the signers whose OMS signature is required.
+    ``sources`` replaces the manifest's own sources: a list, or a function that returns one, called only
+    when some file must be fetched (a warm pull builds no source). ``trust`` (default:
+    :meth:`Trust.from_env`) names the signers whose OMS signature is required.
     """
     layout = CacheLayout.default(cache_dir)
     off = settings.offline() if offline is None else offline
     signers = (trust or Trust.from_env()).resolve(index_config, None if index_location is None else str(index_location))
-    return _Puller(manifest, layout, offline=off, sources=list(sources) if sources is not None else None,
+    given = sources if sources is None or callable(sources) else list(sources)
+    return _Puller(manifest, layout, offline=off, sources=given,
                    index_config=index_config, endpoint=endpoint, token=token, progress=progress,
                    options=options, index_location=index_location, signers=signers).run()
 
@@ -329,7 +334,7 @@ def _pull_hub(ref: HubReference, dependencies: bool, kwargs: dict[str, Any], *, 
     if dependencies:
         wanted = [(None, member) for member in member_references(plan)] + list(hub_dependencies(plan.manifest))
         deps = _pull_references(wanted, kwargs, here, seen)
-    pulled = pull_manifest(plan.manifest, **{**kwargs, "sources": [plan.source]})
+    pulled = pull_manifest(plan.manifest, **{**kwargs, "sources": lambda: [plan.source]})
     plan.record()  # only now: a pull that failed leaves no view and no manifest
     result = _with_deps(dataclasses.replace(pulled, reference=str(plan.ref.at(plan.commit))), deps)
     seen[str(ref)] = result
