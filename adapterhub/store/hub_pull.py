@@ -32,12 +32,13 @@ from urllib.parse import quote
 from ..errors import IntegrityError, JSONFormatError, OfflineError
 from ..fileio import atomic_write_text
 from ..jsonio import dumps_pretty, loads_strict
-from ..manifest import FileEntry, Manifest, manifest_to_dict, parse_manifest
+from ..manifest import Dependency, FileEntry, Manifest, manifest_to_dict, parse_manifest
 from ..manifest.derive import HubOrigin, base_reference, derive_manifest
 from ..names import HubReference
 from ..transport import FetchOptions, TokenScope
 from .convert import pickle_to_safetensors
 from .http import HttpFetcher
+from .hub_deps import registry_dependencies
 from .hub_repo import (
     HubFile,
     HubRepo,
@@ -176,6 +177,15 @@ def member_references(plan: HubPlan) -> list[HubReference]:
         return []
     return [HubReference(plan.ref.repo_id, plan.commit, folder) for folder in members.values()
             if isinstance(folder, str)]
+
+
+def index_dependencies(plan: HubPlan) -> list[Dependency]:
+    """The dependencies of the planned manifest an index has to provide: those it names by registry name, except
+    the members of a derived fusion layer (named by their derived names; :func:`member_references` pulls them)."""
+    derived = plan.manifest.extensions.get("x-adapterhub-derived")
+    members = derived.get("members") if isinstance(derived, dict) else None
+    siblings = set(members) if isinstance(members, dict) else set()
+    return [dep for dep in registry_dependencies(plan.manifest) if dep.name not in siblings]
 
 
 def _relative(path: str, subfolder: str | None) -> str:

@@ -508,7 +508,11 @@ def _pull_hub(ref: HubReference, dependencies: bool, kwargs: dict[str, Any], reg
     ``seen``: what this pull brought already (by reference); the result's dependencies are the adapters pulled
     for it that were not, flat, dependencies first.
     """
-    from .hub_pull import member_references, plan_hub_pull  # deferred: registry-name pulls skip its imports
+    from .hub_pull import (  # deferred: registry-name pulls skip its imports
+        index_dependencies,
+        member_references,
+        plan_hub_pull,
+    )
 
     here = chain.enter(ref)
     seen = {} if seen is None else seen
@@ -521,7 +525,7 @@ def _pull_hub(ref: HubReference, dependencies: bool, kwargs: dict[str, Any], reg
     if dependencies:
         wanted = [(None, member) for member in member_references(plan)] + list(hub_dependencies(plan.manifest))
         deps = _pull_references(wanted, kwargs, here, seen, registry)
-        deps += _pull_closure(registry.resolve(plan.manifest, here), registry, kwargs, seen)
+        deps += _pull_closure(registry.resolve(index_dependencies(plan), here), registry, kwargs, seen)
     pulled = pull_manifest(plan.manifest, **{**kwargs, "sources": [plan.source]})
     plan.record()  # only now: a pull that failed leaves no view and no manifest
     result = _with_deps(dataclasses.replace(pulled, reference=str(plan.ref.at(plan.commit))), deps)

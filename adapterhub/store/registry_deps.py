@@ -12,14 +12,15 @@ composition and a registry one asking for incompatible versions are a :class:`Co
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import NotFoundError, YankedError
-from ..manifest import Manifest
+from ..manifest import Dependency
 from ..names import dependency_requirement
 from ..transport import FetchOptions
-from .hub_deps import HubChain, registry_dependencies
+from .hub_deps import HubChain
 
 
 @dataclass
@@ -42,10 +43,9 @@ class IndexForPull:
                 open_index(self.given, offline=self.offline, options=self.options)
         return self.opened
 
-    def resolve(self, manifest: Manifest, chain: HubChain) -> list[Any]:
-        """The registry releases ``manifest`` (reached through ``chain``, ending at it) needs and this pull has not
-        selected yet, dependencies first; each :class:`~adapterhub.registry.Resolved` names its requirers."""
-        deps = registry_dependencies(manifest)
+    def resolve(self, deps: Sequence[Dependency], chain: HubChain) -> list[Any]:
+        """The registry releases the registry dependencies ``deps`` (of what ``chain`` ends at) need and this pull
+        has not selected yet, dependencies first; each :class:`~adapterhub.registry.Resolved` names its requirers."""
         if not deps:
             return []
         from ..registry import resolve_closure  # deferred: CLI import cost (registry)

@@ -13,10 +13,12 @@ from support.hub_repos import put_fixture_repos
 from support.store_support import leftovers, views
 
 from adapterhub.cli import main
-from adapterhub.errors import ConflictError, DependencyCycleError, NotFoundError, YankedError
+from adapterhub.errors import ConflictError, DependencyCycleError, DependencyLimitError, NotFoundError, YankedError
 from adapterhub.manifest import dependency_digest
-from adapterhub.registry import open_index
+from adapterhub.registry import open_index, resolve_closure
+from adapterhub.registry.resolver import MAX_DEPENDENCY_DEPTH
 from adapterhub.store import list_cached, pull, pull_locked
+from adapterhub.store.hub_deps import HubChain
 
 
 def _samples_base() -> dict:
@@ -107,6 +109,11 @@ def test_a_yanked_only_match_is_refused(mixed, hub, cache, tmp_path):
     with pytest.raises(YankedError, match=r"only yanked versions match: 1\.0\.0 \(CVE-0\)") as caught:
         pull(ref, index=registry, endpoint=hub.endpoint)
     assert ref in str(caught.value)
+    # an exact pin by a Hub composition is a dependency's pin: it does not select the yanked version either
+    doc = composition_doc("pins-yanked", [{"name": "reg-seq-bn", "spec": "==1.0.0", "role": "member"}])
+    pinned = f"hf:org/pins@{put_composition(hub.server, 'org/pins', doc)}"
+    with pytest.raises(YankedError, match=f"{pinned} requires reg-seq-bn==1.0.0"):
+        pull(pinned, index=registry, endpoint=hub.endpoint)
     assert not any(v.split("/")[0] in ("mixed-stack", "reg-seq-bn") for v in views(cache))
 
 
@@ -123,6 +130,15 @@ def test_a_cycle_across_hub_and_registry_dependencies_is_refused_from_either_end
         pull("cyc-listed", index=registry, endpoint=hub.endpoint)
     assert caught.value.cycle == ["cyc-listed", ref, "cyc-listed"]
     assert views(cache) == [] and leftovers(cache) == []
+
+
+def test_the_depth_limit_counts_the_whole_chain_of_both_kinds():
+    chain = HubChain(tuple(f"hf:org/c{i}@{'c' * 40}" for i in range(MAX_DEPENDENCY_DEPTH - 1)) + ("mid@1.0.0",))
+    assert chain.keys[-1] == "mid" and chain.keys[0] == chain.labels[0]
+    with pytest.raises(DependencyLimitError, match=f"depth {MAX_DEPENDENCY_DEPTH + 1}"):
+        resolve_closure(open_index(None), ["sst2-houlsby"], required_by=chain.keys)
+    assert [r.name for r in resolve_closure(open_index(None), ["sst2-houlsby"], required_by=chain.keys[1:])] == [
+        "sst2-houlsby"]
 
 
 def test_one_pull_selects_one_version_of_a_name_across_both_kinds(mixed, hub, cache, tmp_path):
