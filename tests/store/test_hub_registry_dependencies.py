@@ -13,7 +13,13 @@ from support.hub_repos import put_fixture_repos
 from support.store_support import leftovers, views
 
 from adapterhub.cli import main
-from adapterhub.errors import ConflictError, DependencyCycleError, DependencyLimitError, NotFoundError, YankedError
+from adapterhub.errors import (
+    ConflictError,
+    DependencyCycleError,
+    DependencyLimitError,
+    NotFoundError,
+    YankedError,
+)
 from adapterhub.manifest import dependency_digest
 from adapterhub.registry import open_index, resolve_closure
 from adapterhub.registry.resolver import MAX_DEPENDENCY_DEPTH
