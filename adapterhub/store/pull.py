@@ -437,15 +437,16 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
         needs_index = dependencies and bool(registry_deps)
         idx = registry.open() if (index is not None or needs_index) else None
         deps: list[PulledAdapter] = []
+        seen: dict[str, PulledAdapter] = {}
         if idx is not None:
             kwargs["index_location"] = index_location(idx)
         if needs_index and idx is not None:
             from ..registry import resolve_closure  # deferred: CLI import cost (registry)
 
             reqs: list[str | Requirement] = [dependency_requirement(d.name, d.spec) for d in registry_deps]
-            deps = _pull_closure(resolve_closure(idx, reqs, chosen=registry.chosen), registry, kwargs, {})
+            deps = _pull_closure(resolve_closure(idx, reqs, chosen=registry.chosen), registry, kwargs, seen)
         if dependencies:
-            deps += pull_hub_dependencies(requirement, kwargs, HubChain((requirement.id,)), {}, registry)
+            deps += pull_hub_dependencies(requirement, kwargs, HubChain((requirement.id,)), seen, registry)
         root = pull_manifest(requirement, index_config=idx.config if idx else None, **kwargs)
         return _with_deps(root, deps)
 
@@ -548,11 +549,3 @@ def index_location(idx: Any) -> Path | str | None:
     if isinstance(backend, LocalBackend):
         return backend.root
     return backend.base_url if isinstance(backend, HttpBackend) else None
-
-
-def _open(index: Any, offline: bool, options: FetchOptions | None):
-    from ..registry import Index, open_index  # deferred: CLI import cost (registry)
-
-    if isinstance(index, Index):
-        return index
-    return open_index(index, offline=offline, options=options)

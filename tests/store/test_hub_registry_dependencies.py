@@ -64,13 +64,18 @@ def mixed(hub, cache, tmp_path):
     return registry, f"hf:org/mixed@{commit}", lora_ref
 
 
-def test_hub_and_registry_members_are_pulled_locked_and_replayed_offline(mixed, hub, cache, tmp_path, monkeypatch):
+def test_hub_and_registry_members_are_pulled_locked_and_replayed_offline(mixed, hub, cache, tmp_path, monkeypatch,
+                                                                        capsys):
     registry, ref, lora_ref = mixed
     got = pull(ref, index=registry, endpoint=hub.endpoint)
     assert [(d.name, d.version, d.reference) for d in got.dependencies] == [
         ("org-peft-lora", got.dependencies[0].version, lora_ref), ("reg-seq-bn", "1.0.0", None)]
-    # The lock records both kinds; --require-hashes replays it into an empty cache, then offline.
     monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    capsys.readouterr()
+    assert main(["pull", ref, "--index", str(registry), "--json"]) == 0  # the CLI passes --index through
+    shown = json.loads(capsys.readouterr().out)["dependencies"]
+    assert [(d["name"], d["version"]) for d in shown] == [(d.name, d.version) for d in got.dependencies]
+    # The lock records both kinds; --require-hashes replays it into an empty cache, then offline.
     lock = tmp_path / "adapterhub.lock"
     assert main(["lock", ref, "--index", str(registry), "-o", str(lock)]) == 0
     locked = {a["name"]: a for a in json.loads(lock.read_text())["adapters"]}
@@ -96,7 +101,8 @@ def test_hub_and_registry_members_are_pulled_locked_and_replayed_offline(mixed, 
     assert [d.name for d in offline.dependencies] == ["org-peft-lora", "reg-seq-bn"]
 
 
-def test_a_registry_dependency_missing_from_the_index_names_the_index_and_the_dependency(hub, cache, tmp_path):
+def test_a_registry_dependency_missing_from_the_index_names_the_index_and_the_dependency(hub, cache, tmp_path,
+                                                                                        capsys):
     registry = tmp_path / "registry"
     assert main(["index", "init", str(registry), "--name", "team"]) == 0
     deps = [{"name": "sst2-houlsby", "spec": ">=1", "role": "member"}]
@@ -106,6 +112,8 @@ def test_a_registry_dependency_missing_from_the_index_names_the_index_and_the_de
     message = str(caught.value)
     assert f"hf:org/elsewhere@{commit} requires sst2-houlsby>=1" in message and str(registry) in message
     assert "--index" in (caught.value.hint or "")
+    assert main(["pull", f"hf:org/elsewhere@{commit}", "--index", str(registry), "--endpoint", hub.endpoint]) == 1
+    assert "no adapter named 'sst2-houlsby'" in capsys.readouterr().err
     assert views(cache) == [] and leftovers(cache) == []
 
 
