@@ -129,17 +129,28 @@ def _dependencies(resolved: Resolved) -> Iterator[Requirement]:
         yield dependency_requirement(name, spec)
 
 
-def resolve_closure(index: Index, requirements: list[str | Requirement], *,
-                    base_model: str | None = None) -> list[Resolved]:
-    """Resolve requirements and all their dependencies; dependencies come before their dependents."""
-    chosen: dict[str, Resolved] = {}
+def resolve_closure(index: Index, requirements: list[str | Requirement], *, base_model: str | None = None,
+                    required_by: tuple[str, ...] = (), chosen: dict[str, Resolved] | None = None) -> list[Resolved]:
+    """Resolve requirements and all their dependencies; dependencies come before their dependents.
+
+    ``required_by``: the chain that requires ``requirements`` when they are themselves dependencies (of a
+    composition held by a Hub repo: release names and ``hf:`` references, first requirer first). They then
+    follow the rules of dependencies (an exact pin does not select a yanked version; errors name the requirer),
+    a cycle back into the chain is a :class:`DependencyCycleError` and the depth counts from its start.
+    ``chosen``: releases an earlier call of the same pull selected, by name (updated in place): a requirement
+    one of them satisfies reuses it (it is not returned again), one it does not is a :class:`ConflictError`.
+    """
+    chosen = {} if chosen is None else chosen
     order: list[Resolved] = []
+
+    def label(requirer: str) -> str:
+        return f"{requirer} {chosen[requirer].version}" if requirer in chosen else requirer
 
     def enter(req: Requirement, path: tuple[str, ...]) -> Resolved | None:
         """Resolve ``req`` reached through ``path``; None when it was resolved before (and still fits)."""
         if req.name in path:
             raise DependencyCycleError([*path[path.index(req.name):], req.name])
-        requirer = f"{path[-1]} {chosen[path[-1]].version}" if path else None
+        requirer = label(path[-1]) if path else None
         if req.name in chosen:
             have = chosen[req.name]
             if not req.allows(have.entry.parsed_version):
@@ -160,7 +171,7 @@ def resolve_closure(index: Index, requirements: list[str | Requirement], *,
         return resolved
 
     for r in requirements:
-        root = enter(parse_requirement(r) if isinstance(r, str) else r, ())
+        root = enter(parse_requirement(r) if isinstance(r, str) else r, required_by)
         if root is None:
             continue
         stack: list[tuple[Resolved, Iterator[Requirement]]] = [(root, _dependencies(root))]

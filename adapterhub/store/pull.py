@@ -29,9 +29,10 @@ from .. import settings
 from ..errors import DownloadError, OfflineError
 from ..manifest import ArchiveSource, Dependency, FileEntry, Manifest, manifest_digest
 from ..names import HubReference, Requirement, dependency_requirement, is_hub_reference, parse_hub_reference
-from .hub_deps import HubChain, check_dependency_manifest, hub_dependencies
+from .hub_deps import HubChain, check_dependency_manifest, hub_dependencies, registry_dependencies
 from .layout import CacheLayout, new_owner
 from .plan import check_manifest_for_store
+from .registry_deps import IndexForPull
 from .reuse import rehash_limit
 from .signatures import SignatureGate
 from .trust import Trust, TrustedSigner
@@ -241,7 +242,8 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
     ``requirement`` is ``"name"``, ``"name>=1,<2"``, ``"name==1.0.0"``, a Hub reference
     ``"hf:ORG/REPO[@REV][:SUBFOLDER]"`` (verified by the Hub's own hashes, see :mod:`.hub_pull`) or a
     :class:`Manifest`.
-    ``index`` is an :class:`~adapterhub.registry.Index`, a directory or URL, or None for the default.
+    ``index`` is an :class:`~adapterhub.registry.Index`, a directory or URL, or None for the default; the
+    registry dependencies of a composition a Hub repo holds resolve against it too (:mod:`.registry_deps`).
     ``offline`` (default: ``ADAPTERHUB_OFFLINE`` / ``HF_HUB_OFFLINE``) uses the cache only.
     ``sources`` replaces the manifest's own sources (tests, custom mirrors).
     ``trust`` (default: from the environment) names the signers whose OMS signature every pulled adapter
@@ -250,78 +252,91 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
     off = settings.offline() if offline is None else offline
     kwargs = dict(cache_dir=cache_dir, offline=off, sources=sources, endpoint=endpoint, token=token,
                   progress=progress, options=options, trust=trust or Trust.from_env())
+    registry = IndexForPull(index, off, options)
     if is_hub_reference(requirement):
-        return _pull_hub(parse_hub_reference(requirement), dependencies, kwargs)
+        return _pull_hub(parse_hub_reference(requirement), dependencies, kwargs, registry)
     if isinstance(requirement, Manifest):
-        registry_deps = [d for d in requirement.dependencies or () if d.hub is None]
+        registry_deps = registry_dependencies(requirement)
         needs_index = dependencies and bool(registry_deps)
-        idx = _open(index, off, options) if (index is not None or needs_index) else None
+        idx = registry.open() if (index is not None or needs_index) else None
         deps: list[PulledAdapter] = []
+        seen: dict[str, PulledAdapter] = {}
         if idx is not None:
             kwargs["index_location"] = index_location(idx)
         if needs_index and idx is not None:
             from ..registry import resolve_closure  # deferred: CLI import cost (registry)
 
             reqs: list[str | Requirement] = [dependency_requirement(d.name, d.spec) for d in registry_deps]
-            deps = _pull_closure(resolve_closure(idx, reqs), idx, kwargs)
+            deps = _pull_closure(resolve_closure(idx, reqs, chosen=registry.chosen), registry, kwargs, seen)
         if dependencies:
-            deps += pull_hub_dependencies(requirement, kwargs, HubChain((requirement.id,)), {})
+            deps += pull_hub_dependencies(requirement, kwargs, HubChain((requirement.id,)), seen, registry)
         root = pull_manifest(requirement, index_config=idx.config if idx else None, **kwargs)
         return _with_deps(root, deps)
 
     from ..registry import resolve, resolve_closure  # deferred: CLI import cost (registry)
 
-    idx = _open(index, off, options)
+    idx = registry.open()
     kwargs["index_location"] = index_location(idx)
     if not dependencies:
         return pull_manifest(resolve(idx, requirement).manifest, index_config=idx.config, **kwargs)
-    pulled = _pull_closure(resolve_closure(idx, [requirement]), idx, kwargs)
+    pulled = _pull_closure(resolve_closure(idx, [requirement], chosen=registry.chosen), registry, kwargs, {})
     return _with_deps(pulled[-1], pulled[:-1])
 
 
-def _pull_closure(closure: Sequence[Any], idx: Any, kwargs: dict[str, Any]) -> list[PulledAdapter]:
+def _pull_closure(closure: Sequence[Any], registry: IndexForPull, kwargs: dict[str, Any],
+                  seen: dict[str, PulledAdapter]) -> list[PulledAdapter]:
     """Pull resolved index releases in order, each after the Hub adapters it depends on (format 1.1)."""
+    idx = registry.open()
+    kwargs = {**kwargs, "index_location": index_location(idx)}  # a release's bundled bytes: its index's mirror
     pulled: list[PulledAdapter] = []
-    seen: dict[str, PulledAdapter] = {}
     for r in closure:
-        pulled += pull_hub_dependencies(r.manifest, kwargs, HubChain((*r.required_by, r.manifest.id)), seen)
+        chain = HubChain((*r.required_by, r.manifest.id))
+        pulled += pull_hub_dependencies(r.manifest, kwargs, chain, seen, registry)
         pulled.append(pull_manifest(r.manifest, index_config=idx.config, **kwargs))
     return pulled
 
 
 def pull_hub_dependencies(manifest: Manifest, kwargs: dict[str, Any], chain: HubChain,
-                          seen: dict[str, PulledAdapter]) -> list[PulledAdapter]:
+                          seen: dict[str, PulledAdapter], registry: IndexForPull | None = None) -> list[PulledAdapter]:
     """Pull the Hub adapters ``manifest`` depends on (and theirs), dependencies first, each once per pull.
 
     ``seen`` maps the references this pull already brought to their result (shared across one pull);
-    each returned adapter is one not seen before, so the list is flat and without repeats.
+    each returned adapter is one not seen before, so the list is flat and without repeats. ``registry``: the
+    index the registry dependencies of those Hub adapters resolve against (default: the default index).
     """
-    return _pull_references(list(hub_dependencies(manifest)), kwargs, chain, seen)
+    registry = registry or IndexForPull(None, kwargs["offline"], kwargs.get("options"))
+    return _pull_references(list(hub_dependencies(manifest)), kwargs, chain, seen, registry)
 
 
 def _pull_references(wanted: Sequence[tuple[Dependency | None, HubReference]], kwargs: dict[str, Any],
-                     chain: HubChain, seen: dict[str, PulledAdapter]) -> list[PulledAdapter]:
+                     chain: HubChain, seen: dict[str, PulledAdapter], registry: IndexForPull) -> list[PulledAdapter]:
     """Pull each ``(dependency that named it or None, reference)`` not seen yet; flat, dependencies first."""
     out: list[PulledAdapter] = []
     for dep, ref in wanted:
         if str(ref) in seen:
             chain.enter(ref)  # a reference seen before may still close a cycle through this chain
             continue
-        pulled = _pull_hub(ref, True, kwargs, chain=chain, expect=dep, seen=seen)
+        pulled = _pull_hub(ref, True, kwargs, registry, chain=chain, expect=dep, seen=seen)
         out += [*pulled.dependencies, pulled]
     return out
 
 
-def _pull_hub(ref: HubReference, dependencies: bool, kwargs: dict[str, Any], *, chain: HubChain = HubChain(),
-              expect: Dependency | None = None, seen: dict[str, PulledAdapter] | None = None) -> PulledAdapter:
+def _pull_hub(ref: HubReference, dependencies: bool, kwargs: dict[str, Any], registry: IndexForPull, *,
+              chain: HubChain = HubChain(), expect: Dependency | None = None,
+              seen: dict[str, PulledAdapter] | None = None) -> PulledAdapter:
     """Pull a Hub reference (see :mod:`.hub_pull`) after what it needs: for an ``adapters`` fusion folder its
-    members (the sibling folders at the same commit), for a composition its Hub dependencies.
+    members (the sibling folders at the same commit), for a composition its Hub dependencies and its registry
+    dependencies (resolved against ``registry``, :mod:`.registry_deps`).
 
     ``expect``: the dependency that named ``ref`` (its manifest is checked before anything is published).
     ``seen``: what this pull brought already (by reference); the result's dependencies are the adapters pulled
     for it that were not, flat, dependencies first.
     """
-    from .hub_pull import member_references, plan_hub_pull  # deferred: registry-name pulls skip its imports
+    from .hub_pull import (  # deferred: registry-name pulls skip its imports
+        index_dependencies,
+        member_references,
+        plan_hub_pull,
+    )
 
     here = chain.enter(ref)
     seen = {} if seen is None else seen
@@ -333,7 +348,8 @@ def _pull_hub(ref: HubReference, dependencies: bool, kwargs: dict[str, Any], *, 
     deps: list[PulledAdapter] = []
     if dependencies:
         wanted = [(None, member) for member in member_references(plan)] + list(hub_dependencies(plan.manifest))
-        deps = _pull_references(wanted, kwargs, here, seen)
+        deps = _pull_references(wanted, kwargs, here, seen, registry)
+        deps += _pull_closure(registry.resolve(index_dependencies(plan), here), registry, kwargs, seen)
     pulled = pull_manifest(plan.manifest, **{**kwargs, "sources": lambda: [plan.source]})
     plan.record()  # only now: a pull that failed leaves no view and no manifest
     result = _with_deps(dataclasses.replace(pulled, reference=str(plan.ref.at(plan.commit))), deps)
@@ -356,11 +372,3 @@ def index_location(idx: Any) -> Path | str | None:
     if isinstance(backend, LocalBackend):
         return backend.root
     return backend.base_url if isinstance(backend, HttpBackend) else None
-
-
-def _open(index: Any, offline: bool, options: FetchOptions | None):
-    from ..registry import Index, open_index  # deferred: CLI import cost (registry)
-
-    if isinstance(index, Index):
-        return index
-    return open_index(index, offline=offline, options=options)
