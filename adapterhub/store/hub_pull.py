@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import OfflineError
-from ..manifest import Manifest
+from ..manifest import Dependency, Manifest
 from ..names import HubReference, commit_of
+from .hub_deps import registry_dependencies
 from .hub_records import HubRecords, converted_blobs_missing
 from .layout import CacheLayout
 
@@ -105,3 +106,12 @@ def member_references(plan: HubPlan) -> list[HubReference]:
         return []
     return [HubReference(plan.ref.repo_id, plan.commit, folder) for folder in members.values()
             if isinstance(folder, str)]
+
+
+def index_dependencies(plan: HubPlan) -> list[Dependency]:
+    """The dependencies of the planned manifest an index has to provide: those it names by registry name, except
+    the members of a derived fusion layer (named by their derived names; :func:`member_references` pulls them)."""
+    derived = plan.manifest.extensions.get("x-adapterhub-derived")
+    members = derived.get("members") if isinstance(derived, dict) else None
+    siblings = set(members) if isinstance(members, dict) else set()
+    return [dep for dep in registry_dependencies(plan.manifest) if dep.name not in siblings]
