@@ -13,7 +13,6 @@ composition and a registry one asking for incompatible versions are a :class:`Co
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFoundError, YankedError
@@ -25,16 +24,16 @@ if TYPE_CHECKING:
     from ..transport import FetchOptions
 
 
-@dataclass
 class IndexForPull:
     """The index of one pull (``given``: an Index, a directory, a URL, or None for the default), opened lazily,
-    and the releases the pull selected by name."""
+    and the releases the pull selected by name (``chosen``: name -> release, shared by the whole pull)."""
 
-    given: Any
-    offline: bool
-    options: FetchOptions | None = None
-    chosen: dict[str, Any] = field(default_factory=dict)
-    opened: Any = None
+    def __init__(self, given: Any, offline: bool, options: FetchOptions | None = None) -> None:
+        self.given = given
+        self.offline = offline
+        self.options = options
+        self.chosen: dict[str, Any] = {}
+        self.opened: Any = None
 
     def open(self) -> Any:
         """The :class:`~adapterhub.registry.Index` (opened on first use, offline from its cache when offline)."""
