@@ -98,13 +98,26 @@ def timed(fn, setup=None) -> float:
     return time.perf_counter() - start
 
 
-def interleave_many(rounds: int, fns: list, setups: list) -> list[list[float]]:
-    """Time each function once per round, alternating the order every round (drift hits all alike)."""
+def process_cpu() -> float:
+    """User + system CPU seconds of this process, all threads (the hashing and sync helpers included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def interleave_many(rounds: int, fns: list, setups: list, cpu: list[list[float]] | None = None) -> list[list[float]]:
+    """Time each function once per round, alternating the order every round (drift hits all alike).
+    ``cpu``: one list per function, filled with this process's CPU time per call (less sensitive to
+    other load on the machine than the wall clock)."""
     times: list[list[float]] = [[] for _ in fns]
     for i in range(rounds):
         order = list(range(len(fns))) if i % 2 == 0 else list(range(len(fns)))[::-1]
         for k in order:
-            times[k].append(timed(fns[k], setups[k]))
+            if setups[k] is not None:
+                setups[k]()  # not timed: e.g. emptying the cache before a cold pull
+            before = process_cpu()
+            times[k].append(timed(fns[k]))
+            if cpu is not None:
+                cpu[k].append(process_cpu() - before)
     return times
 
 
@@ -118,7 +131,8 @@ def measure_cold(rounds: int, manifest, url: str, cache: Path, target: Path, pay
     """Interleaved cold ``pull`` (empty cache), plain ``requests`` download of the same file, the
     least a verified download can do (the plain download with sha256 on a helper thread: no fsync, no
     checks, no metadata request), and that same minimal download made durable (one fsync at the end):
-    samples under ``cold``, ``plain``, ``plain_hashed``, ``plain_hashed_fsync``. ``alone``: a manifest
+    samples under ``cold``, ``plain``, ``plain_hashed``, ``plain_hashed_fsync`` (and this process's CPU
+    time per call under ``"<name> (cpu)"``). ``alone``: a manifest
     of the weights file only, whose cold pull is timed in the same rounds as ``cold_weights_only``
     (what the adapter's other file costs: its own metadata request and GET).
 
@@ -181,8 +195,10 @@ def measure_cold(rounds: int, manifest, url: str, cache: Path, target: Path, pay
     if alone is not None:
         cold_alone()
         runs["cold_weights_only"] = (cold_alone, empty_cache)
-    samples = dict(zip(runs, interleave_many(rounds, [f for f, _ in runs.values()], [s for _, s in runs.values()]),
-                       strict=True))
+    cpu: list[list[float]] = [[] for _ in runs]
+    samples = dict(zip(runs, interleave_many(rounds, [f for f, _ in runs.values()], [s for _, s in runs.values()],
+                                             cpu), strict=True))
+    samples.update({f"{name} (cpu)": c for name, c in zip(runs, cpu, strict=True)})
     assert target.read_bytes() == payload
     session.close()
     if previous_cache is None:
@@ -310,6 +326,7 @@ def cold_on_filesystems(rounds: int, dirs: list[Path], manifest, url: str, paylo
                      "pass": med(t_hashed) / med(t_cold) >= 0.9,
                      "write_no_fsync_s": med(t_write), "write_fsync_s": med(t_write_sync),
                      "fsync_cost_s": med(t_write_sync) - med(t_write),
+                     "cpu_median_s": {k.removesuffix(" (cpu)"): med(v) for k, v in samples.items() if k.endswith("(cpu)")},
                      "samples": {**samples, "write": t_write, "write_fsync": t_write_sync}})
     return rows
 
@@ -322,7 +339,10 @@ def cold_line(row: dict) -> str:
             f"{ms['pull_weights_only_median_s']:.1f} ms), minimal verified "
             f"{ms['minimal_verified_median_s']:.1f} ms (ratio {row['pull_ratio']:.2f}x), minimal verified + fsync "
             f"{ms['minimal_durable_median_s']:.1f} ms (ratio {row['pull_ratio_durable']:.2f}x), plain "
-            f"{ms['plain_requests_median_s']:.1f} ms; fsync of the payload costs {ms['fsync_cost_s']:.0f} ms there")
+            f"{ms['plain_requests_median_s']:.1f} ms; fsync of the payload costs {ms['fsync_cost_s']:.0f} ms there; "
+            f"CPU time of this process: cold pull {row['cpu_median_s']['cold'] * 1000:.0f} ms, weights file alone "
+            f"{row['cpu_median_s']['cold_weights_only'] * 1000:.0f} ms, minimal verified "
+            f"{row['cpu_median_s']['plain_hashed'] * 1000:.0f} ms")
 
 
 def start_proxy(endpoint: str, rate_mb: float) -> tuple[subprocess.Popen, str]:
@@ -483,8 +503,10 @@ def main() -> int:
     wm = {key: value * 1000 for key, value in w["median_s"].items()}
     fs_rows = "".join(
         f"| cold pull vs minimal verified download, cache and references on {r['filesystem']} (`--cache-dir`) | "
-        f"{r['pull_median_s'] * 1000:.0f} ms (weights file alone {r['pull_weights_only_median_s'] * 1000:.0f} ms) | "
-        f"{r['minimal_verified_median_s'] * 1000:.0f} ms | {r['pull_ratio']:.2f}x | >= 0.9x (issue 12) | {r['pass']} |\n"
+        f"{r['pull_median_s'] * 1000:.0f} ms (weights file alone {r['pull_weights_only_median_s'] * 1000:.0f} ms); "
+        f"CPU {r['cpu_median_s']['cold'] * 1000:.0f} ms ({r['cpu_median_s']['cold_weights_only'] * 1000:.0f} ms) | "
+        f"{r['minimal_verified_median_s'] * 1000:.0f} ms; CPU {r['cpu_median_s']['plain_hashed'] * 1000:.0f} ms | "
+        f"{r['pull_ratio']:.2f}x | >= 0.9x (issue 12) | {r['pass']} |\n"
         f"| the same vs minimal verified download + one fsync, on {r['filesystem']} (fsync of the payload costs "
         f"{r['fsync_cost_s'] * 1000:.0f} ms there) | {r['pull_median_s'] * 1000:.0f} ms | "
         f"{r['minimal_durable_median_s'] * 1000:.0f} ms | {r['pull_ratio_durable']:.2f}x | (context) | - |\n"
