@@ -1,6 +1,6 @@
 """Store benchmarks: warm ``adapterhub pull``, cold pull throughput, verification throughput.
 
-Run:  python benchmarks/bench_store.py [--rounds 15] [--size-mb 50]
+Run:  python benchmarks/bench_store.py [--rounds 15] [--size-mb 50] [--cache-dir /dev/shm --cache-dir DIR] [--cold-only]
 
 Every comparison is measured in the same run, in interleaved rounds (A, B, B, A, ...), and reported
 as medians; ratios are computed from those medians. The Hub server (adapterhub.server) runs in its
@@ -19,7 +19,11 @@ own process on 127.0.0.1 so it does not share a GIL with the client being measur
    HEAD through huggingface_hub, GET, sha256 while streaming, header check, fsync, rename, view)
    versus a plain ``requests`` streaming download of the same URL into a file, and versus the minimal
    verified download (that stream with sha256 on a helper thread; target >= 0.9x, issue 12) with and
-   without one final fsync.
+   without one final fsync. ``--cache-dir DIR`` (repeatable) runs that comparison again with the cache
+   and the references' files under DIR: on /dev/shm (tmpfs, fsync costs nothing) it shows our own
+   overhead, on a directory of the disk what durability costs there; with ``--cold-only`` only these
+   run. Each also times the pull of a manifest holding the weights file alone (what the adapter's
+   small config file adds: its metadata request and GET).
 3. ``verify`` of that adapter (page cache warm) versus ``hashlib.sha256`` over the same bytes held in
    memory (target >= 0.9x).
 
@@ -96,13 +100,26 @@ def timed(fn, setup=None) -> float:
     return time.perf_counter() - start
 
 
-def interleave_many(rounds: int, fns: list, setups: list) -> list[list[float]]:
-    """Time each function once per round, alternating the order every round (drift hits all alike)."""
+def process_cpu() -> float:
+    """User + system CPU seconds of this process, all threads (the hashing and sync helpers included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def interleave_many(rounds: int, fns: list, setups: list, cpu: list[list[float]] | None = None) -> list[list[float]]:
+    """Time each function once per round, alternating the order every round (drift hits all alike).
+    ``cpu``: one list per function, filled with this process's CPU time per call (less sensitive to
+    other load on the machine than the wall clock)."""
     times: list[list[float]] = [[] for _ in fns]
     for i in range(rounds):
         order = list(range(len(fns))) if i % 2 == 0 else list(range(len(fns)))[::-1]
         for k in order:
-            times[k].append(timed(fns[k], setups[k]))
+            if setups[k] is not None:
+                setups[k]()  # not timed: e.g. emptying the cache before a cold pull
+            before = process_cpu()
+            times[k].append(timed(fns[k]))
+            if cpu is not None:
+                cpu[k].append(process_cpu() - before)
     return times
 
 
@@ -111,17 +128,26 @@ def interleave(rounds: int, a, b, setup_a=None, setup_b=None) -> tuple[list[floa
     return ta, tb
 
 
-def measure_cold(rounds: int, manifest, url: str, cache: Path, target: Path,
-                 payload: bytes) -> tuple[list[float], list[float], list[float], list[float]]:
+def measure_cold(rounds: int, manifest, url: str, cache: Path, target: Path, payload: bytes,
+                 alone=None) -> dict[str, list[float]]:
     """Interleaved cold ``pull`` (empty cache), plain ``requests`` download of the same file, the
     least a verified download can do (the plain download with sha256 on a helper thread: no fsync, no
-    checks, no metadata request), and that same minimal download made durable (one fsync at the end)."""
+    checks, no metadata request), and that same minimal download made durable (one fsync at the end):
+    samples under ``cold``, ``plain``, ``plain_hashed``, ``plain_hashed_fsync`` (and this process's CPU
+    time per call under ``"<name> (cpu)"``). ``alone``: a manifest
+    of the weights file only, whose cold pull is timed in the same rounds as ``cold_weights_only``
+    (what the adapter's other file costs: its own metadata request and GET).
+
+    The pull writes into ``cache`` (``ADAPTERHUB_CACHE`` is pointed there for the measurement) and the
+    references into ``target``: put both on one filesystem to compare like with like."""
     import requests
 
     from adapterhub.store import FetchOptions, pull
 
     session = requests.Session()
     opts = FetchOptions()
+    previous_cache = os.environ.get("ADAPTERHUB_CACHE")
+    os.environ["ADAPTERHUB_CACHE"] = str(cache)
     digest = hashlib.sha256(payload).hexdigest()
 
     def empty_cache() -> None:
@@ -132,6 +158,9 @@ def measure_cold(rounds: int, manifest, url: str, cache: Path, target: Path,
 
     def cold() -> None:
         pull(manifest, options=opts)
+
+    def cold_alone() -> None:
+        pull(alone, options=opts)
 
     def plain() -> None:
         with session.get(url, stream=True, timeout=30) as resp, open(target, "wb") as fh:
@@ -163,12 +192,22 @@ def measure_cold(rounds: int, manifest, url: str, cache: Path, target: Path,
     plain_hashed()
     # Emptying the cache (and deleting the plain download's file) happens before each timed call,
     # outside the timing: freeing 50 MB of pages is not part of either download.
-    t_cold, t_plain, t_hashed, t_durable = interleave_many(
-        rounds, [cold, plain, plain_hashed, lambda: plain_hashed(durable=True)],
-        [empty_cache, remove_plain, remove_plain, remove_plain])
+    runs = {"cold": (cold, empty_cache), "plain": (plain, remove_plain), "plain_hashed": (plain_hashed, remove_plain),
+            "plain_hashed_fsync": (lambda: plain_hashed(durable=True), remove_plain)}
+    if alone is not None:
+        cold_alone()
+        runs["cold_weights_only"] = (cold_alone, empty_cache)
+    cpu: list[list[float]] = [[] for _ in runs]
+    samples = dict(zip(runs, interleave_many(rounds, [f for f, _ in runs.values()], [s for _, s in runs.values()],
+                                             cpu), strict=True))
+    samples.update({f"{name} (cpu)": c for name, c in zip(runs, cpu, strict=True)})
     assert target.read_bytes() == payload
     session.close()
-    return t_cold, t_plain, t_hashed, t_durable
+    if previous_cache is None:
+        os.environ.pop("ADAPTERHUB_CACHE", None)
+    else:
+        os.environ["ADAPTERHUB_CACHE"] = previous_cache
+    return samples
 
 
 def source_copy(root: Path, dest: Path) -> Path:
@@ -257,6 +296,60 @@ def measure_disk(rounds: int, payload: bytes, path: Path) -> tuple[list[float], 
                       lambda: path.unlink(missing_ok=True), lambda: path.unlink(missing_ok=True))
 
 
+def filesystem_label(path: Path) -> str:
+    """``<mount point> (<type>)`` of the filesystem holding ``path`` (from /proc/mounts), without the
+    machine's directory names below the mount point; ``path`` itself where /proc/mounts is missing."""
+    try:
+        mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return str(path)
+    resolved = str(path.resolve())
+    best = max((m for m in mounts if resolved == m[0] or resolved.startswith(m[0].rstrip("/") + "/")),
+               key=lambda m: len(m[0]), default=None)
+    return f"{best[0]} ({best[1]})" if best else str(path)
+
+
+def cold_on_filesystems(rounds: int, dirs: list[Path], manifest, url: str, payload: bytes,
+                        alone) -> list[dict]:
+    """The loopback cold comparison with the cache and the references' output on each of ``dirs``
+    (e.g. /dev/shm, where fsync is free, and a directory on the disk), plus what fsync costs there."""
+    med = statistics.median
+    rows = []
+    for base in dirs:
+        where = Path(tempfile.mkdtemp(prefix="bench-store-cold-", dir=base))
+        try:
+            samples = measure_cold(rounds, manifest, url, where / "cache", where / "plain.bin", payload, alone)
+            t_write, t_write_sync = measure_disk(rounds, payload, where / "disk.bin")
+        finally:
+            shutil.rmtree(where, ignore_errors=True)
+        t_cold, t_hashed, t_durable = samples["cold"], samples["plain_hashed"], samples["plain_hashed_fsync"]
+        rows.append({"filesystem": filesystem_label(base), "pull_median_s": med(t_cold),
+                     "pull_weights_only_median_s": med(samples["cold_weights_only"]),
+                     "plain_requests_median_s": med(samples["plain"]), "minimal_verified_median_s": med(t_hashed),
+                     "minimal_durable_median_s": med(t_durable), "pull_ratio": med(t_hashed) / med(t_cold),
+                     "pull_ratio_durable": med(t_durable) / med(t_cold), "target_ratio": 0.9,
+                     "pass": med(t_hashed) / med(t_cold) >= 0.9,
+                     "write_no_fsync_s": med(t_write), "write_fsync_s": med(t_write_sync),
+                     "fsync_cost_s": med(t_write_sync) - med(t_write),
+                     "cpu_median_s": {k.removesuffix(" (cpu)"): med(v) for k, v in samples.items() if k.endswith("(cpu)")},
+                     "samples": {**samples, "write": t_write, "write_fsync": t_write_sync}})
+    return rows
+
+
+def cold_line(row: dict) -> str:
+    """One printed line of :func:`cold_on_filesystems`."""
+    ms = {k: row[k] * 1000 for k in ("pull_median_s", "minimal_verified_median_s", "minimal_durable_median_s",
+                                      "plain_requests_median_s", "fsync_cost_s", "pull_weights_only_median_s")}
+    return (f"{row['filesystem']}: cold pull {ms['pull_median_s']:.1f} ms (of the weights file alone "
+            f"{ms['pull_weights_only_median_s']:.1f} ms), minimal verified "
+            f"{ms['minimal_verified_median_s']:.1f} ms (ratio {row['pull_ratio']:.2f}x), minimal verified + fsync "
+            f"{ms['minimal_durable_median_s']:.1f} ms (ratio {row['pull_ratio_durable']:.2f}x), plain "
+            f"{ms['plain_requests_median_s']:.1f} ms; fsync of the payload costs {ms['fsync_cost_s']:.0f} ms there; "
+            f"CPU time of this process: cold pull {row['cpu_median_s']['cold'] * 1000:.0f} ms, weights file alone "
+            f"{row['cpu_median_s']['cold_weights_only'] * 1000:.0f} ms, minimal verified "
+            f"{row['cpu_median_s']['plain_hashed'] * 1000:.0f} ms")
+
+
 def start_proxy(endpoint: str, rate_mb: float) -> tuple[subprocess.Popen, str]:
     port = free_port()
     target = endpoint.removeprefix("http://")
@@ -283,7 +376,14 @@ def main() -> int:
                              "is timed in the same rounds")
     parser.add_argument("--cold-only", action="store_true",
                         help="only the loopback cold pull against its references; print, write no results")
+    parser.add_argument("--cache-dir", type=Path, action="append", default=[], metavar="DIR",
+                        help="also run the loopback cold comparison with the cache and the references' output "
+                             "in a fresh directory under DIR (repeatable: e.g. /dev/shm, where fsync is free, "
+                             "and a directory on the disk); with --cold-only, only these are run")
     args = parser.parse_args()
+    # Results name a --cache-dir by itself only when it is a mount point (/dev/shm), else by its filesystem.
+    cache_dir_labels = [str(d) if filesystem_label(d).startswith(f"{d.resolve()} (") else f"'<a directory on "
+                        f"{filesystem_label(d)}>'" for d in args.cache_dir]
     load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="bench-store-"))
     cache = work / "cache"
@@ -305,10 +405,20 @@ def main() -> int:
         index = init_index(work / "index", "bench")
         add_release(index, manifest)
         url = f"{endpoint}/org/bench/resolve/{commit}/adapter.safetensors"
+        alone = manifest_for({"adapter.safetensors": payload}, [{"type": "hf", "repo_id": "org/bench",
+                                                                 "revision": commit, "endpoint": endpoint}],
+                             name="bench-weights-only")
 
         # -- 2. cold pull vs plain requests, on loopback and through a bandwidth-limited proxy -------
-        t_cold, t_plain, t_hashed, t_durable = measure_cold(args.rounds, manifest, url, cache, work / "plain.bin",
-                                                            payload)
+        if args.cold_only and args.cache_dir:
+            for row in cold_on_filesystems(args.rounds, args.cache_dir, manifest, url, payload, alone):
+                print(f"load {load_before:.1f}/{os.getloadavg()[0]:.1f}; medians of {args.rounds}: {cold_line(row)}")
+            shutil.rmtree(work, ignore_errors=True)
+            return 0
+        cold_samples = measure_cold(args.rounds, manifest, url, cache, work / "plain.bin", payload)
+        t_cold, t_plain, t_hashed, t_durable = (cold_samples[k] for k in ("cold", "plain", "plain_hashed",
+                                                                           "plain_hashed_fsync"))
+        by_filesystem = cold_on_filesystems(args.rounds, args.cache_dir, manifest, url, payload, alone)
         if args.cold_only:
             med = statistics.median
             print(f"load {load_before:.1f}/{os.getloadavg()[0]:.1f}; medians of {args.rounds}: cold pull "
@@ -322,8 +432,8 @@ def main() -> int:
             slow_manifest = manifest_for(files, [{"type": "hf", "repo_id": "org/bench", "revision": commit,
                                                   "endpoint": proxy_endpoint}], name="bench-adapter")
             slow_url = f"{proxy_endpoint}/org/bench/resolve/{commit}/adapter.safetensors"
-            t_cold_net, t_plain_net, _, _ = measure_cold(max(5, args.rounds // 3), slow_manifest, slow_url, cache,
-                                                   work / "plain.bin", payload)
+            net = measure_cold(max(5, args.rounds // 3), slow_manifest, slow_url, cache, work / "plain.bin", payload)
+            t_cold_net, t_plain_net = net["cold"], net["plain"]
         finally:
             proxy.terminate()
             proxy.wait(timeout=10)
@@ -354,7 +464,7 @@ def main() -> int:
     mb = len(payload) / 1e6
     results = {
         "command": f"python benchmarks/bench_store.py --rounds {args.rounds} --size-mb {args.size_mb} "
-                   f"--rate-mb {args.rate_mb:g}",
+                   f"--rate-mb {args.rate_mb:g}" + "".join(f" --cache-dir {label}" for label in cache_dir_labels),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_average_1min": [load_before, os.getloadavg()[0]]},
         "rounds": args.rounds,
@@ -375,6 +485,8 @@ def main() -> int:
                                               "no metadata request, no checks",
                                       "pull_ratio": med(t_hashed) / med(t_cold), "target_ratio": 0.9,
                                       "pass": med(t_hashed) / med(t_cold) >= 0.9},
+        "cold_pull_filesystem": filesystem_label(work),
+        "cold_pull_by_filesystem": by_filesystem,
         "minimal_durable_download": {"median_s": med(t_durable), "pull_ratio": med(t_durable) / med(t_cold),
                                      "what": "the minimal verified download, then one fsync of the file"},
         "components": {"ratio_upper_bound_from_sha256": med(t_plain) / med(t_mem),
@@ -396,6 +508,16 @@ def main() -> int:
     n, k = results["cold_pull_network"], results["components"]
     mv, md_ = results["minimal_verified_download"], results["minimal_durable_download"]
     wm = {key: value * 1000 for key, value in w["median_s"].items()}
+    fs_rows = "".join(
+        f"| cold pull vs minimal verified download, cache and references on {r['filesystem']} (`--cache-dir`) | "
+        f"{r['pull_median_s'] * 1000:.0f} ms (weights file alone {r['pull_weights_only_median_s'] * 1000:.0f} ms); "
+        f"CPU {r['cpu_median_s']['cold'] * 1000:.0f} ms ({r['cpu_median_s']['cold_weights_only'] * 1000:.0f} ms) | "
+        f"{r['minimal_verified_median_s'] * 1000:.0f} ms; CPU {r['cpu_median_s']['plain_hashed'] * 1000:.0f} ms | "
+        f"{r['pull_ratio']:.2f}x | >= 0.9x (issue 12) | {r['pass']} |\n"
+        f"| the same vs minimal verified download + one fsync, on {r['filesystem']} (fsync of the payload costs "
+        f"{r['fsync_cost_s'] * 1000:.0f} ms there) | {r['pull_median_s'] * 1000:.0f} ms | "
+        f"{r['minimal_durable_median_s'] * 1000:.0f} ms | {r['pull_ratio_durable']:.2f}x | (context) | - |\n"
+        for r in by_filesystem)
     baseline_row = (f"| warm pull of a registry name, the baseline code (`--baseline`): wall / CPU | "
                     f"{wm['registry name, baseline code']:.0f} / {wm['registry name, baseline code (cpu)']:.0f} ms | "
                     f"this code {wm['registry name']:.0f} / {wm['registry name (cpu)']:.0f} ms | - | - | - |\n"
@@ -415,9 +537,9 @@ server in its own process on 127.0.0.1).
 | warm pull, every file re-hashed (`ADAPTERHUB_REHASH_LIMIT` above 50 MB) | {wm['every file re-hashed']:.0f} ms | stat stamps only (`ADAPTERHUB_REHASH_LIMIT=0`) {wm['stat stamps only']:.0f} ms | - | (cost of re-hashing) | - |
 | cold pull, {c['size_mb']:.0f} MB | {c['pull_mb_s']:.0f} MB/s | plain requests stream to file {c['plain_mb_s']:.0f} MB/s | {c['ratio']:.2f}x | (withdrawn: above what sha256 allows) | - |
 | minimal verified download (requests + sha256 on a thread, nothing else), {c['size_mb']:.0f} MB | {mb / mv['median_s']:.0f} MB/s | plain requests stream to file {c['plain_mb_s']:.0f} MB/s | {mv['ratio']:.2f}x | (reference) | - |
-| cold pull vs minimal verified download | {c['pull_mb_s']:.0f} MB/s | {mb / mv['median_s']:.0f} MB/s | {mv['pull_ratio']:.2f}x | >= 0.9x (issue 12) | {mv['pass']} |
+| cold pull vs minimal verified download (cache and references in the temp directory, {results['cold_pull_filesystem']}) | {c['pull_mb_s']:.0f} MB/s | {mb / mv['median_s']:.0f} MB/s | {mv['pull_ratio']:.2f}x | >= 0.9x (issue 12) | {mv['pass']} |
 | cold pull vs minimal verified download + one fsync (durable, as the cache must be) | {c['pull_mb_s']:.0f} MB/s | {mb / md_['median_s']:.0f} MB/s | {md_['pull_ratio']:.2f}x | (context) | - |
-| cold pull, {c['size_mb']:.0f} MB, through a {n['rate_mb_s']:g} MB/s link (throttle_proxy.py) | {n['pull_mb_s']:.0f} MB/s | plain requests {n['plain_mb_s']:.0f} MB/s | {n['ratio']:.2f}x | (context) | - |
+{fs_rows}| cold pull, {c['size_mb']:.0f} MB, through a {n['rate_mb_s']:g} MB/s link (throttle_proxy.py) | {n['pull_mb_s']:.0f} MB/s | plain requests {n['plain_mb_s']:.0f} MB/s | {n['ratio']:.2f}x | (context) | - |
 | verify (re-hash from disk cache) | {v['verify_mb_s']:.0f} MB/s | hashlib.sha256 in memory {v['hashlib_mb_s']:.0f} MB/s | {v['ratio']:.2f}x | >= 0.9x | {v['pass']} |
 
 The cold pull includes what a plain download does not: the Hub metadata request through

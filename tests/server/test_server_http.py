@@ -185,6 +185,27 @@ def test_traversal_in_writes_is_refused_and_nothing_escapes_the_root(hub: HubCli
     assert not any(p.read_bytes() == b"pwn" for p in written)  # refused before any content was stored
 
 
+def test_small_answers_on_a_kept_alive_connection_are_not_held_back(seeded: tuple[HubClient, str]) -> None:
+    # Headers and body leave in two writes; with Nagle's algorithm on, a small body waited for the
+    # client's delayed ACK (~40 ms on Linux) on every request after the first on the connection, so a
+    # pull fetching several small files in a row paid ~40 ms each. The fastest of several requests
+    # shows it whatever the machine's load (each one stalled before).
+    hub, _ = seeded
+    parts = urlsplit(hub.endpoint)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    times = []
+    try:
+        for _ in range(6):
+            started = time.perf_counter()
+            conn.request("GET", "/acme/bytes/resolve/main/dir/x.txt")
+            response = conn.getresponse()
+            assert response.status == 200 and response.read() == b"x"
+            times.append(time.perf_counter() - started)
+    finally:
+        conn.close()
+    assert min(times[1:]) < 0.025, f"every kept-alive request took >= 25 ms: {times}"
+
+
 def test_refused_request_body_is_drained_so_keep_alive_survives(seeded: tuple[HubClient, str]) -> None:
     hub, _ = seeded
     parts = urlsplit(hub.endpoint)
