@@ -55,6 +55,11 @@ class FaultKind(enum.Enum):
     LFS sha256 when it is LFS, else its git blob sha1)."""
     UNHASHED = "unhashed"
     """In listings (method ``LIST``): list the file with neither an ``lfs`` block nor an ``oid``."""
+    REWRITE_LISTING = "rewrite_listing"
+    """In tree / paths-info listings (method ``LIST``): list what ``rewrite(item)`` returns instead of the
+    file's item (a list: none, the item changed, or several), as a hostile server would."""
+    REDIRECT = "redirect"
+    """Answer a resolve request (HEAD or GET) with ``status`` (a 3xx) and ``Location: location``."""
 
 
 @dataclass
@@ -73,6 +78,8 @@ class Fault:
     fraction: float = 0.5
     extra: int = 16
     shift: int = 1
+    rewrite: Callable[[dict[str, object]], list[dict[str, object]]] | None = None
+    location: str = ""
     hits: int = 0
     """How many requests this rule has spoiled so far."""
 
@@ -91,6 +98,8 @@ class Fault:
             return error_response(HubApiError(f"injected fault: status {self.status}", status=self.status))
         if kind is FaultKind.IGNORE_RANGE:
             return normal(file, None)
+        if kind is FaultKind.REDIRECT:
+            return Response(self.status, [("Location", self.location), ("Content-Length", "0")], [])
         if kind is FaultKind.WRONG_CONTENT_RANGE:
             return normal(file, _shifted(byte_range, file.entry.size, self.shift))
         response = normal(file, byte_range)
@@ -212,6 +221,22 @@ class FaultPlan:
         hash at all); every listing by default (``times=None``), as a lying server would."""
         kind = FaultKind.UNHASHED if unhashed else FaultKind.LISTED_HASH
         return self._rule(kind, times, ("LIST",), repo_id=repo_id, path=path)
+
+    def rewrite_listing(
+        self, rewrite: Callable[[dict[str, object]], list[dict[str, object]]], *, times: int | None = None,
+        repo_id: str | None = None, path: str | None = None
+    ) -> Fault:
+        """List ``rewrite(item)`` (a list of tree items) instead of each matching file's tree / paths-info
+        item: hostile paths, sizes, hashes, duplicates or thousands of entries, without storing them."""
+        return self._rule(FaultKind.REWRITE_LISTING, times, ("LIST",), rewrite=rewrite, repo_id=repo_id, path=path)
+
+    def redirect(
+        self, location: str, status: int = 302, *, times: int | None = None,
+        methods: Collection[str] = ("HEAD", "GET"), repo_id: str | None = None, path: str | None = None
+    ) -> Fault:
+        """Answer matching resolve requests with a redirect to ``location`` (another host, port, scheme)."""
+        return self._rule(FaultKind.REDIRECT, times, methods, status=status, location=location, repo_id=repo_id,
+                          path=path)
 
     def stall(
         self,

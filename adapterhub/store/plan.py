@@ -19,14 +19,12 @@ from ..names import normalize_name
 from ..paths import case_collisions, path_problem
 from ..transport import TokenScope
 from .http import HttpFetcher
-from .layout import is_sha256
+from .layout import MAX_FILE_SIZE, is_sha256
 from .sources import ContentDirSource, HttpMirrorSource, HttpSource, HubSource, Source, bundled_source
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
 """Pickle-based formats: never accepted as adapter files (only archives may carry them, converted)."""
-
-MAX_FILE_SIZE = 1 << 40
 
 
 def manifest_problems_for_store(manifest: Manifest) -> list[SchemaProblem]:

@@ -1,0 +1,126 @@
+"""An adversarial Hub: ``pull hf:`` against a server whose listings, configs, weights and redirects are hostile.
+
+Every probe must end in a typed :class:`AdapterHubError` naming the problem and leave no view, no recorded
+manifest and no temporary file in the cache. One server per module (the repos are put once); each test
+adds its faults to the shared plan, which is cleared after it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.hub_repos import BASE_DIR, BASE_ID, PEFT_DIR, files_of
+from support.server_fixtures import ADMIN, point_client_at
+from support.store_support import leftovers, put_repo
+
+from adapterhub.errors import AdapterHubError, IntegrityError, SizeLimitError, UnsafePathError
+from adapterhub.server import FaultPlan, HubServer
+from adapterhub.store import pull
+from adapterhub.store.hub_repo import MAX_REPO_FILES
+
+PLAIN = "adapter_config.json"
+LFS = "adapter_model.safetensors"
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HubServer, FaultPlan]]:
+    if not PEFT_DIR.is_dir():
+        pytest.skip(f"reference fixtures missing: {PEFT_DIR}")
+    plan = FaultPlan()
+    server = HubServer(tmp_path_factory.mktemp("hostile-hub"), tokens=[ADMIN], fault_plan=plan, socket_timeout=10)
+    server.start()
+    try:
+        put_repo(server, BASE_ID, {"config.json": (BASE_DIR / "config.json").read_bytes()})
+        put_repo(server, "org/peft", files_of(PEFT_DIR))
+        yield server, plan
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def hub(hostile, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[HubServer, FaultPlan]]:
+    server, plan = hostile
+    point_client_at(monkeypatch, server.endpoint, tmp_path / "hf-home")
+    monkeypatch.setenv("ADAPTERHUB_CACHE", str(tmp_path / "cache"))
+    for var in ("ADAPTERHUB_OFFLINE", "HF_HUB_OFFLINE", "HF_TOKEN", "HF_ENDPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    plan.clear()
+    try:
+        yield server, plan
+    finally:
+        plan.clear()
+
+
+def refused(server: HubServer, cache: Path, kind: type[AdapterHubError] = AdapterHubError, *,
+            ref: str = "hf:org/peft", match: str | None = None, fetched: bool = True) -> AdapterHubError:
+    """Pull ``ref``: it must fail with ``kind`` and publish nothing (no view, no recorded manifest, no temp
+    file); with ``fetched=False`` not even a blob (refused from the listing alone)."""
+    with pytest.raises(kind, match=match) as info:
+        pull(ref, endpoint=server.endpoint)
+    views = list((cache / "adapters").glob("*/*")) if (cache / "adapters").is_dir() else []
+    manifests = list((cache / "hub").rglob("manifests/*.json")) if (cache / "hub").is_dir() else []
+    assert (views, manifests, leftovers(cache)) == ([], [], [])
+    if not fetched:
+        assert not (cache / "blobs").is_dir() or not any((cache / "blobs").iterdir())
+    return info.value
+
+
+def renamed(name: str):
+    return lambda item: [{**item, "path": name}]
+
+
+@pytest.mark.parametrize("target", [PLAIN, LFS])
+@pytest.mark.parametrize("name", ["../escape.json", "/etc/passwd", "a\\b.json", "x\x00y", "a/../../b",
+                                  "./adapter_config.json", "dir//x", "", "n" * 300, "C:evil", "con",
+                                  ".adapterhub-view.json", "sub/.adapterhub-view.json"])
+def test_hostile_paths_in_the_listing_are_refused_before_any_fetch(hub, tmp_path, target, name):
+    server, plan = hub
+    plan.rewrite_listing(renamed(name), path=target)
+    refused(server, tmp_path / "cache", UnsafePathError, match="before anything is fetched", fetched=False)
+
+
+@pytest.mark.parametrize("target", [PLAIN, LFS])
+@pytest.mark.parametrize("twin", ["same", "case"])
+def test_duplicate_paths_in_the_listing(hub, tmp_path, target, twin):
+    server, plan = hub
+    plan.rewrite_listing(lambda item: [item, {**item, "path": item["path"] if twin == "same" else item["path"].upper()}],
+                         path=target)
+    refused(server, tmp_path / "cache", UnsafePathError, match="twice" if twin == "same" else "only in case",
+            fetched=False)
+
+
+@pytest.mark.parametrize("target", [PLAIN, LFS])
+@pytest.mark.parametrize("size", [-1, (1 << 40) + 1, 1 << 62, "7", 3.0, True, None])
+def test_impossible_sizes_in_the_listing(hub, tmp_path, target, size):
+    server, plan = hub
+    plan.rewrite_listing(lambda item: [{**item, "size": size}], path=target)
+    refused(server, tmp_path / "cache", IntegrityError, match="size", fetched=False)
+
+
+@pytest.mark.parametrize("target", [PLAIN, LFS])
+@pytest.mark.parametrize("delta", [1, -1])
+def test_sizes_that_disagree_with_the_bytes_served(hub, tmp_path, target, delta):
+    server, plan = hub
+    plan.rewrite_listing(lambda item: [{**item, "size": item["size"] + delta}], path=target)
+    refused(server, tmp_path / "cache", IntegrityError, match=f"{target}.* bytes")
+
+
+@pytest.mark.parametrize("lfs", [{}, {"oid": None, "sha256": None}, {"oid": "A" * 64, "sha256": "A" * 64},
+                                 {"oid": "g" * 64, "sha256": "g" * 64}, {"oid": "ab", "sha256": "ab"}, "x", [1], True])
+def test_an_lfs_entry_without_a_valid_sha256(hub, tmp_path, lfs):
+    """The client reads the LFS hash from ``lfs.oid`` (``sha256`` is the Hub's copy); neither usable: refused."""
+    server, plan = hub
+    plan.rewrite_listing(lambda item: [{**item, "lfs": {**item["lfs"], **lfs} if isinstance(lfs, dict) and lfs
+                                        else lfs}], path=LFS)
+    error = refused(server, tmp_path / "cache", IntegrityError, fetched=False)
+    assert "sha256" in str(error) or "cannot read" in str(error)
+
+
+def test_thousands_of_files_are_refused_from_the_listing(hub, tmp_path):
+    server, plan = hub
+    plan.rewrite_listing(lambda item: [item, *({**item, "path": f"ckpt/{i}.json"} for i in range(MAX_REPO_FILES))],
+                         path=PLAIN)
+    refused(server, tmp_path / "cache", SizeLimitError, match="subfolder", fetched=False)
