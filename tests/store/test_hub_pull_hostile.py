@@ -7,7 +7,6 @@ adds its faults to the shared plan, which is cleared after it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
