@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import IntegrityError, JSONFormatError, OfflineError
+from ..errors import IntegrityError, JSONFormatError, OfflineError, SizeLimitError
 from ..fileio import atomic_write_text
 from ..jsonio import dumps_pretty, loads_strict
 from ..manifest import FileEntry, Manifest, manifest_to_dict, parse_manifest
@@ -241,9 +241,10 @@ def _derive(ref: HubReference, repo: HubRepo, snapshot: RepoSnapshot, layout: Ca
         configs: dict[str, Any] = {}
         converted: dict[str, dict[str, str]] = {}
         names = {_relative(f.path, ref.subfolder) for f in files}
+        _check_config_sizes(files, ref.subfolder, where)
         for file in files:
             rel = _relative(file.path, ref.subfolder)
-            wanted = rel in CONFIG_FILES and file.size <= MAX_CONFIG
+            wanted = rel in CONFIG_FILES
             if rel in PICKLE_WEIGHTS:
                 if PICKLE_WEIGHTS[rel] not in names:  # else the repo has safetensors too: the pickle is not needed
                     entry, original = _convert(source, file, rel, layout, where)
@@ -268,6 +269,16 @@ def _derive(ref: HubReference, repo: HubRepo, snapshot: RepoSnapshot, layout: Ca
         return manifest
     finally:
         fetcher.close()
+
+
+def _check_config_sizes(files: list[HubFile], subfolder: str | None, where: str) -> None:
+    """:class:`SizeLimitError` before anything is fetched when a config the derivation reads is larger than
+    :data:`MAX_CONFIG` (a config is a few kB; a bigger one is hostile, and skipping it would misdescribe the repo)."""
+    for file in files:
+        rel = _relative(file.path, subfolder)
+        if rel in CONFIG_FILES and file.size > MAX_CONFIG:
+            raise SizeLimitError(f"{where}: {rel} is {file.size} bytes, larger than the {MAX_CONFIG} bytes a config "
+                                 "file may be; refusing to read it", hint="the repo is broken or hostile; nothing was stored")
 
 
 def _base_config(configs: dict[str, Any], origin: HubOrigin, endpoint: str | None, token: str | bool | None,

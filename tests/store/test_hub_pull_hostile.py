@@ -7,6 +7,9 @@ adds its faults to the shared plan, which is cleared after it.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +18,14 @@ from support.hub_repos import BASE_DIR, BASE_ID, PEFT_DIR, files_of
 from support.server_fixtures import ADMIN, point_client_at
 from support.store_support import leftovers, put_repo
 
-from adapterhub.errors import AdapterHubError, IntegrityError, SizeLimitError, UnsafePathError
+from adapterhub.errors import (
+    AdapterHubError,
+    IntegrityError,
+    JSONFormatError,
+    SchemaError,
+    SizeLimitError,
+    UnsafePathError,
+)
 from adapterhub.server import FaultPlan, HubServer
 from adapterhub.store import pull
 from adapterhub.store.hub_repo import MAX_REPO_FILES
@@ -123,3 +133,54 @@ def test_thousands_of_files_are_refused_from_the_listing(hub, tmp_path):
     plan.rewrite_listing(lambda item: [item, *({**item, "path": f"ckpt/{i}.json"} for i in range(MAX_REPO_FILES))],
                          path=PLAIN)
     refused(server, tmp_path / "cache", SizeLimitError, match="subfolder", fetched=False)
+
+
+# --- hostile content: the foreign config and the weights ----------------------------------------------
+
+
+def peft_config(**changes: object) -> bytes:
+    cfg = json.loads((PEFT_DIR / PLAIN).read_bytes())
+    cfg.update(changes)
+    return json.dumps(cfg).encode()
+
+
+def put_variant(server: HubServer, files: dict[str, bytes]) -> str:
+    """A repo holding the PEFT fixture with ``files`` replaced; its reference (one repo per variant)."""
+    repo_id = f"org/v{hashlib.sha256(repr(sorted(files.items())).encode()).hexdigest()[:16]}"
+    put_repo(server, repo_id, {**files_of(PEFT_DIR), **files})
+    return f"hf:{repo_id}"
+
+
+CATASTROPHIC = r"(\w|\w\w|\.)*\d\d\d"
+"""Backtracks exponentially on a module name (``re`` would take years on ``encoder.layer.0.attention.self.query``)."""
+CONFIGS = {
+    "array": b"[1, 2]", "string": b'"x"', "null": b"null", "number": b"5",
+    "deep": b"[" * 100_000 + b"]" * 100_000, "nan": peft_config().replace(b'"lora_alpha": 16', b'"lora_alpha": NaN'),
+    "infinity": peft_config().replace(b'"lora_alpha": 16', b'"lora_alpha": 1e400'),
+    "huge": peft_config(padding="x" * (5 << 20)),
+    "r_string": peft_config(r="8"), "r_float": peft_config(r=8.5), "r_negative": peft_config(r=-1),
+    "r_zero": peft_config(r=0), "r_huge": peft_config(r=1 << 40), "r_bool": peft_config(r=True),
+    "alpha_string": peft_config(lora_alpha="x"), "alpha_list": peft_config(lora_alpha=[1]),
+    "alpha_bool": peft_config(lora_alpha=True), "dropout_string": peft_config(lora_dropout="x"),
+    "targets_catastrophic": peft_config(target_modules=CATASTROPHIC),
+    "targets_nothing": peft_config(target_modules="nothing"), "targets_empty": peft_config(target_modules=[]),
+    "targets_number": peft_config(target_modules=5), "targets_bad_regex": peft_config(target_modules="(("),
+    "targets_huge_regex": peft_config(target_modules="a" * 100_000),
+    "rank_pattern_catastrophic": peft_config(rank_pattern={CATASTROPHIC: 4}),
+    "rank_pattern_value": peft_config(rank_pattern={"query": "4"}),
+    "alpha_pattern_value": peft_config(alpha_pattern={"query": [4]}),
+    "peft_type_unknown": peft_config(peft_type="NOT_A_METHOD"), "peft_type_number": peft_config(peft_type=5),
+    "peft_type_null": peft_config(peft_type=None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIGS))
+def test_a_hostile_adapter_config_is_a_typed_refusal(hub, tmp_path, case):
+    server, _ = hub
+    ref = put_variant(server, {PLAIN: CONFIGS[case]})
+    started = time.monotonic()
+    error = refused(server, tmp_path / "cache", ref=ref, fetched=case != "huge")
+    assert time.monotonic() - started < 10, "a hostile config must not take long to refuse"
+    expected = {"deep": JSONFormatError, "nan": JSONFormatError, "infinity": JSONFormatError, "huge": SizeLimitError}
+    assert isinstance(error, expected.get(case, SchemaError)), error
+    assert PLAIN in str(error) or "/" in str(error)
