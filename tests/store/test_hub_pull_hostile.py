@@ -14,14 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.hub_repos import BASE_DIR, BASE_ID, PEFT_DIR, files_of
+from support.hub_repos import BASE_DIR, BASE_ID, LIBRARY_DIR, PEFT_DIR, files_of
 from support.server_fixtures import ADMIN, point_client_at
-from support.store_support import leftovers, put_repo
+from support.store_support import leftovers, put_repo, safetensors_bytes
 
 from adapterhub.errors import (
     AdapterHubError,
     IntegrityError,
     JSONFormatError,
+    NotFoundError,
     SchemaError,
     SizeLimitError,
     UnsafePathError,
@@ -184,3 +185,44 @@ def test_a_hostile_adapter_config_is_a_typed_refusal(hub, tmp_path, case):
     expected = {"deep": JSONFormatError, "nan": JSONFormatError, "infinity": JSONFormatError, "huge": SizeLimitError}
     assert isinstance(error, expected.get(case, SchemaError)), error
     assert PLAIN in str(error) or "/" in str(error)
+
+
+def library_config(config: dict | None = None, **meta: object) -> bytes:
+    doc = json.loads((LIBRARY_DIR / PLAIN).read_bytes())
+    doc["config"].update(config or {})
+    doc.update(meta)
+    return json.dumps(doc).encode()
+
+
+HEAD = {"config": {"head_type": "classification", "num_labels": 2, "layers": 1}, "name": "ref"}
+LIBRARY_CONFIGS = {
+    "scaling_string": {PLAIN: library_config({"scaling": "x"})},
+    "scaling_bool": {PLAIN: library_config({"scaling": True})},
+    "leave_out_strings": {PLAIN: library_config({"leave_out": ["a", 1]})},
+    "leave_out_number": {PLAIN: library_config({"leave_out": 5})},
+    "reduction_string": {PLAIN: library_config({"reduction_factor": "x"})},
+    "lora_r_string": {PLAIN: library_config({"architecture": "lora", "r": "8", "selfattn_lora": True,
+                                             "attn_matrices": ["q"]})},
+    "lora_r_huge": {PLAIN: library_config({"architecture": "lora", "r": 1 << 40, "attn_matrices": ["q"]})},
+    "lora_alpha_list": {PLAIN: library_config({"architecture": "lora", "alpha": [1], "attn_matrices": ["q"]})},
+    "prefix_length_huge": {PLAIN: library_config({"architecture": "prefix_tuning", "prefix_length": 1 << 40})},
+    "prefix_dropout_string": {PLAIN: library_config({"architecture": "prefix_tuning", "dropout": "x"})},
+    "prefix_leave_out_strings": {PLAIN: library_config({"architecture": "prefix_tuning", "leave_out": ["x"]})},
+    "architecture_unknown": {PLAIN: library_config({"architecture": "mystery"})},
+    "config_not_an_object": {PLAIN: json.dumps({**json.loads(library_config()), "config": [1]}).encode()},
+    "head_array": {"head_config.json": b"[1]", "head.safetensors": safetensors_bytes(4)},
+    "head_config_number": {"head_config.json": b'{"config": 5}', "head.safetensors": safetensors_bytes(4)},
+    "head_type_list": {"head_config.json": json.dumps({"config": {"head_type": ["x"]}}).encode(),
+                       "head.safetensors": safetensors_bytes(4)},
+    "head_without_weights": {"head_config.json": json.dumps(HEAD).encode()},
+}
+
+
+@pytest.mark.parametrize("case", sorted(LIBRARY_CONFIGS))
+def test_a_hostile_adapters_library_config_is_a_typed_refusal(hub, tmp_path, case):
+    server, _ = hub
+    files = {**files_of(LIBRARY_DIR), **LIBRARY_CONFIGS[case]}
+    repo_id = f"org/lib-{case.replace('_', '-')}"
+    put_repo(server, repo_id, files)
+    error = refused(server, tmp_path / "cache", ref=f"hf:{repo_id}")
+    assert isinstance(error, SchemaError | NotFoundError), error
