@@ -59,7 +59,8 @@ class FaultKind(enum.Enum):
     """In tree / paths-info listings (method ``LIST``): list what ``rewrite(item)`` returns instead of the
     file's item (a list: none, the item changed, or several), as a hostile server would."""
     REDIRECT = "redirect"
-    """Answer a resolve request (HEAD or GET) with ``status`` (a 3xx) and ``Location: location``."""
+    """Answer a resolve request (HEAD or GET) with ``status`` (a 3xx) to ``location``, keeping the file's headers
+    (``X-Repo-Commit``, ``X-Linked-Size``, ``X-Linked-Etag``) as the Hub's redirect to its CDN does."""
 
 
 @dataclass
@@ -98,8 +99,12 @@ class Fault:
             return error_response(HubApiError(f"injected fault: status {self.status}", status=self.status))
         if kind is FaultKind.IGNORE_RANGE:
             return normal(file, None)
-        if kind is FaultKind.REDIRECT:
-            return Response(self.status, [("Location", self.location), ("Content-Length", "0")], [])
+        if kind is FaultKind.REDIRECT:  # with the file's headers (commit, linked size/etag), as the Hub's CDN redirect
+            response = normal(file, None)
+            response.status, response.body = self.status, []
+            response.set_header("Location", self.location)
+            response.set_header("Content-Length", "0")
+            return response
         if kind is FaultKind.WRONG_CONTENT_RANGE:
             return normal(file, _shifted(byte_range, file.entry.size, self.shift))
         response = normal(file, byte_range)

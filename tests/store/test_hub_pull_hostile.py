@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.hub_repos import BASE_DIR, BASE_ID, LIBRARY_DIR, PEFT_DIR, files_of
-from support.server_fixtures import ADMIN, point_client_at
+from support.base_fetch_support import no_local_bases
+from support.http_faults import Reply
+from support.server_fixtures import ADMIN, ADMIN_TOKEN, point_client_at
 from support.store_support import leftovers, put_repo, safetensors_bytes
 
 from adapterhub.errors import (
@@ -25,10 +28,13 @@ from adapterhub.errors import (
     NotFoundError,
     SchemaError,
     SizeLimitError,
+    UnsafeFileError,
     UnsafePathError,
 )
 from adapterhub.server import FaultPlan, HubServer
+from adapterhub.server.names import parse_repo_ref
 from adapterhub.store import pull
+from adapterhub.store.base_fetch import fetch_base
 from adapterhub.store.hub_repo import MAX_REPO_FILES
 
 PLAIN = "adapter_config.json"
@@ -226,3 +232,132 @@ def test_a_hostile_adapters_library_config_is_a_typed_refusal(hub, tmp_path, cas
     put_repo(server, repo_id, files)
     error = refused(server, tmp_path / "cache", ref=f"hf:{repo_id}")
     assert isinstance(error, SchemaError | NotFoundError), error
+
+
+def lying_safetensors(header: object, data: bytes = b"\0" * 64, *, length: int | None = None) -> bytes:
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw) if length is None else length) + raw + data
+
+
+def tensor(dtype: str = "F32", shape: list | None = None, offsets: list | None = None) -> dict:
+    return {"dtype": dtype, "shape": [16] if shape is None else shape, "data_offsets": offsets or [0, 64]}
+
+
+WEIGHTS = {
+    "overlapping": {"a": tensor(offsets=[0, 64]), "b": tensor(offsets=[32, 96])},
+    "out_of_range": {"a": tensor(offsets=[0, 1 << 40], shape=[1 << 38])},
+    "reversed": {"a": tensor(offsets=[64, 0])},
+    "unknown_dtype": {"a": tensor(dtype="F13")},
+    "shape_overflow": {"a": tensor(shape=[1 << 62, 1 << 62, 4])},
+    "negative_shape": {"a": tensor(shape=[-16])},
+    "shape_mismatch": {"a": tensor(shape=[17])},
+    "header_length_huge": ("huge", 1 << 62),
+    "header_length_past_end": ("past", 1 << 20),
+    "header_not_json": ("notjson", None),
+    "header_not_object": ("array", None),
+    "gap": {"a": tensor(offsets=[0, 32], shape=[8]), "b": tensor(offsets=[48, 64], shape=[4])},
+}
+
+
+@pytest.mark.parametrize("case", sorted(WEIGHTS))
+def test_a_weights_file_whose_header_lies_is_refused(hub, tmp_path, case):
+    server, _ = hub
+    spec = WEIGHTS[case]
+    if isinstance(spec, tuple):
+        kind, length = spec
+        header = {"notjson": b"{not json", "array": b"[1, 2]"}.get(kind, {"a": tensor()})
+        body = lying_safetensors(header, length=length)
+    else:
+        body = lying_safetensors(spec)
+    ref = put_variant(server, {LFS: body})
+    error = refused(server, tmp_path / "cache", ref=ref)
+    assert isinstance(error, UnsafeFileError | IntegrityError), error
+    assert LFS in str(error)
+
+
+# --- redirects and tokens ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def private_repo(hub) -> str:
+    server, _ = hub
+    if not server.storage.repo_exists(parse_repo_ref("model", "org", "secret")):
+        server.storage.create_repo(parse_repo_ref("model", "org", "secret"), private=True)
+        put_repo(server, "org/secret", files_of(PEFT_DIR))
+    return "hf:org/secret"
+
+
+@pytest.mark.parametrize("methods", [("HEAD", "GET"), ("GET",)])
+@pytest.mark.parametrize("target", [LFS, PLAIN])
+@pytest.mark.parametrize("elsewhere", ["other-port", "other-host"])
+def test_a_redirect_to_another_origin_gets_no_token(hub, tmp_path, scripted, private_repo, methods, target, elsewhere):
+    """The Hub redirects LFS downloads to a CDN; the user's token goes to the endpoint only, wherever the
+    redirect points (another port is another origin; so is another name for the same machine)."""
+    server, plan = hub
+    body = (PEFT_DIR / target).read_bytes()
+    scripted.route("/cdn/file", Reply(body=body))
+    location = scripted.url("/cdn/file")
+    if elsewhere == "other-host":
+        location = location.replace("127.0.0.1", "localhost")
+    plan.redirect(location, methods=methods, path=target)
+    pulled = pull(private_repo, endpoint=server.endpoint, token=ADMIN_TOKEN)
+    assert pulled.files[target].read_bytes() == body  # the bytes still had to match the Hub's hash
+    seen = scripted.seen("/cdn/file")
+    assert seen and all(h.get("authorization") is None for h in seen), seen
+
+
+def test_redirected_bytes_that_do_not_match_are_refused(hub, tmp_path, scripted, private_repo):
+    server, plan = hub
+    scripted.route("/cdn/file", Reply(body=b"\0" * (PEFT_DIR / LFS).stat().st_size))
+    plan.redirect(scripted.url("/cdn/file"), path=LFS)
+    with pytest.raises(IntegrityError):
+        pull(private_repo, endpoint=server.endpoint, token=ADMIN_TOKEN)
+    assert all(h.get("authorization") is None for h in scripted.seen())
+
+
+# --- base fetching (pull --with-base, run) --------------------------------------------------------------
+
+BASE_REPO = "org/hostile-base"
+BASE_FILES = {"config.json": (BASE_DIR / "config.json").read_bytes() if BASE_DIR.is_dir() else b"{}",
+              "model.safetensors": safetensors_bytes(2048)}
+
+
+@pytest.fixture
+def base_repo(hub, monkeypatch, tmp_path) -> Path:
+    """A private base on the hostile server, the user's ``HF_ENDPOINT``; returns the empty HF cache."""
+    server, _ = hub
+    if not server.storage.repo_exists(parse_repo_ref("model", *BASE_REPO.split("/"))):
+        server.storage.create_repo(parse_repo_ref("model", *BASE_REPO.split("/")), private=True)
+        put_repo(server, BASE_REPO, BASE_FILES)
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    return no_local_bases(monkeypatch, tmp_path, BASE_REPO)
+
+
+def snapshot_files(hf_cache: Path) -> list[str]:
+    return sorted(p.name for p in hf_cache.rglob("snapshots/*/*")) if hf_cache.is_dir() else []
+
+
+@pytest.mark.parametrize("rewrite", [renamed("../model.safetensors"), renamed("/model.safetensors"),
+                                     lambda item: [item, item], lambda item: [{**item, "size": True}]],
+                         ids=["dotdot", "absolute", "twice", "bool-size"])
+def test_a_hostile_base_listing_is_refused_before_any_download(hub, base_repo, rewrite):
+    server, plan = hub
+    plan.rewrite_listing(rewrite, path="model.safetensors", repo_id=BASE_REPO)
+    with pytest.raises((UnsafePathError, IntegrityError)):
+        fetch_base(BASE_REPO, endpoint=server.endpoint, token=ADMIN_TOKEN)
+    assert snapshot_files(base_repo) == []
+
+
+@pytest.mark.parametrize("elsewhere", ["other-port", "other-host"])
+def test_a_base_download_redirected_to_another_origin_gets_no_token(hub, base_repo, scripted, elsewhere):
+    """``hf_hub_download`` follows the Hub's redirect itself: the client must drop the token on the way."""
+    server, plan = hub
+    scripted.route("/cdn/model", Reply(body=BASE_FILES["model.safetensors"]))
+    location = scripted.url("/cdn/model")
+    plan.redirect(location if elsewhere == "other-port" else location.replace("127.0.0.1", "localhost"),
+                  path="model.safetensors", repo_id=BASE_REPO)
+    fetched = fetch_base(BASE_REPO, endpoint=server.endpoint, token=ADMIN_TOKEN)
+    assert (fetched.location.path / "model.safetensors").read_bytes() == BASE_FILES["model.safetensors"]
+    seen = scripted.seen("/cdn/model")
+    assert seen and all(h.get("authorization") is None for h in seen), seen
