@@ -36,7 +36,7 @@ from ..manifest import FileEntry, Manifest, manifest_to_dict, parse_manifest
 from ..manifest.derive import HubOrigin, base_reference, derive_manifest
 from ..names import HubReference
 from ..transport import FetchOptions, TokenScope
-from .convert import pickle_to_safetensors
+from .convert import CONVERT_HINT, pickle_to_safetensors
 from .http import HttpFetcher
 from .hub_repo import (
     HubFile,
@@ -63,6 +63,8 @@ PICKLE_WEIGHTS = {"adapter_model.bin": "adapter_model.safetensors", "pytorch_ada
 are converted at pull time, after their bytes matched the Hub's hash, by the weights-only loader
 (:mod:`.convert`); the view holds only the safetensors file, so nothing is unpickled at runtime."""
 CONVERTED_KEY = "x-adapterhub-converted"
+MAX_PICKLE = 4 << 30
+"""Largest pickle weights file converted at pull time (read whole into memory by the weights-only loader)."""
 
 
 @dataclass(frozen=True)
@@ -241,7 +243,7 @@ def _derive(ref: HubReference, repo: HubRepo, snapshot: RepoSnapshot, layout: Ca
         configs: dict[str, Any] = {}
         converted: dict[str, dict[str, str]] = {}
         names = {_relative(f.path, ref.subfolder) for f in files}
-        _check_config_sizes(files, ref.subfolder, where)
+        _check_sizes(files, ref.subfolder, where)
         for file in files:
             rel = _relative(file.path, ref.subfolder)
             wanted = rel in CONFIG_FILES
@@ -271,14 +273,18 @@ def _derive(ref: HubReference, repo: HubRepo, snapshot: RepoSnapshot, layout: Ca
         fetcher.close()
 
 
-def _check_config_sizes(files: list[HubFile], subfolder: str | None, where: str) -> None:
-    """:class:`SizeLimitError` before anything is fetched when a config the derivation reads is larger than
-    :data:`MAX_CONFIG` (a config is a few kB; a bigger one is hostile, and skipping it would misdescribe the repo)."""
+def _check_sizes(files: list[HubFile], subfolder: str | None, where: str) -> None:
+    """:class:`SizeLimitError` before anything is fetched when a file this pull reads into memory is too large:
+    a config over :data:`MAX_CONFIG` (a few kB normally; skipping it would misdescribe the repo), a pickle to
+    convert over :data:`MAX_PICKLE`."""
     for file in files:
         rel = _relative(file.path, subfolder)
         if rel in CONFIG_FILES and file.size > MAX_CONFIG:
             raise SizeLimitError(f"{where}: {rel} is {file.size} bytes, larger than the {MAX_CONFIG} bytes a config "
                                  "file may be; refusing to read it", hint="the repo is broken or hostile; nothing was stored")
+        if rel in PICKLE_WEIGHTS and file.size > MAX_PICKLE:
+            raise SizeLimitError(f"{where}: {rel} is {file.size} bytes; pickle weights over {MAX_PICKLE} bytes are not "
+                                 "converted (the conversion holds them in memory)", hint=CONVERT_HINT)
 
 
 def _base_config(configs: dict[str, Any], origin: HubOrigin, endpoint: str | None, token: str | bool | None,

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.hub_repos import BASE_DIR, BASE_ID, LIBRARY_DIR, PEFT_DIR, files_of
 from support.base_fetch_support import no_local_bases
 from support.http_faults import Reply
+from support.hub_repos import BASE_DIR, BASE_ID, LIBRARY_DIR, PEFT_DIR, files_of
 from support.server_fixtures import ADMIN, ADMIN_TOKEN, point_client_at
 from support.store_support import leftovers, put_repo, safetensors_bytes
 
@@ -35,6 +35,7 @@ from adapterhub.server import FaultPlan, HubServer
 from adapterhub.server.names import parse_repo_ref
 from adapterhub.store import pull
 from adapterhub.store.base_fetch import fetch_base
+from adapterhub.store.hub_pull import MAX_PICKLE
 from adapterhub.store.hub_repo import MAX_REPO_FILES
 
 PLAIN = "adapter_config.json"
@@ -361,3 +362,48 @@ def test_a_base_download_redirected_to_another_origin_gets_no_token(hub, base_re
     assert (fetched.location.path / "model.safetensors").read_bytes() == BASE_FILES["model.safetensors"]
     seen = scripted.seen("/cdn/model")
     assert seen and all(h.get("authorization") is None for h in seen), seen
+
+
+# --- the CLI: exit code 1, one clear line, nothing in the cache --------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["listing", "regex", "weights", "config-size"])
+def test_the_cli_refuses_with_exit_code_1(hub, tmp_path, monkeypatch, capsys, case):
+    from adapterhub.cli import main
+
+    server, plan = hub
+    ref, needle = "hf:org/peft", ""
+    if case == "listing":
+        plan.rewrite_listing(renamed("../escape.json"), path=PLAIN)
+        needle = "../escape.json"
+    elif case == "regex":
+        ref, needle = put_variant(server, {PLAIN: CONFIGS["targets_catastrophic"]}), "catastrophic backtracking"
+    elif case == "weights":
+        ref, needle = put_variant(server, {LFS: lying_safetensors(WEIGHTS["overlapping"])}), LFS
+    else:
+        ref, needle = put_variant(server, {PLAIN: CONFIGS["huge"]}), "larger than"
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    code = main(["pull", ref])
+    err = capsys.readouterr().err
+    assert code == 1 and needle in err and "Traceback" not in err, err
+    cache = tmp_path / "cache"
+    assert not list((cache / "adapters").glob("*/*")) if (cache / "adapters").is_dir() else True
+    assert leftovers(cache) == []
+
+
+@pytest.mark.parametrize("name", [".adapterhub-view.json", "nested/.adapterhub-view.json"])
+def test_a_repo_file_named_like_the_caches_own_record_is_refused(hub, tmp_path, name):
+    server, _ = hub
+    ref = put_variant(server, {name: b'{"format": 1, "name": "someone-else", "version": "9.9.9", "files": {}}'})
+    refused(server, tmp_path / "cache", UnsafePathError, ref=ref, match="cache's own", fetched=False)
+
+
+def test_pickle_weights_too_large_to_convert_are_refused_before_download(hub, tmp_path):
+    """A pickle is converted in memory, so its size is bounded before a byte of it is fetched."""
+    server, plan = hub
+    put_repo(server, "org/big-pickle", {PLAIN: (PEFT_DIR / PLAIN).read_bytes(), "adapter_model.bin": b"x" * 64})
+    plan.rewrite_listing(lambda item: [{**item, "size": MAX_PICKLE + 1,
+                                        **({"lfs": {**item["lfs"], "size": MAX_PICKLE + 1}} if "lfs" in item else {})}],
+                         path="adapter_model.bin")
+    refused(server, tmp_path / "cache", SizeLimitError, ref="hf:org/big-pickle", match="convert it yourself",
+            fetched=False)
