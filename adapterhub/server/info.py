@@ -120,6 +120,9 @@ def repo_info_payload(ctx: RequestContext, repo: RepoRef, meta: Mapping[str, obj
         payload["cardData"] = card
     if repo.repo_type == "model":
         payload["modelId"] = repo.repo_id
+    fault = ctx.config.fault_plan.take("INFO", repo.repo_id, "") if ctx.config.fault_plan is not None else None
+    if fault is not None and fault.kind is FaultKind.REWRITE_LISTING and fault.rewrite is not None:
+        payload = fault.rewrite(payload)[0]
     return payload
 
 

@@ -23,6 +23,7 @@ from support.store_support import leftovers, put_repo, safetensors_bytes
 
 from adapterhub.errors import (
     AdapterHubError,
+    DownloadError,
     IntegrityError,
     JSONFormatError,
     NotFoundError,
@@ -407,3 +408,23 @@ def test_pickle_weights_too_large_to_convert_are_refused_before_download(hub, tm
                          path="adapter_model.bin")
     refused(server, tmp_path / "cache", SizeLimitError, ref="hf:org/big-pickle", match="convert it yourself",
             fetched=False)
+
+
+# --- revisions in responses ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sha", ["main", "abc123", "A" * 40, "0" * 39 + "g", None, 5, "0" * 40])
+def test_a_resolved_revision_that_is_not_the_40_hex_commit_is_refused(hub, tmp_path, sha):
+    server, plan = hub
+    plan.rewrite_info(lambda payload: [{**payload, "sha": sha}], repo_id="org/peft")
+    pinned = server.storage.resolve(parse_repo_ref("model", "org", "peft"), "main").oid
+    ref = "hf:org/peft" if sha != "0" * 40 else f"hf:org/peft@{pinned}"  # a pinned commit answered for another
+    refused(server, tmp_path / "cache", DownloadError if sha != "0" * 40 else IntegrityError, ref=ref,
+            fetched=False)
+
+
+@pytest.mark.parametrize("commit", ["main", "0" * 40, ""])
+def test_a_file_served_for_another_commit_is_refused(hub, tmp_path, commit):
+    server, plan = hub
+    plan.rewrite_headers({"X-Repo-Commit": commit}, path=PLAIN)
+    refused(server, tmp_path / "cache", IntegrityError, match="not the pinned")
