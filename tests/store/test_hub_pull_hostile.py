@@ -90,10 +90,11 @@ def renamed(name: str):
     return lambda item: [{**item, "path": name}]
 
 
-@pytest.mark.parametrize("target", [PLAIN, LFS])
-@pytest.mark.parametrize("name", ["../escape.json", "/etc/passwd", "a\\b.json", "x\x00y", "a/../../b",
-                                  "./adapter_config.json", "dir//x", "", "n" * 300, "C:evil", "con",
-                                  ".adapterhub-view.json", "sub/.adapterhub-view.json"])
+@pytest.mark.parametrize(("name", "target"), [
+    *((name, PLAIN) for name in ["../escape.json", "/etc/passwd", "a\\b.json", "x\x00y", "a/../../b",
+                                 "./adapter_config.json", "dir//x", "", "n" * 300, "C:evil", "con",
+                                 ".adapterhub-view.json", "sub/.adapterhub-view.json"]),
+    ("../escape.safetensors", LFS), ("x\x00y", LFS), (".adapterhub-view.json", LFS)])
 def test_hostile_paths_in_the_listing_are_refused_before_any_fetch(hub, tmp_path, target, name):
     server, plan = hub
     plan.rewrite_listing(renamed(name), path=target)
