@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
-import shutil
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +33,7 @@ def create_temp_file(directory: str | Path, prefix: str = ".tmp-", suffix: str =
     """
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     for _ in range(_TEMP_ATTEMPTS):
-        path = Path(directory) / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        path = Path(directory) / f"{prefix}{os.urandom(6).hex()}{suffix}"
         try:
             return os.open(path, flags, 0o666), path
         except FileExistsError:
@@ -46,7 +44,7 @@ def create_temp_file(directory: str | Path, prefix: str = ".tmp-", suffix: str =
 def create_temp_dir(directory: str | Path, prefix: str = ".tmp-") -> Path:
     """A new, uniquely named directory in ``directory`` with mode 0777 minus the umask."""
     for _ in range(_TEMP_ATTEMPTS):
-        path = Path(directory) / f"{prefix}{secrets.token_hex(6)}"
+        path = Path(directory) / f"{prefix}{os.urandom(6).hex()}"
         try:
             path.mkdir(0o777)
             return path
@@ -121,6 +119,8 @@ def staged_directory(target: str | Path, *, owned: tuple[str, ...] = (), last: t
     produce (a stale head from an earlier save) and those in ``remove`` are deleted. Other files in
     ``target`` are left alone.
     """
+    import shutil  # here: a warm pull never removes or copies trees (start-up cost)
+
     target = Path(target)
     if target.exists() and not target.is_dir():
         raise ConflictError(f"{target} exists and is not a directory", hint="choose another output directory")
@@ -146,6 +146,8 @@ def _missing_ancestor(path: Path) -> Path | None:
 
 
 def _commit(stage: Path, target: Path, owned: tuple[str, ...], last: tuple[str, ...], remove: tuple[str, ...]) -> None:
+    import shutil  # here: a warm pull never removes or copies trees (start-up cost)
+
     if target.is_dir() and not any(target.iterdir()):
         target.rmdir()
     if not target.exists():

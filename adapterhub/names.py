@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
+
+if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
 
 from .errors import InvalidNameError, InvalidVersionError
 
@@ -67,6 +71,11 @@ def parse_version(text: str) -> Version:
 
 def parse_specifier(text: str) -> SpecifierSet:
     """Parse a PEP 440 specifier set (``>=1,<2``); empty means any version."""
+    from packaging.specifiers import (  # here: a bare name needs no specifier parser
+        InvalidSpecifier,
+        SpecifierSet,
+    )
+
     try:
         return SpecifierSet(text)
     except InvalidSpecifier:
@@ -75,14 +84,23 @@ def parse_specifier(text: str) -> SpecifierSet:
 
 @dataclass(frozen=True)
 class Requirement:
-    """A parsed ``name[spec]``: the normalised name and the version constraint."""
+    """A parsed ``name[spec]``: the normalised name and the version constraint.
+
+    ``spec`` is the constraint in its normal text form (``str(SpecifierSet)``, ``""`` for any version), so
+    two requirements that mean the same are equal; :attr:`specifier` parses it on first use (a bare name,
+    the common case, never loads the specifier parser: CLI start-up cost).
+    """
 
     name: str
-    specifier: SpecifierSet
+    spec: str = ""
     exact: Version | None = None
 
+    @cached_property
+    def specifier(self) -> SpecifierSet:
+        return parse_specifier(self.spec)
+
     def __str__(self) -> str:
-        return f"{self.name}{self.specifier}" if str(self.specifier) else self.name
+        return f"{self.name}{self.spec}"
 
     def allows(self, version: str | Version) -> bool:
         """Whether ``version`` meets this requirement: the one pin check of resolver, lock and cache.
@@ -92,6 +110,8 @@ class Requirement:
         :class:`InvalidVersionError`.
         """
         parsed = version if isinstance(version, Version) else parse_version(version)
+        if not self.spec:
+            return True
         return self.specifier.contains(parsed, prereleases=True)
 
 
@@ -166,6 +186,11 @@ COMMIT_PATTERN = re.compile(r"[0-9a-f]{40}")
 """A full git commit id: what a published Hub reference must name (a branch or tag moves)."""
 
 
+def commit_of(revision: str | None) -> str | None:
+    """``revision`` when it already is a 40-hex commit (a pull that names one needs no resolve call)."""
+    return revision if revision and COMMIT_PATTERN.fullmatch(revision) else None
+
+
 def pinned_hub_reference(text: str) -> HubReference:
     """Parse a Hub reference that must name a 40-hex commit (a manifest's ``hub`` dependency).
 
@@ -213,11 +238,13 @@ def parse_requirement(text: str) -> Requirement:
     validate_name(name)
     if match["at"]:
         version = parse_version(match["at"])
-        return Requirement(name, SpecifierSet(f"=={version}"), exact=version)
+        return Requirement(name, f"=={version}", exact=version)
     spec_text = (match["spec"] or "").strip()
+    if not spec_text:
+        return Requirement(name)
     spec = parse_specifier(spec_text)
     exact = None
     items = list(spec)
     if len(items) == 1 and items[0].operator in ("==", "===") and "*" not in items[0].version:
         exact = parse_version(items[0].version)
-    return Requirement(name, spec, exact=exact)
+    return Requirement(name, str(spec), exact=exact)

@@ -14,13 +14,7 @@ import click
 
 from .._version import __version__
 from ..errors import AdapterHubError
-from .app import cli
-
-# Command modules register themselves on import; each imports only what its commands need.
-from . import registry_cmds  # noqa: E402,F401  isort: skip
-from . import store_cmds  # noqa: E402,F401  isort: skip
-from . import publish_cmds  # noqa: E402,F401  isort: skip
-from . import run_cmd  # noqa: E402,F401  isort: skip
+from .app import cli  # command modules are imported when their command is looked up (app.LazyGroup)
 
 __all__ = ["cli", "main"]
 

@@ -76,7 +76,7 @@ def _hub_info(requirement: str, as_json: bool) -> None:
     from ..manifest import manifest_digest, manifest_to_dict
     from ..names import parse_hub_reference
     from ..store import pull
-    from ..store.hub_pull import cached_hub_manifest
+    from ..store.hub_records import cached_hub_manifest
 
     ref = parse_hub_reference(requirement)
     m = cached_hub_manifest(ref) or pull(requirement, dependencies=False).manifest
@@ -458,20 +458,22 @@ def lock(requirements: tuple[str, ...], base_model: str | None, output: Path | N
     from ..registry import open_index, resolve_closure
     from ..registry.lockfile import build_lock, hub_locked
 
+    index = open_index(index_location)
     hub, hub_deps = [], []
     for req in (r for r in requirements if is_hub_reference(r)):
         from ..store import pull
+        from ..store.locked import dependency_locks
+        from ..store.registry_deps import IndexForPull
 
-        pulled = pull(req)
+        pulled = pull(req, index=index)  # a composition's registry dependencies resolve in this index
         hub.append((req, hub_locked(pulled.manifest, pulled.reference or req)))
-        hub_deps += [hub_locked(d.manifest, d.reference, (pulled.name,)) for d in pulled.dependencies if d.reference]
+        hub_deps += dependency_locks(pulled.dependencies, IndexForPull(index, False), (pulled.name,))
     names = [r for r in requirements if not is_hub_reference(r)]
-    index = open_index(index_location)
     closure = resolve_closure(index, list(names), base_model=base_model) if names else []
     if any(d.hub for r in closure for d in r.manifest.dependencies or ()):
         from ..store.locked import hub_dependency_locks
 
-        hub_deps += hub_dependency_locks(closure)
+        hub_deps += hub_dependency_locks(closure, index=index)
     text = build_lock(index, names, base_model=base_model, hub=hub, hub_dependencies=hub_deps).dumps()
     if output is None:
         click.echo(text, nl=False)

@@ -40,7 +40,7 @@ def _cached_name(name: str | None) -> str | None:
     if name is None or not is_hub_reference(name):
         return name
     from ..errors import NotFoundError
-    from ..store.hub_pull import cached_hub_manifest
+    from ..store.hub_records import cached_hub_manifest
 
     found = cached_hub_manifest(parse_hub_reference(name))
     if found is None:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..blocks import Block, from_json, validate
+if TYPE_CHECKING:
+    from ..blocks import Block
 
 
 def _frozen(value: Any) -> Any:
@@ -79,6 +80,8 @@ class CompositionConfig:
 
     def block(self) -> Block:
         """The :mod:`adapterhub.blocks` tree (raises ``CompositionError`` if malformed)."""
+        from ..blocks import from_json, validate  # deferred: a manifest that is no composition skips them
+
         block = from_json(self.composition)
         validate(block)
         return block

@@ -12,17 +12,17 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from ..blocks import from_json, used_names, validate
 from ..errors import (
     CompositionError,
     InvalidNameError,
+    InvalidVersionError,
     SchemaError,
     SchemaProblem,
     UnsupportedSchemaVersionError,
 )
 from ..fileio import atomic_write_text
 from ..jsonio import dumps_canonical, dumps_pretty, load_strict, loads_strict
-from ..names import normalize_name, pinned_hub_reference
+from ..names import normalize_name, parse_specifier, parse_version, pinned_hub_reference
 from ..paths import case_collisions, path_problem
 from ..schema import MANIFEST_SCHEMA, load_schema, validate_document
 from .convert import manifest_from_json, to_json
@@ -88,15 +88,12 @@ def _hub_dependency_problems(dep: dict[str, Any], i: int, minor: int) -> list[Sc
 
 
 def _semantic_problems(data: dict[str, Any], minor: int = KNOWN_MINOR) -> list[SchemaProblem]:
-    from packaging.specifiers import InvalidSpecifier, SpecifierSet
-    from packaging.version import InvalidVersion, Version
-
     problems: list[SchemaProblem] = []
     version = data.get("version")
     if isinstance(version, str):
         try:
-            Version(version)
-        except InvalidVersion:
+            parse_version(version)
+        except InvalidVersionError:
             problems.append(SchemaProblem("/version", f"{version!r} is not a PEP 440 version (e.g. 1.0.0)"))
     name = data.get("name")
     if isinstance(name, str) and normalize_name(name) != name:
@@ -137,8 +134,8 @@ def _semantic_problems(data: dict[str, Any], minor: int = KNOWN_MINOR) -> list[S
             spec = dep.get("spec")
             if isinstance(spec, str):
                 try:
-                    SpecifierSet(spec)
-                except InvalidSpecifier:
+                    parse_specifier(spec)
+                except InvalidVersionError:
                     problems.append(SchemaProblem(f"/dependencies/{i}/spec", f"{spec!r} is not a PEP 440 specifier"))
         for dup in sorted({n for n in dep_names if dep_names.count(n) > 1}):
             problems.append(SchemaProblem("/dependencies", f"{dup!r} is listed twice"))
@@ -191,6 +188,8 @@ def layer_index_problems(config: dict[str, Any], num_hidden_layers: int,
 
 def _composition_problems(data: dict[str, Any], config: dict[str, Any], dep_names: list[str]) -> list[SchemaProblem]:
     """A composition manifest: a well-formed block over its dependencies, and no weights of its own."""
+    from ..blocks import from_json, used_names, validate  # deferred: only compositions need the block types
+
     problems: list[SchemaProblem] = []
     where = "/adapter/config/composition"
     try:

@@ -2,8 +2,8 @@
 
 Public names load their module on first use (:mod:`adapterhub.lazy`): resolving a name for a warm
 ``adapterhub pull`` needs the index reader and the resolver, not the checker or the writer (filelock),
-and any ``adapterhub.registry.X`` import runs this file first. ``search`` is named like its module, so it
-is imported eagerly.
+and any ``adapterhub.registry.X`` import runs this file first. (``search`` lives in ``searching``: a
+function named like its module could not load lazily.)
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..lazy import lazy_exports
-from .search import SearchQuery, search
 
 if TYPE_CHECKING:
     from .check import CheckReport, check_index
@@ -19,6 +18,7 @@ if TYPE_CHECKING:
     from .index import Index, open_index
     from .layout import entry_path
     from .resolver import Resolved, YankedVersionWarning, resolve, resolve_closure
+    from .searching import SearchQuery, search
     from .writer import add_release, add_releases, init_index, rebuild_search, set_yanked
 
 _EXPORTS = {
@@ -27,6 +27,7 @@ _EXPORTS = {
     **dict.fromkeys(("Index", "open_index"), ".index"),
     "entry_path": ".layout",
     **dict.fromkeys(("Resolved", "YankedVersionWarning", "resolve", "resolve_closure"), ".resolver"),
+    **dict.fromkeys(("SearchQuery", "search"), ".searching"),
     **dict.fromkeys(("add_release", "add_releases", "init_index", "rebuild_search", "set_yanked"), ".writer"),
 }
 

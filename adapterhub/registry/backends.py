@@ -12,12 +12,14 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import DownloadError, IndexFileSizeError, IndexFormatError, OfflineError, SizeLimitError
 from ..fileio import atomic_write_text
 from ..paths import safe_join
-from ..transport import FetchOptions, Transport
+
+if TYPE_CHECKING:
+    from ..transport import FetchOptions, Transport
 
 MAX_INDEX_FILE_BYTES = 64 * 1024 * 1024
 
@@ -77,6 +79,8 @@ class HttpBackend:
     @property
     def transport(self) -> Transport:
         if self._transport is None:
+            from ..transport import Transport  # deferred: a local index (and a warm pull) needs no HTTP stack
+
             self._transport = Transport(self._options)
         return self._transport
 

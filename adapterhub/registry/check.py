@@ -13,7 +13,7 @@ from .entries import parse_entry_file
 from .index import Index
 from .layout import SEARCH_FILE, entry_path
 from .scoring import SHAPE_FIELDS
-from .search import summary_line
+from .searching import summary_line
 from .writer import iter_entry_files
 
 

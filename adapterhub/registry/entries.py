@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -15,7 +14,6 @@ from ..jsonio import dumps_canonical, iter_json_lines
 from ..manifest import Manifest, manifest_to_dict, parse_manifest
 from ..schema import INDEX_ENTRY_SCHEMA, known_valid, memo_key, remember_valid, validate_document
 
-log = logging.getLogger(__name__)
 ENTRY_FORMAT = 1
 
 
@@ -66,7 +64,10 @@ def parse_entry_line(obj: Any, where: str, *, validate: bool = True, memo: bool 
     v = obj.get("v")
     if v != ENTRY_FORMAT:
         if isinstance(v, int) and v > ENTRY_FORMAT:
-            log.debug("%s: skipping entry format v=%s (this client reads v=%s)", where, v, ENTRY_FORMAT)
+            import logging  # only here: a warm pull does not load the logging package
+
+            logging.getLogger(__name__).debug("%s: skipping entry format v=%s (this client reads v=%s)", where, v,
+                                              ENTRY_FORMAT)
             return None
         raise IndexFormatError(f"{where}: bad entry format version {v!r} (expected {ENTRY_FORMAT})")
     if validate:

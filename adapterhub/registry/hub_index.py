@@ -25,6 +25,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from .. import settings
@@ -37,8 +38,10 @@ from ..errors import (
     OfflineError,
 )
 from ..fileio import atomic_write_text
-from ..transport import FetchOptions, Transport
 from .backends import HttpBackend
+
+if TYPE_CHECKING:
+    from ..transport import FetchOptions, Transport
 
 PREFIX = "hf:"
 DATASETS = "datasets/"
@@ -128,7 +131,7 @@ def _resolve_online(ref: HubIndexRef, endpoint: str, options: FetchOptions | Non
     """The commit ``ref.branch`` names now: a HEAD on ``config.json``'s resolve URL by the stock client."""
     from huggingface_hub import get_hf_file_metadata  # deferred: CLI import cost (huggingface_hub)
 
-    from ..transport import TokenScope  # deferred: CLI import cost (socket, threading)
+    from ..transport import FetchOptions, TokenScope  # deferred: CLI import cost (socket, threading)
 
     url = f"{endpoint}/datasets/{ref.repo_id}/resolve/{quote(ref.branch, safe='')}/config.json"
     scope = TokenScope.configured()

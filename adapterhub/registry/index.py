@@ -6,7 +6,6 @@ never the whole index, so it costs the same at 10 or 100,000 adapters.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,14 +16,11 @@ from ..names import normalize_name, validate_name
 from ..schema import INDEX_CONFIG_SCHEMA, validate_document
 from .backends import HttpBackend, IndexBackend, LocalBackend
 from .entries import IndexEntry, parse_entry_file
-from .hub_index import hub_index_backend, is_hub_location
 from .layout import CONFIG_FILE, SEARCH_FILE, entry_path
-from .trust import authenticate
 
 if TYPE_CHECKING:
     from ..transport import FetchOptions
 
-log = logging.getLogger(__name__)
 SUPPORTED_INDEX_MAJOR = 1
 
 
@@ -106,6 +102,8 @@ def open_index(location: str | Path | None = None, *, offline: bool | None = Non
         location = settings.default_index()
     if location is None:
         return Index(LocalBackend(resources.bundled_index_dir()), validate_entries=validate_entries)
+    from .trust import authenticate  # deferred: the bundled index (a warm pull's) is not authenticated
+
     backend = index_backend(location, offline=offline, cache_dir=cache_dir, options=options)
     return Index(authenticate(backend, backend.location, trust_dir=trust_dir), validate_entries=validate_entries)
 
@@ -117,6 +115,8 @@ def index_backend(location: str | Path, *, offline: bool | None = None, cache_di
     off = settings.offline() if offline is None else offline
     if text.startswith(("http://", "https://")):
         return HttpBackend(text, (cache_dir or settings.cache_dir()) / "index", offline=off, options=options)
+    from .hub_index import hub_index_backend, is_hub_location  # deferred: CLI import cost (bundled index)
+
     if is_hub_location(location):
         return hub_index_backend(text, (cache_dir or settings.cache_dir()) / "index", offline=off, options=options)
     if text.startswith("file://"):

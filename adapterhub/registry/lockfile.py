@@ -119,6 +119,13 @@ def hub_locked(manifest: Manifest, reference: str, required_by: tuple[str, ...] 
                          hub=reference)
 
 
+def release_locked(index: Index, name: str, version: str, required_by: tuple[str, ...] = ()) -> LockedAdapter:
+    """The lock entry of the release ``name version`` of ``index`` (hashes from its entry), pulled in by
+    ``required_by``: a registry dependency of an adapter the caller pulled from a Hub repo."""
+    entry = index.entry(name, version)
+    return LockedAdapter(entry.name, entry.version, entry.manifest_sha256, _files_of(entry), required_by)
+
+
 def build_lock(index: Index, requirements: list[str], *, base_model: str | None = None,
                hub: Sequence[tuple[str, LockedAdapter]] = (),
                hub_dependencies: Sequence[LockedAdapter] = ()) -> Lockfile:
@@ -126,9 +133,11 @@ def build_lock(index: Index, requirements: list[str], *, base_model: str | None 
 
     ``hub``: ``(requirement as given, entry from`` :func:`hub_locked` ``)`` for ``hf:`` requirements, which
     the caller pulled (their manifests are derived from the repos, not resolved in ``index``).
-    ``hub_dependencies``: entries (with ``required_by``) for the Hub adapters the resolved releases depend on
-    (manifest format 1.1), which the caller pulled; they come first, before the releases that need them.
-    A Hub adapter both asked for and depended on is locked once.
+    ``hub_dependencies``: entries (with ``required_by``) for what the caller pulled as dependencies of Hub
+    adapters or of the resolved releases: Hub adapters (manifest format 1.1, :func:`hub_locked`) and releases
+    of ``index`` that Hub compositions name (:func:`release_locked`); they come first, before the releases
+    that need them. An adapter both asked for and depended on is locked once; one name at two versions (or
+    from a repo and the index) is refused.
     """
     resolved = resolve_closure(index, list(requirements), base_model=base_model) if requirements else []
     state = index.trusted_state()
@@ -136,17 +145,25 @@ def build_lock(index: Index, requirements: list[str], *, base_model: str | None 
                      for r in resolved)
     by_ref: dict[str, LockedAdapter] = {}
     for locked in [*hub_dependencies, *(a for _, a in hub)]:
-        by_ref.setdefault(locked.hub or "", locked)
-    taken = {a.name for a in adapters}
-    for locked in by_ref.values():
-        if locked.name in taken:
-            raise IntegrityError(f"{locked.name} would be locked twice ({locked.hub} and the index)",
+        by_ref.setdefault(locked.hub or f"{locked.name}=={locked.version}", locked)
+    taken = {a.name: a for a in adapters}
+    for key, locked in list(by_ref.items()):
+        have = taken.get(locked.name)
+        if have is not None and locked.hub is None and have.hub is None and have.version == locked.version:
+            del by_ref[key]  # a release the index closure locks too: once
+            continue
+        if have is not None:
+            raise IntegrityError(f"{locked.name} would be locked twice ({_origin(locked)} and {_origin(have)})",
                                  hint="lock one of them")
-        taken.add(locked.name)
+        taken[locked.name] = locked
     return Lockfile(tuple(by_ref.values()) + adapters,
                     LockedIndex(index_label(index), index.config.get("name"),
                                 state.to_json() if state is not None else None),
                     tuple(requirements) + tuple(r for r, _ in hub))
+
+
+def _origin(locked: LockedAdapter) -> str:
+    return locked.hub or f"{locked.version} from the index"
 
 
 def parse_lock(data: bytes, where: str) -> Lockfile:
@@ -213,6 +230,25 @@ def _selected(lock: Lockfile, only: list[str]) -> list[LockedAdapter]:
     return [a for a in lock.adapters if a.name in wanted]
 
 
+def check_dependencies_locked(where: str, manifest: Manifest, lock: Lockfile) -> None:
+    """Every dependency of ``manifest`` (the locked ``where``) is itself in the lock: a Hub one by its reference,
+    a registry one by name at a version its spec allows. A lock installs nothing else."""
+    locked_names = {a.name: a for a in lock.adapters}
+    locked_refs = {a.hub for a in lock.adapters if a.hub}
+    for dep in manifest.dependencies or ():
+        if dep.hub is not None:  # a Hub adapter: locked by its reference (the store checks its manifest)
+            if dep.hub not in locked_refs:
+                raise NotFoundError(f"{where} depends on {dep.hub}, which is not in the lock; a lock installs "
+                                    "nothing else", hint="re-lock: `adapterhub lock` includes Hub dependencies")
+            continue
+        have = locked_names.get(normalize_name(dep.name))
+        if have is None:
+            raise NotFoundError(f"{where} depends on {dep.name}, which is not in the lock; a lock installs "
+                                "nothing else", hint="re-lock: `adapterhub lock` includes dependencies")
+        if not dependency_requirement(dep.name, dep.spec).allows(have.version):
+            raise IntegrityError(f"{where} needs {dep.name}{dep.spec or ''}, but the lock has {have.version}")
+
+
 def check_lock(lock: Lockfile, index: Index, *, require_hashes: bool = False, only: list[str] | None = None) -> LockCheck:
     """Match every (selected) locked adapter to its index entry, refusing any difference.
 
@@ -230,8 +266,6 @@ def check_lock(lock: Lockfile, index: Index, *, require_hashes: bool = False, on
                             f"is older than the lock's v{locked_meta['snapshot']}/v{locked_meta['targets']}",
                             hint="the index was rolled back; use a mirror that is up to date")
     selected = _selected(lock, list(only or ()))
-    locked_names = {a.name: a for a in lock.adapters}
-    locked_refs = {a.hub for a in lock.adapters if a.hub}
     for locked in selected:
         where = f"{locked.name} {locked.version}"
         if require_hashes and not locked.hashed:
@@ -249,18 +283,7 @@ def check_lock(lock: Lockfile, index: Index, *, require_hashes: bool = False, on
                                                                                                key=lambda f: f.path):
             raise IntegrityError(f"{where}: the index's files (paths, sizes, sha256) differ from the locked ones",
                                  hint="the release changed after it was locked")
-        for dep in entry.manifest.dependencies or ():
-            if dep.hub is not None:  # a Hub adapter: locked by its reference (the store checks its manifest)
-                if dep.hub not in locked_refs:
-                    raise NotFoundError(f"{where} depends on {dep.hub}, which is not in the lock; a lock installs "
-                                        "nothing else", hint="re-lock: `adapterhub lock` includes Hub dependencies")
-                continue
-            have = locked_names.get(normalize_name(dep.name))
-            if have is None:
-                raise NotFoundError(f"{where} depends on {dep.name}, which is not in the lock; a lock installs "
-                                    "nothing else", hint="re-lock: `adapterhub lock` includes dependencies")
-            if not dependency_requirement(dep.name, dep.spec).allows(have.version):
-                raise IntegrityError(f"{where} needs {dep.name}{dep.spec or ''}, but the lock has {have.version}")
+        check_dependencies_locked(where, entry.manifest, lock)
         if entry.is_yanked:
             warnings.warn(f"{where} is yanked ({entry.yanked}); installing it because the lock pins it",
                           YankedVersionWarning, stacklevel=2)

@@ -35,7 +35,6 @@ from ..manifest import Manifest
 from ..names import Requirement, dependency_requirement, parse_requirement
 from .entries import IndexEntry
 from .index import Index
-from .suggest import did_you_mean
 
 MAX_DEPENDENCY_DEPTH = 64
 """Longest requirer chain (a composition of compositions of ... adapters) the resolver follows."""
@@ -87,7 +86,7 @@ def resolve(index: Index, requirement: str | Requirement, *, base_model: str | N
     entries = index.entries(req.name)
     if not entries:
         raise NotFoundError(f"{who}no adapter named {req.name!r} in the index at {index.location}",
-                            hint=did_you_mean(index, req.name))
+                            hint=_suggestion(index, req.name))
     on_base = [e for e in entries if _base_matches(e, base_model)]
     if not on_base:
         bases = sorted({e.raw_manifest.get("base_model", {}).get("id", "?") for e in entries})
@@ -111,7 +110,7 @@ def resolve(index: Index, requirement: str | Requirement, *, base_model: str | N
                 if required_by else f"pin one exactly, e.g. {req.name}=={matching[-1].version}")
         raise YankedError(f"{who or f'{req}: '}only yanked versions match: {listed}", hint=hint)
     available = ", ".join(e.version + (" [yanked]" if e.is_yanked else "") for e in on_base)
-    raise NotFoundError(f"{who}no version of {req.name} matches {str(req.specifier) or 'any'} "
+    raise NotFoundError(f"{who}no version of {req.name} matches {req.spec or 'any'} "
                         f"(available: {available})")
 
 
@@ -130,22 +129,33 @@ def _dependencies(resolved: Resolved) -> Iterator[Requirement]:
         yield dependency_requirement(name, spec)
 
 
-def resolve_closure(index: Index, requirements: list[str | Requirement], *,
-                    base_model: str | None = None) -> list[Resolved]:
-    """Resolve requirements and all their dependencies; dependencies come before their dependents."""
-    chosen: dict[str, Resolved] = {}
+def resolve_closure(index: Index, requirements: list[str | Requirement], *, base_model: str | None = None,
+                    required_by: tuple[str, ...] = (), chosen: dict[str, Resolved] | None = None) -> list[Resolved]:
+    """Resolve requirements and all their dependencies; dependencies come before their dependents.
+
+    ``required_by``: the chain that requires ``requirements`` when they are themselves dependencies (of a
+    composition held by a Hub repo: release names and ``hf:`` references, first requirer first). They then
+    follow the rules of dependencies (an exact pin does not select a yanked version; errors name the requirer),
+    a cycle back into the chain is a :class:`DependencyCycleError` and the depth counts from its start.
+    ``chosen``: releases an earlier call of the same pull selected, by name (updated in place): a requirement
+    one of them satisfies reuses it (it is not returned again), one it does not is a :class:`ConflictError`.
+    """
+    chosen = {} if chosen is None else chosen
     order: list[Resolved] = []
+
+    def label(requirer: str) -> str:
+        return f"{requirer} {chosen[requirer].version}" if requirer in chosen else requirer
 
     def enter(req: Requirement, path: tuple[str, ...]) -> Resolved | None:
         """Resolve ``req`` reached through ``path``; None when it was resolved before (and still fits)."""
         if req.name in path:
             raise DependencyCycleError([*path[path.index(req.name):], req.name])
-        requirer = f"{path[-1]} {chosen[path[-1]].version}" if path else None
+        requirer = label(path[-1]) if path else None
         if req.name in chosen:
             have = chosen[req.name]
             if not req.allows(have.entry.parsed_version):
                 raise ConflictError(
-                    f"{req.name}: {path[-1] if path else 'you'} needs {req.specifier or 'any'}, but "
+                    f"{req.name}: {path[-1] if path else 'you'} needs {req.spec or 'any'}, but "
                     f"{' -> '.join(have.required_by) or 'you'} selected {have.version}")
             return None
         if len(path) >= MAX_DEPENDENCY_DEPTH:
@@ -161,7 +171,7 @@ def resolve_closure(index: Index, requirements: list[str | Requirement], *,
         return resolved
 
     for r in requirements:
-        root = enter(parse_requirement(r) if isinstance(r, str) else r, ())
+        root = enter(parse_requirement(r) if isinstance(r, str) else r, required_by)
         if root is None:
             continue
         stack: list[tuple[Resolved, Iterator[Requirement]]] = [(root, _dependencies(root))]
@@ -176,3 +186,9 @@ def resolve_closure(index: Index, requirements: list[str | Requirement], *,
             if child is not None:
                 stack.append((child, _dependencies(child)))
     return order
+
+
+def _suggestion(index: Index, name: str) -> str:
+    from .suggest import did_you_mean  # deferred: only a name that is not found needs the matcher
+
+    return did_you_mean(index, name)

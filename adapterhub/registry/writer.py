@@ -18,7 +18,7 @@ from ..jsonio import dumps_canonical, dumps_pretty, iter_json_lines
 from ..manifest import Manifest
 from .entries import IndexEntry, entry_for, parse_entry_file
 from .layout import CONFIG_FILE, METADATA_DIR, MIRROR_DIR, SEARCH_FILE, entry_path
-from .search import summary_line
+from .searching import summary_line
 
 
 def index_lock(root: Path) -> FileLock:

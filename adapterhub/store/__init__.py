@@ -2,8 +2,9 @@
 
 Import cost matters here (a warm ``adapterhub pull`` must finish in about 0.15 s), so most public
 names load their module on first use (:mod:`adapterhub.lazy`): importing ``adapterhub.store.trust`` does
-not drag in the cache listing, the lockfile puller or the HTTP sources. ``pull``, ``gc`` and ``verify``
-are named like their modules, so they are imported eagerly (see :mod:`adapterhub.lazy`).
+not drag in the cache listing, the lockfile puller or the HTTP sources. ``pull`` is named like its module,
+so it is imported eagerly (see :mod:`adapterhub.lazy`); ``gc`` and ``verify`` live in ``cache_gc`` and
+``cache_verify`` so that they can load on first use.
 ``requests``, ``huggingface_hub`` and ``torch`` are imported inside the functions that download or convert.
 """
 
@@ -12,13 +13,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..lazy import lazy_exports
-from .gc import GcReport, gc
 from .pull import PulledAdapter, pull, pull_manifest
-from .verify import VerifyReport, verify
 
 if TYPE_CHECKING:
     from ..transport import FetchOptions
     from .cache import CachedAdapter, blob_usage, list_cached, remove_cached
+    from .cache_gc import GcReport, gc
+    from .cache_verify import VerifyReport, verify
     from .layout import CacheLayout
     from .locked import pull_locked
     from .safetensors_check import SafetensorsHeader, TensorInfo, check_safetensors, check_safetensors_bytes
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "FetchOptions": "..transport",
     **dict.fromkeys(("CachedAdapter", "blob_usage", "list_cached", "remove_cached"), ".cache"),
+    **dict.fromkeys(("GcReport", "gc"), ".cache_gc"),
+    **dict.fromkeys(("VerifyReport", "verify"), ".cache_verify"),
     "CacheLayout": ".layout",
     "pull_locked": ".locked",
     **dict.fromkeys(("SafetensorsHeader", "TensorInfo", "check_safetensors", "check_safetensors_bytes"),

@@ -26,6 +26,7 @@ from .. import settings
 from ..errors import DownloadError, IntegrityError, NotFoundError, OfflineError, UnsafeFileError
 from ..fileio import HASH_CHUNK
 from ..jsonio import load_strict
+from ..names import commit_of
 from ..progress import hub_download_bars
 from ..transport import TokenScope
 from .base_locator import (
@@ -37,7 +38,7 @@ from .base_locator import (
     where_looked,
 )
 from .hf_cache import discard_file, is_ref_name, mark_unverified, mark_verified, record_ref, snapshot_dir
-from .hub_repo import HubFile, HubRepo, client_call, client_routed_to, commit_of, list_files, resolve_revision
+from .hub_repo import HubFile, HubRepo, client_call, client_routed_to, list_files, resolve_revision
 from .safetensors_check import check_safetensors, is_safetensors_path
 
 CONFIG = "config.json"

@@ -75,7 +75,7 @@ def remove_cached(requirement: str, *, cache_dir: str | Path | None = None) -> l
         try:
             matches = req.allows(item.version)
         except InvalidVersionError:
-            matches = not str(req.specifier)
+            matches = not req.spec
         if matches and retire_view(layout, item.name, item.version, owner):
             removed.append(item)
     return removed

@@ -8,6 +8,10 @@ reference like ``pull hf:...`` does; this module holds what it checks on the way
 * :class:`HubChain`: the chain of references being pulled, so a repo whose manifest (through its own Hub
   dependencies) names itself again is a :class:`DependencyCycleError`, and a chain deeper than
   :data:`MAX_HUB_DEPTH` a :class:`DependencyLimitError`;
+* :func:`registry_dependencies`: the dependencies it names by registry name and version spec, which the store
+  resolves against the index the pull was given (:mod:`.registry_deps`), so a composition held by a Hub repo
+  may mix both kinds; the chain then holds release labels (``name@version``) beside references, and a cycle
+  through either kind is caught (:attr:`HubChain.keys`);
 * :func:`check_dependency_manifest`: the manifest the repo yields has the name the composition uses and,
   when pinned, exactly the sha256 the publisher composed. It runs after the manifest is derived and before
   anything is published, so a mismatch leaves no view and no recorded manifest behind.
@@ -34,6 +38,16 @@ def hub_dependencies(manifest: Manifest) -> Iterator[tuple[Dependency, HubRefere
             yield dep, ref
 
 
+def registry_dependencies(manifest: Manifest) -> list[Dependency]:
+    """The dependencies ``manifest`` names by registry name (and version spec), resolved against an index."""
+    return [dep for dep in manifest.dependencies or () if dep.hub is None]
+
+
+def chain_key(label: str) -> str:
+    """What a cycle is matched on: a Hub reference as it is, a release (``name@version`` or ``name``) by name."""
+    return label if label.startswith("hf:") else label.split("@", 1)[0]
+
+
 @dataclass(frozen=True)
 class HubChain:
     """Who pulled what: the labels from the first requirer (a release ``name version``) to the reference now."""
@@ -51,6 +65,11 @@ class HubChain:
                                        f"{' -> '.join(self.labels[:4])} ...)",
                                        hint="the composition is broken or hostile; report it to its publisher")
         return HubChain((*self.labels, label))
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The chain as the registry resolver matches cycles (:func:`chain_key` of each label)."""
+        return tuple(chain_key(label) for label in self.labels)
 
     @property
     def requirer(self) -> str | None:

@@ -32,11 +32,11 @@ from ..errors import (
     SizeLimitError,
     UnsafePathError,
 )
+from ..names import COMMIT_PATTERN
 from ..paths import case_collisions, path_problem
 from ..transport import TokenScope
 from .layout import MAX_FILE_SIZE, VIEW_MARKER
 
-COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 _SHA1_RE = re.compile(r"[0-9a-f]{40}")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 MAX_GIT_BLOB = 64 << 20
@@ -194,9 +194,9 @@ def resolve_revision(repo: HubRepo, revision: str | None = None, *, scope: Token
                        lambda api: api.repo_info(repo.repo_id, revision=revision, repo_type=repo.repo_type),
                        scope)
     commit = getattr(info, "sha", None)
-    if not isinstance(commit, str) or not COMMIT_RE.fullmatch(commit):
+    if not isinstance(commit, str) or not COMMIT_PATTERN.fullmatch(commit):
         raise DownloadError(f"{where}: the server named no 40-hex commit for this revision (got {commit!r})")
-    if revision is not None and COMMIT_RE.fullmatch(revision) and commit != revision:
+    if revision is not None and COMMIT_PATTERN.fullmatch(revision) and commit != revision:
         raise IntegrityError(f"{where}: the server answered for commit {commit}, not the requested {revision}")
     card = getattr(info, "card_data", None) or getattr(info, "cardData", None)
     if card is not None and not isinstance(card, dict):
@@ -244,7 +244,7 @@ def list_files(repo: HubRepo, commit: str, subfolder: str | None = None, *,
     A file listed with no checkable hash raises :class:`IntegrityError`, and so does a listing the
     client cannot parse (a file entry without ``oid``).
     """
-    if not COMMIT_RE.fullmatch(commit):
+    if not COMMIT_PATTERN.fullmatch(commit):
         raise ValueError(f"list_files needs a 40-hex commit, not {commit!r}")
     where = f"hf:{repo.repo_id}@{commit[:12]}"
 
@@ -387,11 +387,6 @@ class MemorySink:
     def finish(self) -> tuple[bytes, str]:
         """The verified bytes and their sha256."""
         return b"".join(self._chunks), self.check.finish()
-
-
-def commit_of(reference_revision: str | None) -> str | None:
-    """``revision`` when it already is a 40-hex commit (a warm pull needs no resolve call)."""
-    return reference_revision if reference_revision and COMMIT_RE.fullmatch(reference_revision) else None
 
 
 # --- the client's errors -----------------------------------------------------------------------------

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
-import socket
 import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 from .. import settings
 
@@ -50,17 +49,24 @@ _OWNER_RE = re.compile(r"^(?P<host>[A-Za-z0-9-]{1,64})~(?P<pid>[0-9]{1,10})~(?P<
 
 @cache
 def _host() -> str:
-    name = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:64]
+    """This machine's name as an owner tag may hold it (``os.uname`` where there is one: the ``socket``
+    module costs a warm pull more than the pull's own work)."""
+    if hasattr(os, "uname"):
+        node = os.uname().nodename
+    else:  # pragma: no cover - Windows
+        import socket
+
+        node = socket.gethostname()
+    name = re.sub(r"[^A-Za-z0-9-]", "-", node)[:64]
     return name or "host"
 
 
 def new_owner() -> str:
     """A fresh owner tag for this process: host, pid and 32 random bits."""
-    return f"{_host()}~{os.getpid()}~{secrets.token_hex(4)}"
+    return f"{_host()}~{os.getpid()}~{os.urandom(4).hex()}"
 
 
-@dataclass(frozen=True)
-class Owner:
+class Owner(NamedTuple):
     host: str
     pid: int
 

@@ -19,6 +19,7 @@ from ..names import parse_hub_reference
 from ..transport import FetchOptions
 from .hub_deps import HubChain, check_dependency_manifest
 from .pull import PulledAdapter, index_location, pull_hub_dependencies, pull_manifest
+from .registry_deps import IndexForPull
 from .trust import Trust
 
 
@@ -33,7 +34,12 @@ def pull_locked(lock: Any, *, index: Any = None, require_hashes: bool = False, o
     Dependencies come first, as in the lock. ``trust``: as in :func:`~adapterhub.store.pull`.
     """
     from ..registry import Index, open_index  # deferred: CLI import cost (registry)
-    from ..registry.lockfile import Lockfile, check_lock, load_lock  # deferred: CLI import cost (registry)
+    from ..registry.lockfile import (  # deferred: CLI import cost (registry)
+        Lockfile,
+        check_dependencies_locked,
+        check_lock,
+        load_lock,
+    )
 
     if not isinstance(lock, Lockfile):
         lock = load_lock(lock)
@@ -49,8 +55,9 @@ def pull_locked(lock: Any, *, index: Any = None, require_hashes: bool = False, o
                              endpoint=endpoint, token=token, options=options)
         _check_locked(locked, plan.manifest)
         _check_pinned_by(plan.manifest, locked.hub or "", check.entries)
+        check_dependencies_locked(f"{locked.name} {locked.version} ({locked.hub})", plan.manifest, lock)
         one = pull_manifest(plan.manifest, cache_dir=cache_dir, offline=off, endpoint=endpoint, token=token,
-                            progress=progress, options=options, sources=[plan.source], trust=trust)
+                            progress=progress, options=options, sources=lambda plan=plan: [plan.source], trust=trust)
         plan.record()
         pulled.append(dataclasses.replace(one, reference=locked.hub))
     pulled += [pull_manifest(entry.manifest, cache_dir=cache_dir, offline=off, index_config=idx.config,
@@ -70,22 +77,40 @@ def _check_pinned_by(manifest: Manifest, reference: str, entries: Sequence[Any])
 
 def hub_dependency_locks(closure: Sequence[Any], *, cache_dir: str | Path | None = None, offline: bool | None = None,
                          endpoint: str | None = None, token: str | bool | None = None,
-                         options: FetchOptions | None = None, trust: Trust | None = None) -> list[Any]:
-    """Lock entries for the Hub adapters the resolved releases ``closure`` depend on (manifest format 1.1).
+                         options: FetchOptions | None = None, trust: Trust | None = None,
+                         index: Any = None) -> list[Any]:
+    """Lock entries for the Hub adapters the resolved releases ``closure`` depend on (manifest format 1.1), and for
+    the releases of ``index`` (the one ``closure`` was resolved in) those Hub adapters name in turn.
 
     Each is pulled (verified, checked against the composition's pins) since its manifest is derived from the
     repo; ``required_by`` names the release that pulled it in. Dependencies come first, each once.
     """
-    from ..registry.lockfile import hub_locked  # deferred: CLI import cost (registry)
-
-    kwargs = dict(cache_dir=cache_dir, offline=settings.offline() if offline is None else offline, sources=None,
-                  endpoint=endpoint, token=token, progress=False, options=options, trust=trust or Trust.from_env())
+    off = settings.offline() if offline is None else offline
+    kwargs = dict(cache_dir=cache_dir, offline=off, sources=None, endpoint=endpoint, token=token, progress=False,
+                  options=options, trust=trust or Trust.from_env())
+    registry = IndexForPull(index, off, options)
     seen: dict[str, PulledAdapter] = {}
     out = []
     for r in closure:
+        registry.chosen.setdefault(r.name, r)  # the closure's own releases are this pull's choices too
+    for r in closure:
         chain = HubChain((*r.required_by, r.manifest.id))
-        for dep in pull_hub_dependencies(r.manifest, kwargs, chain, seen):
-            out.append(hub_locked(dep.manifest, dep.reference or "", (*r.required_by, r.name)))
+        pulled = pull_hub_dependencies(r.manifest, kwargs, chain, seen, registry)
+        out += dependency_locks(pulled, registry, (*r.required_by, r.name))
+    return out
+
+
+def dependency_locks(pulled: Sequence[PulledAdapter], registry: IndexForPull, required_by: tuple[str, ...]) -> list[Any]:
+    """Lock entries for adapters pulled as dependencies: a Hub one at its commit, a release of the pull's index
+    by the hashes of its entry (a registry dependency of a Hub composition)."""
+    from ..registry.lockfile import hub_locked, release_locked  # deferred: CLI import cost (registry)
+
+    out = []
+    for dep in pulled:
+        if dep.reference is not None:
+            out.append(hub_locked(dep.manifest, dep.reference, required_by))
+        else:
+            out.append(release_locked(registry.open(), dep.name, dep.version, required_by))
     return out
 
 

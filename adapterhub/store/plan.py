@@ -1,4 +1,4 @@
-"""Before any byte moves: check what a manifest asks the store to do, and list where to get it.
+"""Before any byte moves: check what a manifest asks the store to do (where to get it: ``sources.sources_for``).
 
 A :class:`~adapterhub.manifest.Manifest` may reach the store without going through the schema (the
 Python API accepts one built in code), so the store re-checks everything that becomes a path or a
@@ -9,18 +9,12 @@ and that no pickle-format file is listed. All problems are reported together, be
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 from ..errors import SchemaError, SchemaProblem
-from ..manifest import ArchiveSource, BundledSource, HfSource, HttpsSource, Manifest
+from ..manifest import ArchiveSource, HfSource, Manifest
 from ..names import normalize_name
 from ..paths import case_collisions, path_problem
-from ..transport import TokenScope
-from .http import HttpFetcher
 from .layout import MAX_FILE_SIZE, is_sha256
-from .sources import ContentDirSource, HttpMirrorSource, HttpSource, HubSource, Source, bundled_source
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
@@ -74,54 +68,4 @@ def check_manifest_for_store(manifest: Manifest) -> None:
         raise SchemaError(f"manifest {manifest.name}@{manifest.version}", problems)
 
 
-def sources_for(manifest: Manifest, *, index_config: dict[str, Any] | None = None, endpoint: str | None = None,
-                token: str | bool | None = None, fetcher: HttpFetcher | None = None,
-                index_location: Path | str | None = None) -> list[Source]:
-    """The manifest's own sources in order, then the index's mirrors (duplicates dropped).
-
-    ``bundled`` means the mirror shipped with the index that listed the manifest, then the package's own:
-    ``<index dir>/mirror`` for a local index (a registry made by ``adapterhub publish --to``), or
-    ``<index url>/mirror/<sha256>`` for the same directory served over HTTP.
-
-    Endpoints named here by the manifest or the index config only say where to look: the token goes
-    to none of them unless the user configured it (``endpoint`` is the user's own ``--endpoint``).
-    """
-    fetcher = fetcher or HttpFetcher(scope=TokenScope.configured([endpoint]))
-
-    def bundled() -> list[Source]:
-        package = bundled_source()
-        if isinstance(index_location, Path):
-            local = index_location / "mirror"
-            if local.is_dir() and local.resolve() != package.root.resolve():
-                return [ContentDirSource(local, "index mirror"), package]
-        elif isinstance(index_location, str):
-            return [HttpMirrorSource(index_location.rstrip("/") + "/mirror/{sha256}", fetcher=fetcher), package]
-        return [package]
-
-    artifacts = (index_config or {}).get("artifacts") or {}
-    hub_default = endpoint or artifacts.get("hf_endpoint")
-    out: list[Source] = []
-    for src in manifest.sources or ():
-        if isinstance(src, HfSource):
-            out.append(HubSource(src.repo_id, src.revision, src.subfolder,
-                                 endpoint or src.endpoint or hub_default, token, fetcher=fetcher))
-        elif isinstance(src, HttpsSource):
-            out.append(HttpSource(src.base_url, fetcher=fetcher))
-        elif isinstance(src, BundledSource):
-            out.extend(bundled())
-        # ArchiveSource is not a per-file source; see adapterhub.store.archive.
-    for mirror in artifacts.get("mirrors") or ():
-        out.extend(bundled() if mirror == "bundled" else [HttpMirrorSource(mirror, fetcher=fetcher)])
-    unique: list[Source] = []
-    for s in out:
-        if not any(type(s) is type(u) and s.description == u.description for u in unique):
-            unique.append(s)
-    return unique
-
-
-def describe_sources(sources: Sequence[Source]) -> str:
-    return ", ".join(s.description for s in sources) or "(none)"
-
-
-__all__ = ["check_manifest_for_store", "sources_for", "manifest_problems_for_store", "ContentDirSource",
-           "describe_sources"]
+__all__ = ["check_manifest_for_store", "manifest_problems_for_store"]

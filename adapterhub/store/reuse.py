@@ -24,9 +24,8 @@ import errno
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from ..fileio import sha256_stream
 from .layout import CacheLayout
@@ -46,8 +45,7 @@ def rehash_limit() -> int:
         return DEFAULT_REHASH_LIMIT
 
 
-@dataclass(frozen=True)
-class Stamp:
+class Stamp(NamedTuple):
     """What a file's stat said when its bytes were last hashed."""
 
     size: int
@@ -138,8 +136,7 @@ def verified_blob(layout: CacheLayout, sha256: str, size: int, owner: str, *,
     return st
 
 
-@dataclass(frozen=True)
-class FileCheck:
+class FileCheck(NamedTuple):
     """One view file against its record: right or not, whether it was hashed, its stamp now."""
 
     ok: bool
@@ -162,3 +159,11 @@ def check_file(path: Path, sha256: str, size: int, recorded: Stamp | None, *, li
             return FileCheck(True, False, stamp)
         ok = sha256_stream(fh, limit=size + 1) == (sha256, size)
         return FileCheck(ok, True, stamp)
+
+
+def hash_file(path: Path, *, limit: int | None = None) -> tuple[str, int]:
+    """sha256 hex and byte count of a regular file (or its first ``limit`` bytes); a symlink or
+    other non-regular file raises :class:`NotRegularFileError`."""
+    fh, _ = open_regular(path)
+    with fh:
+        return sha256_stream(fh, limit=limit)

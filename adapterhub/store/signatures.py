@@ -17,15 +17,10 @@ other file (sha256-checked, cached, mirrored) and writes the signed manifest bac
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import dataclasses
 import hashlib
-import io
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -100,6 +95,8 @@ def signature_entry(data: bytes) -> FileEntry:
 
 def signed_resources(data: bytes, where: str) -> dict[str, str]:
     """``path -> sha256`` listed by an OMS v1.0 signature (parsed only; authenticity is checked elsewhere)."""
+    from base64 import b64decode  # here: a warm pull's signature gate never decodes a signature
+
     def bad(why: str) -> SignatureError:
         return SignatureError(f"{where}: not an OMS v1.0 signature of whole files with sha256: {why}",
                               hint="sign it again with `adapterhub sign`")
@@ -112,8 +109,8 @@ def signed_resources(data: bytes, where: str) -> dict[str, str]:
     if not isinstance(envelope, dict) or envelope.get("payloadType") != PAYLOAD_TYPE:
         raise bad("no in-toto DSSE envelope")
     try:
-        payload = base64.b64decode(str(envelope.get("payload", "")), validate=True)
-    except (binascii.Error, ValueError):
+        payload = b64decode(str(envelope.get("payload", "")), validate=True)
+    except ValueError:  # binascii.Error is a ValueError
         raise bad("the payload is not base64") from None
     try:
         statement = loads_strict(payload, f"{where} (payload)")
@@ -204,6 +201,9 @@ def verify_directory(directory: str | Path, manifest: Manifest, signers: Sequenc
         raise SignatureError(f"{where}: larger than {MAX_SIGNATURE_BYTES} bytes; not an adapter signature")
     ms = model_signing()
     reasons = []
+    import io
+    import tempfile  # here: the gate of every warm pull is in this module, and it needs neither
+
     with tempfile.TemporaryDirectory(prefix="adapterhub-verify-") as tmp:
         frozen = Path(tmp) / SIGNATURE_FILENAME  # checked and parsed from the same bytes
         frozen.write_bytes(data)
@@ -275,6 +275,8 @@ class SignatureGate:
     def view_manifest(self, stage_root: Path, blob_of: Any, files: Sequence[FileEntry]) -> Manifest:
         """The manifest to write into the view; when signatures are required, first verify the exact
         view contents in ``stage_root`` (links to the verified blobs + signed manifest), then remove it."""
+        import shutil  # here: a warm pull never removes or copies trees (start-up cost)
+
         if not is_signed(self.manifest):
             return self.manifest
         signed = signed_manifest(self.manifest)
@@ -300,6 +302,8 @@ class SignatureGate:
 
 def link_or_copy(src: Path, target: Path) -> None:
     """Hard-link ``src`` to ``target`` (copy where links are not possible)."""
+    import shutil  # here: a warm pull never removes or copies trees (start-up cost)
+
     try:
         os.link(src, target)
     except OSError:

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .. import resources, settings
 from ..errors import AuthenticationError, DownloadError, IntegrityError, NotFoundError, RetryableError
-from ..manifest import FileEntry
+from ..manifest import BundledSource, FileEntry, HfSource, HttpsSource, Manifest
 from ..paths import safe_join
-from ..transport import Deadline
+from ..transport import Deadline, TokenScope
 from .http import HttpFetcher
 from .hub_repo import auth_problem, classify_hub_error, first_line, names_of
 from .writer import BlobWriter
@@ -276,3 +277,52 @@ def _xet_into(xet_file_data, writer: Sink, headers: dict, path: str) -> None:
         except Exception as exc:  # hf_xet's errors are its own types
             raise DownloadError(f"{path}: Xet download failed: {type(exc).__name__}: {first_line(exc)}") from None
         _copy_into(target, writer)  # type: ignore[arg-type]
+
+
+def sources_for(manifest: Manifest, *, index_config: dict[str, Any] | None = None, endpoint: str | None = None,
+                token: str | bool | None = None, fetcher: HttpFetcher | None = None,
+                index_location: Path | str | None = None) -> list[Source]:
+    """The manifest's own sources in order, then the index's mirrors (duplicates dropped).
+
+    ``bundled`` means the mirror shipped with the index that listed the manifest, then the package's own:
+    ``<index dir>/mirror`` for a local index (a registry made by ``adapterhub publish --to``), or
+    ``<index url>/mirror/<sha256>`` for the same directory served over HTTP.
+
+    Endpoints named here by the manifest or the index config only say where to look: the token goes
+    to none of them unless the user configured it (``endpoint`` is the user's own ``--endpoint``).
+    """
+    fetcher = fetcher or HttpFetcher(scope=TokenScope.configured([endpoint]))
+
+    def bundled() -> list[Source]:
+        package = bundled_source()
+        if isinstance(index_location, Path):
+            local = index_location / "mirror"
+            if local.is_dir() and local.resolve() != package.root.resolve():
+                return [ContentDirSource(local, "index mirror"), package]
+        elif isinstance(index_location, str):
+            return [HttpMirrorSource(index_location.rstrip("/") + "/mirror/{sha256}", fetcher=fetcher), package]
+        return [package]
+
+    artifacts = (index_config or {}).get("artifacts") or {}
+    hub_default = endpoint or artifacts.get("hf_endpoint")
+    out: list[Source] = []
+    for src in manifest.sources or ():
+        if isinstance(src, HfSource):
+            out.append(HubSource(src.repo_id, src.revision, src.subfolder,
+                                 endpoint or src.endpoint or hub_default, token, fetcher=fetcher))
+        elif isinstance(src, HttpsSource):
+            out.append(HttpSource(src.base_url, fetcher=fetcher))
+        elif isinstance(src, BundledSource):
+            out.extend(bundled())
+        # ArchiveSource is not a per-file source; see adapterhub.store.archive.
+    for mirror in artifacts.get("mirrors") or ():
+        out.extend(bundled() if mirror == "bundled" else [HttpMirrorSource(mirror, fetcher=fetcher)])
+    unique: list[Source] = []
+    for s in out:
+        if not any(type(s) is type(u) and s.description == u.description for u in unique):
+            unique.append(s)
+    return unique
+
+
+def describe_sources(sources: Sequence[Source]) -> str:
+    return ", ".join(s.description for s in sources) or "(none)"

@@ -21,12 +21,12 @@ import errno
 import hashlib
 import json
 import os
-import shutil
 import stat
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import AdapterHubError
 from ..fileio import make_read_only
@@ -34,8 +34,7 @@ from ..jsonio import dumps_pretty, loads_strict
 from ..manifest import MANIFEST_FILENAME, FileEntry, Manifest, manifest_to_dict
 from ..paths import safe_join
 from .layout import VIEW_MARKER, CacheLayout
-from .reuse import Stamp, check_file, open_regular
-from .writer import hash_file
+from .reuse import Stamp, check_file, hash_file, open_regular
 
 VIEW_FORMAT = 1
 
@@ -115,8 +114,7 @@ def view_is_intact(view_dir: Path, record: ViewRecord) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class ViewCheck:
+class ViewCheck(NamedTuple):
     """A warm pull's look at a view: good or not, how many files it hashed, the stamps now."""
 
     ok: bool
@@ -155,6 +153,8 @@ def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
 def _link_or_copy(blob: Path, target: Path, verified: os.stat_result, sha256: str) -> Stamp:
     """Put the verified blob at ``target``: a hard link (which must land on the very inode we
     verified, so a blob swapped for a symlink or another file is caught), else a checked copy."""
+    import shutil  # here: a warm pull never removes or copies trees (start-up cost)
+
     for attempt in range(5):
         try:
             os.link(blob, target, follow_symlinks=False)
@@ -192,6 +192,8 @@ def _link_or_copy(blob: Path, target: Path, verified: os.stat_result, sha256: st
 def _make_temp_dir(temp: Path) -> None:
     """Create ``temp`` and its parent; a concurrent ``cache gc`` or ``cache rm`` may remove the empty
     parent between the two steps, so try again when that happens."""
+    import shutil  # here: a warm pull never removes or copies trees (start-up cost)
+
     shutil.rmtree(temp, ignore_errors=True)
     for attempt in range(10):
         try:
@@ -209,6 +211,8 @@ def publish_view(layout: CacheLayout, owner: str, manifest: Manifest, record: Vi
     ``verified``: per sha256, the stat of the blob as this pull verified it; each link must land on
     that inode. Returns the view and the record as written (with each file's stamp).
     """
+    import shutil  # here: a warm pull never removes or copies trees (start-up cost)
+
     final = layout.view(record.name, record.version)
     temp = layout.view_temp(record.name, record.version, owner)
     _make_temp_dir(temp)
@@ -244,6 +248,8 @@ def publish_view(layout: CacheLayout, owner: str, manifest: Manifest, record: Vi
 
 def retire_view(layout: CacheLayout, name: str, version: str, owner: str) -> bool:
     """Remove a view: rename it aside first (readers never see half a directory), then delete."""
+    import shutil  # here: a warm pull never removes or copies trees (start-up cost)
+
     final = layout.view(name, version)
     aside = final.parent / f".{version}~{owner}.old"
     try:

@@ -23,9 +23,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import IntegrityError, SizeLimitError
-from ..fileio import make_read_only, sha256_stream
+from ..fileio import make_read_only
 from .layout import CacheLayout, new_owner, parse_owner, parse_temp_name
-from .reuse import open_regular
 
 Validator = Callable[[Path], None]
 READ_CHUNK = 1 << 20
@@ -43,14 +42,6 @@ def fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def hash_file(path: Path, *, limit: int | None = None) -> tuple[str, int]:
-    """sha256 hex and byte count of a regular file (or its first ``limit`` bytes); a symlink or
-    other non-regular file raises :class:`~adapterhub.store.reuse.NotRegularFileError`."""
-    fh, _ = open_regular(path)
-    with fh:
-        return sha256_stream(fh, limit=limit)
 
 
 def _publish_no_replace(temp: Path, final: Path) -> bool:

@@ -65,7 +65,7 @@ def hf_manifest(endpoint: str | None):
 
 
 def test_a_manifest_endpoint_never_receives_the_token(hf_token, stranger, good_dir):
-    from adapterhub.store.plan import sources_for
+    from adapterhub.store.sources import sources_for
 
     manifest = hf_manifest(stranger.origin)
     pulled = pull(manifest, sources=sources_for(manifest) + [LocalDirSource(good_dir)])
@@ -77,7 +77,7 @@ def test_a_manifest_endpoint_never_receives_the_token(hf_token, stranger, good_d
 def test_the_endpoint_the_user_configured_does_receive_it(hf_token, mine, good_dir, monkeypatch):
     """The positive control: the same request to HF_ENDPOINT carries the token (so the test above can fail)."""
     monkeypatch.setenv("HF_ENDPOINT", mine.origin)
-    from adapterhub.store.plan import sources_for
+    from adapterhub.store.sources import sources_for
 
     manifest = hf_manifest(mine.origin)
     pull(manifest, sources=sources_for(manifest) + [LocalDirSource(good_dir)])

@@ -177,3 +177,34 @@ def test_a_member_attached_at_another_commit_is_refused_and_load_pulls_the_pinne
     loaded = adapterhub.load(fresh, "lora-only", index=registry, endpoint=hub.endpoint)
     assert loaded.composition == Stack(name)
     assert_close(_out(fresh).double(), want, terms=model_terms(fresh))
+
+
+def test_a_hub_held_composition_over_hub_and_registry_members_loads_as_composed_by_hand(hub, cache, tmp_path):
+    from support.hub_registry import composition_doc, publish_hub_adapter_as, put_composition
+
+    commits = put_fixture_repos(hub.server)
+    registry = tmp_path / "registry"
+    publish_hub_adapter_as(tmp_path, registry, f"hf:org/library@{commits.library}:adapters/seq_bn", hub.endpoint,
+                           "reg-seq-bn", ("1.0.0", "1.1.0"))
+    lora_ref = f"hf:org/peft-lora@{commits.peft}"
+    # By hand: the Hub member by reference, the registry member by name, stacked.
+    model = _base()
+    handle = adapterhub.load(model, lora_ref, endpoint=hub.endpoint, activate=False)
+    adapterhub.load(model, "reg-seq-bn==1.0.0", index=registry, activate=False)
+    lora = handle.adapters[0]
+    handle.activate(Stack(lora, "reg-seq-bn"))
+    want = _out(model).double()
+    assert (want - _out(_base()).double()).abs().max() > 1e-4
+    lora_manifest = pull(lora_ref, endpoint=hub.endpoint).manifest
+    deps = [{"name": lora, "hub": lora_ref, "manifest_sha256": dependency_digest(lora_manifest), "role": "member"},
+            {"name": "reg-seq-bn", "spec": "<1.1", "role": "member"}]
+    doc = composition_doc("mixed-stack", deps, base=manifest_to_dict(lora_manifest)["base_model"])
+    ref = f"hf:org/mixed@{put_composition(hub.server, 'org/mixed', doc)}"
+    fresh = _base()
+    assert load_composition(wrap(fresh), ref, index=registry, endpoint=hub.endpoint) == "mixed-stack"
+    assert wrap(fresh).composition == Stack(lora, "reg-seq-bn")
+    assert_close(_out(fresh).double(), want, terms=model_terms(fresh))
+    hub.server.stop()  # everything is cached: adapterhub.load of the reference works offline
+    offline = _base()
+    adapterhub.load(offline, ref, index=registry, offline=True)
+    assert_close(_out(offline).double(), want, terms=model_terms(offline))

@@ -28,7 +28,7 @@ from adapterhub.registry import open_index
 from adapterhub.registry.lockfile import Lockfile, build_lock, parse_lock
 from adapterhub.store import list_cached, pull, pull_locked
 from adapterhub.store.hub_deps import MAX_HUB_DEPTH, HubChain
-from adapterhub.store.hub_pull import cached_hub_manifest
+from adapterhub.store.hub_records import cached_hub_manifest
 
 C = "c" * 40
 

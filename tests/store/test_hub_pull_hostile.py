@@ -36,7 +36,7 @@ from adapterhub.server import FaultPlan, HubServer
 from adapterhub.server.names import parse_repo_ref
 from adapterhub.store import pull
 from adapterhub.store.base_fetch import fetch_base
-from adapterhub.store.hub_pull import MAX_PICKLE
+from adapterhub.store.hub_derive import MAX_PICKLE
 from adapterhub.store.hub_repo import MAX_REPO_FILES
 
 PLAIN = "adapter_config.json"

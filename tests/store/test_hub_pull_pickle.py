@@ -74,12 +74,12 @@ def test_a_hostile_pickle_is_refused_and_nothing_is_published(hub, cache):
 
 
 def test_a_tampered_pickle_is_refused_before_it_is_read(bin_repo, hub, cache, fault_plan, monkeypatch):
-    import adapterhub.store.hub_pull as hub_pull
+    import adapterhub.store.hub_derive as hub_derive
 
     def never(*args, **kwargs):
         raise AssertionError("unpickled bytes that did not match the Hub's hash")
 
-    monkeypatch.setattr(hub_pull, "pickle_to_safetensors", never)
+    monkeypatch.setattr(hub_derive, "pickle_to_safetensors", never)
     fault_plan.flip_byte(path="adapter_model.bin", times=None)
     with pytest.raises(IntegrityError):
         pull("hf:org/pickled", endpoint=hub.endpoint)

@@ -193,8 +193,7 @@ def test_one_hashing_loop_for_files_blobs_and_limits(tmp_path):
     import hashlib
 
     from adapterhub.fileio import sha256_file, sha256_stream
-    from adapterhub.store.reuse import NotRegularFileError
-    from adapterhub.store.writer import hash_file
+    from adapterhub.store.reuse import NotRegularFileError, hash_file
 
     data = bytes(range(256)) * (10 * 1024 + 7)  # 2.5 MiB and a bit: several buffers and a partial one
     path = tmp_path / "blob"

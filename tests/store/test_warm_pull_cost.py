@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from support.store_support import manifest_for, safetensors_bytes
+from support.warm_pull import PROBE as WARM_PROBE
 
 from adapterhub import schema
 from adapterhub.errors import SchemaError
@@ -44,6 +45,20 @@ def test_warm_pull_of_a_registry_name_imports_no_validator_http_or_hub_client(ca
     assert "sst2-houlsby" in first
     again = _cli_pull(cache, "sst2-houlsby")
     assert "HEAVY []" in again, again
+
+
+def test_a_warm_pull_loads_no_other_command_no_download_stack_and_no_derivation(cache):
+    env = {**os.environ, "ADAPTERHUB_CACHE": str(cache)}
+    for var in ("ADAPTERHUB_OFFLINE", "HF_HUB_OFFLINE", "ADAPTERHUB_INDEX"):
+        env.pop(var, None)
+    _cli_pull(cache, "sst2-houlsby")
+    proc = subprocess.run([sys.executable, "-c", WARM_PROBE, "pull", "sst2-houlsby", "-q"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "LOADED [] 0" in proc.stdout, proc.stdout
+    pinned = subprocess.run([sys.executable, "-c", WARM_PROBE, "pull", "sst2-houlsby>=1,<2", "-q"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert "LOADED ['packaging.specifiers'] 0" in pinned.stdout, pinned.stdout  # a spec is parsed when given
 
 
 def test_cache_gc_empties_the_memo_and_the_next_pull_validates_again(cache):
@@ -111,7 +126,7 @@ light = sorted(m for m in ("adapterhub.store.cache", "adapterhub.store.locked", 
 import types
 import adapterhub.registry as registry
 import adapterhub.store as store
-import adapterhub.store.gc, adapterhub.store.pull, adapterhub.store.verify, adapterhub.registry.search
+import adapterhub.store.cache_gc, adapterhub.store.pull, adapterhub.store.cache_verify, adapterhub.registry.searching
 modules = [f"{p.__name__}.{n}" for p in (store, registry) for n in p.__all__
            if isinstance(getattr(p, n), types.ModuleType)]
 print("LIGHT", light, "MODULES", modules)

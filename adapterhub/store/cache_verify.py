@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .layout import CacheLayout, is_sha256, new_owner
-from .reuse import NotRegularFileError, Stamp
+from .reuse import NotRegularFileError, Stamp, hash_file
 from .views import iter_views, read_record, retire_view, rewrite_record
-from .writer import hash_file
 
 NOT_REGULAR = ("(not a regular file)", -1)
 
