@@ -15,6 +15,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from ..errors import SchemaError, SchemaProblem
+from .config_values import config_float, config_layers, config_size
 
 ACTIVATION_RENAME = {"gelu": "gelu_new", "gelu_orig": "gelu"}
 """v1-era activation names (configs saved without ``version``) -> today's."""
@@ -24,6 +25,9 @@ BOTTLENECK_KEYS = ("original_ln_before", "original_ln_after", "residual_before_l
 COMPACTER_KEYS = ("phm_dim", "phm_rank", "shared_phm_rule", "factorized_phm_rule", "shared_W_phm",
                   "factorized_phm_W", "phm_bias", "phm_c_init", "phm_init_range", "hypercomplex_nonlinearity",
                   "learn_phm")
+
+
+SOURCE = "adapter_config.json"
 
 
 def unsupported(pointer: str, message: str, where: str = "adapter_config.json") -> SchemaError:
@@ -69,10 +73,10 @@ def bottleneck_config(cfg: dict[str, Any], versioned: bool, where: str = "adapte
         config = {"variant": variant, "reduction_factor": rf, "non_linearity": act, "locations": locations}
         config.update({k: cfg[k] for k in BOTTLENECK_KEYS if k in cfg})
         scaling = cfg.get("scaling", 1.0)
-        config["scaling"] = scaling if scaling == "learned" else float(scaling)
+        config["scaling"] = scaling if scaling == "learned" else config_float(scaling, "scaling", where, f"{pointer}/scaling")
         if cfg.get("init_weights") in ("bert", "mam_adapter", "houlsby"):
             config["init_weights"] = cfg["init_weights"]
-    leave_out = sorted(cfg.get("leave_out") or [])
+    leave_out = config_layers(cfg.get("leave_out"), "leave_out", where, f"{pointer}/leave_out")
     if leave_out:
         config["leave_out"] = leave_out
     if isinstance(rf, dict):
@@ -105,7 +109,8 @@ def lora_config(cfg: dict[str, Any], meta: dict[str, Any], locations: Mapping[st
         raise unsupported("/config/use_dora", "the adapters library's DoRA differs from PEFT's (unscaled norm, "
                                               "scaled bias); adapterhub implements PEFT's DoRA only")
     scale_mode = cfg.get("composition_mode", "add") == "scale"
-    r, alpha = int(cfg.get("r", 8)), float(cfg.get("alpha", 8))
+    r = config_size(cfg.get("r", 8), "r", SOURCE, "/config/r")
+    alpha = config_float(cfg.get("alpha", 8), "alpha", SOURCE, "/config/alpha")
     version = library_version(meta)
     if not scale_mode and (version is None or version < Version("1.1.0")) and r != alpha:
         alpha = float(r)
@@ -123,7 +128,7 @@ def lora_config(cfg: dict[str, Any], meta: dict[str, Any], locations: Mapping[st
         method, config = "lora", {"r": r, "alpha": alpha, "target_modules": targets}
         if cfg.get("dropout"):
             config["dropout"] = cfg["dropout"]
-    leave_out = sorted(cfg.get("leave_out") or [])
+    leave_out = config_layers(cfg.get("leave_out"), "leave_out", SOURCE, "/config/leave_out")
     if leave_out:
         config["leave_out"] = leave_out
     return method, config
@@ -133,17 +138,19 @@ def prefix_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """Our prefix-tuning config for a ``PrefixTuningConfig`` as the library trains it (reparametrized)."""
     if cfg.get("use_gating"):
         raise unsupported("/config/use_gating", "gated prefix tuning (UniPELT) is not supported")
-    out: dict[str, Any] = {"prefix_length": int(cfg.get("prefix_length", 30)),
-                           "bottleneck_size": int(cfg.get("bottleneck_size", 512)),
+    out: dict[str, Any] = {"prefix_length": config_size(cfg.get("prefix_length", 30), "prefix_length", SOURCE,
+                                                        "/config/prefix_length"),
+                           "bottleneck_size": config_size(cfg.get("bottleneck_size", 512), "bottleneck_size", SOURCE,
+                                                          "/config/bottleneck_size"),
                            "non_linearity": str(cfg.get("non_linearity") or "tanh").lower(),
                            "flat": bool(cfg.get("flat", False))}
     if cfg.get("dropout"):
-        out["dropout"] = float(cfg["dropout"])
+        out["dropout"] = config_float(cfg["dropout"], "dropout", SOURCE, "/config/dropout")
     for key in ("encoder_prefix", "cross_prefix"):
         if key in cfg:
             out[key] = bool(cfg[key])
     if cfg.get("leave_out"):
-        out["leave_out"] = sorted(int(i) for i in cfg["leave_out"])
+        out["leave_out"] = config_layers(cfg["leave_out"], "leave_out", SOURCE, "/config/leave_out")
     return out
 
 
@@ -166,5 +173,6 @@ def fusion_config(cfg: dict[str, Any], members: list[str]) -> dict[str, Any]:
         if k in cfg:
             config[k] = bool(cfg[k])
     if cfg.get("dropout_prob") is not None:
-        config["dropout_prob"] = float(cfg["dropout_prob"])
+        config["dropout_prob"] = config_float(cfg["dropout_prob"], "dropout_prob", "adapter_fusion_config.json",
+                                              "/config/dropout_prob")
     return config

@@ -11,11 +11,12 @@ typed error naming the key; keys that only steer training are ignored. Per-modul
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection
 from typing import Any
 
 from ..errors import SchemaError, SchemaProblem
+from .config_values import config_float, config_size
+from .untrusted_regex import MAX_PATTERN, untrusted_pattern
 
 SOURCE = "adapter_config.json (PEFT)"
 PEFT_TYPES = {"LORA": "lora", "IA3": "ia3", "LOHA": "loha"}
@@ -88,10 +89,23 @@ def check_peft_config(cfg: dict[str, Any]) -> None:
                                "path_initial_model_for_weight_conversion)")
     if peft_type == "LORA" and cfg.get("bias", "none") != "none":
         raise peft_unsupported("/bias", f"bias={cfg.get('bias')!r}: LoRA with trained biases is not supported")
-    if peft_type == "LORA" and (isinstance(cfg.get("r"), bool) or not isinstance(cfg.get("r"), int)):
-        raise peft_unsupported("/r", f"r={cfg.get('r')!r} is not an integer rank")
+    if peft_type == "LORA":
+        stated_rank(cfg.get("r"), "/r")
+        stated_number(cfg, "lora_alpha", 8)
     if peft_type == "IA3" and isinstance(cfg.get("feedforward_modules"), str):
         raise peft_unsupported("/feedforward_modules", "regular-expression feedforward_modules are not supported")
+
+
+def stated_rank(value: Any, pointer: str, what: str = "r") -> int:
+    """``value`` as a rank (an integer in 1..:data:`~.config_values.MAX_SIZE`), else the typed refusal."""
+    return config_size(value, what, SOURCE, pointer)
+
+
+def stated_number(cfg: dict[str, Any], key: str, default: float, pointer: str | None = None,
+                  value: Any = None) -> float:
+    """``cfg[key]`` (or ``value`` when given; ``default`` when absent or null) as a finite float."""
+    value = cfg.get(key) if value is None else value
+    return config_float(default if value is None else value, key, SOURCE, pointer)
 
 
 def peft_scalars(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -99,16 +113,16 @@ def peft_scalars(cfg: dict[str, Any]) -> dict[str, Any]:
     method = peft_method(cfg)
     config: dict[str, Any] = {}
     if method in ("lora", "dora"):
-        config = {"r": int(cfg["r"]), "alpha": float(cfg.get("lora_alpha", 8))}
+        config = {"r": stated_rank(cfg.get("r"), "/r"), "alpha": stated_number(cfg, "lora_alpha", 8)}
         if cfg.get("use_rslora"):
             config["use_rslora"] = True
         if cfg.get("lora_dropout"):
-            config["dropout"] = float(cfg["lora_dropout"])
+            config["dropout"] = stated_number(cfg, "lora_dropout", 0)
     elif method == "loha":
-        config = {"r": int(cfg.get("r", 8)), "alpha": float(cfg.get("alpha", 8))}
+        config = {"r": stated_rank(cfg.get("r", 8), "/r"), "alpha": stated_number(cfg, "alpha", 8)}
         for key in ("rank_dropout", "module_dropout"):
             if cfg.get(key):
-                config[key] = float(cfg[key])
+                config[key] = stated_number(cfg, key, 0)
     return config
 
 
@@ -119,11 +133,10 @@ def pattern_value(cfg: dict[str, Any], key: str, module: str, default: Any) -> A
     r"""PEFT's per-module value: the first pattern ``P`` of ``cfg[key]`` (in order) for which ``(.*\.)?(P)$`` matches
     the module's name (relative to the model PEFT wrapped), else ``default``."""
     for pattern, value in (cfg.get(key) or {}).items():
-        try:
-            hit = re.match(rf"(.*\.)?({pattern})$", module)
-        except re.error as exc:
-            raise peft_unsupported(f"/{key}", f"{pattern!r} is not a regular expression: {exc}") from None
-        if hit:
+        if not isinstance(pattern, str) or len(pattern) > MAX_PATTERN:
+            raise peft_unsupported(f"/{key}", f"{str(pattern)[:80]!r} is not a regular expression of at most "
+                                   f"{MAX_PATTERN} characters")
+        if untrusted_pattern(rf"(.*\.)?({pattern})$", f"/{key}", SOURCE).match(module):
             return value
     return default
 
@@ -132,11 +145,8 @@ def module_scalars(cfg: dict[str, Any], module: str) -> tuple[int, float]:
     """``(r, lora_alpha)`` PEFT gives the LoRA on ``module`` (``rank_pattern``/``alpha_pattern`` over the defaults)."""
     r = pattern_value(cfg, "rank_pattern", module, cfg.get("r"))
     alpha = pattern_value(cfg, "alpha_pattern", module, cfg.get("lora_alpha", 8))
-    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-        raise peft_unsupported("/rank_pattern", f"{module}: r={r!r} is not a positive integer rank")
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float):
-        raise peft_unsupported("/alpha_pattern", f"{module}: lora_alpha={alpha!r} is not a number")
-    return r, float(alpha)
+    return (stated_rank(r, "/rank_pattern", f"{module}: r"),
+            stated_number({}, f"{module}: lora_alpha", 8, "/alpha_pattern", alpha))
 
 
 def lora_ranks(cfg: dict[str, Any], scalars: Collection[tuple[int, float]]) -> tuple[dict[str, Any], bool]:
@@ -149,7 +159,7 @@ def lora_ranks(cfg: dict[str, Any], scalars: Collection[tuple[int, float]]) -> t
     the same update ``s_m B_m A_m``, rounded once more."""
     pairs = set(scalars)
     if len(pairs) <= 1:
-        r, alpha = next(iter(pairs)) if pairs else (cfg.get("r"), float(cfg.get("lora_alpha", 8)))
+        r, alpha = next(iter(pairs)) if pairs else (cfg.get("r"), stated_number(cfg, "lora_alpha", 8))
         return {"r": r, "alpha": alpha}, False
     top = max(r for r, _ in pairs)
     return {"r": top, "alpha": float(top)}, True

@@ -15,7 +15,6 @@ that is no projection of ours, a target set that differs between layers) is refu
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 from ..errors import SchemaError, SchemaProblem
 from ..families import Family, Shape, find_family, supported_model_types
 from .peft_config import PATTERN_KEYS, SOURCE, module_scalars, peft_unsupported
+from .untrusted_regex import untrusted_pattern
 
 NEUTRAL_ORDER = ("q", "k", "v", "qkv", "o", "ffn_in", "ffn_gate", "ffn_gate_in", "ffn_out")
 ALL_LINEAR = "all-linear"
@@ -208,10 +208,7 @@ def check_all_linear(cfg: dict[str, Any]) -> None:
 def _matcher(targets: Any, key: str) -> Any:
     """PEFT's module-name test for ``targets`` (list: equal or ``.``-suffix; string: full regex match)."""
     if isinstance(targets, str):
-        try:
-            pattern = re.compile(targets)
-        except re.error as exc:
-            raise peft_unsupported(f"/{key}", f"{targets!r} is not a regular expression: {exc}") from None
+        pattern = untrusted_pattern(targets, f"/{key}", SOURCE)
         return lambda path, prefixes: any(pattern.fullmatch(p + path) for p in prefixes)
     if isinstance(targets, list) and all(isinstance(t, str) for t in targets):
         names = list(targets)

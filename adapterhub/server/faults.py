@@ -55,6 +55,14 @@ class FaultKind(enum.Enum):
     LFS sha256 when it is LFS, else its git blob sha1)."""
     UNHASHED = "unhashed"
     """In listings (method ``LIST``): list the file with neither an ``lfs`` block nor an ``oid``."""
+    REWRITE_LISTING = "rewrite_listing"
+    """In tree / paths-info listings (method ``LIST``): list what ``rewrite(item)`` returns instead of the
+    file's item (a list: none, the item changed, or several), as a hostile server would."""
+    REWRITE_HEADERS = "rewrite_headers"
+    """Answer a resolve request (HEAD or GET) normally but with ``headers`` set (e.g. another ``X-Repo-Commit``)."""
+    REDIRECT = "redirect"
+    """Answer a resolve request (HEAD or GET) with ``status`` (a 3xx) to ``location``, keeping the file's headers
+    (``X-Repo-Commit``, ``X-Linked-Size``, ``X-Linked-Etag``) as the Hub's redirect to its CDN does."""
 
 
 @dataclass
@@ -73,6 +81,9 @@ class Fault:
     fraction: float = 0.5
     extra: int = 16
     shift: int = 1
+    rewrite: Callable[[dict[str, object]], list[dict[str, object]]] | None = None
+    location: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
     hits: int = 0
     """How many requests this rule has spoiled so far."""
 
@@ -91,6 +102,17 @@ class Fault:
             return error_response(HubApiError(f"injected fault: status {self.status}", status=self.status))
         if kind is FaultKind.IGNORE_RANGE:
             return normal(file, None)
+        if kind is FaultKind.REWRITE_HEADERS:
+            response = normal(file, byte_range)
+            for name, value in self.headers:
+                response.set_header(name, value)
+            return response
+        if kind is FaultKind.REDIRECT:  # with the file's headers (commit, linked size/etag), as the Hub's CDN redirect
+            response = normal(file, None)
+            response.status, response.body = self.status, []
+            response.set_header("Location", self.location)
+            response.set_header("Content-Length", "0")
+            return response
         if kind is FaultKind.WRONG_CONTENT_RANGE:
             return normal(file, _shifted(byte_range, file.entry.size, self.shift))
         response = normal(file, byte_range)
@@ -212,6 +234,37 @@ class FaultPlan:
         hash at all); every listing by default (``times=None``), as a lying server would."""
         kind = FaultKind.UNHASHED if unhashed else FaultKind.LISTED_HASH
         return self._rule(kind, times, ("LIST",), repo_id=repo_id, path=path)
+
+    def rewrite_listing(
+        self, rewrite: Callable[[dict[str, object]], list[dict[str, object]]], *, times: int | None = None,
+        repo_id: str | None = None, path: str | None = None
+    ) -> Fault:
+        """List ``rewrite(item)`` (a list of tree items) instead of each matching file's tree / paths-info
+        item: hostile paths, sizes, hashes, duplicates or thousands of entries, without storing them."""
+        return self._rule(FaultKind.REWRITE_LISTING, times, ("LIST",), rewrite=rewrite, repo_id=repo_id, path=path)
+
+    def rewrite_headers(
+        self, headers: dict[str, str], *, times: int | None = None, methods: Collection[str] = ("HEAD", "GET"),
+        repo_id: str | None = None, path: str | None = None
+    ) -> Fault:
+        """Serve matching files with ``headers`` replaced (a lying ``X-Repo-Commit``, ``X-Linked-Size``...)."""
+        return self._rule(FaultKind.REWRITE_HEADERS, times, methods, headers=tuple(headers.items()), repo_id=repo_id,
+                          path=path)
+
+    def rewrite_info(
+        self, rewrite: Callable[[dict[str, object]], list[dict[str, object]]], *, times: int | None = None,
+        repo_id: str | None = None
+    ) -> Fault:
+        """Answer repo info (method ``INFO``) with ``rewrite(payload)[0]``: a lying ``sha``, card or siblings."""
+        return self._rule(FaultKind.REWRITE_LISTING, times, ("INFO",), rewrite=rewrite, repo_id=repo_id)
+
+    def redirect(
+        self, location: str, status: int = 302, *, times: int | None = None,
+        methods: Collection[str] = ("HEAD", "GET"), repo_id: str | None = None, path: str | None = None
+    ) -> Fault:
+        """Answer matching resolve requests with a redirect to ``location`` (another host, port, scheme)."""
+        return self._rule(FaultKind.REDIRECT, times, methods, status=status, location=location, repo_id=repo_id,
+                          path=path)
 
     def stall(
         self,

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, quote
 
 from .context import RequestContext
 from .errors import BadRequest, EntryNotFound
-from .faults import FaultKind, FaultPlan
+from .faults import Fault, FaultKind, FaultPlan
 from .names import RepoRef, check_path
 from .repo_card import LfsRule, card_data, card_fields, lfs_rule
 from .responses import Response, json_response
@@ -46,11 +46,10 @@ class Lister:
         self.plan: FaultPlan | None = ctx.config.fault_plan
         self.repo_id = repo.repo_id
 
-    def hashes(self, path: str, entry: FileEntry) -> tuple[str | None, dict[str, object] | None]:
+    def hashes(self, path: str, entry: FileEntry, fault: Fault | None = None) -> tuple[str | None, dict[str, object] | None]:
         """The ``oid`` and ``lfs`` block to list for the file (both None: listed without a hash)."""
         lfs = lfs_info(entry) if self.rule.is_lfs(path, entry) else None
         oid: str | None = entry.git_oid
-        fault = self.plan.take("LIST", self.repo_id, path) if self.plan is not None else None
         if fault is not None and fault.kind is FaultKind.UNHASHED:
             return None, None
         if fault is not None and fault.kind is FaultKind.LISTED_HASH:
@@ -60,12 +59,19 @@ class Lister:
                 oid = _wrong(entry.git_oid)
         return oid, lfs
 
-    def file_item(self, path: str, entry: FileEntry) -> dict[str, object]:
-        oid, lfs = self.hashes(path, entry)
+    def fault(self, path: str) -> Fault | None:
+        return self.plan.take("LIST", self.repo_id, path) if self.plan is not None else None
+
+    def file_items(self, path: str, entry: FileEntry) -> list[dict[str, object]]:
+        """The tree / paths-info items for the file: one, unless a listing fault rewrites it."""
+        fault = self.fault(path)
+        oid, lfs = self.hashes(path, entry, fault)
         item: dict[str, object] = {"type": "file", "oid": oid, "size": entry.size, "path": path}
         if lfs is not None:
             item["lfs"] = lfs
-        return item
+        if fault is not None and fault.kind is FaultKind.REWRITE_LISTING and fault.rewrite is not None:
+            return fault.rewrite(item)
+        return [item]
 
 
 def _wrong(hex_digest: str) -> str:
@@ -82,7 +88,7 @@ def folder_item(path: str, files: Mapping[str, FileEntry]) -> dict[str, object]:
 
 
 def _sibling(lister: Lister, path: str, entry: FileEntry) -> dict[str, object]:
-    oid, lfs = lister.hashes(path, entry)
+    oid, lfs = lister.hashes(path, entry, lister.fault(path))
     item: dict[str, object] = {"rfilename": path, "size": entry.size, "blobId": oid}
     if lfs is not None:
         item["lfs"] = lfs
@@ -114,6 +120,9 @@ def repo_info_payload(ctx: RequestContext, repo: RepoRef, meta: Mapping[str, obj
         payload["cardData"] = card
     if repo.repo_type == "model":
         payload["modelId"] = repo.repo_id
+    fault = ctx.config.fault_plan.take("INFO", repo.repo_id, "") if ctx.config.fault_plan is not None else None
+    if fault is not None and fault.kind is FaultKind.REWRITE_LISTING and fault.rewrite is not None:
+        payload = fault.rewrite(payload)[0]
     return payload
 
 
@@ -138,7 +147,7 @@ def tree_items(lister: Lister, files: Mapping[str, FileEntry], prefix: str,
         for i in range(1, min(depth, len(parts) - 1) + 1):
             folders.add(base + "/".join(parts[:i]))
         if recursive or len(parts) == 1:
-            items.append(lister.file_item(path, entry))
+            items.extend(lister.file_items(path, entry))
     items.extend(folder_item(folder, files) for folder in folders)
     items.sort(key=lambda item: (item["type"] != "directory", str(item["path"])))
     return items
@@ -196,7 +205,7 @@ def paths_info(ctx: RequestContext, route: Route) -> Response:
 def _path_items(lister: Lister, files: Mapping[str, FileEntry], paths: Iterable[str]) -> Iterable[dict[str, object]]:
     for path in paths:
         if path in files:
-            yield lister.file_item(path, files[path])
+            yield from lister.file_items(path, files[path])
         elif any(p.startswith(path + "/") for p in files):
             yield folder_item(path, files)
 

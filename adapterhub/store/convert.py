@@ -15,6 +15,9 @@ import io
 from ..errors import UnsafeFileError
 
 MIN_TORCH = (2, 6)
+CONVERT_HINT = ("nothing was stored; ask the publisher for safetensors weights, or, if you trust where the file "
+                "comes from, convert it yourself (safetensors.torch.save_file(torch.load(path, weights_only=True), "
+                "'adapter_model.safetensors')) and load that directory")
 
 
 def pickle_to_safetensors(data: bytes, where: str) -> bytes:
@@ -41,12 +44,12 @@ def pickle_tensors(data: bytes, where: str) -> dict:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # the weights-only unpickler raises many types
         raise UnsafeFileError(f"{where}: refused by the weights-only loader: {type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:300] if str(exc) else ''}") from None
+                              f"{str(exc).splitlines()[0][:300] if str(exc) else ''}", hint=CONVERT_HINT) from None
     if not isinstance(state, dict) or not state:
-        raise UnsafeFileError(f"{where}: expected a non-empty mapping of tensor names to tensors")
+        raise UnsafeFileError(f"{where}: expected a non-empty mapping of tensor names to tensors", hint=CONVERT_HINT)
     tensors = {}
     for key, value in state.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            raise UnsafeFileError(f"{where}: entry {key!r} is not a named tensor")
+            raise UnsafeFileError(f"{where}: entry {key!r} is not a named tensor", hint=CONVERT_HINT)
         tensors[key] = value.detach().to("cpu").contiguous().clone()
     return tensors

@@ -11,13 +11,13 @@ import dataclasses
 import hashlib
 from typing import Any
 
-from ..errors import IntegrityError
+from ..errors import IntegrityError, SizeLimitError
 from ..jsonio import loads_strict
 from ..manifest import FileEntry, Manifest
 from ..manifest.derive import HubOrigin, base_reference, derive_manifest
 from ..names import HubReference
 from ..transport import FetchOptions, TokenScope
-from .convert import pickle_to_safetensors
+from .convert import CONVERT_HINT, pickle_to_safetensors
 from .http import HttpFetcher
 from .hub_records import CONVERTED_KEY, HubRecords, converted_blobs_missing
 from .hub_repo import (
@@ -37,6 +37,8 @@ CONFIG_FILES = frozenset({"adapter_config.json", "head_config.json", "adapter_fu
                           "adapterhub.json"})
 """Small config files the derivation reads (paths relative to the subfolder)."""
 MAX_CONFIG = 4 << 20
+MAX_PICKLE = 4 << 30
+"""Largest pickle weights file converted at pull time (read whole into memory by the weights-only loader)."""
 PICKLE_WEIGHTS = {"adapter_model.bin": "adapter_model.safetensors", "pytorch_adapter.bin": "adapter.safetensors",
                   "pytorch_model_head.bin": "model_head.safetensors",
                   "pytorch_model_adapter_fusion.bin": "model_adapter_fusion.safetensors"}
@@ -101,9 +103,10 @@ def _derive(ref: HubReference, repo: HubRepo, snapshot: RepoSnapshot, layout: Ca
         configs: dict[str, Any] = {}
         converted: dict[str, dict[str, str]] = {}
         names = {_relative(f.path, ref.subfolder) for f in files}
+        _check_sizes(files, ref.subfolder, where)
         for file in files:
             rel = _relative(file.path, ref.subfolder)
-            wanted = rel in CONFIG_FILES and file.size <= MAX_CONFIG
+            wanted = rel in CONFIG_FILES
             if rel in PICKLE_WEIGHTS:
                 if PICKLE_WEIGHTS[rel] not in names:  # else the repo has safetensors too: the pickle is not needed
                     entry, original = _convert(source, file, rel, layout, where)
@@ -128,6 +131,20 @@ def _derive(ref: HubReference, repo: HubRepo, snapshot: RepoSnapshot, layout: Ca
         return manifest
     finally:
         fetcher.close()
+
+
+def _check_sizes(files: list[HubFile], subfolder: str | None, where: str) -> None:
+    """:class:`SizeLimitError` before anything is fetched when a file this pull reads into memory is too large:
+    a config over :data:`MAX_CONFIG` (a few kB normally; skipping it would misdescribe the repo), a pickle to
+    convert over :data:`MAX_PICKLE`."""
+    for file in files:
+        rel = _relative(file.path, subfolder)
+        if rel in CONFIG_FILES and file.size > MAX_CONFIG:
+            raise SizeLimitError(f"{where}: {rel} is {file.size} bytes, larger than the {MAX_CONFIG} bytes a config "
+                                 "file may be; refusing to read it", hint="the repo is broken or hostile; nothing was stored")
+        if rel in PICKLE_WEIGHTS and file.size > MAX_PICKLE:
+            raise SizeLimitError(f"{where}: {rel} is {file.size} bytes; pickle weights over {MAX_PICKLE} bytes are not "
+                                 "converted (the conversion holds them in memory)", hint=CONVERT_HINT)
 
 
 def _base_config(configs: dict[str, Any], origin: HubOrigin, endpoint: str | None, token: str | bool | None,

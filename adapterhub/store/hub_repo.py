@@ -30,15 +30,21 @@ from ..errors import (
     OfflineError,
     RetryableError,
     SizeLimitError,
+    UnsafePathError,
 )
 from ..names import COMMIT_PATTERN
+from ..paths import case_collisions, path_problem
 from ..transport import TokenScope
+from .layout import MAX_FILE_SIZE, VIEW_MARKER
 
 _SHA1_RE = re.compile(r"[0-9a-f]{40}")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 MAX_GIT_BLOB = 64 << 20
 """Largest file accepted with only a git blob sha1 (the Hub keeps files over 10 MB in LFS/Xet): these
 are buffered in memory, because their sha256 (the cache key) is known only after they arrived."""
+MAX_REPO_FILES = 10_000
+"""Most files a pull lists under one repo folder: an adapter has a handful; more is a hostile or a whole
+training-run repo (pass the subfolder holding the adapter)."""
 
 T = TypeVar("T")
 
@@ -201,8 +207,16 @@ def resolve_revision(repo: HubRepo, revision: str | None = None, *, scope: Token
 
 def _hub_file(item: Any, where: str) -> HubFile:
     path, size = item.path, item.size
-    if not isinstance(size, int) or size < 0:
-        raise IntegrityError(f"{where}: {path}: the listing gives no valid size ({size!r})")
+    problem = path_problem(path) if isinstance(path, str) else "not a string"
+    if problem is None and VIEW_MARKER in path.split("/")[-1]:
+        problem = f"is named like the cache's own {VIEW_MARKER}"
+    if problem:
+        raise UnsafePathError(f"{where}: the listing names the file {str(path)[:300]!r}, which {problem}; "
+                              "refusing the repository before anything is fetched",
+                              hint="the server's listing is hostile or broken; nothing was stored")
+    if type(size) is not int or not 0 <= size <= MAX_FILE_SIZE:
+        raise IntegrityError(f"{where}: {path}: the listing gives no valid size ({size!r}; an integer in "
+                             f"0..{MAX_FILE_SIZE} bytes)")
     lfs = getattr(item, "lfs", None)
     sha256 = None
     if lfs is not None:
@@ -238,12 +252,18 @@ def list_files(repo: HubRepo, commit: str, subfolder: str | None = None, *,
         try:
             return list(api.list_repo_tree(repo.repo_id, path_in_repo=subfolder or None, recursive=True,
                                            revision=commit, repo_type=repo.repo_type))
-        except (KeyError, TypeError) as exc:  # the client could not parse an entry (no oid, no lfs sha256)
-            raise IntegrityError(f"{where}: the tree listing has a file entry without {exc}; refusing a "
-                                 "file that cannot be checked") from None
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:  # an entry the client cannot parse
+            raise IntegrityError(f"{where}: the tree listing has a file entry the client cannot read "
+                                 f"({type(exc).__name__}: {first_line(exc)}; no oid, size or lfs sha256?); "
+                                 "refusing a file that cannot be checked") from None
 
     items = client_call(repo, f"{where}: listing files", listing, scope)
     files = [_hub_file(item, where) for item in items if type(item).__name__ != "RepoFolder"]
+    if len(files) > MAX_REPO_FILES:
+        raise SizeLimitError(f"{where}: {len(files)} files under {subfolder or 'the repository root'!r}, more "
+                             f"than the {MAX_REPO_FILES} an adapter pull accepts",
+                             hint="pass the subfolder that holds the adapter (hf:ORG/REPO:DIR)")
+    _check_unique([f.path for f in files], where)
     outside = [f.path for f in files if subfolder and not f.path.startswith(subfolder.rstrip("/") + "/")]
     if outside:
         raise IntegrityError(f"{where}: the listing of {subfolder!r} names files outside it ({outside[0]!r}); "
@@ -253,6 +273,22 @@ def list_files(repo: HubRepo, commit: str, subfolder: str | None = None, *,
     return sorted(files, key=lambda f: f.path)
 
 
+def _check_unique(paths: list[str], where: str) -> None:
+    """:class:`UnsafePathError` when the listing names a file twice, or two that differ only in case (one
+    file on a case-insensitive disk: which bytes a view holds would depend on the OS)."""
+    seen: set[str] = set()
+    for path in paths:
+        if path in seen:
+            raise UnsafePathError(f"{where}: the listing names {path!r} twice; refusing a listing that does not "
+                                  "say which bytes the file holds")
+        seen.add(path)
+    clashes = case_collisions(sorted(seen))
+    if clashes:
+        first, second = clashes[0]
+        raise UnsafePathError(f"{where}: the listing names {first!r} and {second!r}, which differ only in case "
+                              "(one file on a case-insensitive disk); refusing the repository")
+
+
 def file_info(repo: HubRepo, commit: str, path: str, *, scope: TokenScope | None = None) -> HubFile:
     """One file of a commit with its hash (``paths-info``), without listing the whole repository."""
     where = f"hf:{repo.repo_id}@{commit[:12]}"
@@ -260,9 +296,10 @@ def file_info(repo: HubRepo, commit: str, path: str, *, scope: TokenScope | None
     def info(api: Any) -> list[Any]:
         try:
             return list(api.get_paths_info(repo.repo_id, [path], revision=commit, repo_type=repo.repo_type))
-        except (KeyError, TypeError) as exc:
-            raise IntegrityError(f"{where}: the paths-info entry of {path} has no {exc}; refusing a file that "
-                                 "cannot be checked") from None
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise IntegrityError(f"{where}: the paths-info entry of {path} cannot be read ({type(exc).__name__}: "
+                                 f"{first_line(exc)}; no oid, size or lfs sha256?); refusing a file that cannot be "
+                                 "checked") from None
 
     found = [i for i in client_call(repo, f"{where}: {path}: paths-info", info, scope)
              if type(i).__name__ != "RepoFolder" and i.path == path]

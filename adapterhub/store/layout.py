@@ -36,6 +36,8 @@ from .. import settings
 
 LAYOUT_VERSION = 1
 VIEW_MARKER = ".adapterhub-view.json"
+MAX_FILE_SIZE = 1 << 40
+"""Largest file a manifest or a Hub listing may state (1 TiB): a bigger size is a hostile or broken source."""
 STALE_AFTER_SECONDS = 6 * 3600
 """A temp file untouched this long is garbage even if its owner pid looks alive (pid reuse, NFS)."""
 EMPTY_DIR_GRACE_SECONDS = 60

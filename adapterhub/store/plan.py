@@ -14,13 +14,11 @@ from ..errors import SchemaError, SchemaProblem
 from ..manifest import ArchiveSource, HfSource, Manifest
 from ..names import normalize_name
 from ..paths import case_collisions, path_problem
-from .layout import is_sha256
+from .layout import MAX_FILE_SIZE, is_sha256
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
 """Pickle-based formats: never accepted as adapter files (only archives may carry them, converted)."""
-
-MAX_FILE_SIZE = 1 << 40
 
 
 def manifest_problems_for_store(manifest: Manifest) -> list[SchemaProblem]:

@@ -161,8 +161,8 @@ def test_dora_and_loha():
 @pytest.mark.parametrize(("cfg", "pointer", "words"), [
     (lora(peft_type="LOKR"), "/peft_type", "'LOKR' is not supported"),
     (["not", "an", "object"], "/", "not an object"),
-    (lora(rank_pattern={"query": 0}), "/rank_pattern", "not a positive integer rank"),
-    (lora(alpha_pattern={"query": "x"}), "/alpha_pattern", "not a number"),
+    (lora(rank_pattern={"query": 0}), "/rank_pattern", "is not an integer in 1"),
+    (lora(alpha_pattern={"query": "x"}), "/alpha_pattern", "not a finite number"),
     (lora(rank_pattern={"(unclosed": 2}), "/rank_pattern", "not a regular expression"),
     (lora(rank_pattern={r"bert\.encoder\.layer\.0\.attention\.self\.query": 2}), "/rank_pattern", "model class"),
     ({"peft_type": "LOHA", "r": 4, "target_modules": ["query"], "rank_pattern": {"query": 2}}, "/rank_pattern",

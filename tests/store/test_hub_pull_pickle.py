@@ -67,7 +67,7 @@ def test_a_hostile_pickle_is_refused_and_nothing_is_published(hub, cache):
     put_repo(hub.server, BASE_ID, {"config.json": (BASE_DIR / "config.json").read_bytes()})
     put_repo(hub.server, "org/evil", {"adapter_config.json": (PEFT_DIR / "adapter_config.json").read_bytes(),
                                       "adapter_model.bin": pickle.dumps({"w": _Evil()})})
-    with pytest.raises(UnsafeFileError):
+    with pytest.raises(UnsafeFileError, match="convert it yourself"):
         pull("hf:org/evil", endpoint=hub.endpoint)
     assert not (cache / "adapters").exists() or not any((cache / "adapters").iterdir())
     assert not (cache / "hub").exists() or not list((cache / "hub").rglob("manifests/*.json"))
