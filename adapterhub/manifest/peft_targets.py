@@ -84,12 +84,28 @@ def layouts(fam: Family, base_config: Mapping[str, Any], layer_counts: tuple[int
 Placement = tuple[list[str], list[int], list[str], frozenset[tuple[int, float]]]
 TensorNames = Callable[[], Collection[str]]
 """The tensor names of the adapter's weights file, read when needed (the caller may have to fetch it)."""
-NO_OP_INITS = {"LORA": lambda cfg: cfg.get("init_lora_weights", True) is True or (
-                   isinstance(cfg.get("init_lora_weights"), str) and cfg["init_lora_weights"].lower() in ("gaussian", "eva")),
-               "IA3": lambda cfg: bool(cfg.get("init_ia3_weights", True)),
-               "LOHA": lambda cfg: cfg.get("init_weights", True) is True}
+IDENTITY_INITS: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "LORA": lambda cfg: cfg.get("init_lora_weights", True) is True or (
+        isinstance(cfg.get("init_lora_weights"), str) and cfg["init_lora_weights"].lower() in ("gaussian", "eva")),
+    "IA3": lambda cfg: bool(cfg.get("init_ia3_weights", True)),
+    "LOHA": lambda cfg: cfg.get("init_weights", True) is True,
+}
 """Per ``peft_type``: whether PEFT's initialisation of a module it adapts is the identity (LoRA/DoRA ``B = 0``, IA3
-ones, LoHa ``w2_b = 0``): then a module PEFT wraps without tensors for it in the file computes what the base does."""
+ones, LoHa ``w2_b = 0``)."""
+
+
+def identity_init(cfg: dict[str, Any]) -> bool:
+    """Whether a module PEFT wraps but finds no tensors for in the file computes what the base module does."""
+    return IDENTITY_INITS.get(str(cfg.get("peft_type")), lambda cfg: False)(cfg)
+
+
+def init_refusal(cfg: dict[str, Any], what: str) -> SchemaError:
+    """The refusal of ``what`` (modules PEFT adapts without tensors for them) under a non-identity init."""
+    init = {k: cfg[k] for k in ("init_lora_weights", "init_ia3_weights", "init_weights") if k in cfg}
+    return peft_unsupported("/init_lora_weights" if "init_lora_weights" in init else "/target_modules",
+                            f"{what}; its weights file holds no tensors for it, so PEFT leaves it at its "
+                            f"initialisation ({init or 'the default'}), which is not the identity: PEFT's outputs "
+                            "on a model with that module are random")
 
 
 @dataclass(frozen=True)
@@ -179,12 +195,8 @@ def _check_others(cfg: dict[str, Any], raw: Any, others: list[str], names: list[
         raise peft_unsupported("/target_modules", f"{what}, and its weights file holds trained tensors for "
                                f"{', '.join(held)}, which adapterhub cannot place; retrain naming the projections "
                                "(or excluding those modules with exclude_modules)")
-    if not NO_OP_INITS.get(str(cfg.get("peft_type")), lambda cfg: False)(cfg):
-        init = {k: cfg[k] for k in ("init_lora_weights", "init_ia3_weights", "init_weights") if k in cfg}
-        raise peft_unsupported("/init_lora_weights" if "init_lora_weights" in init else "/target_modules",
-                               f"{what}; its weights file holds no tensors for it, so PEFT leaves it at its "
-                               f"initialisation ({init or 'the default'}), which is not the identity: PEFT's outputs "
-                               "on a model with that module are random")
+    if not identity_init(cfg):
+        raise init_refusal(cfg, what)
 
 
 def _module_names(tensor_names: TensorNames | None) -> list[str] | None:

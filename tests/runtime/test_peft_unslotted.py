@@ -134,6 +134,13 @@ def test_a_pooler_target_whose_init_is_not_the_identity_is_refused_as_peft_rando
             if "lora_B" in n or "ia3_l" in n:
                 p.copy_(torch.zeros_like(p) if "lora_B" in n else torch.ones_like(p))
     assert (_outputs(ref, inputs)["logits"] - random_init).abs().max() > 1e-6
-    with pytest.raises(SchemaError, match="not the identity") as err:
-        derive_dir(tmp_path / "repo", base_config_of(_classifier()))
-    assert "pooler.dense" in str(err.value)
+    for attempt in (lambda: derive_dir(tmp_path / "repo", base_config_of(_classifier())),
+                    lambda: wrap(_classifier()).load(tmp_path / "repo")):
+        with pytest.raises(SchemaError, match="not the identity") as err:
+            attempt()
+        assert "pooler.dense" in str(err.value)
+    # onto the model it was saved from (no pooler) PEFT adapts only modules the file holds: ours loads it as PEFT does
+    ours, want = _token_classifier().double(), peft.PeftModel.from_pretrained(_token_classifier().double(),
+                                                                               tmp_path / "repo").eval()
+    wrap(ours).load(tmp_path / "repo")
+    assert_close(_outputs(ours, inputs)["logits"], _outputs(want, inputs)["logits"], terms=model_terms(ours))
