@@ -101,10 +101,14 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
 def _check_all_held(cfg: dict[str, Any], root: torch.nn.Module, held: set[str]) -> None:
     """Refuse when PEFT, loading this adapter onto ``root``, would adapt a Linear the file holds no tensors for and
     leave it at an initialisation that is not the identity (``init_lora_weights=False``: random outputs)."""
-    match = PeftMatch.of(cfg, all_linear=is_all_linear(cfg.get("target_modules")))
+    if is_all_linear(cfg.get("target_modules")):
+        return  # PEFT resolves it against the model (leaving out its output layer): derivation judges it
+    match = PeftMatch.of(cfg, all_linear=False)
     for name, module in root.named_modules():
         linear = isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"
-        if linear and name not in held and match(name):
+        # held under another task prefix (saved from the bare backbone) is held: the tensors are placed by suffix
+        if linear and match(name) and not any(name == h or name.endswith("." + h) or h.endswith("." + name)
+                                              for h in held):
             raise init_refusal(cfg, f"target_modules={cfg.get('target_modules')!r} also matches {name} of "
                                     f"{type(root).__name__} (PEFT adapts every module it matches)")
 
