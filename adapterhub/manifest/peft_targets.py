@@ -1,15 +1,16 @@
-"""Which of our projections a PEFT config targets, from the config alone (no model, no tensors).
+"""Which of our projections a PEFT config targets, from the config (and, where it does not settle it, the tensor names).
 
-PEFT picks modules by name: a list ``target_modules`` matches a module whose path equals an entry or
-ends with ``.<entry>``, a string is a regular expression the whole path must match, and
-``layers_to_transform`` keeps only the layers with those indices (counted per stack), ``exclude_modules``
-(a list or a regular expression, the same tests) drops modules, and ``"all-linear"`` is every Linear/Conv1D
-of the model but its output embedding (the LM head) and, for ``SEQ_CLS``, the classifier. Applying the same
-rules to each family's projection paths gives our architecture-neutral targets and ``leave_out``, as
-the runtime's PEFT reader gets them from the tensor names. The paths come from the architecture table
+PEFT picks modules by their full names (:mod:`.peft_match` reproduces its test: ``target_modules``,
+``exclude_modules``, ``modules_to_save``, ``layers_to_transform`` with ``layers_pattern``), and ``"all-linear"`` is
+every Linear/Conv1D of the model but its output embedding (the LM head) and, for ``SEQ_CLS``, the classifier.
+Applying that test to each family's projection paths, under each module-name prefix the model PEFT wrapped may have
+had (a bare backbone, a task model's ``bert.``), gives our architecture-neutral targets and ``leave_out``, as the
+runtime's PEFT reader gets them from the tensor names. The paths come from the architecture table
 (:mod:`adapterhub.families`), the same entries the runtime binds to a model, read with the base's
-``config.json`` for what varies within a family (T5's gated feed-forward). What cannot be placed (a module
-that is no projection of ours, a target set that differs between layers) is refused with the key named.
+``config.json`` for what varies within a family (T5's gated feed-forward). A backbone Linear we have no slot for
+(BERT's pooler) that the config also matches is accepted only where PEFT leaves it computing what the base does.
+What cannot be placed (a module that is no projection of ours, a target set that differs between layers) is
+refused with the key named.
 """
 
 from __future__ import annotations
