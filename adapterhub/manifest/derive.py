@@ -33,7 +33,7 @@ from ..names import HubReference, is_repo_id, manifest_name
 from .adapters_config import bottleneck_config, flat_config, fusion_config, lora_config, prefix_config
 from .io import CURRENT_SCHEMA_VERSION, MANIFEST_FILENAME, SIGNATURE_FILENAME, parse_manifest
 from .peft_config import check_peft_config, lora_ranks, peft_method, peft_scalars, peft_unsupported
-from .peft_targets import family_of, peft_placement
+from .peft_targets import TensorNames, family_of, peft_placement
 from .roles import CARD_FILE, guess_role
 from .types import FileEntry, HfSource, Manifest
 
@@ -122,9 +122,12 @@ def base_reference(config_files: Mapping[str, Any], origin: HubOrigin) -> tuple[
 
 
 def derive_manifest(config_files: Mapping[str, Any], files: Sequence[FileEntry], origin: HubOrigin,
-                    base_config: Mapping[str, Any] | None = None) -> Manifest:
+                    base_config: Mapping[str, Any] | None = None, tensor_names: TensorNames | None = None) -> Manifest:
     """The manifest of the repo described by its parsed config files (paths relative to the subfolder),
-    every file it holds (``files``) and ``origin``; ``base_config`` is the base's parsed ``config.json``.
+    every file it holds (``files``) and ``origin``; ``base_config`` is the base's parsed ``config.json``;
+    ``tensor_names`` returns the tensor names of the weights file, called only when the config alone does not
+    settle the placement (a PEFT target that also matches BERT's ``pooler.dense``: see
+    :func:`~adapterhub.manifest.peft_targets.peft_placement`).
 
     Raises :class:`SchemaError` (naming the key) for a config adapterhub cannot describe,
     :class:`IntegrityError` when a stated ``adapterhub.json`` lists other files than the repo holds,
@@ -149,7 +152,7 @@ def derive_manifest(config_files: Mapping[str, Any], files: Sequence[FileEntry],
     base_id, base_revision = base_reference(config_files, origin)
     base = _base_facts(_need_base(base_config, base_id, base_revision, where), base_id, base_revision, where)
     if layout == "peft":
-        method, config, head_type = _from_peft(cfg, base, base_config)
+        method, config, head_type = _from_peft(cfg, base, base_config, tensor_names)
         task_type = PEFT_TASKS.get(str(cfg.get("task_type")))
     else:
         method, config, head_type = _from_library(cfg, config_files.get(HEAD_CONFIG), base, where)
@@ -286,13 +289,14 @@ def _base_facts(config: Mapping[str, Any], base_id: str | None, revision: str | 
     return base
 
 
-def _from_peft(cfg: dict[str, Any], base: dict[str, Any], base_config: Mapping[str, Any]
-               ) -> tuple[str, dict[str, Any], str | None]:
+def _from_peft(cfg: dict[str, Any], base: dict[str, Any], base_config: Mapping[str, Any],
+               tensor_names: TensorNames | None) -> tuple[str, dict[str, Any], str | None]:
     method = peft_method(cfg)
     check_peft_config(cfg)
     counts = family_of(base["model_type"]).tower_counts(base_config) or (
         base["num_hidden_layers"], *((base["num_decoder_layers"],) if base.get("num_decoder_layers") else ()))
-    targets, leave_out, feedforward, scalars = peft_placement(cfg, base["model_type"], base_config, counts)
+    targets, leave_out, feedforward, scalars = peft_placement(cfg, base["model_type"], base_config, counts,
+                                                              tensor_names)
     config = {**peft_scalars(cfg), "target_modules": targets}
     if scalars:
         ranks, folded = lora_ranks(cfg, scalars)

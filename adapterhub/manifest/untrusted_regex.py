@@ -34,10 +34,10 @@ class UntrustedPattern:
     source: str
     spent: float = field(default=0.0)
 
-    def _run(self, method: str, text: str) -> bool:
+    def _run(self, method: str, text: str) -> Any:
         started = time.monotonic()
         try:
-            found = getattr(self.compiled, method)(text, timeout=max(0.001, BUDGET - self.spent)) is not None
+            found = getattr(self.compiled, method)(text, timeout=max(0.001, BUDGET - self.spent))
         except TimeoutError:
             self.spent = BUDGET
             raise SchemaError(self.source, [SchemaProblem(self.pointer, (
@@ -50,9 +50,13 @@ class UntrustedPattern:
         return found
 
     def fullmatch(self, text: str) -> bool:
-        return self._run("fullmatch", text)
+        return self._run("fullmatch", text) is not None
 
     def match(self, text: str) -> bool:
+        return self._run("match", text) is not None
+
+    def match_at_start(self, text: str) -> Any:
+        """The match object of :meth:`match` (its groups), or None."""
         return self._run("match", text)
 
 

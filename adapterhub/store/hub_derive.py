@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 from typing import Any
 
-from ..errors import IntegrityError, SizeLimitError
+from ..errors import IntegrityError, NotFoundError, SizeLimitError
 from ..jsonio import loads_strict
 from ..manifest import FileEntry, Manifest
 from ..manifest.derive import HubOrigin, base_reference, derive_manifest
@@ -30,6 +30,7 @@ from .hub_repo import (
     resolve_revision,
 )
 from .layout import CacheLayout
+from .safetensors_check import check_safetensors
 from .sources import HubSource
 from .writer import BlobWriter
 
@@ -45,6 +46,8 @@ PICKLE_WEIGHTS = {"adapter_model.bin": "adapter_model.safetensors", "pytorch_ada
 """Pickle weight files of PEFT and ``adapters``-library repos, and the safetensors file each becomes: they
 are converted at pull time, after their bytes matched the Hub's hash, by the weights-only loader
 (:mod:`.convert`); the view holds only the safetensors file, so nothing is unpickled at runtime."""
+PEFT_WEIGHTS = "adapter_model.safetensors"
+"""The weights file whose tensor names a derivation may ask for (a pickle was converted to it already)."""
 
 def _relative(path: str, subfolder: str | None) -> str:
     return path[len(subfolder) + 1:] if subfolder else path
@@ -125,7 +128,9 @@ def _derive(ref: HubReference, repo: HubRepo, snapshot: RepoSnapshot, layout: Ca
         base_config = None
         if "adapterhub.json" not in configs:
             base_config = _base_config(configs, origin, endpoint, token, scope, fetcher)
-        manifest = derive_manifest(configs, entries, origin, base_config)
+        weights = next((f for f in entries if f.path == PEFT_WEIGHTS), None)
+        manifest = derive_manifest(configs, entries, origin, base_config,
+                                   lambda: _tensor_names(source, weights, layout, where))
         if converted:
             manifest = dataclasses.replace(manifest, extensions={**manifest.extensions, CONVERTED_KEY: converted})
         return manifest
@@ -145,6 +150,21 @@ def _check_sizes(files: list[HubFile], subfolder: str | None, where: str) -> Non
         if rel in PICKLE_WEIGHTS and file.size > MAX_PICKLE:
             raise SizeLimitError(f"{where}: {rel} is {file.size} bytes; pickle weights over {MAX_PICKLE} bytes are not "
                                  "converted (the conversion holds them in memory)", hint=CONVERT_HINT)
+
+
+def _tensor_names(source: HubSource, entry: FileEntry | None, layout: CacheLayout, where: str) -> list[str]:
+    """The tensor names of the PEFT weights file, for a derivation that needs them: the file is fetched into the
+    cache now (checked against the Hub's sha256 as it streams, so the pull that follows reuses the blob) and its
+    header is read by the store's strict safetensors gate."""
+    if entry is None:
+        raise NotFoundError(f"{where}: where this adapter's targets land depends on its tensors, but the repo holds "
+                            f"no {PEFT_WEIGHTS}")
+    blob = layout.blob(entry.sha256)
+    if not blob.is_file():
+        with BlobWriter(layout, entry.sha256, entry.size, where=f"{where}: {entry.path}") as writer:
+            source.stream(entry.path, entry.size, writer)
+            writer.commit()
+    return [t.name for t in check_safetensors(blob).tensors]
 
 
 def _base_config(configs: dict[str, Any], origin: HubOrigin, endpoint: str | None, token: str | bool | None,

@@ -170,7 +170,7 @@ def test_dora_and_loha():
     (lora(layer_replication=[[0, 2]]), "/layer_replication", "duplicates base layers"),
     (lora(bias="all"), "/bias", "bias='all'"),
     (lora(target_modules=["word_embeddings", "query"]), "/target_modules", "'word_embeddings'"),
-    (lora(target_modules="all-linear"), "/target_modules", "also adapts pooler.dense"),
+    (lora(target_modules="all-linear"), "/target_modules", "also matches pooler.dense"),
     (lora(target_modules="all-linear", task_type="TOKEN_CLS"), "/target_modules", "task head"),
     (lora(target_modules=None), "/target_modules", "None"),
     (lora(target_modules="(unclosed"), "/target_modules", "not a regular expression"),
@@ -346,3 +346,91 @@ def test_a_fusion_folder_depends_on_its_sibling_member_folders_at_the_same_commi
 def test_the_derived_manifests_docs_run():
     namespace = run_doc_examples("manifest.md", section="Derived manifests (Hub repos without an `adapterhub.json`)")
     assert namespace["m"].adapter.method == "lora"
+
+
+@pytest.mark.parametrize(("cfg", "base", "want", "leave_out"), [
+    # PEFT reads the layer index after layers_pattern; a pattern naming no stack matches nothing (below)
+    (lora(target_modules=["q", "v"], layers_to_transform=[0], layers_pattern="block"), T5, ("q", "v"), (1, 3, 4)),
+    # counted per stack: encoder block 1 and decoder block 1 (global 3)
+    (lora(target_modules=["q", "v"], layers_to_transform=[1]), T5, ("q", "v"), (0, 2, 4)),
+    # an empty layers_to_transform filters nothing
+    (lora(target_modules=["query"], layers_to_transform=[]), None, ("q",), None),
+    # a list of patterns: the first that finds an index decides
+    (lora(target_modules=["query"], layers_to_transform=[1], layers_pattern=["layers", "layer"]), None, ("q",),
+     (0, 2, 3)),
+    # a Linear without a layer index (BERT's pooler.dense) is never adapted under layers_to_transform
+    (lora(target_modules=["dense"], layers_to_transform=[0, 1, 2, 3]), None, ("o", "ffn_in", "ffn_out"), None),
+])
+def test_layers_to_transform_keeps_the_layers_peft_reads_off_module_names(cfg, base, want, leave_out):
+    m = derive(cfg, base=base)
+    assert (m.adapter.config["target_modules"], m.adapter.config.stated().get("leave_out")) == (want, leave_out)
+
+
+@pytest.mark.parametrize(("cfg", "base", "words"), [
+    (lora(target_modules=["query"], layers_to_transform=[0], layers_pattern="layers"), None,
+     "after 'layers' (layers_pattern)"),
+    # T5's 'layer' is the sub-layer list inside a block: layer.0 is self-attention, layer.1 cross-attention
+    (lora(target_modules=["q", "v"], layers_to_transform=[0], layers_pattern="layer"), T5,
+     "only some of the 'q' projections"),
+    (lora(target_modules=["query"], layers_pattern="layer"), None, "layers_pattern without layers_to_transform"),
+    (lora(target_modules=["query"], layers_to_transform=[0], layers_pattern="(x"), None, "not a regular expression"),
+])
+def test_layers_pattern_that_places_differently_from_our_layers_is_refused(cfg, base, words):
+    with pytest.raises(SchemaError) as err:
+        derive(cfg, base=base)
+    assert words in str(err.value)
+
+
+def test_a_listed_full_name_is_adapted_whatever_layers_to_transform_says_and_the_tensors_tell_the_prefix():
+    """PEFT adapts a module whose name is listed as it is in every layer; the name is exact only for the model class
+    it was saved from (here a bare BertModel), which the tensor names tell."""
+    cfg = lora(target_modules=["query", "encoder.layer.3.attention.self.query"], layers_to_transform=[0])
+    names = [f"base_model.model.encoder.layer.{i}.attention.self.query.lora_{x}.weight" for i in (0, 3) for x in "AB"]
+    m = derive_manifest({"adapter_config.json": cfg}, PEFT_FILES, HubOrigin("o/r", COMMIT), BERT, lambda: names)
+    assert m.adapter.config.stated().get("leave_out") == (1, 2)
+    task_model = [n.replace("model.encoder", "model.bert.encoder") for n in names if ".0." in n]
+    m = derive_manifest({"adapter_config.json": cfg}, PEFT_FILES, HubOrigin("o/r", COMMIT), BERT, lambda: task_model)
+    assert m.adapter.config.stated().get("leave_out") == (1, 2, 3)
+    with pytest.raises(SchemaError, match="tensor names do not settle"):
+        derive(cfg)
+
+
+LAYER_TENSORS = [f"base_model.model.bert.encoder.layer.{i}.{p}.lora_{x}.weight" for i in range(4)
+                 for p in ("attention.output.dense", "intermediate.dense", "output.dense") for x in "AB"]
+POOLER_TENSORS = [f"base_model.model.bert.pooler.dense.lora_{x}.weight" for x in "AB"]
+
+
+@pytest.mark.parametrize("cfg", [lora(target_modules=["dense"]), lora(target_modules=["query", "value", "dense"]),
+                                 lora(target_modules=["dense"], use_dora=True, init_lora_weights="gaussian"),
+                                 {"peft_type": "IA3", "target_modules": ["dense"], "feedforward_modules": ["dense"]}])
+def test_a_target_that_also_matches_the_pooler_is_placed_when_the_file_holds_no_tensors_for_it(cfg):
+    """PEFT wraps the pooler with its identity init (LoRA B = 0, IA3 ones): without tensors it computes what the base
+    does, so the adapter is the projections' (before: refused for naming the pooler at all)."""
+    names = LAYER_TENSORS if cfg["peft_type"] == "LORA" else [n.replace("lora_A", "ia3_l") for n in LAYER_TENSORS]
+    m = derive_manifest({"adapter_config.json": cfg}, PEFT_FILES, HubOrigin("o/r", COMMIT), BERT, lambda: names)
+    assert set(m.adapter.config["target_modules"]) == {"o", "ffn_in", "ffn_out"} | (
+        {"q", "v"} if "query" in cfg["target_modules"] else set())
+
+
+@pytest.mark.parametrize(("cfg", "names", "pointer", "words"), [
+    (lora(target_modules=["dense"]), LAYER_TENSORS + POOLER_TENSORS, "/target_modules",
+     "holds trained tensors for pooler.dense"),
+    (lora(target_modules=["dense"], init_lora_weights=False), LAYER_TENSORS, "/init_lora_weights", "not the identity"),
+    (lora(target_modules=["dense"], init_lora_weights="orthogonal"), LAYER_TENSORS, "/init_lora_weights",
+     "not the identity"),
+    ({"peft_type": "IA3", "target_modules": ["dense"], "init_ia3_weights": False}, LAYER_TENSORS, "/target_modules",
+     "not the identity"),
+    (lora(target_modules=["dense"]), None, "/target_modules", "was not given"),
+])
+def test_a_pooler_target_that_changes_the_pooler_is_refused_naming_why(cfg, names, pointer, words):
+    with pytest.raises(SchemaError) as err:
+        derive_manifest({"adapter_config.json": cfg}, PEFT_FILES, HubOrigin("o/r", COMMIT), BERT,
+                        None if names is None else lambda: names)
+    assert problem(err) == pointer and words in str(err.value) and "pooler.dense" in str(err.value)
+
+
+def test_tensor_names_are_read_only_when_the_config_does_not_settle_the_placement():
+    def never():
+        raise AssertionError("tensor names read for a config that names only projections")
+    m = derive_manifest({"adapter_config.json": lora()}, PEFT_FILES, HubOrigin("o/r", COMMIT), BERT, never)
+    assert m.adapter.config["target_modules"] == ("q", "v")

@@ -10,6 +10,7 @@ from typing import Any
 
 from adapterhub.manifest import FileEntry, Manifest, write_manifest
 from adapterhub.manifest.derive import HubOrigin, derive_manifest
+from adapterhub.store import check_safetensors
 
 CONFIG_NAMES = ("adapter_config.json", "head_config.json", "adapter_fusion_config.json", "adapterhub.json")
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -26,9 +27,16 @@ def config_files(directory: Path) -> dict[str, Any]:
 
 
 def derive_dir(directory: Path, base_config: dict[str, Any] | None, *, repo_id: str = "someone/tiny-adapter",
-               commit: str = COMMIT, card_data: dict[str, Any] | None = None) -> Manifest:
+               commit: str = COMMIT, card_data: dict[str, Any] | None = None, names: bool = True) -> Manifest:
+    """``names``: give derivation the weights file's tensor names when it asks (a Hub pull reads them)."""
     return derive_manifest(config_files(directory), listing(directory),
-                           HubOrigin(repo_id, commit, card_data=card_data), base_config)
+                           HubOrigin(repo_id, commit, card_data=card_data), base_config,
+                           (lambda: tensor_names(directory)) if names else None)
+
+
+def tensor_names(directory: Path) -> list[str]:
+    """The tensor names of a PEFT directory's ``adapter_model.safetensors``, from its checked header."""
+    return [t.name for t in check_safetensors(directory / "adapter_model.safetensors").tensors]
 
 
 def make_view(directory: Path, dest: Path, manifest: Manifest) -> Path:

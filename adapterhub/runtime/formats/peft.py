@@ -28,6 +28,8 @@ import torch
 
 from ...fileio import staged_directory
 from ...manifest.peft_config import peft_type_refusal
+from ...manifest.peft_match import PeftMatch
+from ...manifest.peft_targets import identity_init, init_refusal, is_all_linear
 from ..arch import Binding
 from ..heads import split_head
 from ..methods import REGISTRY, Method
@@ -84,6 +86,8 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
         placed = module_slots(ref.slots)
         pieces += [PeftPiece(leaf, value, module_path, f"layers.{ref.layer.index}.{slot.key}",
                              slot.key.removeprefix("cross_"), j, len(placed)) for j, slot in enumerate(placed)]
+    if not identity_init(cfg):
+        _check_all_held(cfg, _root(binding), {p.module_path for p in pieces})
     config, tensors = method.from_peft(cfg, pieces)
     head = _head(whole, _root(binding), cfg)
     leave_out = sorted(layer.index for layer in binding.layers if layer.index not in seen_layers)
@@ -92,6 +96,21 @@ def read_peft_dir(directory: Path, cfg: dict[str, Any], binding: Binding | None 
     base = BaseFacts.of(binding, revision=cfg.get("revision") if _is_commit(cfg.get("revision")) else None)
     return AdapterPackage(method=method.name, config=config, tensors=_own_storage(tensors),
                           base=base, head=head, name=None, source=str(directory))
+
+
+def _check_all_held(cfg: dict[str, Any], root: torch.nn.Module, held: set[str]) -> None:
+    """Refuse when PEFT, loading this adapter onto ``root``, would adapt a Linear the file holds no tensors for and
+    leave it at an initialisation that is not the identity (``init_lora_weights=False``: random outputs)."""
+    if is_all_linear(cfg.get("target_modules")):
+        return  # PEFT resolves it against the model (leaving out its output layer): derivation judges it
+    match = PeftMatch.of(cfg, all_linear=False)
+    for name, module in root.named_modules():
+        linear = isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"
+        # held under another task prefix (saved from the bare backbone) is held: the tensors are placed by suffix
+        if linear and match(name) and not any(name == h or name.endswith("." + h) or h.endswith("." + name)
+                                              for h in held):
+            raise init_refusal(cfg, f"target_modules={cfg.get('target_modules')!r} also matches {name} of "
+                                    f"{type(root).__name__} (PEFT adapts every module it matches)")
 
 
 def _own_storage(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
