@@ -9,19 +9,44 @@ level: commands that need them import them inside the command.
 from __future__ import annotations
 
 import sys
-
-import click
+from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
-from ..errors import AdapterHubError
-from .app import cli  # command modules are imported when their command is looked up (app.LazyGroup)
+from .warm_pull import answer_warm_pull
+
+if TYPE_CHECKING:
+    from .app import cli
 
 __all__ = ["cli", "main"]
 
 
+def __getattr__(name: str) -> Any:
+    """``cli`` (the click group) is imported on first use: a warm ``pull`` never needs click (:mod:`.warm_pull`)."""
+    if name == "cli":
+        from .app import cli
+
+        return cli
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point."""
+    """Console-script entry point: a warm ``pull`` is answered at once (:mod:`.warm_pull`), the rest by click."""
     args = sys.argv[1:] if argv is None else argv
+    try:
+        answered = answer_warm_pull(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    return answered if answered is not None else run_click(args)
+
+
+def run_click(args: list[str]) -> int:
+    """Run the command line through click; library errors become one line on stderr (tracebacks with --debug)."""
+    import click
+
+    from ..errors import AdapterHubError
+    from .app import cli  # command modules are imported when their command is looked up (app.LazyGroup)
+
     debug = "--debug" in args
     try:
         result = cli.main(args=args, prog_name="adapterhub", standalone_mode=False)

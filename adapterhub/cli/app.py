@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import click
 
 from .._version import __version__
+from .pull_report import json_text
 
 COMMAND_MODULES: Mapping[str, str] = {
     **dict.fromkeys(("search", "info", "validate", "index", "lock"), ".registry_cmds"),
@@ -73,7 +73,7 @@ def json_option(func):
 
 
 def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False))
+    click.echo(json_text(data))
 
 
 def index_option(func):

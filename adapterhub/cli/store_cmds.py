@@ -13,6 +13,7 @@ import click
 
 from .app import cli, echo_json, index_option, json_option, print_table
 from .args import name_argument
+from .pull_report import how_pulled, human_size, pull_lines
 
 
 def _not_cached(requirement: str) -> str:
@@ -46,15 +47,6 @@ def _cached_name(name: str | None) -> str | None:
     if found is None:
         raise NotFoundError(f"nothing cached for {name}", hint=f"`adapterhub pull {name}` fetches and verifies it")
     return found.name
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover
 
 
 def trust_options(func):
@@ -124,10 +116,8 @@ def pull(requirement: str | None, with_base: bool, index_location: str | None, o
         if base is not None:
             click.echo(str(base.location.path))
     else:
-        for dep in result.dependencies:
-            click.echo(f"{dep.name} {dep.version}  {dep.path}  (dependency)")
-        signed = ", signature verified" if trust.signers or trust.index_signers else ""
-        click.echo(f"{result.name} {result.version}  {result.path}  ({_how(result)}{signed})")
+        for line in pull_lines(result, signed=bool(trust.signers or trust.index_signers)):
+            click.echo(line)
         if base is not None:
             click.echo(f"base {result.manifest.base_model.id}  {base.location.path}  ({_base_how(base)})")
 
@@ -149,23 +139,12 @@ def _pull_base(manifest: Manifest, offline: bool, endpoint: str | None, token: s
 
 
 def _base_how(base: BaseReport) -> str:
-    """What ``--with-base`` did and checked, truthfully (as :func:`_how` for the adapter)."""
+    """What ``--with-base`` did and checked, truthfully (as :func:`.pull_report.how_pulled` for the adapter)."""
     if base.fetched is None:
         return f"found via {base.location.how}; `adapterhub run` checks its fingerprint when it loads it"
-    size = f"downloaded {_size(base.fetched.downloaded)}" if base.fetched.downloaded else "cached"
+    size = f"downloaded {human_size(base.fetched.downloaded)}" if base.fetched.downloaded else "cached"
     checked = "fingerprint checked" if base.fingerprint_checked else "no fingerprint in the manifest to check"
     return f"{size} at {base.fetched.commit[:12]}, verified, {checked}"
-
-
-def _how(result) -> str:
-    """What this pull did and checked, truthfully: "verified" only when every file was hashed now."""
-    if result.downloaded:
-        return f"downloaded {_size(result.downloaded)}, verified"
-    if result.fully_hashed:
-        return "cached, verified"
-    trusted = len(result.files) - result.hashed
-    return (f"cached; {result.hashed} of {len(result.files)} file(s) re-hashed, {trusted} unchanged since "
-            "verified (`adapterhub verify` re-hashes all)")
 
 
 def _pull_locked(lock_file: Path, only: str | None, require_hashes: bool, index_location: str | None, offline: bool,
@@ -182,7 +161,7 @@ def _pull_locked(lock_file: Path, only: str | None, require_hashes: bool, index_
         if quiet:
             click.echo(str(p.path))
         else:
-            click.echo(f"{p.name} {p.version}  {p.path}  ({_how(p)} against {lock_file})")
+            click.echo(f"{p.name} {p.version}  {p.path}  ({how_pulled(p)} against {lock_file})")
 
 
 @cli.command()
@@ -204,7 +183,7 @@ def verify(name: str | None, as_json: bool) -> None:
     else:
         for problem in report.problems:
             click.echo(f"problem: {problem}", err=True)
-        click.echo(f"checked {report.checked_files} file(s), {_size(report.checked_bytes)} in "
+        click.echo(f"checked {report.checked_files} file(s), {human_size(report.checked_bytes)} in "
                    f"{report.views} view(s): {'ok' if report.ok else f'{len(report.problems)} problem(s)'}")
     if not report.ok:
         raise IntegrityError(f"{len(report.problems)} cache problem(s); corrupted entries were evicted",
@@ -258,10 +237,10 @@ def cache_ls(name: str | None, as_json: bool) -> None:
         echo_json({"cache": str(settings.cache_dir()), "adapters": [i.to_json() for i in items],
                    "blobs": count, "blob_bytes": total})
         return
-    print_table([{"name": i.name, "version": i.version, "files": i.files, "size": _size(i.size),
+    print_table([{"name": i.name, "version": i.version, "files": i.files, "size": human_size(i.size),
                   "status": "ok" if i.intact else "incomplete", "path": str(i.path)} for i in items],
                 ["name", "version", "files", "size", "status", "path"])
-    click.echo(f"{count} blob(s), {_size(total)} in {settings.cache_dir()}")
+    click.echo(f"{count} blob(s), {human_size(total)} in {settings.cache_dir()}")
 
 
 @cache_group.command("rm")
@@ -282,7 +261,7 @@ def cache_rm(requirement: str, no_gc: bool, as_json: bool) -> None:
     if not removed:
         click.echo(_not_cached(requirement))
     if report is not None:
-        click.echo(f"freed {_size(report.freed_bytes)} ({len(report.removed_blobs)} blob(s))")
+        click.echo(f"freed {human_size(report.freed_bytes)} ({len(report.removed_blobs)} blob(s))")
 
 
 @cache_group.command("gc")
@@ -298,7 +277,7 @@ def cache_gc(max_age: float | None, as_json: bool) -> None:
     if as_json:
         echo_json(report.to_json())
         return
-    click.echo(f"removed {len(report.removed_blobs)} blob(s) ({_size(report.freed_bytes)}) and "
+    click.echo(f"removed {len(report.removed_blobs)} blob(s) ({human_size(report.freed_bytes)}) and "
                f"{len(report.removed_temp)} temp file(s); kept {report.kept_blobs} blob(s)")
 
 

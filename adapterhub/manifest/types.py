@@ -16,6 +16,8 @@ from .configs import AdapterConfig
 
 @dataclass(frozen=True)
 class Task:
+    """What the adapter was trained to do: task type and name, the dataset and language, the label names."""
+
     type: str
     name: str
     dataset: str | None = None
@@ -25,6 +27,8 @@ class Task:
 
 @dataclass(frozen=True)
 class BaseModel:
+    """The frozen base the adapter was trained on: Hub id, pinned revision, shapes, weight fingerprint."""
+
     id: str
     model_type: str
     hidden_size: int
@@ -44,6 +48,8 @@ class BaseModel:
 
 @dataclass(frozen=True)
 class Adapter:
+    """The method (``lora``, ``bottleneck``, ...) and its typed configuration."""
+
     method: str
     config: AdapterConfig
     dtype: str | None = None
@@ -51,6 +57,8 @@ class Adapter:
 
 @dataclass(frozen=True)
 class Head:
+    """A prediction head shipped with the adapter (type, labels, layers)."""
+
     type: str
     num_labels: int | None = None
     labels: tuple[str, ...] | None = None
@@ -62,6 +70,8 @@ class Head:
 
 @dataclass(frozen=True)
 class FileEntry:
+    """One file of a release: its relative path, size and sha256 (checked on every pull)."""
+
     path: str
     size: int
     sha256: str
@@ -70,6 +80,8 @@ class FileEntry:
 
 @dataclass(frozen=True)
 class Dependency:
+    """Another adapter this one needs: a registry name with a version spec, or a pinned Hub reference."""
+
     name: str
     spec: str | None = None
     hub: str | None = None
@@ -87,6 +99,8 @@ class Dependency:
 
 @dataclass(frozen=True)
 class Metric:
+    """A measured result: dataset, split, metric name, value."""
+
     dataset: str
     split: str
     name: str
@@ -96,6 +110,8 @@ class Metric:
 
 @dataclass(frozen=True)
 class HfSource:
+    """Where the files are: a Hub repo at a pinned revision (optionally a subfolder and an endpoint)."""
+
     repo_id: str
     revision: str
     subfolder: str | None = None
@@ -105,17 +121,23 @@ class HfSource:
 
 @dataclass(frozen=True)
 class HttpsSource:
+    """Where the files are: a plain https base URL (``<base_url>/<path>``)."""
+
     base_url: str
     type: str = "https"
 
 
 @dataclass(frozen=True)
 class BundledSource:
+    """Where the files are: the ``mirror/`` directory of the index that lists the release."""
+
     type: str = "bundled"
 
 
 @dataclass(frozen=True)
 class ArchiveSource:
+    """Where the files are: inside a zip or tar archive with a known sha256 (legacy AdapterHub releases)."""
+
     url: str
     sha256: str
     format: str
@@ -131,6 +153,8 @@ SOURCE_TYPES: dict[str, type] = {"hf": HfSource, "https": HttpsSource, "bundled"
 
 @dataclass(frozen=True)
 class Manifest:
+    """One immutable release of an adapter: identity, base, method, files with hashes, and the rest."""
+
     schema_version: str
     name: str
     version: str

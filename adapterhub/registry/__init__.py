@@ -15,7 +15,7 @@ from ..lazy import lazy_exports
 if TYPE_CHECKING:
     from .check import CheckReport, check_index
     from .entries import IndexEntry, entry_for
-    from .index import Index, open_index
+    from .index import Index, is_local_index, open_index
     from .layout import entry_path
     from .resolver import Resolved, YankedVersionWarning, resolve, resolve_closure
     from .searching import SearchQuery, search
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     **dict.fromkeys(("CheckReport", "check_index"), ".check"),
     **dict.fromkeys(("IndexEntry", "entry_for"), ".entries"),
-    **dict.fromkeys(("Index", "open_index"), ".index"),
+    **dict.fromkeys(("Index", "is_local_index", "open_index"), ".index"),
     "entry_path": ".layout",
     **dict.fromkeys(("Resolved", "YankedVersionWarning", "resolve", "resolve_closure"), ".resolver"),
     **dict.fromkeys(("SearchQuery", "search"), ".searching"),
@@ -32,7 +32,7 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "CheckReport", "check_index", "IndexEntry", "entry_for", "Index", "open_index", "entry_path", "Resolved",
+    "CheckReport", "check_index", "IndexEntry", "entry_for", "Index", "is_local_index", "open_index", "entry_path", "Resolved",
     "YankedVersionWarning", "resolve", "resolve_closure", "SearchQuery", "search", "add_release", "add_releases",
     "init_index",
     "rebuild_search", "set_yanked",

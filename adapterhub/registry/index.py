@@ -108,6 +108,15 @@ def open_index(location: str | Path | None = None, *, offline: bool | None = Non
     return Index(authenticate(backend, backend.location, trust_dir=trust_dir), validate_entries=validate_entries)
 
 
+def is_local_index(location: str | Path | None) -> bool:
+    """Whether the index at ``location`` (None: the default, ``ADAPTERHUB_INDEX`` or the bundled one) is read from
+    this machine, so reading it offline gives what reading it online would (no revalidation to skip)."""
+    effective = settings.default_index() if location is None else location
+    if effective is None:
+        return True  # the bundled index: package data
+    return not str(effective).startswith(("http://", "https://", "hf:"))
+
+
 def index_backend(location: str | Path, *, offline: bool | None = None, cache_dir: Path | None = None,
                   options: FetchOptions | None = None) -> IndexBackend:
     """The backend that fetches the files of a directory, http(s) or Hub index (no authentication)."""

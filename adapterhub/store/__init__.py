@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..lazy import lazy_exports
-from .pull import PulledAdapter, pull, pull_manifest
+from .pull import PulledAdapter, pull, pull_cached, pull_manifest
 
 if TYPE_CHECKING:
     from ..transport import FetchOptions
@@ -40,7 +40,7 @@ _EXPORTS = {
 
 __all__ = [
     "CachedAdapter", "blob_usage", "list_cached", "remove_cached", "GcReport", "gc", "CacheLayout",
-    "FetchOptions", "PulledAdapter", "pull", "pull_locked", "pull_manifest", "SafetensorsHeader", "TensorInfo",
+    "FetchOptions", "PulledAdapter", "pull", "pull_cached", "pull_locked", "pull_manifest", "SafetensorsHeader", "TensorInfo",
     "check_safetensors", "check_safetensors_bytes", "ContentDirSource", "HttpMirrorSource", "HttpSource",
     "HubSource", "LocalDirSource", "Source", "VerifyReport", "verify",
 ]

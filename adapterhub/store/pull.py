@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Any
 from .. import settings
 from ..errors import DownloadError, OfflineError
 from ..manifest import ArchiveSource, Dependency, FileEntry, Manifest, manifest_digest
-from ..names import HubReference, Requirement, dependency_requirement, is_hub_reference, parse_hub_reference
+from ..names import (
+    HubReference,
+    Requirement,
+    commit_of,
+    dependency_requirement,
+    is_hub_reference,
+    parse_hub_reference,
+)
 from .hub_deps import HubChain, check_dependency_manifest, hub_dependencies, registry_dependencies
 from .layout import CacheLayout, new_owner
 from .plan import check_manifest_for_store
@@ -281,6 +288,28 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
         return pull_manifest(resolve(idx, requirement).manifest, index_config=idx.config, **kwargs)
     pulled = _pull_closure(resolve_closure(idx, [requirement], chosen=registry.chosen), registry, kwargs, {})
     return _with_deps(pulled[-1], pulled[:-1])
+
+
+def pull_cached(requirement: str, *, index: str | Path | None = None, cache_dir: str | Path | None = None,
+                dependencies: bool = True, trust: Trust | None = None) -> PulledAdapter | None:
+    """What :func:`pull` would return when it needs no network and no download; None when it might need either.
+
+    Only where an offline pull means exactly what an online one does: the index is read from this machine
+    (:func:`~adapterhub.registry.is_local_index`) and a Hub reference names a commit (a branch or tag must be
+    asked again). Then this *is* the offline pull, the same checks and the same result, and a cache miss is
+    None. The command line answers a warm ``pull`` this way before it loads its framework (start-up cost).
+    """
+    from ..registry import is_local_index  # deferred: CLI import cost (registry)
+
+    if not is_local_index(index):
+        return None
+    if is_hub_reference(requirement) and commit_of(parse_hub_reference(requirement).revision) is None:
+        return None
+    try:
+        return pull(requirement, index=index, offline=True, cache_dir=cache_dir, dependencies=dependencies,
+                    trust=trust)
+    except OfflineError:
+        return None
 
 
 def _pull_closure(closure: Sequence[Any], registry: IndexForPull, kwargs: dict[str, Any],

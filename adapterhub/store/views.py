@@ -56,6 +56,8 @@ class BlobChangedError(BlobMissingError):
 
 @dataclass(frozen=True)
 class ViewRecord:
+    """What a view was built from (``.view.json``): the manifest's digest, the files it links, their stat stamps."""
+
     name: str
     version: str
     manifest_digest: str

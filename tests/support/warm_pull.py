@@ -12,8 +12,8 @@ NOT_ON_WARM_PATH = (
     # libraries: validation, HTTP, the Hub client, the runtime, logging and threads of the writer
     "jsonschema", "referencing", "requests", "urllib3", "huggingface_hub", "torch", "transformers", "filelock",
     "packaging.specifiers", "concurrent.futures", "logging", "socket", "shutil", "tempfile",
-    # other commands
-    "adapterhub.cli.registry_cmds", "adapterhub.cli.publish_cmds", "adapterhub.cli.run_cmd",
+    # the CLI framework and the commands (a warm pull is answered before click loads: cli/warm_pull.py)
+    "click", "adapterhub.cli.app", "adapterhub.cli.store_cmds", "adapterhub.cli.registry_cmds", "adapterhub.cli.publish_cmds", "adapterhub.cli.run_cmd",
     # the download stack, Hub listing and derivation
     "adapterhub.store.fetching", "adapterhub.store.sources", "adapterhub.store.writer", "adapterhub.store.http",
     "adapterhub.store.hub_repo", "adapterhub.store.hub_derive", "adapterhub.manifest.derive",
