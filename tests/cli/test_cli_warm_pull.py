@@ -19,6 +19,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from support.doc_examples import python_blocks
 from support.hub_repos import put_fixture_repos
 from support.store_support import manifest_for, safetensors_bytes
 from support.warm_pull import PROBE
@@ -212,3 +213,8 @@ def test_a_warm_pull_process_never_imports_click(cache):
     cold_then_help = subprocess.run([sys.executable, "-c", PROBE, "pull", "--help"], capture_output=True, text=True,
                                     env=env, timeout=120)
     assert "'click'" in cold_then_help.stdout  # the probe does see click when the command runs
+
+
+def test_the_documented_example_runs(cache):
+    [block] = [b for b in python_blocks("pull-and-cache.md") if "pull_cached" in b]
+    exec(compile(block, "docs/pull-and-cache.md", "exec"), {})  # noqa: S102 - our own documentation
