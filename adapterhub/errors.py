@@ -8,7 +8,8 @@ line; ``--debug`` shows the traceback. Library users catch the class they care a
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+
+from .records import frozen_record
 
 
 class AdapterHubError(Exception):
@@ -25,7 +26,7 @@ class AdapterHubError(Exception):
 # --- formats -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen_record
 class SchemaProblem:
     """One validation failure: where (JSON pointer) and what was expected."""
 

@@ -8,7 +8,6 @@ as ``SST2_Houlsby`` can never be registered next to ``sst2-houlsby``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -18,6 +17,7 @@ if TYPE_CHECKING:
     from packaging.specifiers import SpecifierSet
 
 from .errors import InvalidNameError, InvalidVersionError
+from .records import frozen_record
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
 _FOLD_RE = re.compile(r"[-_.]+")
@@ -82,7 +82,7 @@ def parse_specifier(text: str) -> SpecifierSet:
         raise InvalidVersionError(f"version specifier {text!r} does not parse (e.g. '>=1,<2' or '==1.0.0')") from None
 
 
-@dataclass(frozen=True)
+@frozen_record
 class Requirement:
     """A parsed ``name[spec]``: the normalised name and the version constraint.
 
@@ -138,7 +138,7 @@ def is_hub_reference(text: object) -> bool:
     return isinstance(text, str) and text.strip().startswith(HUB_PREFIX)
 
 
-@dataclass(frozen=True)
+@frozen_record
 class HubReference:
     """A parsed ``hf:ORG/REPO[@REVISION][:SUBFOLDER]``: a Hub model repo, a branch/tag/commit, a folder."""
 

@@ -13,8 +13,9 @@ config is here.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from ..records import frozen_record
 
 if TYPE_CHECKING:
     from ..blocks import Block
@@ -28,7 +29,7 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True, init=False)
+@frozen_record
 class StatedConfig(Mapping[str, Any]):
     """A method config exactly as stated (JSON arrays as tuples); read keys as attributes or items.
 
@@ -66,7 +67,7 @@ class StatedConfig(Mapping[str, Any]):
         return hash(repr(sorted(self._values.items(), key=lambda kv: kv[0])))
 
 
-@dataclass(frozen=True)
+@frozen_record
 class CompositionConfig:
     """A published composition: the block tree in its JSON form (``adapterhub.blocks.to_json``).
 

@@ -7,14 +7,15 @@ manifest is immutable once loaded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from ..names import HubReference, pinned_hub_reference
+from ..records import frozen_record
 from .configs import AdapterConfig
 
 
-@dataclass(frozen=True)
+@frozen_record
 class Task:
     """What the adapter was trained to do: task type and name, the dataset and language, the label names."""
 
@@ -25,7 +26,7 @@ class Task:
     labels: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True)
+@frozen_record
 class BaseModel:
     """The frozen base the adapter was trained on: Hub id, pinned revision, shapes, weight fingerprint."""
 
@@ -46,7 +47,7 @@ class BaseModel:
         return f"{self.num_hidden_layers} layers"
 
 
-@dataclass(frozen=True)
+@frozen_record
 class Adapter:
     """The method (``lora``, ``bottleneck``, ...) and its typed configuration."""
 
@@ -55,7 +56,7 @@ class Adapter:
     dtype: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen_record
 class Head:
     """A prediction head shipped with the adapter (type, labels, layers)."""
 
@@ -68,7 +69,7 @@ class Head:
     dropout: float | None = None
 
 
-@dataclass(frozen=True)
+@frozen_record
 class FileEntry:
     """One file of a release: its relative path, size and sha256 (checked on every pull)."""
 
@@ -78,7 +79,7 @@ class FileEntry:
     role: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen_record
 class Dependency:
     """Another adapter this one needs: a registry name with a version spec, or a pinned Hub reference."""
 
@@ -97,7 +98,7 @@ class Dependency:
         return None if self.hub is None else pinned_hub_reference(self.hub)
 
 
-@dataclass(frozen=True)
+@frozen_record
 class Metric:
     """A measured result: dataset, split, metric name, value."""
 
@@ -108,7 +109,7 @@ class Metric:
     notes: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen_record
 class HfSource:
     """Where the files are: a Hub repo at a pinned revision (optionally a subfolder and an endpoint)."""
 
@@ -119,7 +120,7 @@ class HfSource:
     type: str = "hf"
 
 
-@dataclass(frozen=True)
+@frozen_record
 class HttpsSource:
     """Where the files are: a plain https base URL (``<base_url>/<path>``)."""
 
@@ -127,14 +128,14 @@ class HttpsSource:
     type: str = "https"
 
 
-@dataclass(frozen=True)
+@frozen_record
 class BundledSource:
     """Where the files are: the ``mirror/`` directory of the index that lists the release."""
 
     type: str = "bundled"
 
 
-@dataclass(frozen=True)
+@frozen_record
 class ArchiveSource:
     """Where the files are: inside a zip or tar archive with a known sha256 (legacy AdapterHub releases)."""
 
@@ -151,7 +152,7 @@ Source = HfSource | HttpsSource | BundledSource | ArchiveSource
 SOURCE_TYPES: dict[str, type] = {"hf": HfSource, "https": HttpsSource, "bundled": BundledSource, "archive": ArchiveSource}
 
 
-@dataclass(frozen=True)
+@frozen_record
 class Manifest:
     """One immutable release of an adapter: identity, base, method, files with hashes, and the rest."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cached_property
 from typing import Any
 
@@ -12,12 +12,13 @@ from packaging.version import Version
 from ..errors import IndexFormatError, SchemaError
 from ..jsonio import dumps_canonical, iter_json_lines
 from ..manifest import Manifest, manifest_to_dict, parse_manifest
+from ..records import frozen_record
 from ..schema import INDEX_ENTRY_SCHEMA, known_valid, memo_key, remember_valid, validate_document
 
 ENTRY_FORMAT = 1
 
 
-@dataclass(frozen=True)
+@frozen_record
 class IndexEntry:
     """One version of one adapter as the index lists it."""
 

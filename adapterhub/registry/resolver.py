@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from ..errors import (
     ConflictError,
@@ -33,6 +33,7 @@ from ..errors import (
 )
 from ..manifest import Manifest
 from ..names import Requirement, dependency_requirement, parse_requirement
+from ..records import frozen_record
 from .entries import IndexEntry
 from .index import Index
 
@@ -46,7 +47,7 @@ class YankedVersionWarning(UserWarning):
     """An exact pin selected a yanked version."""
 
 
-@dataclass(frozen=True)
+@frozen_record
 class Resolved:
     """A resolved release and why it was chosen."""
 

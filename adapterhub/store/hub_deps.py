@@ -20,11 +20,11 @@ reference like ``pull hf:...`` does; this module holds what it checks on the way
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from ..errors import DependencyCycleError, DependencyLimitError, IntegrityError
 from ..manifest import Dependency, Manifest, dependency_digest
 from ..names import HubReference
+from ..records import frozen_record
 
 MAX_HUB_DEPTH = 64
 """Longest chain of Hub dependencies (a composition over compositions over ... adapters) followed."""
@@ -48,7 +48,7 @@ def chain_key(label: str) -> str:
     return label if label.startswith("hf:") else label.split("@", 1)[0]
 
 
-@dataclass(frozen=True)
+@frozen_record
 class HubChain:
     """Who pulled what: the labels from the first requirer (a release ``name version``) to the reference now."""
 

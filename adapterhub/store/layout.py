@@ -27,12 +27,12 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import NamedTuple
 
 from .. import settings
+from ..records import frozen_record
 
 LAYOUT_VERSION = 1
 VIEW_MARKER = ".adapterhub-view.json"
@@ -114,7 +114,7 @@ def is_sha256(text: str) -> bool:
     return bool(_HEX64.match(text))
 
 
-@dataclass(frozen=True)
+@frozen_record
 class CacheLayout:
     """Paths inside one cache root. Creating the object touches nothing on disk."""
 

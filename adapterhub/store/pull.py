@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ from ..names import (
     is_hub_reference,
     parse_hub_reference,
 )
+from ..records import frozen_record
 from .hub_deps import HubChain, check_dependency_manifest, hub_dependencies, registry_dependencies
 from .layout import CacheLayout, new_owner
 from .plan import check_manifest_for_store
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
     from .fetching import BlobFetch
     from .sources import Source
 
-@dataclass(frozen=True)
+@frozen_record
 class PulledAdapter:
     """A verified adapter in the cache: its directory, manifest and file paths."""
 

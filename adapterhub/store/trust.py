@@ -12,18 +12,18 @@ reuse. No signers at all means no signature is required (and nothing heavy is im
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from .. import settings
 from ..errors import IndexFormatError, NotFoundError, SignatureError
+from ..records import frozen_record
 
 MAX_PEM_BYTES = 1 << 20
 SignerKind = Literal["key", "certificate"]
 
 
-@dataclass(frozen=True)
+@frozen_record
 class TrustedSigner:
     """One trusted signer: its kind, its PEM bytes and where it came from (for messages)."""
 
@@ -73,7 +73,7 @@ def signers_from_index_config(config: dict[str, Any] | None, where: str) -> tupl
     return tuple(out)
 
 
-@dataclass(frozen=True)
+@frozen_record
 class Trust:
     """What ``pull`` requires: signatures by one of ``signers`` (and, opted in, the index's signers)."""
 

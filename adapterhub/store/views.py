@@ -24,7 +24,7 @@ import os
 import stat
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -33,6 +33,7 @@ from ..fileio import make_read_only
 from ..jsonio import dumps_pretty, loads_strict
 from ..manifest import MANIFEST_FILENAME, FileEntry, Manifest, manifest_to_dict
 from ..paths import safe_join
+from ..records import frozen_record
 from .layout import VIEW_MARKER, CacheLayout
 from .reuse import Stamp, check_file, hash_file, open_regular
 
@@ -54,7 +55,7 @@ class BlobChangedError(BlobMissingError):
         super().__init__(sha256, "changed between its check and its link into a view")
 
 
-@dataclass(frozen=True)
+@frozen_record
 class ViewRecord:
     """What a view was built from (``.view.json``): the manifest's digest, the files it links, their stat stamps."""
 

@@ -21,7 +21,8 @@ PACKAGE = REPO / "adapterhub"
 
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("base", frozenset({"__init__", "_version", "errors", "settings", "names", "jsonio", "fileio", "paths",
-                        "progress", "resources", "schema", "blocks", "transport", "families", "lazy"})),
+                        "progress", "resources", "schema", "blocks", "transport", "families", "lazy",
+                        "records"})),
     ("manifest", frozenset({"manifest"})),
     ("registry", frozenset({"registry"})),
     ("store", frozenset({"store"})),
