@@ -23,7 +23,6 @@ Order of work, and why:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING
 from ..errors import OfflineError
 from ..manifest import Dependency, Manifest
 from ..names import HubReference, commit_of
+from ..records import frozen_record
 from .hub_deps import registry_dependencies
 from .hub_records import HubRecords, converted_blobs_missing
 from .layout import CacheLayout
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from ..transport import FetchOptions
     from .sources import HubSource
 
-@dataclass(frozen=True)
+@frozen_record
 class HubPlan:
     """What pulling a Hub reference comes down to: this manifest, from this repo at this commit."""
 

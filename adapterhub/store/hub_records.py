@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -14,12 +13,13 @@ from ..fileio import atomic_write_text
 from ..jsonio import dumps_pretty, loads_strict
 from ..manifest import Manifest, manifest_to_dict, parse_manifest
 from ..names import HubReference, commit_of
+from ..records import frozen_record
 from .layout import CacheLayout
 
 CONVERTED_KEY = "x-adapterhub-converted"
 
 
-@dataclass(frozen=True)
+@frozen_record
 class HubRecords:
     """What the cache remembers about Hub repos: derived manifests by (repo, commit, subfolder), and the
     commit each branch or tag last resolved to (for offline pulls)."""
