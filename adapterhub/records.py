@@ -38,7 +38,7 @@ class RecordLayout:
         fields = dataclasses.fields(cls)
         self.name = cls.__name__
         self.init = tuple(f.name for f in fields if f.init)
-        self.accepted = frozenset(self.init)
+        self.position = {name: i for i, name in enumerate(self.init)}
         self.defaults = {f.name: f.default for f in fields if f.default is not MISSING}
         self.factories: dict[str, Callable[[], Any]] = {
             f.name: f.default_factory for f in fields if f.default_factory is not MISSING}  # type: ignore[misc]
@@ -66,23 +66,31 @@ def values_of(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
 def record_init(self: Any, *args: Any, **kwargs: Any) -> None:
     layout: RecordLayout = type(self).__record_layout__
     names = layout.init
-    if len(args) > len(names):
+    given = len(args)
+    if given > len(names):
         raise TypeError(f"{layout.name}.__init__() takes {len(names) + 1} positional arguments but "
-                        f"{len(args) + 1} were given")
-    values = dict(zip(names, args, strict=False))  # the first len(args) fields
-    for key, value in kwargs.items():
-        if key not in layout.accepted:
+                        f"{given + 1} were given")
+    for key in kwargs:
+        if key not in layout.position:
             raise TypeError(f"{layout.name}.__init__() got an unexpected keyword argument {key!r}")
-        if key in values:
+        if layout.position[key] < given:
             raise TypeError(f"{layout.name}.__init__() got multiple values for argument {key!r}")
-        values[key] = value
-    missing = [n for n in names if n not in values and n not in layout.defaults and n not in layout.factories]
+    setter = object.__setattr__
+    for name, value in zip(names, args, strict=False):  # the first `given` fields
+        setter(self, name, value)
+    missing = []
+    for name in names[given:]:
+        if name in kwargs:
+            setter(self, name, kwargs[name])
+        elif name in layout.defaults:
+            setter(self, name, layout.defaults[name])
+        elif name in layout.factories:
+            setter(self, name, layout.factories[name]())
+        else:
+            missing.append(name)
     if missing:
         raise TypeError(f"{layout.name}.__init__() missing {len(missing)} required argument(s): "
                         + ", ".join(repr(n) for n in missing))
-    setter = object.__setattr__
-    for name in names:
-        setter(self, name, values[name] if name in values else layout.default(name))
     for name in layout.not_init:
         if name in layout.defaults or name in layout.factories:
             setter(self, name, layout.default(name))
