@@ -110,8 +110,9 @@ class _Puller:
                  sources: list[Source] | Callable[[], Sequence[Source]] | None,
                  index_config: dict[str, Any] | None, endpoint: str | None, token: str | bool | None,
                  progress: bool | None, options: FetchOptions | None, index_location: Path | str | None = None,
-                 signers: Sequence[TrustedSigner] = ()) -> None:
+                 signers: Sequence[TrustedSigner] = (), built_only: bool = False) -> None:
         self.requested = manifest
+        self.built_only = built_only
         self.layout = layout
         self.offline = offline
         self.fetch_args: dict[str, Any] = dict(sources=sources, index_config=index_config, endpoint=endpoint,
@@ -160,6 +161,9 @@ class _Puller:
         hit = self.warm()
         if hit is not None:
             return hit
+        if self.built_only:
+            raise OfflineError(f"{self.requested.id} has no intact view in the cache (built_only)",
+                               hint="pull it without built_only")
         from .fetching import BlobFetch  # deferred: warm pulls skip the download stack (start-up cost)
 
         blobs = BlobFetch(self.requested, self.layout, self.owner, **self.fetch_args)
@@ -225,7 +229,7 @@ def pull_manifest(manifest: Manifest, *, cache_dir: str | Path | None = None, of
                   index_config: dict[str, Any] | None = None,
                   endpoint: str | None = None, token: str | bool | None = None, progress: bool | None = False,
                   options: FetchOptions | None = None, index_location: Path | str | None = None,
-                  trust: Trust | None = None) -> PulledAdapter:
+                  trust: Trust | None = None, built_only: bool = False) -> PulledAdapter:
     """Pull exactly this manifest (no dependencies); ``index_location``: the index that listed it.
 
     ``sources`` replaces the manifest's own sources: a list, or a function that returns one, called only
@@ -238,13 +242,14 @@ def pull_manifest(manifest: Manifest, *, cache_dir: str | Path | None = None, of
     given = sources if sources is None or callable(sources) else list(sources)
     return _Puller(manifest, layout, offline=off, sources=given,
                    index_config=index_config, endpoint=endpoint, token=token, progress=progress,
-                   options=options, index_location=index_location, signers=signers).run()
+                   options=options, index_location=index_location, signers=signers, built_only=built_only).run()
 
 
 def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None = None,
          cache_dir: str | Path | None = None, sources: Sequence[Source] | None = None,
          endpoint: str | None = None, token: str | bool | None = None, progress: bool | None = False,
-         options: FetchOptions | None = None, dependencies: bool = True, trust: Trust | None = None) -> PulledAdapter:
+         options: FetchOptions | None = None, dependencies: bool = True, trust: Trust | None = None,
+         built_only: bool = False) -> PulledAdapter:
     """Pull an adapter (and, by default, its dependencies) into the cache and return verified paths.
 
     ``requirement`` is ``"name"``, ``"name>=1,<2"``, ``"name==1.0.0"``, a Hub reference
@@ -256,10 +261,12 @@ def pull(requirement: str | Manifest, *, index: Any = None, offline: bool | None
     ``sources`` replaces the manifest's own sources (tests, custom mirrors).
     ``trust`` (default: from the environment) names the signers whose OMS signature every pulled adapter
     needs (see docs/security.md); without signers, no signature is required.
+    ``built_only``: answer only from views already built and intact (this adapter's and its dependencies'),
+    else :class:`OfflineError`, having fetched, copied and built nothing (:func:`pull_cached` uses it).
     """
     off = settings.offline() if offline is None else offline
     kwargs = dict(cache_dir=cache_dir, offline=off, sources=sources, endpoint=endpoint, token=token,
-                  progress=progress, options=options, trust=trust or Trust.from_env())
+                  progress=progress, options=options, trust=trust or Trust.from_env(), built_only=built_only)
     registry = IndexForPull(index, off, options)
     if is_hub_reference(requirement):
         return _pull_hub(parse_hub_reference(requirement), dependencies, kwargs, registry)
@@ -297,8 +304,10 @@ def pull_cached(requirement: str, *, index: str | Path | None = None, cache_dir:
 
     Only where an offline pull means exactly what an online one does: the index is read from this machine
     (:func:`~adapterhub.registry.is_local_index`) and a Hub reference names a commit (a branch or tag must be
-    asked again). Then this *is* the offline pull, the same checks and the same result, and a cache miss is
-    None. The command line answers a warm ``pull`` this way before it loads its framework (start-up cost).
+    asked again). Then this *is* the offline pull, the same checks and the same result, limited to views
+    already built (``built_only``): anything to fetch, copy or build is None, with nothing done, so a caller
+    that then runs :func:`pull` does no work twice. The command line answers a warm ``pull`` this way before
+    it loads its framework (start-up cost).
     """
     from ..registry import is_local_index  # deferred: CLI import cost (registry)
 
@@ -308,7 +317,7 @@ def pull_cached(requirement: str, *, index: str | Path | None = None, cache_dir:
         return None
     try:
         return pull(requirement, index=index, offline=True, cache_dir=cache_dir, dependencies=dependencies,
-                    trust=trust)
+                    trust=trust, built_only=True)
     except OfflineError:
         return None
 
