@@ -229,13 +229,18 @@ class Opened:
                                  retry_after=_retry_after(self.headers.get("Retry-After"), self._options.max_backoff))
 
     def chunks(self, size: int = CHUNK) -> Iterator[bytes]:
-        """The body as it arrives (``read1``: whatever came, up to ``size``), under the watchdogs."""
+        """The body as it arrives (``read1``: whatever came, up to ``size``), under the watchdogs.
+
+        A body sent without a content coding (we ask for ``identity``) is read without urllib3's
+        decoding layer, which would copy every chunk through its buffer for nothing."""
         opts = self._options
         raw = self._response.raw
+        coding = (self.headers.get("Content-Encoding") or "").strip().lower()
+        decode = coding not in ("", "identity")
         mark_time, mark_bytes, total = time.monotonic(), 0, 0
         while True:
             try:
-                chunk = raw.read1(size, decode_content=True)
+                chunk = raw.read1(size, decode_content=decode)
             except Exception as exc:
                 raise transport_error(exc, self.url, opts) from None
             if not chunk:
