@@ -173,11 +173,14 @@ class BlobFetch:
             self.verified[entry.sha256] = st
 
     def fetch_all(self, missing: Sequence[FileEntry]) -> None:
-        """Fetch the missing files, largest first, up to ``PARALLEL_FILES`` at a time.
+        """Fetch the missing files, up to ``PARALLEL_FILES`` at a time: the largest on this thread, the
+        others on helper threads.
 
         An adapter is usually one large weights file and a few small JSON files; fetching them side
-        by side hides the small files' round trips behind the large transfer. The first failure is
-        raised after the other transfers finished (their blobs are verified and stay useful).
+        by side hides the small files' round trips behind the large transfer, and keeping the large
+        one on the calling thread spares its every chunk a thread hand-off. The first failure (the
+        largest file's first) is raised after the other transfers finished (their blobs are verified
+        and stay useful).
         """
         progress = self.progress(missing)
         try:
@@ -189,10 +192,15 @@ class BlobFetch:
             self.sources()  # build the source list once, before the workers share it
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(max_workers=min(PARALLEL_FILES, len(ordered)),
+            errors: list[BaseException] = []
+            with ThreadPoolExecutor(max_workers=min(PARALLEL_FILES - 1, len(ordered) - 1),
                                     thread_name_prefix="adapterhub-pull") as pool:
-                futures = [pool.submit(self.fetch, entry, progress) for entry in ordered]
-            errors = [f.exception() for f in futures if f.exception() is not None]
+                futures = [pool.submit(self.fetch, entry, progress) for entry in ordered[1:]]
+                try:
+                    self.fetch(ordered[0], progress)
+                except Exception as exc:  # raised once the others are done, as theirs are
+                    errors.append(exc)
+            errors += [f.exception() for f in futures if f.exception() is not None]
             if errors:
                 raise errors[0]
         finally:

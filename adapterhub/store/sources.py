@@ -13,13 +13,22 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from .. import resources, settings
-from ..errors import AuthenticationError, DownloadError, IntegrityError, NotFoundError, RetryableError
+from ..errors import (
+    AdapterHubError,
+    AuthenticationError,
+    DownloadError,
+    IntegrityError,
+    NotFoundError,
+    RetryableError,
+)
 from ..manifest import BundledSource, FileEntry, HfSource, HttpsSource, Manifest
 from ..paths import safe_join
 from ..transport import Deadline, TokenScope
@@ -28,6 +37,9 @@ from .hub_repo import auth_problem, classify_hub_error, first_line, names_of
 from .writer import BlobWriter
 
 LOCAL_CHUNK = 1 << 20
+PARALLEL_METADATA = 4
+"""Hub metadata requests in flight at once (one per file a pull fetches in parallel)."""
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -195,9 +207,12 @@ class HubSource(HttpBackedSource):
     def stream(self, path: str, size: int, writer: Sink) -> None:
         """Stream the file at ``path`` (under the subfolder) of size ``size`` into ``writer``.
 
+        The metadata request runs on a helper thread while the GET of the resolve URL waits for its
+        headers (two round trips at once instead of one after the other); no byte reaches ``writer``
+        before the metadata answer is in and names the pinned commit and the manifest's size.
         Files the Hub stores in Xet go through the client's ``xet_get`` (the only way to read Xet
-        storage), into a scratch file next to the writer's, then through the writer, which checks them;
-        every other file streams straight from the resolve URL into the writer.
+        storage; the GET is then dropped unread), into a scratch file next to the writer's, then
+        through the writer, which checks them; every other file streams from the GET into the writer.
         """
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
         from huggingface_hub.utils import build_hf_headers
@@ -234,19 +249,51 @@ class HubSource(HttpBackedSource):
                     raise NotFoundError(what) from None
                 raise (RetryableError if kind == "transient" else DownloadError)(what) from None
 
-        meta = fetcher.transport.call(head)
-        if meta.commit_hash != self.revision:
-            raise IntegrityError(f"{self.description}: {path}: server answered for commit "
-                                 f"{meta.commit_hash}, not the pinned {self.revision}")
-        if meta.size is not None and meta.size != size:
-            raise IntegrityError(f"{self.description}: {path} is {meta.size} bytes on the server, "
-                                 f"the manifest says {size}")
-        xet = getattr(meta, "xet_file_data", None)
-        if xet is not None:
-            _xet_into(xet, writer, build_hf_headers(token=secret or False, library_name="adapterhub"), path)
-            return
+        answer = _in_background(lambda: fetcher.transport.call(head))
+
+        def checked() -> Any:
+            """The metadata answer, once it is in; refused unless it is for the pinned commit and size."""
+            meta = answer.result()
+            if meta.commit_hash != self.revision:
+                raise IntegrityError(f"{self.description}: {path}: server answered for commit "
+                                     f"{meta.commit_hash}, not the pinned {self.revision}")
+            if meta.size is not None and meta.size != size:
+                raise IntegrityError(f"{self.description}: {path} is {meta.size} bytes on the server, "
+                                     f"the manifest says {size}")
+            return meta
+
+        def before_body() -> None:
+            if getattr(checked(), "xet_file_data", None) is not None:
+                raise _XetStored
+
         headers = build_hf_headers(token=False, library_name="adapterhub")  # the transport adds the token
-        fetcher.download(meta.location or url, writer, headers=headers, token=self.token)
+        try:
+            fetcher.download(url, writer, headers=headers, token=self.token, before_body=before_body)
+        except _XetStored:
+            _xet_into(checked().xet_file_data, writer,
+                      build_hf_headers(token=secret or False, library_name="adapterhub"), path)
+        except AdapterHubError:
+            checked()  # a failed metadata request says more (auth, missing file, wrong commit) than the GET
+            raise
+
+
+class _XetStored(Exception):
+    """The metadata answer says the file is in Xet storage: read it with ``xet_get``, not the GET."""
+
+
+_background: tuple[int, ThreadPoolExecutor] | None = None
+_background_lock = threading.Lock()
+
+
+def _in_background(call: Callable[[], T]) -> Future[T]:
+    """Run ``call`` on this process's metadata threads (kept between pulls: huggingface_hub keeps an HTTP
+    session per thread, so a kept thread reuses its connections; made again after a ``fork``)."""
+    global _background
+    with _background_lock:
+        if _background is None or _background[0] != os.getpid():
+            _background = (os.getpid(), ThreadPoolExecutor(max_workers=PARALLEL_METADATA,
+                                                           thread_name_prefix="adapterhub-metadata"))
+        return _background[1].submit(call)
 
 
 class Sink(Protocol):
