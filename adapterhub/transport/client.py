@@ -23,6 +23,7 @@ What it guarantees, so callers do not each re-invent it:
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import threading
 import time
@@ -122,6 +123,19 @@ def _attach(sock: socket.socket | None) -> None:
 def _session() -> Any:
     """A ``requests`` session whose connections report their sockets to the header watchdog."""
     import requests
+
+    session = requests.Session()
+    adapter = _watched_adapter()(pool_connections=4, pool_maxsize=8)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+@functools.cache
+def _watched_adapter() -> type:
+    """The ``requests`` adapter class whose connections report to the watchdog (built once per process:
+    six classes cost more than the session itself)."""
+    import requests
     from urllib3.connection import HTTPConnection, HTTPSConnection
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -151,11 +165,7 @@ def _session() -> Any:
             super().init_poolmanager(*args, **kwargs)
             self.poolmanager.pool_classes_by_scheme = {"http": WatchedHTTPPool, "https": WatchedHTTPSPool}
 
-    session = requests.Session()
-    adapter = WatchedAdapter(pool_connections=4, pool_maxsize=8)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+    return WatchedAdapter
 
 
 # --- errors --------------------------------------------------------------------------------------
