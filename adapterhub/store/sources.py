@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -32,13 +31,12 @@ from ..errors import (
 from ..manifest import BundledSource, FileEntry, HfSource, HttpsSource, Manifest
 from ..paths import safe_join
 from ..transport import Deadline, TokenScope
+from . import lanes
 from .http import HttpFetcher
 from .hub_repo import auth_problem, classify_hub_error, first_line, names_of
 from .writer import BlobWriter
 
 LOCAL_CHUNK = 1 << 20
-PARALLEL_METADATA = 4
-"""Hub metadata requests in flight at once (one per file a pull fetches in parallel)."""
 T = TypeVar("T")
 
 
@@ -281,19 +279,13 @@ class _XetStored(Exception):
     """The metadata answer says the file is in Xet storage: read it with ``xet_get``, not the GET."""
 
 
-_background: tuple[int, ThreadPoolExecutor] | None = None
-_background_lock = threading.Lock()
-
-
 def _in_background(call: Callable[[], T]) -> Future[T]:
-    """Run ``call`` on this process's metadata threads (kept between pulls: huggingface_hub keeps an HTTP
-    session per thread, so a kept thread reuses its connections; made again after a ``fork``)."""
-    global _background
-    with _background_lock:
-        if _background is None or _background[0] != os.getpid():
-            _background = (os.getpid(), ThreadPoolExecutor(max_workers=PARALLEL_METADATA,
-                                                           thread_name_prefix="adapterhub-metadata"))
-        return _background[1].submit(call)
+    """Run ``call`` on a lane (:mod:`.lanes`: a thread kept by the process; huggingface_hub keeps an
+    HTTP session per thread, so a kept thread also reuses its connections)."""
+    lane = lanes.take()
+    future = lane.submit(call)
+    future.add_done_callback(lambda _: lanes.give_back(lane))
+    return future
 
 
 class Sink(Protocol):

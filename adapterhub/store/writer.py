@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..errors import IntegrityError, SizeLimitError
 from ..fileio import make_read_only
+from . import lanes
 from .layout import CacheLayout, new_owner, parse_owner, parse_temp_name
 
 Validator = Callable[[Path], None]
@@ -82,7 +83,8 @@ class _Hasher:
 
     Written data is also pushed to disk while the download runs (``fdatasync`` every ``SYNC_EVERY``
     bytes, on a third thread so neither reading nor hashing waits for the disk), which leaves little
-    for the final ``fsync`` that makes the blob durable.
+    for the final ``fsync`` that makes the blob durable. Both helpers are lanes (:mod:`.lanes`):
+    threads kept by the process, so a download does not wait for threads to start.
     """
 
     THREAD_AFTER = 4 * READ_CHUNK
@@ -103,7 +105,7 @@ class _Hasher:
     def update(self, data: bytes | memoryview) -> None:
         self._fed += len(data)
         if self._pool is None and self._fed > self._threaded_after:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adapterhub-sha256")
+            self._pool = lanes.take()
         if self._pool is None:
             self._h.update(data)
             return
@@ -116,7 +118,7 @@ class _Hasher:
         if self._unsynced >= self.SYNC_EVERY and (self._sync is None or self._sync.done()):
             self._unsynced = 0
             if self._syncer is None:
-                self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adapterhub-sync")
+                self._syncer = lanes.take()
             self._sync = self._syncer.submit(_datasync, self._fd)
 
     def _drain(self) -> None:
@@ -140,14 +142,24 @@ class _Hasher:
             else:
                 done.set_result(None)
             return done
-        return self._syncer.submit(os.fsync, self._fd)
+        self._sync = self._syncer.submit(os.fsync, self._fd)
+        return self._sync
 
     def close(self) -> None:
-        self._drain()
-        for pool in (self._pool, self._syncer):
-            if pool is not None:
-                pool.shutdown(wait=True)
+        """Wait for every hash update and sync of this file, then return the helpers to the process."""
+        helpers = [lane for lane in (self._pool, self._syncer) if lane is not None]
         self._pool = self._syncer = None
+        try:
+            self._drain()
+            if self._sync is not None:  # the last sync queued (a lane runs its tasks in order)
+                with contextlib.suppress(OSError):
+                    self._sync.result()
+        except BaseException:
+            for lane in helpers:
+                lanes.drop(lane)
+            raise
+        for lane in helpers:
+            lanes.give_back(lane)
 
 
 def _datasync(fd: int) -> None:

@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import heapq
+import itertools
+import os
 import socket
 import threading
 import time
@@ -74,16 +77,17 @@ class _HeaderWatch:
     """Shut the request's socket down if the response headers have not arrived within ``seconds``.
 
     The connection classes below hand their socket to the watch of the request running on this
-    thread; the timer then cuts a server that sends its status line one byte at a time.
+    thread; the process's :class:`_Watchdog` then cuts a server that sends its status line one byte
+    at a time.
     """
 
     def __init__(self, seconds: float) -> None:
         self.seconds = max(seconds, 0.001)
+        self.due = time.monotonic() + self.seconds
         self.fired = False
+        self.done = False
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
-        self._timer = threading.Timer(self.seconds, self._fire)
-        self._timer.daemon = True
 
     def attach(self, sock: socket.socket | None) -> None:
         with self._lock:
@@ -91,22 +95,75 @@ class _HeaderWatch:
             if self.fired and sock is not None:
                 _shutdown(sock)
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
         with self._lock:
+            if self.done:  # the headers arrived first
+                return
             self.fired = True
             if self._sock is not None:
                 _shutdown(self._sock)
 
     def __enter__(self) -> _HeaderWatch:
         _current.watch = self
-        self._timer.start()
+        _WATCHDOG.add(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         with self._lock:
             self._sock = None
-        self._timer.cancel()
+            self.done = True
         _current.watch = None
+
+
+class _Watchdog:
+    """One thread per process fires every :class:`_HeaderWatch` whose time is up.
+
+    A timer thread per request would cost a thread start on every request's critical path, and
+    ``Thread.start`` waits until the new thread holds the GIL: up to the interpreter's switch
+    interval (5 ms) when another thread is running Python, as the Hub metadata request beside a
+    download's GET does. Finished watches are dropped when they reach the front of the queue.
+    """
+
+    def __init__(self) -> None:
+        self._pid: int | None = None
+        self._cond = threading.Condition()
+        self._queue: list[tuple[float, int, _HeaderWatch]] = []
+        self._order = itertools.count()
+
+    def add(self, watch: _HeaderWatch) -> None:
+        if self._pid != os.getpid():  # first use, or a forked child: the parent's thread is not here
+            self._start()
+        with self._cond:
+            heapq.heappush(self._queue, (watch.due, next(self._order), watch))
+            if self._queue[0][2] is watch:
+                self._cond.notify()
+
+    def _start(self) -> None:
+        with _WATCHDOG_START:
+            if self._pid == os.getpid():
+                return
+            self._cond = threading.Condition()
+            self._queue = []
+            threading.Thread(target=self._run, name="adapterhub-header-watchdog", daemon=True).start()
+            self._pid = os.getpid()
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._queue and self._queue[0][2].done:
+                    heapq.heappop(self._queue)
+                if not self._queue:
+                    self._cond.wait()
+                    continue
+                wait = self._queue[0][0] - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._queue)[2].fire()
+
+
+_WATCHDOG_START = threading.Lock()
+_WATCHDOG = _Watchdog()
 
 
 def _shutdown(sock: socket.socket) -> None:

@@ -62,6 +62,28 @@ class Recorder:
         self.offset = 0
 
 
+def test_a_request_starts_no_thread(weights, monkeypatch):
+    """The header watchdog is one thread per process, not a timer thread per request (each start can
+    wait for the GIL on the download's critical path)."""
+    from adapterhub.transport import Transport
+
+    url = weights.resolve_base() + "adapter.safetensors"
+    with Transport(FAST) as transport:
+        assert transport.fetch(url, max_bytes=1 << 20).body == WEIGHTS  # the watchdog starts once, here
+        started: list[str] = []
+        start = threading.Thread.start
+
+        def recording_start(thread: threading.Thread) -> None:
+            if threading.current_thread() is threading.main_thread():
+                started.append(thread.name)
+            start(thread)
+
+        monkeypatch.setattr(threading.Thread, "start", recording_start)
+        for _ in range(3):
+            assert transport.fetch(url, max_bytes=1 << 20).body == WEIGHTS
+    assert started == []
+
+
 def test_no_byte_is_written_before_the_metadata_answer_is_checked(cache, weights):
     """The GET is sent before the metadata answer is in; an answer for another commit ends it unread."""
     weights.plan.rewrite_headers({"X-Repo-Commit": "0" * 40}, methods=("HEAD",))
@@ -115,19 +137,34 @@ def test_a_failure_of_the_largest_file_is_raised_after_the_others_are_stored(cac
     assert leftovers(cache) == []
 
 
-def _helper_threads(prefix: str) -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith(prefix)]
+class ThreadRecordingSha256:
+    """hashlib's sha256, recording the thread of each update."""
+
+    def __init__(self, threads: list[str]) -> None:
+        self.inner = hashlib.new("sha256")
+        self.threads = threads
+
+    def update(self, data: bytes) -> None:
+        self.threads.append(threading.current_thread().name)
+        self.inner.update(data)
+
+    def hexdigest(self) -> str:
+        return self.inner.hexdigest()
 
 
-def test_a_large_blob_is_hashed_off_the_receiving_thread_from_its_first_chunk(tmp_path):
+def test_a_large_blob_is_hashed_off_the_receiving_thread_from_its_first_chunk(tmp_path, monkeypatch):
     payload = os.urandom(8 << 20)
+    digest = hashlib.sha256(payload).hexdigest()
+    hashed_on: list[str] = []
+    monkeypatch.setattr(hashlib, "sha256", lambda: ThreadRecordingSha256(hashed_on))
     layout = CacheLayout.default(tmp_path / "cache")
-    with BlobWriter(layout, hashlib.sha256(payload).hexdigest(), len(payload)) as writer:
-        writer.write(payload[: 1 << 20])
-        assert _helper_threads("adapterhub-sha256"), "the first megabyte was hashed on the receiving thread"
-        writer.write(payload[1 << 20:])
+    with BlobWriter(layout, digest, len(payload)) as writer:
+        for start in range(0, len(payload), 1 << 20):
+            writer.write(payload[start:start + (1 << 20)])
         writer.commit()
-    assert layout.blob(hashlib.sha256(payload).hexdigest()).read_bytes() == payload
+    assert layout.blob(digest).read_bytes() == payload
+    assert len(hashed_on) == 8
+    assert threading.current_thread().name not in hashed_on, "some megabytes were hashed on the receiving thread"
 
 
 def test_a_small_blob_is_made_durable_on_the_calling_thread(tmp_path, monkeypatch):
@@ -147,3 +184,55 @@ def test_a_small_blob_is_made_durable_on_the_calling_thread(tmp_path, monkeypatc
     assert layout.blob(hashlib.sha256(body).hexdigest()).read_bytes() == body
     # the file's fsync, then its directory's: both here, no thread started for an 8-byte blob
     assert synced_on and set(synced_on) == {threading.current_thread().name}
+
+
+def _write_blob(layout: CacheLayout, payload: bytes) -> None:
+    with BlobWriter(layout, hashlib.new("sha256", payload).hexdigest(), len(payload)) as writer:
+        for start in range(0, len(payload), 1 << 20):
+            writer.write(payload[start:start + (1 << 20)])
+        writer.commit()
+
+
+def test_helper_threads_are_kept_between_blobs(tmp_path, monkeypatch):
+    """The second large blob is hashed on a thread the first one used: no thread start per download."""
+    layout = CacheLayout.default(tmp_path / "cache")
+    first: list[str] = []
+    monkeypatch.setattr(hashlib, "sha256", lambda: ThreadRecordingSha256(first))
+    _write_blob(layout, os.urandom(6 << 20))
+    threads_before = set(threading.enumerate())
+    seen: list[threading.Thread] = []
+
+    class Recording(ThreadRecordingSha256):
+        def update(self, data: bytes) -> None:
+            seen.append(threading.current_thread())
+            self.inner.update(data)
+
+    monkeypatch.setattr(hashlib, "sha256", lambda: Recording([]))
+    _write_blob(layout, os.urandom(6 << 20))
+    assert seen and set(seen) <= threads_before
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_forked_child_does_not_use_its_parents_helper_threads(tmp_path):
+    layout = CacheLayout.default(tmp_path / "cache")
+    _write_blob(layout, os.urandom(6 << 20))  # the parent now keeps helper threads
+    payload = os.urandom(6 << 20)
+    pid = os.fork()
+    if pid == 0:  # the child: its parent's helpers do not exist here, so a borrowed one would hang
+        try:
+            _write_blob(layout, payload)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung writing a blob")
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert layout.blob(hashlib.sha256(payload).hexdigest()).read_bytes() == payload
