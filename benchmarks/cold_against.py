@@ -101,16 +101,9 @@ def main() -> int:
     args = parser.parse_args()
     sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
     import bench_store as bench
-    from support.store_support import big_safetensors, put_repo
-
-    from adapterhub.server import HubServer
 
     work = Path(tempfile.mkdtemp(prefix="cold-against-", dir=args.cache_dir))
-    files = {"adapter.safetensors": big_safetensors(50 * 1024 * 1024), "adapter_config.json": b'{"r": 8}'}
-    staging = HubServer(work / "hub")
-    commit = put_repo(staging, "org/bench", files)
-    staging.httpd.server_close()
-    server, endpoint = bench.start_server(work / "hub")
+    server, endpoint, commit, _ = bench.served_bench_repo(work, 50)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     workers: dict[str, subprocess.Popen] = {}
     try:
@@ -130,9 +123,7 @@ def main() -> int:
     finally:
         for proc in workers.values():
             proc.kill()
-        server.terminate()
-        server.wait(timeout=10)
-        shutil.rmtree(work, ignore_errors=True)
+        bench.stop_server(server, work)
     med = statistics.median
     print(f"load {load:.1f}/{os.getloadavg()[0]:.1f}; medians of {args.rounds} alternating rounds, ms; "
           f"ratio = minimal verified download / cold pull; this = {ROOT.name}, other = {args.other}")

@@ -28,9 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import bench_store as bench  # puts tests/ on sys.path for support.*
-from support.store_support import big_safetensors, manifest_for, put_repo  # noqa: E402
-
-from adapterhub.server import HubServer
+from support.store_support import manifest_for  # noqa: E402
 
 marks: dict[str, float] = {}
 clock = [0.0]
@@ -85,13 +83,9 @@ def main() -> int:
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cold-phases-", dir=args.cache_dir))
-    payload = big_safetensors(args.size_mb * 1024 * 1024)
+    server, endpoint, commit, files = bench.served_bench_repo(work, args.size_mb)
+    payload = files["adapter.safetensors"]
     digest = hashlib.sha256(payload).hexdigest()
-    files = {"adapter.safetensors": payload, "adapter_config.json": b'{"r": 8}'}
-    staging = HubServer(work / "hub")
-    commit = put_repo(staging, "org/bench", files)
-    staging.httpd.server_close()
-    server, endpoint = bench.start_server(work / "hub")
     load_before = os.getloadavg()[0]
     try:
         import requests
@@ -150,9 +144,7 @@ def main() -> int:
                 samples[name].append(dict(marks))
         clean()
     finally:
-        server.terminate()
-        server.wait(timeout=10)
-        shutil.rmtree(work, ignore_errors=True)
+        bench.stop_server(server, work)
     med = statistics.median
     print(f"load {load_before:.1f}/{os.getloadavg()[0]:.1f}; medians of {args.rounds} interleaved rounds; "
           f"ms since the call started; cache under {args.cache_dir}")
