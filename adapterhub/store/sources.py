@@ -267,12 +267,16 @@ class HubSource(HttpBackedSource):
         headers = build_hf_headers(token=False, library_name="adapterhub")  # the transport adds the token
         try:
             fetcher.download(url, writer, headers=headers, token=self.token, before_body=before_body)
+            return
         except _XetStored:
-            _xet_into(checked().xet_file_data, writer,
-                      build_hf_headers(token=secret or False, library_name="adapterhub"), path)
+            pass
         except AdapterHubError:
-            checked()  # a failed metadata request says more (auth, missing file, wrong commit) than the GET
-            raise
+            # A failed metadata request says more (auth, missing file, wrong commit) than the GET; a file
+            # in Xet is read through xet_get whatever its GET did.
+            if getattr(checked(), "xet_file_data", None) is None:
+                raise
+        _xet_into(checked().xet_file_data, writer, build_hf_headers(token=secret or False, library_name="adapterhub"),
+                  path)
 
 
 class _XetStored(Exception):

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-from support.store_support import FAST, HubRepo, leftovers, manifest_for, put_repo, safetensors_bytes
+from support.store_support import FAST, HubRepo, blobs, leftovers, manifest_for, put_repo, safetensors_bytes
 
-from adapterhub.errors import IntegrityError
+from adapterhub.errors import DownloadError, IntegrityError
 from adapterhub.manifest import FileEntry
 from adapterhub.store import pull
 from adapterhub.store.layout import CacheLayout
@@ -92,6 +92,22 @@ def test_no_byte_is_written_before_the_metadata_answer_is_checked(cache, weights
     with pytest.raises(IntegrityError, match="not the pinned"):
         source.stream("adapter.safetensors", len(WEIGHTS), sink)
     assert sink.written == []
+
+
+XET_HEADERS = {"X-Xet-Hash": "a" * 64, "X-Xet-Refresh-Route": "/api/models/org/cold/xet-read-token/main"}
+
+
+@pytest.mark.parametrize("get_fails", [False, True])
+def test_a_file_the_metadata_answer_puts_in_xet_is_read_through_xet_get(cache, weights, get_fails):
+    """The GET sent beside the metadata request is dropped unread for a Xet file, and a GET that failed does
+    not hide that the file is in Xet: it is read with huggingface_hub's xet_get (which here fails: this
+    server has no Xet storage, so the error names Xet)."""
+    weights.plan.rewrite_headers(XET_HEADERS, methods=("HEAD",))
+    if get_fails:
+        weights.plan.fail(404, methods=("GET",), times=None)
+    with pytest.raises(DownloadError, match="Xet download failed"):
+        pull(weights.manifest(), options=FAST)
+    assert leftovers(cache) == [] and blobs(cache) == []
 
 
 @dataclass
