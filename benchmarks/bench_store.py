@@ -84,6 +84,24 @@ def start_server(root: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("server did not start")
 
 
+def served_bench_repo(work: Path, size_mb: int) -> tuple[subprocess.Popen, str, str, dict[str, bytes]]:
+    """The cold benchmarks' Hub repo ``org/bench`` (a ``size_mb`` MB safetensors file and an 8-byte config)
+    stored under ``work/hub`` and served by its own server process: (process, endpoint, commit, files)."""
+    files = {"adapter.safetensors": big_safetensors(size_mb * 1024 * 1024), "adapter_config.json": b'{"r": 8}'}
+    staging = HubServer(work / "hub")  # only to fill storage
+    commit = put_repo(staging, "org/bench", files)
+    staging.httpd.server_close()
+    proc, endpoint = start_server(work / "hub")
+    return proc, endpoint, commit, files
+
+
+def stop_server(proc: subprocess.Popen, work: Path) -> None:
+    """End a server started by :func:`start_server` and remove the benchmark's directory."""
+    proc.terminate()
+    proc.wait(timeout=10)
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def pull_command(index: Path) -> list[str]:
     from adapterhub.cli import cli
 

@@ -27,6 +27,7 @@ from ..errors import (
 )
 from ..manifest import FileEntry, Manifest
 from ..transport import FetchOptions, TokenScope
+from . import lanes
 from .http import HttpFetcher
 from .layout import CacheLayout
 from .progress import Progress
@@ -173,11 +174,14 @@ class BlobFetch:
             self.verified[entry.sha256] = st
 
     def fetch_all(self, missing: Sequence[FileEntry]) -> None:
-        """Fetch the missing files, largest first, up to ``PARALLEL_FILES`` at a time.
+        """Fetch the missing files, up to ``PARALLEL_FILES`` at a time: the largest on this thread, the
+        others on helper threads (:mod:`.lanes`, kept by the process).
 
         An adapter is usually one large weights file and a few small JSON files; fetching them side
-        by side hides the small files' round trips behind the large transfer. The first failure is
-        raised after the other transfers finished (their blobs are verified and stay useful).
+        by side hides the small files' round trips behind the large transfer, and keeping the large
+        one on the calling thread spares its every chunk a thread hand-off. The first failure (the
+        largest file's first) is raised after the other transfers finished (their blobs are verified
+        and stay useful).
         """
         progress = self.progress(missing)
         try:
@@ -186,13 +190,22 @@ class BlobFetch:
                 for entry in ordered:
                     self.fetch(entry, progress)
                 return
-            self.sources()  # build the source list once, before the workers share it
-            from concurrent.futures import ThreadPoolExecutor
+            self.sources()  # build the source list once, before the helpers share it
+            from concurrent.futures import wait
 
-            with ThreadPoolExecutor(max_workers=min(PARALLEL_FILES, len(ordered)),
-                                    thread_name_prefix="adapterhub-pull") as pool:
-                futures = [pool.submit(self.fetch, entry, progress) for entry in ordered]
-            errors = [f.exception() for f in futures if f.exception() is not None]
+            helpers = [lanes.take() for _ in range(min(PARALLEL_FILES - 1, len(ordered) - 1))]
+            futures = [helpers[i % len(helpers)].submit(self.fetch, entry, progress)
+                       for i, entry in enumerate(ordered[1:])]
+            errors: list[BaseException] = []
+            try:
+                self.fetch(ordered[0], progress)
+            except Exception as exc:  # raised once the others are done, as theirs are
+                errors.append(exc)
+            finally:
+                wait(futures)
+                for lane in helpers:
+                    lanes.give_back(lane)
+            errors += [f.exception() for f in futures if f.exception() is not None]
             if errors:
                 raise errors[0]
         finally:

@@ -18,7 +18,7 @@ bytes).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from ..errors import DownloadError, IntegrityError, NotFoundError, RetryableError, SizeLimitError
 from ..transport import Deadline, FetchOptions, TokenScope, Transport
@@ -50,20 +50,22 @@ class HttpFetcher:
         self.transport.close()
 
     def download(self, url: str, writer: BlobWriter, *, headers: Mapping[str, str] | None = None,
-                 token: str | bool | None = None) -> None:
+                 token: str | bool | None = None, before_body: Callable[[], None] | None = None) -> None:
         """Fill ``writer`` with the body of ``url`` (resuming from ``writer.offset``).
 
         ``token``: the caller's token (None: the user's stored one); the transport sends it only
-        where :class:`TokenScope` allows.
+        where :class:`TokenScope` allows. ``before_body``: called once the response is accepted and
+        before its first byte reaches ``writer``; whatever it raises ends the download (the Hub
+        source checks its metadata answer there, see :class:`~adapterhub.store.sources.HubSource`).
         """
 
         def attempt(deadline: Deadline) -> None:
-            self._attempt(url, writer, headers or {}, token, deadline)
+            self._attempt(url, writer, headers or {}, token, deadline, before_body)
 
         self.transport.call(attempt)
 
     def _attempt(self, url: str, writer: BlobWriter, headers: Mapping[str, str], token: str | bool | None,
-                 deadline: Deadline) -> None:
+                 deadline: Deadline, before_body: Callable[[], None] | None = None) -> None:
         request_headers = dict(headers)
         offset = writer.offset
         if offset:
@@ -92,6 +94,8 @@ class HttpFetcher:
             if declared and declared.isdigit() and writer.offset + int(declared) > writer.limit:
                 raise SizeLimitError(f"{writer.where}: {url} announces {writer.offset + int(declared)} bytes, "
                                      f"more than the {writer.limit} the manifest allows")
+            if before_body is not None:
+                before_body()
             start = writer.offset
             for chunk in resp.chunks():
                 writer.write(chunk)

@@ -13,21 +13,31 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from .. import resources, settings
-from ..errors import AuthenticationError, DownloadError, IntegrityError, NotFoundError, RetryableError
+from ..errors import (
+    AdapterHubError,
+    AuthenticationError,
+    DownloadError,
+    IntegrityError,
+    NotFoundError,
+    RetryableError,
+)
 from ..manifest import BundledSource, FileEntry, HfSource, HttpsSource, Manifest
 from ..paths import safe_join
 from ..transport import Deadline, TokenScope
+from . import lanes
 from .http import HttpFetcher
 from .hub_repo import auth_problem, classify_hub_error, first_line, names_of
 from .writer import BlobWriter
 
 LOCAL_CHUNK = 1 << 20
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -195,9 +205,12 @@ class HubSource(HttpBackedSource):
     def stream(self, path: str, size: int, writer: Sink) -> None:
         """Stream the file at ``path`` (under the subfolder) of size ``size`` into ``writer``.
 
+        The metadata request runs on a helper thread while the GET of the resolve URL waits for its
+        headers (two round trips at once instead of one after the other); no byte reaches ``writer``
+        before the metadata answer is in and names the pinned commit and the manifest's size.
         Files the Hub stores in Xet go through the client's ``xet_get`` (the only way to read Xet
-        storage), into a scratch file next to the writer's, then through the writer, which checks them;
-        every other file streams straight from the resolve URL into the writer.
+        storage; the GET is then dropped unread), into a scratch file next to the writer's, then
+        through the writer, which checks them; every other file streams from the GET into the writer.
         """
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
         from huggingface_hub.utils import build_hf_headers
@@ -234,19 +247,49 @@ class HubSource(HttpBackedSource):
                     raise NotFoundError(what) from None
                 raise (RetryableError if kind == "transient" else DownloadError)(what) from None
 
-        meta = fetcher.transport.call(head)
-        if meta.commit_hash != self.revision:
-            raise IntegrityError(f"{self.description}: {path}: server answered for commit "
-                                 f"{meta.commit_hash}, not the pinned {self.revision}")
-        if meta.size is not None and meta.size != size:
-            raise IntegrityError(f"{self.description}: {path} is {meta.size} bytes on the server, "
-                                 f"the manifest says {size}")
-        xet = getattr(meta, "xet_file_data", None)
-        if xet is not None:
-            _xet_into(xet, writer, build_hf_headers(token=secret or False, library_name="adapterhub"), path)
-            return
+        answer = _in_background(lambda: fetcher.transport.call(head))
+
+        def checked() -> Any:
+            """The metadata answer, once it is in; refused unless it is for the pinned commit and size."""
+            meta = answer.result()
+            if meta.commit_hash != self.revision:
+                raise IntegrityError(f"{self.description}: {path}: server answered for commit "
+                                     f"{meta.commit_hash}, not the pinned {self.revision}")
+            if meta.size is not None and meta.size != size:
+                raise IntegrityError(f"{self.description}: {path} is {meta.size} bytes on the server, "
+                                     f"the manifest says {size}")
+            return meta
+
+        def before_body() -> None:
+            if getattr(checked(), "xet_file_data", None) is not None:
+                raise _XetStored
+
         headers = build_hf_headers(token=False, library_name="adapterhub")  # the transport adds the token
-        fetcher.download(meta.location or url, writer, headers=headers, token=self.token)
+        try:
+            fetcher.download(url, writer, headers=headers, token=self.token, before_body=before_body)
+            return
+        except _XetStored:
+            pass
+        except AdapterHubError:
+            # A failed metadata request says more (auth, missing file, wrong commit) than the GET; a file
+            # in Xet is read through xet_get whatever its GET did.
+            if getattr(checked(), "xet_file_data", None) is None:
+                raise
+        _xet_into(checked().xet_file_data, writer, build_hf_headers(token=secret or False, library_name="adapterhub"),
+                  path)
+
+
+class _XetStored(Exception):
+    """The metadata answer says the file is in Xet storage: read it with ``xet_get``, not the GET."""
+
+
+def _in_background(call: Callable[[], T]) -> Future[T]:
+    """Run ``call`` on a lane (:mod:`.lanes`: a thread kept by the process; huggingface_hub keeps an
+    HTTP session per thread, so a kept thread also reuses its connections)."""
+    lane = lanes.take()
+    future = lane.submit(call)
+    future.add_done_callback(lambda _: lanes.give_back(lane))
+    return future
 
 
 class Sink(Protocol):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..errors import IntegrityError, SizeLimitError
 from ..fileio import make_read_only
+from . import lanes
 from .layout import CacheLayout, new_owner, parse_owner, parse_temp_name
 
 Validator = Callable[[Path], None]
@@ -75,20 +76,25 @@ class _Hasher:
 
     hashlib releases the GIL for large updates, so hashing a download overlaps with receiving and
     writing it instead of adding to it. Updates stay in order (one worker, FIFO), at most
-    ``MAX_PENDING`` chunks are in flight, and :meth:`hexdigest` waits for all of them.
+    ``MAX_PENDING`` chunks are in flight, and :meth:`hexdigest` waits for all of them. The helper
+    starts with the first byte when the blob is known to be large (``expected``), else once more than
+    ``THREAD_AFTER`` bytes came: a small file never pays for a thread, and a large one never hashes its
+    first megabytes on the receiving thread (that stalls the transfer while the helper is idle).
 
     Written data is also pushed to disk while the download runs (``fdatasync`` every ``SYNC_EVERY``
     bytes, on a third thread so neither reading nor hashing waits for the disk), which leaves little
-    for the final ``fsync`` that makes the blob durable.
+    for the final ``fsync`` that makes the blob durable. Both helpers are lanes (:mod:`.lanes`):
+    threads kept by the process, so a download does not wait for threads to start.
     """
 
     THREAD_AFTER = 4 * READ_CHUNK
     MAX_PENDING = 16
     SYNC_EVERY = 4 * READ_CHUNK
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, expected: int | None = None) -> None:
         self._h = hashlib.sha256()
         self._fed = 0
+        self._threaded_after = 0 if expected is not None and expected > self.THREAD_AFTER else self.THREAD_AFTER
         self._fd = fd
         self._unsynced = 0
         self._pool: ThreadPoolExecutor | None = None
@@ -98,8 +104,8 @@ class _Hasher:
 
     def update(self, data: bytes | memoryview) -> None:
         self._fed += len(data)
-        if self._pool is None and self._fed > self.THREAD_AFTER:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adapterhub-sha256")
+        if self._pool is None and self._fed > self._threaded_after:
+            self._pool = lanes.take()
         if self._pool is None:
             self._h.update(data)
             return
@@ -112,7 +118,7 @@ class _Hasher:
         if self._unsynced >= self.SYNC_EVERY and (self._sync is None or self._sync.done()):
             self._unsynced = 0
             if self._syncer is None:
-                self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adapterhub-sync")
+                self._syncer = lanes.take()
             self._sync = self._syncer.submit(_datasync, self._fd)
 
     def _drain(self) -> None:
@@ -125,17 +131,35 @@ class _Hasher:
 
     def final_sync(self) -> Future:
         """Start the fsync that makes the written bytes durable, on the sync thread (after any
-        ``fdatasync`` still running there); the caller waits on the returned future."""
+        ``fdatasync`` still running there); the caller waits on the returned future. A file too small
+        to have started that thread is fsynced here: a thread would cost more than the overlap gains."""
         if self._syncer is None:
-            self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adapterhub-sync")
-        return self._syncer.submit(os.fsync, self._fd)
+            done: Future = Future()
+            try:
+                os.fsync(self._fd)
+            except BaseException as exc:
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
+            return done
+        self._sync = self._syncer.submit(os.fsync, self._fd)
+        return self._sync
 
     def close(self) -> None:
-        self._drain()
-        for pool in (self._pool, self._syncer):
-            if pool is not None:
-                pool.shutdown(wait=True)
+        """Wait for every hash update and sync of this file, then return the helpers to the process."""
+        helpers = [lane for lane in (self._pool, self._syncer) if lane is not None]
         self._pool = self._syncer = None
+        try:
+            self._drain()
+            if self._sync is not None:  # the last sync queued (a lane runs its tasks in order)
+                with contextlib.suppress(OSError):
+                    self._sync.result()
+        except BaseException:
+            for lane in helpers:
+                lanes.drop(lane)
+            raise
+        for lane in helpers:
+            lanes.give_back(lane)
 
 
 def _datasync(fd: int) -> None:
@@ -164,7 +188,7 @@ class BlobWriter:
         process's copy of the blob already had the name)."""
         layout.blobs.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.temp, "wb")  # noqa: SIM115 - closed in commit/abort
-        self._hash = _Hasher(self._fh.fileno())
+        self._hash = _Hasher(self._fh.fileno(), size)
         self.offset = 0
         self._done = False
         self._adopt_orphan()
@@ -195,7 +219,7 @@ class BlobWriter:
             if size > self.limit:
                 self.reset()
                 return
-            h = _Hasher(self._fh.fileno())
+            h = _Hasher(self._fh.fileno(), self.size)
             while True:
                 chunk = self._fh.read(4 * READ_CHUNK)
                 if not chunk:
@@ -228,7 +252,7 @@ class BlobWriter:
         self._fh.seek(0)
         self._fh.truncate()
         self._hash.close()
-        self._hash = _Hasher(self._fh.fileno())
+        self._hash = _Hasher(self._fh.fileno(), self.size)
         self.offset = 0
 
     @property

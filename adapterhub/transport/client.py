@@ -23,6 +23,10 @@ What it guarantees, so callers do not each re-invent it:
 from __future__ import annotations
 
 import contextlib
+import functools
+import heapq
+import itertools
+import os
 import socket
 import threading
 import time
@@ -73,16 +77,17 @@ class _HeaderWatch:
     """Shut the request's socket down if the response headers have not arrived within ``seconds``.
 
     The connection classes below hand their socket to the watch of the request running on this
-    thread; the timer then cuts a server that sends its status line one byte at a time.
+    thread; the process's :class:`_Watchdog` then cuts a server that sends its status line one byte
+    at a time.
     """
 
     def __init__(self, seconds: float) -> None:
         self.seconds = max(seconds, 0.001)
+        self.due = time.monotonic() + self.seconds
         self.fired = False
+        self.done = False
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
-        self._timer = threading.Timer(self.seconds, self._fire)
-        self._timer.daemon = True
 
     def attach(self, sock: socket.socket | None) -> None:
         with self._lock:
@@ -90,22 +95,75 @@ class _HeaderWatch:
             if self.fired and sock is not None:
                 _shutdown(sock)
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
         with self._lock:
+            if self.done:  # the headers arrived first
+                return
             self.fired = True
             if self._sock is not None:
                 _shutdown(self._sock)
 
     def __enter__(self) -> _HeaderWatch:
         _current.watch = self
-        self._timer.start()
+        _WATCHDOG.add(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         with self._lock:
             self._sock = None
-        self._timer.cancel()
+            self.done = True
         _current.watch = None
+
+
+class _Watchdog:
+    """One thread per process fires every :class:`_HeaderWatch` whose time is up.
+
+    A timer thread per request would cost a thread start on every request's critical path, and
+    ``Thread.start`` waits until the new thread holds the GIL: up to the interpreter's switch
+    interval (5 ms) when another thread is running Python, as the Hub metadata request beside a
+    download's GET does. Finished watches are dropped when they reach the front of the queue.
+    """
+
+    def __init__(self) -> None:
+        self._pid: int | None = None
+        self._cond = threading.Condition()
+        self._queue: list[tuple[float, int, _HeaderWatch]] = []
+        self._order = itertools.count()
+
+    def add(self, watch: _HeaderWatch) -> None:
+        if self._pid != os.getpid():  # first use, or a forked child: the parent's thread is not here
+            self._start()
+        with self._cond:
+            heapq.heappush(self._queue, (watch.due, next(self._order), watch))
+            if self._queue[0][2] is watch:
+                self._cond.notify()
+
+    def _start(self) -> None:
+        with _WATCHDOG_START:
+            if self._pid == os.getpid():
+                return
+            self._cond = threading.Condition()
+            self._queue = []
+            threading.Thread(target=self._run, name="adapterhub-header-watchdog", daemon=True).start()
+            self._pid = os.getpid()
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._queue and self._queue[0][2].done:
+                    heapq.heappop(self._queue)
+                if not self._queue:
+                    self._cond.wait()
+                    continue
+                wait = self._queue[0][0] - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._queue)[2].fire()
+
+
+_WATCHDOG_START = threading.Lock()
+_WATCHDOG = _Watchdog()
 
 
 def _shutdown(sock: socket.socket) -> None:
@@ -121,6 +179,19 @@ def _attach(sock: socket.socket | None) -> None:
 
 def _session() -> Any:
     """A ``requests`` session whose connections report their sockets to the header watchdog."""
+    import requests
+
+    session = requests.Session()
+    adapter = _watched_adapter()(pool_connections=4, pool_maxsize=8)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+@functools.cache
+def _watched_adapter() -> type:
+    """The ``requests`` adapter class whose connections report to the watchdog (built once per process:
+    six classes cost more than the session itself)."""
     import requests
     from urllib3.connection import HTTPConnection, HTTPSConnection
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -151,11 +222,7 @@ def _session() -> Any:
             super().init_poolmanager(*args, **kwargs)
             self.poolmanager.pool_classes_by_scheme = {"http": WatchedHTTPPool, "https": WatchedHTTPSPool}
 
-    session = requests.Session()
-    adapter = WatchedAdapter(pool_connections=4, pool_maxsize=8)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+    return WatchedAdapter
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -229,13 +296,18 @@ class Opened:
                                  retry_after=_retry_after(self.headers.get("Retry-After"), self._options.max_backoff))
 
     def chunks(self, size: int = CHUNK) -> Iterator[bytes]:
-        """The body as it arrives (``read1``: whatever came, up to ``size``), under the watchdogs."""
+        """The body as it arrives (``read1``: whatever came, up to ``size``), under the watchdogs.
+
+        A body sent without a content coding (we ask for ``identity``) is read without urllib3's
+        decoding layer, which would copy every chunk through its buffer for nothing."""
         opts = self._options
         raw = self._response.raw
+        coding = (self.headers.get("Content-Encoding") or "").strip().lower()
+        decode = coding not in ("", "identity")
         mark_time, mark_bytes, total = time.monotonic(), 0, 0
         while True:
             try:
-                chunk = raw.read1(size, decode_content=True)
+                chunk = raw.read1(size, decode_content=decode)
             except Exception as exc:
                 raise transport_error(exc, self.url, opts) from None
             if not chunk:
