@@ -147,14 +147,17 @@ def interleave(rounds: int, a, b, setup_a=None, setup_b=None) -> tuple[list[floa
 
 
 def measure_cold(rounds: int, manifest, url: str, cache: Path, target: Path, payload: bytes,
-                 alone=None) -> dict[str, list[float]]:
+                 alone=None, others: dict[str, bytes] | None = None) -> dict[str, list[float]]:
     """Interleaved cold ``pull`` (empty cache), plain ``requests`` download of the same file, the
     least a verified download can do (the plain download with sha256 on a helper thread: no fsync, no
     checks, no metadata request), and that same minimal download made durable (one fsync at the end):
     samples under ``cold``, ``plain``, ``plain_hashed``, ``plain_hashed_fsync`` (and this process's CPU
     time per call under ``"<name> (cpu)"``). ``alone``: a manifest
     of the weights file only, whose cold pull is timed in the same rounds as ``cold_weights_only``
-    (what the adapter's other file costs: its own metadata request and GET).
+    (what the adapter's other file costs: its own metadata request and GET). ``others``: the URLs and
+    bytes of the adapter's other files; the minimal verified download of *every* file of the adapter (each
+    other file's GET and sha256 on a kept thread beside the weights' minimal download) is then timed as
+    ``plain_hashed_all_files``, the like-for-like reference of the cold pull.
 
     The pull writes into ``cache`` (``ADAPTERHUB_CACHE`` is pointed there for the measurement) and the
     references into ``target``: put both on one filesystem to compare like with like."""
@@ -204,10 +207,29 @@ def measure_cold(rounds: int, manifest, url: str, cache: Path, target: Path, pay
                 f.result()
         assert h.hexdigest() == digest
 
+    beside = ThreadPoolExecutor(max_workers=max(1, len(others or {})))  # kept, as the pull keeps its lanes
+    other_sessions = {other: requests.Session() for other in others or {}}
+
+    def fetch_other(other: str, expected: bytes) -> None:
+        h = hashlib.sha256()
+        with other_sessions[other].get(other, stream=True, timeout=30) as resp:
+            resp.raise_for_status()
+            for chunk in resp.iter_content(1 << 20):
+                h.update(chunk)
+        assert h.hexdigest() == hashlib.sha256(expected).hexdigest()
+
+    def plain_hashed_all_files() -> None:
+        pending = [beside.submit(fetch_other, other, body) for other, body in (others or {}).items()]
+        plain_hashed()
+        for f in pending:
+            f.result()
+
     empty_cache()
     cold()
     plain()  # warm-up every path (connections, imports)
     plain_hashed()
+    if others:
+        plain_hashed_all_files()
     # Emptying the cache (and deleting the plain download's file) happens before each timed call,
     # outside the timing: freeing 50 MB of pages is not part of either download.
     runs = {"cold": (cold, empty_cache), "plain": (plain, remove_plain), "plain_hashed": (plain_hashed, remove_plain),
@@ -215,12 +237,17 @@ def measure_cold(rounds: int, manifest, url: str, cache: Path, target: Path, pay
     if alone is not None:
         cold_alone()
         runs["cold_weights_only"] = (cold_alone, empty_cache)
+    if others:
+        runs["plain_hashed_all_files"] = (plain_hashed_all_files, remove_plain)
     cpu: list[list[float]] = [[] for _ in runs]
     samples = dict(zip(runs, interleave_many(rounds, [f for f, _ in runs.values()], [s for _, s in runs.values()],
                                              cpu), strict=True))
     samples.update({f"{name} (cpu)": c for name, c in zip(runs, cpu, strict=True)})
     assert target.read_bytes() == payload
     session.close()
+    beside.shutdown()
+    for other_session in other_sessions.values():
+        other_session.close()
     if previous_cache is None:
         os.environ.pop("ADAPTERHUB_CACHE", None)
     else:
@@ -328,7 +355,7 @@ def filesystem_label(path: Path) -> str:
 
 
 def cold_on_filesystems(rounds: int, dirs: list[Path], manifest, url: str, payload: bytes,
-                        alone) -> list[dict]:
+                        alone, others: dict[str, bytes]) -> list[dict]:
     """The loopback cold comparison with the cache and the references' output on each of ``dirs``
     (e.g. /dev/shm, where fsync is free, and a directory on the disk), plus what fsync costs there."""
     med = statistics.median
@@ -336,17 +363,23 @@ def cold_on_filesystems(rounds: int, dirs: list[Path], manifest, url: str, paylo
     for base in dirs:
         where = Path(tempfile.mkdtemp(prefix="bench-store-cold-", dir=base))
         try:
-            samples = measure_cold(rounds, manifest, url, where / "cache", where / "plain.bin", payload, alone)
+            samples = measure_cold(rounds, manifest, url, where / "cache", where / "plain.bin", payload, alone,
+                                   others)
             t_write, t_write_sync = measure_disk(rounds, payload, where / "disk.bin")
         finally:
             shutil.rmtree(where, ignore_errors=True)
         t_cold, t_hashed, t_durable = samples["cold"], samples["plain_hashed"], samples["plain_hashed_fsync"]
+        t_all, t_alone = samples["plain_hashed_all_files"], samples["cold_weights_only"]
         rows.append({"filesystem": filesystem_label(base), "pull_median_s": med(t_cold),
                      "pull_weights_only_median_s": med(samples["cold_weights_only"]),
                      "plain_requests_median_s": med(samples["plain"]), "minimal_verified_median_s": med(t_hashed),
                      "minimal_durable_median_s": med(t_durable), "pull_ratio": med(t_hashed) / med(t_cold),
                      "pull_ratio_durable": med(t_durable) / med(t_cold), "target_ratio": 0.9,
                      "pass": med(t_hashed) / med(t_cold) >= 0.9,
+                     "minimal_all_files_median_s": med(t_all), "pull_ratio_same_files": med(t_all) / med(t_cold),
+                     "pass_same_files": med(t_all) / med(t_cold) >= 0.9,
+                     "weights_only_ratio": med(t_hashed) / med(t_alone),
+                     "pass_weights_only": med(t_hashed) / med(t_alone) >= 0.9,
                      "write_no_fsync_s": med(t_write), "write_fsync_s": med(t_write_sync),
                      "fsync_cost_s": med(t_write_sync) - med(t_write),
                      "cpu_median_s": {k.removesuffix(" (cpu)"): med(v) for k, v in samples.items() if k.endswith("(cpu)")},
@@ -361,7 +394,9 @@ def cold_line(row: dict) -> str:
     return (f"{row['filesystem']}: cold pull {ms['pull_median_s']:.1f} ms (of the weights file alone "
             f"{ms['pull_weights_only_median_s']:.1f} ms), minimal verified "
             f"{ms['minimal_verified_median_s']:.1f} ms (ratio {row['pull_ratio']:.2f}x), minimal verified + fsync "
-            f"{ms['minimal_durable_median_s']:.1f} ms (ratio {row['pull_ratio_durable']:.2f}x), plain "
+            f"{ms['minimal_durable_median_s']:.1f} ms (ratio {row['pull_ratio_durable']:.2f}x), minimal verified of "
+            f"every file {row['minimal_all_files_median_s'] * 1000:.1f} ms (ratio {row['pull_ratio_same_files']:.2f}x), "
+            f"weights alone both ways ratio {row['weights_only_ratio']:.2f}x, plain "
             f"{ms['plain_requests_median_s']:.1f} ms; fsync of the payload costs {ms['fsync_cost_s']:.0f} ms there; "
             f"CPU time of this process: cold pull {row['cpu_median_s']['cold'] * 1000:.0f} ms, weights file alone "
             f"{row['cpu_median_s']['cold_weights_only'] * 1000:.0f} ms, minimal verified "
@@ -423,20 +458,22 @@ def main() -> int:
         index = init_index(work / "index", "bench")
         add_release(index, manifest)
         url = f"{endpoint}/org/bench/resolve/{commit}/adapter.safetensors"
+        others = {f"{endpoint}/org/bench/resolve/{commit}/{path}": body for path, body in files.items()
+                  if path != "adapter.safetensors"}
         alone = manifest_for({"adapter.safetensors": payload}, [{"type": "hf", "repo_id": "org/bench",
                                                                  "revision": commit, "endpoint": endpoint}],
                              name="bench-weights-only")
 
         # -- 2. cold pull vs plain requests, on loopback and through a bandwidth-limited proxy -------
         if args.cold_only and args.cache_dir:
-            for row in cold_on_filesystems(args.rounds, args.cache_dir, manifest, url, payload, alone):
+            for row in cold_on_filesystems(args.rounds, args.cache_dir, manifest, url, payload, alone, others):
                 print(f"load {load_before:.1f}/{os.getloadavg()[0]:.1f}; medians of {args.rounds}: {cold_line(row)}")
             shutil.rmtree(work, ignore_errors=True)
             return 0
         cold_samples = measure_cold(args.rounds, manifest, url, cache, work / "plain.bin", payload)
         t_cold, t_plain, t_hashed, t_durable = (cold_samples[k] for k in ("cold", "plain", "plain_hashed",
                                                                            "plain_hashed_fsync"))
-        by_filesystem = cold_on_filesystems(args.rounds, args.cache_dir, manifest, url, payload, alone)
+        by_filesystem = cold_on_filesystems(args.rounds, args.cache_dir, manifest, url, payload, alone, others)
         if args.cold_only:
             med = statistics.median
             print(f"load {load_before:.1f}/{os.getloadavg()[0]:.1f}; medians of {args.rounds}: cold pull "
@@ -535,6 +572,13 @@ def main() -> int:
         f"| the same vs minimal verified download + one fsync, on {r['filesystem']} (fsync of the payload costs "
         f"{r['fsync_cost_s'] * 1000:.0f} ms there) | {r['pull_median_s'] * 1000:.0f} ms | "
         f"{r['minimal_durable_median_s'] * 1000:.0f} ms | {r['pull_ratio_durable']:.2f}x | (context) | - |\n"
+        f"| like for like on {r['filesystem']}: cold pull vs the minimal verified download of every file of the "
+        f"adapter (the config's GET and sha256 on a kept thread beside the weights' stream) | "
+        f"{r['pull_median_s'] * 1000:.0f} ms | {r['minimal_all_files_median_s'] * 1000:.0f} ms | "
+        f"{r['pull_ratio_same_files']:.2f}x | >= 0.9x (issue 12, the same files both ways) | {r['pass_same_files']} |\n"
+        f"| like for like on {r['filesystem']}: cold pull of the weights file alone vs its minimal verified download | "
+        f"{r['pull_weights_only_median_s'] * 1000:.0f} ms | {r['minimal_verified_median_s'] * 1000:.0f} ms | "
+        f"{r['weights_only_ratio']:.2f}x | >= 0.9x (issue 12, one file both ways) | {r['pass_weights_only']} |\n"
         for r in by_filesystem)
     baseline_row = (f"| warm pull of a registry name, the baseline code (`--baseline`): wall / CPU | "
                     f"{wm['registry name, baseline code']:.0f} / {wm['registry name, baseline code (cpu)']:.0f} ms | "

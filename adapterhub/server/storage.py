@@ -35,12 +35,12 @@ from .errors import BadRequest, EntryNotFound, ParentMismatch, RepoExists, RepoN
 from .fsutil import PathLocks, atomic_write_bytes, commit_temp, fsync_dir, temp_file
 from .names import (
     DEFAULT_BRANCH,
-    REPO_TYPES,
     RepoRef,
     check_path,
     check_revision,
     is_branch_name,
     is_commit_id,
+    parse_repo_ref,
     pr_number,
 )
 
@@ -199,10 +199,17 @@ class HubStorage:
     # --- repositories -----------------------------------------------------------------------
 
     def repo_dir(self, repo: RepoRef) -> Path:
-        """``repos/<type>s/<namespace>/<name>``; names are validated upstream, and checked here again."""
-        base = self.root / "repos" / f"{repo.repo_type}s"
-        path = base / repo.namespace / repo.name
-        if path.resolve().parent.parent != base.resolve() or repo.repo_type not in REPO_TYPES:
+        """``repos/<type>s/<namespace>/<name>``; names are validated upstream, and checked here again.
+
+        Two plain names (no separator, no ``..``: :func:`parse_repo_ref`) can only lead outside through a
+        symlink, so neither level may be one. Two ``lstat`` calls instead of resolving the whole path: every
+        request looks its repository up several times (a resolve was a third of a small file's request).
+        """
+        checked = parse_repo_ref(repo.repo_type, repo.namespace, repo.name)
+        base = self.root / "repos" / f"{checked.repo_type}s"
+        namespace = base / checked.namespace
+        path = namespace / checked.name
+        if namespace.is_symlink() or path.is_symlink():
             raise BadRequest(f"refusing a repository path outside {base}: {repo}")
         return path
 

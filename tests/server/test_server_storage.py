@@ -237,3 +237,29 @@ def test_parse_range() -> None:
     for unsatisfiable in ("bytes=10-", "bytes=-0", "bytes=11-12"):
         with pytest.raises(Unsatisfiable):
             parse_range(unsatisfiable, 10)
+
+
+@pytest.mark.parametrize("level", ["namespace", "name"])
+def test_a_repository_reached_through_a_symlink_is_refused(storage: HubStorage, tmp_path: Path, level: str) -> None:
+    """Repository paths are checked with two lstat calls, not a resolve: a symlink at either level is refused."""
+    outside = tmp_path / "outside"
+    (outside / "bench").mkdir(parents=True)
+    (outside / "bench" / "repo.json").write_text("{}")
+    models = storage.root / "repos" / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    if level == "namespace":
+        (models / "org").symlink_to(outside, target_is_directory=True)
+    else:
+        (models / "org").mkdir()
+        (models / "org" / "bench").symlink_to(outside / "bench", target_is_directory=True)
+    with pytest.raises(BadRequest, match="outside"):
+        storage.repo_exists(RepoRef("model", "org", "bench"))
+    if level == "name":  # a real namespace directory: its other repositories are still served
+        assert storage.repo_exists(RepoRef("model", "org", "other")) is False
+
+
+@pytest.mark.parametrize("ref", [RepoRef("model", "org", ".."), RepoRef("model", "..", "x"), RepoRef("model", "a/b", "c"),
+                                 RepoRef("weights", "org", "x")])
+def test_a_repository_name_that_is_no_plain_name_is_refused_by_storage_too(storage: HubStorage, ref: RepoRef) -> None:
+    with pytest.raises(BadRequest):
+        storage.repo_dir(ref)
