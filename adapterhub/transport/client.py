@@ -178,14 +178,33 @@ def _attach(sock: socket.socket | None) -> None:
 
 
 def _session() -> Any:
-    """A ``requests`` session whose connections report their sockets to the header watchdog."""
+    """A ``requests`` session (its own cookies and settings) over the process's connection pool."""
     import requests
 
     session = requests.Session()
-    adapter = _watched_adapter()(pool_connections=4, pool_maxsize=8)
+    adapter = shared_adapter()
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+_SHARED_ADAPTER: tuple[int, Any] | None = None
+_SHARED_ADAPTER_LOCK = threading.Lock()
+
+
+def shared_adapter() -> Any:
+    """The process's connection pool: a ``requests`` adapter whose connections report to the header watchdog.
+
+    Every transport mounts this one, so a pull reuses the keep-alive connection the previous pull (or the
+    previous adapter of a composition) left open instead of paying a new TCP (and TLS) handshake each time.
+    Only connections are shared: each transport keeps its own session, so cookies stay with it, and tokens
+    are set per request (the scope rules). A forked child makes its own (the parent's sockets are not its).
+    """
+    global _SHARED_ADAPTER
+    with _SHARED_ADAPTER_LOCK:
+        if _SHARED_ADAPTER is None or _SHARED_ADAPTER[0] != os.getpid():
+            _SHARED_ADAPTER = (os.getpid(), _watched_adapter()(pool_connections=8, pool_maxsize=16))
+        return _SHARED_ADAPTER[1]
 
 
 @functools.cache
@@ -371,10 +390,10 @@ class Transport:
             return self._session
 
     def close(self) -> None:
+        """Drop this transport's session (its cookies); the process's connections stay for the next one
+        (:func:`shared_adapter`: closing the session would close them for every transport)."""
         with self._lock:
-            if self._session is not None:
-                self._session.close()
-                self._session = None
+            self._session = None
 
     def __enter__(self) -> Transport:
         return self
