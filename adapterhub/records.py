@@ -24,7 +24,13 @@ import dataclasses
 import reprlib
 from collections.abc import Callable
 from operator import attrgetter
-from typing import Any, TypeVar, dataclass_transform
+from typing import Any, TypeVar
+
+try:
+    from typing import dataclass_transform
+except ImportError:  # Python 3.10: only type checkers read it, so nothing is lost at run time
+    def dataclass_transform(**_: Any) -> Callable[[T], T]:  # type: ignore[no-redef]
+        return lambda decorated: decorated
 
 T = TypeVar("T", bound=type)
 
