@@ -98,7 +98,7 @@ def referenced(layout: CacheLayout, *, max_age: float, now: float) -> tuple[set[
 
 
 def _sweep_temp(layout: CacheLayout, report: GcReport, *, max_age: float, now: float) -> None:
-    dirs = [layout.blobs, layout.tmp, layout.leases]
+    dirs = [layout.partials, layout.blobs, layout.tmp, layout.leases]  # blobs: partials of caches made before
     with contextlib.suppress(FileNotFoundError):
         dirs += [Path(e.path) for e in os.scandir(layout.adapters) if e.is_dir(follow_symlinks=False)]
     for d in dirs:

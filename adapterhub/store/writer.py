@@ -187,6 +187,7 @@ class BlobWriter:
         """After :meth:`commit`: the stat of the blob this writer published (None when another
         process's copy of the blob already had the name)."""
         layout.blobs.mkdir(parents=True, exist_ok=True)
+        layout.partials.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.temp, "wb")  # noqa: SIM115 - closed in commit/abort
         self._hash = _Hasher(self._fh.fileno(), size)
         self.offset = 0
@@ -198,7 +199,7 @@ class BlobWriter:
     def _adopt_orphan(self) -> None:
         """Take over the temp file of a dead writer of this blob, keeping its verified prefix."""
         try:
-            entries = list(os.scandir(self.layout.blobs))
+            entries = list(os.scandir(self.layout.partials))
         except FileNotFoundError:
             return
         prefix = f".{self.sha256}~"

@@ -48,7 +48,7 @@ def wait_for(predicate, timeout: float = 60.0) -> None:
 
 
 def part_files(cache: Path) -> list[Path]:
-    d = cache / "blobs" / "sha256"
+    d = cache / "blobs" / "partial"
     return [p for p in d.iterdir() if p.name.endswith(".part")] if d.is_dir() else []
 
 
