@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-import cache_stress  # noqa: E402
+from support import cache_stress  # noqa: E402
 
 
 def one_run(pullers: int, pulls: int, adapters: int, duplicates: bool) -> dict:
