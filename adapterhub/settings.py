@@ -53,6 +53,16 @@ def trust_key_files() -> tuple[Path, ...]:
     return _path_list("ADAPTERHUB_TRUST_KEYS")
 
 
+TRUST_VARIABLES = ("ADAPTERHUB_TRUST_KEYS", "ADAPTERHUB_TRUST_CERT_CHAINS", "ADAPTERHUB_TRUST_INDEX_SIGNERS")
+"""The variables that make ``pull`` require adapter signatures."""
+
+
+def trust_variables_set() -> tuple[str, ...]:
+    """Which of :data:`TRUST_VARIABLES` are present in the environment (even empty: the command line parses and
+    validates them, so a caller that does not must step aside)."""
+    return tuple(var for var in TRUST_VARIABLES if os.environ.get(var) is not None)
+
+
 def trust_cert_chain_files() -> tuple[Path, ...]:
     """CA certificate chains (PEM) for certificate-signed adapters (``ADAPTERHUB_TRUST_CERT_CHAINS``)."""
     return _path_list("ADAPTERHUB_TRUST_CERT_CHAINS")

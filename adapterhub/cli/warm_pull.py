@@ -17,12 +17,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .. import settings
+
 FLAGS = {"-q": "quiet", "--quiet": "quiet", "--json": "json", "--no-deps": "no_deps", "--offline": "offline"}
 """The pull options this path understands, and what each sets."""
 
-SETTINGS_IT_LEAVES_TO_CLICK = ("ADAPTERHUB_TRUST_KEYS", "ADAPTERHUB_TRUST_CERT_CHAINS",
-                               "ADAPTERHUB_TRUST_INDEX_SIGNERS")
-"""Environment the command parses into options (with its own validation): when set, the command runs."""
 
 
 class PullArguments:
@@ -36,7 +35,7 @@ class PullArguments:
 
 def parse_plain_pull(argv: Sequence[str]) -> PullArguments | None:
     """``argv`` as a plain ``pull``, or None for anything this path does not take."""
-    if not argv or argv[0] != "pull" or any(os.environ.get(var) is not None for var in SETTINGS_IT_LEAVES_TO_CLICK):
+    if not argv or argv[0] != "pull" or settings.trust_variables_set():  # the command validates those
         return None
     requirement: str | None = None
     index: str | None = None
@@ -68,7 +67,7 @@ def answer_warm_pull(argv: Sequence[str]) -> int | None:
     from ..store import pull_cached
 
     try:
-        result = pull_cached(plain.requirement, index=plain.index or os.environ.get("ADAPTERHUB_INDEX") or None,
+        result = pull_cached(plain.requirement, index=plain.index or settings.default_index(),
                              dependencies="no_deps" not in plain.flags)
     except AdapterHubError:
         return None  # the command says it, with its hint and exit code

@@ -25,8 +25,9 @@ from support.store_support import manifest_for, safetensors_bytes
 from support.warm_pull import PROBE
 
 from adapterhub.cli import main, run_click
-from adapterhub.cli.warm_pull import SETTINGS_IT_LEAVES_TO_CLICK, answer_warm_pull, parse_plain_pull
+from adapterhub.cli.warm_pull import answer_warm_pull, parse_plain_pull
 from adapterhub.registry import add_release, init_index, is_local_index
+from adapterhub.settings import TRUST_VARIABLES
 
 
 def both(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[tuple[int | None, str], tuple[int, str]]:
@@ -124,7 +125,7 @@ def test_a_path_where_a_name_goes_is_left_to_the_command(tmp_path, monkeypatch):
     assert parse_plain_pull(["pull", "sst2-houlsby"]) is not None
 
 
-@pytest.mark.parametrize("variable", SETTINGS_IT_LEAVES_TO_CLICK)
+@pytest.mark.parametrize("variable", TRUST_VARIABLES)
 def test_trust_settings_in_the_environment_are_left_to_the_command(variable, monkeypatch):
     monkeypatch.setenv(variable, "1")
     assert parse_plain_pull(["pull", "sst2-houlsby"]) is None
