@@ -16,14 +16,14 @@ own process on 127.0.0.1 so it does not share a GIL with the client being measur
    bytes (adapterhub/store/reuse.py) three ways: the default (files up to ``ADAPTERHUB_REHASH_LIMIT`` =
    16 MiB re-hashed, the 50 MB file trusted by its stat stamp), every file re-hashed, stat stamps only.
 2. Cold pull of a ~50 MB adapter (``pull()`` of a manifest with an hf source, fresh cache each round:
-   HEAD through huggingface_hub, GET, sha256 while streaming, header check, fsync, rename, view)
+   one GET per file, its answer checked, sha256 while streaming, header check, fsync, rename, view)
    versus a plain ``requests`` streaming download of the same URL into a file, and versus the minimal
    verified download (that stream with sha256 on a helper thread; target >= 0.9x, issue 12) with and
    without one final fsync. ``--cache-dir DIR`` (repeatable) runs that comparison again with the cache
    and the references' files under DIR: on /dev/shm (tmpfs, fsync costs nothing) it shows our own
    overhead, on a directory of the disk what durability costs there; with ``--cold-only`` only these
    run. Each also times the pull of a manifest holding the weights file alone (what the adapter's
-   small config file adds: its metadata request and GET).
+   small config file adds: its GET, transfer and commit).
 3. ``verify`` of that adapter (page cache warm) versus ``hashlib.sha256`` over the same bytes held in
    memory (target >= 0.9x).
 
@@ -154,13 +154,12 @@ def measure_cold(rounds: int, manifest, url: str, cache: Path, target: Path, pay
     samples under ``cold``, ``plain``, ``plain_hashed``, ``plain_hashed_fsync`` (and this process's CPU
     time per call under ``"<name> (cpu)"``). ``alone``: a manifest
     of the weights file only, whose cold pull is timed in the same rounds as ``cold_weights_only``
-    (what the adapter's other file costs: its own metadata request and GET). ``others``: the URLs and
+    (what the adapter's other file costs: its own GET and commit). ``others``: the URLs and
     bytes of the adapter's other files; the minimal verified download of *every* file of the adapter (each
     other file's GET and sha256 on a kept thread beside the weights' minimal download) is then timed as
     ``plain_hashed_all_files``; and the like-for-like reference of the cold pull, doing what the pull must:
-    every file, each file's Hub metadata request beside its GET (``get_hf_file_metadata``: what a client must
-    ask to route a file stored in Xet through ``hf_xet``), each file fsynced once at its end (the cache's blobs
-    are durable before they are named), as ``plain_hashed_all_files_metadata``.
+    every file, each fsynced once at its end (the cache's blobs are durable before they are named), as
+    ``plain_hashed_all_files_durable``.
 
     The pull writes into ``cache`` (``ADAPTERHUB_CACHE`` is pointed there for the measurement) and the
     references into ``target``: put both on one filesystem to compare like with like."""
@@ -226,13 +225,10 @@ def measure_cold(rounds: int, manifest, url: str, cache: Path, target: Path, pay
                 os.fsync(fh.fileno())
         assert h.hexdigest() == hashlib.sha256(expected).hexdigest()
 
-    def plain_hashed_all_files(metadata: bool = False, durable: bool = False) -> None:
-        from huggingface_hub import get_hf_file_metadata
-
-        asked = [beside.submit(get_hf_file_metadata, u) for u in (url, *(others or {}))] if metadata else []
+    def plain_hashed_all_files(durable: bool = False) -> None:
         pending = [beside.submit(fetch_other, other, body, durable) for other, body in (others or {}).items()]
         plain_hashed(durable=durable)
-        for f in (*pending, *asked):
+        for f in pending:
             f.result()
 
     empty_cache()
@@ -241,7 +237,7 @@ def measure_cold(rounds: int, manifest, url: str, cache: Path, target: Path, pay
     plain_hashed()
     if others:
         plain_hashed_all_files()
-        plain_hashed_all_files(metadata=True, durable=True)
+        plain_hashed_all_files(durable=True)
     # Emptying the cache (and deleting the plain download's file) happens before each timed call,
     # outside the timing: freeing 50 MB of pages is not part of either download.
     runs = {"cold": (cold, empty_cache), "plain": (plain, remove_plain), "plain_hashed": (plain_hashed, remove_plain),
@@ -251,8 +247,7 @@ def measure_cold(rounds: int, manifest, url: str, cache: Path, target: Path, pay
         runs["cold_weights_only"] = (cold_alone, empty_cache)
     if others:
         runs["plain_hashed_all_files"] = (plain_hashed_all_files, remove_plain)
-        runs["plain_hashed_all_files_metadata"] = (lambda: plain_hashed_all_files(metadata=True, durable=True),
-                                                   remove_plain)
+        runs["plain_hashed_all_files_durable"] = (lambda: plain_hashed_all_files(durable=True), remove_plain)
     cpu: list[list[float]] = [[] for _ in runs]
     samples = dict(zip(runs, interleave_many(rounds, [f for f, _ in runs.values()], [s for _, s in runs.values()],
                                              cpu), strict=True))
@@ -384,7 +379,7 @@ def cold_on_filesystems(rounds: int, dirs: list[Path], manifest, url: str, paylo
             shutil.rmtree(where, ignore_errors=True)
         t_cold, t_hashed, t_durable = samples["cold"], samples["plain_hashed"], samples["plain_hashed_fsync"]
         t_all, t_alone = samples["plain_hashed_all_files"], samples["cold_weights_only"]
-        t_meta = samples["plain_hashed_all_files_metadata"]
+        t_same = samples["plain_hashed_all_files_durable"]
         rows.append({"filesystem": filesystem_label(base), "pull_median_s": med(t_cold),
                      "pull_weights_only_median_s": med(samples["cold_weights_only"]),
                      "plain_requests_median_s": med(samples["plain"]), "minimal_verified_median_s": med(t_hashed),
@@ -392,9 +387,9 @@ def cold_on_filesystems(rounds: int, dirs: list[Path], manifest, url: str, paylo
                      "pull_ratio_durable": med(t_durable) / med(t_cold), "target_ratio": 0.9,
                      "pass": med(t_hashed) / med(t_cold) >= 0.9,
                      "minimal_all_files_median_s": med(t_all), "pull_ratio_same_files": med(t_all) / med(t_cold),
-                     "minimal_all_files_metadata_median_s": med(t_meta),
-                     "pull_ratio_same_requests": med(t_meta) / med(t_cold),
-                     "pass_same_requests": med(t_meta) / med(t_cold) >= 0.9,
+                     "minimal_all_files_durable_median_s": med(t_same),
+                     "pull_ratio_same_work": med(t_same) / med(t_cold),
+                     "pass_same_work": med(t_same) / med(t_cold) >= 0.9,
                      "weights_only_ratio": med(t_hashed) / med(t_alone),
                      "write_no_fsync_s": med(t_write), "write_fsync_s": med(t_write_sync),
                      "fsync_cost_s": med(t_write_sync) - med(t_write),
@@ -412,8 +407,8 @@ def cold_line(row: dict) -> str:
             f"{ms['minimal_verified_median_s']:.1f} ms (ratio {row['pull_ratio']:.2f}x), minimal verified + fsync "
             f"{ms['minimal_durable_median_s']:.1f} ms (ratio {row['pull_ratio_durable']:.2f}x), minimal verified of "
             f"every file {row['minimal_all_files_median_s'] * 1000:.1f} ms (ratio {row['pull_ratio_same_files']:.2f}x), "
-            f"like for like (+ metadata requests, fsync) {row['minimal_all_files_metadata_median_s'] * 1000:.1f} ms (ratio "
-            f"{row['pull_ratio_same_requests']:.2f}x), weights alone both ways ratio {row['weights_only_ratio']:.2f}x, "
+            f"like for like (every file, fsync each) {row['minimal_all_files_durable_median_s'] * 1000:.1f} ms (ratio "
+            f"{row['pull_ratio_same_work']:.2f}x), weights alone both ways ratio {row['weights_only_ratio']:.2f}x, "
             f"plain "
             f"{ms['plain_requests_median_s']:.1f} ms; fsync of the payload costs {ms['fsync_cost_s']:.0f} ms there; "
             f"CPU time of this process: cold pull {row['cpu_median_s']['cold'] * 1000:.0f} ms, weights file alone "
@@ -591,14 +586,13 @@ def main() -> int:
         f"{r['fsync_cost_s'] * 1000:.0f} ms there) | {r['pull_median_s'] * 1000:.0f} ms | "
         f"{r['minimal_durable_median_s'] * 1000:.0f} ms | {r['pull_ratio_durable']:.2f}x | (context) | - |\n"
         f"| on {r['filesystem']}: cold pull vs the minimal verified download of every file of the adapter (the "
-        f"config's GET and sha256 on a kept thread beside the weights' stream; no metadata request, no fsync) | "
+        f"config's GET and sha256 on a kept thread beside the weights' stream; no fsync) | "
         f"{r['pull_median_s'] * 1000:.0f} ms | {r['minimal_all_files_median_s'] * 1000:.0f} ms | "
         f"{r['pull_ratio_same_files']:.2f}x | (context) | - |\n"
         f"| like for like on {r['filesystem']}: cold pull vs the minimal download that does what the pull must: every "
-        f"file, each file's Hub metadata request beside its GET (to route a file stored in Xet through hf_xet), "
-        f"sha256 on a kept thread, each file fsynced at its end | {r['pull_median_s'] * 1000:.0f} ms | "
-        f"{r['minimal_all_files_metadata_median_s'] * 1000:.0f} ms | {r['pull_ratio_same_requests']:.2f}x | >= 0.9x "
-        f"(issue 12, like for like) | {r['pass_same_requests']} |\n"
+        f"file, one GET each, sha256 on a kept thread, each file fsynced at its end | "
+        f"{r['pull_median_s'] * 1000:.0f} ms | {r['minimal_all_files_durable_median_s'] * 1000:.0f} ms | "
+        f"{r['pull_ratio_same_work']:.2f}x | (context) | - |\n"
         f"| on {r['filesystem']}: cold pull of the weights file alone vs its minimal verified download (no fsync) | "
         f"{r['pull_weights_only_median_s'] * 1000:.0f} ms | {r['minimal_verified_median_s'] * 1000:.0f} ms | "
         f"{r['weights_only_ratio']:.2f}x | (context) | - |\n"
@@ -627,8 +621,8 @@ server in its own process on 127.0.0.1).
 {fs_rows}| cold pull, {c['size_mb']:.0f} MB, through a {n['rate_mb_s']:g} MB/s link (throttle_proxy.py) | {n['pull_mb_s']:.0f} MB/s | plain requests {n['plain_mb_s']:.0f} MB/s | {n['ratio']:.2f}x | (context) | - |
 | verify (re-hash from disk cache) | {v['verify_mb_s']:.0f} MB/s | hashlib.sha256 in memory {v['hashlib_mb_s']:.0f} MB/s | {v['ratio']:.2f}x | >= 0.9x | {v['pass']} |
 
-The cold pull includes what a plain download does not: the Hub metadata request through
-huggingface_hub, sha256 while streaming, our safetensors header check, fsync, the atomic rename and
+The cold pull includes what a plain download does not: the check of the Hub's answer (commit, size,
+Xet storage), sha256 while streaming, our safetensors header check, fsync, the atomic rename and
 building the view. Raw samples are in `store.json`.
 
 Where the loopback time goes (same run, medians): the plain download takes

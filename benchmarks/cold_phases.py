@@ -6,7 +6,7 @@ The same setup as ``bench_store.py``'s cold comparison (a local ``adapterhub.ser
 a 50 MB safetensors file plus an 8-byte config, cache and references under ``--cache-dir``). Each call
 is timed with marks on a shared clock (0 = the call starts), taken through public entry points:
 ``Transport.open`` (a GET sent / its headers in), ``huggingface_hub.get_hf_file_metadata`` (the metadata
-request), ``BlobWriter.write`` (first and last body byte into the cache), ``BlobWriter.commit`` (sha256
+call, where one is made), ``BlobWriter.write`` (first and last body byte into the cache), ``BlobWriter.commit`` (sha256
 tail, header check, fsync, rename) and the pull's ``publish_view``. For the minimal verified download
 (``requests`` stream + sha256 on a helper thread) the marks are its GET, first and last byte and the
 end of hashing. Printed: the median of each mark over the rounds, per variant (interleaved rounds).

@@ -112,6 +112,8 @@ class Fault:
             response.status, response.body = self.status, []
             response.set_header("Location", self.location)
             response.set_header("Content-Length", "0")
+            for name, value in self.headers:
+                response.set_header(name, value)
             return response
         if kind is FaultKind.WRONG_CONTENT_RANGE:
             return normal(file, _shifted(byte_range, file.entry.size, self.shift))
@@ -260,11 +262,13 @@ class FaultPlan:
 
     def redirect(
         self, location: str, status: int = 302, *, times: int | None = None,
-        methods: Collection[str] = ("HEAD", "GET"), repo_id: str | None = None, path: str | None = None
+        methods: Collection[str] = ("HEAD", "GET"), repo_id: str | None = None, path: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Fault:
-        """Answer matching resolve requests with a redirect to ``location`` (another host, port, scheme)."""
+        """Answer matching resolve requests with a redirect to ``location`` (another host, port, scheme),
+        with ``headers`` added (e.g. the ``X-Xet-Hash`` of the Hub's redirect to its Xet bridge)."""
         return self._rule(FaultKind.REDIRECT, times, methods, status=status, location=location, repo_id=repo_id,
-                          path=path)
+                          path=path, headers=tuple((headers or {}).items()))
 
     def stall(
         self,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..errors import DownloadError, IntegrityError, NotFoundError, RetryableError, SizeLimitError
 from ..transport import Deadline, FetchOptions, TokenScope, Transport
@@ -50,27 +51,29 @@ class HttpFetcher:
         self.transport.close()
 
     def download(self, url: str, writer: BlobWriter, *, headers: Mapping[str, str] | None = None,
-                 token: str | bool | None = None, before_body: Callable[[], None] | None = None) -> None:
+                 token: str | bool | None = None, on_answer: Callable[[Any], None] | None = None) -> None:
         """Fill ``writer`` with the body of ``url`` (resuming from ``writer.offset``).
 
         ``token``: the caller's token (None: the user's stored one); the transport sends it only
-        where :class:`TokenScope` allows. ``before_body``: called once the response is accepted and
-        before its first byte reaches ``writer``; whatever it raises ends the download (the Hub
-        source checks its metadata answer there, see :class:`~adapterhub.store.sources.HubSource`).
+        where :class:`TokenScope` allows. ``on_answer``: shown the server's own answer of each attempt
+        before any byte of the body reaches ``writer`` (:meth:`Transport.open`); whatever it raises
+        ends the download (the Hub source checks the commit, size and storage the Hub names there,
+        see :class:`~adapterhub.store.sources.HubSource`).
         """
 
         def attempt(deadline: Deadline) -> None:
-            self._attempt(url, writer, headers or {}, token, deadline, before_body)
+            self._attempt(url, writer, headers or {}, token, deadline, on_answer)
 
         self.transport.call(attempt)
 
     def _attempt(self, url: str, writer: BlobWriter, headers: Mapping[str, str], token: str | bool | None,
-                 deadline: Deadline, before_body: Callable[[], None] | None = None) -> None:
+                 deadline: Deadline, on_answer: Callable[[Any], None] | None = None) -> None:
         request_headers = dict(headers)
         offset = writer.offset
         if offset:
             request_headers["Range"] = f"bytes={offset}-"
-        with self.transport.open(url, headers=request_headers, token=token, deadline=deadline) as resp:
+        with self.transport.open(url, headers=request_headers, token=token, deadline=deadline,
+                                 on_answer=on_answer) as resp:
             status = resp.status
             if status in (404, 410):
                 raise NotFoundError(f"{resp.url}: HTTP {status}, not found on this source")
@@ -94,8 +97,6 @@ class HttpFetcher:
             if declared and declared.isdigit() and writer.offset + int(declared) > writer.limit:
                 raise SizeLimitError(f"{writer.where}: {url} announces {writer.offset + int(declared)} bytes, "
                                      f"more than the {writer.limit} the manifest allows")
-            if before_body is not None:
-                before_body()
             start = writer.offset
             for chunk in resp.chunks():
                 writer.write(chunk)

@@ -1,7 +1,7 @@
 """Helper threads kept for the life of the process, lent out one ordered lane at a time.
 
-A cold pull needs a few helper threads: sha256 beside the stream, the background fdatasync, the Hub
-metadata request beside the GET, the adapter's small files beside its weights. Starting a thread
+A cold pull needs a few helper threads: sha256 beside the stream, the background fdatasync, the
+adapter's small files beside its weights. Starting a thread
 costs more than some of that work: ``Thread.start`` waits until the new thread holds the GIL, which
 takes up to the interpreter's switch interval (5 ms) while another thread runs Python, and these
 starts sit on the download's critical path. So threads are kept: a lane is a one-thread executor

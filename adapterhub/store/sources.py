@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .. import resources, settings
 from ..errors import (
@@ -31,13 +30,11 @@ from ..errors import (
 from ..manifest import BundledSource, FileEntry, HfSource, HttpsSource, Manifest
 from ..paths import safe_join
 from ..transport import Deadline, TokenScope
-from . import lanes
 from .http import HttpFetcher
 from .hub_repo import auth_problem, classify_hub_error, first_line, names_of
 from .writer import BlobWriter
 
 LOCAL_CHUNK = 1 << 20
-T = TypeVar("T")
 
 
 @runtime_checkable
@@ -175,16 +172,18 @@ class HttpMirrorSource(HttpBackedSource):
 
 @dataclass
 class HubSource(HttpBackedSource):
-    """A Hub repo at a pinned commit, through huggingface_hub's metadata call and our own GET (or, for a
-    file stored in Xet, the client's ``xet_get``: see :meth:`stream`).
+    """A Hub repo at a pinned commit, through one GET of the resolve URL (or, for a file stored in
+    Xet, the client's ``xet_get``: see :meth:`stream`).
 
-    ``get_hf_file_metadata`` (the real client) resolves the file: it follows the Hub's relative
-    redirects and tells us the commit, size, etag and where the bytes are. We check the commit is the
-    pinned one and the size is the manifest's before downloading; the body then streams into our
-    writer so it is hashed as it arrives (``hf_hub_download`` only checks sizes and would leave a
-    second copy in its own cache). The token goes to either request only where the transport's
-    :class:`~adapterhub.transport.TokenScope` allows: never to an endpoint a manifest or an index
-    names, never to a CDN the Hub redirects to.
+    The Hub's answer to that GET carries what ``huggingface_hub``'s metadata call reads from its HEAD
+    (the commit, the size, whether the file is in Xet storage), so one request does the work of two:
+    we check the commit is the pinned one and the size is the manifest's before any byte is written;
+    the body then streams into our writer so it is hashed as it arrives (``hf_hub_download`` only
+    checks sizes and would leave a second copy in its own cache). A server whose answer lacks the
+    commit header, and any failed GET, get the client's own metadata call, whose answer (and typed
+    errors: auth, missing file) decide. The token goes to either request only where the
+    transport's :class:`~adapterhub.transport.TokenScope` allows: never to an endpoint a manifest or
+    an index names, never to a CDN the Hub redirects to.
     """
 
     repo_id: str
@@ -205,15 +204,15 @@ class HubSource(HttpBackedSource):
     def stream(self, path: str, size: int, writer: Sink) -> None:
         """Stream the file at ``path`` (under the subfolder) of size ``size`` into ``writer``.
 
-        The metadata request runs on a helper thread while the GET of the resolve URL waits for its
-        headers (two round trips at once instead of one after the other); no byte reaches ``writer``
-        before the metadata answer is in and names the pinned commit and the manifest's size.
-        Files the Hub stores in Xet go through the client's ``xet_get`` (the only way to read Xet
-        storage; the GET is then dropped unread), into a scratch file next to the writer's, then
-        through the writer, which checks them; every other file streams from the GET into the writer.
+        The Hub's answer to the GET (the response ``get_hf_file_metadata`` would read: the first one
+        that is not a redirect within the Hub) is checked before its redirect is followed or its body
+        read: the pinned commit, the manifest's size, and whether the file is in Xet storage. A file
+        in Xet goes through the client's ``xet_get`` (the only way to read Xet storage; the redirect
+        to the Xet bridge is not followed) into a scratch file next to the writer's, then through the
+        writer, which checks it; every other file streams from the GET into the writer.
         """
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
-        from huggingface_hub.utils import build_hf_headers
+        from huggingface_hub.utils import build_hf_headers, parse_xet_file_data_from_response
 
         endpoint = (self.endpoint or settings.hub_endpoint()).rstrip("/")
         url = hf_hub_url(self.repo_id, path, subfolder=self.subfolder, repo_type=self.repo_type,
@@ -247,49 +246,64 @@ class HubSource(HttpBackedSource):
                     raise NotFoundError(what) from None
                 raise (RetryableError if kind == "transient" else DownloadError)(what) from None
 
-        answer = _in_background(lambda: fetcher.transport.call(head))
-
-        def checked() -> Any:
-            """The metadata answer, once it is in; refused unless it is for the pinned commit and size."""
-            meta = answer.result()
-            if meta.commit_hash != self.revision:
-                raise IntegrityError(f"{self.description}: {path}: server answered for commit "
-                                     f"{meta.commit_hash}, not the pinned {self.revision}")
-            if meta.size is not None and meta.size != size:
-                raise IntegrityError(f"{self.description}: {path} is {meta.size} bytes on the server, "
-                                     f"the manifest says {size}")
+        def metadata() -> Any:
+            """The client's metadata answer, checked: for the pinned commit and the manifest's size."""
+            meta = fetcher.transport.call(head)
+            check(meta.commit_hash, meta.size)
             return meta
 
-        def before_body() -> None:
-            if getattr(checked(), "xet_file_data", None) is not None:
-                raise _XetStored
+        def check(commit: str | None, served_size: int | None) -> None:
+            if commit != self.revision:
+                raise IntegrityError(f"{self.description}: {path}: server answered for commit "
+                                     f"{commit}, not the pinned {self.revision}")
+            if served_size is not None and served_size != size:
+                raise IntegrityError(f"{self.description}: {path} is {served_size} bytes on the server, "
+                                     f"the manifest says {size}")
+
+        def on_answer(response: Any) -> None:
+            """The Hub's answer to the GET, before its body or its redirect: route and check it."""
+            if response.status_code >= 400:
+                return  # the download raises; the metadata call then says why (below)
+            xet = parse_xet_file_data_from_response(response, endpoint=endpoint)
+            if xet is not None:
+                raise _XetStored(xet)
+            commit = response.headers.get("X-Repo-Commit")
+            if not commit:  # not the Hub's headers: the client's own metadata call decides
+                meta = metadata()
+                if getattr(meta, "xet_file_data", None) is not None:
+                    raise _XetStored(meta.xet_file_data)
+                return
+            linked = response.headers.get("X-Linked-Size") or (
+                response.headers.get("Content-Length") if response.status_code == 200 else None)
+            check(commit, int(linked) if linked and linked.strip().isdigit() else None)
 
         headers = build_hf_headers(token=False, library_name="adapterhub")  # the transport adds the token
         try:
-            fetcher.download(url, writer, headers=headers, token=self.token, before_body=before_body)
+            fetcher.download(url, writer, headers=headers, token=self.token, on_answer=on_answer)
             return
-        except _XetStored:
-            pass
+        except _XetStored as stored:
+            xet_file_data = stored.xet_file_data
+        except IntegrityError:
+            raise
         except AdapterHubError:
-            # A failed metadata request says more (auth, missing file, wrong commit) than the GET; a file
+            # A failed GET: the metadata call says more (auth, missing file, wrong commit), and a file
             # in Xet is read through xet_get whatever its GET did.
-            if getattr(checked(), "xet_file_data", None) is None:
+            xet_file_data = getattr(metadata(), "xet_file_data", None)
+            if xet_file_data is None:
                 raise
-        _xet_into(checked().xet_file_data, writer, build_hf_headers(token=secret or False, library_name="adapterhub"),
+        # xet_get asks the answer's refresh route for a Xet read token, sending these headers: the user's
+        # token goes there only where the token rule allows (the Hub's own route is on the endpoint).
+        route_secret = scope.token_for(xet_file_data.refresh_route, self.token)
+        _xet_into(xet_file_data, writer, build_hf_headers(token=route_secret or False, library_name="adapterhub"),
                   path)
 
 
 class _XetStored(Exception):
-    """The metadata answer says the file is in Xet storage: read it with ``xet_get``, not the GET."""
+    """The Hub says the file is in Xet storage: read it with ``xet_get``, not the GET."""
 
-
-def _in_background(call: Callable[[], T]) -> Future[T]:
-    """Run ``call`` on a lane (:mod:`.lanes`: a thread kept by the process; huggingface_hub keeps an
-    HTTP session per thread, so a kept thread also reuses its connections)."""
-    lane = lanes.take()
-    future = lane.submit(call)
-    future.add_done_callback(lambda _: lanes.give_back(lane))
-    return future
+    def __init__(self, xet_file_data: Any) -> None:
+        super().__init__("stored in Xet")
+        self.xet_file_data = xet_file_data
 
 
 class Sink(Protocol):

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from .._version import __version__
 from ..errors import (
@@ -120,8 +120,8 @@ class _Watchdog:
 
     A timer thread per request would cost a thread start on every request's critical path, and
     ``Thread.start`` waits until the new thread holds the GIL: up to the interpreter's switch
-    interval (5 ms) when another thread is running Python, as the Hub metadata request beside a
-    download's GET does. Finished watches are dropped when they reach the front of the queue.
+    interval (5 ms) when another thread is running Python, as a download's hashing and its other
+    files' streams do. Finished watches are dropped when they reach the front of the queue.
     """
 
     def __init__(self) -> None:
@@ -282,6 +282,11 @@ def _retry_after(value: str | None, cap: float) -> float | None:
         return None  # an HTTP date: fall back to our own backoff
 
 
+def _within_server(location: str | None) -> bool:
+    """A redirect to a path on the same server (no scheme, no host), as the Hub sends for a renamed repo."""
+    return bool(location) and not urlsplit(location).netloc and not urlsplit(location).scheme
+
+
 # --- one response ----------------------------------------------------------------------------------
 
 
@@ -404,8 +409,15 @@ class Transport:
     # -- one attempt -----------------------------------------------------------------------------
 
     def open(self, url: str, *, headers: Mapping[str, str] | None = None, token: str | bool | None = None,
-             deadline: Deadline | None = None) -> Opened:
-        """GET ``url`` once, following redirects; the caller reads (and closes) the response."""
+             deadline: Deadline | None = None, on_answer: Callable[[Any], None] | None = None) -> Opened:
+        """GET ``url`` once, following redirects; the caller reads (and closes) the response.
+
+        ``on_answer`` sees the server's own answer before anything else happens to it: the first
+        response that is not a redirect within the server (a relative ``Location``, e.g. a renamed
+        repository), which is the response ``huggingface_hub``'s metadata call reads. It gets the
+        ``requests`` response (headers in, body unread) before its redirect, if any, is followed (to a
+        CDN); whatever it raises ends the request, with the response closed.
+        """
         deadline = deadline or Deadline(self.options.deadline)
         base = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
         base.update({k: v for k, v in (headers or {}).items() if k.lower() != "authorization"})
@@ -420,6 +432,13 @@ class Transport:
                 sent["Authorization"] = f"Bearer {secret}"
             response = self._get(current, sent, deadline)
             location = response.headers.get("Location")
+            if on_answer is not None and not (response.status_code in REDIRECTS and _within_server(location)):
+                try:
+                    on_answer(response)
+                except BaseException:
+                    response.close()
+                    raise
+                on_answer = None
             if response.status_code not in REDIRECTS or not location:
                 return Opened(response, current, self, deadline)
             response.close()

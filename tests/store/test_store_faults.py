@@ -120,10 +120,12 @@ def test_wrong_content_range_restarts(cache, big):
 
 @pytest.mark.parametrize("methods", [("GET",), ("HEAD",)])
 def test_500s_then_success(cache, big, methods):
+    if methods == ("HEAD",):  # the metadata call is made when the GET's answer lacks the Hub's commit header
+        big.plan.rewrite_headers({"X-Repo-Commit": ""}, methods=("GET",))
     big.plan.fail(500, times=2, methods=methods)
     result = pull(big.manifest(), options=FAST)
     assert result.files["adapter.safetensors"].read_bytes() == BIG
-    assert [a.kind for a in big.plan.applied] == [FaultKind.ERROR, FaultKind.ERROR]
+    assert [a.kind for a in big.plan.applied if a.kind is FaultKind.ERROR] == [FaultKind.ERROR, FaultKind.ERROR]
 
 
 def test_500s_forever_give_a_clear_error(cache, big):
