@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from ..fileio import sha256_stream
+from ..fileio import sha256_open_file, sha256_stream
 from .layout import CacheLayout
 
 DEFAULT_REHASH_LIMIT = 16 << 20
@@ -163,7 +163,10 @@ def check_file(path: Path, sha256: str, size: int, recorded: Stamp | None, *, li
 
 def hash_file(path: Path, *, limit: int | None = None) -> tuple[str, int]:
     """sha256 hex and byte count of a regular file (or its first ``limit`` bytes); a symlink or
-    other non-regular file raises :class:`NotRegularFileError`."""
-    fh, _ = open_regular(path)
+    other non-regular file raises :class:`NotRegularFileError`. A whole large file is read in place
+    (:func:`~adapterhub.fileio.sha256_open_file`): these are the cache's files, never rewritten."""
+    fh, st = open_regular(path)
     with fh:
+        if limit is None:
+            return sha256_open_file(fh, st.st_size)
         return sha256_stream(fh, limit=limit)

@@ -209,3 +209,66 @@ def test_one_hashing_loop_for_files_blobs_and_limits(tmp_path):
     assert sha256_file(link) == sha256_file(path)  # a plain file hash follows links; a blob's never does
     with pytest.raises(NotRegularFileError):
         hash_file(link)
+
+
+@pytest.mark.parametrize("extra", [-1, 0, 1, 3 << 20])
+def test_a_large_file_is_hashed_in_place_and_gives_the_same_answer(tmp_path, extra):
+    """From fileio.MAP_AT_LEAST bytes a whole file is hashed through a read-only mapping (no copy into a
+    buffer); the answer is the streaming loop's, on either side of the threshold."""
+    import hashlib
+
+    from adapterhub.fileio import MAP_AT_LEAST
+    from adapterhub.store.reuse import hash_file
+
+    data = os.urandom(MAP_AT_LEAST + extra)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    assert hash_file(path) == (hashlib.sha256(data).hexdigest(), len(data))
+
+
+@pytest.mark.parametrize("change", ["grows", "shrinks"])
+def test_a_file_resized_while_it_is_hashed_in_place_is_hashed_again_whole(tmp_path, monkeypatch, change):
+    """The mapping covers the size fstat gave; a file another process resized meanwhile is hashed again
+    from the start, so the answer always describes the whole file as it now is."""
+    import hashlib
+    import mmap as mmap_module
+
+    from adapterhub.fileio import MAP_AT_LEAST, sha256_open_file
+
+    path = tmp_path / "blob"
+    path.write_bytes(b"a" * MAP_AT_LEAST)
+    real_mmap = mmap_module.mmap
+
+    def resizing_mmap(fd, length, **kwargs):
+        mapped = real_mmap(fd, length, **kwargs)
+        bytes(mapped[:16])  # pages are mapped: now the file changes under us
+        if change == "grows":
+            with path.open("ab") as out:
+                out.write(b"b" * 1000)
+        return mapped
+
+    monkeypatch.setattr(mmap_module, "mmap", resizing_mmap)
+    with path.open("rb", buffering=0) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if change == "shrinks":  # told a larger size than it has (the mapping is refused): read instead
+            size += 1 << 20
+        got = sha256_open_file(fh, size)
+    now = path.read_bytes()
+    assert got == (hashlib.sha256(now).hexdigest(), len(now))
+
+
+def test_a_file_that_cannot_be_mapped_is_read(tmp_path, monkeypatch):
+    import hashlib
+    import mmap as mmap_module
+
+    from adapterhub.fileio import MAP_AT_LEAST
+    from adapterhub.store.reuse import hash_file
+
+    def refuse(*args, **kwargs):
+        raise OSError(19, "No such device")  # ENODEV: a filesystem without mmap
+
+    monkeypatch.setattr(mmap_module, "mmap", refuse)
+    data = os.urandom(MAP_AT_LEAST)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    assert hash_file(path) == (hashlib.sha256(data).hexdigest(), len(data))
