@@ -387,6 +387,7 @@ def cold_on_filesystems(rounds: int, dirs: list[Path], manifest, url: str, paylo
                      "pull_ratio_durable": med(t_durable) / med(t_cold), "target_ratio": 0.9,
                      "pass": med(t_hashed) / med(t_cold) >= 0.9,
                      "minimal_all_files_median_s": med(t_all), "pull_ratio_same_files": med(t_all) / med(t_cold),
+                     "pass_same_files": med(t_all) / med(t_cold) >= 0.9,
                      "minimal_all_files_durable_median_s": med(t_same),
                      "pull_ratio_same_work": med(t_same) / med(t_cold),
                      "pass_same_work": med(t_same) / med(t_cold) >= 0.9,
@@ -588,11 +589,11 @@ def main() -> int:
         f"| on {r['filesystem']}: cold pull vs the minimal verified download of every file of the adapter (the "
         f"config's GET and sha256 on a kept thread beside the weights' stream; no fsync) | "
         f"{r['pull_median_s'] * 1000:.0f} ms | {r['minimal_all_files_median_s'] * 1000:.0f} ms | "
-        f"{r['pull_ratio_same_files']:.2f}x | (context) | - |\n"
+        f"{r['pull_ratio_same_files']:.2f}x | >= 0.9x (issue 12, the same files) | {r['pass_same_files']} |\n"
         f"| like for like on {r['filesystem']}: cold pull vs the minimal download that does what the pull must: every "
         f"file, one GET each, sha256 on a kept thread, each file fsynced at its end | "
         f"{r['pull_median_s'] * 1000:.0f} ms | {r['minimal_all_files_durable_median_s'] * 1000:.0f} ms | "
-        f"{r['pull_ratio_same_work']:.2f}x | (context) | - |\n"
+        f"{r['pull_ratio_same_work']:.2f}x | >= 0.9x (issue 12, the same files, durable) | {r['pass_same_work']} |\n"
         f"| on {r['filesystem']}: cold pull of the weights file alone vs its minimal verified download (no fsync) | "
         f"{r['pull_weights_only_median_s'] * 1000:.0f} ms | {r['minimal_verified_median_s'] * 1000:.0f} ms | "
         f"{r['weights_only_ratio']:.2f}x | (context) | - |\n"
@@ -643,7 +644,10 @@ link slower than sha256 (every real network here) the bound disappears, as the t
     previous.write_text(md)
     print(md)
     shutil.rmtree(work, ignore_errors=True)
-    return 0 if all(r["pass"] for r in (w, mv, v)) else 1
+    # The cold line, measured honestly: against a minimal download of the same files, as durable as the
+    # cache's blobs (on tmpfs fsync is free, so that is the minimal download of the same files).
+    cold_ok = all(r["pass_same_work"] for r in by_filesystem)
+    return 0 if all(r["pass"] for r in (w, v)) and cold_ok else 1
 
 
 if __name__ == "__main__":
