@@ -158,6 +158,11 @@ class UnsafeFileError(AdapterHubError):
     """A weight file is not a well-formed safetensors file (or is a pickle in disguise)."""
 
 
+class DiskSpaceError(AdapterHubError):
+    """The cache's filesystem has no room for what a pull must write: found before the first byte when the
+    free space is known to be short, or when a write fails with ENOSPC / EDQUOT (nothing is left half-written)."""
+
+
 class OfflineError(AdapterHubError):
     """Offline mode is on and something needed is not in the cache."""
 

@@ -32,6 +32,7 @@ from .http import HttpFetcher
 from .layout import CacheLayout
 from .progress import Progress
 from .reuse import verified_blob
+from .room import ensure_room
 from .safetensors_check import blob_check, is_safetensors_path, temp_file_check
 from .sources import ContentDirSource, HttpBackedSource, LocalDirSource, Source, describe_sources, sources_for
 from .writer import BlobWriter
@@ -183,6 +184,7 @@ class BlobFetch:
         largest file's first) is raised after the other transfers finished (their blobs are verified
         and stay useful).
         """
+        ensure_room(self.layout.blobs, sum(f.size for f in missing), f"{self.requested.id}: the download")
         progress = self.progress(missing)
         try:
             ordered = sorted(missing, key=lambda f: f.size, reverse=True)

@@ -26,6 +26,7 @@ from ..errors import IntegrityError, SizeLimitError
 from ..fileio import make_read_only
 from . import lanes
 from .layout import CacheLayout, new_owner, parse_owner, parse_temp_name
+from .room import full_disk
 
 Validator = Callable[[Path], None]
 READ_CHUNK = 1 << 20
@@ -240,7 +241,10 @@ class BlobWriter:
         if self.offset + n > self.limit:
             raise SizeLimitError(f"{self.where}: the source sent more than the {self.limit} bytes the "
                                  "manifest allows; refusing the rest")
-        self._fh.write(data)
+        try:
+            self._fh.write(data)
+        except OSError as exc:
+            raise full_disk(exc, self.where) or exc from None
         self._hash.update(data)
         self.offset += n
         if self.on_progress:
@@ -284,6 +288,9 @@ class BlobWriter:
             if _publish_no_replace(self.temp, self.final):
                 self.published = mine
             self._done = True
+        except OSError as exc:  # a delayed allocation can find the disk full at flush or fsync
+            self.abort()
+            raise full_disk(exc, self.where) or exc from None
         except BaseException:
             self.abort()
             raise
