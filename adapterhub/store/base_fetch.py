@@ -39,6 +39,7 @@ from .base_locator import (
 )
 from .hf_cache import discard_file, is_ref_name, mark_unverified, mark_verified, record_ref, snapshot_dir
 from .hub_repo import HubFile, HubRepo, client_call, client_routed_to, list_files, resolve_revision
+from .room import ensure_room
 from .safetensors_check import check_safetensors, is_safetensors_path
 
 CONFIG = "config.json"
@@ -162,6 +163,12 @@ def fetch_base(repo_id: str, revision: str | None = None, *, endpoint: str | Non
     listing = {f.path: f for f in list_files(repo, commit, scope=scope)}
     wanted = _select(listing, where)
     snapshot = snapshot_dir(repo_id, commit)
+
+    def room_for(names: Sequence[str]) -> None:
+        ensure_room(snapshot, sum(listing[n].size for n in names if not (snapshot / n).exists()),
+                    f"base model {where}")
+
+    room_for(wanted)
     mark_unverified(snapshot, f"fetch of {repo_id}@{commit} from {repo.base_url} not finished")
     downloaded = 0
 
@@ -182,6 +189,7 @@ def fetch_base(repo_id: str, revision: str | None = None, *, endpoint: str | Non
         get(wanted)
         if SAFE_INDEX in wanted:
             shards = _shards(snapshot / SAFE_INDEX, listing, where)
+            room_for(shards)
             get(shards)
             wanted += shards
     location = BaseLocation(snapshot, f"fetched from {repo.base_url} ({repo_id}@{commit})")

@@ -202,3 +202,21 @@ def test_a_private_base_gets_the_users_token_for_the_endpoint_they_configured(hu
     assert fetch_base("org/private-base", commit).commit == commit
     with pytest.raises(AuthenticationError):
         fetch_base("org/private-base", commit, token=False)
+
+
+def test_a_base_larger_than_the_free_space_is_refused_before_any_download(served, hub, monkeypatch):
+    """The base's files must fit the Hugging Face cache's filesystem; nothing is fetched or marked otherwise."""
+    import shutil
+    from collections import namedtuple
+
+    from adapterhub.errors import DiskSpaceError
+
+    commit, hf_cache = served
+    needed = sum(len(BASE[n]) for n in ("config.json", "model.safetensors", "tokenizer_config.json", "vocab.txt"))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(1 << 40, 0, needed - 1))
+    with pytest.raises(DiskSpaceError, match=f"needs {needed:,} bytes"):
+        fetch_base(REPO_ID, commit)
+    assert not (hf_cache / "models--org--tiny-base" / "snapshots").exists()
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(1 << 40, 0, needed))
+    assert fetch_base(REPO_ID, commit).downloaded == needed
