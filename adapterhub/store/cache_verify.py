@@ -41,9 +41,14 @@ class VerifyReport:
                 "evicted_views": self.evicted_views}
 
 
+HELPER_AT_LEAST = 4 << 20
+"""Files from this size get a helper thread of their own when several are verified together."""
+
+
 def _hash_many(paths: list[Path]) -> dict[Path, tuple[str, int] | None]:
-    """sha256 of several files side by side (hashlib releases the GIL on large updates): the largest on
-    the calling thread, which spares it a thread start and a hand-off, the others on helper threads."""
+    """sha256 of several files side by side (hashlib releases the GIL on large updates): the largest and
+    every small file on the calling thread (a thread start costs more than hashing a config), the other
+    large ones on helper threads."""
     def one(p: Path) -> tuple[str, int] | None:
         try:
             return hash_file(p)
@@ -52,20 +57,22 @@ def _hash_many(paths: list[Path]) -> dict[Path, tuple[str, int] | None]:
         except OSError:
             return None
 
-    if len(paths) <= 1:
-        return {p: one(p) for p in paths}
-
     def size(p: Path) -> int:
         try:
             return os.lstat(p).st_size
         except OSError:
             return 0
 
-    largest, *others = sorted(paths, key=size, reverse=True)
-    with ThreadPoolExecutor(max_workers=min(3, os.cpu_count() or 1, len(others))) as pool:
-        pending = pool.map(one, others)
-        hashed = {largest: one(largest)}
-        hashed.update(zip(others, pending, strict=True))
+    sizes = {p: size(p) for p in paths}
+    by_size = sorted(paths, key=sizes.__getitem__, reverse=True)
+    beside = [p for p in by_size[1:] if sizes[p] >= HELPER_AT_LEAST]
+    hashed: dict[Path, tuple[str, int] | None] = {}
+    if not beside:
+        return {p: one(p) for p in paths}
+    with ThreadPoolExecutor(max_workers=min(3, os.cpu_count() or 1, len(beside))) as pool:
+        pending = pool.map(one, beside)
+        hashed.update((p, one(p)) for p in by_size if p not in beside)
+        hashed.update(zip(beside, pending, strict=True))
     return {p: hashed[p] for p in paths}
 
 

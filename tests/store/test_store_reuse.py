@@ -272,3 +272,51 @@ def test_a_file_that_cannot_be_mapped_is_read(tmp_path, monkeypatch):
     path = tmp_path / "blob"
     path.write_bytes(data)
     assert hash_file(path) == (hashlib.sha256(data).hexdigest(), len(data))
+
+
+@pytest.mark.parametrize("corrupt", [None, "big-a.safetensors", "big-b.safetensors", "small.json"])
+def test_verify_of_large_and_small_files_names_exactly_the_corrupted_one(cache, tmp_path, monkeypatch, corrupt):
+    """Two large files (one hashed beside the other on a helper thread) and a small one (on the calling
+    thread, with the largest: one large file and small ones start no thread); each verdict is its own."""
+    import hashlib
+    import threading
+
+    from adapterhub.store.cache_verify import HELPER_AT_LEAST
+
+    files = {"big-a.safetensors": safetensors_bytes(HELPER_AT_LEAST // 4 + 64, name="a"),
+             "big-b.safetensors": safetensors_bytes(HELPER_AT_LEAST // 4 + 16, name="b", seed=2),
+             "small.json": b'{"r": 8}'}
+    manifest = manifest_for(files)
+    pulled = pull(manifest, sources=[LocalDirSource(dir_with(tmp_path / "src", files))])
+    if corrupt:
+        target = pulled.files[corrupt]
+        os.chmod(target, 0o644)
+        with open(target, "r+b") as fh:  # a hard link: the blob changes too
+            fh.seek(len(files[corrupt]) - 1)
+            fh.write(b"\x00" if files[corrupt][-1:] != b"\x00" else b"\x01")
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def recording_start(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", recording_start)
+    report = verify(manifest.name)
+    assert report.evicted_blobs == ([hashlib.sha256(files[corrupt]).hexdigest()] if corrupt else [])
+    assert report.ok == (corrupt is None)
+    assert len(started) == 1  # the second large file's helper; the small file never gets one
+
+
+def test_verify_of_one_large_file_and_small_ones_starts_no_thread(cache, tmp_path, monkeypatch):
+    import threading
+
+    from adapterhub.store.cache_verify import HELPER_AT_LEAST
+
+    files = {"adapter.safetensors": safetensors_bytes(HELPER_AT_LEAST // 4 + 64), "a.json": b"{}", "b.json": b"[]"}
+    manifest = manifest_for(files)
+    pull(manifest, sources=[LocalDirSource(dir_with(tmp_path / "src", files))])
+    started: list[str] = []
+    start = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", lambda thread: (started.append(thread.name), start(thread))[1])
+    assert verify(manifest.name).ok and started == []
