@@ -264,18 +264,16 @@ class HubSource(HttpBackedSource):
             """The Hub's answer to the GET, before its body or its redirect: route and check it."""
             if response.status_code >= 400:
                 return  # the download raises; the metadata call then says why (below)
-            xet = parse_xet_file_data_from_response(response, endpoint=endpoint)
-            if xet is not None:
-                raise _XetStored(xet)
             commit = response.headers.get("X-Repo-Commit")
             if not commit:  # not the Hub's headers: the client's own metadata call decides
-                meta = metadata()
-                if getattr(meta, "xet_file_data", None) is not None:
-                    raise _XetStored(meta.xet_file_data)
-                return
-            linked = response.headers.get("X-Linked-Size") or (
-                response.headers.get("Content-Length") if response.status_code == 200 else None)
-            check(commit, int(linked) if linked and linked.strip().isdigit() else None)
+                xet = getattr(metadata(), "xet_file_data", None)
+            else:
+                linked = response.headers.get("X-Linked-Size") or (
+                    response.headers.get("Content-Length") if response.status_code == 200 else None)
+                check(commit, int(linked) if linked and linked.strip().isdigit() else None)
+                xet = parse_xet_file_data_from_response(response, endpoint=endpoint)
+            if xet is not None:
+                raise _XetStored(xet)
 
         headers = build_hf_headers(token=False, library_name="adapterhub")  # the transport adds the token
         try:

@@ -136,6 +136,13 @@ def test_a_file_the_hub_puts_in_xet_is_read_through_xet_get(cache, weights, scri
     assert scripted.seen("/bridge/file") == []
 
 
+def test_a_xet_answer_for_another_commit_is_refused_before_xet_get(cache, weights):
+    weights.plan.rewrite_headers({**XET_HEADERS, "X-Repo-Commit": "0" * 40}, methods=("GET",))
+    with pytest.raises(IntegrityError, match="not the pinned"):
+        HubSource("org/cold", weights.commit, endpoint=weights.endpoint).stream(
+            "adapter.safetensors", len(WEIGHTS), Recorder(len(WEIGHTS), limit=len(WEIGHTS)))
+
+
 @pytest.mark.parametrize("route_allowed", [False, True])
 def test_the_token_goes_to_a_xet_refresh_route_only_where_the_token_rule_allows(
         cache, weights, scripted, monkeypatch, route_allowed):
