@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .digits import plain_int
 from .errors import (
     AdapterHubError,
     IncompatibleBaseError,
@@ -92,10 +93,11 @@ def read_tsv(path: str | Path) -> tuple[list[str], list[int]]:
             if not line:
                 continue
             text, _, label = line.rpartition("\t")
-            if not label.strip().isdigit():
-                raise SchemaError(str(path), [SchemaProblem(f"/{n}", f"label {label!r} is not an integer")])
+            value = plain_int(label.strip())
+            if value is None:
+                raise SchemaError(str(path), [SchemaProblem(f"/{n}", f"label {label[:40]!r} is not an integer")])
             texts.append(text.strip())
-            gold.append(int(label))
+            gold.append(value)
     return texts, gold
 
 

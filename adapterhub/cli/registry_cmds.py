@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..digits import plain_int
 from .app import cli, echo_json, index_option, json_option, print_table
 from .args import name_argument, names_argument
 
@@ -281,10 +282,11 @@ def _role_values(values: tuple[str, ...], what: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for text in values:
         role, _, number = text.partition("=")
-        if role not in (*ROLES, "all") or not number.isdigit() or int(number) < 1:
+        count = plain_int(number)
+        if role not in (*ROLES, "all") or count is None or count < 1:
             raise click.BadParameter(f"{text!r}: expected ROLE={what} with ROLE one of {', '.join(ROLES)} or all, "
                                      f"and a positive integer")
-        out.update(dict.fromkeys(ROLES if role == "all" else (role,), int(number)))
+        out.update(dict.fromkeys(ROLES if role == "all" else (role,), count))
     return out
 
 

@@ -12,6 +12,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from ..digits import plain_int
 from ..errors import (
     CompositionError,
     InvalidNameError,
@@ -57,12 +58,13 @@ def _check_version_field(data: Any, source: str) -> int:
     raw = data.get("schema_version")
     if isinstance(raw, str) and "." in raw:
         major, _, minor = raw.partition(".")
-        if major.isdigit() and int(major) != SUPPORTED_MAJOR:
+        if major.isascii() and major.isdigit() and plain_int(major) != SUPPORTED_MAJOR:  # too long: not ours either
             raise UnsupportedSchemaVersionError(
-                f"{source}: manifest format {raw} is not supported by this adapterhub "
+                f"{source}: manifest format {raw[:40]} is not supported by this adapterhub "
                 f"(it reads {SUPPORTED_MAJOR}.x)", hint="upgrade adapterhub")
-        if minor.isdigit():
-            return int(minor)
+        readable = plain_int(minor)
+        if readable is not None:
+            return readable
     if isinstance(raw, int) and raw != SUPPORTED_MAJOR:
         raise UnsupportedSchemaVersionError(
             f"{source}: manifest format {raw} is not supported (this adapterhub reads {SUPPORTED_MAJOR}.x)",
@@ -180,7 +182,8 @@ def layer_index_problems(config: dict[str, Any], num_hidden_layers: int,
     rf = config.get("reduction_factor")
     if isinstance(rf, dict):
         for key in rf:
-            if key != "default" and str(key).isdigit() and int(key) >= total:
+            layer = plain_int(key)
+            if layer is not None and layer >= total:
                 problems.append(SchemaProblem(f"/adapter/config/reduction_factor/{key}",
                                               f"layer {key} does not exist ({where})"))
     return problems

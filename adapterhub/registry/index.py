@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import resources, settings
+from ..digits import plain_int
 from ..errors import IndexFormatError, NotFoundError, SchemaError, UnsupportedSchemaVersionError
 from ..jsonio import loads_strict
 from ..names import normalize_name, validate_name
@@ -44,7 +45,8 @@ class Index:
             raise IndexFormatError(f"{where}: missing; not a registry index")
         config = loads_strict(data, where)
         fmt = config.get("index_format") if isinstance(config, dict) else None
-        if isinstance(fmt, str) and fmt.split(".")[0].isdigit() and int(fmt.split(".")[0]) != SUPPORTED_INDEX_MAJOR:
+        major = fmt.split(".")[0] if isinstance(fmt, str) else ""
+        if major.isascii() and major.isdigit() and plain_int(major) != SUPPORTED_INDEX_MAJOR:
             raise UnsupportedSchemaVersionError(
                 f"{where}: index format {fmt} is not supported (this adapterhub reads {SUPPORTED_INDEX_MAJOR}.x)",
                 hint="upgrade adapterhub")

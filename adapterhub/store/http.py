@@ -22,10 +22,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import DownloadError, IntegrityError, NotFoundError, RetryableError, SizeLimitError
-from ..transport import Deadline, FetchOptions, TokenScope, Transport
+from ..transport import Deadline, FetchOptions, TokenScope, Transport, header_int
 from .writer import BlobWriter
 
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d{1,19})-(\d{1,19})/(\d{1,19}|\*)\s*$", re.ASCII)
 
 
 def _content_range_start(value: str | None) -> tuple[int, int | None] | None:
@@ -92,16 +92,15 @@ class HttpFetcher:
                     writer.reset()
                     raise RetryableError(f"wrong Content-Range {resp.headers.get('Content-Range')!r} for our "
                                          f"request from byte {offset}")
-            declared = resp.headers.get("Content-Length")
-            declared = declared.strip() if declared else None
-            if declared and declared.isdigit() and writer.offset + int(declared) > writer.limit:
-                raise SizeLimitError(f"{writer.where}: {url} announces {writer.offset + int(declared)} bytes, "
+            declared = header_int(resp.headers.get("Content-Length"))
+            if declared is not None and writer.offset + declared > writer.limit:
+                raise SizeLimitError(f"{writer.where}: {url} announces {writer.offset + declared} bytes, "
                                      f"more than the {writer.limit} the manifest allows")
             start = writer.offset
             for chunk in resp.chunks():
                 writer.write(chunk)
         if writer.size is not None and writer.offset < writer.size:
-            if declared and declared.isdigit() and writer.offset - start == int(declared):
+            if declared is not None and writer.offset - start == declared:
                 # The server sent all it announced, and that is short: its file is not ours.
                 raise IntegrityError(f"{writer.where}: {url} served {writer.offset} bytes, the manifest says "
                                      f"{writer.size} (truncated file on the server)")

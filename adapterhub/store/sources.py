@@ -29,7 +29,7 @@ from ..errors import (
 )
 from ..manifest import BundledSource, FileEntry, HfSource, HttpsSource, Manifest
 from ..paths import safe_join
-from ..transport import Deadline, TokenScope
+from ..transport import Deadline, TokenScope, header_int
 from .http import HttpFetcher
 from .hub_repo import auth_problem, classify_hub_error, first_line, names_of
 from .writer import BlobWriter
@@ -254,8 +254,9 @@ class HubSource(HttpBackedSource):
 
         def check(commit: str | None, served_size: int | None) -> None:
             if commit != self.revision:
+                shown = commit if commit is None or len(commit) <= 64 else f"{commit[:64]!r}... ({len(commit)} chars)"
                 raise IntegrityError(f"{self.description}: {path}: server answered for commit "
-                                     f"{commit}, not the pinned {self.revision}")
+                                     f"{shown}, not the pinned {self.revision}")
             if served_size is not None and served_size != size:
                 raise IntegrityError(f"{self.description}: {path} is {served_size} bytes on the server, "
                                      f"the manifest says {size}")
@@ -270,7 +271,7 @@ class HubSource(HttpBackedSource):
             else:
                 linked = response.headers.get("X-Linked-Size") or (
                     response.headers.get("Content-Length") if response.status_code == 200 else None)
-                check(commit, int(linked) if linked and linked.strip().isdigit() else None)
+                check(commit, header_int(linked))
                 xet = parse_xet_file_data_from_response(response, endpoint=endpoint)
             if xet is not None:
                 raise _XetStored(xet)

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from .._version import __version__
+from ..digits import plain_int
 from ..errors import (
     AdapterHubError,
     DownloadError,
@@ -280,6 +281,13 @@ def _retry_after(value: str | None, cap: float) -> float | None:
         return min(max(float(value), 0.0), cap) if value else None
     except ValueError:
         return None  # an HTTP date: fall back to our own backoff
+
+
+def header_int(value: str | None) -> int | None:
+    """A byte count from a header (``Content-Length``, ``X-Linked-Size``): plain digits, at most 19 of them
+    (below 2**63), else None. ``int()`` alone would accept signs, spaces and underscores, and raises
+    ValueError past 4,300 digits: a hostile header must not become an exception we did not type."""
+    return plain_int((value or "").strip())
 
 
 def _within_server(location: str | None) -> bool:

@@ -22,7 +22,7 @@ PACKAGE = REPO / "adapterhub"
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("base", frozenset({"__init__", "_version", "errors", "settings", "names", "jsonio", "fileio", "paths",
                         "progress", "resources", "schema", "blocks", "transport", "families", "lazy",
-                        "records"})),
+                        "records", "digits"})),
     ("manifest", frozenset({"manifest"})),
     ("registry", frozenset({"registry"})),
     ("store", frozenset({"store"})),

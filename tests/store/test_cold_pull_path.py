@@ -97,6 +97,14 @@ def test_no_byte_is_written_before_the_hubs_answer_is_checked(cache, weights, he
     assert sink.written == []
 
 
+def test_a_hostile_commit_header_is_refused_in_a_message_of_bounded_length(cache, weights):
+    weights.plan.rewrite_headers({"X-Repo-Commit": "f" * 20_000}, methods=("GET",))
+    source = HubSource("org/cold", weights.commit, endpoint=weights.endpoint)
+    with pytest.raises(IntegrityError, match="not the pinned") as raised:
+        source.stream("adapter.safetensors", len(WEIGHTS), Recorder(len(WEIGHTS), limit=len(WEIGHTS)))
+    assert len(str(raised.value)) < 400 and "20000 chars" in str(raised.value)
+
+
 def test_an_answer_without_the_commit_header_is_settled_by_the_metadata_call(cache, weights):
     """A server that names the commit only on HEAD (a mirror): the client's metadata call decides, and
     its answer for another commit is refused before a byte is written."""

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...digits import plain_int
 from ...errors import SchemaError, SchemaProblem
 from ...manifest.adapters_config import bottleneck_config, unsupported
 from ..arch import Binding, Layer
@@ -322,7 +323,7 @@ def adapters_tensors(tensors: dict[str, torch.Tensor], name: str, binding: Bindi
 def _bottleneck_leaf(leaf: str, ln_before: bool) -> str:
     parts = leaf.split(".")
     if parts[0] == "adapter_down":
-        index = int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else None
+        index = plain_int(parts[1]) if len(parts) > 2 else None
         rest = ".".join(parts[2:]) if index is not None else ".".join(parts[1:])
         if ln_before and index == 0:
             return f"ln_before.{rest}"
