@@ -20,7 +20,6 @@ from typing import Any, Protocol, runtime_checkable
 
 from .. import resources, settings
 from ..errors import (
-    AdapterHubError,
     AuthenticationError,
     DownloadError,
     IntegrityError,
@@ -282,11 +281,10 @@ class HubSource(HttpBackedSource):
             return
         except _XetStored as stored:
             xet_file_data = stored.xet_file_data
-        except IntegrityError:
-            raise
-        except AdapterHubError:
+        except (DownloadError, NotFoundError):
             # A failed GET: the metadata call says more (auth, missing file, wrong commit), and a file
-            # in Xet is read through xet_get whatever its GET did.
+            # in Xet is read through xet_get whatever its GET did. What the writer refuses (wrong
+            # bytes, no room on the disk) is not the transfer's fault and is raised as it is.
             xet_file_data = getattr(metadata(), "xet_file_data", None)
             if xet_file_data is None:
                 raise

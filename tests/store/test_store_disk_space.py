@@ -69,9 +69,11 @@ def test_a_disk_that_fills_during_the_download_gives_a_typed_error_and_no_leftov
         return FillingFile(handle, len(WEIGHTS) // 2, error) if "w" in mode else handle
 
     monkeypatch.setattr(writer_module, "open", filling_open, raising=False)
+    repo.plan.stall(0, methods=("HEAD",), times=None)  # records any metadata request
     with pytest.raises(DiskSpaceError, match="no space left"):
         pull(repo.manifest(), options=FAST)
     assert views(cache) == [] and leftovers(cache) == []
+    assert repo.plan.applied == [], "a full disk is not the transfer's fault: no metadata call to explain it"
     assert hashlib.sha256(WEIGHTS).hexdigest() not in blobs(cache)
 
 
